@@ -1,0 +1,211 @@
+// Package api is the HTTP face of the service: wire types, thin gin handlers that decode,
+// call the model and encode, and the one mapping from errors to statuses (statusOf).
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/uniter-serve/uniter/detector"
+	"github.com/uniter-serve/uniter/models"
+)
+
+// Model is what the handlers need from a loaded bundle.
+type Model interface {
+	Match(ctx context.Context, r detector.Regions, texts []string) ([]models.MatchResult, error)
+	Align(ctx context.Context, r detector.Regions, text string, opts models.AlignOptions) (*models.Alignment, error)
+}
+
+// Config holds the HTTP limits.
+type Config struct {
+	MaxBodyBytes   int64         // request bodies above this get 413
+	RequestTimeout time.Duration // per-request deadline for model work; 0: none
+}
+
+// Server routes requests to one model.
+type Server struct {
+	cfg   Config
+	model Model
+	info  ModelInfo
+	log   *slog.Logger
+	ready atomic.Bool
+}
+
+// New makes a server for model, described by info in GET /v1/models. It is not ready until
+// SetReady(true) (after warm-up).
+func New(cfg Config, model Model, info ModelInfo, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Server{cfg: cfg, model: model, info: info, log: log}
+}
+
+// SetReady marks the models loaded and warmed up (GET /readyz).
+func (s *Server) SetReady(ready bool) { s.ready.Store(ready) }
+
+// Handler is the gin engine with every route.
+func (s *Server) Handler() http.Handler {
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	_ = r.SetTrustedProxies(nil)
+	r.HandleMethodNotAllowed = true
+	r.Use(gin.CustomRecoveryWithWriter(io.Discard, func(c *gin.Context, rec any) {
+		s.log.Error("panic in handler", "panic", rec, "path", c.Request.URL.Path)
+		s.writeError(c, fmt.Errorf("panic: %v", rec))
+	}))
+	r.Use(s.limitBody)
+	r.NoRoute(func(c *gin.Context) {
+		s.writeError(c, &requestError{status: http.StatusNotFound, code: "not_found", message: "no route " + c.Request.URL.Path})
+	})
+	r.NoMethod(func(c *gin.Context) {
+		s.writeError(c, &requestError{status: http.StatusMethodNotAllowed, code: "method_not_allowed",
+			message: c.Request.Method + " is not allowed on " + c.Request.URL.Path})
+	})
+	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	r.GET("/readyz", func(c *gin.Context) {
+		if !s.ready.Load() {
+			s.writeError(c, &requestError{status: http.StatusServiceUnavailable, code: "not_ready", message: "models are loading"})
+			return
+		}
+		c.JSON(http.StatusOK, gin.H{"status": "ready"})
+	})
+	r.GET("/v1/models", s.handle(func(c *gin.Context) (any, error) {
+		return ModelsResponse{Models: []ModelInfo{s.info}}, nil
+	}))
+	r.POST("/v1/match", s.handle(s.match))
+	r.POST("/v1/align", s.handle(s.align))
+	return r
+}
+
+// limitBody caps every request body; reading past the cap fails with *http.MaxBytesError.
+func (s *Server) limitBody(c *gin.Context) {
+	if s.cfg.MaxBodyBytes > 0 {
+		if c.Request.ContentLength > s.cfg.MaxBodyBytes {
+			s.writeError(c, tooLarge(s.cfg.MaxBodyBytes))
+			c.Abort()
+			return
+		}
+		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxBodyBytes)
+	}
+	c.Next()
+}
+
+func tooLarge(limit int64) error {
+	return &requestError{status: http.StatusRequestEntityTooLarge, code: "body_too_large",
+		message: fmt.Sprintf("request body exceeds the limit of %d bytes", limit)}
+}
+
+// handle adapts a handler that returns a result or an error.
+func (s *Server) handle(h func(c *gin.Context) (any, error)) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		res, err := h(c)
+		if err != nil {
+			s.writeError(c, err)
+			return
+		}
+		c.JSON(http.StatusOK, res)
+	}
+}
+
+func (s *Server) writeError(c *gin.Context, err error) {
+	status, detail := statusOf(err, s.log)
+	c.AbortWithStatusJSON(status, ErrorBody{Error: detail})
+}
+
+// context gives model work the request's context plus the configured deadline.
+func (s *Server) context(c *gin.Context) (context.Context, context.CancelFunc) {
+	if s.cfg.RequestTimeout > 0 {
+		return context.WithTimeout(c.Request.Context(), s.cfg.RequestTimeout)
+	}
+	return context.WithCancel(c.Request.Context())
+}
+
+// decodeJSON reads exactly one JSON object into dst, rejecting unknown fields.
+func (s *Server) decodeJSON(c *gin.Context, dst any) error {
+	if ct := c.ContentType(); ct != "" && ct != "application/json" {
+		return &requestError{status: http.StatusUnsupportedMediaType, code: "unsupported_media_type",
+			message: fmt.Sprintf("content type %q: send application/json", ct)}
+	}
+	dec := json.NewDecoder(c.Request.Body)
+	dec.DisallowUnknownFields()
+	err := dec.Decode(dst)
+	if err == nil && dec.More() {
+		err = errors.New("trailing data after the JSON object")
+	}
+	if err == nil {
+		return nil
+	}
+	var maxErr *http.MaxBytesError
+	var syntaxErr *json.SyntaxError
+	var typeErr *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &maxErr):
+		return tooLarge(maxErr.Limit)
+	case errors.Is(err, io.EOF):
+		return badRequest("malformed_json", "request body is empty: send a JSON object")
+	case errors.As(err, &syntaxErr):
+		return badRequest("malformed_json", "malformed JSON at byte %d: %v", syntaxErr.Offset, err)
+	case errors.As(err, &typeErr):
+		return badRequest("malformed_json", "field %q: got JSON %s, want %s", typeErr.Field, typeErr.Value, typeErr.Type)
+	case strings.HasPrefix(err.Error(), "json: unknown field"):
+		return badRequest("unknown_field", "%s", strings.TrimPrefix(err.Error(), "json: "))
+	}
+	return badRequest("malformed_json", "malformed JSON: %v", err)
+}
+
+func since(t time.Time) float64 { return float64(time.Since(t).Microseconds()) / 1000 }
+
+func (s *Server) match(c *gin.Context) (any, error) {
+	start := time.Now()
+	var req MatchRequest
+	if err := s.decodeJSON(c, &req); err != nil {
+		return nil, err
+	}
+	regions, err := req.Regions.toRegions()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.context(c)
+	defer cancel()
+	results, err := s.model.Match(ctx, regions, req.Texts)
+	if err != nil {
+		return nil, err
+	}
+	resp := NewMatchResponse(results, s.info.Name)
+	resp.TimingMS = since(start)
+	return resp, nil
+}
+
+func (s *Server) align(c *gin.Context) (any, error) {
+	start := time.Now()
+	var req AlignRequest
+	if err := s.decodeJSON(c, &req); err != nil {
+		return nil, err
+	}
+	regions, err := req.Regions.toRegions()
+	if err != nil {
+		return nil, err
+	}
+	if req.TopRegions < 0 {
+		return nil, badRequest("invalid_top_regions", "top_regions: must not be negative, got %d", req.TopRegions)
+	}
+	ctx, cancel := s.context(c)
+	defer cancel()
+	a, err := s.model.Align(ctx, regions, req.Text, models.AlignOptions{TopRegions: req.TopRegions})
+	if err != nil {
+		return nil, err
+	}
+	resp := NewAlignResponse(a, s.info.Name)
+	resp.TimingMS = since(start)
+	return resp, nil
+}

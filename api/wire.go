@@ -1,0 +1,213 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"slices"
+
+	"github.com/uniter-serve/uniter/detector"
+	"github.com/uniter-serve/uniter/models"
+)
+
+// RegionsJSON is the wire form R of an image's regions: boxes in pixels of the original image
+// and one feature row per box. The service computes the 7-d locations itself.
+type RegionsJSON struct {
+	Width    int         `json:"width"`
+	Height   int         `json:"height"`
+	Boxes    [][]float32 `json:"boxes"`
+	Features [][]float32 `json:"features"`
+}
+
+// toRegions checks the shape of the wire form (four numbers a box); the detector checks the rest.
+func (r *RegionsJSON) toRegions() (detector.Regions, error) {
+	if r == nil {
+		return detector.Regions{}, badRequest("missing_regions", "regions: field is required")
+	}
+	boxes := make([]detector.Box, len(r.Boxes))
+	for i, b := range r.Boxes {
+		if len(b) != 4 {
+			return detector.Regions{}, badRequest("invalid_regions", "regions.boxes[%d]: %d numbers, want [x1, y1, x2, y2]", i, len(b))
+		}
+		boxes[i] = detector.Box{b[0], b[1], b[2], b[3]}
+	}
+	return detector.Regions{Width: r.Width, Height: r.Height, Boxes: boxes, Features: r.Features}, nil
+}
+
+// MatchRequest is the body of POST /v1/match.
+type MatchRequest struct {
+	Regions *RegionsJSON `json:"regions"`
+	Texts   []string     `json:"texts"`
+}
+
+// MatchResult is one text's score.
+type MatchResult struct {
+	Text       string  `json:"text"`
+	Score      float32 `json:"score"`
+	Logit      float32 `json:"logit"`
+	OTDistance float64 `json:"ot_distance"`
+	Tokens     int     `json:"tokens"`
+	Truncated  bool    `json:"truncated"`
+}
+
+// MatchResponse answers POST /v1/match: one result per text, in request order.
+type MatchResponse struct {
+	Results  []MatchResult `json:"results"`
+	Model    string        `json:"model"`
+	TimingMS float64       `json:"timing_ms"`
+}
+
+// AlignRequest is the body of POST /v1/align.
+type AlignRequest struct {
+	Regions    *RegionsJSON `json:"regions"`
+	Text       string       `json:"text"`
+	TopRegions int          `json:"top_regions,omitempty"`
+}
+
+// Token is one WordPiece token with its span in the request text (Unicode code points,
+// [start, end)) and the index of the word it belongs to (-1 for [CLS] and [SEP]).
+type Token struct {
+	Text    string `json:"text"`
+	ID      int64  `json:"id"`
+	Start   int    `json:"start"`
+	End     int    `json:"end"`
+	Word    int    `json:"word"`
+	Special bool   `json:"special"`
+}
+
+// Region is one input region as the model saw it.
+type Region struct {
+	Index    int        `json:"index"`
+	Box      [4]float32 `json:"box"`
+	Location [7]float32 `json:"location"`
+}
+
+// RegionShare is one region's share of a word's transport mass.
+type RegionShare struct {
+	Region int     `json:"region"`
+	Share  float64 `json:"share"`
+}
+
+// WordRegions lists a word's best-aligned regions.
+type WordRegions struct {
+	Word    int           `json:"word"`
+	Text    string        `json:"text"`
+	Start   int           `json:"start"`
+	End     int           `json:"end"`
+	Regions []RegionShare `json:"regions"`
+}
+
+// AlignResponse answers POST /v1/align.
+type AlignResponse struct {
+	Text        string        `json:"text"`
+	Tokens      []Token       `json:"tokens"`
+	Truncated   bool          `json:"truncated"`
+	Regions     []Region      `json:"regions"`
+	Plan        [][]float64   `json:"plan"`
+	WordRegions []WordRegions `json:"word_regions"`
+	OTDistance  float64       `json:"ot_distance"`
+	Score       float32       `json:"score"`
+	Logit       float32       `json:"logit"`
+	Model       string        `json:"model"`
+	TimingMS    float64       `json:"timing_ms"`
+}
+
+// ModelInfo describes a loaded bundle in GET /v1/models.
+type ModelInfo struct {
+	Name             string          `json:"name"`
+	Description      string          `json:"description"`
+	Provider         string          `json:"provider"`
+	ProviderFallback string          `json:"provider_fallback,omitempty"`
+	RandomWeights    bool            `json:"random_weights"`
+	FeatureDim       int             `json:"feature_dim"`
+	Hidden           int             `json:"hidden"`
+	Layers           int             `json:"layers"`
+	AttentionHeads   int             `json:"attention_heads"`
+	VocabSize        int             `json:"vocab_size"`
+	LabelDim         int             `json:"label_dim"`
+	MaxTextLength    int             `json:"max_text_length"`
+	MaxRegions       int             `json:"max_regions"`
+	Lowercase        bool            `json:"lowercase"`
+	Heads            map[string]bool `json:"heads"`
+	Graphs           []string        `json:"graphs"`
+	Provenance       map[string]any  `json:"provenance"`
+	ONNXRuntime      string          `json:"onnxruntime_version"`
+}
+
+// ModelsResponse answers GET /v1/models.
+type ModelsResponse struct {
+	Models []ModelInfo `json:"models"`
+}
+
+// ErrorBody is every error response: {"error": {"code": ..., "message": ...}}.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail holds a stable code and a message safe to show to clients.
+type ErrorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// NewMatchResponse converts pipeline results to the wire form (TimingMS left to the caller).
+func NewMatchResponse(results []models.MatchResult, model string) MatchResponse {
+	resp := MatchResponse{Results: make([]MatchResult, len(results)), Model: model}
+	for i, r := range results {
+		resp.Results[i] = MatchResult{Text: r.Text, Score: r.Score, Logit: r.Logit, OTDistance: r.OTDistance,
+			Tokens: r.Tokens, Truncated: r.Truncated}
+	}
+	return resp
+}
+
+// NewAlignResponse converts an alignment to the wire form (TimingMS left to the caller).
+func NewAlignResponse(a *models.Alignment, model string) AlignResponse {
+	resp := AlignResponse{Text: a.Text, Truncated: a.Truncated, Plan: a.Plan, OTDistance: a.OTDistance,
+		Score: a.Score, Logit: a.Logit, Model: model}
+	for _, t := range a.Tokens {
+		resp.Tokens = append(resp.Tokens, Token{Text: t.Text, ID: t.ID, Start: t.Start, End: t.End, Word: t.Word, Special: t.Special})
+	}
+	for i, b := range a.Regions.Boxes {
+		resp.Regions = append(resp.Regions, Region{Index: i, Box: b, Location: a.Regions.Locations[i]})
+	}
+	for _, w := range a.WordRegions {
+		word := a.Words[w.Word]
+		wr := WordRegions{Word: w.Word, Text: word.Text, Start: word.Start, End: word.End}
+		for _, r := range w.Regions {
+			wr.Regions = append(wr.Regions, RegionShare{Region: r.Region, Share: r.Share})
+		}
+		resp.WordRegions = append(resp.WordRegions, wr)
+	}
+	return resp
+}
+
+// ParseRegions reads the wire form R (as in a request body) from raw JSON, for the CLI.
+func ParseRegions(raw []byte) (detector.Regions, error) {
+	var r RegionsJSON
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&r); err != nil {
+		return detector.Regions{}, fmt.Errorf("regions JSON: %w", err)
+	}
+	return r.toRegions()
+}
+
+// DescribeModel is a bundle's entry in GET /v1/models; provider is the execution provider
+// actually in use and fallback says why it differs from the configured one, if it does.
+func DescribeModel(b *models.Bundle, provider, fallback, ortVersion string) ModelInfo {
+	m := b.Manifest
+	info := ModelInfo{
+		Name: m.Name, Description: m.Description, Provider: provider, ProviderFallback: fallback,
+		RandomWeights: m.RandomWeights, FeatureDim: m.Model.FeatureDim, Hidden: m.Model.HiddenSize,
+		Layers: m.Model.NumHiddenLayers, AttentionHeads: m.Model.NumAttentionHeads, VocabSize: m.Model.VocabSize,
+		LabelDim: m.Model.LabelDim, MaxTextLength: b.Tokenizer().MaxLength(), MaxRegions: b.MaxRegions(),
+		Lowercase: m.Text.Lowercase, Provenance: m.Provenance, ONNXRuntime: ortVersion,
+		Heads: map[string]bool{"itm": m.Heads.ITM, "rank": m.Heads.Rank, "mlm": m.Heads.MLM, "mrc": m.Heads.MRC,
+			"attention": m.Heads.Attention},
+	}
+	for g := range m.Graphs {
+		info.Graphs = append(info.Graphs, g)
+	}
+	slices.Sort(info.Graphs)
+	return info
+}

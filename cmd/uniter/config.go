@@ -1,0 +1,157 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+
+	ort "github.com/uniter-serve/uniter/runtime"
+)
+
+// Config is every setting of the service. Sources, highest first: flags, UNITER_* environment
+// variables (dots become underscores: ort.provider → UNITER_ORT_PROVIDER), the --config file,
+// defaults. Each key is documented in the README's configuration table.
+type Config struct {
+	Addr   string `mapstructure:"addr"`
+	Bundle string `mapstructure:"bundle"`
+	ORT    struct {
+		Library          string `mapstructure:"library"`
+		Provider         string `mapstructure:"provider"`
+		CUDADeviceID     int    `mapstructure:"cuda_device_id"`
+		CUDAMemoryLimit  int64  `mapstructure:"cuda_memory_limit"`
+		AllowCPUFallback bool   `mapstructure:"allow_cpu_fallback"`
+		IntraOpThreads   int    `mapstructure:"intra_op_threads"`
+		InterOpThreads   int    `mapstructure:"inter_op_threads"`
+	} `mapstructure:"ort"`
+	Limits struct {
+		MaxBodyBytes   int64         `mapstructure:"max_body_bytes"`
+		MaxTexts       int           `mapstructure:"max_texts"`
+		MaxRegions     int           `mapstructure:"max_regions"`
+		MaxTextLength  int           `mapstructure:"max_text_length"`
+		RequestTimeout time.Duration `mapstructure:"request_timeout"`
+		MaxConcurrent  int           `mapstructure:"max_concurrent"`
+		MaxQueue       int           `mapstructure:"max_queue"`
+	} `mapstructure:"limits"`
+	Log struct {
+		Level  string `mapstructure:"level"`
+		Format string `mapstructure:"format"`
+	} `mapstructure:"log"`
+}
+
+// defaults lists every key; viper's Unmarshal ignores environment-only keys without one.
+var defaults = map[string]any{
+	"addr":                   "127.0.0.1:8080",
+	"bundle":                 "testdata/bundles/tiny-random",
+	"ort.library":            ".cache/onnxruntime/lib/libonnxruntime.so",
+	"ort.provider":           ort.ProviderCPU,
+	"ort.cuda_device_id":     0,
+	"ort.cuda_memory_limit":  int64(0),
+	"ort.allow_cpu_fallback": false,
+	"ort.intra_op_threads":   0,
+	"ort.inter_op_threads":   0,
+	"limits.max_body_bytes":  int64(8 << 20),
+	"limits.max_texts":       32,
+	"limits.max_regions":     100,
+	"limits.max_text_length": 0,
+	"limits.request_timeout": 60 * time.Second,
+	"limits.max_concurrent":  1,
+	"limits.max_queue":       64,
+	"log.level":              "info",
+	"log.format":             "text",
+}
+
+// loadConfig merges defaults, the optional file, the environment and the flags that were set.
+func loadConfig(file string, flags *pflag.FlagSet, flagKeys map[string]string) (*Config, error) {
+	v := viper.New()
+	for k, d := range defaults {
+		v.SetDefault(k, d)
+	}
+	v.SetEnvPrefix("UNITER")
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	v.AutomaticEnv()
+	if file != "" {
+		v.SetConfigFile(file)
+		if err := v.ReadInConfig(); err != nil {
+			return nil, fmt.Errorf("config file %s: %w", file, err)
+		}
+	}
+	for flag, key := range flagKeys {
+		if f := flags.Lookup(flag); f != nil {
+			if err := v.BindPFlag(key, f); err != nil {
+				return nil, err
+			}
+		}
+	}
+	var c Config
+	if err := v.UnmarshalExact(&c); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return &c, c.Validate()
+}
+
+// Validate names the key of every invalid value.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("config %s: %s", key, fmt.Sprintf(format, a...)))
+	}
+	if c.Addr == "" {
+		bad("addr", "must not be empty")
+	}
+	if c.Bundle == "" {
+		bad("bundle", "must name a model bundle folder")
+	} else if st, err := os.Stat(c.Bundle); err != nil || !st.IsDir() {
+		bad("bundle", "%q is not a folder", c.Bundle)
+	}
+	if err := c.ortConfig().Validate(); err != nil {
+		bad("ort", "%v", err)
+	}
+	positive := map[string]int64{"limits.max_body_bytes": c.Limits.MaxBodyBytes, "limits.max_texts": int64(c.Limits.MaxTexts),
+		"limits.max_regions": int64(c.Limits.MaxRegions), "limits.max_concurrent": int64(c.Limits.MaxConcurrent),
+		"limits.max_queue": int64(c.Limits.MaxQueue)}
+	for key, v := range positive {
+		if v <= 0 {
+			bad(key, "must be positive, got %d", v)
+		}
+	}
+	if c.Limits.MaxTextLength < 0 {
+		bad("limits.max_text_length", "must not be negative")
+	}
+	if c.Limits.RequestTimeout < 0 {
+		bad("limits.request_timeout", "must not be negative")
+	}
+	if _, err := c.logLevel(); err != nil {
+		bad("log.level", "%v", err)
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		bad("log.format", "%q: want text or json", c.Log.Format)
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) ortConfig() ort.Config {
+	return ort.Config{LibraryPath: c.ORT.Library, Provider: c.ORT.Provider, CUDADeviceID: c.ORT.CUDADeviceID,
+		CUDAMemoryLimit: c.ORT.CUDAMemoryLimit, AllowCPUFallback: c.ORT.AllowCPUFallback,
+		IntraOpThreads: c.ORT.IntraOpThreads, InterOpThreads: c.ORT.InterOpThreads}
+}
+
+func (c *Config) logLevel() (slog.Level, error) {
+	var l slog.Level
+	err := l.UnmarshalText([]byte(c.Log.Level))
+	return l, err
+}
+
+func (c *Config) logger() *slog.Logger {
+	level, _ := c.logLevel()
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}

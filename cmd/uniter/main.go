@@ -1,0 +1,148 @@
+// Command uniter serves UNITER over HTTP and runs its pipelines from the command line.
+// It only wires the rooms together: configuration, the ONNX Runtime environment, the bundle,
+// the HTTP server and the CLI output.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/uniter-serve/uniter/api"
+	"github.com/uniter-serve/uniter/models"
+	ort "github.com/uniter-serve/uniter/runtime"
+)
+
+// rootFlags map flag names to config keys.
+var rootFlags = map[string]string{
+	"bundle":      "bundle",
+	"provider":    "ort.provider",
+	"ort-library": "ort.library",
+	"log-level":   "log.level",
+	"addr":        "addr",
+}
+
+func main() {
+	if err := newRoot().ExecuteContext(context.Background()); err != nil {
+		fmt.Fprintln(os.Stderr, "uniter:", err)
+		os.Exit(1)
+	}
+}
+
+func newRoot() *cobra.Command {
+	var configFile string
+	root := &cobra.Command{
+		Use:           "uniter",
+		Short:         "UNITER image-text matching, retrieval and word-region alignment",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	pf := root.PersistentFlags()
+	pf.StringVar(&configFile, "config", "", "config file (YAML, JSON or TOML)")
+	pf.String("bundle", "", "model bundle folder (config bundle)")
+	pf.String("provider", "", "execution provider: cpu or cuda (config ort.provider)")
+	pf.String("ort-library", "", "path to libonnxruntime.so (config ort.library)")
+	pf.String("log-level", "", "debug, info, warn or error (config log.level)")
+	load := func(cmd *cobra.Command) (*Config, error) {
+		return loadConfig(configFile, cmd.Flags(), rootFlags)
+	}
+	root.AddCommand(serveCmd(load), matchCmd(load), alignCmd(load), runGraphCmd(load))
+	return root
+}
+
+// service is an open environment and bundle; close it once.
+type service struct {
+	env    *ort.Environment
+	bundle *models.Bundle
+	info   api.ModelInfo
+}
+
+func openService(cfg *Config, log *slog.Logger) (*service, error) {
+	env, err := ort.NewEnvironment(cfg.ortConfig(), log)
+	if err != nil {
+		return nil, err
+	}
+	b, err := models.Load(env, cfg.Bundle, models.Options{
+		MaxRegions: cfg.Limits.MaxRegions, MaxTexts: cfg.Limits.MaxTexts, MaxTextLength: cfg.Limits.MaxTextLength,
+		MaxConcurrent: cfg.Limits.MaxConcurrent, MaxQueue: cfg.Limits.MaxQueue, VerifyChecksums: true,
+	})
+	if err != nil {
+		return nil, errors.Join(err, env.Close())
+	}
+	info := api.DescribeModel(b, env.Provider(), env.FallbackReason(), env.Version())
+	return &service{env: env, bundle: b, info: info}, nil
+}
+
+func (s *service) Close() error { return errors.Join(s.bundle.Close(), s.env.Close()) }
+
+func serveCmd(load func(*cobra.Command) (*Config, error)) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "serve the HTTP API",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := load(cmd)
+			if err != nil {
+				return err
+			}
+			return serve(cmd.Context(), cfg)
+		},
+	}
+	cmd.Flags().String("addr", "", "listen address (config addr, default 127.0.0.1:8080)")
+	return cmd
+}
+
+func serve(parent context.Context, cfg *Config) error {
+	log := cfg.logger()
+	ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	svc, err := openService(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := svc.Close(); err != nil {
+			log.Error("closing model", "err", err)
+		}
+	}()
+	srv := api.New(api.Config{MaxBodyBytes: cfg.Limits.MaxBodyBytes, RequestTimeout: cfg.Limits.RequestTimeout},
+		svc.bundle, svc.info, log)
+	httpServer := &http.Server{
+		Addr: cfg.Addr, Handler: srv.Handler(),
+		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second,
+		WriteTimeout: cfg.Limits.RequestTimeout + 30*time.Second, IdleTimeout: 120 * time.Second,
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- httpServer.ListenAndServe() }() // exits when the server is shut down
+	log.Info("serving", "addr", cfg.Addr, "model", svc.info.Name, "provider", svc.info.Provider,
+		"random_weights", svc.info.RandomWeights)
+	if err := svc.bundle.Warmup(ctx); err != nil {
+		_ = httpServer.Close()
+		return fmt.Errorf("warm-up: %w", err)
+	}
+	srv.SetReady(true)
+	log.Info("ready")
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	srv.SetReady(false)
+	log.Info("shutting down")
+	shutdown, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := httpServer.Shutdown(shutdown); err != nil {
+		return err
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

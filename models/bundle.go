@@ -1,0 +1,241 @@
+package models
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"github.com/uniter-serve/uniter/detector"
+	ort "github.com/uniter-serve/uniter/runtime"
+	"github.com/uniter-serve/uniter/textproc"
+)
+
+// The encoder's I/O contract: the exporter (models/uniter/export.py) writes these names and
+// the manifest declares them; Load refuses a bundle whose encoder differs.
+var (
+	encoderInputs  = []string{"input_ids", "text_mask", "img_feat", "img_loc", "img_mask"}
+	encoderOutputs = []string{"itm_logits", "pooled", "hidden"}
+)
+
+// Options are the serving limits applied on top of the manifest.
+type Options struct {
+	MaxRegions    int // regions per image
+	MaxTexts      int // texts per Match call; 0: no limit
+	MaxConcurrent int // encoder runs at once; 0 means 1
+	MaxQueue      int // encoder runs waiting; 0 means 64
+	MaxTextLength int // 0: the manifest's text.max_length; otherwise at most that
+	// VerifyChecksums compares each graph file with its manifest sha256 at load.
+	VerifyChecksums bool
+}
+
+// Bundle is a loaded model: manifest, tokenizer, labels and graph sessions. It is safe for
+// concurrent use; Close it once every call has returned.
+type Bundle struct {
+	Manifest *Manifest
+	Dir      string
+
+	opts      Options
+	tokenizer *textproc.Tokenizer
+	labels    []string
+	encoder   *ort.Session
+	attention *ort.Session // nil when the bundle has no attention graph
+	mlm       *ort.Session // nil without an MLM head
+	mrc       *ort.Session // nil without an MRC head
+	sched     *Scheduler
+}
+
+// Load reads the bundle in dir and builds its sessions in env. On error nothing stays open.
+func Load(env *ort.Environment, dir string, opts Options) (b *Bundle, err error) {
+	m, err := ReadManifest(dir)
+	if err != nil {
+		return nil, err
+	}
+	if opts.MaxRegions <= 0 {
+		return nil, fmt.Errorf("max regions must be positive, got %d", opts.MaxRegions)
+	}
+	maxLen := m.Text.MaxLength
+	if opts.MaxTextLength > 0 {
+		maxLen = min(opts.MaxTextLength, maxLen)
+	}
+	if opts.MaxConcurrent <= 0 {
+		opts.MaxConcurrent = 1
+	}
+	if opts.MaxQueue <= 0 {
+		opts.MaxQueue = 64
+	}
+	b = &Bundle{Manifest: m, Dir: dir, opts: opts, sched: NewScheduler(opts.MaxConcurrent, opts.MaxQueue)}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, b.Close())
+			b = nil
+		}
+	}()
+	sp := m.Text.SpecialTokens
+	b.tokenizer, err = textproc.New(textproc.Config{
+		VocabPath: filepath.Join(dir, m.Text.Vocab), Lowercase: m.Text.Lowercase, MaxLength: maxLen,
+		CLS: sp["cls"], SEP: sp["sep"], PAD: sp["pad"], UNK: sp["unk"], Mask: sp["mask"],
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bundle %s: tokenizer: %w", dir, err)
+	}
+	if got := b.tokenizer.VocabSize(); got != m.Model.VocabSize {
+		return nil, fmt.Errorf("bundle %s: vocab has %d tokens, manifest says %d", dir, got, m.Model.VocabSize)
+	}
+	if m.Regions.Labels != "" {
+		if b.labels, err = readLines(filepath.Join(dir, m.Regions.Labels)); err != nil {
+			return nil, fmt.Errorf("bundle %s: region labels: %w", dir, err)
+		}
+		if len(b.labels) != m.Model.LabelDim {
+			return nil, fmt.Errorf("bundle %s: %d region labels, manifest says label_dim %d", dir, len(b.labels), m.Model.LabelDim)
+		}
+	}
+	open := func(role string) (*ort.Session, error) {
+		g, ok := m.Graphs[role]
+		if !ok {
+			return nil, nil
+		}
+		path := filepath.Join(dir, g.File)
+		if opts.VerifyChecksums && g.SHA256 != "" {
+			if err := checkSHA256(path, g.SHA256); err != nil {
+				return nil, fmt.Errorf("bundle %s: graph %s: %w", dir, role, err)
+			}
+		}
+		in, out, err := g.specs()
+		if err != nil {
+			return nil, err
+		}
+		return env.NewSession(role, path, in, out, nil)
+	}
+	if err := checkEncoderContract(m.Graphs[GraphEncoder]); err != nil {
+		return nil, fmt.Errorf("bundle %s: %w", dir, err)
+	}
+	if b.encoder, err = open(GraphEncoder); err != nil {
+		return nil, err
+	}
+	if b.attention, err = open(GraphEncoderAttention); err != nil {
+		return nil, err
+	}
+	if b.mlm, err = open(GraphMLMHead); err != nil {
+		return nil, err
+	}
+	if b.mrc, err = open(GraphMRCHead); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func checkEncoderContract(g Graph) error {
+	var in, out []string
+	for _, t := range g.Inputs {
+		in = append(in, t.Name)
+	}
+	for _, t := range g.Outputs {
+		out = append(out, t.Name)
+	}
+	if !slices.Equal(in, encoderInputs) {
+		return fmt.Errorf("encoder inputs %v, this build needs %v", in, encoderInputs)
+	}
+	for _, name := range encoderOutputs {
+		if !slices.Contains(out, name) {
+			return fmt.Errorf("encoder outputs %v lack %q", out, name)
+		}
+	}
+	return nil
+}
+
+func checkSHA256(path, want string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return err
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != want {
+		return fmt.Errorf("%s has sha256 %s, manifest says %s", path, got, want)
+	}
+	return nil
+}
+
+func readLines(path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var lines []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	return lines, sc.Err()
+}
+
+// Close destroys the bundle's sessions. It is safe on a partly loaded bundle.
+func (b *Bundle) Close() error {
+	var errs []error
+	for _, s := range []*ort.Session{b.encoder, b.attention, b.mlm, b.mrc} {
+		if s != nil {
+			errs = append(errs, s.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Tokenizer is the bundle's tokenizer.
+func (b *Bundle) Tokenizer() *textproc.Tokenizer { return b.tokenizer }
+
+// RegionLabels are the MRC head's class names, background included.
+func (b *Bundle) RegionLabels() []string { return b.labels }
+
+// MaxRegions is the serving limit on regions per image.
+func (b *Bundle) MaxRegions() int { return b.opts.MaxRegions }
+
+// Warmup runs one small batch through the encoder so that the first request does not pay for
+// ONNX Runtime's lazy initialisation.
+func (b *Bundle) Warmup(ctx context.Context) error {
+	dim := b.Manifest.Model.FeatureDim
+	r := detector.Regions{Width: 2, Height: 2, Boxes: []detector.Box{{0, 0, 1, 1}}, Features: [][]float32{make([]float32, dim)}}
+	_, err := b.Match(ctx, r, []string{"warm up"})
+	return err
+}
+
+// RunGraph runs one of the bundle's graphs on raw named tensors and returns its outputs by
+// name. It is for parity checks and debugging; the pipelines do not use it.
+func (b *Bundle) RunGraph(ctx context.Context, role string, inputs map[string]ort.Tensor) (map[string]ort.Tensor, error) {
+	sessions := map[string]*ort.Session{GraphEncoder: b.encoder, GraphEncoderAttention: b.attention, GraphMLMHead: b.mlm, GraphMRCHead: b.mrc}
+	s := sessions[role]
+	if s == nil {
+		return nil, inputErr(CodeUnsupported, "bundle %s has no graph %q", b.Manifest.Name, role)
+	}
+	in := make([]ort.Tensor, len(s.Inputs()))
+	for i, spec := range s.Inputs() {
+		t, ok := inputs[spec.Name]
+		if !ok {
+			return nil, inputErr(CodeUnsupported, "graph %s needs input %q", role, spec.Name)
+		}
+		in[i] = t
+	}
+	if err := b.sched.Acquire(ctx); err != nil {
+		return nil, err
+	}
+	out, err := s.Run(ctx, in)
+	b.sched.Release()
+	if err != nil {
+		return nil, err
+	}
+	res := make(map[string]ort.Tensor, len(out))
+	for i, spec := range s.Outputs() {
+		res[spec.Name] = out[i]
+	}
+	return res, nil
+}

@@ -1,0 +1,54 @@
+package models
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/uniter-serve/uniter/detector"
+	"github.com/uniter-serve/uniter/textproc"
+)
+
+// ErrBusy reports that the inference queue is full; the caller may retry later.
+var ErrBusy = errors.New("inference queue is full")
+
+// InputError is a problem with the caller's input. Code is stable and machine-readable;
+// the message names the field and the problem and is safe to show to clients.
+type InputError struct {
+	Code    string
+	Message string
+	Err     error // the underlying cause, if any
+}
+
+func (e *InputError) Error() string { return e.Message }
+func (e *InputError) Unwrap() error { return e.Err }
+
+// Input error codes.
+const (
+	CodeInvalidRegions = "invalid_regions"
+	CodeEmptyText      = "empty_text"
+	CodeInvalidText    = "invalid_text"
+	CodeTooManyTexts   = "too_many_texts"
+	CodeNoTexts        = "no_texts"
+	CodeUnsupported    = "unsupported"
+)
+
+func inputErr(code, format string, a ...any) *InputError {
+	return &InputError{Code: code, Message: fmt.Sprintf(format, a...)}
+}
+
+// classify turns errors of the lower rooms into InputErrors, prefixing the field they concern.
+func classify(field string, err error) error {
+	prefix := ""
+	if field != "" {
+		prefix = field + ": "
+	}
+	switch {
+	case errors.Is(err, detector.ErrInvalidRegions):
+		return &InputError{Code: CodeInvalidRegions, Message: prefix + err.Error(), Err: err}
+	case errors.Is(err, textproc.ErrEmptyText):
+		return &InputError{Code: CodeEmptyText, Message: prefix + "text is empty", Err: err}
+	case errors.Is(err, textproc.ErrTokenize):
+		return &InputError{Code: CodeInvalidText, Message: prefix + err.Error(), Err: err}
+	}
+	return err
+}

@@ -1,0 +1,206 @@
+// Package models loads UNITER model bundles (manifest, graphs, vocabulary, labels) and runs the
+// pipelines that compose the other rooms: text → textproc, regions → detector, graphs →
+// runtime, scores and alignments → heads. The Python side of the same folder makes bundles.
+package models
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	ort "github.com/uniter-serve/uniter/runtime"
+)
+
+// ManifestFormat is the bundle manifest version this build reads.
+const ManifestFormat = 1
+
+// Graph roles a bundle may declare.
+const (
+	GraphEncoder          = "encoder"
+	GraphEncoderAttention = "encoder_attention"
+	GraphMLMHead          = "mlm_head"
+	GraphMRCHead          = "mrc_head"
+)
+
+// Manifest is manifest.json: everything the Go side must know about a bundle. Nothing about a
+// model is guessed from graph names or shapes.
+type Manifest struct {
+	FormatVersion int              `json:"format_version"`
+	Name          string           `json:"name"`
+	Description   string           `json:"description"`
+	RandomWeights bool             `json:"random_weights"`
+	Model         ModelDims        `json:"model"`
+	Text          TextSpec         `json:"text"`
+	Regions       RegionSpec       `json:"regions"`
+	Heads         HeadSet          `json:"heads"`
+	Graphs        map[string]Graph `json:"graphs"`
+	Provenance    map[string]any   `json:"provenance"`
+}
+
+// ModelDims are the encoder's dimensions.
+type ModelDims struct {
+	Architecture          string `json:"architecture"`
+	HiddenSize            int    `json:"hidden_size"`
+	NumHiddenLayers       int    `json:"num_hidden_layers"`
+	NumAttentionHeads     int    `json:"num_attention_heads"`
+	IntermediateSize      int    `json:"intermediate_size"`
+	VocabSize             int    `json:"vocab_size"`
+	MaxPositionEmbeddings int    `json:"max_position_embeddings"`
+	FeatureDim            int    `json:"feature_dim"`
+	LocationDim           int    `json:"location_dim"`
+	LabelDim              int    `json:"label_dim"`
+}
+
+// TextSpec configures tokenisation.
+type TextSpec struct {
+	Vocab         string            `json:"vocab"`
+	Lowercase     bool              `json:"lowercase"`
+	MaxLength     int               `json:"max_length"`
+	SpecialTokens map[string]string `json:"special_tokens"`
+}
+
+// RegionSpec names the detector-class label file of the MRC head.
+type RegionSpec struct {
+	Labels          string `json:"labels"`
+	BackgroundIndex int    `json:"background_index"`
+}
+
+// HeadSet says which heads the bundle carries.
+type HeadSet struct {
+	ITM       bool `json:"itm"`
+	Rank      bool `json:"rank"`
+	MLM       bool `json:"mlm"`
+	MRC       bool `json:"mrc"`
+	Attention bool `json:"attention"`
+}
+
+// Graph is one ONNX file and its declared I/O.
+type Graph struct {
+	File    string   `json:"file"`
+	SHA256  string   `json:"sha256"`
+	Inputs  []Tensor `json:"inputs"`
+	Outputs []Tensor `json:"outputs"`
+}
+
+// Tensor declares one graph input or output; a dim is a number or a symbolic name (dynamic).
+type Tensor struct {
+	Name  string            `json:"name"`
+	DType string            `json:"dtype"`
+	Shape []json.RawMessage `json:"shape"`
+}
+
+// Spec converts a declaration into the runtime's form (symbolic dims become -1).
+func (t Tensor) Spec() (ort.IOSpec, error) {
+	spec := ort.IOSpec{Name: t.Name, DType: ort.DType(t.DType)}
+	if spec.DType != ort.Float32 && spec.DType != ort.Int64 {
+		return spec, fmt.Errorf("tensor %q: dtype %q not supported", t.Name, t.DType)
+	}
+	for i, raw := range t.Shape {
+		var n int64
+		var sym string
+		switch {
+		case json.Unmarshal(raw, &n) == nil && n > 0:
+			spec.Shape = append(spec.Shape, n)
+		case json.Unmarshal(raw, &sym) == nil && sym != "":
+			spec.Shape = append(spec.Shape, -1)
+		default:
+			return spec, fmt.Errorf("tensor %q: dim %d is %s, want a positive integer or a name", t.Name, i, raw)
+		}
+	}
+	return spec, nil
+}
+
+// ReadManifest reads and validates dir/manifest.json.
+func ReadManifest(dir string) (*Manifest, error) {
+	raw, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
+	if err != nil {
+		return nil, fmt.Errorf("bundle %s: %w", dir, err)
+	}
+	dec := json.NewDecoder(strings.NewReader(string(raw)))
+	dec.DisallowUnknownFields()
+	var m Manifest
+	if err := dec.Decode(&m); err != nil {
+		return nil, fmt.Errorf("bundle %s: manifest.json: %w", dir, err)
+	}
+	if err := m.Validate(); err != nil {
+		return nil, fmt.Errorf("bundle %s: manifest.json: %w", dir, err)
+	}
+	return &m, nil
+}
+
+// Validate checks the manifest on its own (the graphs are checked against it at load).
+func (m *Manifest) Validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if m.FormatVersion != ManifestFormat {
+		bad("format_version %d, this build reads %d", m.FormatVersion, ManifestFormat)
+	}
+	if m.Name == "" {
+		bad("name is empty")
+	}
+	d := m.Model
+	if d.Architecture != "uniter" {
+		bad("model.architecture %q, want \"uniter\"", d.Architecture)
+	}
+	for key, v := range map[string]int{"hidden_size": d.HiddenSize, "num_hidden_layers": d.NumHiddenLayers,
+		"num_attention_heads": d.NumAttentionHeads, "vocab_size": d.VocabSize, "feature_dim": d.FeatureDim,
+		"label_dim": d.LabelDim, "max_position_embeddings": d.MaxPositionEmbeddings} {
+		if v <= 0 {
+			bad("model.%s must be positive, got %d", key, v)
+		}
+	}
+	if d.LocationDim != 7 {
+		bad("model.location_dim %d, UNITER uses 7", d.LocationDim)
+	}
+	if m.Text.Vocab == "" {
+		bad("text.vocab is empty")
+	}
+	if m.Text.MaxLength < 3 || m.Text.MaxLength > d.MaxPositionEmbeddings {
+		bad("text.max_length %d must be in [3, %d]", m.Text.MaxLength, d.MaxPositionEmbeddings)
+	}
+	if m.Regions.BackgroundIndex < 0 || m.Regions.BackgroundIndex >= max(d.LabelDim, 1) {
+		bad("regions.background_index %d outside [0, %d)", m.Regions.BackgroundIndex, d.LabelDim)
+	}
+	if _, ok := m.Graphs[GraphEncoder]; !ok {
+		bad("graphs.%s is missing", GraphEncoder)
+	}
+	need := map[string]bool{GraphEncoderAttention: m.Heads.Attention, GraphMLMHead: m.Heads.MLM, GraphMRCHead: m.Heads.MRC}
+	for g, want := range need {
+		if _, ok := m.Graphs[g]; ok != want {
+			bad("heads and graphs disagree about %s", g)
+		}
+	}
+	for role, g := range m.Graphs {
+		if g.File == "" || filepath.IsAbs(g.File) || strings.Contains(g.File, "..") {
+			bad("graphs.%s.file %q must be a file inside the bundle", role, g.File)
+		}
+		for _, t := range append(append([]Tensor(nil), g.Inputs...), g.Outputs...) {
+			if _, err := t.Spec(); err != nil {
+				bad("graphs.%s: %v", role, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// specs converts a graph's declarations.
+func (g Graph) specs() (in, out []ort.IOSpec, err error) {
+	for _, t := range g.Inputs {
+		s, err := t.Spec()
+		if err != nil {
+			return nil, nil, err
+		}
+		in = append(in, s)
+	}
+	for _, t := range g.Outputs {
+		s, err := t.Spec()
+		if err != nil {
+			return nil, nil, err
+		}
+		out = append(out, s)
+	}
+	return in, out, nil
+}

@@ -1,0 +1,1 @@
+"""Reference UNITER in PyTorch: model, checkpoint loading, optimal transport, ONNX export."""

@@ -1,0 +1,203 @@
+"""Exports a UNITER checkpoint to ONNX and writes a model bundle.
+
+A bundle is a folder the Go service loads without guessing anything:
+
+    manifest.json           dims, graphs with their I/O names/dtypes/shapes, tokenizer, heads,
+                            label file, provenance (everything the Go side must know)
+    encoder.onnx            [text | regions] → itm_logits, pooled, hidden (+ rank_logits)
+    encoder_attention.onnx  the same graph, also returning per-layer attention probabilities
+    mlm_head.onnx           hidden states of text positions → vocabulary logits
+    mrc_head.onnx           hidden states of region positions → detector-class logits
+    vocab.txt               BERT WordPiece vocabulary
+    region_labels.txt       one detector class name per line, background first
+
+The encoder takes the padded layout: text padded to T, regions padded to N, with masks that are
+1 on real positions; this gives the official packed layout's outputs (uniter-reference.md §1).
+"""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import shutil
+from typing import Dict, List, Optional
+
+import torch
+from torch import nn
+
+from .model import LOC_DIM, UniterForPretraining
+
+MANIFEST_FORMAT = 1
+OPSET = 17
+
+
+class EncoderGraph(nn.Module):
+    def __init__(self, model: UniterForPretraining, with_attention: bool):
+        super().__init__()
+        self.m = model
+        self.with_attention = with_attention
+
+    def forward(self, input_ids, text_mask, img_feat, img_loc, img_mask):
+        hidden, pooled, attn = self.m.uniter(input_ids, text_mask, img_feat, img_loc, img_mask)
+        outs = [self.m.itm_output(pooled), pooled, hidden]
+        if self.m.rank_output is not None:
+            outs.append(self.m.rank_output(pooled))
+        if self.with_attention:
+            outs.append(torch.stack(attn, dim=1))  # [B, layers, heads, S, S]
+        return tuple(outs)
+
+
+class MLMHeadGraph(nn.Module):
+    def __init__(self, model: UniterForPretraining):
+        super().__init__()
+        self.cls = model.cls
+
+    def forward(self, hidden):
+        return self.cls(hidden)
+
+
+class MRCHeadGraph(nn.Module):
+    def __init__(self, model: UniterForPretraining):
+        super().__init__()
+        self.region_classifier = model.region_classifier
+
+    def forward(self, hidden):
+        return self.region_classifier(hidden)
+
+
+def _io(name: str, dtype: str, shape: List) -> dict:
+    return {"name": name, "dtype": dtype, "shape": shape}
+
+
+def encoder_io(model: UniterForPretraining, with_attention: bool):
+    c = model.config
+    inputs = [
+        _io("input_ids", "int64", ["batch", "text"]),
+        _io("text_mask", "int64", ["batch", "text"]),
+        _io("img_feat", "float32", ["batch", "regions", c.img_dim]),
+        _io("img_loc", "float32", ["batch", "regions", LOC_DIM]),
+        _io("img_mask", "int64", ["batch", "regions"]),
+    ]
+    outputs = [
+        _io("itm_logits", "float32", ["batch", 2]),
+        _io("pooled", "float32", ["batch", c.hidden_size]),
+        _io("hidden", "float32", ["batch", "sequence", c.hidden_size]),
+    ]
+    if model.rank_output is not None:
+        outputs.append(_io("rank_logits", "float32", ["batch", 1]))
+    if with_attention:
+        outputs.append(_io("attention", "float32", ["batch", c.num_hidden_layers,
+                                                     c.num_attention_heads, "sequence", "sequence"]))
+    return inputs, outputs
+
+
+def _dynamic_axes(ios: List[dict]) -> Dict[str, Dict[int, str]]:
+    return {io["name"]: {i: d for i, d in enumerate(io["shape"]) if isinstance(d, str)}
+            for io in ios}
+
+
+def _export(module: nn.Module, args, inputs, outputs, path: str):
+    module.eval()
+    with torch.no_grad():
+        torch.onnx.export(module, args, path, opset_version=OPSET,
+                          input_names=[i["name"] for i in inputs],
+                          output_names=[o["name"] for o in outputs],
+                          dynamic_axes=_dynamic_axes(inputs + outputs),
+                          do_constant_folding=True)
+
+
+def example_inputs(model: UniterForPretraining, batch=2, text=5, regions=3):
+    c = model.config
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, c.vocab_size, (batch, text), generator=g)
+    return (ids, torch.ones(batch, text, dtype=torch.long),
+            torch.randn(batch, regions, c.img_dim, generator=g),
+            torch.rand(batch, regions, LOC_DIM, generator=g),
+            torch.ones(batch, regions, dtype=torch.long))
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_bundle(model: UniterForPretraining, out_dir: str, *, name: str, vocab_path: str,
+                 region_labels: List[str], lowercase: bool, max_text_length: int,
+                 random_weights: bool, provenance: dict, description: str = "",
+                 graphs: Optional[List[str]] = None) -> dict:
+    """Exports the graphs and writes manifest.json; returns the manifest."""
+    c = model.config
+    if len(region_labels) != c.img_label_dim:
+        raise ValueError(f"{len(region_labels)} region labels for img_label_dim {c.img_label_dim}")
+    with open(vocab_path, encoding="utf-8") as f:
+        vocab_size = sum(1 for _ in f)
+    if vocab_size != c.vocab_size:
+        raise ValueError(f"vocab has {vocab_size} tokens, config says {c.vocab_size}")
+    if max_text_length > c.max_position_embeddings:
+        raise ValueError("max_text_length exceeds max_position_embeddings")
+    graphs = graphs or ["encoder", "encoder_attention", "mlm_head", "mrc_head"]
+    os.makedirs(out_dir, exist_ok=True)
+    model.eval()
+    ex = example_inputs(model)
+    manifest_graphs = {}
+    for g in graphs:
+        path = os.path.join(out_dir, f"{g}.onnx")
+        if g in ("encoder", "encoder_attention"):
+            ins, outs = encoder_io(model, g == "encoder_attention")
+            _export(EncoderGraph(model, g == "encoder_attention"), ex, ins, outs, path)
+        elif g == "mlm_head":
+            ins = [_io("hidden", "float32", ["batch", "text", c.hidden_size])]
+            outs = [_io("mlm_logits", "float32", ["batch", "text", c.vocab_size])]
+            _export(MLMHeadGraph(model), (torch.randn(2, 5, c.hidden_size),), ins, outs, path)
+        elif g == "mrc_head":
+            ins = [_io("hidden", "float32", ["batch", "regions", c.hidden_size])]
+            outs = [_io("mrc_logits", "float32", ["batch", "regions", c.img_label_dim])]
+            _export(MRCHeadGraph(model), (torch.randn(2, 3, c.hidden_size),), ins, outs, path)
+        else:
+            raise ValueError(f"unknown graph {g!r}")
+        manifest_graphs[g] = {"file": f"{g}.onnx", "sha256": _sha256(path),
+                              "inputs": ins, "outputs": outs}
+    shutil.copyfile(vocab_path, os.path.join(out_dir, "vocab.txt"))
+    with open(os.path.join(out_dir, "region_labels.txt"), "w", encoding="utf-8") as f:
+        f.write("\n".join(region_labels) + "\n")
+    manifest = {
+        "format_version": MANIFEST_FORMAT,
+        "name": name,
+        "description": description,
+        "random_weights": random_weights,
+        "model": {
+            "architecture": "uniter",
+            "hidden_size": c.hidden_size,
+            "num_hidden_layers": c.num_hidden_layers,
+            "num_attention_heads": c.num_attention_heads,
+            "intermediate_size": c.intermediate_size,
+            "vocab_size": c.vocab_size,
+            "max_position_embeddings": c.max_position_embeddings,
+            "feature_dim": c.img_dim,
+            "location_dim": LOC_DIM,
+            "label_dim": c.img_label_dim,
+        },
+        "text": {
+            "vocab": "vocab.txt",
+            "lowercase": lowercase,
+            "max_length": max_text_length,
+            "special_tokens": {"cls": "[CLS]", "sep": "[SEP]", "pad": "[PAD]",
+                               "unk": "[UNK]", "mask": "[MASK]"},
+        },
+        "regions": {"labels": "region_labels.txt", "background_index": 0},
+        "heads": {"itm": True, "rank": model.rank_output is not None,
+                  "mlm": "mlm_head" in graphs, "mrc": "mrc_head" in graphs,
+                  "attention": "encoder_attention" in graphs},
+        "graphs": manifest_graphs,
+        "provenance": dict(provenance, exported=datetime.datetime.now(datetime.timezone.utc)
+                           .strftime("%Y-%m-%dT%H:%M:%SZ"), torch_version=torch.__version__,
+                           opset=OPSET),
+    }
+    with open(os.path.join(out_dir, "manifest.json"), "w") as f:
+        json.dump(manifest, f, indent=2)
+        f.write("\n")
+    return manifest
