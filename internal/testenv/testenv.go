@@ -1,0 +1,60 @@
+// Package testenv gives tests the repository's fixtures and a real ONNX Runtime environment.
+// Tests fail (they do not skip) when the library is missing: `make test` installs it.
+package testenv
+
+import (
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+
+	ort "github.com/uniter-serve/uniter/runtime"
+)
+
+// RepoRoot is the folder holding go.mod.
+func RepoRoot(t testing.TB) string {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+// Path joins elements onto the repository root.
+func Path(t testing.TB, elem ...string) string {
+	return filepath.Join(append([]string{RepoRoot(t)}, elem...)...)
+}
+
+// FixtureBundle is the committed tiny random-weight bundle.
+func FixtureBundle(t testing.TB) string { return Path(t, "testdata", "bundles", "tiny-random") }
+
+// ORTLibrary is $UNITER_ORT_LIBRARY, or the library `make ort` installs.
+func ORTLibrary(t testing.TB) string {
+	t.Helper()
+	lib := os.Getenv("UNITER_ORT_LIBRARY")
+	if lib == "" {
+		lib = Path(t, ".cache", "onnxruntime", "lib", "libonnxruntime.so")
+	}
+	if _, err := os.Stat(lib); err != nil {
+		t.Fatalf("ONNX Runtime library missing (%v): run `make ort` or set UNITER_ORT_LIBRARY", err)
+	}
+	return lib
+}
+
+// CPUConfig is a CPU runtime configuration on the test library.
+func CPUConfig(t testing.TB) ort.Config {
+	return ort.Config{LibraryPath: ORTLibrary(t), Provider: ort.ProviderCPU, IntraOpThreads: 2}
+}
+
+// Env opens the process's ONNX Runtime environment for one test and closes it afterwards.
+func Env(t testing.TB) *ort.Environment {
+	t.Helper()
+	env, err := ort.NewEnvironment(CPUConfig(t), nil)
+	if err != nil {
+		t.Fatalf("onnx runtime: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := env.Close(); err != nil {
+			t.Errorf("closing environment: %v", err)
+		}
+	})
+	return env
+}
