@@ -29,6 +29,7 @@ type Model interface {
 // Config holds the HTTP limits.
 type Config struct {
 	MaxBodyBytes   int64         // request bodies above this get 413
+	IndexHTML      []byte        // the page served at /; none when empty
 	RequestTimeout time.Duration // per-request deadline for model work; 0: none
 }
 
@@ -71,6 +72,10 @@ func (s *Server) Handler() http.Handler {
 		s.writeError(c, &requestError{status: http.StatusMethodNotAllowed, code: "method_not_allowed",
 			message: c.Request.Method + " is not allowed on " + c.Request.URL.Path})
 	})
+	if len(s.cfg.IndexHTML) > 0 {
+		// c.Data, not FileFromFS: gin's FileFromFS redirects index.html forever.
+		r.GET("/", func(c *gin.Context) { c.Data(http.StatusOK, "text/html; charset=utf-8", s.cfg.IndexHTML) })
+	}
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	r.GET("/readyz", func(c *gin.Context) {
 		if !s.ready.Load() {

@@ -19,6 +19,7 @@ import (
 	"github.com/uniter-serve/uniter/api"
 	"github.com/uniter-serve/uniter/models"
 	ort "github.com/uniter-serve/uniter/runtime"
+	"github.com/uniter-serve/uniter/web"
 )
 
 // rootFlags map flag names to config keys.
@@ -112,7 +113,7 @@ func serve(parent context.Context, cfg *Config) error {
 			log.Error("closing model", "err", err)
 		}
 	}()
-	srv := api.New(api.Config{MaxBodyBytes: cfg.Limits.MaxBodyBytes, RequestTimeout: cfg.Limits.RequestTimeout},
+	srv := api.New(api.Config{MaxBodyBytes: cfg.Limits.MaxBodyBytes, RequestTimeout: cfg.Limits.RequestTimeout, IndexHTML: web.IndexHTML},
 		svc.bundle, svc.info, log)
 	httpServer := &http.Server{
 		Addr: cfg.Addr, Handler: srv.Handler(),
