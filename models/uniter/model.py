@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Set, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -359,15 +359,21 @@ TIED = {
 }
 
 
-def normalise_state_dict(sd: Dict[str, torch.Tensor]) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
+def normalise_state_dict(sd: Dict[str, torch.Tensor], layer_norms: Optional[Set[str]] = None
+                         ) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
     """Maps legacy names onto the official ones: LayerNorm `gamma`/`beta` → `weight`/`bias`,
-    a DataParallel `module.` prefix dropped."""
+    a DataParallel `module.` prefix dropped.
+
+    `layer_norms` names the model's LayerNorm modules; it matters for the heads' unnamed
+    LayerNorms inside `nn.Sequential` (`feat_regress.net.2`, `region_classifier.net.2`), which
+    the name heuristic (`LayerNorm`/`layer_norm` in the path) alone would miss."""
     out, renamed = {}, {}
     for k, v in sd.items():
         nk = k[len("module."):] if k.startswith("module.") else k
         parts = nk.split(".")
-        if parts[-1] in ("gamma", "beta") and any("LayerNorm" in p or "layer_norm" in p
-                                                    for p in parts[:-1]):
+        if parts[-1] in ("gamma", "beta") and (
+                any("LayerNorm" in p or "layer_norm" in p for p in parts[:-1])
+                or (layer_norms is not None and ".".join(parts[:-1]) in layer_norms)):
             parts[-1] = "weight" if parts[-1] == "gamma" else "bias"
             nk = ".".join(parts)
         if nk != k:
@@ -385,7 +391,8 @@ def load_checkpoint(model: UniterForPretraining, path_or_sd, strict: bool = Fals
     sd = path_or_sd if isinstance(path_or_sd, dict) else torch.load(path_or_sd, map_location="cpu")
     if "model" in sd and isinstance(sd["model"], dict):
         sd = sd["model"]
-    sd, renamed = normalise_state_dict(sd)
+    layer_norms = {n for n, m in model.named_modules() if isinstance(m, nn.LayerNorm)}
+    sd, renamed = normalise_state_dict(sd, layer_norms)
     tied_filled = []
     for dst, src in TIED.items():
         if dst not in sd and src in sd:
