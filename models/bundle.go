@@ -48,6 +48,8 @@ type Bundle struct {
 	attention *ort.Session // nil when the bundle has no attention graph
 	mlm       *ort.Session // nil without an MLM head
 	mrc       *ort.Session // nil without an MRC head
+	detector  *ort.Session // nil when the bundle has no detector
+	attrs     []string     // detector attribute names; nil without an attribute head
 	sched     *Scheduler
 }
 
@@ -111,7 +113,12 @@ func Load(env *ort.Environment, dir string, opts Options) (b *Bundle, err error)
 		if err != nil {
 			return nil, err
 		}
-		return env.NewSession(role, path, in, out, nil)
+		var tuning *ort.SessionTuning
+		if role == GraphDetector {
+			// EXHAUSTIVE would re-benchmark cuDNN convolutions for every new image shape.
+			tuning = &ort.SessionTuning{CUDAOptions: map[string]string{"cudnn_conv_algo_search": "HEURISTIC"}}
+		}
+		return env.NewSession(role, path, in, out, tuning)
 	}
 	if err := checkEncoderContract(m.Graphs[GraphEncoder]); err != nil {
 		return nil, fmt.Errorf("bundle %s: %w", dir, err)
@@ -127,6 +134,16 @@ func Load(env *ort.Environment, dir string, opts Options) (b *Bundle, err error)
 	}
 	if b.mrc, err = open(GraphMRCHead); err != nil {
 		return nil, err
+	}
+	if d := m.Detector; d != nil {
+		if b.detector, err = open(d.Graph); err != nil {
+			return nil, err
+		}
+		if d.Attributes != "" {
+			if b.attrs, err = readLines(filepath.Join(dir, d.Attributes)); err != nil {
+				return nil, fmt.Errorf("bundle %s: attribute labels: %w", dir, err)
+			}
+		}
 	}
 	return b, nil
 }
@@ -183,7 +200,7 @@ func readLines(path string) ([]string, error) {
 // Close destroys the bundle's sessions. It is safe on a partly loaded bundle.
 func (b *Bundle) Close() error {
 	var errs []error
-	for _, s := range []*ort.Session{b.encoder, b.attention, b.mlm, b.mrc} {
+	for _, s := range []*ort.Session{b.encoder, b.attention, b.mlm, b.mrc, b.detector} {
 		if s != nil {
 			errs = append(errs, s.Close())
 		}
@@ -212,7 +229,7 @@ func (b *Bundle) Warmup(ctx context.Context) error {
 // RunGraph runs one of the bundle's graphs on raw named tensors and returns its outputs by
 // name. It is for parity checks and debugging; the pipelines do not use it.
 func (b *Bundle) RunGraph(ctx context.Context, role string, inputs map[string]ort.Tensor) (map[string]ort.Tensor, error) {
-	sessions := map[string]*ort.Session{GraphEncoder: b.encoder, GraphEncoderAttention: b.attention, GraphMLMHead: b.mlm, GraphMRCHead: b.mrc}
+	sessions := map[string]*ort.Session{GraphEncoder: b.encoder, GraphEncoderAttention: b.attention, GraphMLMHead: b.mlm, GraphMRCHead: b.mrc, GraphDetector: b.detector}
 	s := sessions[role]
 	if s == nil {
 		return nil, inputErr(CodeUnsupported, "bundle %s has no graph %q", b.Manifest.Name, role)

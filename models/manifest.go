@@ -23,6 +23,7 @@ const (
 	GraphEncoderAttention = "encoder_attention"
 	GraphMLMHead          = "mlm_head"
 	GraphMRCHead          = "mrc_head"
+	GraphDetector         = "detector"
 )
 
 // Manifest is manifest.json: everything the Go side must know about a bundle. Nothing about a
@@ -37,6 +38,7 @@ type Manifest struct {
 	Regions       RegionSpec       `json:"regions"`
 	Heads         HeadSet          `json:"heads"`
 	Graphs        map[string]Graph `json:"graphs"`
+	Detector      *DetectorSpec    `json:"detector,omitempty"`
 	Provenance    map[string]any   `json:"provenance"`
 }
 
@@ -173,6 +175,9 @@ func (m *Manifest) Validate() error {
 			bad("heads and graphs disagree about %s", g)
 		}
 	}
+	if m.Detector != nil {
+		errs = append(errs, m.Detector.validate(m)...)
+	}
 	for role, g := range m.Graphs {
 		if g.File == "" || filepath.IsAbs(g.File) || strings.Contains(g.File, "..") {
 			bad("graphs.%s.file %q must be a file inside the bundle", role, g.File)
@@ -184,6 +189,98 @@ func (m *Manifest) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// DetectorSpec declares the bundle's Faster R-CNN (docs/detector-contract.md): which graph and
+// outputs, how images are preprocessed, and how regions are selected.
+type DetectorSpec struct {
+	Graph   string `json:"graph"`
+	Input   string `json:"input"`
+	Outputs struct {
+		Boxes          string `json:"boxes"`
+		ClassProbs     string `json:"class_probs"`
+		Features       string `json:"features"`
+		AttributeProbs string `json:"attribute_probs,omitempty"`
+	} `json:"outputs"`
+	Preprocess struct {
+		ChannelOrder  string    `json:"channel_order"`
+		PixelMeans    []float32 `json:"pixel_means"`
+		PixelStd      []float32 `json:"pixel_std"`
+		ShorterSide   int       `json:"shorter_side"`
+		LongerSideMax int       `json:"longer_side_max"`
+		Resize        string    `json:"resize"`
+	} `json:"preprocess"`
+	BackgroundIndex int    `json:"background_index"`
+	Labels          string `json:"labels"`
+	Attributes      string `json:"attributes,omitempty"`
+	Selection       struct {
+		NMSIoU        float32 `json:"nms_iou"`
+		MinConfidence float32 `json:"min_confidence"`
+		MinBoxes      int     `json:"min_boxes"`
+		MaxBoxes      int     `json:"max_boxes"`
+	} `json:"selection"`
+}
+
+// validate checks the detector section against itself and the manifest's graphs and dims.
+func (d *DetectorSpec) validate(m *Manifest) []error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf("detector."+format, a...)) }
+	g, ok := m.Graphs[d.Graph]
+	if !ok {
+		bad("graph %q is not in graphs", d.Graph)
+		return errs
+	}
+	if len(g.Inputs) != 1 || g.Inputs[0].Name != d.Input {
+		bad("input %q: graph %s must have exactly that one input", d.Input, d.Graph)
+	}
+	outs := map[string]Tensor{}
+	for _, o := range g.Outputs {
+		outs[o.Name] = o
+	}
+	need := map[string]string{"boxes": d.Outputs.Boxes, "class_probs": d.Outputs.ClassProbs, "features": d.Outputs.Features}
+	if d.Outputs.AttributeProbs != "" {
+		need["attribute_probs"] = d.Outputs.AttributeProbs
+	}
+	for role, name := range need {
+		if _, ok := outs[name]; !ok {
+			bad("outputs.%s %q is not an output of graph %s", role, name, d.Graph)
+		}
+	}
+	if (d.Outputs.AttributeProbs == "") != (d.Attributes == "") {
+		bad("outputs.attribute_probs and attributes must be given together")
+	}
+	p := d.Preprocess
+	if p.ChannelOrder != "BGR" && p.ChannelOrder != "RGB" {
+		bad("preprocess.channel_order %q: want BGR or RGB", p.ChannelOrder)
+	}
+	if len(p.PixelMeans) != 3 || len(p.PixelStd) != 3 {
+		bad("preprocess.pixel_means and pixel_std need 3 values each")
+	}
+	for _, v := range p.PixelStd {
+		if v <= 0 {
+			bad("preprocess.pixel_std values must be positive")
+		}
+	}
+	if p.ShorterSide <= 0 || p.LongerSideMax < p.ShorterSide {
+		bad("preprocess: want 0 < shorter_side (%d) <= longer_side_max (%d)", p.ShorterSide, p.LongerSideMax)
+	}
+	if p.Resize != "bilinear" {
+		bad("preprocess.resize %q: this build implements \"bilinear\"", p.Resize)
+	}
+	if d.BackgroundIndex < 0 || d.BackgroundIndex >= m.Model.LabelDim {
+		bad("background_index %d outside [0, %d)", d.BackgroundIndex, m.Model.LabelDim)
+	}
+	if d.Labels == "" {
+		bad("labels is empty")
+	}
+	s := d.Selection
+	if !(s.NMSIoU > 0 && s.NMSIoU <= 1) || s.MinConfidence < 0 || s.MinConfidence > 1 {
+		bad("selection: want 0 < nms_iou <= 1 and 0 <= min_confidence <= 1")
+	}
+	if s.MinBoxes < 1 || s.MaxBoxes < s.MinBoxes {
+		bad("selection: want 1 <= min_boxes (%d) <= max_boxes (%d)", s.MinBoxes, s.MaxBoxes)
+	}
+	return errs
 }
 
 // specs converts a graph's declarations.
