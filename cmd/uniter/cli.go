@@ -43,7 +43,11 @@ func readRegions(path string) (detector.Regions, error) {
 	if err != nil {
 		return detector.Regions{}, err
 	}
-	return api.ParseRegions(raw)
+	r, err := api.ParseRegions(raw)
+	if err != nil {
+		return r, fmt.Errorf("%s: %w", path, err)
+	}
+	return r, nil
 }
 
 func printJSON(w io.Writer, v any) error {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -101,16 +102,26 @@ func (c *Config) Validate() error {
 	bad := func(key, format string, a ...any) {
 		errs = append(errs, fmt.Errorf("config %s: %s", key, fmt.Sprintf(format, a...)))
 	}
-	if c.Addr == "" {
-		bad("addr", "must not be empty")
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		bad("addr", "%q is not host:port: %v", c.Addr, err)
 	}
 	if c.Bundle == "" {
 		bad("bundle", "must name a model bundle folder")
 	} else if st, err := os.Stat(c.Bundle); err != nil || !st.IsDir() {
 		bad("bundle", "%q is not a folder", c.Bundle)
 	}
-	if err := c.ortConfig().Validate(); err != nil {
-		bad("ort", "%v", err)
+	if c.ORT.Provider != ort.ProviderCPU && c.ORT.Provider != ort.ProviderCUDA {
+		bad("ort.provider", "%q: want %q or %q", c.ORT.Provider, ort.ProviderCPU, ort.ProviderCUDA)
+	}
+	if st, err := os.Stat(c.ORT.Library); err != nil || st.IsDir() {
+		bad("ort.library", "ONNX Runtime library %q not found (run `make ort` to install it)", c.ORT.Library)
+	}
+	nonNegative := map[string]int64{"ort.cuda_device_id": int64(c.ORT.CUDADeviceID), "ort.cuda_memory_limit": c.ORT.CUDAMemoryLimit,
+		"ort.intra_op_threads": int64(c.ORT.IntraOpThreads), "ort.inter_op_threads": int64(c.ORT.InterOpThreads)}
+	for key, v := range nonNegative {
+		if v < 0 {
+			bad(key, "must not be negative, got %d", v)
+		}
 	}
 	positive := map[string]int64{"limits.max_body_bytes": c.Limits.MaxBodyBytes, "limits.max_texts": int64(c.Limits.MaxTexts),
 		"limits.max_regions": int64(c.Limits.MaxRegions), "limits.max_concurrent": int64(c.Limits.MaxConcurrent),

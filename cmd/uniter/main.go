@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -120,8 +121,13 @@ func serve(parent context.Context, cfg *Config) error {
 		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second,
 		WriteTimeout: cfg.Limits.RequestTimeout + 30*time.Second, IdleTimeout: 120 * time.Second,
 	}
+	// Take the port before warming up, so that a taken address fails at once.
+	listener, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("config addr: %w", err)
+	}
 	errc := make(chan error, 1)
-	go func() { errc <- httpServer.ListenAndServe() }() // exits when the server is shut down
+	go func() { errc <- httpServer.Serve(listener) }() // exits when the server is shut down
 	log.Info("serving", "addr", cfg.Addr, "model", svc.info.Name, "provider", svc.info.Provider,
 		"random_weights", svc.info.RandomWeights)
 	if err := svc.bundle.Warmup(ctx); err != nil {
