@@ -38,6 +38,12 @@ fixture: pydeps
 	$(PY) models/make_fixture.py --out testdata
 	$(PY) models/make_ot_golden.py --out heads/testdata/ipot_golden.json
 
+# Encoder throughput (pairs/s at batch 1, 8, 32): the Go pipeline next to PyTorch eager on this
+# machine, as a table (also .cache/bench/report.md). The UNITER-base-sized random bundle is
+# exported once into .cache/bench/ and reused. See scripts/bench.sh.
+bench: build ort pydeps
+	PY=$(PY) bash scripts/bench.sh
+
 fuzz:
 	go test ./textproc -run='^$$' -fuzz=FuzzEncode -fuzztime=60s
 

@@ -173,7 +173,7 @@ func TestConfigInvalid(t *testing.T) {
 				t.Fatalf("exit code 0, want non-zero; stderr:\n%s", stderr)
 			}
 			if took := time.Since(start); took > exitTimeout {
-				t.Errorf("took %v to refuse the config, want < 10 s", took)
+				t.Errorf("took %v to refuse the config, a hang guard, not a speed goal", took)
 			}
 			for _, w := range c.want {
 				if !strings.Contains(stderr, w) {

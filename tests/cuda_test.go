@@ -47,7 +47,7 @@ func TestCUDA(t *testing.T) {
 				t.Fatalf("%s: cuda on a machine without it: exit code 0, want non-zero", name)
 			}
 			if took := time.Since(start); took > exitTimeout {
-				t.Errorf("%s: took %v to refuse, want < 10 s", name, took)
+				t.Errorf("%s: took %v to refuse, a hang guard, not a speed goal", name, took)
 			}
 			if !strings.Contains(strings.ToLower(stderr), "cuda") || !strings.Contains(stderr, "allow_cpu_fallback") {
 				t.Errorf("%s: stderr does not mention cuda and allow_cpu_fallback:\n%s", name, stderr)
