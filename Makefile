@@ -36,6 +36,7 @@ test-py: build ort pydeps
 # Regenerates the committed fixture bundle and its PyTorch goldens.
 fixture: pydeps
 	$(PY) models/make_fixture.py --out testdata
+	$(PY) models/make_detector_fixture.py --out testdata
 	$(PY) models/make_ot_golden.py --out heads/testdata/ipot_golden.json
 
 # Encoder throughput (pairs/s at batch 1, 8, 32): the Go pipeline next to PyTorch eager on this

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/uniter-serve/uniter/detector"
 	"github.com/uniter-serve/uniter/models"
 )
 
@@ -31,6 +32,10 @@ func statusOf(err error, log *slog.Logger) (int, ErrorDetail) {
 	switch {
 	case errors.As(err, &re):
 		return re.status, ErrorDetail{Code: re.code, Message: re.message}
+	case errors.As(err, &ie) && errors.Is(err, detector.ErrTooLarge):
+		return http.StatusRequestEntityTooLarge, ErrorDetail{Code: ie.Code, Message: ie.Message}
+	case errors.As(err, &ie) && errors.Is(err, detector.ErrUnsupportedFormat):
+		return http.StatusUnsupportedMediaType, ErrorDetail{Code: ie.Code, Message: ie.Message}
 	case errors.As(err, &ie):
 		return http.StatusBadRequest, ErrorDetail{Code: ie.Code, Message: ie.Message}
 	case errors.Is(err, models.ErrBusy):

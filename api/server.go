@@ -16,14 +16,14 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/uniter-serve/uniter/detector"
 	"github.com/uniter-serve/uniter/models"
 )
 
 // Model is what the handlers need from a loaded bundle.
 type Model interface {
-	Match(ctx context.Context, r detector.Regions, texts []string) ([]models.MatchResult, error)
-	Align(ctx context.Context, r detector.Regions, text string, opts models.AlignOptions) (*models.Alignment, error)
+	Match(ctx context.Context, in models.Input, texts []string) (*models.MatchOutput, error)
+	Align(ctx context.Context, in models.Input, text string, opts models.AlignOptions) (*models.Alignment, error)
+	Detect(ctx context.Context, image []byte) (*models.DetectedImage, bool, error)
 }
 
 // Config holds the HTTP limits.
@@ -35,20 +35,21 @@ type Config struct {
 
 // Server routes requests to one model.
 type Server struct {
-	cfg   Config
-	model Model
-	info  ModelInfo
-	log   *slog.Logger
-	ready atomic.Bool
+	cfg    Config
+	model  Model
+	info   ModelInfo
+	labels Labels
+	log    *slog.Logger
+	ready  atomic.Bool
 }
 
 // New makes a server for model, described by info in GET /v1/models. It is not ready until
 // SetReady(true) (after warm-up).
-func New(cfg Config, model Model, info ModelInfo, log *slog.Logger) *Server {
+func New(cfg Config, model Model, info ModelInfo, labels Labels, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Server{cfg: cfg, model: model, info: info, log: log}
+	return &Server{cfg: cfg, model: model, info: info, labels: labels, log: log}
 }
 
 // SetReady marks the models loaded and warmed up (GET /readyz).
@@ -89,6 +90,7 @@ func (s *Server) Handler() http.Handler {
 	}))
 	r.POST("/v1/match", s.handle(s.match))
 	r.POST("/v1/align", s.handle(s.align))
+	r.POST("/v1/regions", s.handle(s.regions))
 	return r
 }
 
@@ -139,7 +141,7 @@ func (s *Server) context(c *gin.Context) (context.Context, context.CancelFunc) {
 func (s *Server) decodeJSON(c *gin.Context, dst any) error {
 	if ct := c.ContentType(); ct != "" && ct != "application/json" {
 		return &requestError{status: http.StatusUnsupportedMediaType, code: "unsupported_media_type",
-			message: fmt.Sprintf("content type %q: send application/json", ct)}
+			message: fmt.Sprintf("content type %q: send application/json or multipart/form-data", ct)}
 	}
 	dec := json.NewDecoder(c.Request.Body)
 	dec.DisallowUnknownFields()
@@ -172,45 +174,75 @@ func since(t time.Time) float64 { return float64(time.Since(t).Microseconds()) /
 
 func (s *Server) match(c *gin.Context) (any, error) {
 	start := time.Now()
-	var req MatchRequest
-	if err := s.decodeJSON(c, &req); err != nil {
-		return nil, err
-	}
-	regions, err := req.Regions.toRegions()
+	var body MatchRequest
+	req, err := s.readRequest(c, &body, func() (request, error) {
+		in, err := toInput(body.Image, body.Regions, false)
+		return request{input: in, texts: body.Texts}, err
+	}, map[string]bool{"text": true})
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := s.context(c)
 	defer cancel()
-	results, err := s.model.Match(ctx, regions, req.Texts)
+	out, err := s.model.Match(ctx, req.input, req.texts)
 	if err != nil {
 		return nil, err
 	}
-	resp := NewMatchResponse(results, s.info.Name)
+	resp := NewMatchResponse(out, s.info.Name)
 	resp.TimingMS = since(start)
 	return resp, nil
 }
 
 func (s *Server) align(c *gin.Context) (any, error) {
 	start := time.Now()
-	var req AlignRequest
-	if err := s.decodeJSON(c, &req); err != nil {
-		return nil, err
-	}
-	regions, err := req.Regions.toRegions()
+	var body AlignRequest
+	req, err := s.readRequest(c, &body, func() (request, error) {
+		in, err := toInput(body.Image, body.Regions, false)
+		return request{input: in, text: body.Text, topRegions: body.TopRegions}, err
+	}, map[string]bool{"text": true, "top_regions": true})
 	if err != nil {
 		return nil, err
 	}
-	if req.TopRegions < 0 {
-		return nil, badRequest("invalid_top_regions", "top_regions: must not be negative, got %d", req.TopRegions)
+	if req.topRegions < 0 {
+		return nil, badRequest("invalid_top_regions", "top_regions: must not be negative, got %d", req.topRegions)
+	}
+	if len(req.texts) > 1 {
+		return nil, badRequest("invalid_input", "text: one text per alignment, got %d", len(req.texts))
 	}
 	ctx, cancel := s.context(c)
 	defer cancel()
-	a, err := s.model.Align(ctx, regions, req.Text, models.AlignOptions{TopRegions: req.TopRegions})
+	a, err := s.model.Align(ctx, req.input, req.text, models.AlignOptions{TopRegions: req.topRegions})
 	if err != nil {
 		return nil, err
 	}
-	resp := NewAlignResponse(a, s.info.Name)
+	resp := NewAlignResponse(a, s.labels, s.info.Name)
+	resp.TimingMS = since(start)
+	return resp, nil
+}
+
+func (s *Server) regions(c *gin.Context) (any, error) {
+	start := time.Now()
+	var body RegionsRequest
+	req, err := s.readRequest(c, &body, func() (request, error) {
+		in, err := toInput(body.Image, nil, true)
+		return request{input: in, features: body.Features, topLabels: body.TopLabels}, err
+	}, map[string]bool{"features": true, "top_labels": true})
+	if err != nil {
+		return nil, err
+	}
+	if req.topLabels < 0 {
+		return nil, badRequest("invalid_top_labels", "top_labels: must not be negative, got %d", req.topLabels)
+	}
+	if req.topLabels == 0 {
+		req.topLabels = 3
+	}
+	ctx, cancel := s.context(c)
+	defer cancel()
+	det, hit, err := s.model.Detect(ctx, req.input.Image)
+	if err != nil {
+		return nil, err
+	}
+	resp := NewRegionsResponse(det, hit, s.labels, req.topLabels, req.features, s.info.Name)
 	resp.TimingMS = since(start)
 	return resp, nil
 }

@@ -31,7 +31,7 @@ func newServer(t testing.TB) (*api.Server, http.Handler) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	s := api.New(api.Config{MaxBodyBytes: maxBody}, b, api.DescribeModel(b, env.Provider(), "", env.Version()), nil)
+	s := api.New(api.Config{MaxBodyBytes: maxBody}, b, api.DescribeModel(b, env.Provider(), "", env.Version()), api.LabelsFor(b), nil)
 	s.SetReady(true)
 	return s, s.Handler()
 }
@@ -88,7 +88,7 @@ func TestErrors(t *testing.T) {
 		{"unknown field", "/v1/match", "application/json", `{"txts": ["a"]}`, 400, "unknown_field", `"txts"`},
 		{"wrong type", "/v1/match", "application/json", `{"texts": "a dog"}`, 400, "malformed_json", `"texts"`},
 		{"content type", "/v1/match", "text/plain", `{}`, 415, "unsupported_media_type", "application/json"},
-		{"missing regions", "/v1/match", "", `{"texts": ["a"]}`, 400, "missing_regions", "regions"},
+		{"missing regions", "/v1/match", "", `{"texts": ["a"]}`, 400, "missing_input", "regions"},
 		{"feature dim", "/v1/match", "", js(map[string]any{"regions": badFeat, "texts": []string{"a"}}), 400, "invalid_regions", "feature dimension is 64"},
 		{"box outside", "/v1/match", "", js(map[string]any{"regions": outside, "texts": []string{"a"}}), 400, "invalid_regions", "outside the 200×120 image"},
 		{"box arity", "/v1/match", "", js(map[string]any{"regions": threeNumbers, "texts": []string{"a"}}), 400, "invalid_regions", "boxes[0]: 3 numbers"},
@@ -168,6 +168,7 @@ func golden(t *testing.T, name string, body []byte) {
 		t.Fatal(err)
 	}
 	v["timing_ms"] = 0
+	delete(v, "timings_ms") // measured, not computed
 	got, _ := json.MarshalIndent(v, "", "  ")
 	path := filepath.Join("testdata", name+".golden.json")
 	if *update {

@@ -2,8 +2,15 @@ package api
 
 import (
 	"bytes"
+	"cmp"
+	"encoding/base64"
+	"encoding/binary"
+	"strconv"
+	"time"
+
 	"encoding/json"
 	"fmt"
+	"github.com/x448/float16"
 	"slices"
 
 	"github.com/uniter-serve/uniter/detector"
@@ -36,7 +43,8 @@ func (r *RegionsJSON) toRegions() (detector.Regions, error) {
 
 // MatchRequest is the body of POST /v1/match.
 type MatchRequest struct {
-	Regions *RegionsJSON `json:"regions"`
+	Image   *ImageJSON   `json:"image,omitempty"`
+	Regions *RegionsJSON `json:"regions,omitempty"`
 	Texts   []string     `json:"texts"`
 }
 
@@ -53,13 +61,52 @@ type MatchResult struct {
 // MatchResponse answers POST /v1/match: one result per text, in request order.
 type MatchResponse struct {
 	Results  []MatchResult `json:"results"`
+	Image    *ImageInfo    `json:"image,omitempty"`
 	Model    string        `json:"model"`
 	TimingMS float64       `json:"timing_ms"`
+	Timings  Timings       `json:"timings_ms"`
+}
+
+// ImageInfo describes an uploaded image and its detection.
+type ImageInfo struct {
+	SHA256    string `json:"sha256"`
+	Format    string `json:"format"`
+	Width     int    `json:"width"`
+	Height    int    `json:"height"`
+	Regions   int    `json:"regions"`
+	Proposals int    `json:"proposals"`
+	CacheHit  bool   `json:"cache_hit"`
+}
+
+// Timings split a request's model work, in milliseconds. The detector steps are zero for
+// regions input and on a cache hit.
+type Timings struct {
+	Decode     float64 `json:"decode"`
+	Preprocess float64 `json:"preprocess"`
+	Detector   float64 `json:"detector"`
+	Selection  float64 `json:"selection"`
+	Encoder    float64 `json:"encoder"`
+	OT         float64 `json:"ot"`
+}
+
+func newTimings(t models.Timing) Timings {
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	return Timings{Decode: ms(t.Decode), Preprocess: ms(t.Preprocess), Detector: ms(t.Detector),
+		Selection: ms(t.Selection), Encoder: ms(t.Encoder), OT: ms(t.OT)}
+}
+
+func newImageInfo(d *models.DetectedImage, hit bool) *ImageInfo {
+	if d == nil {
+		return nil
+	}
+	return &ImageInfo{SHA256: d.SHA256, Format: d.Format, Width: d.Width, Height: d.Height,
+		Regions: len(d.Regions), Proposals: d.Proposals, CacheHit: hit}
 }
 
 // AlignRequest is the body of POST /v1/align.
 type AlignRequest struct {
-	Regions    *RegionsJSON `json:"regions"`
+	Image      *ImageJSON   `json:"image,omitempty"`
+	Regions    *RegionsJSON `json:"regions,omitempty"`
 	Text       string       `json:"text"`
 	TopRegions int          `json:"top_regions,omitempty"`
 }
@@ -75,11 +122,45 @@ type Token struct {
 	Special bool   `json:"special"`
 }
 
-// Region is one input region as the model saw it.
+// Region is one region as the model saw it. Detected regions also carry the detector's
+// confidence, top class labels and attributes.
 type Region struct {
-	Index    int        `json:"index"`
-	Box      [4]float32 `json:"box"`
-	Location [7]float32 `json:"location"`
+	Index      int         `json:"index"`
+	Box        [4]float32  `json:"box"`
+	Location   [7]float32  `json:"location"`
+	Confidence *float32    `json:"confidence,omitempty"`
+	Labels     []LabelProb `json:"labels,omitempty"`
+	Attributes []LabelProb `json:"attributes,omitempty"`
+}
+
+// LabelProb is a class or attribute name with its probability.
+type LabelProb struct {
+	Label       string  `json:"label"`
+	Probability float32 `json:"probability"`
+}
+
+// RegionsRequest is the JSON body of POST /v1/regions.
+type RegionsRequest struct {
+	Image     *ImageJSON `json:"image"`
+	Features  bool       `json:"features,omitempty"`
+	TopLabels int        `json:"top_labels,omitempty"`
+}
+
+// RegionsResponse answers POST /v1/regions.
+type RegionsResponse struct {
+	Image    ImageInfo     `json:"image"`
+	Regions  []Region      `json:"regions"`
+	Features *FeatureBlock `json:"features,omitempty"`
+	Model    string        `json:"model"`
+	TimingMS float64       `json:"timing_ms"`
+	Timings  Timings       `json:"timings_ms"`
+}
+
+// FeatureBlock is the regions' features as base64 of little-endian IEEE float16, row-major.
+type FeatureBlock struct {
+	DType string `json:"dtype"`
+	Shape []int  `json:"shape"`
+	Data  string `json:"data"`
 }
 
 // RegionShare is one region's share of a word's transport mass.
@@ -108,8 +189,10 @@ type AlignResponse struct {
 	OTDistance  float64       `json:"ot_distance"`
 	Score       float32       `json:"score"`
 	Logit       float32       `json:"logit"`
+	Image       *ImageInfo    `json:"image,omitempty"`
 	Model       string        `json:"model"`
 	TimingMS    float64       `json:"timing_ms"`
+	Timings     Timings       `json:"timings_ms"`
 }
 
 // ModelInfo describes a loaded bundle in GET /v1/models.
@@ -151,9 +234,10 @@ type ErrorDetail struct {
 }
 
 // NewMatchResponse converts pipeline results to the wire form (TimingMS left to the caller).
-func NewMatchResponse(results []models.MatchResult, model string) MatchResponse {
-	resp := MatchResponse{Results: make([]MatchResult, len(results)), Model: model}
-	for i, r := range results {
+func NewMatchResponse(out *models.MatchOutput, model string) MatchResponse {
+	resp := MatchResponse{Results: make([]MatchResult, len(out.Results)), Model: model,
+		Image: newImageInfo(out.Image, out.Timing.CacheHit), Timings: newTimings(out.Timing)}
+	for i, r := range out.Results {
 		resp.Results[i] = MatchResult{Text: r.Text, Score: r.Score, Logit: r.Logit, OTDistance: r.OTDistance,
 			Tokens: r.Tokens, Truncated: r.Truncated}
 	}
@@ -161,14 +245,19 @@ func NewMatchResponse(results []models.MatchResult, model string) MatchResponse 
 }
 
 // NewAlignResponse converts an alignment to the wire form (TimingMS left to the caller).
-func NewAlignResponse(a *models.Alignment, model string) AlignResponse {
+func NewAlignResponse(a *models.Alignment, labels Labels, model string) AlignResponse {
 	resp := AlignResponse{Text: a.Text, Truncated: a.Truncated, Plan: a.Plan, OTDistance: a.OTDistance,
-		Score: a.Score, Logit: a.Logit, Model: model}
+		Score: a.Score, Logit: a.Logit, Model: model, Image: newImageInfo(a.Image, a.Timing.CacheHit),
+		Timings: newTimings(a.Timing)}
 	for _, t := range a.Tokens {
 		resp.Tokens = append(resp.Tokens, Token{Text: t.Text, ID: t.ID, Start: t.Start, End: t.End, Word: t.Word, Special: t.Special})
 	}
-	for i, b := range a.Regions.Boxes {
-		resp.Regions = append(resp.Regions, Region{Index: i, Box: b, Location: a.Regions.Locations[i]})
+	if a.Image != nil {
+		resp.Regions = labels.regions(a.Image, 3)
+	} else {
+		for i, b := range a.Regions.Boxes {
+			resp.Regions = append(resp.Regions, Region{Index: i, Box: b, Location: a.Regions.Locations[i]})
+		}
 	}
 	for _, w := range a.WordRegions {
 		word := a.Words[w.Word]
@@ -177,6 +266,63 @@ func NewAlignResponse(a *models.Alignment, model string) AlignResponse {
 			wr.Regions = append(wr.Regions, RegionShare{Region: r.Region, Share: r.Share})
 		}
 		resp.WordRegions = append(resp.WordRegions, wr)
+	}
+	return resp
+}
+
+// Labels are the detector's class and attribute names.
+type Labels struct {
+	Classes, Attributes []string
+	Background          int
+}
+
+// regions lists detected regions with their top labels and attributes (background and
+// "no attribute", index 0, excluded).
+func (l Labels) regions(d *models.DetectedImage, top int) []Region {
+	out := make([]Region, len(d.Regions))
+	for i, r := range d.Regions {
+		conf := r.Confidence
+		out[i] = Region{Index: i, Box: r.Box, Location: r.Location, Confidence: &conf,
+			Labels: topLabels(d.ClassProbs[i*d.ClassDim:(i+1)*d.ClassDim], l.Classes, l.Background, top)}
+		if d.AttrDim > 0 {
+			out[i].Attributes = topLabels(d.AttrProbs[i*d.AttrDim:(i+1)*d.AttrDim], l.Attributes, 0, top)
+		}
+	}
+	return out
+}
+
+func topLabels(probs []float32, names []string, skip, k int) []LabelProb {
+	idx := make([]int, 0, len(probs))
+	for i := range probs {
+		if i != skip {
+			idx = append(idx, i)
+		}
+	}
+	slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(probs[b], probs[a]) })
+	out := make([]LabelProb, 0, k)
+	for _, i := range idx[:min(k, len(idx))] {
+		name := strconv.Itoa(i)
+		if i < len(names) {
+			name = names[i]
+		}
+		out = append(out, LabelProb{Label: name, Probability: probs[i]})
+	}
+	return out
+}
+
+// NewRegionsResponse converts a detection to the wire form; features only when asked for.
+func NewRegionsResponse(d *models.DetectedImage, hit bool, labels Labels, topK int, features bool, model string) RegionsResponse {
+	resp := RegionsResponse{Image: *newImageInfo(d, hit), Regions: labels.regions(d, topK), Model: model}
+	if !hit {
+		resp.Timings = newTimings(d.Timing)
+	}
+	if features {
+		p := d.Prepared
+		buf := make([]byte, 2*len(p.Features))
+		for i, v := range p.Features {
+			binary.LittleEndian.PutUint16(buf[2*i:], float16.Fromfloat32(v).Bits())
+		}
+		resp.Features = &FeatureBlock{DType: "float16", Shape: []int{p.Len(), p.Dim}, Data: base64.StdEncoding.EncodeToString(buf)}
 	}
 	return resp
 }
@@ -210,4 +356,15 @@ func DescribeModel(b *models.Bundle, provider, fallback, ortVersion string) Mode
 	}
 	slices.Sort(info.Graphs)
 	return info
+}
+
+// LabelsFor reads a bundle's detector class and attribute names.
+func LabelsFor(b *models.Bundle) Labels {
+	l := Labels{Classes: b.RegionLabels(), Attributes: b.AttributeLabels()}
+	if d := b.Manifest.Detector; d != nil {
+		l.Background = d.BackgroundIndex
+	} else {
+		l.Background = b.Manifest.Regions.BackgroundIndex
+	}
+	return l
 }

@@ -2,11 +2,14 @@ package models
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"image"
+	"image/png"
 	"io"
 	"os"
 	"path/filepath"
@@ -33,6 +36,15 @@ type Options struct {
 	MaxTextLength int // 0: the manifest's text.max_length; otherwise at most that
 	// VerifyChecksums compares each graph file with its manifest sha256 at load.
 	VerifyChecksums bool
+	Decode          detector.DecodeLimits // image bytes and pixels; zero fields take detector's defaults
+	CacheBytes      int64                 // detector result cache bound; 0 disables caching
+	Selection       SelectionOverride     // region selection settings that replace the manifest's
+}
+
+// SelectionOverride replaces the manifest's region selection settings where set.
+type SelectionOverride struct {
+	NMSIoU, MinConfidence *float32
+	MinBoxes, MaxBoxes    *int
 }
 
 // Bundle is a loaded model: manifest, tokenizer, labels and graph sessions. It is safe for
@@ -51,6 +63,7 @@ type Bundle struct {
 	detector  *ort.Session // nil when the bundle has no detector
 	attrs     []string     // detector attribute names; nil without an attribute head
 	sched     *Scheduler
+	cache     *resultCache[*DetectedImage]
 }
 
 // Load reads the bundle in dir and builds its sessions in env. On error nothing stays open.
@@ -72,7 +85,8 @@ func Load(env *ort.Environment, dir string, opts Options) (b *Bundle, err error)
 	if opts.MaxQueue <= 0 {
 		opts.MaxQueue = 64
 	}
-	b = &Bundle{Manifest: m, Dir: dir, opts: opts, sched: NewScheduler(opts.MaxConcurrent, opts.MaxQueue)}
+	b = &Bundle{Manifest: m, Dir: dir, opts: opts, sched: NewScheduler(opts.MaxConcurrent, opts.MaxQueue),
+		cache: newResultCache(opts.CacheBytes, (*DetectedImage).size)}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, b.Close())
@@ -138,6 +152,9 @@ func Load(env *ort.Environment, dir string, opts Options) (b *Bundle, err error)
 	if d := m.Detector; d != nil {
 		if b.detector, err = open(d.Graph); err != nil {
 			return nil, err
+		}
+		if err := b.selectionSpec().Validate(m.Model.LabelDim); err != nil {
+			return nil, fmt.Errorf("bundle %s: %w", dir, err)
 		}
 		if d.Attributes != "" {
 			if b.attrs, err = readLines(filepath.Join(dir, d.Attributes)); err != nil {
@@ -222,7 +239,14 @@ func (b *Bundle) MaxRegions() int { return b.opts.MaxRegions }
 func (b *Bundle) Warmup(ctx context.Context) error {
 	dim := b.Manifest.Model.FeatureDim
 	r := detector.Regions{Width: 2, Height: 2, Boxes: []detector.Box{{0, 0, 1, 1}}, Features: [][]float32{make([]float32, dim)}}
-	_, err := b.Match(ctx, r, []string{"warm up"})
+	if _, err := b.Match(ctx, Input{Regions: &r}, []string{"warm up"}); err != nil {
+		return err
+	}
+	if b.detector == nil {
+		return nil
+	}
+	// A small image through the detector, bypassing the cache.
+	_, err := b.detect(ctx, warmupPNG(), "warm-up")
 	return err
 }
 
@@ -255,4 +279,15 @@ func (b *Bundle) RunGraph(ctx context.Context, role string, inputs map[string]or
 		res[spec.Name] = out[i]
 	}
 	return res, nil
+}
+
+// warmupPNG is a 64×48 grey PNG.
+func warmupPNG() []byte {
+	img := image.NewGray(image.Rect(0, 0, 64, 48))
+	for i := range img.Pix {
+		img.Pix[i] = uint8(i % 251)
+	}
+	var buf bytes.Buffer
+	_ = png.Encode(&buf, img)
+	return buf.Bytes()
 }

@@ -24,13 +24,29 @@ func (e *InputError) Unwrap() error { return e.Err }
 
 // Input error codes.
 const (
-	CodeInvalidRegions = "invalid_regions"
-	CodeEmptyText      = "empty_text"
-	CodeInvalidText    = "invalid_text"
-	CodeTooManyTexts   = "too_many_texts"
-	CodeNoTexts        = "no_texts"
-	CodeUnsupported    = "unsupported"
+	CodeInvalidRegions   = "invalid_regions"
+	CodeEmptyText        = "empty_text"
+	CodeInvalidText      = "invalid_text"
+	CodeTooManyTexts     = "too_many_texts"
+	CodeNoTexts          = "no_texts"
+	CodeUnsupported      = "unsupported"
+	CodeInvalidImage     = "invalid_image"
+	CodeUnsupportedImage = "unsupported_image_format"
+	CodeImageTooLarge    = "image_too_large"
+	CodeInvalidInput     = "invalid_input"
 )
+
+// imageCode names an image decoding failure; the API maps the wrapped detector error to
+// 413, 415 or 400.
+func imageCode(err error) string {
+	switch {
+	case errors.Is(err, detector.ErrTooLarge):
+		return CodeImageTooLarge
+	case errors.Is(err, detector.ErrUnsupportedFormat):
+		return CodeUnsupportedImage
+	}
+	return CodeInvalidImage
+}
 
 func inputErr(code, format string, a ...any) *InputError {
 	return &InputError{Code: code, Message: fmt.Sprintf(format, a...)}
@@ -45,6 +61,8 @@ func classify(field string, err error) error {
 	switch {
 	case errors.Is(err, detector.ErrInvalidRegions):
 		return &InputError{Code: CodeInvalidRegions, Message: prefix + err.Error(), Err: err}
+	case errors.Is(err, detector.ErrTooLarge), errors.Is(err, detector.ErrUnsupportedFormat), errors.Is(err, detector.ErrNotImage):
+		return &InputError{Code: imageCode(err), Message: prefix + err.Error(), Err: err}
 	case errors.Is(err, textproc.ErrEmptyText):
 		return &InputError{Code: CodeEmptyText, Message: prefix + "text is empty", Err: err}
 	case errors.Is(err, textproc.ErrTokenize):

@@ -218,16 +218,17 @@ func TestScoreAloneEqualsInBatch(t *testing.T) {
 	}
 	r := detector.Regions{Width: p.Width, Height: p.Height, Boxes: boxes, Features: p.Features}
 	texts := []string{"a star", g.Pairs[0].Text, "something orange above a star near two large blue circles and a small red square"}
-	batch, err := b.Match(ctx, r, texts)
+	batchOut, err := b.Match(ctx, Input{Regions: &r}, texts)
 	if err != nil {
 		t.Fatal(err)
 	}
+	batch := batchOut.Results
 	for i, text := range texts {
-		alone, err := b.Match(ctx, r, []string{text})
+		aloneOut, err := b.Match(ctx, Input{Regions: &r}, []string{text})
 		if err != nil {
 			t.Fatal(err)
 		}
-		a, in := alone[0], batch[i]
+		a, in := aloneOut.Results[0], batch[i]
 		if d := math.Abs(float64(a.Score - in.Score)); d > 1e-5 {
 			t.Errorf("text %d score: alone %v, in batch %v", i, a.Score, in.Score)
 		}

@@ -3,6 +3,7 @@ package models
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/uniter-serve/uniter/detector"
 	"github.com/uniter-serve/uniter/heads"
@@ -144,17 +145,48 @@ func (b *Bundle) tokenize(field, text string) (*textproc.Encoding, error) {
 	return &enc, nil
 }
 
-// Match scores every text against the regions in one batch; results follow the texts' order.
-func (b *Bundle) Match(ctx context.Context, r detector.Regions, texts []string) ([]MatchResult, error) {
+// Input is an image: encoded bytes that go through the detector, or regions with features
+// that the caller computed. Exactly one is set.
+type Input struct {
+	Image   []byte
+	Regions *detector.Regions
+}
+
+// resolve turns an Input into the encoder's region input, timing the detector steps.
+func (b *Bundle) resolve(ctx context.Context, in Input, t *Timing) (*detector.Prepared, *DetectedImage, error) {
+	switch {
+	case (in.Image == nil) == (in.Regions == nil):
+		return nil, nil, inputErr(CodeInvalidInput, "give exactly one of image and regions")
+	case in.Regions != nil:
+		p, err := b.prepare(*in.Regions)
+		return p, nil, err
+	}
+	det, hit, err := b.Detect(ctx, in.Image)
+	if err != nil {
+		return nil, nil, err
+	}
+	if hit {
+		t.CacheHit = true
+	} else {
+		t.Decode, t.Preprocess, t.Detector, t.Selection = det.Timing.Decode, det.Timing.Preprocess, det.Timing.Detector, det.Timing.Selection
+	}
+	return det.Prepared, det, nil
+}
+
+// MatchOutput is Match's answer: one result per text, in order.
+type MatchOutput struct {
+	Results []MatchResult
+	Image   *DetectedImage // the detected regions when the input was an image
+	Timing  Timing
+}
+
+// Match scores every text against the image in one batch.
+func (b *Bundle) Match(ctx context.Context, in Input, texts []string) (*MatchOutput, error) {
 	if len(texts) == 0 {
 		return nil, inputErr(CodeNoTexts, "texts: at least one text is needed")
 	}
 	if max := b.opts.MaxTexts; max > 0 && len(texts) > max {
 		return nil, inputErr(CodeTooManyTexts, "texts: %d texts, at most %d per request", len(texts), max)
-	}
-	regions, err := b.prepare(r)
-	if err != nil {
-		return nil, err
 	}
 	pairs := make([]pair, len(texts))
 	for i, t := range texts {
@@ -162,23 +194,36 @@ func (b *Bundle) Match(ctx context.Context, r detector.Regions, texts []string) 
 		if err != nil {
 			return nil, err
 		}
-		pairs[i] = pair{text: enc, regions: regions}
+		pairs[i].text = enc
 	}
+	out := &MatchOutput{}
+	regions, det, err := b.resolve(ctx, in, &out.Timing)
+	if err != nil {
+		return nil, err
+	}
+	out.Image = det
+	for i := range pairs {
+		pairs[i].regions = regions
+	}
+	start := time.Now()
 	e, err := b.encode(ctx, pairs, false)
 	if err != nil {
 		return nil, err
 	}
-	results := make([]MatchResult, len(texts))
+	out.Timing.Encoder = time.Since(start)
+	start = time.Now()
+	out.Results = make([]MatchResult, len(texts))
 	for i := range pairs {
 		plan, err := heads.Align(e.textHidden(i), e.regionHidden(i), heads.DefaultOTOptions())
 		if err != nil {
 			return nil, err
 		}
 		m := e.match(i)
-		results[i] = MatchResult{Text: texts[i], Score: m.Score, Logit: m.Logit, OTDistance: plan.Distance,
+		out.Results[i] = MatchResult{Text: texts[i], Score: m.Score, Logit: m.Logit, OTDistance: plan.Distance,
 			Tokens: len(pairs[i].text.Tokens), Truncated: pairs[i].text.Truncated}
 	}
-	return results, nil
+	out.Timing.OT = time.Since(start)
+	return out, nil
 }
 
 // AlignOptions tune Align.
@@ -193,6 +238,8 @@ type Alignment struct {
 	Words       []textproc.Word
 	Truncated   bool
 	Regions     *detector.Prepared
+	Image       *DetectedImage // the detected regions when the input was an image
+	Timing      Timing
 	Plan        [][]float64 // tokens × regions transport plan, entries sum to 1
 	WordRegions []heads.WordAlignment
 	OTDistance  float64
@@ -200,23 +247,28 @@ type Alignment struct {
 	Logit       float32
 }
 
-// Align scores one text against the regions and returns the optimal-transport alignment.
-func (b *Bundle) Align(ctx context.Context, r detector.Regions, text string, opts AlignOptions) (*Alignment, error) {
+// Align scores one text against the image and returns the optimal-transport alignment.
+func (b *Bundle) Align(ctx context.Context, in Input, text string, opts AlignOptions) (*Alignment, error) {
 	if opts.TopRegions <= 0 {
 		opts.TopRegions = 3
-	}
-	regions, err := b.prepare(r)
-	if err != nil {
-		return nil, err
 	}
 	enc, err := b.tokenize("text", text)
 	if err != nil {
 		return nil, err
 	}
+	a := &Alignment{Text: text, Tokens: enc.Tokens, Words: enc.Words, Truncated: enc.Truncated}
+	regions, det, err := b.resolve(ctx, in, &a.Timing)
+	if err != nil {
+		return nil, err
+	}
+	a.Regions, a.Image = regions, det
+	start := time.Now()
 	e, err := b.encode(ctx, []pair{{text: enc, regions: regions}}, false)
 	if err != nil {
 		return nil, err
 	}
+	a.Timing.Encoder = time.Since(start)
+	start = time.Now()
 	plan, err := heads.Align(e.textHidden(0), e.regionHidden(0), heads.DefaultOTOptions())
 	if err != nil {
 		return nil, err
@@ -226,9 +278,8 @@ func (b *Bundle) Align(ctx context.Context, r detector.Regions, text string, opt
 		words[i] = t.Word
 	}
 	m := e.match(0)
-	return &Alignment{
-		Text: text, Tokens: enc.Tokens, Words: enc.Words, Truncated: enc.Truncated, Regions: regions,
-		Plan: plan.Weights, WordRegions: heads.WordRegions(plan.Weights, words, opts.TopRegions),
-		OTDistance: plan.Distance, Score: m.Score, Logit: m.Logit,
-	}, nil
+	a.Plan, a.OTDistance, a.Score, a.Logit = plan.Weights, plan.Distance, m.Score, m.Logit
+	a.WordRegions = heads.WordRegions(plan.Weights, words, opts.TopRegions)
+	a.Timing.OT = time.Since(start)
+	return a, nil
 }

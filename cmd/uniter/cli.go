@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"image/png"
 	"io"
 	"os"
 	"strings"
@@ -38,6 +39,25 @@ func joinClose(err error, c io.Closer) error {
 	return err
 }
 
+// readInput reads the image input of match and align: an image file or a regions JSON file.
+func readInput(regionsFile, imageFile string) (models.Input, error) {
+	switch {
+	case (regionsFile == "") == (imageFile == ""):
+		return models.Input{}, fmt.Errorf("give exactly one of --image and --regions")
+	case imageFile != "":
+		raw, err := os.ReadFile(imageFile)
+		if err != nil {
+			return models.Input{}, err
+		}
+		return models.Input{Image: raw}, nil
+	}
+	r, err := readRegions(regionsFile)
+	if err != nil {
+		return models.Input{}, err
+	}
+	return models.Input{Regions: &r}, nil
+}
+
 func readRegions(path string) (detector.Regions, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
@@ -57,23 +77,23 @@ func printJSON(w io.Writer, v any) error {
 }
 
 func matchCmd(load loader) *cobra.Command {
-	var regionsFile string
+	var regionsFile, imageFile string
 	var texts []string
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "match --regions R.json --text TEXT [--text TEXT ...]",
-		Short: "score texts against an image's regions (ITM score, logit, OT distance)",
+		Use:   "match (--image IMAGE | --regions R.json) --text TEXT [--text TEXT ...]",
+		Short: "score texts against an image (ITM score, logit, OT distance)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			r, err := readRegions(regionsFile)
+			in, err := readInput(regionsFile, imageFile)
 			if err != nil {
 				return err
 			}
 			return withService(cmd, load, func(s *service) error {
-				results, err := s.bundle.Match(cmd.Context(), r, texts)
+				out, err := s.bundle.Match(cmd.Context(), in, texts)
 				if err != nil {
 					return err
 				}
-				resp := api.NewMatchResponse(results, s.info.Name)
+				resp := api.NewMatchResponse(out, s.info.Name)
 				if asJSON {
 					return printJSON(cmd.OutOrStdout(), resp)
 				}
@@ -91,31 +111,31 @@ func matchCmd(load loader) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&regionsFile, "regions", "", "regions JSON file: {width, height, boxes, features}")
+	cmd.Flags().StringVar(&imageFile, "image", "", "image file (JPEG, PNG, GIF, WebP, BMP) for the detector")
 	cmd.Flags().StringArrayVar(&texts, "text", nil, "a text to score (repeat for several)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the API's JSON instead of a table")
-	_ = cmd.MarkFlagRequired("regions")
 	_ = cmd.MarkFlagRequired("text")
 	return cmd
 }
 
 func alignCmd(load loader) *cobra.Command {
-	var regionsFile, text string
+	var regionsFile, imageFile, text string
 	var top int
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "align --regions R.json --text TEXT",
-		Short: "word-region alignment of one text and an image's regions (optimal transport)",
+		Use:   "align (--image IMAGE | --regions R.json) --text TEXT",
+		Short: "word-region alignment of one text and an image (optimal transport)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			r, err := readRegions(regionsFile)
+			in, err := readInput(regionsFile, imageFile)
 			if err != nil {
 				return err
 			}
 			return withService(cmd, load, func(s *service) error {
-				a, err := s.bundle.Align(cmd.Context(), r, text, models.AlignOptions{TopRegions: top})
+				a, err := s.bundle.Align(cmd.Context(), in, text, models.AlignOptions{TopRegions: top})
 				if err != nil {
 					return err
 				}
-				resp := api.NewAlignResponse(a, s.info.Name)
+				resp := api.NewAlignResponse(a, api.LabelsFor(s.bundle), s.info.Name)
 				if asJSON {
 					return printJSON(cmd.OutOrStdout(), resp)
 				}
@@ -136,10 +156,10 @@ func alignCmd(load loader) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&regionsFile, "regions", "", "regions JSON file: {width, height, boxes, features}")
+	cmd.Flags().StringVar(&imageFile, "image", "", "image file (JPEG, PNG, GIF, WebP, BMP) for the detector")
 	cmd.Flags().StringVar(&text, "text", "", "the text to align")
 	cmd.Flags().IntVar(&top, "top", 3, "regions listed per word")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the API's JSON instead of a table")
-	_ = cmd.MarkFlagRequired("regions")
 	_ = cmd.MarkFlagRequired("text")
 	return cmd
 }
@@ -211,4 +231,79 @@ func runGraphCmd(load loader) *cobra.Command {
 	_ = cmd.MarkFlagRequired("in")
 	_ = cmd.MarkFlagRequired("out")
 	return cmd
+}
+
+func regionsCmd(load loader) *cobra.Command {
+	var asJSON, features bool
+	var drawFile string
+	var top int
+	cmd := &cobra.Command{
+		Use:   "regions IMAGE",
+		Short: "detect an image's regions (boxes, confidences, labels) as the encoder sees them",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			raw, err := os.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			return withService(cmd, load, func(s *service) error {
+				det, hit, err := s.bundle.Detect(cmd.Context(), raw)
+				if err != nil {
+					return err
+				}
+				resp := api.NewRegionsResponse(det, hit, api.LabelsFor(s.bundle), top, features, s.info.Name)
+				if drawFile != "" {
+					if err := drawRegions(raw, resp, drawFile); err != nil {
+						return err
+					}
+				}
+				if asJSON {
+					return printJSON(cmd.OutOrStdout(), resp)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s %d×%d, %d regions from %d proposals, model %s\n\n",
+					resp.Image.Format, resp.Image.Width, resp.Image.Height, len(resp.Regions), resp.Image.Proposals, resp.Model)
+				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "#\tBOX (x1,y1,x2,y2)\tCONF\tLABELS\tATTRIBUTES")
+				for _, r := range resp.Regions {
+					fmt.Fprintf(tw, "%d\t%.0f,%.0f,%.0f,%.0f\t%.3f\t%s\t%s\n", r.Index, r.Box[0], r.Box[1], r.Box[2], r.Box[3],
+						*r.Confidence, labelList(r.Labels), labelList(r.Attributes))
+				}
+				return tw.Flush()
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the API's JSON instead of a table")
+	cmd.Flags().BoolVar(&features, "features", false, "with --json, include the features (base64 float16)")
+	cmd.Flags().StringVar(&drawFile, "draw", "", "write the image with the boxes and labels drawn on it (PNG)")
+	cmd.Flags().IntVar(&top, "top", 3, "labels listed per region")
+	return cmd
+}
+
+func labelList(ls []api.LabelProb) string {
+	var parts []string
+	for _, l := range ls {
+		parts = append(parts, fmt.Sprintf("%s %.2f", l.Label, l.Probability))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func drawRegions(raw []byte, resp api.RegionsResponse, path string) error {
+	img, err := detector.Decode(raw, detector.DecodeLimits{})
+	if err != nil {
+		return err
+	}
+	boxes := make([]detector.Box, len(resp.Regions))
+	captions := make([]string, len(resp.Regions))
+	for i, r := range resp.Regions {
+		boxes[i] = r.Box
+		captions[i] = fmt.Sprintf("%d", i)
+		if len(r.Labels) > 0 {
+			captions[i] = fmt.Sprintf("%d %s %.2f", i, r.Labels[0].Label, *r.Confidence)
+		}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	return joinClose(png.Encode(f, detector.Draw(img, boxes, captions)), f)
 }

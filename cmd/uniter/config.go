@@ -12,6 +12,8 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 
+	"github.com/uniter-serve/uniter/detector"
+	"github.com/uniter-serve/uniter/models"
 	ort "github.com/uniter-serve/uniter/runtime"
 )
 
@@ -38,7 +40,16 @@ type Config struct {
 		RequestTimeout time.Duration `mapstructure:"request_timeout"`
 		MaxConcurrent  int           `mapstructure:"max_concurrent"`
 		MaxQueue       int           `mapstructure:"max_queue"`
+		MaxImageBytes  int64         `mapstructure:"max_image_bytes"`
+		MaxImagePixels int64         `mapstructure:"max_image_pixels"`
 	} `mapstructure:"limits"`
+	Detector struct {
+		CacheBytes    int64   `mapstructure:"cache_bytes"`
+		NMSIoU        float32 `mapstructure:"nms_iou"`
+		MinConfidence float32 `mapstructure:"min_confidence"`
+		MinBoxes      int     `mapstructure:"min_boxes"`
+		MaxBoxes      int     `mapstructure:"max_boxes"`
+	} `mapstructure:"detector"`
 	Log struct {
 		Level  string `mapstructure:"level"`
 		Format string `mapstructure:"format"`
@@ -47,24 +58,31 @@ type Config struct {
 
 // defaults lists every key; viper's Unmarshal ignores environment-only keys without one.
 var defaults = map[string]any{
-	"addr":                   "127.0.0.1:8080",
-	"bundle":                 "testdata/bundles/tiny-random",
-	"ort.library":            ".cache/onnxruntime/lib/libonnxruntime.so",
-	"ort.provider":           ort.ProviderCPU,
-	"ort.cuda_device_id":     0,
-	"ort.cuda_memory_limit":  int64(0),
-	"ort.allow_cpu_fallback": false,
-	"ort.intra_op_threads":   0,
-	"ort.inter_op_threads":   0,
-	"limits.max_body_bytes":  int64(8 << 20),
-	"limits.max_texts":       32,
-	"limits.max_regions":     100,
-	"limits.max_text_length": 0,
-	"limits.request_timeout": 60 * time.Second,
-	"limits.max_concurrent":  1,
-	"limits.max_queue":       64,
-	"log.level":              "info",
-	"log.format":             "text",
+	"addr":                    "127.0.0.1:8080",
+	"bundle":                  "testdata/bundles/tiny-random",
+	"ort.library":             ".cache/onnxruntime/lib/libonnxruntime.so",
+	"ort.provider":            ort.ProviderCPU,
+	"ort.cuda_device_id":      0,
+	"ort.cuda_memory_limit":   int64(0),
+	"ort.allow_cpu_fallback":  false,
+	"ort.intra_op_threads":    0,
+	"ort.inter_op_threads":    0,
+	"limits.max_body_bytes":   int64(24 << 20),
+	"limits.max_image_bytes":  int64(16 << 20),
+	"limits.max_image_pixels": int64(40_000_000),
+	"detector.cache_bytes":    int64(256 << 20),
+	"detector.nms_iou":        float32(0),
+	"detector.min_confidence": float32(-1),
+	"detector.min_boxes":      0,
+	"detector.max_boxes":      0,
+	"limits.max_texts":        32,
+	"limits.max_regions":      100,
+	"limits.max_text_length":  0,
+	"limits.request_timeout":  60 * time.Second,
+	"limits.max_concurrent":   1,
+	"limits.max_queue":        64,
+	"log.level":               "info",
+	"log.format":              "text",
 }
 
 // loadConfig merges defaults, the optional file, the environment and the flags that were set.
@@ -131,6 +149,23 @@ func (c *Config) Validate() error {
 			bad(key, "must be positive, got %d", v)
 		}
 	}
+	for key, v := range map[string]int64{"limits.max_image_bytes": c.Limits.MaxImageBytes, "limits.max_image_pixels": c.Limits.MaxImagePixels} {
+		if v <= 0 {
+			bad(key, "must be positive, got %d", v)
+		}
+	}
+	if c.Detector.CacheBytes < 0 {
+		bad("detector.cache_bytes", "must not be negative (0 disables the cache)")
+	}
+	if c.Detector.NMSIoU < 0 || c.Detector.NMSIoU > 1 {
+		bad("detector.nms_iou", "%v: want 0 (the bundle's) or a value in (0, 1]", c.Detector.NMSIoU)
+	}
+	if c.Detector.MinConfidence > 1 || (c.Detector.MinConfidence < 0 && c.Detector.MinConfidence != -1) {
+		bad("detector.min_confidence", "%v: want -1 (the bundle's) or a value in [0, 1]", c.Detector.MinConfidence)
+	}
+	if c.Detector.MinBoxes < 0 || c.Detector.MaxBoxes < 0 || (c.Detector.MaxBoxes > 0 && c.Detector.MinBoxes > c.Detector.MaxBoxes) {
+		bad("detector.min_boxes", "want 0 (the bundle's) or 1 <= min_boxes <= max_boxes")
+	}
 	if c.Limits.MaxTextLength < 0 {
 		bad("limits.max_text_length", "must not be negative")
 	}
@@ -165,4 +200,28 @@ func (c *Config) logger() *slog.Logger {
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+// modelOptions are the bundle options this configuration sets.
+func (c *Config) modelOptions() models.Options {
+	o := models.Options{
+		MaxRegions: c.Limits.MaxRegions, MaxTexts: c.Limits.MaxTexts, MaxTextLength: c.Limits.MaxTextLength,
+		MaxConcurrent: c.Limits.MaxConcurrent, MaxQueue: c.Limits.MaxQueue, VerifyChecksums: true,
+		Decode:     detector.DecodeLimits{MaxBytes: c.Limits.MaxImageBytes, MaxPixels: c.Limits.MaxImagePixels},
+		CacheBytes: c.Detector.CacheBytes,
+	}
+	d := c.Detector
+	if d.NMSIoU > 0 {
+		o.Selection.NMSIoU = &d.NMSIoU
+	}
+	if d.MinConfidence >= 0 {
+		o.Selection.MinConfidence = &d.MinConfidence
+	}
+	if d.MinBoxes > 0 {
+		o.Selection.MinBoxes = &d.MinBoxes
+	}
+	if d.MaxBoxes > 0 {
+		o.Selection.MaxBoxes = &d.MaxBoxes
+	}
+	return o
 }

@@ -56,7 +56,7 @@ func newRoot() *cobra.Command {
 	load := func(cmd *cobra.Command) (*Config, error) {
 		return loadConfig(configFile, cmd.Flags(), rootFlags)
 	}
-	root.AddCommand(serveCmd(load), matchCmd(load), alignCmd(load), runGraphCmd(load))
+	root.AddCommand(serveCmd(load), matchCmd(load), alignCmd(load), regionsCmd(load), runGraphCmd(load))
 	return root
 }
 
@@ -72,10 +72,7 @@ func openService(cfg *Config, log *slog.Logger) (*service, error) {
 	if err != nil {
 		return nil, err
 	}
-	b, err := models.Load(env, cfg.Bundle, models.Options{
-		MaxRegions: cfg.Limits.MaxRegions, MaxTexts: cfg.Limits.MaxTexts, MaxTextLength: cfg.Limits.MaxTextLength,
-		MaxConcurrent: cfg.Limits.MaxConcurrent, MaxQueue: cfg.Limits.MaxQueue, VerifyChecksums: true,
-	})
+	b, err := models.Load(env, cfg.Bundle, cfg.modelOptions())
 	if err != nil {
 		return nil, errors.Join(err, env.Close())
 	}
@@ -115,7 +112,7 @@ func serve(parent context.Context, cfg *Config) error {
 		}
 	}()
 	srv := api.New(api.Config{MaxBodyBytes: cfg.Limits.MaxBodyBytes, RequestTimeout: cfg.Limits.RequestTimeout, IndexHTML: web.IndexHTML},
-		svc.bundle, svc.info, log)
+		svc.bundle, svc.info, api.LabelsFor(svc.bundle), log)
 	httpServer := &http.Server{
 		Addr: cfg.Addr, Handler: srv.Handler(),
 		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second,

@@ -1,0 +1,147 @@
+package api
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/uniter-serve/uniter/models"
+)
+
+// ImageJSON is an image inside a JSON body: its encoded bytes (JPEG, PNG, GIF, WebP, BMP) in
+// standard base64.
+type ImageJSON struct {
+	Data string `json:"data"`
+}
+
+// request is what an endpoint reads from either body form (JSON or multipart/form-data).
+type request struct {
+	input      models.Input
+	texts      []string
+	text       string
+	topRegions int
+	topLabels  int
+	features   bool
+}
+
+// toInput turns the JSON body's image or regions into a model input (exactly one is needed).
+func toInput(img *ImageJSON, regions *RegionsJSON, imageOnly bool) (models.Input, error) {
+	switch {
+	case img != nil && regions != nil:
+		return models.Input{}, badRequest("invalid_input", "give either image or regions, not both")
+	case img != nil:
+		if img.Data == "" {
+			return models.Input{}, badRequest("invalid_image", "image.data: empty; send the image bytes in base64")
+		}
+		raw, err := base64.StdEncoding.DecodeString(img.Data)
+		if err != nil {
+			return models.Input{}, badRequest("invalid_image", "image.data: not valid base64: %v", err)
+		}
+		return models.Input{Image: raw}, nil
+	case imageOnly:
+		return models.Input{}, badRequest("missing_image", "image: field is required")
+	case regions == nil:
+		return models.Input{}, badRequest("missing_input", "give an image (image.data, base64) or regions with features")
+	}
+	r, err := regions.toRegions()
+	if err != nil {
+		return models.Input{}, err
+	}
+	return models.Input{Regions: &r}, nil
+}
+
+// readRequest parses the body of an image endpoint. jsonBody is the endpoint's JSON type;
+// fields lists the multipart fields it accepts besides the "image" file.
+func (s *Server) readRequest(c *gin.Context, jsonBody any, fromJSON func() (request, error), fields map[string]bool) (request, error) {
+	if c.ContentType() != "multipart/form-data" {
+		if err := s.decodeJSON(c, jsonBody); err != nil {
+			return request{}, err
+		}
+		return fromJSON()
+	}
+	return s.readMultipart(c, fields)
+}
+
+func (s *Server) readMultipart(c *gin.Context, fields map[string]bool) (request, error) {
+	var req request
+	mr, err := c.Request.MultipartReader()
+	if err != nil {
+		return req, badRequest("malformed_multipart", "multipart body: %v", err)
+	}
+	for {
+		part, err := mr.NextPart()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return req, multipartErr(err)
+		}
+		name := part.FormName()
+		raw, err := io.ReadAll(part)
+		if err != nil {
+			return req, multipartErr(err)
+		}
+		switch {
+		case name == "image":
+			if req.input.Image != nil {
+				return req, badRequest("invalid_input", "multipart: more than one image field")
+			}
+			if len(raw) == 0 {
+				return req, badRequest("invalid_image", "image: the file is empty")
+			}
+			req.input.Image = raw
+		case !fields[name]:
+			return req, badRequest("unknown_field", "multipart: unknown field %q", name)
+		default:
+			if err := req.setField(name, string(raw)); err != nil {
+				return req, err
+			}
+		}
+	}
+	if req.input.Image == nil {
+		return req, badRequest("missing_image", "multipart: an image file field named \"image\" is required")
+	}
+	return req, nil
+}
+
+func multipartErr(err error) error {
+	var maxErr *http.MaxBytesError
+	if errors.As(err, &maxErr) {
+		return tooLarge(maxErr.Limit)
+	}
+	return badRequest("malformed_multipart", "multipart body: %v", err)
+}
+
+func (r *request) setField(name, value string) error {
+	atoi := func() (int, error) {
+		n, err := strconv.Atoi(strings.TrimSpace(value))
+		if err != nil {
+			return 0, badRequest("invalid_"+name, "%s: %q is not an integer", name, value)
+		}
+		return n, nil
+	}
+	var err error
+	switch name {
+	case "text":
+		r.texts = append(r.texts, value)
+		r.text = value
+	case "top_regions":
+		r.topRegions, err = atoi()
+	case "top_labels":
+		r.topLabels, err = atoi()
+	case "features":
+		r.features, err = strconv.ParseBool(strings.TrimSpace(value))
+		if err != nil {
+			err = badRequest("invalid_features", "features: %q is not a boolean", value)
+		}
+	default:
+		err = fmt.Errorf("unhandled field %q", name)
+	}
+	return err
+}

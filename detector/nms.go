@@ -1,0 +1,76 @@
+package detector
+
+import "slices"
+
+// boxArea is torchvision's area: (x2 − x1)·(y2 − y1), no +1, in float32 (negative for
+// inverted boxes, as torchvision computes it).
+func boxArea(b Box) float32 { return float32((b[2] - b[0]) * (b[3] - b[1])) }
+
+// iouAbove reports IoU(a, b) > thr exactly as torchvision's CPU nms kernel decides it:
+// inter = max(0, min x2 − max x1)·max(0, min y2 − max y1); iou = inter / (areaA + areaB − inter)
+// in float32; compared with the threshold widened to float64. A 0/0 IoU (two zero-area boxes)
+// is NaN and never suppresses. Explicit float32 conversions keep the compiler from fusing
+// multiply-adds, so results do not depend on the architecture.
+func iouAbove(a, b Box, areaA, areaB float32, thr float64) bool {
+	w := max(float32(0), min(a[2], b[2])-max(a[0], b[0]))
+	h := max(float32(0), min(a[3], b[3])-max(a[1], b[1]))
+	inter := float32(w * h)
+	iou := inter / float32(areaA+areaB-inter)
+	return float64(iou) > thr
+}
+
+// byScoreDesc orders indices by descending score, ties (and equal scores) by lower index;
+// NaN scores rank last.
+func byScoreDesc(score func(int) float32) func(a, b int) int {
+	return func(a, b int) int {
+		sa, sb := score(a), score(b)
+		switch {
+		case sa > sb:
+			return -1
+		case sa < sb:
+			return 1
+		}
+		if na, nb := sa != sa, sb != sb; na != nb { // exactly one NaN
+			if na {
+				return 1
+			}
+			return -1
+		}
+		return a - b
+	}
+}
+
+// NMS is torchvision.ops.nms: greedy non-maximum suppression over boxes [x1, y1, x2, y2] in
+// descending score order (ties: lower index first; NaN scores last). A box is dropped when its
+// IoU with an already kept box is strictly greater than iou (torchvision convention: area
+// without +1, see iouAbove). It returns the kept indices in that order. The threshold is
+// compared as float64(iou); to reproduce torchvision with a Python float threshold t, pass
+// float32(t) there too. It panics if len(scores) != len(boxes).
+func NMS(boxes []Box, scores []float32, iou float32) []int {
+	n := len(boxes)
+	if len(scores) != n {
+		panic("detector.NMS: len(scores) != len(boxes)")
+	}
+	order := make([]int, n)
+	areas := make([]float32, n)
+	for i := range order {
+		order[i] = i
+		areas[i] = boxArea(boxes[i])
+	}
+	slices.SortFunc(order, byScoreDesc(func(i int) float32 { return scores[i] }))
+	thr := float64(iou)
+	suppressed := make([]bool, n)
+	keep := make([]int, 0, n)
+	for k, i := range order {
+		if suppressed[i] {
+			continue
+		}
+		keep = append(keep, i)
+		for _, j := range order[k+1:] {
+			if !suppressed[j] && iouAbove(boxes[i], boxes[j], areas[i], areas[j], thr) {
+				suppressed[j] = true
+			}
+		}
+	}
+	return keep
+}

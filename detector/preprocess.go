@@ -1,0 +1,194 @@
+package detector
+
+import (
+	"errors"
+	"fmt"
+	"math"
+)
+
+// ErrInvalidSpec reports a preprocessing or selection spec that cannot be used.
+var ErrInvalidSpec = errors.New("invalid detector spec")
+
+// PreprocessSpec is the manifest's detector.preprocess block (docs/detector-contract.md).
+type PreprocessSpec struct {
+	ChannelOrder  string     // "BGR" or "RGB": the order of the tensor's three channels
+	PixelMeans    [3]float32 // subtracted per channel, in ChannelOrder
+	PixelStd      [3]float32 // divided by per channel, in ChannelOrder
+	ShorterSide   int        // target length of the shorter side (> 0)
+	LongerSideMax int        // cap on the longer side; 0 = no cap
+}
+
+// Validate reports a spec Preprocess cannot use.
+func (s PreprocessSpec) Validate() error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: preprocess: %s", ErrInvalidSpec, fmt.Sprintf(format, a...))
+	}
+	if s.ChannelOrder != "BGR" && s.ChannelOrder != "RGB" {
+		return bad("channel_order %q, want \"BGR\" or \"RGB\"", s.ChannelOrder)
+	}
+	if s.ShorterSide <= 0 {
+		return bad("shorter_side %d, want > 0", s.ShorterSide)
+	}
+	if s.LongerSideMax < 0 {
+		return bad("longer_side_max %d, want ≥ 0 (0 = no cap)", s.LongerSideMax)
+	}
+	for c := 0; c < 3; c++ {
+		if !finite(s.PixelMeans[c]) {
+			return bad("pixel_means[%d] is not finite", c)
+		}
+		if !finite(s.PixelStd[c]) || s.PixelStd[c] == 0 {
+			return bad("pixel_std[%d] = %v, want finite and non-zero", c, s.PixelStd[c])
+		}
+	}
+	return nil
+}
+
+// ScaleInfo records how an image was resized for the detector.
+type ScaleInfo struct {
+	Scale                       float64 // resized = original · Scale (boxes map back by / Scale)
+	Width, Height               int     // original (oriented) size
+	ResizedWidth, ResizedHeight int     // the tensor's spatial size
+}
+
+// ResizeScale computes the contract's scale and resized size for a w×h image:
+// scale = ShorterSide / min(w, h); if round(max(w, h)·scale) > LongerSideMax then
+// scale = LongerSideMax / max(w, h); wr = round(w·scale), hr = round(h·scale), rounding half
+// away from zero, each at least 1. A ShorterSide ≤ 0 means scale 1 (before the cap); w and h
+// must be positive (otherwise it returns 0, 0, 0).
+func ResizeScale(w, h int, spec PreprocessSpec) (scale float64, wr, hr int) {
+	if w <= 0 || h <= 0 {
+		return 0, 0, 0
+	}
+	short, long := float64(min(w, h)), float64(max(w, h))
+	scale = 1
+	if spec.ShorterSide > 0 {
+		scale = float64(spec.ShorterSide) / short
+	}
+	if spec.LongerSideMax > 0 && math.Round(long*scale) > float64(spec.LongerSideMax) {
+		scale = float64(spec.LongerSideMax) / long
+	}
+	wr = max(1, int(math.Round(float64(w)*scale)))
+	hr = max(1, int(math.Round(float64(h)*scale)))
+	return scale, wr, hr
+}
+
+// Preprocess turns img into the detector's input tensor [1, 3, Hr, Wr] (returned flat, CHW,
+// row-major) per the contract: 0..255 float32 values in ChannelOrder, resized bilinearly
+// exactly as torch.nn.functional.interpolate(mode="bilinear", align_corners=False) (no
+// antialiasing; skipped when the size is unchanged), then (v − mean[c]) / std[c].
+func Preprocess(img *Image, spec PreprocessSpec) ([]float32, ScaleInfo, error) {
+	if err := spec.Validate(); err != nil {
+		return nil, ScaleInfo{}, err
+	}
+	if img == nil || img.Width <= 0 || img.Height <= 0 || len(img.Pix) != 3*img.Width*img.Height {
+		return nil, ScaleInfo{}, fmt.Errorf("%w: preprocess needs a non-empty packed RGB image", ErrNotImage)
+	}
+	scale, wr, hr := ResizeScale(img.Width, img.Height, spec)
+	info := ScaleInfo{Scale: scale, Width: img.Width, Height: img.Height, ResizedWidth: wr, ResizedHeight: hr}
+	out := make([]float32, 3*wr*hr)
+	resizeBilinear(out, img, channelSource(spec.ChannelOrder), wr, hr, spec.PixelMeans, spec.PixelStd)
+	return out, info, nil
+}
+
+// channelSource gives, for each tensor channel, its byte within a packed RGB pixel.
+func channelSource(order string) [3]int {
+	if order == "BGR" {
+		return [3]int{2, 1, 0}
+	}
+	return [3]int{0, 1, 2}
+}
+
+// linearTaps are torch's source indices and weights for one axis of a bilinear resize
+// (upsample_bilinear2d, align_corners=False, no scale_factor given): ratio = in/out in float32;
+// src = ratio·(dst + 0.5) − 0.5, clamped at 0; i0 = ⌊src⌋, i1 = min(i0 + 1, in − 1);
+// w1 = clamp(src − i0, 0, 1), w0 = 1 − w1.
+func linearTaps(in, out int) (i0, i1 []int, w0, w1 []float32) {
+	i0, i1 = make([]int, out), make([]int, out)
+	w0, w1 = make([]float32, out), make([]float32, out)
+	ratio := float32(in) / float32(out)
+	for d := 0; d < out; d++ {
+		src := float32(float64(ratio)*(float64(d)+0.5) - 0.5)
+		if src < 0 {
+			src = 0
+		}
+		k := int(src)
+		if k > in-1 {
+			k = in - 1
+		}
+		l := src - float32(k)
+		l = min(max(l, 0), 1)
+		i0[d], w1[d], w0[d] = k, l, 1-l
+		i1[d] = k
+		if k < in-1 {
+			i1[d] = k + 1
+		}
+	}
+	return
+}
+
+// resizeBilinear writes the resized, normalised CHW tensor into out (3·hr·wr values).
+// Like torch it interpolates along the width first, then blends two such rows along the
+// height, all in float32: t = p0·wx0 + p1·wx1; v = t0·wy0 + t1·wy1. Horizontal passes of the
+// two source rows in use are cached, so each source row is interpolated once.
+func resizeBilinear(out []float32, img *Image, srcCh [3]int, wr, hr int, mean, std [3]float32) {
+	W, H := img.Width, img.Height
+	plane := wr * hr
+	if wr == W && hr == H { // the contract skips resizing
+		for i := 0; i < plane; i++ {
+			p := img.Pix[3*i : 3*i+3 : 3*i+3]
+			for c := 0; c < 3; c++ {
+				out[c*plane+i] = (float32(p[srcCh[c]]) - mean[c]) / std[c]
+			}
+		}
+		return
+	}
+	x0, x1, wx0, wx1 := linearTaps(W, wr)
+	y0, y1, wy0, wy1 := linearTaps(H, hr)
+
+	// Two cached horizontal passes, each 3 planar rows of wr values.
+	var rowOf [2]int
+	var rows [2][]float32
+	buf := make([]float32, 6*wr)
+	rows[0], rows[1] = buf[:3*wr], buf[3*wr:]
+	rowOf[0], rowOf[1] = -1, -1
+	horizontal := func(sy int, dst []float32) {
+		src := img.Pix[3*W*sy : 3*W*(sy+1)]
+		d0, d1, d2 := dst[:wr], dst[wr:2*wr], dst[2*wr:3*wr]
+		s0, s1, s2 := srcCh[0], srcCh[1], srcCh[2]
+		for x := 0; x < wr; x++ {
+			a, b := src[3*x0[x]:3*x0[x]+3], src[3*x1[x]:3*x1[x]+3]
+			u, v := wx0[x], wx1[x]
+			d0[x] = float32(float32(a[s0])*u) + float32(float32(b[s0])*v)
+			d1[x] = float32(float32(a[s1])*u) + float32(float32(b[s1])*v)
+			d2[x] = float32(float32(a[s2])*u) + float32(float32(b[s2])*v)
+		}
+	}
+	get := func(sy, keep int) []float32 {
+		for s := 0; s < 2; s++ {
+			if rowOf[s] == sy {
+				return rows[s]
+			}
+		}
+		s := 0
+		if rowOf[0] == keep {
+			s = 1
+		}
+		horizontal(sy, rows[s])
+		rowOf[s] = sy
+		return rows[s]
+	}
+	for y := 0; y < hr; y++ {
+		r0 := get(y0[y], y1[y])
+		r1 := get(y1[y], y0[y])
+		u, v := wy0[y], wy1[y]
+		for c := 0; c < 3; c++ {
+			a, b := r0[c*wr:(c+1)*wr], r1[c*wr:(c+1)*wr]
+			o := out[c*plane+y*wr : c*plane+(y+1)*wr]
+			m, s := mean[c], std[c]
+			for x := range o {
+				t := float32(a[x]*u) + float32(b[x]*v)
+				o[x] = (t - m) / s
+			}
+		}
+	}
+}

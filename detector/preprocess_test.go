@@ -1,0 +1,221 @@
+package detector
+
+import (
+	"errors"
+	"math"
+	"math/rand"
+	"testing"
+)
+
+var butdSpec = PreprocessSpec{ChannelOrder: "BGR", PixelMeans: [3]float32{102.9801, 115.9465, 122.7717},
+	PixelStd: [3]float32{1, 1, 1}, ShorterSide: 600, LongerSideMax: 1000}
+
+func TestResizeScaleByHand(t *testing.T) {
+	for _, tc := range []struct {
+		w, h, short, long int
+		scale             float64
+		wr, hr            int
+	}{
+		{640, 480, 600, 1000, 1.25, 800, 600},            // shorter side rules
+		{480, 640, 600, 1000, 1.25, 600, 800},            // portrait
+		{1000, 200, 600, 1000, 1, 1000, 200},             // 600/200 = 3 → 3000 > 1000: capped at 1000/1000
+		{2000, 500, 600, 1000, 0.5, 1000, 250},           // capped
+		{600, 600, 600, 1000, 1, 600, 600},               // unchanged
+		{5, 2, 5, 1000, 2.5, 13, 5},                      // 12.5 rounds half away from zero
+		{1, 10000, 600, 1000, 0.1, 1, 1000},              // 0.1 px wide: at least 1
+		{1333, 800, 600, 1000, 0.75, 1000, 600},          // round(999.75) = 1000: not over the cap
+		{1335, 800, 600, 1000, 1000.0 / 1335, 1000, 599}, // round(1001.25) > 1000: capped
+		{300, 200, 600, 0, 3, 900, 600},                  // no cap
+	} {
+		spec := PreprocessSpec{ShorterSide: tc.short, LongerSideMax: tc.long}
+		scale, wr, hr := ResizeScale(tc.w, tc.h, spec)
+		if math.Abs(scale-tc.scale) > 1e-12 || wr != tc.wr || hr != tc.hr {
+			t.Errorf("%d×%d → %d/%d: got %v %d×%d, want %v %d×%d", tc.w, tc.h, tc.short, tc.long, scale, wr, hr, tc.scale, tc.wr, tc.hr)
+		}
+	}
+	if s, wr, hr := ResizeScale(0, 5, butdSpec); s != 0 || wr != 0 || hr != 0 {
+		t.Errorf("empty image: %v %d %d", s, wr, hr)
+	}
+}
+
+type goldenImage struct {
+	Width, Height int
+	RGB           []uint8
+	ResizedWidth  int `json:"resized_width"`
+	ResizedHeight int `json:"resized_height"`
+	CHW           []float32
+	Scale         float64
+	Spec          struct {
+		ChannelOrder  string     `json:"channel_order"`
+		PixelMeans    [3]float32 `json:"pixel_means"`
+		PixelStd      [3]float32 `json:"pixel_std"`
+		ShorterSide   int        `json:"shorter_side"`
+		LongerSideMax int        `json:"longer_side_max"`
+	}
+}
+
+func loadResizeGolden(t *testing.T) (resize, preprocess []goldenImage) {
+	var g struct {
+		Resize, Preprocess []goldenImage
+	}
+	loadJSON(t, "resize_golden.json", &g)
+	return g.Resize, g.Preprocess
+}
+
+func maxAbsDiff(a, b []float32) float64 {
+	worst := 0.0
+	for i := range a {
+		worst = max(worst, math.Abs(float64(a[i])-float64(b[i])))
+	}
+	return worst
+}
+
+// The bilinear resize against torch.nn.functional.interpolate (testdata/make_resize_golden.py).
+func TestResizeMatchesTorch(t *testing.T) {
+	cases, _ := loadResizeGolden(t)
+	if len(cases) == 0 {
+		t.Fatal("no golden cases")
+	}
+	worst := 0.0
+	for _, c := range cases {
+		img := &Image{Width: c.Width, Height: c.Height, Pix: c.RGB}
+		out := make([]float32, 3*c.ResizedWidth*c.ResizedHeight)
+		resizeBilinear(out, img, channelSource("RGB"), c.ResizedWidth, c.ResizedHeight, [3]float32{}, [3]float32{1, 1, 1})
+		if len(out) != len(c.CHW) {
+			t.Fatalf("%d×%d → %d×%d: %d values, torch %d", c.Width, c.Height, c.ResizedWidth, c.ResizedHeight, len(out), len(c.CHW))
+		}
+		d := maxAbsDiff(out, c.CHW)
+		worst = max(worst, d)
+		if d > 1e-3 {
+			t.Errorf("%d×%d → %d×%d: differs from torch by %g", c.Width, c.Height, c.ResizedWidth, c.ResizedHeight, d)
+		}
+	}
+	t.Logf("%d resize cases: largest difference from torch %g (on 0..255)", len(cases), worst)
+}
+
+// The whole contract preprocessing against its independent Python implementation.
+func TestPreprocessMatchesTorch(t *testing.T) {
+	_, cases := loadResizeGolden(t)
+	worst := 0.0
+	for _, c := range cases {
+		spec := PreprocessSpec{ChannelOrder: c.Spec.ChannelOrder, PixelMeans: c.Spec.PixelMeans, PixelStd: c.Spec.PixelStd,
+			ShorterSide: c.Spec.ShorterSide, LongerSideMax: c.Spec.LongerSideMax}
+		tensor, info, err := Preprocess(&Image{Width: c.Width, Height: c.Height, Pix: c.RGB}, spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := ScaleInfo{Scale: c.Scale, Width: c.Width, Height: c.Height, ResizedWidth: c.ResizedWidth, ResizedHeight: c.ResizedHeight}
+		if info != want {
+			t.Fatalf("%d×%d %+v: got %+v, want %+v", c.Width, c.Height, spec, info, want)
+		}
+		d := maxAbsDiff(tensor, c.CHW)
+		worst = max(worst, d)
+		if len(tensor) != len(c.CHW) || d > 1e-3 {
+			t.Errorf("%d×%d → %d×%d: %d values (torch %d), largest difference %g", c.Width, c.Height, c.ResizedWidth, c.ResizedHeight, len(tensor), len(c.CHW), d)
+		}
+	}
+	t.Logf("%d preprocess cases: largest difference from torch %g", len(cases), worst)
+}
+
+// naiveResize is the bilinear formula written out per output value in float64, straight from
+// the contract (half-pixel centres, clamp at 0, neighbours clamped at the edge).
+func naiveResize(img *Image, ch, wr, hr int) []float64 {
+	out := make([]float64, wr*hr)
+	src := func(d, in, out int) (int, int, float64) {
+		s := (float64(d)+0.5)*float64(in)/float64(out) - 0.5
+		s = max(s, 0)
+		i0 := min(int(math.Floor(s)), in-1)
+		i1 := min(i0+1, in-1)
+		return i0, i1, min(s-float64(i0), 1)
+	}
+	px := func(x, y int) float64 { return float64(img.Pix[3*(y*img.Width+x)+ch]) }
+	for y := 0; y < hr; y++ {
+		y0, y1, ly := src(y, img.Height, hr)
+		for x := 0; x < wr; x++ {
+			x0, x1, lx := src(x, img.Width, wr)
+			top := px(x0, y0)*(1-lx) + px(x1, y0)*lx
+			bot := px(x0, y1)*(1-lx) + px(x1, y1)*lx
+			out[y*wr+x] = top*(1-ly) + bot*ly
+		}
+	}
+	return out
+}
+
+// Many more sizes than the golden file holds, against the float64 formula.
+func TestPreprocessMatchesFormula(t *testing.T) {
+	rng := rand.New(rand.NewSource(3))
+	worst := 0.0
+	for n := 0; n < 60; n++ {
+		w, h := 1+rng.Intn(40), 1+rng.Intn(40)
+		img := &Image{Width: w, Height: h, Pix: make([]uint8, 3*w*h)}
+		for i := range img.Pix {
+			img.Pix[i] = uint8(rng.Intn(256))
+		}
+		spec := butdSpec
+		spec.ShorterSide = 1 + rng.Intn(50)
+		spec.LongerSideMax = rng.Intn(3) * (spec.ShorterSide + rng.Intn(30)) // sometimes 0 = none
+		tensor, info, err := Preprocess(img, spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wr, hr := info.ResizedWidth, info.ResizedHeight
+		for c := 0; c < 3; c++ { // tensor channel c is BGR: source byte 2−c
+			ref := naiveResize(img, 2-c, wr, hr)
+			for i, v := range ref {
+				d := math.Abs(float64(tensor[c*wr*hr+i]) - (v - float64(spec.PixelMeans[c])))
+				worst = max(worst, d)
+				if d > 1e-3 {
+					t.Fatalf("%d×%d → %d×%d channel %d value %d: got %v, formula %v", w, h, wr, hr, c, i, tensor[c*wr*hr+i], v-float64(spec.PixelMeans[c]))
+				}
+			}
+		}
+	}
+	t.Logf("largest difference from the float64 formula %g", worst)
+}
+
+func TestPreprocessUnchangedSizeAndChannels(t *testing.T) {
+	img := &Image{Width: 2, Height: 1, Pix: []uint8{10, 20, 30, 40, 50, 60}}
+	spec := PreprocessSpec{ChannelOrder: "BGR", PixelMeans: [3]float32{1, 2, 3}, PixelStd: [3]float32{1, 2, 4}, ShorterSide: 1}
+	tensor, info, err := Preprocess(img, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.ResizedWidth != 2 || info.ResizedHeight != 1 || info.Scale != 1 {
+		t.Fatalf("info %+v", info)
+	}
+	// B plane (30, 60) − 1; G plane (20, 50) − 2, /2; R plane (10, 40) − 3, /4.
+	want := []float32{29, 59, 9, 24, 1.75, 9.25}
+	for i := range want {
+		if tensor[i] != want[i] {
+			t.Fatalf("tensor %v, want %v", tensor, want)
+		}
+	}
+	spec.ChannelOrder = "RGB"
+	tensor, _, _ = Preprocess(img, spec)
+	if want := []float32{9, 39, 9, 24, 6.75, 14.25}; tensor[0] != want[0] || tensor[5] != want[5] {
+		t.Fatalf("RGB tensor %v, want %v", tensor, want)
+	}
+}
+
+func TestPreprocessErrors(t *testing.T) {
+	img := &Image{Width: 2, Height: 2, Pix: make([]uint8, 12)}
+	for _, mutate := range []func(*PreprocessSpec){
+		func(s *PreprocessSpec) { s.ChannelOrder = "bgr" },
+		func(s *PreprocessSpec) { s.ShorterSide = 0 },
+		func(s *PreprocessSpec) { s.LongerSideMax = -1 },
+		func(s *PreprocessSpec) { s.PixelStd[1] = 0 },
+		func(s *PreprocessSpec) { s.PixelMeans[2] = float32(math.NaN()) },
+		func(s *PreprocessSpec) { s.PixelStd[0] = float32(math.Inf(1)) },
+	} {
+		spec := butdSpec
+		mutate(&spec)
+		if _, _, err := Preprocess(img, spec); !errors.Is(err, ErrInvalidSpec) {
+			t.Errorf("%+v: got %v", spec, err)
+		}
+	}
+	for _, bad := range []*Image{nil, {}, {Width: 2, Height: 2, Pix: make([]uint8, 11)}} {
+		if _, _, err := Preprocess(bad, butdSpec); !errors.Is(err, ErrNotImage) {
+			t.Errorf("image %+v: got %v", bad, err)
+		}
+	}
+}

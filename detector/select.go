@@ -1,0 +1,201 @@
+package detector
+
+import (
+	"fmt"
+	"slices"
+)
+
+// SelectionSpec is the manifest's detector.selection block plus background_index.
+type SelectionSpec struct {
+	NMSIoU        float32 // per-class NMS IoU threshold (suppress when IoU > NMSIoU)
+	MinConfidence float32 // keep proposals with confidence ≥ this ...
+	MinBoxes      int     // ... but at least this many (or all P when fewer) ...
+	MaxBoxes      int     // ... and at most this many
+	Background    int     // class column to skip; −1 = none
+}
+
+// Validate reports a spec Select cannot use for numClasses classes.
+func (s SelectionSpec) Validate(numClasses int) error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: selection: %s", ErrInvalidSpec, fmt.Sprintf(format, a...))
+	}
+	switch {
+	case numClasses < 1:
+		return bad("%d classes, want ≥ 1", numClasses)
+	case s.Background < -1 || s.Background >= numClasses:
+		return bad("background_index %d outside [0, %d) (or −1 for none)", s.Background, numClasses)
+	case !finite(s.NMSIoU):
+		return bad("nms_iou is not finite")
+	case s.MinConfidence != s.MinConfidence:
+		return bad("min_confidence is NaN")
+	case s.MinBoxes < 0:
+		return bad("min_boxes %d, want ≥ 0", s.MinBoxes)
+	case s.MaxBoxes < 1 || s.MaxBoxes < s.MinBoxes:
+		return bad("max_boxes %d, want ≥ 1 and ≥ min_boxes (%d)", s.MaxBoxes, s.MinBoxes)
+	}
+	return nil
+}
+
+// Select is bottom-up-attention's region selection (docs/detector-contract.md, "Selection").
+// boxes are the P proposals (resized-image pixels), classProbs their P×numClasses
+// probabilities, row-major. For every class but the background it runs NMS (as NMS does)
+// over all P boxes scored by that class, and each kept proposal's confidence becomes the
+// maximum of its kept class scores (starting at 0). Proposals are sorted by confidence
+// descending, ties by lower index; those with confidence ≥ MinConfidence are kept, at least
+// MinBoxes of them (all P when P < MinBoxes) and at most MaxBoxes. It returns the kept
+// proposal indices in that order and every proposal's confidence in the same order (conf[k]
+// belongs to idx[k]). NaN probabilities never raise a confidence.
+//
+// Every class sees the same boxes, so the P×P "IoU > NMSIoU" relation is computed once (as a
+// bit matrix) and each class only sorts the proposals that could still raise a confidence
+// (those scoring above their current confidence) and the ones ranked above them; the result is
+// identical to running NMS per class.
+func Select(boxes []Box, classProbs []float32, numClasses int, spec SelectionSpec) (idx []int, conf []float32, err error) {
+	if err := spec.Validate(numClasses); err != nil {
+		return nil, nil, err
+	}
+	P := len(boxes)
+	if len(classProbs) != P*numClasses {
+		return nil, nil, fmt.Errorf("%w: class_probs has %d values, want %d proposals × %d classes",
+			ErrInvalidSpec, len(classProbs), P, numClasses)
+	}
+	if P == 0 {
+		return []int{}, []float32{}, nil
+	}
+	all := maxConfidence(boxes, classProbs, numClasses, spec)
+
+	order := make([]int, P)
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, byScoreDesc(func(i int) float32 { return all[i] }))
+	n := 0
+	for n < P && all[order[n]] >= spec.MinConfidence {
+		n++
+	}
+	if n < spec.MinBoxes {
+		n = min(spec.MinBoxes, P)
+	}
+	n = min(n, spec.MaxBoxes)
+	idx = order[:n:n]
+	conf = make([]float32, n)
+	for k, i := range idx {
+		conf[k] = all[i]
+	}
+	return idx, conf, nil
+}
+
+// maxConfidence is step 1 of the selection: every proposal's confidence.
+func maxConfidence(boxes []Box, probs []float32, C int, spec SelectionSpec) []float32 {
+	P := len(boxes)
+	words := (P + 63) / 64
+	// over[i*words : (i+1)*words] has bit j set when IoU(i, j) > NMSIoU.
+	over := make([]uint64, P*words)
+	areas := make([]float32, P)
+	for i, b := range boxes {
+		areas[i] = boxArea(b)
+	}
+	thr := float64(spec.NMSIoU)
+	for i := 0; i < P; i++ {
+		for j := i + 1; j < P; j++ { // IoU is symmetric in torchvision's arithmetic too
+			if iouAbove(boxes[i], boxes[j], areas[i], areas[j], thr) {
+				over[i*words+j/64] |= 1 << (j % 64)
+				over[j*words+i/64] |= 1 << (i % 64)
+			}
+		}
+	}
+
+	conf := make([]float32, P)
+	col := make([]float32, P)
+	cand := make([]int, 0, P)
+	removed := make([]uint64, words)
+	byScore := byScoreDesc(func(i int) float32 { return col[i] })
+	for c := 0; c < C; c++ {
+		if c == spec.Background {
+			continue
+		}
+		// Lowest score among proposals this class could still raise; nothing ranked below
+		// all of them can change a confidence, nor suppress one of them.
+		floor, found := float32(0), false
+		for i := 0; i < P; i++ {
+			s := probs[i*C+c]
+			col[i] = s
+			if s > conf[i] && (!found || s < floor) {
+				floor, found = s, true
+			}
+		}
+		if !found {
+			continue
+		}
+		cand = cand[:0]
+		for i, s := range col {
+			if s >= floor {
+				cand = append(cand, i)
+			}
+		}
+		slices.SortFunc(cand, byScore)
+		clear(removed)
+		for _, i := range cand {
+			if removed[i/64]&(1<<(i%64)) != 0 {
+				continue
+			}
+			if col[i] > conf[i] {
+				conf[i] = col[i]
+			}
+			row := over[i*words : (i+1)*words]
+			for w := range removed {
+				removed[w] |= row[w]
+			}
+		}
+	}
+	return conf
+}
+
+// Region is one selected region, mapped back to the original image.
+type Region struct {
+	Proposal   int                  // row in the detector's outputs (class_probs, features, ...)
+	Box        Box                  // original-image pixels, clamped to [0, W]×[0, H]
+	Confidence float32              // its selection confidence
+	Location   [LocationDim]float32 // UNITER's 7-d location of Box in the W×H image
+}
+
+// ToOriginal maps a box from resized-image pixels to original-image pixels: each coordinate
+// divided by info.Scale (in float64, rounded once to float32), then clamped to [0, W] for x and
+// [0, H] for y (NaN becomes 0). Degenerate boxes stay degenerate.
+func ToOriginal(b Box, info ScaleInfo) Box {
+	lim := [4]float64{float64(info.Width), float64(info.Height), float64(info.Width), float64(info.Height)}
+	var o Box
+	for k, v := range b {
+		x := float64(v) / info.Scale
+		if !(x >= 0) {
+			x = 0
+		}
+		if x > lim[k] {
+			x = lim[k]
+		}
+		o[k] = float32(x)
+	}
+	return o
+}
+
+// MapRegions turns Select's result into regions of the original image: boxes through
+// ToOriginal and locations from Location (degenerate boxes included: they are what the
+// detector gave). conf is Select's confidences (same order as idx).
+func MapRegions(boxes []Box, idx []int, conf []float32, info ScaleInfo) []Region {
+	out := make([]Region, len(idx))
+	for k, i := range idx {
+		b := ToOriginal(boxes[i], info)
+		out[k] = Region{Proposal: i, Box: b, Confidence: conf[k], Location: Location(b, info.Width, info.Height)}
+	}
+	return out
+}
+
+// GatherRows copies rows idx of a row-major matrix with dim columns into a new len(idx)×dim
+// matrix (class distributions, features, attribute distributions of the kept regions).
+func GatherRows(m []float32, dim int, idx []int) []float32 {
+	out := make([]float32, 0, len(idx)*dim)
+	for _, i := range idx {
+		out = append(out, m[i*dim:(i+1)*dim]...)
+	}
+	return out
+}

@@ -1,0 +1,225 @@
+#!/usr/bin/env python3
+"""Encoder benchmark, Python side: the UNITER-base-sized random bundle and the PyTorch reference.
+
+    /usr/bin/python3 models/bench_reference.py export --out .cache/bench/uniter-base-random
+    /usr/bin/python3 models/bench_reference.py torch --bundle .cache/bench/uniter-base-random
+
+`export` writes an encoder-only bundle with random weights and the official UNITER-base shape
+(hidden 768, 12 layers, 12 heads, intermediate 3072, vocab 28996, 2048-d region features, 1601
+region labels) plus bench.json, which records the config, the seed and a fingerprint of the
+weights (ITM logits on fixed inputs). It does nothing when bench.json already matches: the ONNX
+export of the base model takes a while. The weights come from
+UniterForPretraining.init_weights(seed), so `torch` rebuilds exactly the same model from the
+seed and checks the fingerprint before timing anything.
+
+`torch` times PyTorch eager (eval, no_grad) on the module the exporter turns into encoder.onnx
+(backbone + ITM head, models/uniter/export.py EncoderGraph) on batches of 20 tokens + 36
+regions, and prints {"batch": pairs_per_s, ...} as JSON on stdout (and to --json). Progress
+goes to stderr. The bundle is a benchmark artefact: never commit it, its scores mean nothing.
+
+Threads: --threads is torch.set_num_threads (element-wise ops, softmax, LayerNorm); Debian's
+torch does its matrix products in OpenBLAS, whose pool is --openblas-threads (set before torch
+is imported). Measured on the 2-core dev machine: see DEFAULT_THREADS below.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BENCH_FORMAT = 1  # bump when the bundle's contents change, to invalidate cached exports
+
+# Fastest inference setting on the 2-core machine (models/bench_reference.py torch --threads T
+# --openblas-threads B at batch 8 and 32; see the sweep noted in scripts/bench.sh).
+DEFAULT_THREADS = 2
+DEFAULT_OPENBLAS_THREADS = 2
+
+TEXT_LEN = 20  # tokens, [CLS] and [SEP] included: the Go benchmark's texts have exactly 20
+REGIONS = 36   # bottom-up-attention's usual 36 boxes per image
+
+
+def log(msg: str):
+    print(f"[bench_reference] {msg}", file=sys.stderr, flush=True)
+
+
+def base_config():
+    from uniter.model import UniterConfig
+    return UniterConfig(vocab_size=28996, hidden_size=768, num_hidden_layers=12,
+                        num_attention_heads=12, intermediate_size=3072,
+                        max_position_embeddings=512, img_dim=2048, img_label_dim=1601)
+
+
+def synthetic_vocab(size: int) -> list:
+    """BERT specials first, then the fixture's real words and pieces, then [unusedN] filler."""
+    from make_fixture import make_vocab
+    vocab = make_vocab()  # [PAD] [UNK] [CLS] [SEP] [MASK], words, ##pieces, characters
+    vocab += [f"[unused{i}]" for i in range(size - len(vocab))]
+    assert len(vocab) == size and len(set(vocab)) == size
+    return vocab
+
+
+def region_labels(n: int) -> list:
+    from make_fixture import REGION_LABELS
+    return REGION_LABELS + [f"vg_class_{i}" for i in range(len(REGION_LABELS), n)]
+
+
+def build_model(cfg, seed: int):
+    from uniter.model import UniterForPretraining
+    return UniterForPretraining(cfg).init_weights(seed).eval()
+
+
+def fingerprint(model) -> list:
+    """ITM logits on the exporter's fixed example inputs: identifies the weights."""
+    import torch
+    from uniter.export import EncoderGraph, example_inputs
+    with torch.no_grad():
+        return EncoderGraph(model, False)(*example_inputs(model))[0].tolist()
+
+
+def bench_key(cfg, seed: int) -> dict:
+    """What the cached bundle must match to be reused."""
+    return {"format": BENCH_FORMAT, "seed": seed, "config": cfg.to_dict(), "graphs": ["encoder"]}
+
+
+def cmd_export(args):
+    import shutil
+    import torch
+    from uniter.export import write_bundle
+
+    cfg = base_config()
+    key = bench_key(cfg, args.seed)
+    meta_path = os.path.join(args.out, "bench.json")
+    if os.path.exists(meta_path) and not args.force:
+        with open(meta_path) as f:
+            meta = json.load(f)
+        if meta.get("key") == key and os.path.exists(os.path.join(args.out, "encoder.onnx")):
+            log(f"{args.out} is up to date (seed {args.seed}); not exporting again")
+            return
+        log(f"{args.out} was made with another config; exporting again")
+
+    torch.set_num_threads(args.threads)
+    t0 = time.time()
+    model = build_model(cfg, args.seed)
+    n_params = sum(p.numel() for p in model.parameters())
+    log(f"built UNITER-base-sized model with random weights ({n_params / 1e6:.1f}M parameters) "
+        f"in {time.time() - t0:.1f}s")
+
+    tmp = args.out.rstrip("/") + ".tmp"  # export beside, then rename: no half-written bundle
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    vocab_path = os.path.join(tmp, "vocab.source.txt")
+    with open(vocab_path, "w", encoding="utf-8") as f:
+        f.write("\n".join(synthetic_vocab(cfg.vocab_size)) + "\n")
+    t0 = time.time()
+    log("exporting encoder.onnx (10-60 s on 2 cores)...")
+    write_bundle(model, tmp, name="uniter-base-random", vocab_path=vocab_path,
+                 region_labels=region_labels(cfg.img_label_dim), lowercase=False,
+                 max_text_length=60, random_weights=True, graphs=["encoder"],
+                 description="UNITER-base-sized encoder with random weights and a synthetic "
+                             "vocabulary, for throughput benchmarks only. Its scores mean nothing.",
+                 provenance={"created_by": "models/bench_reference.py export", "seed": args.seed,
+                             "weights": "UniterForPretraining.init_weights(seed)"})
+    os.remove(vocab_path)
+    log(f"exported in {time.time() - t0:.1f}s")
+    with open(os.path.join(tmp, "bench.json"), "w") as f:
+        json.dump({"key": key, "fingerprint_itm_logits": fingerprint(model)}, f, indent=2)
+        f.write("\n")
+    shutil.rmtree(args.out, ignore_errors=True)
+    os.rename(tmp, args.out)
+    log(f"wrote {args.out}")
+
+
+def bench_inputs(cfg, batch: int, gen):
+    """A padded batch with every position real: 20 token ids, 36 regions with valid boxes."""
+    import torch
+    ids = torch.randint(5, cfg.vocab_size, (batch, TEXT_LEN), generator=gen)
+    ids[:, 0], ids[:, -1] = 2, 3  # [CLS] ... [SEP]
+    xy = torch.rand(batch, REGIONS, 2, generator=gen) * 0.7
+    wh = 0.05 + torch.rand(batch, REGIONS, 2, generator=gen) * 0.25
+    loc = torch.cat([xy, xy + wh, wh, wh[..., :1] * wh[..., 1:]], dim=-1)
+    return (ids, torch.ones(batch, TEXT_LEN, dtype=torch.long),
+            torch.randn(batch, REGIONS, cfg.img_dim, generator=gen).abs(), loc,
+            torch.ones(batch, REGIONS, dtype=torch.long))
+
+
+def cmd_torch(args):
+    import torch
+    from uniter.export import EncoderGraph
+
+    torch.set_num_threads(args.threads)
+    with open(os.path.join(args.bundle, "bench.json")) as f:
+        meta = json.load(f)
+    cfg = base_config()
+    if meta["key"] != bench_key(cfg, meta["key"]["seed"]):
+        sys.exit(f"{args.bundle}/bench.json does not match this script's config: export again")
+    model = build_model(cfg, meta["key"]["seed"])
+    got = torch.tensor(fingerprint(model))
+    want = torch.tensor(meta["fingerprint_itm_logits"])
+    if not torch.allclose(got, want, atol=1e-5):
+        sys.exit(f"weights differ from the exported bundle's (ITM logits {got.tolist()} vs "
+                 f"{want.tolist()}): export again")
+    graph = EncoderGraph(model, False).eval()  # what encoder.onnx computes: itm, pooled, hidden
+    log(f"torch {torch.__version__}: {args.threads} torch threads, OPENBLAS_NUM_THREADS="
+        f"{os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}; same weights as {args.bundle}")
+
+    gen = torch.Generator().manual_seed(0)
+    results = {}
+    with torch.no_grad():
+        for batch in args.batches:
+            inputs = bench_inputs(cfg, batch, gen)
+            graph(*inputs)  # warm-up: first-call allocations and thread pool start
+            n, start = 0, time.perf_counter()
+            while True:
+                graph(*inputs)
+                n += 1
+                elapsed = time.perf_counter() - start
+                if elapsed >= args.seconds and n >= args.min_iters:
+                    break
+            results[str(batch)] = n * batch / elapsed
+            log(f"batch {batch}: {n} runs in {elapsed:.1f}s, {results[str(batch)]:.2f} pairs/s "
+                f"({1000 * elapsed / (n * batch):.1f} ms/pair)")
+    out = json.dumps(results)
+    print(out)
+    if args.json:
+        with open(args.json, "w") as f:
+            f.write(out + "\n")
+    if args.meta:
+        with open(args.meta, "w") as f:
+            json.dump({"torch_version": torch.__version__, "torch_threads": args.threads,
+                       "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "unset"),
+                       "seconds_per_batch": args.seconds}, f)
+            f.write("\n")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    ex = sub.add_parser("export", help="write the UNITER-base-sized random bundle (cached)")
+    ex.add_argument("--out", default=".cache/bench/uniter-base-random", help="bundle folder")
+    ex.add_argument("--seed", type=int, default=0, help="weight seed (init_weights)")
+    ex.add_argument("--force", action="store_true", help="export even if the bundle is up to date")
+    ex.add_argument("--threads", type=int, default=2, help="torch threads for the export")
+    tb = sub.add_parser("torch", help="time PyTorch eager on the bundle's weights")
+    tb.add_argument("--bundle", default=".cache/bench/uniter-base-random")
+    tb.add_argument("--batches", default="1,8,32", type=lambda s: [int(x) for x in s.split(",")],
+                    help="comma-separated batch sizes (default 1,8,32)")
+    tb.add_argument("--seconds", type=float, default=6.0, help="timed seconds per batch size")
+    tb.add_argument("--min-iters", type=int, default=2, help="timed runs per batch size, at least")
+    tb.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="torch.set_num_threads")
+    tb.add_argument("--openblas-threads", type=int, default=DEFAULT_OPENBLAS_THREADS,
+                    help="OPENBLAS_NUM_THREADS (0: leave the environment alone)")
+    tb.add_argument("--json", help="also write the result here")
+    tb.add_argument("--meta", help="write the settings used (threads, torch version) here")
+    args = ap.parse_args()
+
+    if args.cmd == "torch" and args.openblas_threads > 0:
+        os.environ["OPENBLAS_NUM_THREADS"] = str(args.openblas_threads)  # read when torch loads
+    sys.path.insert(0, HERE)
+    {"export": cmd_export, "torch": cmd_torch}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()
