@@ -169,7 +169,7 @@ func TestServe(t *testing.T) {
 			{"not json", "POST", "/v1/match", "text/plain", []byte("a red square"), 415, "unsupported_media_type"},
 			{"no texts", "POST", "/v1/match", "application/json", mustJSON(t, api.MatchRequest{Regions: good}), 400, "no_texts"},
 			{"empty text", "POST", "/v1/match", "application/json", mustJSON(t, api.MatchRequest{Regions: good, Texts: []string{"a", ""}}), 400, "empty_text"},
-			{"missing regions", "POST", "/v1/match", "application/json", mustJSON(t, api.MatchRequest{Texts: []string{"a"}}), 400, "missing_regions"},
+			{"missing regions", "POST", "/v1/match", "application/json", mustJSON(t, api.MatchRequest{Texts: []string{"a"}}), 400, "missing_input"},
 			{"wrong feature dim", "POST", "/v1/match", "application/json", mustJSON(t, api.MatchRequest{Regions: &badDim, Texts: []string{"a"}}), 400, "invalid_regions"},
 			{"box of three numbers", "POST", "/v1/align", "application/json", mustJSON(t, api.AlignRequest{Regions: &badBox, Text: "a"}), 400, "invalid_regions"},
 			{"negative top_regions", "POST", "/v1/align", "application/json", mustJSON(t, api.AlignRequest{Regions: good, Text: "a", TopRegions: -1}), 400, "invalid_top_regions"},
