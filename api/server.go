@@ -24,6 +24,7 @@ type Model interface {
 	Match(ctx context.Context, in models.Input, texts []string) (*models.MatchOutput, error)
 	Align(ctx context.Context, in models.Input, text string, opts models.AlignOptions) (*models.Alignment, error)
 	Detect(ctx context.Context, image []byte) (*models.DetectedImage, bool, error)
+	CacheStats() models.CacheStats
 }
 
 // Config holds the HTTP limits.
@@ -86,7 +87,10 @@ func (s *Server) Handler() http.Handler {
 		c.JSON(http.StatusOK, gin.H{"status": "ready"})
 	})
 	r.GET("/v1/models", s.handle(func(c *gin.Context) (any, error) {
-		return ModelsResponse{Models: []ModelInfo{s.info}}, nil
+		info := s.info
+		st := s.model.CacheStats()
+		info.DetectorCache = &CacheInfo{Hits: st.Hits, Misses: st.Misses, Entries: st.Entries, Bytes: st.Bytes, MaxBytes: st.MaxBytes}
+		return ModelsResponse{Models: []ModelInfo{info}}, nil
 	}))
 	r.POST("/v1/match", s.handle(s.match))
 	r.POST("/v1/align", s.handle(s.align))

@@ -26,7 +26,7 @@ const maxBody = 64 << 10
 // newServer serves the fixture bundle; ready unless told otherwise.
 func newServer(t testing.TB) (*api.Server, http.Handler) {
 	env := testenv.Env(t)
-	b, err := models.Load(env, testenv.FixtureBundle(t), models.Options{MaxRegions: 10, MaxTexts: 4})
+	b, err := models.Load(env, testenv.FixtureBundle(t), models.Options{MaxRegions: 10, MaxTexts: 4, CacheBytes: 64 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}

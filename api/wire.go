@@ -215,6 +215,29 @@ type ModelInfo struct {
 	Graphs           []string        `json:"graphs"`
 	Provenance       map[string]any  `json:"provenance"`
 	ONNXRuntime      string          `json:"onnxruntime_version"`
+	Detector         *DetectorInfo   `json:"detector,omitempty"`
+	DetectorCache    *CacheInfo      `json:"detector_cache,omitempty"`
+}
+
+// DetectorInfo summarises the bundle's detector: how images are resized and regions selected.
+type DetectorInfo struct {
+	Classes       int     `json:"classes"`
+	Attributes    int     `json:"attributes"`
+	ShorterSide   int     `json:"shorter_side"`
+	LongerSideMax int     `json:"longer_side_max"`
+	NMSIoU        float32 `json:"nms_iou"`
+	MinConfidence float32 `json:"min_confidence"`
+	MinBoxes      int     `json:"min_boxes"`
+	MaxBoxes      int     `json:"max_boxes"`
+}
+
+// CacheInfo is the detector result cache's counters.
+type CacheInfo struct {
+	Hits     int64 `json:"hits"`
+	Misses   int64 `json:"misses"`
+	Entries  int   `json:"entries"`
+	Bytes    int64 `json:"bytes"`
+	MaxBytes int64 `json:"max_bytes"`
 }
 
 // ModelsResponse answers GET /v1/models.
@@ -353,6 +376,12 @@ func DescribeModel(b *models.Bundle, provider, fallback, ortVersion string) Mode
 	}
 	for g := range m.Graphs {
 		info.Graphs = append(info.Graphs, g)
+	}
+	if d := m.Detector; d != nil {
+		sel := b.SelectionSpec()
+		info.Detector = &DetectorInfo{Classes: m.Model.LabelDim, Attributes: len(b.AttributeLabels()),
+			ShorterSide: d.Preprocess.ShorterSide, LongerSideMax: d.Preprocess.LongerSideMax,
+			NMSIoU: sel.NMSIoU, MinConfidence: sel.MinConfidence, MinBoxes: sel.MinBoxes, MaxBoxes: sel.MaxBoxes}
 	}
 	slices.Sort(info.Graphs)
 	return info

@@ -23,13 +23,13 @@ import (
 // The rule the API maps to status codes:
 //   - ErrTooLarge (413): the input has more bytes than DecodeLimits.MaxBytes, or its header
 //     declares more pixels than DecodeLimits.MaxPixels. Checked before any pixel is decoded.
-//   - ErrUnsupportedFormat (415): the bytes do not start like one of the supported formats
-//     (JPEG, PNG, GIF, WebP, BMP). Formats recognised by their magic bytes (TIFF, HEIC/HEIF,
-//     AVIF, JPEG XL, JPEG 2000, SVG, PDF, PSD, ICO, ...) are named in the message; anything else
-//     is "not recognised". Also: a supported format whose decoder reports a valid but
+//   - ErrUnsupportedFormat (415): an image format recognised by its magic bytes that is not
+//     one of the supported ones (TIFF, HEIC/HEIF, AVIF, JPEG XL, JPEG 2000, SVG, PSD, ICO,
+//     ...), named in the message. Also: a supported format whose decoder reports a valid but
 //     unimplemented variant (jpeg/png UnsupportedError such as arithmetic-coded or 12-bit
 //     JPEG, bmp.ErrUnsupported such as RLE-compressed BMP).
-//   - ErrNotImage (400): empty input, or the bytes start like a supported format but the
+//   - ErrNotImage (400): empty input, bytes that are no image format at all (text, PDF,
+//     HTML, random data), or the bytes start like a supported format but the
 //     header or data are corrupt or truncated, or the image has no pixels, or the decoder
 //     panicked on crafted input.
 var (
@@ -130,7 +130,11 @@ func Decode(data []byte, limits DecodeLimits) (img *Image, err error) {
 		}
 	}
 	if f == nil {
-		return nil, fmt.Errorf("%w: %s (supported: JPEG, PNG, GIF, WebP, BMP)", ErrUnsupportedFormat, sniffUnsupported(data))
+		what, isImage := sniffUnsupported(data)
+		if !isImage {
+			return nil, fmt.Errorf("%w: %s (supported: JPEG, PNG, GIF, WebP, BMP)", ErrNotImage, what)
+		}
+		return nil, fmt.Errorf("%w: %s (supported: JPEG, PNG, GIF, WebP, BMP)", ErrUnsupportedFormat, what)
 	}
 	name := strings.ToUpper(f.name)
 	defer func() {
@@ -208,50 +212,52 @@ func decodeError(name string, err error) error {
 	}
 }
 
-// sniffUnsupported names a format that Decode recognises but does not accept.
-func sniffUnsupported(b []byte) string {
+// sniffUnsupported names what the bytes are when they are none of the supported formats;
+// isImage reports an image format Decode recognises but does not accept (415), as opposed to
+// something that is not an image at all (400).
+func sniffUnsupported(b []byte) (what string, isImage bool) {
 	has := func(magic string) bool { return matchMagic(magic, b) }
 	switch {
 	case has("II*\x00"), has("MM\x00*"), has("II+\x00"), has("MM\x00+"):
-		return "TIFF"
+		return "TIFF", true
 	case has("????ftyp"):
 		brand := string(b[8:min(12, len(b))])
 		switch brand {
 		case "heic", "heix", "hevc", "hevx", "heim", "heis", "mif1", "msf1":
-			return "HEIC/HEIF"
+			return "HEIC/HEIF", true
 		case "avif", "avis":
-			return "AVIF"
+			return "AVIF", true
 		}
-		return fmt.Sprintf("ISO media (brand %q), not an image", brand)
+		return fmt.Sprintf("ISO media (brand %q), not an image", brand), false
 	case has("\xff\x0a"), has("\x00\x00\x00\x0cJXL \r\n\x87\n"):
-		return "JPEG XL"
+		return "JPEG XL", true
 	case has("\x00\x00\x00\x0cjP  \r\n\x87\n"), has("\xff\x4f\xff\x51"):
-		return "JPEG 2000"
+		return "JPEG 2000", true
 	case has("%PDF-"):
-		return "PDF"
+		return "PDF, not an image", false
 	case has("8BPS"):
-		return "PSD"
+		return "PSD", true
 	case has("\x00\x00\x01\x00"), has("\x00\x00\x02\x00"):
-		return "ICO/CUR"
+		return "ICO/CUR", true
 	case has("qoif"):
-		return "QOI"
+		return "QOI", true
 	case has("v/1\x01"):
-		return "OpenEXR"
+		return "OpenEXR", true
 	case has("DDS "):
-		return "DDS"
+		return "DDS", true
 	case has("RIFF????WEBP"):
-		return "WebP with an unknown chunk layout"
+		return "WebP with an unknown chunk layout", true
 	}
 	head := b[:min(len(b), 1024)]
 	text := bytes.TrimLeft(bytes.TrimPrefix(head, []byte("\xef\xbb\xbf")), " \t\r\n")
 	if len(text) > 0 && text[0] == '<' {
 		if bytes.Contains(bytes.ToLower(head), []byte("<svg")) {
-			return "SVG"
+			return "SVG", true
 		}
-		return "markup (XML/HTML), not an image"
+		return "markup (XML/HTML), not an image", false
 	}
 	n := min(len(b), 8)
-	return fmt.Sprintf("not recognised (first bytes % x)", b[:n])
+	return fmt.Sprintf("not an image (first bytes % x)", b[:n]), false
 }
 
 // FromImage converts any image.Image to packed RGB, walking the pixel buffers of the common

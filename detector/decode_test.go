@@ -476,13 +476,13 @@ func TestDecodeErrors(t *testing.T) {
 		msg    string
 	}{
 		{"empty", nil, DecodeLimits{}, ErrNotImage, "empty"},
-		{"random bytes", []byte("\x13\x37 this is not an image at all"), DecodeLimits{}, ErrUnsupportedFormat, "not recognised"},
-		{"html", []byte("<!doctype html><html><body>hi</body></html>"), DecodeLimits{}, ErrUnsupportedFormat, "markup"},
+		{"random bytes", []byte("\x13\x37 this is not an image at all"), DecodeLimits{}, ErrNotImage, "not an image"},
+		{"html", []byte("<!doctype html><html><body>hi</body></html>"), DecodeLimits{}, ErrNotImage, "markup"},
 		{"svg", []byte("\xef\xbb\xbf  <?xml version=\"1.0\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\"/>"), DecodeLimits{}, ErrUnsupportedFormat, "SVG"},
 		{"tiff", tiffData.Bytes(), DecodeLimits{}, ErrUnsupportedFormat, "TIFF"},
 		{"heic", []byte("\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic"), DecodeLimits{}, ErrUnsupportedFormat, "HEIC"},
 		{"avif", []byte("\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1"), DecodeLimits{}, ErrUnsupportedFormat, "AVIF"},
-		{"pdf", []byte("%PDF-1.7\n"), DecodeLimits{}, ErrUnsupportedFormat, "PDF"},
+		{"pdf", []byte("%PDF-1.7\n"), DecodeLimits{}, ErrNotImage, "PDF"},
 		{"arithmetic jpeg", arith, DecodeLimits{}, ErrUnsupportedFormat, "JPEG variant"},
 		{"rle bmp", rle, DecodeLimits{}, ErrUnsupportedFormat, "BMP variant"},
 		{"jpeg magic only", []byte{0xff, 0xd8}, DecodeLimits{}, ErrNotImage, "JPEG"},

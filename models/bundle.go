@@ -153,7 +153,7 @@ func Load(env *ort.Environment, dir string, opts Options) (b *Bundle, err error)
 		if b.detector, err = open(d.Graph); err != nil {
 			return nil, err
 		}
-		if err := b.selectionSpec().Validate(m.Model.LabelDim); err != nil {
+		if err := b.SelectionSpec().Validate(m.Model.LabelDim); err != nil {
 			return nil, fmt.Errorf("bundle %s: %w", dir, err)
 		}
 		if d.Attributes != "" {

@@ -49,7 +49,8 @@ func (b *Bundle) AttributeLabels() []string { return b.attrs }
 // CacheStats reports the detector cache's counters.
 func (b *Bundle) CacheStats() CacheStats { return b.cache.stats() }
 
-func (b *Bundle) selectionSpec() detector.SelectionSpec {
+// SelectionSpec is the region selection in force: the manifest's, with the configured overrides.
+func (b *Bundle) SelectionSpec() detector.SelectionSpec {
 	d := b.Manifest.Detector
 	s := detector.SelectionSpec{NMSIoU: d.Selection.NMSIoU, MinConfidence: d.Selection.MinConfidence,
 		MinBoxes: d.Selection.MinBoxes, MaxBoxes: d.Selection.MaxBoxes, Background: d.BackgroundIndex}
@@ -143,7 +144,7 @@ func (b *Bundle) detect(ctx context.Context, data []byte, sum string) (*Detected
 	for i := range boxes {
 		boxes[i] = detector.Box(boxesT.F32[4*i : 4*i+4])
 	}
-	idx, conf, err := detector.Select(boxes, probsT.F32, C, b.selectionSpec())
+	idx, conf, err := detector.Select(boxes, probsT.F32, C, b.SelectionSpec())
 	if err != nil {
 		return nil, err
 	}
