@@ -55,14 +55,7 @@ type detectorGolden struct {
 
 func within(t *testing.T, what string, got []float32, want []float64, tol float64) {
 	t.Helper()
-	if len(got) != len(want) {
-		t.Fatalf("%s: got %d values, want %d", what, len(got), len(want))
-	}
-	worst := 0.0
-	for i := range got {
-		worst = math.Max(worst, math.Abs(float64(got[i])-want[i]))
-	}
-	if worst > tol {
+	if worst := maxAbsDiff(t, what, got, want); worst > tol {
 		t.Errorf("%s: max abs diff %.3g, want ≤ %g", what, worst, tol)
 	}
 }
