@@ -1,6 +1,9 @@
 package detector
 
-import "slices"
+import (
+	"math"
+	"slices"
+)
 
 // boxArea is torchvision's area: (x2 − x1)·(y2 − y1), no +1, in float32 (negative for
 // inverted boxes, as torchvision computes it).
@@ -19,25 +22,42 @@ func iouAbove(a, b Box, areaA, areaB float32, thr float64) bool {
 	return float64(iou) > thr
 }
 
-// byScoreDesc orders indices by descending score, ties (and equal scores) by lower index;
-// NaN scores rank last.
-func byScoreDesc(score func(int) float32) func(a, b int) int {
-	return func(a, b int) int {
-		sa, sb := score(a), score(b)
-		switch {
-		case sa > sb:
-			return -1
-		case sa < sb:
-			return 1
+// rankKey packs a score and an index into one integer whose ascending order is descending
+// score, ties (including −0 = +0) by lower index, NaN scores last. Sorting these with
+// slices.Sort is several times faster than a comparison function.
+func rankKey(score float32, i int) uint64 {
+	var k uint32 // ascending with the score; NaN lowest
+	switch {
+	case score != score:
+		k = 0
+	case score == 0:
+		k = 0x80000000 // +0 and −0 alike
+	default:
+		b := math.Float32bits(score)
+		if b&0x80000000 != 0 {
+			k = ^b
+		} else {
+			k = b | 0x80000000
 		}
-		if na, nb := sa != sa, sb != sb; na != nb { // exactly one NaN
-			if na {
-				return 1
-			}
-			return -1
-		}
-		return a - b
 	}
+	return uint64(^k)<<32 | uint64(uint32(i))
+}
+
+// rankIndex is the index packed by rankKey.
+func rankIndex(k uint64) int { return int(uint32(k)) }
+
+// orderByScore returns 0..n−1 in descending score order, ties by lower index, NaN last.
+func orderByScore(n int, score func(int) float32) []int {
+	keys := make([]uint64, n)
+	for i := range keys {
+		keys[i] = rankKey(score(i), i)
+	}
+	slices.Sort(keys)
+	order := make([]int, n)
+	for k, key := range keys {
+		order[k] = rankIndex(key)
+	}
+	return order
 }
 
 // NMS is torchvision.ops.nms: greedy non-maximum suppression over boxes [x1, y1, x2, y2] in
@@ -51,13 +71,11 @@ func NMS(boxes []Box, scores []float32, iou float32) []int {
 	if len(scores) != n {
 		panic("detector.NMS: len(scores) != len(boxes)")
 	}
-	order := make([]int, n)
 	areas := make([]float32, n)
-	for i := range order {
-		order[i] = i
+	for i := range areas {
 		areas[i] = boxArea(boxes[i])
 	}
-	slices.SortFunc(order, byScoreDesc(func(i int) float32 { return scores[i] }))
+	order := orderByScore(n, func(i int) float32 { return scores[i] })
 	thr := float64(iou)
 	suppressed := make([]bool, n)
 	keep := make([]int, 0, n)

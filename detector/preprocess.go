@@ -99,37 +99,39 @@ func channelSource(order string) [3]int {
 }
 
 // linearTaps are torch's source indices and weights for one axis of a bilinear resize
-// (upsample_bilinear2d, align_corners=False, no scale_factor given): ratio = in/out in float32;
-// src = ratio·(dst + 0.5) − 0.5, clamped at 0; i0 = ⌊src⌋, i1 = min(i0 + 1, in − 1);
-// w1 = clamp(src − i0, 0, 1), w0 = 1 − w1.
+// (upsample_bilinear2d on CPU, align_corners=False, output size given): ratio = in/out in
+// float32; src = ratio·(dst + 0.5) − 0.5 evaluated in float64 and clamped at 0;
+// i0 = ⌊src⌋, i1 = min(i0 + 1, in − 1); w1 = float32(clamp(src − i0, 0, 1)), w0 = 1 − w1 in
+// float32. (Keeping src in float64 until the weight is taken matters: rounding src to float32
+// first moves some weights by up to 2⁻²², ~1e-4 on 0..255 values.) An axis whose size does
+// not change copies: i0 = i1 = dst, w0 = 1, w1 = 0.
 func linearTaps(in, out int) (i0, i1 []int, w0, w1 []float32) {
 	i0, i1 = make([]int, out), make([]int, out)
 	w0, w1 = make([]float32, out), make([]float32, out)
-	ratio := float32(in) / float32(out)
+	if in == out {
+		for d := range i0 {
+			i0[d], i1[d], w0[d] = d, d, 1
+		}
+		return
+	}
+	ratio := float64(float32(in) / float32(out))
 	for d := 0; d < out; d++ {
-		src := float32(float64(ratio)*(float64(d)+0.5) - 0.5)
-		if src < 0 {
-			src = 0
-		}
-		k := int(src)
-		if k > in-1 {
-			k = in - 1
-		}
-		l := src - float32(k)
-		l = min(max(l, 0), 1)
+		src := max(ratio*(float64(d)+0.5)-0.5, 0)
+		k := min(int(src), in-1)
+		l := float32(min(max(src-float64(k), 0), 1))
 		i0[d], w1[d], w0[d] = k, l, 1-l
-		i1[d] = k
-		if k < in-1 {
-			i1[d] = k + 1
-		}
+		i1[d] = min(k+1, in-1)
 	}
 	return
 }
 
 // resizeBilinear writes the resized, normalised CHW tensor into out (3·hr·wr values).
 // Like torch it interpolates along the width first, then blends two such rows along the
-// height, all in float32: t = p0·wx0 + p1·wx1; v = t0·wy0 + t1·wy1. Horizontal passes of the
-// two source rows in use are cached, so each source row is interpolated once.
+// height, in float32: t = p0·wx0 + p1·wx1, v = t0·wy0 + t1·wy1, each as a fused multiply-add
+// (p0·wx0 added to the rounded p1·wx1) — what torch's AVX2 kernel compiles to, so most values
+// are bit-identical to PyTorch here (a plain multiply-then-add build differs by ≤ 2 ulps).
+// Horizontal passes of the two source rows in use are cached, so each source row is
+// interpolated once.
 func resizeBilinear(out []float32, img *Image, srcCh [3]int, wr, hr int, mean, std [3]float32) {
 	W, H := img.Width, img.Height
 	plane := wr * hr
@@ -158,9 +160,9 @@ func resizeBilinear(out []float32, img *Image, srcCh [3]int, wr, hr int, mean, s
 		for x := 0; x < wr; x++ {
 			a, b := src[3*x0[x]:3*x0[x]+3], src[3*x1[x]:3*x1[x]+3]
 			u, v := wx0[x], wx1[x]
-			d0[x] = float32(float32(a[s0])*u) + float32(float32(b[s0])*v)
-			d1[x] = float32(float32(a[s1])*u) + float32(float32(b[s1])*v)
-			d2[x] = float32(float32(a[s2])*u) + float32(float32(b[s2])*v)
+			d0[x] = fma32(float32(a[s0]), u, float32(b[s0])*v)
+			d1[x] = fma32(float32(a[s1]), u, float32(b[s1])*v)
+			d2[x] = fma32(float32(a[s2]), u, float32(b[s2])*v)
 		}
 	}
 	get := func(sy, keep int) []float32 {
@@ -182,13 +184,25 @@ func resizeBilinear(out []float32, img *Image, srcCh [3]int, wr, hr int, mean, s
 		r1 := get(y1[y], y0[y])
 		u, v := wy0[y], wy1[y]
 		for c := 0; c < 3; c++ {
-			a, b := r0[c*wr:(c+1)*wr], r1[c*wr:(c+1)*wr]
 			o := out[c*plane+y*wr : c*plane+(y+1)*wr]
+			a, b := r0[c*wr:(c+1)*wr], r1[c*wr:(c+1)*wr]
+			a, b = a[:len(o)], b[:len(o)]
 			m, s := mean[c], std[c]
+			if s == 1 { // x/1 == x exactly: skip the division (BUTD's std is 1)
+				for x := range o {
+					o[x] = fma32(a[x], u, b[x]*v) - m
+				}
+				continue
+			}
 			for x := range o {
-				t := float32(a[x]*u) + float32(b[x]*v)
-				o[x] = (t - m) / s
+				o[x] = (fma32(a[x], u, b[x]*v) - m) / s
 			}
 		}
 	}
 }
+
+// fma32 is a·b + c for float32 operands the way a fused multiply-add computes it: the product
+// is exact in float64 (24 + 24 bits), so the float64 sum is math.FMA's result whether or not
+// the compiler fuses it; it is then rounded to float32 (in rare ties this second rounding can
+// differ from a float32 FMA by one ulp).
+func fma32(a, b, c float32) float32 { return float32(float64(a)*float64(b) + float64(c)) }

@@ -1,9 +1,13 @@
 package detector
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 )
+
+// ErrInvalidOutputs reports detector outputs whose shapes do not agree.
+var ErrInvalidOutputs = errors.New("invalid detector outputs")
 
 // SelectionSpec is the manifest's detector.selection block plus background_index.
 type SelectionSpec struct {
@@ -57,18 +61,14 @@ func Select(boxes []Box, classProbs []float32, numClasses int, spec SelectionSpe
 	P := len(boxes)
 	if len(classProbs) != P*numClasses {
 		return nil, nil, fmt.Errorf("%w: class_probs has %d values, want %d proposals × %d classes",
-			ErrInvalidSpec, len(classProbs), P, numClasses)
+			ErrInvalidOutputs, len(classProbs), P, numClasses)
 	}
 	if P == 0 {
 		return []int{}, []float32{}, nil
 	}
 	all := maxConfidence(boxes, classProbs, numClasses, spec)
 
-	order := make([]int, P)
-	for i := range order {
-		order[i] = i
-	}
-	slices.SortFunc(order, byScoreDesc(func(i int) float32 { return all[i] }))
+	order := orderByScore(P, func(i int) float32 { return all[i] })
 	n := 0
 	for n < P && all[order[n]] >= spec.MinConfidence {
 		n++
@@ -105,13 +105,31 @@ func maxConfidence(boxes []Box, probs []float32, C int, spec SelectionSpec) []fl
 		}
 	}
 
+	// Classes in descending order of their best score: confidences rise early, so later
+	// classes find few proposals they could still raise (the result does not depend on the
+	// order: a confidence is a maximum). A class whose best score cannot beat the lowest
+	// confidence is skipped without looking at its column.
+	colMax := make([]float32, C)
+	for i := 0; i < P; i++ {
+		for c, s := range probs[i*C : (i+1)*C] {
+			if s > colMax[c] {
+				colMax[c] = s
+			}
+		}
+	}
+	var classes []int
+	classes = orderByScore(C, func(c int) float32 { return colMax[c] })
+	if spec.Background >= 0 {
+		classes = slices.DeleteFunc(classes, func(c int) bool { return c == spec.Background })
+	}
+
 	conf := make([]float32, P)
+	minConf := float32(0)
 	col := make([]float32, P)
-	cand := make([]int, 0, P)
+	cand := make([]uint64, 0, P) // rankKey(score, proposal)
 	removed := make([]uint64, words)
-	byScore := byScoreDesc(func(i int) float32 { return col[i] })
-	for c := 0; c < C; c++ {
-		if c == spec.Background {
+	for _, c := range classes {
+		if !(colMax[c] > minConf) {
 			continue
 		}
 		// Lowest score among proposals this class could still raise; nothing ranked below
@@ -130,22 +148,27 @@ func maxConfidence(boxes []Box, probs []float32, C int, spec SelectionSpec) []fl
 		cand = cand[:0]
 		for i, s := range col {
 			if s >= floor {
-				cand = append(cand, i)
+				cand = append(cand, rankKey(s, i))
 			}
 		}
-		slices.SortFunc(cand, byScore)
+		slices.Sort(cand)
 		clear(removed)
-		for _, i := range cand {
+		raised := false
+		for _, key := range cand {
+			i := rankIndex(key)
 			if removed[i/64]&(1<<(i%64)) != 0 {
 				continue
 			}
 			if col[i] > conf[i] {
-				conf[i] = col[i]
+				conf[i], raised = col[i], true
 			}
 			row := over[i*words : (i+1)*words]
 			for w := range removed {
 				removed[w] |= row[w]
 			}
+		}
+		if raised {
+			minConf = slices.Min(conf)
 		}
 	}
 	return conf
