@@ -47,6 +47,8 @@ bench: build ort pydeps
 
 fuzz:
 	go test ./textproc -run='^$$' -fuzz=FuzzEncode -fuzztime=60s
+	go test ./detector -run='^$$' -fuzz=FuzzDecode -fuzztime=60s
+	go test ./api -run='^$$' -fuzz=FuzzMatchBody -fuzztime=60s
 
 clean:
 	rm -rf bin .cache/bench
