@@ -462,8 +462,11 @@ def test_golden_preprocessing_and_outputs(golden, fixture_model):
             outs = [t.numpy() for t in fixture_model(x)]
         assert im["outputs"]["proposals"] == len(outs[0])
         for name, o in zip(fixture_model.output_names, outs):
+            # Box coordinates are pixels (up to ~200), decoded through exp(): a different torch
+            # thread count's reduction order moves them by a few 1e-5 px.
             np.testing.assert_allclose(np.asarray(im["outputs"][name], np.float32), o,
-                                       atol=1e-5, err_msg=f"{im['file']} {name}")
+                                       atol=1e-4 if name == "boxes" else 1e-5,
+                                       err_msg=f"{im['file']} {name}")
     assert total < 150_000
 
 
