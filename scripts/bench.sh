@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# Encoder throughput of the Go pipeline (ONNX Runtime) next to PyTorch eager, on this machine,
+# in one run (`make bench`). Steps, one heavy job at a time:
+#   1. export a UNITER-base-sized random bundle into .cache/bench/ (cached; never committed)
+#   2. in each of BENCH_RUNS rounds, time PyTorch eager on the same weights
+#      (models/bench_reference.py torch), then the Go pipeline: BenchmarkEncoder (Bundle.Match)
+#      and BenchmarkEncoderGraphOnly (the encoder run alone) in models/bench_test.go; each at
+#      batch 1, 8 and 32
+#   3. print the table (batch | Go pairs/s | PyTorch pairs/s | ratio) with the machine, and
+#      write it to .cache/bench/report.md
+# Every figure is the best of BENCH_RUNS rounds (default 3) of PyTorch-then-Go: on a shared
+# machine other jobs only ever slow a run down; the report also gives the spread. Before each
+# timed step the script waits up to BENCH_QUIET_WAIT seconds (default 20) for the CPUs to be
+# under 25% busy, and the report says how busy they were when it started. Other knobs: BENCH_PAIRS (pairs per Go run, default 32),
+# BENCH_SECONDS (seconds per PyTorch run, at least one call; default 2), BENCH_TORCH_THREADS
+# and BENCH_OPENBLAS_THREADS (default: bench_reference.py's, the fastest measured on 2 cores).
+# ONNX Runtime uses the tests' settings (internal/testenv.CPUConfig: 2 intra-op threads).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+PY=${PY:-/usr/bin/python3}
+out=.cache/bench
+bundle=$out/uniter-base-random
+runs=${BENCH_RUNS:-3}
+pairs=${BENCH_PAIRS:-32}
+seconds=${BENCH_SECONDS:-2}
+batches=(1 8 32)
+export UNITER_ORT_LIBRARY=${UNITER_ORT_LIBRARY:-$root/.cache/onnxruntime/lib/libonnxruntime.so}
+mkdir -p "$out"
+
+timings=()
+step() { # step NAME COMMAND...: runs the command and records its wall time
+  local name=$1 t0=$SECONDS
+  shift
+  echo "== bench: $name" >&2
+  "$@"
+  timings+=("$name $((SECONDS - t0)) s")
+  echo "== bench: $name took $((SECONDS - t0)) s" >&2
+}
+
+busy_pct() { # percentage of all cores' time spent busy over the next second
+  local a b
+  a=$(awk '/^cpu / {print $2+$3+$4+$7+$8+$9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat)
+  sleep 1
+  b=$(awk '/^cpu / {print $2+$3+$4+$7+$8+$9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat)
+  awk -v a="$a" -v b="$b" 'BEGIN {split(a, x, " "); split(b, y, " ");
+    d = y[2] - x[2]; print (d > 0 ? int(100 * (y[1] - x[1]) / d) : 0)}'
+}
+busy=() # CPU use by other jobs measured just before each timed step
+wait_quiet() { # wait_quiet STEP: waits (bounded) until other jobs leave the CPUs mostly idle
+  local deadline=$((SECONDS + ${BENCH_QUIET_WAIT:-20})) b
+  while b=$(busy_pct); [ "$b" -gt 25 ] && [ "$SECONDS" -lt "$deadline" ]; do
+    echo "== bench: CPUs ${b}% busy with other jobs; waiting before $1" >&2
+    sleep 4
+  done
+  busy+=("$1 ${b}%")
+}
+
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+
+step export "$PY" models/bench_reference.py export --out "$bundle"
+
+torch_args=(--bundle "$bundle" --seconds "$seconds" --repeats 1 --meta "$out/torch-meta.json")
+[ -n "${BENCH_TORCH_THREADS:-}" ] && torch_args+=(--threads "$BENCH_TORCH_THREADS")
+[ -n "${BENCH_OPENBLAS_THREADS:-}" ] && torch_args+=(--openblas-threads "$BENCH_OPENBLAS_THREADS")
+
+go_round() { # one run of both Go benchmarks at each batch size
+  local b n
+  for b in "${batches[@]}"; do
+    n=$(( (pairs + b - 1) / b )) # calls of $b pairs: about $pairs pairs per run
+    UNITER_BENCH_BUNDLE="$root/$bundle" "$out/models.test" -test.run '^$' \
+      -test.bench "^BenchmarkEncoder(GraphOnly)?\$/^batch=$b\$" -test.benchtime "${n}x" \
+      | tee -a "$out/go.txt" >&2
+  done
+}
+
+step go-build go test -c -o "$out/models.test" ./models
+: >"$out/go.txt"
+rm -f "$out"/torch-*.json
+# Rounds rather than back-to-back repeats, so that a burst of other jobs spoils one run of
+# each side rather than every run of one side.
+for r in $(seq "$runs"); do
+  wait_quiet "pytorch-$r"
+  step "pytorch-$r" "$PY" models/bench_reference.py torch "${torch_args[@]}" \
+    --json "$out/torch-$r.json" >/dev/null
+  wait_quiet "go-$r"
+  step "go-$r" go_round
+done
+
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+torch_version=$("$PY" -c 'import torch; print(torch.__version__)')
+torch_pkg=$(dpkg-query -W -f='${Version}' python3-torch 2>/dev/null || echo unknown)
+
+# Step 3: the report, from go.txt and the torch-R.json files (one per round).
+BENCH_CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//') \
+BENCH_NPROC=$(nproc) BENCH_MEM=$(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo) \
+BENCH_TORCH="$torch_version (Debian python3-torch $torch_pkg)" BENCH_GO=$(go env GOVERSION) \
+BENCH_LOAD="$load_before before, $load_after after" BENCH_BUSY="${busy[*]}" \
+BENCH_RUNS=$runs BENCH_PAIRS=$pairs BENCH_TIMINGS="${timings[*]}" \
+  "$PY" - "$out/go.txt" "$out/torch-meta.json" "$out/report.md" "$out"/torch-[0-9]*.json <<'EOF'
+import json, os, re, sys
+
+go_txt, meta_json, report, *torch_jsons = sys.argv[1:]
+go, graph, ort = {}, {}, "unknown"  # {batch: [pairs/s of each run]}
+for line in open(go_txt):
+    if line.startswith("onnxruntime:"):
+        ort = line.split(":", 1)[1].strip()
+    m = re.match(r"Benchmark(Encoder|EncoderGraphOnly)/batch=(\d+)-\d+\s", line)
+    rate = re.search(r"\s([\d.e+]+) pairs/s", line)
+    if m and rate:
+        (go if m[1] == "Encoder" else graph).setdefault(int(m[2]), []).append(float(rate[1]))
+meta = json.load(open(meta_json))
+torch_runs = {}
+for path in torch_jsons:
+    for b, v in json.load(open(path)).items():
+        torch_runs.setdefault(int(b), []).append(v)
+spread = {name: {b: f"{min(v):.2f}–{max(v):.2f}" for b, v in runs.items()}
+          for name, runs in (("Go", go), ("Go graph-only", graph), ("PyTorch", torch_runs))}
+go, graph = {b: max(v) for b, v in go.items()}, {b: max(v) for b, v in graph.items()}
+torch = {b: max(v) for b, v in torch_runs.items()}
+e = os.environ
+lines = [
+    "## Encoder throughput: Go pipeline (ONNX Runtime) vs PyTorch eager",
+    "",
+    "UNITER-base-sized encoder with random weights (12 layers, hidden 768, 12 heads, "
+    "intermediate 3072, 2048-d region features), every pair 20 tokens + 36 regions. "
+    "Go: `Bundle.Match` (tokenizer, batching, ONNX Runtime, ITM and OT heads), one image "
+    "and `batch` texts per call. PyTorch: eager forward + ITM head under `torch.no_grad()`.",
+    "",
+    "| batch | Go pairs/s | PyTorch pairs/s | ratio Go/PyTorch |",
+    "|---:|---:|---:|---:|",
+]
+for b in sorted(set(go) | set(torch)):
+    g, t = go.get(b), torch.get(b)
+    ratio = f"{g / t:.2f}" if g and t else "n/a"
+    lines.append(f"| {b} | {g or float('nan'):.2f} | {t or float('nan'):.2f} | {ratio} |")
+lines += ["", "Go encoder run alone (`BenchmarkEncoderGraphOnly`: batching + ONNX Runtime, text "
+          "tokenized and regions prepared beforehand):", "",
+          "| batch | graph-only pairs/s | full pipeline pairs/s | pipeline overhead |",
+          "|---:|---:|---:|---:|"]
+for b in sorted(graph):
+    g = go.get(b)
+    over = f"{100 * (graph[b] / g - 1):.1f}%" if g else "n/a"
+    lines.append(f"| {b} | {graph[b]:.2f} | {g or float('nan'):.2f} | {over} |")
+lines += [
+    "",
+    f"Machine: {e['BENCH_NPROC']} cores ({e['BENCH_CPU']}), {e['BENCH_MEM']} memory; "
+    f"load average (1, 5, 15 min) {e['BENCH_LOAD']}; CPU use by other jobs just before each "
+    f"timed step: {e['BENCH_BUSY']}.",
+    f"ONNX Runtime {ort} (CPU, 2 intra-op threads) through onnxruntime_go, {e['BENCH_GO']}; "
+    f"PyTorch {e['BENCH_TORCH']}, {meta['torch_threads']} torch threads, "
+    f"OPENBLAS_NUM_THREADS={meta['openblas_threads']}.",
+    f"Each figure is the best of {e['BENCH_RUNS']} rounds, each round timing PyTorch then Go at "
+    f"every batch size (Go: {e['BENCH_PAIRS']} pairs per run; PyTorch: at least "
+    f"{meta['seconds_per_run']} s per run; both after one warm-up call). Spread over the "
+    "rounds, pairs/s: "
+    + "; ".join(f"{name} " + ", ".join(f"b{b} {r}" for b, r in sorted(s.items()))
+                for name, s in spread.items()) + ".",
+    f"Steps: {e['BENCH_TIMINGS']}.",
+]
+text = "\n".join(lines) + "\n"
+print(text)
+with open(report, "w") as f:
+    f.write(text)
+print(f"(written to {report})", file=sys.stderr)
+EOF
