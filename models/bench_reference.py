@@ -4,11 +4,18 @@
     /usr/bin/python3 models/bench_reference.py export --out .cache/bench/uniter-base-random
     /usr/bin/python3 models/bench_reference.py torch --bundle .cache/bench/uniter-base-random
 
-`export` writes an encoder-only bundle with random weights and the official UNITER-base shape
-(hidden 768, 12 layers, 12 heads, intermediate 3072, vocab 28996, 2048-d region features, 1601
-region labels) plus bench.json, which records the config, the seed and a fingerprint of the
-weights (ITM logits on fixed inputs). It does nothing when bench.json already matches: the ONNX
-export of the base model takes a while. The weights come from
+`export` writes a bundle with random weights and the official UNITER-base shape (hidden 768, 12
+layers, 12 heads, intermediate 3072, vocab 28996, 2048-d region features, 1601 region labels)
+plus bench.json, which records the config, the seed and a fingerprint of the weights (ITM logits
+on fixed inputs). It then adds the project's Faster R-CNN detector (uniter/detector.py) at its
+default DetectorConfig size, with the encoder's dimensions: D = 2048 features, C = 1601 classes
+(the bundle's region_labels.txt: __background__ + 1600 synthetic names), A = 401 attributes
+(__no_attribute__ + 400 synthetic names), random weights (Detector.init_weights(seed)),
+bottom-up-attention preprocessing (BGR, Caffe means, shorter side 600, longer side at most 1000,
+bilinear) and selection (NMS IoU 0.3, confidence 0.2, 10 to 100 boxes); write_detector exports
+detector.onnx and the manifest's detector section. Each part is cached on its own: the encoder
+is exported again only when bench.json's "key" changes, the detector only when its
+"detector_key" does (a detector change does not cost an encoder export). The weights come from
 UniterForPretraining.init_weights(seed), so `torch` rebuilds exactly the same model from the
 seed and checks the fingerprint before timing anything.
 
@@ -32,7 +39,8 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-BENCH_FORMAT = 1  # bump when the bundle's contents change, to invalidate cached exports
+BENCH_FORMAT = 1  # bump when the encoder part's contents change, to invalidate cached exports
+DETECTOR_FORMAT = 1  # the same for the detector part (detector_key in bench.json)
 
 # Fastest inference setting on the 2-core dev machine (AMD EPYC, Debian torch 1.13.1 with
 # OpenBLAS), swept with `torch --threads T --openblas-threads B`, pairs/s at batch 1/8/32, on a
@@ -91,6 +99,71 @@ def bench_key(cfg, seed: int) -> dict:
     return {"format": BENCH_FORMAT, "seed": seed, "config": cfg.to_dict(), "graphs": ["encoder"]}
 
 
+def detector_config(cfg):
+    """The project's detector at its default DetectorConfig size (backbone, anchors, RPN top-n,
+    RoIAlign, box head), with the encoder's feature and label dimensions."""
+    from uniter.detector import DetectorConfig
+    return DetectorConfig(num_classes=cfg.img_label_dim, num_attributes=DETECTOR_ATTRIBUTES,
+                          feature_dim=cfg.img_dim)
+
+
+DESCRIPTION = ("UNITER-base-sized encoder and default-size detector with random weights and a "
+               "synthetic vocabulary, for throughput benchmarks only. Its scores and regions mean "
+               "nothing.")
+DETECTOR_ATTRIBUTES = 401  # Visual Genome's 400 attributes + __no_attribute__, as in BUTD
+
+
+def attribute_labels(n: int) -> list:
+    from uniter.detector_export import NO_ATTRIBUTE
+    return [NO_ATTRIBUTE] + [f"vg_attr_{i}" for i in range(1, n)]
+
+
+def detector_key(cfg, seed: int) -> dict:
+    """What the cached bundle's detector must match to be reused."""
+    from uniter.detector import BUTD_PREPROCESS, BUTD_SELECTION
+    key = {"format": DETECTOR_FORMAT, "seed": seed, "config": detector_config(cfg).to_dict(),
+           "preprocess": BUTD_PREPROCESS, "selection": BUTD_SELECTION}
+    return json.loads(json.dumps(key))  # as bench.json reads back: tuples become lists
+
+
+def export_detector(cfg, out: str, seed: int, meta: dict, meta_path: str):
+    """Adds the detector to the encoder bundle in out (in place) and records detector_key."""
+    from uniter.detector import BUTD_PREPROCESS, BUTD_SELECTION, Detector
+    from uniter.detector_export import write_detector
+
+    # Forget the old key first: an export that stops half-way is redone next time.
+    meta.pop("detector_key", None)
+    with open(meta_path, "w") as f:
+        json.dump(meta, f, indent=2)
+        f.write("\n")
+    dcfg = detector_config(cfg)
+    t0 = time.time()
+    model = Detector(dcfg).init_weights(seed).eval()
+    n_params = sum(p.numel() for p in model.parameters())
+    log(f"built the default-size detector with random weights ({n_params / 1e6:.1f}M parameters, "
+        f"C={dcfg.num_classes}, A={dcfg.num_attributes}, D={dcfg.feature_dim}); exporting "
+        "detector.onnx...")
+    with open(os.path.join(out, "region_labels.txt"), encoding="utf-8") as f:
+        labels = f.read().splitlines()
+    write_detector(model, out, preprocess=dict(BUTD_PREPROCESS), selection=dict(BUTD_SELECTION),
+                   labels=labels, attributes=attribute_labels(dcfg.num_attributes))
+    mpath = os.path.join(out, "manifest.json")
+    with open(mpath) as f:
+        manifest = json.load(f)
+    manifest["description"] = DESCRIPTION
+    manifest.setdefault("provenance", {})["detector"] = {
+        "created_by": "models/bench_reference.py export", "seed": seed,
+        "weights": "Detector.init_weights(seed)", "config": dcfg.to_dict()}
+    with open(mpath, "w") as f:
+        json.dump(manifest, f, indent=2)
+        f.write("\n")
+    log(f"detector exported in {time.time() - t0:.1f}s")
+    meta["detector_key"] = detector_key(cfg, seed)
+    with open(meta_path, "w") as f:
+        json.dump(meta, f, indent=2)
+        f.write("\n")
+
+
 def cmd_export(args):
     import shutil
     import torch
@@ -99,15 +172,21 @@ def cmd_export(args):
     cfg = base_config()
     key = bench_key(cfg, args.seed)
     meta_path = os.path.join(args.out, "bench.json")
+    torch.set_num_threads(args.threads)
     if os.path.exists(meta_path) and not args.force:
         with open(meta_path) as f:
             meta = json.load(f)
         if meta.get("key") == key and os.path.exists(os.path.join(args.out, "encoder.onnx")):
-            log(f"{args.out} is up to date (seed {args.seed}); not exporting again")
+            if (meta.get("detector_key") == detector_key(cfg, args.seed)
+                    and os.path.exists(os.path.join(args.out, "detector.onnx"))):
+                log(f"{args.out} is up to date (seed {args.seed}); not exporting again")
+            else:
+                log(f"{args.out}: encoder up to date, detector missing or made with another "
+                    "config")
+                export_detector(cfg, args.out, args.seed, meta, meta_path)
             return
         log(f"{args.out} was made with another config; exporting again")
 
-    torch.set_num_threads(args.threads)
     t0 = time.time()
     model = build_model(cfg, args.seed)
     n_params = sum(p.numel() for p in model.parameters())
@@ -125,15 +204,13 @@ def cmd_export(args):
     write_bundle(model, tmp, name="uniter-base-random", vocab_path=vocab_path,
                  region_labels=region_labels(cfg.img_label_dim), lowercase=False,
                  max_text_length=60, random_weights=True, graphs=["encoder"],
-                 description="UNITER-base-sized encoder with random weights and a synthetic "
-                             "vocabulary, for throughput benchmarks only. Its scores mean nothing.",
+                 description=DESCRIPTION,
                  provenance={"created_by": "models/bench_reference.py export", "seed": args.seed,
                              "weights": "UniterForPretraining.init_weights(seed)"})
     os.remove(vocab_path)
     log(f"exported in {time.time() - t0:.1f}s")
-    with open(os.path.join(tmp, "bench.json"), "w") as f:
-        json.dump({"key": key, "fingerprint_itm_logits": fingerprint(model)}, f, indent=2)
-        f.write("\n")
+    meta = {"key": key, "fingerprint_itm_logits": fingerprint(model)}
+    export_detector(cfg, tmp, args.seed, meta, os.path.join(tmp, "bench.json"))
     shutil.rmtree(args.out, ignore_errors=True)
     os.rename(tmp, args.out)
     log(f"wrote {args.out}")
@@ -168,7 +245,9 @@ def cmd_torch(args):
     if not torch.allclose(got, want, atol=1e-5):
         sys.exit(f"weights differ from the exported bundle's (ITM logits {got.tolist()} vs "
                  f"{want.tolist()}): export again")
-    graph = EncoderGraph(model, False).eval()  # what encoder.onnx computes: itm, pooled, hidden
+    device = torch.device(args.device)
+    graph = EncoderGraph(model, False).eval().to(device)  # what encoder.onnx computes
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     log(f"torch {torch.__version__}: {args.threads} torch threads, OPENBLAS_NUM_THREADS="
         f"{os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}; same weights as {args.bundle}")
 
@@ -176,13 +255,15 @@ def cmd_torch(args):
     results, runs = {}, {}
     with torch.no_grad():
         for batch in args.batches:
-            inputs = bench_inputs(cfg, batch, gen)
+            inputs = [t.to(device) for t in bench_inputs(cfg, batch, gen)]
             graph(*inputs)  # warm-up: first-call allocations and thread pool start
+            sync()
             runs[str(batch)] = []
             for r in range(args.repeats):
                 n, start = 0, time.perf_counter()
                 while True:
                     graph(*inputs)
+                    sync()
                     n += 1
                     elapsed = time.perf_counter() - start
                     if elapsed >= args.seconds and n >= args.min_iters:
@@ -210,7 +291,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    ex = sub.add_parser("export", help="write the UNITER-base-sized random bundle (cached)")
+    ex = sub.add_parser("export", help="write the UNITER-base-sized random bundle with its "
+                                       "detector (cached)")
     ex.add_argument("--out", default=".cache/bench/uniter-base-random", help="bundle folder")
     ex.add_argument("--seed", type=int, default=0, help="weight seed (init_weights)")
     ex.add_argument("--force", action="store_true", help="export even if the bundle is up to date")
@@ -226,6 +308,7 @@ def main():
     tb.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="torch.set_num_threads")
     tb.add_argument("--openblas-threads", type=int, default=DEFAULT_OPENBLAS_THREADS,
                     help="OPENBLAS_NUM_THREADS (0: leave the environment alone)")
+    tb.add_argument("--device", default="cpu", help="torch device: cpu or cuda")
     tb.add_argument("--json", help="also write the result here")
     tb.add_argument("--meta", help="write the settings used (threads, torch version) here")
     args = ap.parse_args()

@@ -1,23 +1,32 @@
 package models
 
-// Encoder throughput benchmarks. `make bench` runs them on a UNITER-base-sized random bundle
-// (UNITER_BENCH_BUNDLE, exported by models/bench_reference.py) next to the PyTorch reference;
-// without UNITER_BENCH_BUNDLE they run on the committed tiny fixture, so that
-// `go test -bench . ./models` always measures something real.
+// Encoder and detector benchmarks. `make bench` runs them on a UNITER-base-sized random bundle
+// with a default-size detector (UNITER_BENCH_BUNDLE, exported by models/bench_reference.py)
+// next to the PyTorch reference; without UNITER_BENCH_BUNDLE they run on the committed tiny
+// fixture, so that `go test -bench . ./models` always measures something real.
 //
-// Every pair is 20 tokens ([CLS] and [SEP] included) and 36 regions, UNITER's usual sizes.
-// The bundle is loaded once per top-level benchmark, outside any timed region, and each
-// sub-benchmark warms up with one untimed call before timing.
+// Encoder benchmarks: every pair is 20 tokens ([CLS] and [SEP] included) and 36 regions,
+// UNITER's usual sizes. Detector benchmarks: one synthetic 640×480 JPEG (benchJPEG). The
+// bundle is loaded once per top-level benchmark, outside any timed region, and each
+// (sub-)benchmark warms up with one untimed call before timing.
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"image"
+	"image/color"
+	"image/jpeg"
 	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/uniter-serve/uniter/detector"
 	"github.com/uniter-serve/uniter/internal/testenv"
@@ -43,8 +52,15 @@ var printConfig sync.Once
 
 // benchBundle opens ONNX Runtime (testenv.CPUConfig: CPU, 2 intra-op threads) and loads the
 // bundle named by UNITER_BENCH_BUNDLE (a relative path is taken from the repository root), or
-// the fixture bundle; both close when b ends.
+// the fixture bundle, with at most 36 regions per image and no detector cache; both close
+// when b ends.
 func benchBundle(b *testing.B) *Bundle {
+	b.Helper()
+	return benchBundleWith(b, Options{MaxRegions: benchRegions})
+}
+
+// benchBundleWith is benchBundle with other serving options.
+func benchBundleWith(b *testing.B, opts Options) *Bundle {
 	b.Helper()
 	dir := os.Getenv("UNITER_BENCH_BUNDLE")
 	switch {
@@ -54,7 +70,7 @@ func benchBundle(b *testing.B) *Bundle {
 		dir = testenv.Path(b, dir)
 	}
 	env := testenv.Env(b)
-	bundle, err := Load(env, dir, Options{MaxRegions: benchRegions})
+	bundle, err := Load(env, dir, opts)
 	if err != nil {
 		b.Fatalf("loading bundle (set UNITER_BENCH_BUNDLE or run `make bench`): %v", err)
 	}
@@ -186,4 +202,221 @@ func BenchmarkEncoderGraphOnly(b *testing.B) {
 			reportPairs(b, calls, batch)
 		})
 	}
+}
+
+// Serving defaults (cmd/uniter/config.go: limits.max_regions, detector.cache_bytes), for the
+// cold-request benchmark.
+const (
+	servingMaxRegions = 100
+	servingCacheBytes = 256 << 20
+)
+
+// benchJPEG is a 640×480 photo-like picture (sky and ground gradients, texture, sensor-like
+// noise, a few shaded shapes), JPEG quality 90 with Go's encoder (4:2:0). It starts with a COM
+// segment of 16 hex digits (initially all 0; see stampJPEG), so that a benchmark can make the
+// bytes of every request unique without changing the pixels.
+func benchJPEG(b *testing.B) []byte {
+	b.Helper()
+	const w, h = 640, 480
+	rng := rand.New(rand.NewPCG(3, 4))
+	m := image.NewNRGBA(image.Rect(0, 0, w, h))
+	type disc struct {
+		cx, cy, r float64
+		c         [3]float64
+	}
+	discs := []disc{{170, 300, 70, [3]float64{200, 40, 40}}, {430, 250, 95, [3]float64{40, 80, 200}},
+		{560, 390, 45, [3]float64{230, 200, 40}}}
+	inRect := func(x, y int, x1, y1, x2, y2 int) bool { return x >= x1 && x < x2 && y >= y1 && y < y2 }
+	for y := 0; y < h; y++ {
+		for x := 0; x < w; x++ {
+			fx, fy := float64(x), float64(y)
+			var c [3]float64
+			if y < h*2/5 { // sky: vertical gradient with soft clouds
+				t := fy / (h * 2 / 5)
+				cloud := 25 * math.Max(0, math.Sin(fx/53+math.Sin(fy/19))*math.Cos(fy/31))
+				c = [3]float64{110 + 60*t + cloud, 150 + 50*t + cloud, 230 - 20*t + cloud}
+			} else { // ground: grass-like texture
+				tex := 18*math.Sin(fx/3.1+fy/7.3) + 12*math.Cos(fx/11+fy/2.7)
+				c = [3]float64{70 + tex, 120 + tex + 30*(fy/h), 50 + tex/2}
+			}
+			if inRect(x, y, 40, 120, 200, 250) { // a building-like block with windows
+				c = [3]float64{150, 140, 130}
+				if (x/16)%2 == 1 && (y/20)%2 == 1 {
+					c = [3]float64{60, 70, 90}
+				}
+			}
+			if y > 60 && y < 200 && float64(x-300) > -0.8*fy+80 && float64(x-300) < 0.8*fy-80 { // triangle
+				c = [3]float64{240, 150, 30}
+			}
+			for _, d := range discs { // shaded discs
+				dx, dy := fx-d.cx, fy-d.cy
+				if r := math.Hypot(dx, dy); r < d.r {
+					shade := 0.6 + 0.4*(1-r/d.r) - 0.2*(dx+dy)/(2*d.r)
+					c = [3]float64{d.c[0] * shade, d.c[1] * shade, d.c[2] * shade}
+				}
+			}
+			n := float64(rng.IntN(17) - 8)
+			px := func(v float64) uint8 { return uint8(min(max(v+n, 0), 255)) }
+			m.SetNRGBA(x, y, color.NRGBA{px(c[0]), px(c[1]), px(c[2]), 255})
+		}
+	}
+	var buf bytes.Buffer
+	if err := jpeg.Encode(&buf, m, &jpeg.Options{Quality: 90}); err != nil {
+		b.Fatal(err)
+	}
+	data := buf.Bytes()
+	// SOI, then COM (0xFFFE, length 2+16), then the rest of the file.
+	com := append([]byte{0xff, 0xfe, 0, 2 + 16}, bytes.Repeat([]byte{'0'}, 16)...)
+	return append(append(append([]byte{}, data[:2]...), com...), data[2:]...)
+}
+
+// stampJPEG writes i as 16 hex digits into benchJPEG's COM segment: other bytes (another
+// SHA-256), the same pixels.
+func stampJPEG(data []byte, i uint64) {
+	const digits = "0123456789abcdef"
+	for k := 15; k >= 0; k-- {
+		data[6+k] = digits[i&15]
+		i >>= 4
+	}
+}
+
+// stageMS accumulates Timing over the timed iterations and reports each stage's mean in ms.
+type stageMS struct {
+	t Timing
+	n int
+}
+
+func (s *stageMS) add(t Timing) {
+	s.t.Decode += t.Decode
+	s.t.Preprocess += t.Preprocess
+	s.t.Detector += t.Detector
+	s.t.Selection += t.Selection
+	s.t.Encoder += t.Encoder
+	s.t.OT += t.OT
+	s.n++
+}
+
+func (s *stageMS) report(b *testing.B, withEncoder bool) {
+	if s.n == 0 {
+		return
+	}
+	ms := func(d time.Duration) float64 { return d.Seconds() * 1000 / float64(s.n) }
+	b.ReportMetric(ms(s.t.Decode), "decode-ms")
+	b.ReportMetric(ms(s.t.Preprocess), "preprocess-ms")
+	b.ReportMetric(ms(s.t.Detector), "detector-ms")
+	b.ReportMetric(ms(s.t.Selection), "selection-ms")
+	if withEncoder {
+		b.ReportMetric(ms(s.t.Encoder), "encoder-ms")
+		b.ReportMetric(ms(s.t.OT), "ot-ms")
+	}
+}
+
+var printDetectorConfig sync.Once
+
+// benchDetectorBundle skips b when the bundle has no detector.
+func benchDetectorBundle(b *testing.B, opts Options) *Bundle {
+	b.Helper()
+	bundle := benchBundleWith(b, opts)
+	if !bundle.HasDetector() {
+		b.Skipf("bundle %s has no detector: nothing to time (the fixture bundle and `make bench`'s "+
+			"bundle have one; an older .cache/bench bundle may not: run `make bench` to export it again)",
+			bundle.Manifest.Name)
+	}
+	return bundle
+}
+
+// printDetectorInput writes, once per process, what the detector benchmarks feed the detector,
+// as configuration lines for scripts/bench.sh.
+func printDetectorInput(bundle *Bundle, data []byte, det *DetectedImage) {
+	printDetectorConfig.Do(func() {
+		p := bundle.Manifest.Detector.Preprocess
+		fmt.Printf("detector-image: %dx%d %s, %d bytes, quality 90\n", det.Width, det.Height, strings.ToUpper(det.Format), len(data))
+		fmt.Printf("detector-input: %dx%d (shorter side %d, longer side at most %d)\n",
+			int(math.Round(float64(det.Width)*det.Scale)), int(math.Round(float64(det.Height)*det.Scale)),
+			p.ShorterSide, p.LongerSideMax)
+		fmt.Printf("detector-output: %d proposals, %d classes, %d-d features, %d attributes; %d regions selected\n",
+			det.Proposals, det.ClassDim, bundle.Manifest.Model.FeatureDim, det.AttrDim, len(det.Regions))
+	})
+}
+
+// BenchmarkDetector times the detector path of one image without the result cache
+// (Bundle.detect: decode, preprocessing, the detector graph in ONNX Runtime, region selection)
+// on benchJPEG, and reports images/s and each stage's mean time.
+func BenchmarkDetector(b *testing.B) {
+	bundle := benchDetectorBundle(b, Options{MaxRegions: servingMaxRegions})
+	ctx := context.Background()
+	data := benchJPEG(b)
+	sum := sha256.Sum256(data)
+	key := hex.EncodeToString(sum[:])
+	det, err := bundle.detect(ctx, data, key) // warm-up, and what the report describes
+	if err != nil {
+		b.Fatal(err)
+	}
+	printDetectorInput(bundle, data, det)
+	b.ReportAllocs()
+	b.ResetTimer()
+	var st stageMS
+	for b.Loop() {
+		d, err := bundle.detect(ctx, data, key)
+		if err != nil {
+			b.Fatal(err)
+		}
+		st.add(d.Timing)
+	}
+	if s := b.Elapsed().Seconds(); s > 0 {
+		b.ReportMetric(float64(st.n)/s, "images/s")
+	}
+	st.report(b, false)
+	b.ReportMetric(float64(det.Proposals), "proposals")
+	b.ReportMetric(float64(len(det.Regions)), "regions")
+}
+
+// BenchmarkColdMatch times what POST /v1/match does for an image the service has not seen:
+// Bundle.Match with the image's bytes and 5 texts (20 tokens each), with the serving defaults
+// (at most 100 regions, a 256 MiB detector cache). Every request's bytes are unique (a counter
+// in a JPEG comment segment; the pixels stay the same), so each one misses the cache and pays
+// what a real cold request pays: SHA-256 of the bytes, the cache lookup and insertion, decode,
+// preprocessing, detector, selection, encoder and OT. Disabling the cache instead would leave
+// the hashing and cache bookkeeping out and time a configuration the service does not run.
+// Reports each stage's mean time, ms/request and what the stages leave over (other-ms:
+// tokenizer, hashing, cache, region preparation).
+func BenchmarkColdMatch(b *testing.B) {
+	bundle := benchDetectorBundle(b, Options{MaxRegions: servingMaxRegions, CacheBytes: servingCacheBytes})
+	ctx := context.Background()
+	texts := benchTextsFor(b, bundle, 5)
+	data := benchJPEG(b)
+	var stamp uint64
+	out, err := bundle.Match(ctx, Input{Image: data}, texts) // warm-up, and a sanity check
+	if err != nil {
+		b.Fatal(err)
+	}
+	if out.Timing.CacheHit || len(out.Results) != len(texts) {
+		b.Fatalf("warm-up: cache hit %v, %d results", out.Timing.CacheHit, len(out.Results))
+	}
+	printDetectorInput(bundle, data, out.Image)
+	b.ReportAllocs()
+	b.ResetTimer()
+	var st stageMS
+	for b.Loop() {
+		stamp++
+		stampJPEG(data, stamp)
+		out, err := bundle.Match(ctx, Input{Image: data}, texts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if out.Timing.CacheHit {
+			b.Fatal("a request with new bytes hit the detector cache")
+		}
+		st.add(out.Timing)
+	}
+	if st.n == 0 {
+		return
+	}
+	total := b.Elapsed().Seconds() * 1000 / float64(st.n)
+	st.report(b, true)
+	t := st.t
+	stages := (t.Decode + t.Preprocess + t.Detector + t.Selection + t.Encoder + t.OT).Seconds() * 1000 / float64(st.n)
+	b.ReportMetric(total, "ms/request")
+	b.ReportMetric(total-stages, "other-ms")
+	b.ReportMetric(float64(len(out.Image.Regions)), "regions")
 }

@@ -37,6 +37,7 @@ type Config struct {
 	Provider         string // "cpu" or "cuda"
 	CUDADeviceID     int
 	CUDAMemoryLimit  int64 // bytes; 0 means no limit
+	CUDAUseTF32      bool  // let CUDA use TF32 for fp32 matrix products (faster, ~1e-3 relative error)
 	AllowCPUFallback bool  // if cuda cannot start, run on cpu (logged loudly) instead of failing
 	IntraOpThreads   int   // 0: ONNX Runtime's default (one per core)
 	InterOpThreads   int   // 0: ONNX Runtime's default
@@ -207,7 +208,11 @@ func (e *Environment) sessionOptions(provider string, tuning *SessionTuning) (*o
 		return fail(err)
 	}
 	defer cuda.Destroy()
-	settings := map[string]string{"device_id": strconv.Itoa(e.cfg.CUDADeviceID)}
+	tf32 := "0"
+	if e.cfg.CUDAUseTF32 {
+		tf32 = "1"
+	}
+	settings := map[string]string{"device_id": strconv.Itoa(e.cfg.CUDADeviceID), "use_tf32": tf32}
 	if e.cfg.CUDAMemoryLimit > 0 {
 		settings["gpu_mem_limit"] = strconv.FormatInt(e.cfg.CUDAMemoryLimit, 10)
 	}

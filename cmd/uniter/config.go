@@ -28,6 +28,7 @@ type Config struct {
 		Provider         string `mapstructure:"provider"`
 		CUDADeviceID     int    `mapstructure:"cuda_device_id"`
 		CUDAMemoryLimit  int64  `mapstructure:"cuda_memory_limit"`
+		CUDAUseTF32      bool   `mapstructure:"cuda_use_tf32"`
 		AllowCPUFallback bool   `mapstructure:"allow_cpu_fallback"`
 		IntraOpThreads   int    `mapstructure:"intra_op_threads"`
 		InterOpThreads   int    `mapstructure:"inter_op_threads"`
@@ -183,7 +184,7 @@ func (c *Config) Validate() error {
 
 func (c *Config) ortConfig() ort.Config {
 	return ort.Config{LibraryPath: c.ORT.Library, Provider: c.ORT.Provider, CUDADeviceID: c.ORT.CUDADeviceID,
-		CUDAMemoryLimit: c.ORT.CUDAMemoryLimit, AllowCPUFallback: c.ORT.AllowCPUFallback,
+		CUDAMemoryLimit: c.ORT.CUDAMemoryLimit, CUDAUseTF32: c.ORT.CUDAUseTF32, AllowCPUFallback: c.ORT.AllowCPUFallback,
 		IntraOpThreads: c.ORT.IntraOpThreads, InterOpThreads: c.ORT.InterOpThreads}
 }
 

@@ -44,10 +44,20 @@ func CPUConfig(t testing.TB) ort.Config {
 	return ort.Config{LibraryPath: ORTLibrary(t), Provider: ort.ProviderCPU, IntraOpThreads: 2}
 }
 
+// Config is the configuration Env uses: CPU, or CUDA when $UNITER_TEST_PROVIDER is "cuda"
+// (how the same parity tests and benchmarks run on a GPU machine).
+func Config(t testing.TB) ort.Config {
+	cfg := CPUConfig(t)
+	if p := os.Getenv("UNITER_TEST_PROVIDER"); p != "" {
+		cfg.Provider = p
+	}
+	return cfg
+}
+
 // Env opens the process's ONNX Runtime environment for one test and closes it afterwards.
 func Env(t testing.TB) *ort.Environment {
 	t.Helper()
-	env, err := ort.NewEnvironment(CPUConfig(t), nil)
+	env, err := ort.NewEnvironment(Config(t), nil)
 	if err != nil {
 		t.Fatalf("onnx runtime: %v", err)
 	}

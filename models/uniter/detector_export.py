@@ -19,7 +19,7 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 
 from .detector import BUTD_PREPROCESS, BUTD_SELECTION, Detector, DetectorConfig
-from .export import _dynamic_axes, _io, _sha256
+from .export import TRACER, _dynamic_axes, _io, _sha256
 
 # Opset 13, not the encoder's 17: torchvision 0.14 registers its RoIAlign symbolic for opset 11
 # and emits a RoiAlign node without coordinate_transformation_mode. Up to opset 15 RoiAlign has
@@ -64,7 +64,7 @@ def export_detector(model: Detector, path: str, example_hw: Tuple[int, int] = (9
                           input_names=[i["name"] for i in inputs],
                           output_names=[o["name"] for o in outputs],
                           dynamic_axes=_dynamic_axes(inputs + outputs),
-                          do_constant_folding=True)
+                          do_constant_folding=True, **TRACER)
     return inputs, outputs
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import inspect
 import json
 import os
 import shutil
@@ -97,6 +98,12 @@ def _dynamic_axes(ios: List[dict]) -> Dict[str, Dict[int, str]]:
             for io in ios}
 
 
+# torch >= 2.5 can export through dynamo; the graphs here are made (and tested) with the
+# TorchScript tracer, so ask for it explicitly where the choice exists.
+TRACER = ({"dynamo": False}
+          if "dynamo" in inspect.signature(torch.onnx.export).parameters else {})
+
+
 def _export(module: nn.Module, args, inputs, outputs, path: str):
     module.eval()
     with torch.no_grad():
@@ -104,7 +111,7 @@ def _export(module: nn.Module, args, inputs, outputs, path: str):
                           input_names=[i["name"] for i in inputs],
                           output_names=[o["name"] for o in outputs],
                           dynamic_axes=_dynamic_axes(inputs + outputs),
-                          do_constant_folding=True)
+                          do_constant_folding=True, **TRACER)
 
 
 def example_inputs(model: UniterForPretraining, batch=2, text=5, regions=3):
