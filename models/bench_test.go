@@ -23,6 +23,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -37,7 +38,24 @@ const (
 	benchRegions = 36 // per image
 )
 
-var benchBatches = []int{1, 8, 32}
+var benchBatches = batchesFromEnv([]int{1, 8, 32})
+
+// batchesFromEnv reads $UNITER_BENCH_BATCHES ("1,8,32,128"), e.g. for larger GPU batches.
+func batchesFromEnv(def []int) []int {
+	v := os.Getenv("UNITER_BENCH_BATCHES")
+	if v == "" {
+		return def
+	}
+	var out []int
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			panic("UNITER_BENCH_BATCHES: want positive integers separated by commas, got " + v)
+		}
+		out = append(out, n)
+	}
+	return out
+}
 
 // benchTexts have 18 words each, all whole tokens of the fixture vocabulary (which the base
 // benchmark bundle's synthetic vocabulary starts with): 20 tokens with [CLS] and [SEP].

@@ -87,9 +87,12 @@ func Load(env *ort.Environment, dir string, opts Options) (b *Bundle, err error)
 	}
 	b = &Bundle{Manifest: m, Dir: dir, opts: opts, sched: NewScheduler(opts.MaxConcurrent, opts.MaxQueue),
 		cache: newResultCache(opts.CacheBytes, (*DetectedImage).size)}
+	// Close what was opened if anything below fails. The deferred function uses its own
+	// reference: a `return nil, err` has already set the named result b to nil.
+	partial := b
 	defer func() {
 		if err != nil {
-			err = errors.Join(err, b.Close())
+			err = errors.Join(err, partial.Close())
 			b = nil
 		}
 	}()

@@ -33,14 +33,17 @@ var ErrUnavailable = errors.New("onnx runtime unavailable")
 
 // Config selects the ONNX Runtime library and how sessions execute.
 type Config struct {
-	LibraryPath      string // path to libonnxruntime.so
-	Provider         string // "cpu" or "cuda"
-	CUDADeviceID     int
-	CUDAMemoryLimit  int64 // bytes; 0 means no limit
-	CUDAUseTF32      bool  // let CUDA use TF32 for fp32 matrix products (faster, ~1e-3 relative error)
-	AllowCPUFallback bool  // if cuda cannot start, run on cpu (logged loudly) instead of failing
-	IntraOpThreads   int   // 0: ONNX Runtime's default (one per core)
-	InterOpThreads   int   // 0: ONNX Runtime's default
+	LibraryPath     string // path to libonnxruntime.so
+	Provider        string // "cpu" or "cuda"
+	CUDADeviceID    int
+	CUDAMemoryLimit int64 // bytes; 0 means no limit
+	CUDAUseTF32     bool  // let CUDA use TF32 for fp32 matrix products (faster, ~1e-3 relative error)
+	// CUDAStrictPlacement refuses a graph any of whose nodes ONNX Runtime would run on the
+	// CPU (session.disable_cpu_ep_fallback). Off, such nodes run on the CPU and Load logs it.
+	CUDAStrictPlacement bool
+	AllowCPUFallback    bool // if cuda cannot start, run on cpu (logged loudly) instead of failing
+	IntraOpThreads      int  // 0: ONNX Runtime's default (one per core)
+	InterOpThreads      int  // 0: ONNX Runtime's default
 }
 
 // Validate checks the values that do not need the library.
@@ -199,15 +202,12 @@ func (e *Environment) sessionOptions(provider string, tuning *SessionTuning) (*o
 	if provider != ProviderCUDA {
 		return opts, nil
 	}
-	// No silent per-node fallback: a node CUDA cannot run fails the session instead.
-	if err := opts.AddSessionConfigEntry("session.disable_cpu_ep_fallback", "1"); err != nil {
-		return fail(err)
+	if e.cfg.CUDAStrictPlacement {
+		// No per-node fallback: a node CUDA does not run fails the session instead.
+		if err := opts.AddSessionConfigEntry("session.disable_cpu_ep_fallback", "1"); err != nil {
+			return fail(err)
+		}
 	}
-	cuda, err := onnx.NewCUDAProviderOptions()
-	if err != nil {
-		return fail(err)
-	}
-	defer cuda.Destroy()
 	tf32 := "0"
 	if e.cfg.CUDAUseTF32 {
 		tf32 = "1"
@@ -221,11 +221,25 @@ func (e *Environment) sessionOptions(provider string, tuning *SessionTuning) (*o
 			settings[k] = v
 		}
 	}
-	if err := cuda.Update(settings); err != nil {
-		return fail(err)
-	}
-	if err := opts.AppendExecutionProviderCUDA(cuda); err != nil {
+	if err := e.appendCUDA(opts, settings); err != nil {
 		return fail(err)
 	}
 	return opts, nil
+}
+
+// appendCUDA adds the CUDA provider through the classic options API, or, for builds that
+// ship it as a plugin EP library, through plugin registration and device selection.
+func (e *Environment) appendCUDA(opts *onnx.SessionOptions, settings map[string]string) error {
+	cuda, err := onnx.NewCUDAProviderOptions()
+	if notEnabled(err) {
+		return e.appendCUDAPlugin(opts, settings)
+	}
+	if err != nil {
+		return err
+	}
+	defer cuda.Destroy()
+	if err := cuda.Update(settings); err != nil {
+		return err
+	}
+	return opts.AppendExecutionProviderCUDA(cuda)
 }

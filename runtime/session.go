@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"strings"
 
 	onnx "github.com/yalue/onnxruntime_go"
 )
@@ -81,7 +82,14 @@ func (e *Environment) NewSession(name, path string, inputs, outputs []IOSpec, tu
 	defer opts.Destroy()
 	s, err := onnx.NewDynamicAdvancedSession(path, names(inputs), names(outputs), opts)
 	if err != nil {
-		return nil, fmt.Errorf("graph %s (%s) on %s: %w", name, path, provider, err)
+		hint := ""
+		if strings.Contains(err.Error(), "fallback to CPU EP has been explicitly disabled") {
+			hint = " (ONNX Runtime places some nodes of this graph on the CPU; set ort.cuda_strict_placement to false to allow that)"
+		}
+		return nil, fmt.Errorf("graph %s (%s) on %s: %w%s", name, path, provider, err, hint)
+	}
+	if provider == ProviderCUDA && !e.cfg.CUDAStrictPlacement {
+		e.log.Warn("CUDA session allows ONNX Runtime to run some nodes on the CPU (ort.cuda_strict_placement is false)", "graph", name)
 	}
 	sess := &Session{env: e, name: name, inputs: inputs, outputs: outputs, s: s}
 	e.mu.Lock()

@@ -29,6 +29,7 @@ type Config struct {
 		CUDADeviceID     int    `mapstructure:"cuda_device_id"`
 		CUDAMemoryLimit  int64  `mapstructure:"cuda_memory_limit"`
 		CUDAUseTF32      bool   `mapstructure:"cuda_use_tf32"`
+		CUDAStrict       bool   `mapstructure:"cuda_strict_placement"`
 		AllowCPUFallback bool   `mapstructure:"allow_cpu_fallback"`
 		IntraOpThreads   int    `mapstructure:"intra_op_threads"`
 		InterOpThreads   int    `mapstructure:"inter_op_threads"`
@@ -184,7 +185,7 @@ func (c *Config) Validate() error {
 
 func (c *Config) ortConfig() ort.Config {
 	return ort.Config{LibraryPath: c.ORT.Library, Provider: c.ORT.Provider, CUDADeviceID: c.ORT.CUDADeviceID,
-		CUDAMemoryLimit: c.ORT.CUDAMemoryLimit, CUDAUseTF32: c.ORT.CUDAUseTF32, AllowCPUFallback: c.ORT.AllowCPUFallback,
+		CUDAMemoryLimit: c.ORT.CUDAMemoryLimit, CUDAUseTF32: c.ORT.CUDAUseTF32, CUDAStrictPlacement: c.ORT.CUDAStrict, AllowCPUFallback: c.ORT.AllowCPUFallback,
 		IntraOpThreads: c.ORT.IntraOpThreads, InterOpThreads: c.ORT.InterOpThreads}
 }
 

@@ -50,6 +50,7 @@ func Config(t testing.TB) ort.Config {
 	cfg := CPUConfig(t)
 	if p := os.Getenv("UNITER_TEST_PROVIDER"); p != "" {
 		cfg.Provider = p
+		cfg.CUDAStrictPlacement = os.Getenv("UNITER_TEST_CUDA_STRICT") == "1"
 	}
 	return cfg
 }
