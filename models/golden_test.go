@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/uniter-serve/uniter/detector"
@@ -242,5 +243,43 @@ func TestScoreAloneEqualsInBatch(t *testing.T) {
 	// Results differ between texts: the model is not returning a constant.
 	if batch[0].Logit == batch[1].Logit && batch[1].Logit == batch[2].Logit {
 		t.Errorf("all logits equal (%v): outputs do not depend on the text", batch[0].Logit)
+	}
+}
+
+// TestLoadFailureClosesCleanly: a graph that disagrees with its manifest fails Load with an
+// error naming it (and closes what was opened) instead of panicking.
+func TestLoadFailureClosesCleanly(t *testing.T) {
+	env := testenv.Env(t)
+	dir := t.TempDir()
+	src := testenv.FixtureBundle(t)
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		raw, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Name() == "manifest.json" { // the MRC head's output width, declared wrongly
+			raw = []byte(strings.Replace(string(raw), `"mrc_logits",
+          "dtype": "float32",
+          "shape": [
+            "batch",
+            "regions",
+            11`, `"mrc_logits",
+          "dtype": "float32",
+          "shape": [
+            "batch",
+            "regions",
+            12`, 1))
+		}
+		if err := os.WriteFile(filepath.Join(dir, e.Name()), raw, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = Load(env, dir, Options{MaxRegions: 10})
+	if err == nil || !strings.Contains(err.Error(), "mrc_logits") {
+		t.Fatalf("got %v, want an error about mrc_logits", err)
 	}
 }
