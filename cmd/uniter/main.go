@@ -57,6 +57,7 @@ func newRoot() *cobra.Command {
 		return loadConfig(configFile, cmd.Flags(), rootFlags)
 	}
 	root.AddCommand(serveCmd(load), matchCmd(load), alignCmd(load), regionsCmd(load), runGraphCmd(load))
+	root.AddCommand(synthCmd())
 	return root
 }
 
