@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""Pre-trains UNITER with the paper's recipe (MLM, MRFR, MRC/MRC-kl, ITM + WRA by optimal
+transport; one task per mini-batch drawn by mix ratio) on a split in the format described in
+models/uniter/data.py (regions.npz, captions.jsonl, optional truth.npz and vocab.txt).
+
+    /usr/bin/python3 models/pretrain.py --data data/shapes/train --val data/shapes/val \\
+        --out runs/shapes-small --steps 20000 --lr 3e-4 --warmup 1000
+
+writes OUT/log.jsonl (per-task running losses every --log-every steps; validation at each
+checkpoint), OUT/ckpt/model_step_N.pt (+ .json: step, config, seed, losses) every --ckpt-every
+steps and at the end, OUT/final.pt (+ .json) and OUT/config.json. The checkpoints are flat
+official-layout state dicts: export them with
+
+    /usr/bin/python3 models/export_bundle.py --checkpoint OUT/final.pt --config OUT/config.json ...
+
+The default model (no --config) is a small UNITER for 2 CPU cores: hidden 256, 4 layers, 4 heads,
+intermediate 1024, max 128 positions; vocab_size, img_dim and img_label_dim are read from the
+data. --config takes a JSON file or an inline JSON object of UNITER config fields overriding it.
+The paper's lr (5e-5) is for continuing from a pre-trained model; from scratch on small data use
+something like 3e-4 to 1e-3.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True, metavar="DIR", help="training split directory")
+    ap.add_argument("--val", metavar="DIR", help="validation split directory (evaluated at each checkpoint)")
+    ap.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    ap.add_argument("--config", metavar="JSON",
+                    help="UNITER config fields (file or inline JSON) overriding the small default")
+    ap.add_argument("--vocab", metavar="FILE",
+                    help="vocab.txt (default: DATA/vocab.txt; without one the special ids are "
+                         "[PAD]=0 [UNK]=1 [CLS]=2 [SEP]=3 [MASK]=4 and the size comes from --config or the data)")
+    ap.add_argument("--init", metavar="CKPT", help="start from this official-layout checkpoint")
+    ap.add_argument("--steps", type=int, default=10000, help="optimizer steps (default 10000)")
+    ap.add_argument("--batch-size", type=int, default=32, help="pairs per mini-batch (default 32)")
+    ap.add_argument("--lr", type=float, default=5e-5,
+                    help="peak learning rate (default 5e-5, the paper's; from scratch use ~3e-4..1e-3)")
+    ap.add_argument("--warmup", type=int, default=None, help="linear warm-up steps (default 10%% of --steps)")
+    ap.add_argument("--weight-decay", type=float, default=0.01)
+    ap.add_argument("--grad-clip", type=float, default=5.0)
+    ap.add_argument("--mix", default="itm:3,mlm:4,mrfr:2,mrc-kl:2",
+                    help="task mix ratios, tasks itm mlm mrfr mrc mrc-kl (default %(default)s)")
+    ap.add_argument("--ot-weight", type=float, default=0.1,
+                    help="weight of the WRA optimal-transport loss in ITM batches; 0 disables it (default 0.1)")
+    ap.add_argument("--mask-prob", type=float, default=0.15)
+    ap.add_argument("--itm-neg-prob", type=float, default=0.5)
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--log-every", type=int, default=50)
+    ap.add_argument("--ckpt-every", type=int, default=1000, help="0: only at the end")
+    ap.add_argument("--val-batches", type=int, default=20, help="validation batches per task")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch intra-op threads (default 1: fastest for transformer training on 2 cores)")
+    ap.add_argument("--blas-threads", type=int, default=None,
+                    help="OpenBLAS threads (default: $OPENBLAS_NUM_THREADS, else 2)")
+    ap.add_argument("--device", default="cpu",
+                    help="cpu (default), cuda, cuda:N, or auto (cuda when available)")
+    ap.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+    return ap
+
+
+def _load_config_arg(arg):
+    if not arg:
+        return {}
+    if arg.lstrip().startswith("{"):
+        return json.loads(arg)
+    with open(arg) as f:
+        return json.load(f)
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    # Must precede the first numpy/torch import: OpenBLAS sizes its pool when it loads.
+    if args.blas_threads is not None:
+        os.environ["OPENBLAS_NUM_THREADS"] = str(args.blas_threads)
+    else:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "2")
+
+    import torch
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from uniter.data import PretrainDataset, Vocab
+    from uniter.model import load_checkpoint
+    from uniter.pretrain import TrainConfig, build_model, parse_mix, pretrain, resolve_config
+
+    torch.set_num_threads(args.threads)
+    parse_mix(args.mix)  # fail early on a bad mix
+    user_cfg = _load_config_arg(args.config)
+    vocab_path = args.vocab or os.path.join(args.data, "vocab.txt")
+    vocab = Vocab.from_file(vocab_path) if os.path.exists(vocab_path) else None
+    if args.vocab and vocab is None:
+        raise SystemExit(f"--vocab {args.vocab}: no such file")
+    max_len = int(user_cfg.get("max_position_embeddings", 128))
+    train_ds = PretrainDataset(args.data, max_text_len=max_len, vocab=vocab)
+    cfg = resolve_config(user_cfg, train_ds, vocab)
+    if vocab is None:
+        vocab = Vocab(cfg.vocab_size)
+    train_ds.max_text_len = cfg.max_position_embeddings
+    val_ds = PretrainDataset(args.val, max_text_len=cfg.max_position_embeddings, vocab=vocab) \
+        if args.val else None
+    if val_ds is not None and (val_ds.regions.feat_dim != cfg.img_dim
+                               or val_ds.regions.label_dim != cfg.img_label_dim
+                               or val_ds.max_token_id() >= cfg.vocab_size):
+        raise SystemExit(f"--val {args.val}: dims or token ids do not match the training data")
+
+    model = build_model(cfg, args.seed)
+    if args.init:
+        report = load_checkpoint(model, args.init, strict=True)
+        print(f"initialised from {args.init}: {report}", file=sys.stderr)
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    model.to(device)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"data {args.data}: {len(train_ds)} captions, {train_ds.num_images} images, "
+          f"truth.npz {'yes' if train_ds.truth is not None else 'no'}; {vocab}", file=sys.stderr)
+    print(f"model: {json.dumps(cfg.to_dict())}; {n_params / 1e6:.2f}M parameters", file=sys.stderr)
+    print(f"device {device}; threads: torch {torch.get_num_threads()}, OPENBLAS_NUM_THREADS "
+          f"{os.environ.get('OPENBLAS_NUM_THREADS')}", file=sys.stderr)
+
+    tc = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
+                     weight_decay=args.weight_decay, grad_clip=args.grad_clip, mix=args.mix,
+                     ot_weight=args.ot_weight, mask_prob=args.mask_prob,
+                     itm_neg_prob=args.itm_neg_prob, seed=args.seed, log_every=args.log_every,
+                     ckpt_every=args.ckpt_every, val_batches=args.val_batches,
+                     progress=not args.no_progress)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "args.json"), "w") as f:
+        json.dump(vars(args), f, indent=2)
+        f.write("\n")
+    result = pretrain(model, train_ds, vocab, tc, out_dir=args.out, val_ds=val_ds,
+                      extra_meta={"init": args.init, "vocab": vocab_path if os.path.exists(vocab_path) else None})
+    print(f"wrote {result['final']}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

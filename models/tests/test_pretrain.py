@@ -1,0 +1,566 @@
+"""Tests of the pre-training recipe (models/uniter/pretrain.py), its data format and loader
+(models/uniter/data.py) and the CLI (models/pretrain.py), on tiny synthetic data written to
+tmp_path in the on-disk split format.
+
+Run:  cd models && /usr/bin/python3 -m pytest -q tests/test_pretrain.py
+"""
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from uniter import ot
+from uniter.data import PretrainDataset, SpecialIds, Vocab, collate, write_split
+from uniter.model import UniterForPretraining, load_checkpoint
+from uniter.pretrain import (DEFAULT_MIX, TrainConfig, TaskSampler, build_model, build_optimizer,
+                             evaluate, forward_task, itm_samples, lr_factor, mask_regions,
+                             mask_tokens, mrc_hard_labels, parse_mix, prepare_task, pretrain,
+                             resolve_config, wra_loss)
+
+torch.set_num_threads(1)
+
+MODELS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+CLASS_WORDS = ["circle", "square", "triangle", "star"]  # detector classes 1..4, 0 = background
+FILLER = ["a", "an", "the", "and", "there", "is", "are", "of", "left", "right", "above", "below",
+          "red", "blue", "green", "big", "small", "two", "one", "near", "with", "on", "in",
+          "shape", "picture", "image", "some", "##s", "[unused0]", "[unused1]"]
+VOCAB = SPECIALS + CLASS_WORDS + FILLER  # 39 tokens
+TOK = {t: i for i, t in enumerate(VOCAB)}
+SP = SpecialIds()  # [PAD]=0 [UNK]=1 [CLS]=2 [SEP]=3 [MASK]=4
+
+TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+            max_position_embeddings=32)
+NO_DROPOUT = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+
+
+def make_split(root, n_images=12, n_regions=3, D=16, C=5, seed=0, truth=True, vocab=True):
+    """12 images x 3 regions of D=16, C=5 detector classes; region features are noisy class
+    prototypes, soft labels peak at the class. Two captions per image: all its shapes, and one of
+    them. truth[c, i]: the shapes caption c names are all in image i."""
+    rng = np.random.default_rng(seed)
+    protos = rng.normal(size=(C, D)) * 2
+    feats, locs, soft, boxes, offsets, classes = [], [], [], [], [0], []
+    for _ in range(n_images):
+        cls = rng.choice(np.arange(1, C), size=n_regions, replace=False)
+        classes.append({CLASS_WORDS[c - 1] for c in cls})
+        for c in cls:
+            feats.append(np.abs(protos[c] + 0.1 * rng.normal(size=D)))
+            p = rng.dirichlet(np.ones(C) * 0.3) * 0.3
+            p[c] += 0.6
+            p[0] += 0.1
+            soft.append(p / p.sum())
+            x1, y1 = rng.uniform(0, 0.6, 2)
+            w, h = rng.uniform(0.05, 0.4, 2)
+            locs.append([x1, y1, x1 + w, y1 + h, w, h, w * h])
+            boxes.append([x1 * 640, y1 * 480, (x1 + w) * 640, (y1 + h) * 480])
+        offsets.append(offsets[-1] + n_regions)
+    caps, named = [], []
+    for i in range(n_images):
+        words = sorted(classes[i])
+        for text in ("there is a " + " and a ".join(words), "a " + words[int(rng.integers(len(words)))]):
+            ids = [TOK["[CLS]"]] + [TOK[w] for w in text.split()] + [TOK["[SEP]"]]
+            caps.append({"image": i, "text": text, "input_ids": ids,
+                         "caption_id": f"{i}-{len(caps)}", "lf": {"words": text.split()}})
+            named.append({w for w in text.split() if w in CLASS_WORDS})
+    tr = np.array([[s <= classes[i] for i in range(n_images)] for s in named])
+    write_split(str(root), np.array(feats), np.array(locs), np.array(soft), np.array(boxes),
+                np.array(offsets), caps, truth=tr if truth else None,
+                vocab_tokens=VOCAB if vocab else None)
+    return tr
+
+
+@pytest.fixture(scope="module")
+def split(tmp_path_factory):
+    root = tmp_path_factory.mktemp("split")
+    make_split(root)
+    return str(root)
+
+
+@pytest.fixture(scope="module")
+def ds(split):
+    return PretrainDataset(split)
+
+
+def tiny_model(ds, seed=0, **kw):
+    cfg = resolve_config(dict(TINY, **kw), ds, ds.vocab)
+    return build_model(cfg, seed)
+
+
+# ------------------------------------------------------------------------------- data format
+
+def test_split_loads_and_collates_to_the_padded_layout(split, ds):
+    assert len(ds) == 24 and ds.num_images == 12
+    assert ds.vocab.size == len(VOCAB) and ds.vocab.special == SP
+    assert ds.truth is not None and ds.truth.shape == (24, 12) and ds.truth.dtype == bool
+    assert ds.captions[0]["lf"]["words"][0] == "there"
+    with np.load(os.path.join(split, "regions.npz")) as z:
+        assert z["features"].dtype == np.float16 and z["soft_labels"].dtype == np.float16
+        assert z["locations"].dtype == np.float32 and z["offsets"].dtype == np.int64
+        feat0 = z["features"][0:3].astype(np.float32)
+    s0 = ds[0]
+    assert torch.equal(s0["img_feat"], torch.from_numpy(feat0))
+    b = collate([ds[1], ds[0], ds.pair(3, 7, 0)])
+    T, N = max(len(ds.captions[c]["input_ids"]) for c in (1, 0, 3)), 3
+    assert b["input_ids"].shape == (3, T) and b["text_mask"].shape == (3, T)
+    assert b["img_feat"].shape == (3, N, 16) and b["img_loc"].shape == (3, N, 7)
+    assert b["img_mask"].shape == (3, N) and b["img_soft_labels"].shape == (3, N, 5)
+    assert b["img_feat"].dtype == torch.float32 and b["input_ids"].dtype == torch.long
+    short = len(ds.captions[1]["input_ids"])
+    assert b["text_mask"][0].tolist() == [1] * short + [0] * (T - short)
+    assert (b["input_ids"][0, short:] == SP.pad).all()
+    assert b["image_index"].tolist() == [0, 0, 7] and b["caption_index"].tolist() == [1, 0, 3]
+    assert "targets" not in b
+    assert collate([ds.pair(0, 0, 1), ds.pair(0, 5, 0)])["targets"].tolist() == [1, 0]
+
+
+def test_truncation_keeps_sep(split):
+    d = PretrainDataset(split, max_text_len=5)
+    ids = d.input_ids(0).tolist()
+    assert len(ids) == 5 and ids[0] == SP.cls and ids[-1] == SP.sep
+
+
+def test_bad_splits_are_refused(tmp_path):
+    root = tmp_path / "bad"
+    make_split(root)
+    with np.load(root / "regions.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["offsets"] = arrays["offsets"].copy()
+    arrays["offsets"][2] = arrays["offsets"][1]  # image 1 without regions
+    np.savez(root / "regions.npz", **arrays)
+    with pytest.raises(ValueError, match="at least one region"):
+        PretrainDataset(str(root))
+
+    root = tmp_path / "bad_truth"
+    tr = make_split(root)
+    tr[0, 0] = False  # caption 0 false on its own image
+    np.savez(root / "truth.npz", truth=tr)
+    with pytest.raises(ValueError, match="own image"):
+        PretrainDataset(str(root))
+
+    root = tmp_path / "bad_caption"
+    make_split(root)
+    with open(root / "captions.jsonl", "a") as f:
+        f.write(json.dumps({"image": 99, "input_ids": [2, 5, 3]}) + "\n")
+    with pytest.raises(ValueError, match="image 99"):
+        PretrainDataset(str(root))
+
+
+def test_vocab_without_file_and_from_file(split):
+    v = Vocab(39)
+    assert v.special == SP and not set(v.random_ids.tolist()) & {0, 1, 2, 3, 4}
+    vf = Vocab.from_file(os.path.join(split, "vocab.txt"))
+    bracketed = {TOK["[unused0]"], TOK["[unused1]"]}
+    assert not set(vf.random_ids.tolist()) & (bracketed | {0, 1, 2, 3, 4})
+
+
+# ------------------------------------------------------------------------------- masking
+
+def _caption_batch(lengths, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    T = max(lengths)
+    ids = torch.zeros(len(lengths), T, dtype=torch.long)
+    tm = torch.zeros(len(lengths), T, dtype=torch.long)
+    for b, n in enumerate(lengths):
+        ids[b, :n] = torch.randint(5, len(VOCAB), (n,), generator=g)
+        ids[b, 0], ids[b, n - 1] = SP.cls, SP.sep
+        tm[b, :n] = 1
+    return ids, tm
+
+
+def test_mlm_masking_statistics():
+    vocab = Vocab(len(VOCAB), SP, VOCAB)
+    lengths = [22] * 150 + [12] * 100 + [3] * 50  # 20, 10 and 1 maskable tokens
+    ids, tm = _caption_batch(lengths)
+    gen = torch.Generator().manual_seed(1)
+    n_draws = 40
+    chosen_per = {20: [], 10: [], 1: []}
+    n_mask = n_rand = n_same = 0
+    for _ in range(n_draws):
+        mids, labels = mask_tokens(ids, tm, vocab, gen, 0.15)
+        chosen = labels != -1
+        # targets are the original ids; never specials, padding or positions outside the text
+        assert torch.equal(labels[chosen], ids[chosen])
+        assert not chosen[tm == 0].any()
+        assert not chosen[(ids == SP.cls) | (ids == SP.sep) | (ids == SP.pad)].any()
+        assert torch.equal(mids[~chosen], ids[~chosen])  # nothing else changes
+        per = chosen.sum(1)
+        assert (per >= 1).all()  # at least one per caption
+        for b, n in enumerate(lengths):
+            chosen_per[n - 2].append(int(per[b]))
+        m = mids[chosen]
+        o = ids[chosen]
+        n_mask += int((m == SP.mask).sum())
+        n_same += int((m == o).sum())
+        rnd = (m != SP.mask) & (m != o)
+        n_rand += int(rnd.sum())
+        assert not torch.isin(m[rnd], torch.tensor([0, 1, 2, 3, 4, TOK["[unused0]"], TOK["[unused1]"]])).any()
+    # expected number chosen among n maskable: 0.15 n + P(none drawn) = 0.15 n + 0.85^n
+    for n, counts in chosen_per.items():
+        want = 0.15 * n + 0.85 ** n
+        got = np.mean(counts)
+        sd = math.sqrt(0.15 * 0.85 * n / len(counts)) + 1e-9
+        assert abs(got - want) < 5 * sd + 0.01, (n, got, want)
+    assert chosen_per[1] == [1] * len(chosen_per[1])  # a one-word caption always gets its token
+    total = n_mask + n_rand + n_same
+    # random replacements equal to the original (p = 1/32) count as unchanged
+    p_same = 0.1 + 0.1 / len(vocab.random_ids)
+    for got, want in ((n_mask / total, 0.8), (n_rand / total, 0.1 - 0.1 / len(vocab.random_ids)),
+                      (n_same / total, p_same)):
+        assert abs(got - want) < 5 * math.sqrt(want * (1 - want) / total), (got, want)
+    assert abs(np.mean(chosen_per[20]) / 20 - 0.15) < 0.01  # ~15% on long captions
+
+
+def test_region_masking_statistics():
+    counts = [6] * 200 + [2] * 200 + [1] * 50
+    N = max(counts)
+    img_mask = torch.zeros(len(counts), N, dtype=torch.long)
+    for b, n in enumerate(counts):
+        img_mask[b, :n] = 1
+    gen = torch.Generator().manual_seed(2)
+    per = {6: [], 2: [], 1: []}
+    for _ in range(50):
+        m = mask_regions(img_mask, gen, 0.15)
+        assert m.dtype == torch.bool and not m[img_mask == 0].any()
+        s = m.sum(1)
+        assert (s >= 1).all()
+        for b, n in enumerate(counts):
+            per[n].append(int(s[b]))
+    for n, c in per.items():
+        want = 0.15 * n + 0.85 ** n
+        sd = math.sqrt(0.15 * 0.85 * n / len(c)) + 1e-9
+        assert abs(np.mean(c) - want) < 5 * sd + 0.01, (n, np.mean(c), want)
+
+
+def test_masking_is_conditional(ds):
+    vocab = ds.vocab
+    batch = collate([ds[c] for c in range(8)])
+    gen = torch.Generator().manual_seed(3)
+    x = prepare_task("mlm", batch, vocab, gen)
+    assert x["img_masks"] is None and x["feat_targets"] is None
+    assert torch.equal(x["img_feat"], batch["img_feat"]) and torch.equal(x["img_loc"], batch["img_loc"])
+    assert (x["txt_labels"] != -1).sum(1).min() >= 1
+    for task in ("mrfr", "mrc", "mrc-kl"):
+        x = prepare_task(task, batch, vocab, gen)
+        assert x["txt_labels"] is None and torch.equal(x["input_ids"], batch["input_ids"])
+        m = x["img_masks"]
+        assert m.sum(1).min() >= 1 and not m[batch["img_mask"] == 0].any()
+        assert (x["img_feat"][m] == 0).all()                       # masked features zeroed
+        assert torch.equal(x["img_feat"][~m], batch["img_feat"][~m])
+        assert torch.equal(x["img_loc"], batch["img_loc"])          # locations never masked
+        assert torch.equal(x["feat_targets"], batch["img_feat"])     # targets are the originals
+    itm_b = collate(itm_samples(ds, range(8), np.random.default_rng(0)))
+    x = prepare_task("itm", itm_b, vocab, gen)
+    assert x["img_masks"] is None and x["txt_labels"] is None
+    assert torch.equal(x["input_ids"], itm_b["input_ids"]) and torch.equal(x["img_feat"], itm_b["img_feat"])
+
+    # the model adds mask_embedding[1] (only) at masked regions
+    model = tiny_model(ds).eval()
+    x = prepare_task("mrfr", batch, vocab, gen)
+    m = x["img_masks"]
+    ie = model.uniter.img_embeddings
+    manual = x["img_feat"] + m.unsqueeze(-1).float() * ie.mask_embedding.weight[1]
+    types = model.uniter.embeddings.token_type_embeddings.weight[1].expand(*m.shape, -1)
+    with torch.no_grad():
+        assert torch.allclose(ie(x["img_feat"], x["img_loc"], types, m), ie(manual, x["img_loc"], types))
+
+
+# ------------------------------------------------------------------------------- losses
+
+def _hidden(model, x):
+    with torch.no_grad():
+        h, pooled, _ = model.uniter(x["input_ids"], x["text_mask"], x["img_feat"], x["img_loc"],
+                                    x["img_mask"], img_masks=x["img_masks"])
+    T = x["input_ids"].size(1)
+    return h[:, :T], h[:, T:], pooled
+
+
+def test_mrc_hard_label_excludes_background(ds):
+    soft = torch.tensor([[0.7, 0.1, 0.05, 0.1, 0.05],    # background most likely: class 1 or 3
+                         [0.05, 0.05, 0.05, 0.05, 0.8],
+                         [0.9, 0.0, 0.0, 0.1, 0.0]])
+    assert mrc_hard_labels(soft).tolist() == [1, 4, 3]
+    model = tiny_model(ds, **NO_DROPOUT).eval()
+    batch = collate([ds[c] for c in range(6)])
+    x = prepare_task("mrc", batch, ds.vocab, torch.Generator().manual_seed(0))
+    x["img_soft_labels"] = x["img_soft_labels"].clone()
+    x["img_soft_labels"][..., 0] = 5.0  # background dominates everywhere: still never a target
+    with torch.no_grad():
+        loss, m = forward_task(model, "mrc", x)
+    _, h_img, _ = _hidden(model, x)
+    logits = model.region_classifier(h_img[x["img_masks"]]).detach()
+    target = x["img_soft_labels"][x["img_masks"]][:, 1:].argmax(-1) + 1
+    assert (target >= 1).all()
+    assert abs(loss.item() - F.cross_entropy(logits, target).item()) < 1e-6
+
+
+def test_mrc_kl_matches_hand_computed_kl(ds):
+    model = tiny_model(ds, **NO_DROPOUT).eval()
+    batch = collate([ds[c] for c in range(4)])
+    x = prepare_task("mrc-kl", batch, ds.vocab, torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        loss, _ = forward_task(model, "mrc-kl", x)
+    _, h_img, _ = _hidden(model, x)
+    with torch.no_grad():
+        logits = model.region_classifier(h_img[x["img_masks"]]).double()
+    p = x["img_soft_labels"][x["img_masks"]].double()
+    p = p / p.sum(-1, keepdim=True)
+    kls = []
+    for pr, lg in zip(p.tolist(), logits.tolist()):  # by hand, over all C classes
+        z = sum(math.exp(v) for v in lg)
+        q = [math.exp(v) / z for v in lg]
+        kls.append(sum(pi * math.log(pi / qi) for pi, qi in zip(pr, q) if pi > 0))
+    assert len(kls) == int(x["img_masks"].sum()) >= 4
+    assert abs(loss.item() - sum(kls) / len(kls)) < 1e-5
+
+
+def test_mrfr_regresses_original_features_through_tied_transposed_img_linear(ds):
+    model = tiny_model(ds, **NO_DROPOUT).eval()
+    W = model.uniter.img_embeddings.img_linear.weight      # [H, D]
+    assert model.feat_regress.weight is W
+    batch = collate([ds[c] for c in range(5)])
+    x = prepare_task("mrfr", batch, ds.vocab, torch.Generator().manual_seed(6))
+    loss, _ = forward_task(model, "mrfr", x)
+    _, h_img, _ = _hidden(model, x)
+    sel = x["img_masks"]
+    with torch.no_grad():
+        pred = model.feat_regress.net(h_img[sel]) @ W + model.feat_regress.bias  # [n, D]
+    target = batch["img_feat"][sel]
+    assert pred.shape == target.shape == (int(sel.sum()), 16)
+    assert abs(loss.item() - ((pred - target) ** 2).mean().item()) < 1e-5
+    model.zero_grad()
+    loss.backward()
+    assert W.grad is not None and W.grad.abs().sum() > 0
+
+
+# ------------------------------------------------------------------------------- ITM and WRA
+
+def test_itm_negatives_are_true_negatives_at_half_rate(split, ds):
+    rng = np.random.default_rng(7)
+    n_neg = n = 0
+    for _ in range(60):
+        samples = itm_samples(ds, range(len(ds)), rng, 0.5)
+        for s in samples:
+            c, i = s["caption_index"], s["image_index"]
+            if s["target"] == 1:
+                assert i == ds.image_of[c]
+            else:
+                assert not ds.truth[c, i], "a negative the caption is true on"
+                n_neg += 1
+            n += 1
+    assert abs(n_neg / n - 0.5) < 0.05
+    # 'a circle'-style captions are true on many images: negatives still respect truth.npz
+    assert ds.truth.sum() > len(ds)
+
+    # without truth.npz any other image is a negative
+    d2 = PretrainDataset(split)
+    d2.truth = None
+    for s in itm_samples(d2, range(len(d2)), np.random.default_rng(8), 1.0):
+        assert s["target"] == 0 and s["image_index"] != d2.image_of[s["caption_index"]]
+
+
+def test_wra_loss_hand_computed_and_weighting(ds):
+    # two pairs: pair 0 positive, pair 1 negative
+    g = torch.Generator().manual_seed(9)
+    txt, img = torch.randn(2, 5, 8, generator=g), torch.randn(2, 3, 8, generator=g)
+    txt_pad = torch.tensor([[False] * 5, [False] * 4 + [True]])
+    img_pad = torch.tensor([[False] * 3, [False] * 2 + [True]])
+    d, _ = ot.optimal_transport_dist(txt, img, txt_pad, img_pad)
+    targets = torch.tensor([1, 0])
+    assert abs(wra_loss(d, targets).item() - (d[0] - d[1]).item() / 2) < 1e-7
+    assert abs(wra_loss(d, torch.tensor([0, 1])).item() - (d[1] - d[0]).item() / 2) < 1e-7
+    assert abs(wra_loss(d, torch.tensor([1, 1])).item() - (d[0] + d[1]).item() / 2) < 1e-7
+
+    # inside the ITM loss: xe + ot_weight * (Σ d_pos − Σ d_neg) / (n_pos + n_neg), on the final
+    # hidden states of all text tokens (incl. [CLS]/[SEP]) and regions
+    model = tiny_model(ds, **NO_DROPOUT).eval()
+    b = collate([ds.pair(0, 0, 1), ds.pair(1, 5, 0), ds.pair(4, 2, 1)])
+    x = prepare_task("itm", b, ds.vocab, torch.Generator())
+    h_txt, h_img, pooled = _hidden(model, x)
+    d, _ = ot.optimal_transport_dist(h_txt, h_img, b["text_mask"] == 0, b["img_mask"] == 0)
+    with torch.no_grad():
+        xe = F.cross_entropy(model.itm_output(pooled), b["targets"]).item()
+    want_ot = ((d[0] + d[2]) - d[1]).item() / 3
+    with torch.no_grad():
+        loss, m = forward_task(model, "itm", x, ot_weight=0.1)
+    assert abs(m["ot"] - want_ot) < 1e-5 and abs(m["xe"] - xe) < 1e-6
+    assert abs(loss.item() - (xe + 0.1 * want_ot)) < 1e-5
+    with torch.no_grad():
+        loss0, m0 = forward_task(model, "itm", x, ot_weight=0.0)
+    assert loss0.item() == pytest.approx(xe, abs=1e-6) and "ot" not in m0
+
+    # sign: a gradient step on the WRA term alone lowers the positive pair's distance
+    model.train(False)
+    h = torch.randn(2, 5, 8, generator=g, requires_grad=True)
+    r = torch.randn(2, 3, 8, generator=g)
+    pad_t, pad_r = torch.zeros(2, 5, dtype=torch.bool), torch.zeros(2, 3, dtype=torch.bool)
+    d0, _ = ot.optimal_transport_dist(h, r, pad_t, pad_r)
+    wra_loss(d0, torch.tensor([1, 0])).backward()
+    with torch.no_grad():
+        d1, _ = ot.optimal_transport_dist(h - 0.5 * h.grad, r, pad_t, pad_r)
+    assert d1[0] < d0[0] and d1[1] > d0[1]
+
+
+# ------------------------------------------------------------------------------- sampling, optimiser
+
+def test_task_sampling_follows_mix_and_is_deterministic():
+    mix = parse_mix(DEFAULT_MIX)
+    assert mix == {"itm": 3.0, "mlm": 4.0, "mrfr": 2.0, "mrc-kl": 2.0}
+    assert parse_mix("itm:1, mrc:2,mlm:0") == {"itm": 1.0, "mrc": 2.0}
+    for bad in ("itm:1,foo:2", "itm", "itm:-1", "mlm:0", "itm:1,itm:2", "itm:x"):
+        with pytest.raises(ValueError):
+            parse_mix(bad)
+    n = 20000
+    draws = TaskSampler(DEFAULT_MIX, seed=0).sample(n)
+    total = sum(mix.values())
+    chi2 = sum((draws.count(t) - n * w / total) ** 2 / (n * w / total) for t, w in mix.items())
+    assert chi2 < 16.27, chi2  # chi-square, 3 degrees of freedom, p = 0.001
+    assert TaskSampler(DEFAULT_MIX, seed=0).sample(200) == draws[:200]
+    assert TaskSampler(DEFAULT_MIX, seed=1).sample(200) != draws[:200]
+    five = TaskSampler("itm:1,mlm:1,mrfr:1,mrc:1,mrc-kl:1", seed=3).sample(5000)
+    assert all(abs(five.count(t) / 5000 - 0.2) < 0.03 for t in ("itm", "mlm", "mrfr", "mrc", "mrc-kl"))
+
+
+def test_optimizer_groups_and_schedule(ds):
+    model = tiny_model(ds)
+    opt = build_optimizer(model, 1e-3, 0.01)
+    decay, no_decay = opt.param_groups
+    assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
+    assert opt.defaults["betas"] == (0.9, 0.98)
+    names = {id(p): n for n, p in model.named_parameters()}
+    nd = {names[id(p)] for p in no_decay["params"]}
+    d = {names[id(p)] for p in decay["params"]}
+    assert all(n.endswith("bias") or "LayerNorm" in n or "layer_norm" in n or ".net.2." in n for n in nd)
+    assert "feat_regress.net.2.weight" in nd and "cls.predictions.bias" in nd
+    assert all(n.endswith("weight") for n in d)
+    assert "uniter.embeddings.word_embeddings.weight" in d
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+    f = [lr_factor(s, 4, 20) for s in range(20)]
+    assert f[:4] == [0.25, 0.5, 0.75, 1.0] and f[4] == 1.0
+    assert all(a > b for a, b in zip(f[4:], f[5:])) and f[-1] == pytest.approx(1 / 16)
+
+
+# ------------------------------------------------------------------------------- training
+
+def _run(ds, out, seed=0, steps=30, mix=DEFAULT_MIX, **kw):
+    model = tiny_model(ds, seed=seed)
+    tc = TrainConfig(steps=steps, batch_size=24, lr=3e-3, warmup=3, mix=mix, seed=seed,
+                     log_every=10, ckpt_every=20, progress=False, **kw)
+    return model, pretrain(model, ds, ds.vocab, tc, out_dir=str(out), val_ds=ds,
+                           print_fn=lambda s: None)
+
+
+def test_training_run_learns_checkpoints_and_is_deterministic(ds, tmp_path):
+    model, r = _run(ds, tmp_path / "a")
+    h = r["history"]
+    assert len(h) == 30 and {e["task"] for e in h} == {"itm", "mlm", "mrfr", "mrc-kl"}
+    mlm = [e["loss"] for e in h if e["task"] == "mlm"]
+    assert np.mean(mlm[-3:]) < np.mean(mlm[:3]) - 0.3, mlm
+    assert all(math.isfinite(e["loss"]) for e in h)
+
+    # official-layout checkpoints every 20 steps and at the end, loadable with report.ok()
+    ck = tmp_path / "a" / "ckpt"
+    assert sorted(os.listdir(ck)) == ["model_step_20.json", "model_step_20.pt",
+                                      "model_step_30.json", "model_step_30.pt"]
+    sd = torch.load(tmp_path / "a" / "final.pt")
+    assert set(sd) == set(model.state_dict()) and all(k.split(".")[0] in
+               ("uniter", "cls", "feat_regress", "region_classifier", "itm_output") for k in sd)
+    fresh = UniterForPretraining(model.config)
+    report = load_checkpoint(fresh, str(ck / "model_step_30.pt"))
+    assert report.ok(), str(report)
+    for k, v in model.state_dict().items():
+        assert torch.equal(fresh.state_dict()[k], v), k
+    meta = json.loads((ck / "model_step_30.json").read_text())
+    assert meta["step"] == 30 and meta["seed"] == 0 and meta["config"]["hidden_size"] == 32
+    assert "mlm_loss" in meta["losses"] and "itm_acc" in meta["losses"]
+    assert json.loads((tmp_path / "a" / "config.json").read_text())["vocab_size"] == len(VOCAB)
+    logs = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in logs if e["split"] == "train"] == [10, 20, 30]
+    assert [e["step"] for e in logs if e["split"] == "val"] == [20, 30]
+    assert "itm_acc" in logs[-1] and "mlm_loss" in logs[-1]
+
+    # determinism: the same seed gives identical losses, another seed does not
+    _, r2 = _run(ds, tmp_path / "b")
+    assert [(e["task"], e["loss"]) for e in r2["history"]] == [(e["task"], e["loss"]) for e in h]
+    assert r2["logs"][-1] == r["logs"][-1]
+    _, r3 = _run(ds, tmp_path / "c", seed=1, steps=5)
+    assert [e["loss"] for e in r3["history"]] != [e["loss"] for e in h[:5]]
+
+
+def test_itm_overfits_a_fixed_batch(ds):
+    """ITM (with WRA) through the training pieces: 30 AdamW steps on one fixed batch of pairs."""
+    torch.manual_seed(0)
+    model = tiny_model(ds, **NO_DROPOUT).train()
+    b = collate(itm_samples(ds, range(len(ds)), np.random.default_rng(0)))
+    assert 0 < b["targets"].sum() < len(ds)
+    x = prepare_task("itm", b, ds.vocab, torch.Generator())
+    opt = build_optimizer(model, 1e-2)
+    losses = []
+    for _ in range(30):
+        loss, m = forward_task(model, "itm", x, ot_weight=0.1)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(m["xe"])
+    assert losses[0] > 0.65 and max(losses[-5:]) < losses[0] - 0.1, losses
+
+
+def test_wra_off_and_all_tasks_run(ds, tmp_path):
+    _, r = _run(ds, tmp_path / "x", steps=10, mix="itm:1,mrc:1,mrc-kl:1", ot_weight=0.0)
+    assert all("ot" not in e for e in r["history"])
+    assert {e["task"] for e in r["history"]} == {"itm", "mrc", "mrc-kl"}
+    model = tiny_model(ds)
+    tc = TrainConfig(batch_size=10, seed=3)
+    a = evaluate(model, ds, ds.vocab, ["mlm", "itm", "mrfr", "mrc", "mrc-kl"], tc)
+    b = evaluate(model, ds, ds.vocab, ["mlm", "itm", "mrfr", "mrc", "mrc-kl"], tc)
+    assert a == b and {"mlm_loss", "mlm_acc", "itm_acc", "itm_ot", "mrfr_loss", "mrc_acc",
+                       "mrc-kl_loss"} <= set(a)
+
+
+def test_cli(split, tmp_path):
+    out = subprocess.run([sys.executable, os.path.join(MODELS, "pretrain.py"), "--help"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0
+    for flag in ("--data", "--val", "--out", "--config", "--steps", "--batch-size", "--lr",
+                 "--warmup", "--mix", "--ot-weight", "--seed", "--log-every", "--ckpt-every",
+                 "--threads"):
+        assert flag in out.stdout
+    sys.path.insert(0, MODELS)
+    import pretrain as cli
+    rc = cli.main(["--data", split, "--val", split, "--out", str(tmp_path / "run"),
+                   "--config", json.dumps(TINY), "--steps", "4", "--batch-size", "8",
+                   "--lr", "1e-3", "--log-every", "2", "--ckpt-every", "0", "--no-progress"])
+    assert rc == 0
+    run = tmp_path / "run"
+    assert os.path.exists(run / "final.pt") and os.path.exists(run / "ckpt" / "model_step_4.pt")
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["hidden_size"] == 32 and cfg["img_dim"] == 16 and cfg["img_label_dim"] == 5
+    with pytest.raises(ValueError, match="img_dim"):
+        cli.main(["--data", split, "--out", str(tmp_path / "bad"), "--config",
+                  json.dumps(dict(TINY, img_dim=8)), "--steps", "1", "--no-progress"])
+
+
+def test_cuda_matches_cpu(ds, tmp_path):
+    """Runs for real whenever a usable GPU is present: the same steps on CUDA give the same losses
+    as on the CPU (no dropout, so no device-specific random numbers)."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU: the GPU path is not exercised on this machine")
+    runs = {}
+    for device in ("cpu", "cuda"):
+        model = tiny_model(ds, **NO_DROPOUT).to(device)
+        tc = TrainConfig(steps=6, batch_size=12, lr=1e-3, warmup=2, seed=5, log_every=3,
+                         ckpt_every=0, progress=False)
+        runs[device] = pretrain(model, ds, ds.vocab, tc, out_dir=str(tmp_path / device),
+                                print_fn=lambda s: None)["history"]
+    assert [e["task"] for e in runs["cpu"]] == [e["task"] for e in runs["cuda"]]
+    for a, b in zip(runs["cpu"], runs["cuda"]):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-3, abs=1e-4), (a, b)
+    report = load_checkpoint(UniterForPretraining(model.config), str(tmp_path / "cuda" / "final.pt"))
+    assert report.ok()

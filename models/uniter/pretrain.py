@@ -1,0 +1,628 @@
+"""UNITER pre-training: the paper's recipe (uniter-reference.md §4) as a library.
+
+Pieces, each usable on its own (the tests exercise them one by one):
+
+- :func:`parse_mix`, :class:`TaskSampler` — one task per mini-batch, drawn with the mix ratios
+  (default ITM:MLM:MRFR:MRC-kl = 3:4:2:2), deterministic from the seed.
+- :func:`mask_tokens`, :func:`mask_regions` — conditional masking: MLM masks 15% of the text
+  tokens (never [CLS]/[SEP]/[PAD]; 80% [MASK], 10% a random ordinary token, 10% unchanged; at
+  least one per caption) with the image complete; MRM masks 15% of the regions (at least one per
+  image) with the text complete. :func:`prepare_task` applies the right one for a task.
+- :func:`itm_samples` — image-text matching pairs: each caption's image is swapped, with
+  probability 0.5, for a random image the caption is FALSE on (``truth.npz``), target 0.
+- :func:`forward_task` — the five losses: ``mlm`` (cross-entropy on the masked tokens through the
+  tied decoder), ``mrfr`` (MSE, mean over the masked regions' feature elements, to the original
+  features through the tied transposed ``img_linear``), ``mrc`` (cross-entropy to the argmax of
+  the soft label over classes 1..C-1), ``mrc-kl`` (KL(soft label ‖ softmax(prediction)) summed
+  over the C classes, averaged over the masked regions — the true KL; the official code's
+  element-wise mean is this divided by C), ``itm`` (2-way cross-entropy on
+  ``itm_output(pooled)``) plus ``ot_weight`` × :func:`wra_loss` (word-region alignment by IPOT
+  optimal transport, on positive and negative pairs).
+- :func:`build_optimizer` (AdamW (0.9, 0.98), weight decay 0.01 except biases and LayerNorms),
+  :func:`lr_factor` (linear warm-up, then linear decay to 0), gradient clipping at 5.
+- :func:`pretrain` — the loop: logs, tqdm bar, official-layout checkpoints, validation.
+
+Everything random is drawn from generators derived from one seed (task order, batch order, ITM
+negatives, masking, dropout, initialisation): the same seed gives the same losses.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import PretrainDataset, Vocab, collate
+from .model import UniterConfig, UniterForPretraining
+from .ot import DEFAULT_BETA, DEFAULT_ITERATIONS, optimal_transport_dist
+
+try:  # the progress bar is a nicety: training works without python3-tqdm
+    from tqdm import tqdm as _tqdm
+except ImportError:  # pragma: no cover
+    _tqdm = None
+
+__all__ = [
+    "TASKS", "DEFAULT_MIX", "SMALL_CONFIG", "TrainConfig", "parse_mix", "TaskSampler",
+    "mask_tokens", "mask_regions", "prepare_task", "itm_samples", "forward_task", "wra_loss",
+    "mrc_hard_labels", "build_optimizer", "lr_factor", "resolve_config", "build_model",
+    "evaluate", "pretrain", "save_checkpoint",
+]
+
+TASKS = ("itm", "mlm", "mrfr", "mrc", "mrc-kl")
+DEFAULT_MIX = "itm:3,mlm:4,mrfr:2,mrc-kl:2"
+
+# The default model for training from scratch on 2 CPU cores. BERT's proportions at a quarter of
+# the width and a third of the depth of UNITER-base: head size 64 (as BERT/UNITER), FFN 4x hidden.
+# ~3.2M encoder parameters; ~0.2 s per batch of 32 pairs (~20 tokens + ~6 regions) here. Position
+# table 128 covers the bundles' max_text_length (60 by default) with room to spare.
+SMALL_CONFIG = {
+    "hidden_size": 256,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 4,
+    "intermediate_size": 1024,
+    "hidden_dropout_prob": 0.1,
+    "attention_probs_dropout_prob": 0.1,
+    "max_position_embeddings": 128,
+    "type_vocab_size": 2,
+    "initializer_range": 0.02,
+}
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 10000
+    batch_size: int = 32
+    lr: float = 5e-5
+    warmup: Optional[int] = None      # None: 10% of steps
+    weight_decay: float = 0.01
+    betas: Tuple[float, float] = (0.9, 0.98)
+    grad_clip: float = 5.0
+    mix: str = DEFAULT_MIX
+    ot_weight: float = 0.1            # 0 disables WRA (the paper's ablation)
+    ot_beta: float = DEFAULT_BETA
+    ot_iterations: int = DEFAULT_ITERATIONS
+    mask_prob: float = 0.15
+    itm_neg_prob: float = 0.5
+    seed: int = 42
+    log_every: int = 50
+    ckpt_every: int = 1000            # 0: only at the end
+    val_batches: int = 20             # per task, at each checkpoint
+    progress: bool = True
+
+    def warmup_steps(self) -> int:
+        return self.steps // 10 if self.warmup is None else int(self.warmup)
+
+
+# ---------------------------------------------------------------------------------------------
+# Task sampling
+
+
+def parse_mix(spec) -> Dict[str, float]:
+    """``"itm:3,mlm:4,mrfr:2,mrc-kl:2"`` (or a dict) → ``{task: weight}`` without zero weights."""
+    if isinstance(spec, dict):
+        items = list(spec.items())
+    else:
+        items = []
+        for part in str(spec).split(","):
+            part = part.strip()
+            if not part:
+                continue
+            name, sep, w = part.rpartition(":")
+            if not sep:
+                raise ValueError(f"mix entry {part!r} is not task:weight")
+            try:
+                items.append((name.strip().lower(), float(w)))
+            except ValueError:
+                raise ValueError(f"mix entry {part!r}: weight is not a number") from None
+    mix: Dict[str, float] = {}
+    for name, w in items:
+        if name not in TASKS:
+            raise ValueError(f"unknown task {name!r} in mix (tasks: {', '.join(TASKS)})")
+        if name in mix:
+            raise ValueError(f"task {name!r} appears twice in mix")
+        if not (w >= 0 and math.isfinite(w)):
+            raise ValueError(f"task {name!r}: weight must be >= 0, got {w}")
+        if w > 0:
+            mix[name] = float(w)
+    if not mix:
+        raise ValueError(f"mix {spec!r} has no task with a positive weight")
+    return mix
+
+
+def _derive(seed: int, stream: int) -> np.random.Generator:
+    return np.random.default_rng([int(seed), int(stream)])
+
+
+def _derive_torch(seed: int, stream: int) -> torch.Generator:
+    s = int(np.random.SeedSequence([int(seed), int(stream)]).generate_state(1, np.uint64)[0])
+    return torch.Generator().manual_seed(s & ((1 << 63) - 1))
+
+
+class TaskSampler:
+    """Draws one task per mini-batch with probability proportional to its mix weight."""
+
+    def __init__(self, mix, seed: int):
+        self.mix = parse_mix(mix)
+        self.tasks = list(self.mix)
+        w = np.array([self.mix[t] for t in self.tasks], dtype=np.float64)
+        self.p = w / w.sum()
+        self.rng = _derive(seed, 1)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        return self.tasks[int(self.rng.choice(len(self.tasks), p=self.p))]
+
+    def sample(self, n: int) -> List[str]:
+        return [next(self) for _ in range(n)]
+
+
+class CaptionBatcher:
+    """Endless shuffled epochs over the captions, ``batch_size`` at a time."""
+
+    def __init__(self, n: int, batch_size: int, seed: int):
+        self.n, self.bs, self.rng = n, batch_size, _derive(seed, 2)
+        self.queue: List[int] = []
+
+    def __next__(self) -> List[int]:
+        while len(self.queue) < self.bs:
+            self.queue.extend(self.rng.permutation(self.n).tolist())
+        out, self.queue = self.queue[: self.bs], self.queue[self.bs:]
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Conditional masking
+
+
+def mask_tokens(input_ids: torch.Tensor, text_mask: torch.Tensor, vocab: Vocab,
+                gen: torch.Generator, prob: float = 0.15) -> Tuple[torch.Tensor, torch.Tensor]:
+    """MLM masking of a padded batch. Returns ``(masked_ids, labels)``; ``labels`` holds the
+    original id at the chosen positions and -1 elsewhere.
+
+    Each real token other than [CLS]/[SEP]/[PAD] is chosen with probability ``prob``; a caption
+    with none chosen gets one chosen uniformly among its maskable tokens. A chosen token becomes
+    [MASK] (80%), a random ordinary token (10%) or stays (10%) — the forced one included."""
+    sp = vocab.special
+    never = torch.tensor([sp.cls, sp.sep, sp.pad], dtype=input_ids.dtype)
+    maskable = text_mask.bool() & ~torch.isin(input_ids, never)
+    shape = input_ids.shape
+    chosen = (torch.rand(shape, generator=gen) < prob) & maskable
+    need = maskable.any(1) & ~chosen.any(1)
+    if need.any():
+        rows = need.nonzero().squeeze(1)
+        pick = torch.multinomial(maskable[rows].float(), 1, generator=gen).squeeze(1)
+        chosen[rows, pick] = True
+    u = torch.rand(shape, generator=gen)
+    rnd = vocab.random_ids[torch.randint(len(vocab.random_ids), shape, generator=gen)]
+    ids = torch.where(chosen & (u < 0.8), torch.full_like(input_ids, sp.mask), input_ids)
+    ids = torch.where(chosen & (u >= 0.8) & (u < 0.9), rnd, ids)
+    labels = torch.where(chosen, input_ids, torch.full_like(input_ids, -1))
+    return ids, labels
+
+
+def mask_regions(img_mask: torch.Tensor, gen: torch.Generator, prob: float = 0.15) -> torch.Tensor:
+    """MRM: bool ``[B, N]``, each real region chosen with probability ``prob``, at least one per
+    image (uniformly among its regions when none was drawn)."""
+    real = img_mask.bool()
+    chosen = (torch.rand(real.shape, generator=gen) < prob) & real
+    need = real.any(1) & ~chosen.any(1)
+    if need.any():
+        rows = need.nonzero().squeeze(1)
+        pick = torch.multinomial(real[rows].float(), 1, generator=gen).squeeze(1)
+        chosen[rows, pick] = True
+    return chosen
+
+
+def prepare_task(task: str, batch: Dict[str, torch.Tensor], vocab: Vocab, gen: torch.Generator,
+                 mask_prob: float = 0.15) -> Dict[str, torch.Tensor]:
+    """Model inputs and targets for one task; conditional masking: one modality at a time.
+
+    Keys: ``input_ids text_mask img_feat img_loc img_mask`` (model inputs), ``img_masks`` (bool
+    [B, N] or None), ``txt_labels`` (MLM, -1 = not a target), ``feat_targets`` (the unmasked
+    features), ``img_soft_labels``, ``targets`` (ITM)."""
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}")
+    x = {k: batch[k] for k in ("input_ids", "text_mask", "img_feat", "img_loc", "img_mask",
+                               "img_soft_labels")}
+    x["img_masks"], x["txt_labels"], x["feat_targets"] = None, None, None
+    if task == "mlm":
+        x["input_ids"], x["txt_labels"] = mask_tokens(batch["input_ids"], batch["text_mask"],
+                                                      vocab, gen, mask_prob)
+    elif task in ("mrfr", "mrc", "mrc-kl"):
+        m = mask_regions(batch["img_mask"], gen, mask_prob)
+        x["img_masks"] = m
+        x["feat_targets"] = batch["img_feat"]
+        # zeroed here; the model adds mask_embedding[1] where img_masks is set
+        x["img_feat"] = batch["img_feat"].masked_fill(m.unsqueeze(-1), 0.0)
+    else:  # itm
+        if "targets" not in batch:
+            raise ValueError("an ITM batch needs targets (build it with itm_samples)")
+        x["targets"] = batch["targets"]
+    return x
+
+
+def itm_samples(ds: PretrainDataset, captions: Sequence[int], rng: np.random.Generator,
+                neg_prob: float = 0.5) -> List[dict]:
+    """Each caption with its own image (target 1) or, with probability ``neg_prob``, with a random
+    image it is false on (target 0; truth.npz decides, else any other image)."""
+    out = []
+    for c in captions:
+        c = int(c)
+        j = ds.negative_image(c, rng) if rng.random() < neg_prob else None
+        out.append(ds.pair(c, int(ds.image_of[c]), 1) if j is None else ds.pair(c, j, 0))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Losses
+
+
+def mrc_hard_labels(soft: torch.Tensor) -> torch.Tensor:
+    """Argmax over classes 1..C-1 (background, class 0, is never a target), as a class index."""
+    return soft[..., 1:].argmax(-1) + 1
+
+
+def wra_loss(dist: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """(Σ d_pos − Σ d_neg) / (n_pos + n_neg): pulls matching pairs' OT distance down and pushes
+    mismatched pairs' up."""
+    pos = dist[targets == 1].sum()
+    neg = dist[targets == 0].sum()
+    return (pos - neg) / dist.numel()
+
+
+def forward_task(model: UniterForPretraining, task: str, x: Dict[str, torch.Tensor],
+                 ot_weight: float = 0.1, ot_beta: float = DEFAULT_BETA,
+                 ot_iterations: int = DEFAULT_ITERATIONS) -> Tuple[torch.Tensor, Dict[str, float]]:
+    """The task's loss (a scalar tensor) and its metrics (floats; ``loss`` included)."""
+    hidden, pooled, _ = model.uniter(x["input_ids"], x["text_mask"], x["img_feat"], x["img_loc"],
+                                     x["img_mask"], img_masks=x["img_masks"])
+    T = x["input_ids"].size(1)
+    h_txt, h_img = hidden[:, :T], hidden[:, T:]
+    m: Dict[str, float] = {}
+    if task == "mlm":
+        sel = x["txt_labels"] != -1
+        labels = x["txt_labels"][sel]
+        if labels.numel() == 0:  # only captions without maskable tokens: nothing to predict
+            loss = hidden.sum() * 0.0
+            m["acc"] = 0.0
+        else:
+            logits = model.cls(h_txt[sel])
+            loss = F.cross_entropy(logits, labels)
+            m["acc"] = (logits.argmax(-1) == labels).float().mean().item()
+        m["n"] = float(labels.numel())
+    elif task == "mrfr":
+        sel = x["img_masks"]
+        pred = model.feat_regress(h_img[sel])
+        loss = F.mse_loss(pred, x["feat_targets"][sel])
+        m["n"] = float(sel.sum())
+    elif task in ("mrc", "mrc-kl"):
+        sel = x["img_masks"]
+        logits = model.region_classifier(h_img[sel])
+        soft = x["img_soft_labels"][sel]
+        hard = mrc_hard_labels(soft)
+        if task == "mrc":
+            loss = F.cross_entropy(logits, hard)
+        else:
+            target = soft.clamp_min(0)
+            target = target / target.sum(-1, keepdim=True).clamp_min(1e-12)
+            loss = F.kl_div(F.log_softmax(logits, -1), target, reduction="batchmean")
+        m["acc"] = (logits.argmax(-1) == hard).float().mean().item()
+        m["n"] = float(sel.sum())
+    elif task == "itm":
+        targets = x["targets"]
+        logits = model.itm_output(pooled)
+        xe = F.cross_entropy(logits, targets)
+        m["xe"] = xe.item()
+        m["acc"] = (logits.argmax(-1) == targets).float().mean().item()
+        m["pos_frac"] = targets.float().mean().item()
+        loss = xe
+        if ot_weight > 0:
+            dist, _ = optimal_transport_dist(h_txt.float(), h_img.float(), x["text_mask"] == 0,
+                                             x["img_mask"] == 0, beta=ot_beta,
+                                             iterations=ot_iterations)
+            ot = wra_loss(dist, targets)
+            loss = xe + ot_weight * ot
+            m["ot"] = ot.item()
+            if (targets == 1).any():
+                m["ot_pos"] = dist[targets == 1].mean().item()
+            if (targets == 0).any():
+                m["ot_neg"] = dist[targets == 0].mean().item()
+    else:
+        raise ValueError(f"unknown task {task!r}")
+    m["loss"] = loss.item()
+    return loss, m
+
+
+# ---------------------------------------------------------------------------------------------
+# Model, optimiser, schedule
+
+
+def resolve_config(user: Optional[dict], ds: PretrainDataset,
+                   vocab: Optional[Vocab] = None) -> UniterConfig:
+    """SMALL_CONFIG overridden by ``user``; vocab_size, img_dim and img_label_dim come from the
+    data (and the vocabulary) when not given, and are checked against it when given."""
+    d = dict(SMALL_CONFIG)
+    d.update(user or {})
+    data_v = vocab.size if vocab is not None else ds.max_token_id() + 1
+    d.setdefault("vocab_size", data_v)
+    d.setdefault("img_dim", ds.regions.feat_dim)
+    d.setdefault("img_label_dim", ds.regions.label_dim)
+    cfg = UniterConfig.from_dict(d)
+    if cfg.img_dim != ds.regions.feat_dim:
+        raise ValueError(f"config img_dim {cfg.img_dim} != feature dim {ds.regions.feat_dim} in {ds.root}")
+    if cfg.img_label_dim != ds.regions.label_dim:
+        raise ValueError(f"config img_label_dim {cfg.img_label_dim} != soft-label dim "
+                         f"{ds.regions.label_dim} in {ds.root}")
+    if cfg.vocab_size <= ds.max_token_id():
+        raise ValueError(f"config vocab_size {cfg.vocab_size} but the captions use id {ds.max_token_id()}")
+    if vocab is not None and cfg.vocab_size != vocab.size:
+        raise ValueError(f"config vocab_size {cfg.vocab_size} != vocabulary size {vocab.size}")
+    return cfg
+
+
+def build_model(cfg: UniterConfig, seed: int = 0) -> UniterForPretraining:
+    return UniterForPretraining(cfg).init_weights(seed)
+
+
+def build_optimizer(model: nn.Module, lr: float, weight_decay: float = 0.01,
+                    betas=(0.9, 0.98)) -> torch.optim.AdamW:
+    """AdamW; no weight decay on biases and LayerNorm parameters (tied weights counted once)."""
+    decay, no_decay, seen = [], [], set()
+    for mod in model.modules():
+        for name, p in mod.named_parameters(recurse=False):
+            if id(p) in seen or not p.requires_grad:
+                continue
+            seen.add(id(p))
+            if isinstance(mod, nn.LayerNorm) or name == "bias":
+                no_decay.append(p)
+            else:
+                decay.append(p)
+    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}],
+                             lr=lr, betas=tuple(betas), eps=1e-6)
+
+
+def lr_factor(step: int, warmup: int, total: int) -> float:
+    """Multiplier of the peak lr for optimizer step ``step`` (0-based): linear warm-up over
+    ``warmup`` steps to 1, then linear decay reaching 0 at ``total``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return max(0.0, (total - step) / max(1, total - warmup))
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints, evaluation, the loop
+
+
+def save_checkpoint(model: UniterForPretraining, path: str, meta: dict) -> None:
+    """The official layout: ``model.state_dict()`` (flat, ``uniter.*`` + heads) in ``path``, and
+    ``meta`` (step, config, seed, losses, …) in the same name with ``.json``."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    sd = {k: v.detach().cpu() for k, v in model.state_dict().items()}  # tied keys share storage
+    tmp = path + ".tmp"
+    torch.save(sd, tmp)
+    os.replace(tmp, path)
+    with open(os.path.splitext(path)[0] + ".json", "w") as f:
+        json.dump(meta, f, indent=2, default=_json_default)
+        f.write("\n")
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, tuple):
+        return list(o)
+    raise TypeError(f"not JSON serialisable: {type(o)}")
+
+
+def _to(x: dict, device) -> dict:
+    return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v)
+            for k, v in x.items()}
+
+
+def _batch_for(task, ds, captions, rng, neg_prob, pad_id):
+    samples = itm_samples(ds, captions, rng, neg_prob) if task == "itm" else [ds[c] for c in captions]
+    return collate(samples, pad_id)
+
+
+@torch.no_grad()
+def evaluate(model: UniterForPretraining, ds: PretrainDataset, vocab: Vocab, tasks: Sequence[str],
+             tc: TrainConfig, max_batches: Optional[int] = None) -> Dict[str, float]:
+    """Per-task metrics on a split, in eval mode, with masking and negatives fixed by the seed
+    (the same numbers every time for the same weights). Averages are over batches weighted by
+    their size; ``max_batches`` per task (None: the whole split)."""
+    was = model.training
+    device = next(model.parameters()).device
+    model.eval()
+    out: Dict[str, float] = {}
+    order = list(range(len(ds)))
+    n_batches = math.ceil(len(order) / tc.batch_size)
+    if max_batches is not None:
+        n_batches = min(n_batches, max_batches)
+    for task in tasks:
+        k = TASKS.index(task)  # a stream per task: its numbers do not depend on the other tasks
+        rng, gen = _derive(tc.seed, 100 + k), _derive_torch(tc.seed, 200 + k)
+        sums, total = defaultdict(float), 0
+        for b in range(n_batches):
+            caps = order[b * tc.batch_size:(b + 1) * tc.batch_size]
+            batch = _batch_for(task, ds, caps, rng, tc.itm_neg_prob, vocab.special.pad)
+            x = _to(prepare_task(task, batch, vocab, gen, tc.mask_prob), device)
+            _, m = forward_task(model, task, x, tc.ot_weight, tc.ot_beta, tc.ot_iterations)
+            for key, v in m.items():
+                if key != "n":
+                    sums[key] += v * len(caps)
+            total += len(caps)
+        for key, v in sums.items():
+            out[f"{task}_{key}"] = v / max(1, total)
+    model.train(was)
+    return out
+
+
+class _Meter:
+    """Running means of per-task metrics over a window."""
+
+    def __init__(self):
+        self.sums = defaultdict(float)
+        self.counts = defaultdict(int)
+
+    def add(self, task: str, metrics: Dict[str, float]):
+        for k, v in metrics.items():
+            if k == "n":
+                continue
+            self.sums[f"{task}_{k}"] += v
+            self.counts[f"{task}_{k}"] += 1
+        self.counts[f"{task}_batches"] += 1
+
+    def means(self) -> Dict[str, float]:
+        out = {k: self.sums[k] / self.counts[k] for k in self.sums}
+        out.update({k: c for k, c in self.counts.items() if k.endswith("_batches")})
+        return out
+
+
+def _fmt(rec: Dict[str, float], tasks: Sequence[str]) -> str:
+    parts = [f"step {rec['step']}", f"lr {rec['lr']:.2e}"]
+    for t in tasks:
+        if f"{t}_loss" not in rec:
+            continue
+        s = f"{t} {rec[f'{t}_loss']:.4f}"
+        if f"{t}_acc" in rec:
+            s += f" acc {rec[f'{t}_acc']:.3f}"
+        if t == "itm" and "itm_ot" in rec:
+            s += f" (xe {rec['itm_xe']:.4f} ot {rec['itm_ot']:+.4f})"
+        parts.append(s)
+    if "sec_per_step" in rec:
+        parts.append(f"{rec['sec_per_step']:.3f} s/step")
+    return " | ".join(parts)
+
+
+def pretrain(model: UniterForPretraining, train_ds: PretrainDataset, vocab: Vocab, tc: TrainConfig,
+             out_dir: Optional[str] = None, val_ds: Optional[PretrainDataset] = None,
+             extra_meta: Optional[dict] = None,
+             print_fn: Optional[Callable[[str], None]] = None) -> dict:
+    """Trains ``model`` in place with the recipe. Writes, when ``out_dir`` is given:
+    ``log.jsonl`` (a line per log window, ``"split": "train"``, and per validation,
+    ``"split": "val"``), ``ckpt/model_step_{N}.pt`` + ``.json`` every ``ckpt_every`` steps and at
+    the end, ``final.pt`` + ``final.json``, and ``config.json`` (the model config, for export).
+
+    Returns ``{"history": [per-step {step, task, loss, ...}], "logs": [...], "final": path}``."""
+    if tc.steps < 1 or tc.batch_size < 1:
+        raise ValueError("steps and batch_size must be >= 1")
+    mix = parse_mix(tc.mix)
+    tasks = list(mix)
+    cfg = model.config
+    if cfg.vocab_size != vocab.size:
+        raise ValueError(f"model vocab_size {cfg.vocab_size} != vocabulary size {vocab.size}")
+    if train_ds.regions.feat_dim != cfg.img_dim or train_ds.regions.label_dim != cfg.img_label_dim:
+        raise ValueError("data feature/label dims do not match the model config")
+    device = next(model.parameters()).device  # batches are built and masked on the CPU, then moved
+    say = print_fn or (lambda s: (_tqdm.write(s) if _tqdm else print(s, flush=True)))
+    torch.manual_seed(tc.seed)  # dropout
+    sampler = TaskSampler(mix, tc.seed)
+    batcher = CaptionBatcher(len(train_ds), tc.batch_size, tc.seed)
+    neg_rng = _derive(tc.seed, 3)
+    gen = _derive_torch(tc.seed, 4)
+    opt = build_optimizer(model, tc.lr, tc.weight_decay, tc.betas)
+    warmup = tc.warmup_steps()
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, warmup, tc.steps))
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    log_path = None
+    if out_dir:
+        os.makedirs(os.path.join(out_dir, "ckpt"), exist_ok=True)
+        with open(os.path.join(out_dir, "config.json"), "w") as f:
+            json.dump(cfg.to_dict(), f, indent=2)
+            f.write("\n")
+        log_path = os.path.join(out_dir, "log.jsonl")
+        open(log_path, "w").close()
+
+    def write_log(rec):
+        logs.append(rec)
+        if log_path:
+            with open(log_path, "a") as f:
+                f.write(json.dumps(rec, default=_json_default) + "\n")
+
+    def meta(step):
+        return {"step": step, "config": cfg.to_dict(), "seed": tc.seed, "train": asdict(tc),
+                "tasks": mix, "special_ids": vocab.special.as_dict(),
+                "losses": last_window or window.means(), "totals": total.means(),
+                "val": last_val, "data": os.path.abspath(train_ds.root),
+                "val_data": os.path.abspath(val_ds.root) if val_ds else None,
+                "saved": time.strftime("%Y-%m-%dT%H:%M:%S"), **(extra_meta or {})}
+
+    def checkpoint(step):
+        nonlocal last_val
+        if val_ds is not None:
+            last_val = {k: round(v, 6) for k, v in
+                        evaluate(model, val_ds, vocab, tasks, tc, tc.val_batches).items()}
+            write_log({"step": step, "split": "val", **last_val})
+            say(f"val step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in last_val.items()))
+        if out_dir:
+            path = os.path.join(out_dir, "ckpt", f"model_step_{step}.pt")
+            save_checkpoint(model, path, meta(step))
+            return path
+        return None
+
+    history: List[dict] = []
+    logs: List[dict] = []
+    window, total = _Meter(), _Meter()
+    last_window: Dict[str, float] = {}
+    last_val: Optional[dict] = None
+    model.train()
+    bar = _tqdm(total=tc.steps, desc="pretrain", dynamic_ncols=True, file=sys.stderr) \
+        if (_tqdm and tc.progress) else None
+    t_window, n_window = time.perf_counter(), 0
+    last_ckpt = None
+    for step in range(1, tc.steps + 1):
+        t0 = time.perf_counter()
+        task = next(sampler)
+        caps = next(batcher)
+        batch = _batch_for(task, train_ds, caps, neg_rng, tc.itm_neg_prob, vocab.special.pad)
+        x = _to(prepare_task(task, batch, vocab, gen, tc.mask_prob), device)
+        loss, m = forward_task(model, task, x, tc.ot_weight, tc.ot_beta, tc.ot_iterations)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"step {step}: {task} loss is {loss.item()}")
+        lr = opt.param_groups[0]["lr"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = float(torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)) if tc.grad_clip > 0 else 0.0
+        opt.step()
+        sched.step()
+        dt = time.perf_counter() - t0
+        history.append({"step": step, "task": task, **m, "lr": lr, "grad_norm": gnorm, "time_s": dt})
+        window.add(task, m)
+        total.add(task, m)
+        n_window += 1
+        if bar:
+            bar.update(1)
+            bar.set_postfix_str(f"{task} {m['loss']:.3f}", refresh=False)
+        if step % tc.log_every == 0 or step == tc.steps:
+            rec = {"step": step, "split": "train", "lr": lr, **window.means(),
+                   "sec_per_step": (time.perf_counter() - t_window) / n_window}
+            write_log(rec)
+            say(_fmt(rec, tasks))
+            last_window = window.means()
+            window = _Meter()
+            t_window, n_window = time.perf_counter(), 0
+        if tc.ckpt_every and step % tc.ckpt_every == 0 and step != tc.steps:
+            last_ckpt = checkpoint(step)
+    last_ckpt = checkpoint(tc.steps)
+    if bar:
+        bar.close()
+    final = None
+    if out_dir:
+        final = os.path.join(out_dir, "final.pt")
+        save_checkpoint(model, final, meta(tc.steps))
+    return {"history": history, "logs": logs, "final": final, "last_checkpoint": last_ckpt}
