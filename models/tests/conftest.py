@@ -6,6 +6,7 @@ models/ (`cd models && python3 -m pytest -q tests`) or from the repository root.
 import os
 import sys
 
+import pytest
 import torch
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
@@ -27,3 +28,14 @@ def pytest_terminal_summary(terminalreporter):
     tr.section("UNITER parity: worst differences measured")
     for (what, output), v in sorted(MEASURED.items()):
         tr.write_line(f"{what:44s} {output:22s} {v:.3e}")
+
+
+@pytest.fixture(scope="module")
+def uniter_bin():
+    b = os.environ.get("UNITER_BIN")
+    if not b:
+        pytest.skip("UNITER_BIN is not set: run these through `make test-py` (it builds "
+                    "bin/uniter and sets UNITER_BIN and UNITER_ORT_LIBRARY)")
+    if not os.access(b, os.X_OK):
+        pytest.fail(f"UNITER_BIN={b} is not an executable")
+    return b

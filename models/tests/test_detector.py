@@ -30,6 +30,7 @@ from uniter.detector import (BUTD_PREPROCESS, BUTD_SELECTION, Detector, Detector
                              resized_size, select_regions)
 from uniter.detector_export import DETECTOR_OPSET, write_detector
 from uniter_testing import REPO, record
+from uniter_testing import run_bundle_graph
 
 
 TESTDATA = os.path.join(REPO, "testdata")
@@ -106,35 +107,9 @@ def other_bundle(tmp_path_factory):
     return model, d
 
 
-@pytest.fixture(scope="module")
-def uniter_bin():
-    b = os.environ.get("UNITER_BIN")
-    if not b:
-        pytest.skip("UNITER_BIN is not set: run these through `make test-py` (it builds "
-                    "bin/uniter and sets UNITER_BIN and UNITER_ORT_LIBRARY)")
-    if not os.access(b, os.X_OK):
-        pytest.fail(f"UNITER_BIN={b} is not an executable")
-    return b
-
-
 def run_graph(bin_path, bundle_dir, inputs, tmp):
     """Runs the detector graph through ONNX Runtime via the Go binary; {name: np.ndarray}."""
-    payload = {k: {"shape": list(v.shape), "data": v.reshape(-1).tolist()}
-               for k, v in inputs.items()}
-    fin, fout = os.path.join(tmp, "detector-in.json"), os.path.join(tmp, "detector-out.json")
-    with open(fin, "w") as f:
-        json.dump(payload, f)
-    env = dict(os.environ)
-    env.setdefault("UNITER_ORT_LIBRARY", os.path.join(REPO, ".cache", "onnxruntime", "lib",
-                                                      "libonnxruntime.so"))
-    env.setdefault("UNITER_LOG_LEVEL", "warn")
-    proc = subprocess.run([bin_path, "run-graph", "--bundle", bundle_dir, "--graph", "detector",
-                           "--in", fin, "--out", fout], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, f"run-graph detector failed:\n{proc.stdout}\n{proc.stderr}"
-    with open(fout) as f:
-        res = json.load(f)
-    return {k: np.asarray(v["data"], dtype=np.float64).reshape(v["shape"]) for k, v in res.items()}
+    return run_bundle_graph(bin_path, bundle_dir, "detector", inputs, tmp)
 
 
 def _compare(model, got, want, tag):

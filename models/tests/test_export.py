@@ -21,6 +21,7 @@ import pytest
 import torch
 
 from uniter_testing import REPO, make_model, make_pairs, pad_batch, record, small_config
+from uniter_testing import run_bundle_graph as run_graph
 from uniter.export import write_bundle
 
 torch.set_num_threads(1)
@@ -80,38 +81,6 @@ def _export(tmp_path_factory, key):
 @pytest.fixture(scope="module", params=sorted(CONFIGS))
 def bundle(request, tmp_path_factory):
     return _export(tmp_path_factory, request.param)
-
-
-@pytest.fixture(scope="module")
-def uniter_bin():
-    b = os.environ.get("UNITER_BIN")
-    if not b:
-        pytest.skip("UNITER_BIN is not set: run these through `make test-py` (it builds "
-                    "bin/uniter and sets UNITER_BIN and UNITER_ORT_LIBRARY)")
-    if not os.access(b, os.X_OK):
-        pytest.fail(f"UNITER_BIN={b} is not an executable")
-    return b
-
-
-def run_graph(bin_path, bundle_dir, graph, inputs, tmp):
-    """Runs one graph through ONNX Runtime via the Go binary; returns {name: np.ndarray}."""
-    payload = {k: {"shape": list(v.shape), "data": v.reshape(-1).tolist()}
-               for k, v in inputs.items()}
-    fin, fout = os.path.join(tmp, f"{graph}-in.json"), os.path.join(tmp, f"{graph}-out.json")
-    with open(fin, "w") as f:
-        json.dump(payload, f)
-    env = dict(os.environ)
-    if "UNITER_ORT_LIBRARY" not in env:  # the config default is relative to the repository root
-        env["UNITER_ORT_LIBRARY"] = os.path.join(REPO, ".cache", "onnxruntime", "lib",
-                                                 "libonnxruntime.so")
-    env.setdefault("UNITER_LOG_LEVEL", "warn")
-    proc = subprocess.run([bin_path, "run-graph", "--bundle", bundle_dir, "--graph", graph,
-                           "--in", fin, "--out", fout], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, f"run-graph {graph} failed:\n{proc.stdout}\n{proc.stderr}"
-    with open(fout) as f:
-        res = json.load(f)
-    return {k: np.asarray(v["data"], dtype=np.float64).reshape(v["shape"]) for k, v in res.items()}
 
 
 def _torch_outputs(model, batch, T):

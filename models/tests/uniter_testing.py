@@ -3,10 +3,13 @@ independent functional UNITER forward (written from uniter-reference.md §1, rea
 state dict) used as a second implementation."""
 from __future__ import annotations
 
+import json
 import math
 import os
+import subprocess
 from typing import Dict, List, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -171,3 +174,24 @@ def ref_packed(sd, cfg: UniterConfig, pairs: List[dict]) -> List[Dict[str, torch
         t, n = len(p["ids"]), len(p["feat"])
         out.append({"text": h[b, :t], "regions": h[b, t:t + n], "pooled": pooled[b], "itm": itm[b]})
     return out
+
+
+def run_bundle_graph(bin_path, bundle_dir, graph, inputs, tmp):
+    """Runs one graph through ONNX Runtime via the Go binary; returns {name: np.ndarray}."""
+    payload = {k: {"shape": list(v.shape), "data": v.reshape(-1).tolist()}
+               for k, v in inputs.items()}
+    fin, fout = os.path.join(tmp, f"{graph}-in.json"), os.path.join(tmp, f"{graph}-out.json")
+    with open(fin, "w") as f:
+        json.dump(payload, f)
+    env = dict(os.environ)
+    if "UNITER_ORT_LIBRARY" not in env:  # the config default is relative to the repository root
+        env["UNITER_ORT_LIBRARY"] = os.path.join(REPO, ".cache", "onnxruntime", "lib",
+                                                 "libonnxruntime.so")
+    env.setdefault("UNITER_LOG_LEVEL", "warn")
+    proc = subprocess.run([bin_path, "run-graph", "--bundle", bundle_dir, "--graph", graph,
+                           "--in", fin, "--out", fout], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, f"run-graph {graph} failed:\n{proc.stdout}\n{proc.stderr}"
+    with open(fout) as f:
+        res = json.load(f)
+    return {k: np.asarray(v["data"], dtype=np.float64).reshape(v["shape"]) for k, v in res.items()}
