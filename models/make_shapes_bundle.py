@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""Assembles a Shapes World model bundle: UNITER encoder + the trained detector + vocab + labels.
+
+Two uses, one code path:
+  * before pre-training, with no --checkpoint: a random-weight encoder of the chosen size next to
+    the trained detector, so that `uniter extract` can run the serving pipeline over the splits
+    (the encoder is not used by extraction; the bundle says random_weights: true);
+  * after pre-training, with --checkpoint (official layout, from models/pretrain.py): the model
+    that is served.
+
+    /usr/bin/python3 models/make_shapes_bundle.py --detector .cache/shapes-train/run1/detector.pt \\
+        --vocab .cache/shapes-train/vocab.txt --out .cache/shapes-train/bundle-init
+    /usr/bin/python3 models/make_shapes_bundle.py --detector ... --vocab ... \\
+        --checkpoint RUN/final.pt --config RUN/config.json --name shapes-uniter --out bundles/shapes
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from train_detector import ATTRIBUTES, LABELS, PREPROCESS, SELECTION  # noqa: E402
+from train_detector import load_checkpoint as load_detector  # noqa: E402
+from uniter.detector_export import write_detector  # noqa: E402
+from uniter.export import write_bundle  # noqa: E402
+from uniter.model import UniterConfig, UniterForPretraining, load_checkpoint  # noqa: E402
+from uniter.pretrain import SMALL_CONFIG  # noqa: E402
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--detector", required=True, help="detector.pt from models/train_detector.py")
+    ap.add_argument("--vocab", required=True, help="vocab.txt from models/make_vocab.py")
+    ap.add_argument("--checkpoint", help="UNITER checkpoint (official layout); none: random weights")
+    ap.add_argument("--config", help="UNITER config JSON (default: the pre-training's small config)")
+    ap.add_argument("--out", required=True, help="bundle folder to write")
+    ap.add_argument("--name", default=None)
+    ap.add_argument("--max-text-length", type=int, default=40)
+    ap.add_argument("--seed", type=int, default=0, help="encoder init seed without --checkpoint")
+    ap.add_argument("--provenance", default="{}", help="extra JSON merged into the manifest's provenance")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+
+    det, det_ck = load_detector(args.detector)
+    det.eval()
+    with open(args.vocab, encoding="utf-8") as f:
+        vocab_size = sum(1 for _ in f)
+    d = dict(SMALL_CONFIG)
+    if args.config:
+        with open(args.config) as f:
+            d.update(json.load(f))
+    d.update(vocab_size=vocab_size, img_dim=det.config.feature_dim, img_label_dim=det.config.num_classes)
+    cfg = UniterConfig.from_dict({k: v for k, v in d.items() if k != "extra"})
+    model = UniterForPretraining(cfg)
+    provenance = {"created_by": "models/make_shapes_bundle.py", "detector": os.path.abspath(args.detector),
+                  "detector_step": det_ck.get("step"), "detector_eval": det_ck.get("eval")}
+    if args.checkpoint:
+        report = load_checkpoint(model, args.checkpoint, strict=True)
+        print(report, file=sys.stderr)
+        provenance["checkpoint"] = os.path.abspath(args.checkpoint)
+    else:
+        model.init_weights(args.seed)
+        provenance["encoder_init_seed"] = args.seed
+    provenance.update(json.loads(args.provenance))
+    random = not args.checkpoint
+    name = args.name or ("shapes-init" if random else "shapes-uniter")
+    write_bundle(model.eval(), args.out, name=name, vocab_path=args.vocab, region_labels=LABELS,
+                 lowercase=True, max_text_length=args.max_text_length, random_weights=random,
+                 description=("Shapes World detector with a random-weight encoder (for feature "
+                              "extraction only)" if random else
+                              "UNITER pre-trained on Shapes World with the paper's recipe"),
+                 provenance=provenance)
+    write_detector(det, args.out, preprocess=PREPROCESS, selection=SELECTION, labels=LABELS,
+                   attributes=ATTRIBUTES)
+    print(f"wrote {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
