@@ -238,7 +238,6 @@ def test_ipot_rejects_bad_options():
 
 # ---------------------------------------------------------------- golden file
 
-@pytest.mark.skipif(not os.path.exists(GOLDEN), reason="golden file not generated")
 def test_golden_file_reproduces():
     """The committed golden matches the current reference and the numpy loop."""
     with open(GOLDEN) as f:
