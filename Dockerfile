@@ -1,0 +1,27 @@
+# UNITER service image: the binary, the ONNX Runtime library (from npm, integrity-checked by
+# scripts/install-ort.sh, as `make ort` does) and the default bundle. Build: docker build -t uniter .
+# Run: docker run -p 8080:8080 uniter   (serves on 0.0.0.0:8080 inside the container)
+
+FROM golang:1.26-bookworm AS build
+RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends npm openssl \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+RUN bash scripts/install-ort.sh && CGO_ENABLED=1 go build -trimpath -o /out/uniter ./cmd/uniter
+
+FROM debian:bookworm-slim
+RUN useradd --system --home /app uniter
+WORKDIR /app
+COPY --from=build /out/uniter /app/uniter
+COPY --from=build /src/.cache/onnxruntime/lib/ /app/lib/
+COPY --from=build /src/testdata/bundles/tiny-random/ /app/bundles/default/
+ENV UNITER_ADDR=0.0.0.0:8080 \
+    UNITER_BUNDLE=/app/bundles/default \
+    UNITER_ORT_LIBRARY=/app/lib/libonnxruntime.so \
+    UNITER_LOG_FORMAT=json
+USER uniter
+EXPOSE 8080
+HEALTHCHECK --interval=30s --timeout=3s CMD ["/app/uniter", "--help"]
+ENTRYPOINT ["/app/uniter", "serve"]
