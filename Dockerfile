@@ -23,5 +23,4 @@ ENV UNITER_ADDR=0.0.0.0:8080 \
     UNITER_LOG_FORMAT=json
 USER uniter
 EXPOSE 8080
-HEALTHCHECK --interval=30s --timeout=3s CMD ["/app/uniter", "--help"]
 ENTRYPOINT ["/app/uniter", "serve"]
