@@ -228,7 +228,8 @@ func (b *Bundle) Match(ctx context.Context, in Input, texts []string) (*MatchOut
 
 // AlignOptions tune Align.
 type AlignOptions struct {
-	TopRegions int // regions listed per word; 0 means 3
+	TopRegions int  // regions listed per word; 0 means 3
+	Attention  bool // also return every head's attention map and pattern (models/attention.go)
 }
 
 // Alignment is the word-region alignment of one (text, image) pair.
@@ -245,6 +246,7 @@ type Alignment struct {
 	OTDistance  float64
 	Score       float32
 	Logit       float32
+	Attention   *PairAttention // with AlignOptions.Attention
 }
 
 // Align scores one text against the image and returns the optimal-transport alignment.
@@ -263,11 +265,16 @@ func (b *Bundle) Align(ctx context.Context, in Input, text string, opts AlignOpt
 	}
 	a.Regions, a.Image = regions, det
 	start := time.Now()
-	e, err := b.encode(ctx, []pair{{text: enc, regions: regions}}, false)
+	e, err := b.encode(ctx, []pair{{text: enc, regions: regions}}, opts.Attention)
 	if err != nil {
 		return nil, err
 	}
 	a.Timing.Encoder = time.Since(start)
+	if opts.Attention {
+		if a.Attention, err = b.pairAttention(e, 0, heads.DefaultPatternThresholds()); err != nil {
+			return nil, err
+		}
+	}
 	start = time.Now()
 	plan, err := heads.Align(e.textHidden(0), e.regionHidden(0), heads.DefaultOTOptions())
 	if err != nil {
