@@ -22,12 +22,14 @@ type ImageJSON struct {
 
 // request is what an endpoint reads from either body form (JSON or multipart/form-data).
 type request struct {
-	input      models.Input
-	texts      []string
-	text       string
-	topRegions int
-	topLabels  int
-	features   bool
+	input        models.Input
+	texts        []string
+	text         string
+	topRegions   int
+	topLabels    int
+	features     bool
+	topK         int
+	withoutImage bool
 }
 
 // toInput turns the JSON body's image or regions into a model input (exactly one is needed).
@@ -135,6 +137,13 @@ func (r *request) setField(name, value string) error {
 		r.topRegions, err = atoi()
 	case "top_labels":
 		r.topLabels, err = atoi()
+	case "top_k":
+		r.topK, err = atoi()
+	case "without_image":
+		r.withoutImage, err = strconv.ParseBool(strings.TrimSpace(value))
+		if err != nil {
+			err = badRequest("invalid_without_image", "without_image: %q is not a boolean", value)
+		}
 	case "features":
 		r.features, err = strconv.ParseBool(strings.TrimSpace(value))
 		if err != nil {

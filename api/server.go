@@ -16,6 +16,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/uniter-serve/uniter/detector"
 	"github.com/uniter-serve/uniter/models"
 )
 
@@ -24,6 +25,8 @@ type Model interface {
 	Match(ctx context.Context, in models.Input, texts []string) (*models.MatchOutput, error)
 	Align(ctx context.Context, in models.Input, text string, opts models.AlignOptions) (*models.Alignment, error)
 	Detect(ctx context.Context, image []byte) (*models.DetectedImage, bool, error)
+	FillMask(ctx context.Context, in models.Input, text string, opts models.FillMaskOptions) (*models.FillMaskOutput, error)
+	RegionClasses(ctx context.Context, regions *detector.Prepared, text string) ([]float32, error)
 	CacheStats() models.CacheStats
 }
 
@@ -95,6 +98,7 @@ func (s *Server) Handler() http.Handler {
 	r.POST("/v1/match", s.handle(s.match))
 	r.POST("/v1/align", s.handle(s.align))
 	r.POST("/v1/regions", s.handle(s.regions))
+	r.POST("/v1/fill-mask", s.handle(s.fillMask))
 	return r
 }
 
@@ -229,8 +233,8 @@ func (s *Server) regions(c *gin.Context) (any, error) {
 	var body RegionsRequest
 	req, err := s.readRequest(c, &body, func() (request, error) {
 		in, err := toInput(body.Image, nil, true)
-		return request{input: in, features: body.Features, topLabels: body.TopLabels}, err
-	}, map[string]bool{"features": true, "top_labels": true})
+		return request{input: in, features: body.Features, topLabels: body.TopLabels, text: body.Text}, err
+	}, map[string]bool{"features": true, "top_labels": true, "text": true})
 	if err != nil {
 		return nil, err
 	}
@@ -247,6 +251,43 @@ func (s *Server) regions(c *gin.Context) (any, error) {
 		return nil, err
 	}
 	resp := NewRegionsResponse(det, hit, s.labels, req.topLabels, req.features, s.info.Name)
+	if req.text != "" {
+		probs, err := s.model.RegionClasses(ctx, det.Prepared, req.text)
+		if err != nil {
+			return nil, err
+		}
+		resp.addClassesGivenText(req.text, probs, s.labels, req.topLabels)
+	}
+	resp.TimingMS = since(start)
+	return resp, nil
+}
+
+// maxTopK bounds top_k of /v1/fill-mask.
+const maxTopK = 50
+
+func (s *Server) fillMask(c *gin.Context) (any, error) {
+	start := time.Now()
+	var body FillMaskRequest
+	req, err := s.readRequest(c, &body, func() (request, error) {
+		in, err := toInput(body.Image, body.Regions, false)
+		return request{input: in, text: body.Text, texts: []string{body.Text}, topK: body.TopK, withoutImage: body.WithoutImage}, err
+	}, map[string]bool{"text": true, "top_k": true, "without_image": true})
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case len(req.texts) != 1:
+		return nil, badRequest("invalid_input", "text: exactly one text with [MASK] tokens is needed, got %d", len(req.texts))
+	case req.topK < 0 || req.topK > maxTopK:
+		return nil, badRequest("invalid_top_k", "top_k: must be between 1 and %d (0 or absent: 5), got %d", maxTopK, req.topK)
+	}
+	ctx, cancel := s.context(c)
+	defer cancel()
+	out, err := s.model.FillMask(ctx, req.input, req.text, models.FillMaskOptions{TopK: req.topK, WithoutImage: req.withoutImage})
+	if err != nil {
+		return nil, err
+	}
+	resp := NewFillMaskResponse(out, s.info.Name)
 	resp.TimingMS = since(start)
 	return resp, nil
 }

@@ -25,6 +25,12 @@ const maxBody = 64 << 10
 
 // newServer serves the fixture bundle; ready unless told otherwise.
 func newServer(t testing.TB) (*api.Server, http.Handler) {
+	s, _ := newServerBundle(t)
+	return s, s.Handler()
+}
+
+// newServerBundle is newServer with the bundle it serves.
+func newServerBundle(t testing.TB) (*api.Server, *models.Bundle) {
 	env := testenv.Env(t)
 	b, err := models.Load(env, testenv.FixtureBundle(t), models.Options{MaxRegions: 10, MaxTexts: 4, CacheBytes: 64 << 20})
 	if err != nil {
@@ -33,7 +39,7 @@ func newServer(t testing.TB) (*api.Server, http.Handler) {
 	t.Cleanup(func() { b.Close() })
 	s := api.New(api.Config{MaxBodyBytes: maxBody}, b, api.DescribeModel(b, env.Provider(), "", env.Version()), api.LabelsFor(b), nil)
 	s.SetReady(true)
-	return s, s.Handler()
+	return s, b
 }
 
 // fixtureRegions is a valid R for the fixture (feature dim 64).

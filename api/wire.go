@@ -15,6 +15,7 @@ import (
 
 	"github.com/uniter-serve/uniter/detector"
 	"github.com/uniter-serve/uniter/models"
+	"github.com/uniter-serve/uniter/textproc"
 )
 
 // RegionsJSON is the wire form R of an image's regions: boxes in pixels of the original image
@@ -131,6 +132,9 @@ type Region struct {
 	Confidence *float32    `json:"confidence,omitempty"`
 	Labels     []LabelProb `json:"labels,omitempty"`
 	Attributes []LabelProb `json:"attributes,omitempty"`
+	// ClassesGivenText: the MRC head's top classes for the region given the request's text
+	// (POST /v1/regions with a text).
+	ClassesGivenText []LabelProb `json:"classes_given_text,omitempty"`
 }
 
 // LabelProb is a class or attribute name with its probability.
@@ -144,6 +148,8 @@ type RegionsRequest struct {
 	Image     *ImageJSON `json:"image"`
 	Features  bool       `json:"features,omitempty"`
 	TopLabels int        `json:"top_labels,omitempty"`
+	// Text, when set, adds each region's class as the MRC head predicts it given this text.
+	Text string `json:"text,omitempty"`
 }
 
 // RegionsResponse answers POST /v1/regions.
@@ -151,6 +157,7 @@ type RegionsResponse struct {
 	Image    ImageInfo     `json:"image"`
 	Regions  []Region      `json:"regions"`
 	Features *FeatureBlock `json:"features,omitempty"`
+	Text     string        `json:"text,omitempty"` // the request's text, when classes_given_text are present
 	Model    string        `json:"model"`
 	TimingMS float64       `json:"timing_ms"`
 	Timings  Timings       `json:"timings_ms"`
@@ -272,9 +279,7 @@ func NewAlignResponse(a *models.Alignment, labels Labels, model string) AlignRes
 	resp := AlignResponse{Text: a.Text, Truncated: a.Truncated, Plan: a.Plan, OTDistance: a.OTDistance,
 		Score: a.Score, Logit: a.Logit, Model: model, Image: newImageInfo(a.Image, a.Timing.CacheHit),
 		Timings: newTimings(a.Timing)}
-	for _, t := range a.Tokens {
-		resp.Tokens = append(resp.Tokens, Token{Text: t.Text, ID: t.ID, Start: t.Start, End: t.End, Word: t.Word, Special: t.Special})
-	}
+	resp.Tokens = wireTokens(a.Tokens)
 	if a.Image != nil {
 		resp.Regions = labels.regions(a.Image, 3)
 	} else {
@@ -396,4 +401,80 @@ func LabelsFor(b *models.Bundle) Labels {
 		l.Background = b.Manifest.Regions.BackgroundIndex
 	}
 	return l
+}
+
+// addClassesGivenText sets each region's MRC classes given text (probs: regions × classes).
+func (r *RegionsResponse) addClassesGivenText(text string, probs []float32, labels Labels, top int) {
+	r.Text = text
+	C := len(probs) / max(len(r.Regions), 1)
+	for i := range r.Regions {
+		r.Regions[i].ClassesGivenText = topLabels(probs[i*C:(i+1)*C], labels.Classes, labels.Background, top)
+	}
+}
+
+// FillMaskRequest is the body of POST /v1/fill-mask.
+type FillMaskRequest struct {
+	Image   *ImageJSON   `json:"image,omitempty"`
+	Regions *RegionsJSON `json:"regions,omitempty"`
+	Text    string       `json:"text"`            // with one or more [MASK] tokens
+	TopK    int          `json:"top_k,omitempty"` // predictions per mask, 1–50; default 5
+	// WithoutImage also predicts with the image blanked out (regions kept, features and
+	// locations zero): the difference shows what the model reads from the image.
+	WithoutImage bool `json:"without_image,omitempty"`
+}
+
+// TokenPrediction is one predicted token.
+type TokenPrediction struct {
+	Token       string  `json:"token"`
+	ID          int64   `json:"id"`
+	Probability float32 `json:"probability"`
+}
+
+// MaskPrediction is the prediction for one [MASK] of the text.
+type MaskPrediction struct {
+	Position                int               `json:"position"` // index in tokens
+	Start                   int               `json:"start"`    // span of the [MASK] in the text (code points)
+	End                     int               `json:"end"`
+	Predictions             []TokenPrediction `json:"predictions"`
+	PredictionsWithoutImage []TokenPrediction `json:"predictions_without_image,omitempty"`
+}
+
+// FillMaskResponse answers POST /v1/fill-mask.
+type FillMaskResponse struct {
+	Text      string           `json:"text"`
+	Tokens    []Token          `json:"tokens"`
+	Truncated bool             `json:"truncated"`
+	Masks     []MaskPrediction `json:"masks"`
+	Image     *ImageInfo       `json:"image,omitempty"`
+	Model     string           `json:"model"`
+	TimingMS  float64          `json:"timing_ms"`
+	Timings   Timings          `json:"timings_ms"`
+}
+
+// NewFillMaskResponse converts FillMask's answer to the wire form (TimingMS left to the caller).
+func NewFillMaskResponse(o *models.FillMaskOutput, model string) FillMaskResponse {
+	resp := FillMaskResponse{Text: o.Text, Truncated: o.Truncated, Model: model,
+		Image: newImageInfo(o.Image, o.Timing.CacheHit), Timings: newTimings(o.Timing)}
+	resp.Tokens = wireTokens(o.Tokens)
+	conv := func(ps []models.TokenProb) []TokenPrediction {
+		var out []TokenPrediction
+		for _, p := range ps {
+			out = append(out, TokenPrediction{Token: p.Token, ID: p.ID, Probability: p.Probability})
+		}
+		return out
+	}
+	for _, m := range o.Masks {
+		resp.Masks = append(resp.Masks, MaskPrediction{Position: m.Position, Start: m.Start, End: m.End,
+			Predictions: conv(m.Top), PredictionsWithoutImage: conv(m.TopWithoutImage)})
+	}
+	return resp
+}
+
+// wireTokens converts tokens to the wire form.
+func wireTokens(ts []textproc.Token) []Token {
+	out := make([]Token, 0, len(ts))
+	for _, t := range ts {
+		out = append(out, Token{Text: t.Text, ID: t.ID, Start: t.Start, End: t.End, Word: t.Word, Special: t.Special})
+	}
+	return out
 }
