@@ -58,6 +58,7 @@ func newRoot() *cobra.Command {
 	}
 	root.AddCommand(serveCmd(load), matchCmd(load), alignCmd(load), regionsCmd(load), runGraphCmd(load), extractCmd(load))
 	root.AddCommand(synthCmd())
+	root.AddCommand(attentionStatsCmd(load))
 	return root
 }
 
