@@ -30,6 +30,7 @@ type request struct {
 	features     bool
 	topK         int
 	withoutImage bool
+	attention    bool
 }
 
 // toInput turns the JSON body's image or regions into a model input (exactly one is needed).
@@ -143,6 +144,11 @@ func (r *request) setField(name, value string) error {
 		r.withoutImage, err = strconv.ParseBool(strings.TrimSpace(value))
 		if err != nil {
 			err = badRequest("invalid_without_image", "without_image: %q is not a boolean", value)
+		}
+	case "attention":
+		r.attention, err = strconv.ParseBool(strings.TrimSpace(value))
+		if err != nil {
+			err = badRequest("invalid_attention", "attention: %q is not a boolean", value)
 		}
 	case "features":
 		r.features, err = strconv.ParseBool(strings.TrimSpace(value))

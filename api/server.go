@@ -206,8 +206,8 @@ func (s *Server) align(c *gin.Context) (any, error) {
 	var body AlignRequest
 	req, err := s.readRequest(c, &body, func() (request, error) {
 		in, err := toInput(body.Image, body.Regions, false)
-		return request{input: in, text: body.Text, topRegions: body.TopRegions}, err
-	}, map[string]bool{"text": true, "top_regions": true})
+		return request{input: in, text: body.Text, topRegions: body.TopRegions, attention: body.Attention}, err
+	}, map[string]bool{"text": true, "top_regions": true, "attention": true})
 	if err != nil {
 		return nil, err
 	}
@@ -219,7 +219,7 @@ func (s *Server) align(c *gin.Context) (any, error) {
 	}
 	ctx, cancel := s.context(c)
 	defer cancel()
-	a, err := s.model.Align(ctx, req.input, req.text, models.AlignOptions{TopRegions: req.topRegions})
+	a, err := s.model.Align(ctx, req.input, req.text, models.AlignOptions{TopRegions: req.topRegions, Attention: req.attention})
 	if err != nil {
 		return nil, err
 	}

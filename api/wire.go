@@ -110,6 +110,7 @@ type AlignRequest struct {
 	Regions    *RegionsJSON `json:"regions,omitempty"`
 	Text       string       `json:"text"`
 	TopRegions int          `json:"top_regions,omitempty"`
+	Attention  bool         `json:"attention,omitempty"` // also return every head's attention map and pattern
 }
 
 // Token is one WordPiece token with its span in the request text (Unicode code points,
@@ -187,19 +188,20 @@ type WordRegions struct {
 
 // AlignResponse answers POST /v1/align.
 type AlignResponse struct {
-	Text        string        `json:"text"`
-	Tokens      []Token       `json:"tokens"`
-	Truncated   bool          `json:"truncated"`
-	Regions     []Region      `json:"regions"`
-	Plan        [][]float64   `json:"plan"`
-	WordRegions []WordRegions `json:"word_regions"`
-	OTDistance  float64       `json:"ot_distance"`
-	Score       float32       `json:"score"`
-	Logit       float32       `json:"logit"`
-	Image       *ImageInfo    `json:"image,omitempty"`
-	Model       string        `json:"model"`
-	TimingMS    float64       `json:"timing_ms"`
-	Timings     Timings       `json:"timings_ms"`
+	Text        string         `json:"text"`
+	Tokens      []Token        `json:"tokens"`
+	Truncated   bool           `json:"truncated"`
+	Regions     []Region       `json:"regions"`
+	Plan        [][]float64    `json:"plan"`
+	WordRegions []WordRegions  `json:"word_regions"`
+	OTDistance  float64        `json:"ot_distance"`
+	Score       float32        `json:"score"`
+	Logit       float32        `json:"logit"`
+	Attention   *AttentionJSON `json:"attention,omitempty"` // with "attention": true
+	Image       *ImageInfo     `json:"image,omitempty"`
+	Model       string         `json:"model"`
+	TimingMS    float64        `json:"timing_ms"`
+	Timings     Timings        `json:"timings_ms"`
 }
 
 // ModelInfo describes a loaded bundle in GET /v1/models.
@@ -280,6 +282,9 @@ func NewAlignResponse(a *models.Alignment, labels Labels, model string) AlignRes
 		Score: a.Score, Logit: a.Logit, Model: model, Image: newImageInfo(a.Image, a.Timing.CacheHit),
 		Timings: newTimings(a.Timing)}
 	resp.Tokens = wireTokens(a.Tokens)
+	if a.Attention != nil {
+		resp.Attention = newAttentionJSON(a.Attention)
+	}
 	if a.Image != nil {
 		resp.Regions = labels.regions(a.Image, 3)
 	} else {
