@@ -44,57 +44,118 @@ func (b *Bundle) ScoreMatrix(ctx context.Context, images []*detector.Prepared, t
 	if len(images) == 0 || len(texts) == 0 {
 		return nil, nil
 	}
-	batch := opts.BatchPairs
-	if batch <= 0 {
-		batch = DefaultScoreBatch
-	}
-	workers := max(opts.Workers, 1)
+	batch := opts.batch()
 	order := make([]int, len(texts)) // texts by token count, for low padding
 	for i := range order {
 		order[i] = i
 	}
 	slices.SortStableFunc(order, func(a, b int) int { return len(texts[a].Tokens) - len(texts[b].Tokens) })
-
-	type job struct{ image, lo, hi int }
-	jobs := make(chan job)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		defer close(jobs)
-		for i := range images {
+	jobs := func(yield func(scoreJob) bool) {
+		for i, img := range images {
 			for lo := 0; lo < len(order); lo += batch {
-				select {
-				case jobs <- job{i, lo, min(lo+batch, len(order))}:
-				case <-ctx.Done():
+				j := scoreJob{}
+				for _, t := range order[lo:min(lo+batch, len(order))] {
+					j.pairs = append(j.pairs, pair{text: texts[t], regions: img})
+					j.out = append(j.out, t*len(images)+i)
+				}
+				if !yield(j) {
 					return
 				}
 			}
 		}
+	}
+	return b.scoreJobs(ctx, jobs, len(texts)*len(images), opts)
+}
+
+// ScorePair is one (image, text) pair of ScorePairs, as indices into its slices.
+type ScorePair struct{ Image, Text int }
+
+// ScorePairs scores the listed pairs with the ITM head; out[k] is pairs[k]'s match. Batches
+// group pairs of similar region and token counts.
+func (b *Bundle) ScorePairs(ctx context.Context, images []*detector.Prepared, texts []*textproc.Encoding, pairs []ScorePair, opts ScoreOptions) ([]heads.Match, error) {
+	for _, p := range pairs {
+		if p.Image < 0 || p.Image >= len(images) || p.Text < 0 || p.Text >= len(texts) {
+			return nil, fmt.Errorf("models: pair %+v out of range (%d images, %d texts)", p, len(images), len(texts))
+		}
+	}
+	order := make([]int, len(pairs))
+	for i := range order {
+		order[i] = i
+	}
+	size := func(k int) (int, int) { return images[pairs[k].Image].Len(), len(texts[pairs[k].Text].Tokens) }
+	slices.SortStableFunc(order, func(a, b int) int {
+		ra, ta := size(a)
+		rb, tb := size(b)
+		if ra != rb {
+			return ra - rb
+		}
+		return ta - tb
+	})
+	batch := opts.batch()
+	jobs := func(yield func(scoreJob) bool) {
+		for lo := 0; lo < len(order); lo += batch {
+			j := scoreJob{}
+			for _, k := range order[lo:min(lo+batch, len(order))] {
+				j.pairs = append(j.pairs, pair{text: texts[pairs[k].Text], regions: images[pairs[k].Image]})
+				j.out = append(j.out, k)
+			}
+			if !yield(j) {
+				return
+			}
+		}
+	}
+	return b.scoreJobs(ctx, jobs, len(pairs), opts)
+}
+
+func (o ScoreOptions) batch() int {
+	if o.BatchPairs <= 0 {
+		return DefaultScoreBatch
+	}
+	return o.BatchPairs
+}
+
+// scoreJob is one encoder batch: pair k's match goes to out[k] of the result.
+type scoreJob struct {
+	pairs []pair
+	out   []int
+}
+
+// scoreJobs runs the jobs on opts.Workers goroutines and gathers a result of total matches.
+func (b *Bundle) scoreJobs(ctx context.Context, jobs func(yield func(scoreJob) bool), total int, opts ScoreOptions) ([]heads.Match, error) {
+	if total == 0 {
+		return nil, nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ch := make(chan scoreJob)
+	go func() {
+		defer close(ch)
+		for j := range jobs {
+			select {
+			case ch <- j:
+			case <-ctx.Done():
+				return
+			}
+		}
 	}()
-	out := make([]heads.Match, len(texts)*len(images))
-	total := len(out)
+	out := make([]heads.Match, total)
 	var done atomic.Int64
 	var progress sync.Mutex
 	var errOnce sync.Once
 	var firstErr error
 	var wg sync.WaitGroup
-	for range workers {
+	for range max(opts.Workers, 1) {
 		wg.Go(func() {
-			pairs := make([]pair, 0, batch)
-			for j := range jobs {
-				pairs = pairs[:0]
-				for _, t := range order[j.lo:j.hi] {
-					pairs = append(pairs, pair{text: texts[t], regions: images[j.image]})
-				}
-				e, err := b.encode(ctx, pairs, false)
+			for j := range ch {
+				e, err := b.encode(ctx, j.pairs, false)
 				if err != nil {
 					errOnce.Do(func() { firstErr = err; cancel() })
 					return
 				}
-				for k, t := range order[j.lo:j.hi] {
-					out[t*len(images)+j.image] = e.match(k)
+				for k, o := range j.out {
+					out[o] = e.match(k)
 				}
-				n := done.Add(int64(len(pairs)))
+				n := done.Add(int64(len(j.pairs)))
 				if opts.Progress != nil {
 					progress.Lock()
 					opts.Progress(int(n), total)

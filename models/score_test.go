@@ -107,3 +107,35 @@ func regionsOf(p *detector.Prepared) detector.Regions {
 	}
 	return r
 }
+
+// TestScorePairsEqualsMatrix: ScorePairs on a shuffled list with repeats equals the matrix.
+func TestScorePairsEqualsMatrix(t *testing.T) {
+	b := loadFixture(t, testenv.Env(t))
+	ctx := context.Background()
+	images, texts := goldenImages(t, b)
+	var encs []*textproc.Encoding
+	for _, s := range append(texts, "a dog") {
+		e, err := b.Tokenize(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		encs = append(encs, e)
+	}
+	matrix, err := b.ScoreMatrix(ctx, images, encs, ScoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pairs := []ScorePair{{2, 3}, {0, 0}, {1, 2}, {2, 3}, {0, 3}, {1, 0}, {2, 1}}
+	got, err := b.ScorePairs(ctx, images, encs, pairs, ScoreOptions{BatchPairs: 2, Workers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, p := range pairs {
+		if d := math.Abs(float64(got[k].Logit - matrix[p.Text*len(images)+p.Image].Logit)); d > 1e-4 {
+			t.Errorf("pair %+v: logit %v, matrix %v", p, got[k].Logit, matrix[p.Text*len(images)+p.Image].Logit)
+		}
+	}
+	if _, err := b.ScorePairs(ctx, images, encs, []ScorePair{{3, 0}}, ScoreOptions{}); err == nil {
+		t.Error("image index out of range: no error")
+	}
+}
