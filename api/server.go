@@ -45,6 +45,8 @@ type Server struct {
 	labels Labels
 	log    *slog.Logger
 	ready  atomic.Bool
+	// gallery serves /v1/images, /v1/texts and /v1/search (api/gallery.go); nil: none.
+	gallery Gallery
 }
 
 // New makes a server for model, described by info in GET /v1/models. It is not ready until
@@ -99,6 +101,7 @@ func (s *Server) Handler() http.Handler {
 	r.POST("/v1/align", s.handle(s.align))
 	r.POST("/v1/regions", s.handle(s.regions))
 	r.POST("/v1/fill-mask", s.handle(s.fillMask))
+	s.galleryRoutes(r)
 	return r
 }
 
