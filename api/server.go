@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -34,6 +35,7 @@ type Model interface {
 type Config struct {
 	MaxBodyBytes   int64         // request bodies above this get 413
 	IndexHTML      []byte        // the page served at /; none when empty
+	Assets         fs.FS         // the page's files, served under /static/; none when nil
 	RequestTimeout time.Duration // per-request deadline for model work; 0: none
 }
 
@@ -82,6 +84,9 @@ func (s *Server) Handler() http.Handler {
 	if len(s.cfg.IndexHTML) > 0 {
 		// c.Data, not FileFromFS: gin's FileFromFS redirects index.html forever.
 		r.GET("/", func(c *gin.Context) { c.Data(http.StatusOK, "text/html; charset=utf-8", s.cfg.IndexHTML) })
+	}
+	if s.cfg.Assets != nil {
+		r.GET("/static/*path", s.static)
 	}
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	r.GET("/readyz", func(c *gin.Context) {

@@ -113,7 +113,7 @@ func serve(parent context.Context, cfg *Config) error {
 			log.Error("closing model", "err", err)
 		}
 	}()
-	srv := api.New(api.Config{MaxBodyBytes: cfg.Limits.MaxBodyBytes, RequestTimeout: cfg.Limits.RequestTimeout, IndexHTML: web.IndexHTML},
+	srv := api.New(api.Config{MaxBodyBytes: cfg.Limits.MaxBodyBytes, RequestTimeout: cfg.Limits.RequestTimeout, IndexHTML: web.IndexHTML, Assets: web.Assets},
 		svc.bundle, svc.info, api.LabelsFor(svc.bundle), log)
 	httpServer := &http.Server{
 		Addr: cfg.Addr, Handler: srv.Handler(),

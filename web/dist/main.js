@@ -1,0 +1,251 @@
+// The alignment page: choose an image and captions, score them (POST /v1/match), then show the
+// selected caption's regions, word-region alignment and attention (POST /v1/align with
+// "attention": true) and probe its words (POST /v1/fill-mask).
+import { describe, getJSON, postImage, routeExists } from "./api.js";
+import { AlignmentView } from "./align.js";
+import { AttentionView } from "./attention.js";
+import { byId, fmt, h, setBusy } from "./dom.js";
+import { Probe } from "./probe.js";
+import { RegionLayer } from "./regions.js";
+import { Search } from "./search.js";
+/** Image types the service decodes (others get a readable 415 from it anyway). */
+const IMAGE_TYPES = ["image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp"];
+const state = {
+    model: null,
+    image: null,
+    imageURL: "",
+    captions: [],
+    selected: -1,
+    alignRequest: 0,
+};
+const form = byId("run-form");
+const runButton = byId("run");
+const runStatus = byId("run-status");
+const errorBox = byId("error");
+const captionsBox = byId("captions");
+const fileInput = byId("file-input");
+const dropZone = byId("drop-zone");
+const preview = byId("preview");
+const results = byId("results");
+const scoresBody = byId("scores").tBodies[0];
+const stageImage = byId("stage-image");
+const alignmentPanel = byId("alignment-panel");
+const attentionPanel = byId("attention-panel");
+const probePanel = byId("probe-panel");
+const regions = new RegionLayer(byId("boxes"), byId("show-low"), byId("show-low-label"), byId("region-count"), {
+    preview: (j) => alignment.previewRegion(j),
+    toggle: (j) => alignment.toggleRegion(j),
+});
+const alignment = new AlignmentView(byId("tokens"), byId("heatmap"), regions);
+const attention = new AttentionView(byId("attention-grid"), byId("pattern-chart"), byId("attention-note"), byId("attention-dialog"));
+const probe = new Probe(probePanel, byId("probe-words"), byId("probe-result"));
+const search = new Search(byId("search-panel"), byId("search-form"), byId("search-query"), byId("search-status"), byId("search-error"), byId("search-results"));
+function showError(message) {
+    errorBox.textContent = message;
+    errorBox.hidden = false;
+}
+function hideError() {
+    errorBox.hidden = true;
+    errorBox.textContent = "";
+}
+function setStatus(text, busy) {
+    runStatus.textContent = text;
+    runStatus.classList.toggle("busy", busy);
+}
+// ---- The model -------------------------------------------------------------------------
+async function loadModel() {
+    const el = byId("model-info");
+    try {
+        const resp = await getJSON("/v1/models");
+        const m = resp.models[0];
+        state.model = m;
+        el.textContent = `Model ${m.name}: ${m.layers} layers × ${m.attention_heads} heads, hidden ${m.hidden}, on ${m.provider}.`;
+        if (m.random_weights) {
+            el.className = "warn";
+            el.textContent += " It has random weights: its scores, regions and attention mean nothing.";
+        }
+        if (!m.detector)
+            showError(`Model ${m.name} has no detector: this page needs one to take images.`);
+        if (!m.heads["mlm"])
+            probe.disable(`Model ${m.name} has no MLM head: the probe needs one.`);
+    }
+    catch (e) {
+        el.textContent = "Could not load the model's description: " + describe(e);
+        el.className = "error";
+    }
+}
+// ---- Choosing an image -----------------------------------------------------------------
+function setImage(blob, name) {
+    if (blob.type && !IMAGE_TYPES.includes(blob.type)) {
+        showError(`${name} is ${blob.type}, not an image this service reads (PNG, JPEG, GIF, WebP or BMP).`);
+        return;
+    }
+    hideError();
+    if (state.imageURL)
+        URL.revokeObjectURL(state.imageURL);
+    state.image = blob;
+    state.imageURL = URL.createObjectURL(blob);
+    preview.src = state.imageURL;
+    preview.alt = `Chosen image: ${name}`;
+    preview.hidden = false;
+    byId("image-name").textContent = `${name} (${Math.round(blob.size / 1024)} KB)`;
+    for (const b of byId("samples").querySelectorAll("button")) {
+        b.setAttribute("aria-pressed", String(b.dataset.file === name));
+    }
+}
+byId("choose-file").addEventListener("click", () => fileInput.click());
+fileInput.addEventListener("change", () => {
+    const f = fileInput.files?.[0];
+    if (f)
+        setImage(f, f.name);
+});
+for (const ev of ["dragenter", "dragover"]) {
+    dropZone.addEventListener(ev, (e) => {
+        e.preventDefault();
+        dropZone.classList.add("over");
+    });
+}
+for (const ev of ["dragleave", "drop"]) {
+    dropZone.addEventListener(ev, () => dropZone.classList.remove("over"));
+}
+dropZone.addEventListener("drop", (e) => {
+    e.preventDefault();
+    const f = e.dataTransfer?.files?.[0];
+    if (f)
+        setImage(f, f.name);
+});
+document.addEventListener("paste", (e) => {
+    const f = [...(e.clipboardData?.files ?? [])].find((x) => x.type.startsWith("image/"));
+    if (f)
+        setImage(f, f.name || "pasted image");
+});
+async function loadSamples() {
+    const box = byId("samples");
+    try {
+        const samples = await getJSON("/static/samples/samples.json");
+        box.replaceChildren(h("span", { class: "muted small" }, "Samples:"), ...samples.map((s) => {
+            const b = h("button", { type: "button", "data-file": s.file, "aria-pressed": "false", title: s.captions.join("\n") }, h("img", { src: `/static/samples/${s.file}`, alt: `Shapes World sample: ${s.captions[0]}`, width: 64, height: 64 }));
+            b.addEventListener("click", async () => {
+                try {
+                    const resp = await fetch(`/static/samples/${s.file}`);
+                    if (!resp.ok)
+                        throw new Error(`sample ${s.file}: HTTP ${resp.status}`);
+                    setImage(await resp.blob(), s.file);
+                    captionsBox.value = s.captions.join("\n");
+                }
+                catch (e) {
+                    showError(describe(e));
+                }
+            });
+            return b;
+        }));
+    }
+    catch (e) {
+        box.replaceChildren(h("span", { class: "muted small" }, "No samples: " + describe(e)));
+    }
+}
+// ---- Scoring and aligning --------------------------------------------------------------
+function renderScores(m) {
+    scoresBody.replaceChildren(...m.results.map((r, i) => {
+        const button = h("button", { type: "button", "aria-label": `Show the alignment of caption ${i + 1}` }, "Show");
+        button.addEventListener("click", () => void selectCaption(i));
+        const row = h("tr", { "data-caption": i }, h("td", {}, r.text + (r.truncated ? " (truncated)" : "")), h("td", { class: "num" }, fmt(r.score, 3), h("span", { class: "bar", style: `width:${Math.round(40 * r.score)}px` })), h("td", { class: "num" }, fmt(r.logit, 3)), h("td", { class: "num" }, fmt(r.ot_distance, 4)), h("td", {}, button));
+        return row;
+    }));
+}
+async function run() {
+    hideError();
+    const captions = captionsBox.value.split("\n").map((s) => s.trim()).filter((s) => s !== "");
+    if (!state.image) {
+        showError("Choose an image first: upload one, drop one on the box, or pick a sample.");
+        return;
+    }
+    if (captions.length === 0) {
+        showError("Type at least one caption (one per line).");
+        captionsBox.focus();
+        return;
+    }
+    runButton.disabled = true;
+    setStatus(`Detecting regions and scoring ${captions.length} caption${captions.length === 1 ? "" : "s"}…`, true);
+    try {
+        const m = await postImage("/v1/match", state.image, captions.map((c) => ["text", c]));
+        state.captions = captions;
+        renderScores(m);
+        results.hidden = false;
+        setStatus(`${m.image?.regions ?? "?"} regions; ${captions.length} caption${captions.length === 1 ? "" : "s"} scored in ${Math.round(m.timing_ms)} ms.`, false);
+        await selectCaption(0);
+    }
+    catch (e) {
+        showError(describe(e));
+        setStatus("", false);
+    }
+    finally {
+        runButton.disabled = false;
+    }
+}
+async function selectCaption(i) {
+    if (!state.image)
+        return;
+    const id = ++state.alignRequest;
+    state.selected = i;
+    for (const tr of scoresBody.rows) {
+        const current = Number(tr.dataset.caption) === i;
+        tr.classList.toggle("current", current);
+        tr.querySelector("button")?.setAttribute("aria-pressed", String(current));
+    }
+    const withAttention = state.model?.heads["attention"] ?? false;
+    for (const p of [alignmentPanel, attentionPanel])
+        setBusy(p, true);
+    byId("alignment-caption").textContent = `— “${state.captions[i]}”`;
+    const fields = [["text", state.captions[i]]];
+    if (withAttention)
+        fields.push(["attention", "true"]);
+    try {
+        const a = await postImage("/v1/align", state.image, fields);
+        if (id !== state.alignRequest)
+            return;
+        showAlignment(a, withAttention);
+    }
+    catch (e) {
+        if (id === state.alignRequest)
+            showError(describe(e));
+    }
+    finally {
+        if (id === state.alignRequest)
+            for (const p of [alignmentPanel, attentionPanel])
+                setBusy(p, false);
+    }
+}
+function showAlignment(a, withAttention) {
+    const minConf = state.model?.detector?.min_confidence ?? 0;
+    const width = a.image?.width ?? 1, height = a.image?.height ?? 1;
+    stageImage.src = state.imageURL;
+    regions.set(a.regions, width, height, minConf);
+    alignment.set(a);
+    if (withAttention)
+        attention.set(a);
+    else
+        attention.unavailable(`Model ${state.model?.name ?? ""} has no attention graph (encoder_attention): no maps to show.`);
+    probe.set(state.image, a.text, a.tokens);
+    document.body.dataset.aligned = String(state.alignRequest);
+}
+form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    void run();
+});
+captionsBox.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
+        e.preventDefault();
+        form.requestSubmit();
+    }
+});
+document.addEventListener("keydown", (e) => {
+    if (e.key === "Escape" && !byId("attention-dialog").open)
+        alignment.clearSelection();
+});
+void loadModel();
+void loadSamples();
+void routeExists("/v1/search/images").then((yes) => {
+    if (yes)
+        search.enable();
+});

@@ -1,0 +1,142 @@
+// The service's wire types (api/wire.go, api/attention.go) and the one way this page calls it:
+// every failure becomes an ApiError whose message is fit to show as it is.
+
+export interface LabelProb { label: string; probability: number; }
+
+export interface Token {
+  text: string; id: number; start: number; end: number; word: number; special: boolean;
+}
+
+export interface Region {
+  index: number;
+  box: [number, number, number, number];
+  location: number[];
+  confidence?: number;
+  labels?: LabelProb[];
+  attributes?: LabelProb[];
+}
+
+export interface ImageInfo {
+  sha256: string; format: string; width: number; height: number; regions: number; proposals: number; cache_hit: boolean;
+}
+
+export interface MatchResult {
+  text: string; score: number; logit: number; ot_distance: number; tokens: number; truncated: boolean;
+}
+
+export interface MatchResponse { results: MatchResult[]; image?: ImageInfo; model: string; timing_ms: number; }
+
+export type PatternName = "vertical" | "diagonal" | "vertical_diagonal" | "block" | "heterogeneous" | "reversed_block";
+
+export interface AttentionMeasures {
+  vertical: number; diagonal: number; intra: number;
+  text_text: number; text_image: number; image_text: number; image_image: number;
+}
+
+export interface HeadAttention {
+  layer: number; head: number; pattern: PatternName; measures: AttentionMeasures; scale: number; data: string;
+}
+
+export interface PatternThresholds {
+  strong: number; partial: number; combined: number; block: number; reversed: number; band: number;
+}
+
+export interface AttentionJSON {
+  layers: number; heads: number; text: number; regions: number; encoding: string;
+  thresholds: PatternThresholds; maps: HeadAttention[]; pattern_counts: Record<PatternName, number>[];
+}
+
+export interface AlignResponse {
+  text: string; tokens: Token[]; truncated: boolean; regions: Region[]; plan: number[][];
+  ot_distance: number; score: number; logit: number; attention?: AttentionJSON; image?: ImageInfo;
+  model: string; timing_ms: number;
+}
+
+export interface TokenPrediction { token: string; id: number; probability: number; }
+
+export interface MaskPrediction {
+  position: number; start: number; end: number;
+  predictions: TokenPrediction[]; predictions_without_image?: TokenPrediction[];
+}
+
+export interface FillMaskResponse { text: string; tokens: Token[]; truncated: boolean; masks: MaskPrediction[]; }
+
+export interface DetectorInfo { classes: number; attributes: number; min_confidence: number; min_boxes: number; max_boxes: number; }
+
+export interface ModelInfo {
+  name: string; description: string; provider: string; random_weights: boolean;
+  layers: number; attention_heads: number; hidden: number; max_text_length: number;
+  heads: Record<string, boolean>; graphs: string[]; detector?: DetectorInfo;
+}
+
+export interface ModelsResponse { models: ModelInfo[]; }
+
+/** ApiError is a failed call: the server's {"error": {code, message}}, or why there was none. */
+export class ApiError extends Error {
+  constructor(message: string, readonly status: number, readonly code: string) {
+    super(message);
+    this.name = "ApiError";
+  }
+}
+
+/** describe turns anything thrown into one readable line. */
+export function describe(err: unknown): string {
+  if (err instanceof ApiError) {
+    return err.status > 0 ? `${err.message} (HTTP ${err.status}, ${err.code})` : err.message;
+  }
+  if (err instanceof Error) return err.message;
+  return String(err);
+}
+
+async function call<T>(path: string, init: RequestInit): Promise<T> {
+  let resp: Response;
+  try {
+    resp = await fetch(path, init);
+  } catch (e) {
+    throw new ApiError(`Could not reach the server for ${path}: ${e instanceof Error ? e.message : e}`, 0, "network");
+  }
+  const text = await resp.text();
+  let body: unknown = undefined;
+  try {
+    body = text === "" ? undefined : JSON.parse(text);
+  } catch {
+    // Not JSON: a proxy's error page, or a truncated answer.
+  }
+  if (!resp.ok) {
+    const detail = (body as { error?: { code?: string; message?: string } } | undefined)?.error;
+    const message = detail?.message ?? (text.trim().slice(0, 200) || resp.statusText || "request failed");
+    throw new ApiError(`${path}: ${message}`, resp.status, detail?.code ?? "http_" + resp.status);
+  }
+  if (body === undefined) throw new ApiError(`${path}: the server's answer is not JSON`, resp.status, "bad_response");
+  return body as T;
+}
+
+export function getJSON<T>(path: string): Promise<T> {
+  return call<T>(path, { method: "GET", headers: { Accept: "application/json" } });
+}
+
+export function postJSON<T>(path: string, body: unknown): Promise<T> {
+  return call<T>(path, {
+    method: "POST", headers: { "Content-Type": "application/json", Accept: "application/json" }, body: JSON.stringify(body),
+  });
+}
+
+/** postImage sends the image as the multipart file field "image" with the given fields. */
+export function postImage<T>(path: string, image: Blob, fields: [string, string][]): Promise<T> {
+  const form = new FormData();
+  form.append("image", image, image instanceof File ? image.name : "image");
+  for (const [k, v] of fields) form.append(k, v);
+  return call<T>(path, { method: "POST", body: form, headers: { Accept: "application/json" } });
+}
+
+/** routeExists tells a missing route (404 not_found) from one that exists (any other answer). */
+export async function routeExists(path: string): Promise<boolean> {
+  try {
+    const resp = await fetch(path, { method: "GET", headers: { Accept: "application/json" } });
+    if (resp.status !== 404) return true;
+    const body = await resp.json().catch(() => undefined) as { error?: { code?: string } } | undefined;
+    return body?.error?.code !== "not_found";
+  } catch {
+    return false;
+  }
+}
