@@ -56,7 +56,7 @@ func newRoot() *cobra.Command {
 	load := func(cmd *cobra.Command) (*Config, error) {
 		return loadConfig(configFile, cmd.Flags(), rootFlags)
 	}
-	root.AddCommand(serveCmd(load), matchCmd(load), alignCmd(load), regionsCmd(load), runGraphCmd(load), extractCmd(load))
+	root.AddCommand(serveCmd(load), matchCmd(load), alignCmd(load), regionsCmd(load), runGraphCmd(load), extractCmd(load), evalCmd(load))
 	root.AddCommand(synthCmd())
 	root.AddCommand(attentionStatsCmd(load))
 	return root

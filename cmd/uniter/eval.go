@@ -1,0 +1,166 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/uniter-serve/uniter/models"
+	"github.com/uniter-serve/uniter/models/shapes"
+)
+
+// evalCmd measures the served bundle on a Shapes World split through the serving pipeline.
+func evalCmd(load loader) *cobra.Command {
+	var split, splitDir, dataDir, out string
+	var asJSON, noRetrieval, quiet bool
+	var workers, scoreBatch, scoreWorkers int
+	cmd := &cobra.Command{
+		Use:   "eval --split test-1k|test-100|NAME [--split-dir DIR] [--json] [--no-retrieval]",
+		Short: "measure the model on a Shapes World split: ITM, retrieval R@K, grounding, MLM colour probe",
+		Long: "Runs every image of the split through the detector pipeline and every caption through the\n" +
+			"tokenizer, exactly as the API does, and reports:\n\n" +
+			"  itm_accuracy              each caption with its own image and with one image it is false of\n" +
+			"  ir_r1/5/10, tr_r1/5/10    image and text retrieval over the split, every caption × image pair\n" +
+			"                            scored by the cross-encoder; a hit is any image (caption) the\n" +
+			"                            caption is true of (by its logical form)\n" +
+			"  grounding_noun/_color     share of object-referring shape (colour) spans whose most-aligned\n" +
+			"                            region in the OT plan has IoU ≥ 0.5 with a referred object\n" +
+			"  mlm_color_with_image      accuracy of [MASK] in place of a colour word, with the image\n" +
+			"  mlm_color_without_image   ... and with the image blanked (features and locations zero)\n" +
+			"  pairs_per_second          cross-encoder pairs/s of the retrieval scoring\n\n" +
+			"A known split (test-1k, test-100, val, train) that is not on disk is generated first from its\n" +
+			"fixed seed (as `uniter synth` does) into --split-dir (default DATA/shapes/NAME).",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if splitDir == "" {
+				splitDir = filepath.Join(dataDir, "shapes", split)
+			}
+			if err := ensureSplit(cmd, split, splitDir, quiet); err != nil {
+				return err
+			}
+			return withService(cmd, load, func(s *service) error {
+				stderr := cmd.ErrOrStderr()
+				opts := models.EvalOptions{Workers: workers, Retrieval: !noRetrieval, ScoreBatch: scoreBatch, ScoreWorkers: scoreWorkers}
+				if !quiet {
+					fmt.Fprintf(stderr, "eval %s on %s\n", s.info.Name, splitDir)
+					opts.Progress = evalProgress(stderr)
+				}
+				rep, err := s.bundle.Evaluate(cmd.Context(), splitDir, opts)
+				if !quiet {
+					fmt.Fprintln(stderr)
+				}
+				if err != nil {
+					return err
+				}
+				rep.Split = split
+				if out != "" {
+					if err := writeJSONFile(out, rep); err != nil {
+						return err
+					}
+				}
+				if asJSON {
+					enc := json.NewEncoder(cmd.OutOrStdout())
+					enc.SetIndent("", "  ")
+					return enc.Encode(rep)
+				}
+				printEvalTable(cmd.OutOrStdout(), rep)
+				return nil
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&split, "split", "", "split name: test-1k, test-100, val, train, or a folder's name with --split-dir")
+	f.StringVar(&splitDir, "split-dir", "", "the split's folder (default DATA/shapes/NAME)")
+	f.StringVar(&dataDir, "data", "data", "where known splits are generated when missing (DATA/shapes/NAME)")
+	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
+	f.StringVar(&out, "out", "", "also write the JSON report to this file")
+	f.BoolVar(&noRetrieval, "no-retrieval", false, "skip retrieval (the captions × images scoring)")
+	f.IntVar(&workers, "workers", runtime.NumCPU(), "images decoded and detected at once")
+	f.IntVar(&scoreBatch, "score-batch", models.DefaultScoreBatch, "pairs per encoder run")
+	f.IntVar(&scoreWorkers, "score-workers", 1, "encoder runs in flight (also bounded by limits.max_concurrent)")
+	f.BoolVarP(&quiet, "quiet", "q", false, "no progress on stderr")
+	_ = cmd.MarkFlagRequired("split")
+	return cmd
+}
+
+// ensureSplit generates a known split into dir when dir has no annotations.jsonl.
+func ensureSplit(cmd *cobra.Command, name, dir string, quiet bool) error {
+	_, err := os.Stat(filepath.Join(dir, "annotations.jsonl"))
+	if err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	sp, known := shapes.KnownSplit(name)
+	if !known {
+		return fmt.Errorf("%s has no annotations.jsonl and %q is not a known split to generate", dir, name)
+	}
+	opt := shapes.Options{}
+	if !quiet {
+		fmt.Fprintf(cmd.ErrOrStderr(), "generating split %s (seed %d, %d images) into %s\n", sp.Name, sp.Seed, sp.Count, dir)
+		opt.Progress = progressLine(cmd.ErrOrStderr(), sp.Name, time.Now())
+	}
+	_, err = shapes.WriteSplit(cmd.Context(), dir, sp, opt)
+	if !quiet {
+		fmt.Fprintln(cmd.ErrOrStderr())
+	}
+	return err
+}
+
+// evalProgress rewrites one stderr line per stage at most every 200 ms.
+func evalProgress(w io.Writer) func(stage string, done, total int) {
+	var last time.Time
+	var started time.Time
+	cur := ""
+	return func(stage string, done, total int) {
+		now := time.Now()
+		if stage != cur {
+			if cur != "" {
+				fmt.Fprintln(w)
+			}
+			cur, started = stage, now
+		} else if done < total && now.Sub(last) < 200*time.Millisecond {
+			return
+		}
+		last = now
+		rate := float64(done) / max(now.Sub(started).Seconds(), 1e-9)
+		fmt.Fprintf(w, "\r%-9s %d/%d (%3.0f%%) %.0f/s, %.0fs left   ", stage, done, total,
+			100*float64(done)/float64(max(total, 1)), rate, float64(total-done)/max(rate, 1e-9))
+	}
+}
+
+func printEvalTable(w io.Writer, r *models.EvalReport) {
+	pct := func(v float64) string { return fmt.Sprintf("%6.2f%%", 100*v) }
+	fmt.Fprintf(w, "model %s, split %s: %d images, %d captions, %d regions\n", r.Model, r.Split, r.Images, r.Captions, r.Regions)
+	rows := [][2]string{{"itm_accuracy", pct(r.ITMAccuracy) + fmt.Sprintf("  (%d pairs)", r.ITMPairs)}}
+	if r.Retrieval {
+		rows = append(rows,
+			[2]string{"image retrieval R@1/5/10", strings.Join([]string{pct(r.IRR1), pct(r.IRR5), pct(r.IRR10)}, " ")},
+			[2]string{"text retrieval R@1/5/10", strings.Join([]string{pct(r.TRR1), pct(r.TRR5), pct(r.TRR10)}, " ")})
+	}
+	rows = append(rows,
+		[2]string{"grounding_noun", pct(r.GroundingNoun) + fmt.Sprintf("  (%d spans)", r.GroundingNounSpans)},
+		[2]string{"grounding_color", pct(r.GroundingColor) + fmt.Sprintf("  (%d spans)", r.GroundingColorSpans)},
+		[2]string{"mlm_color_with_image", pct(r.MLMColorWithImage) + fmt.Sprintf("  (%d masks)", r.MLMColorMasks)},
+		[2]string{"mlm_color_without_image", pct(r.MLMColorWithoutImage)},
+		[2]string{"pairs_per_second", fmt.Sprintf("%.0f  (%d pairs scored)", r.PairsPerSecond, r.ScoredPairs)},
+		[2]string{"seconds", fmt.Sprintf("%.1f", r.Seconds)})
+	for _, row := range rows {
+		fmt.Fprintf(w, "  %-26s %s\n", row[0], row[1])
+	}
+}
+
+func writeJSONFile(path string, v any) error {
+	raw, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(raw, '\n'), 0o644)
+}

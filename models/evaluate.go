@@ -1,0 +1,462 @@
+package models
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/uniter-serve/uniter/detector"
+	"github.com/uniter-serve/uniter/heads"
+	"github.com/uniter-serve/uniter/models/shapes"
+	"github.com/uniter-serve/uniter/textproc"
+)
+
+// Evaluation of a bundle on a Shapes World split through the serving pipeline: every image goes
+// through Detect (decode → preprocess → detector graph → selection), every caption through the
+// tokenizer, every pair through the encoder and the heads — exactly what the API does.
+
+// EvalOptions tune Evaluate.
+type EvalOptions struct {
+	Workers      int  // images decoded and detected at once; 0 means 1
+	Retrieval    bool // score every caption × image pair (R@K); the expensive part
+	ScoreBatch   int  // pairs per encoder run; 0 means DefaultScoreBatch
+	ScoreWorkers int  // encoder runs in flight; 0 means 1
+	// GroundingIoU is the IoU at which a span's most-aligned region hits its object; 0 means 0.5.
+	GroundingIoU float64
+	// Progress reports each stage ("detect", "itm", "retrieval", "grounding", "mlm").
+	Progress func(stage string, done, total int)
+}
+
+// EvalReport is what Evaluate measured. Rates are fractions in [0, 1]; the retrieval fields are
+// zero (and Retrieval false) when retrieval was not asked for.
+type EvalReport struct {
+	Model    string `json:"model"`
+	Split    string `json:"split"`
+	Images   int    `json:"images"`
+	Captions int    `json:"captions"`
+	Regions  int    `json:"regions"`
+
+	// ITM: each caption with its own image and with one image it is false of (drawn by a fixed
+	// seed), P(match) > 0.5 counted as "match".
+	ITMAccuracy float64 `json:"itm_accuracy"`
+	ITMPairs    int     `json:"itm_pairs"`
+
+	// Retrieval over the whole split, every pair scored by the cross-encoder and ranked by the
+	// match logit. A hit at K: one of the top K images (captions) is one the caption is true of.
+	Retrieval bool    `json:"retrieval"`
+	IRR1      float64 `json:"ir_r1"`
+	IRR5      float64 `json:"ir_r5"`
+	IRR10     float64 `json:"ir_r10"`
+	TRR1      float64 `json:"tr_r1"`
+	TRR5      float64 `json:"tr_r5"`
+	TRR10     float64 `json:"tr_r10"`
+
+	// Grounding: for each positive pair, the spans of shape words (nouns) and colour words that
+	// refer to objects; a hit when the region holding most of the span's transport mass
+	// overlaps a referred object with IoU ≥ GroundingIoU.
+	GroundingNoun       float64 `json:"grounding_noun"`
+	GroundingColor      float64 `json:"grounding_color"`
+	GroundingNounSpans  int     `json:"grounding_noun_spans"`
+	GroundingColorSpans int     `json:"grounding_color_spans"`
+
+	// MLM probe: each colour word of each caption replaced by [MASK]; accuracy of the MLM
+	// head's best token with the image and with the image blanked (features and locations 0).
+	MLMColorWithImage    float64 `json:"mlm_color_with_image"`
+	MLMColorWithoutImage float64 `json:"mlm_color_without_image"`
+	MLMColorMasks        int     `json:"mlm_color_masks"`
+
+	// PairsPerSecond: cross-encoder pairs per second of the retrieval scoring (of the ITM
+	// scoring without retrieval), the encoder alone.
+	PairsPerSecond float64 `json:"pairs_per_second"`
+	ScoredPairs    int     `json:"scored_pairs"`
+
+	Seconds       float64            `json:"seconds"`
+	StageSeconds  map[string]float64 `json:"stage_seconds"`
+	DetectorCache CacheStats         `json:"-"`
+}
+
+// evalCaption is one caption of the split with what the evaluation needs.
+type evalCaption struct {
+	image int
+	cap   shapes.Caption
+	enc   *textproc.Encoding
+}
+
+// Evaluate measures the bundle on the Shapes World split in splitDir (written by `uniter synth`).
+func (b *Bundle) Evaluate(ctx context.Context, splitDir string, opts EvalOptions) (*EvalReport, error) {
+	start := time.Now()
+	if !b.HasDetector() {
+		return nil, fmt.Errorf("eval: model %s has no detector", b.Manifest.Name)
+	}
+	if opts.GroundingIoU <= 0 {
+		opts.GroundingIoU = 0.5
+	}
+	progress := func(stage string) func(done, total int) {
+		if opts.Progress == nil {
+			return nil
+		}
+		return func(done, total int) { opts.Progress(stage, done, total) }
+	}
+	recs, err := readAnnotations(filepath.Join(splitDir, "annotations.jsonl"))
+	if err != nil {
+		return nil, err
+	}
+	if len(recs) == 0 {
+		return nil, fmt.Errorf("eval: %s has no images", splitDir)
+	}
+	rep := &EvalReport{Model: b.Manifest.Name, Split: filepath.Base(filepath.Clean(splitDir)), Images: len(recs),
+		StageSeconds: map[string]float64{}}
+	stage := func(name string, t0 time.Time) { rep.StageSeconds[name] = time.Since(t0).Seconds() }
+
+	// Detect every image (the serving pipeline), keep the encoder input and boxes.
+	t0 := time.Now()
+	images := make([]*detector.Prepared, len(recs))
+	report := progress("detect")
+	err = b.detectAll(ctx, splitDir, recs, max(opts.Workers, 1), func(i int, det *DetectedImage) error {
+		images[i] = det.Prepared
+		rep.Regions += det.Prepared.Len()
+		if report != nil {
+			report(i+1, len(recs))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	stage("detect", t0)
+
+	var caps []evalCaption
+	var lines []captionLine
+	var texts []*textproc.Encoding
+	for i, r := range recs {
+		for k, c := range r.Captions {
+			enc, err := b.tokenize(fmt.Sprintf("image %d caption %d", r.ID, k), c.Text)
+			if err != nil {
+				return nil, err
+			}
+			caps = append(caps, evalCaption{image: i, cap: c, enc: enc})
+			texts = append(texts, enc)
+			lines = append(lines, captionLine{Image: i, Text: c.Text, LF: c.LF, CaptionID: fmt.Sprintf("img%d-c%d", r.ID, k)})
+		}
+	}
+	rep.Captions = len(caps)
+	t0 = time.Now()
+	truth, _, err := truthMatrix(ctx, recs, lines, max(opts.Workers, 1))
+	if err != nil {
+		return nil, err
+	}
+	stage("truth", t0)
+	N := len(recs)
+	sopts := ScoreOptions{BatchPairs: opts.ScoreBatch, Workers: opts.ScoreWorkers}
+
+	// ITM pairs: own image, and an image the caption is false of (fixed seed, per caption).
+	itm := make([]ScorePair, 0, 2*len(caps))
+	for c, ec := range caps {
+		itm = append(itm, ScorePair{Image: ec.image, Text: c})
+		if neg := falseImage(truth[c*N:(c+1)*N], uint64(c)); neg >= 0 {
+			itm = append(itm, ScorePair{Image: neg, Text: c})
+		}
+	}
+	var matrix []heads.Match
+	if opts.Retrieval {
+		t0 = time.Now()
+		sopts.Progress = progress("retrieval")
+		if matrix, err = b.ScoreMatrix(ctx, images, texts, sopts); err != nil {
+			return nil, err
+		}
+		stage("retrieval", t0)
+		rep.Retrieval, rep.ScoredPairs = true, len(matrix)
+		rep.PairsPerSecond = float64(len(matrix)) / rep.StageSeconds["retrieval"]
+		rep.IRR1, rep.IRR5, rep.IRR10, rep.TRR1, rep.TRR5, rep.TRR10 = recallAtK(matrix, truth, len(caps), N)
+	}
+	t0 = time.Now()
+	var itmScores []heads.Match
+	if matrix != nil {
+		for _, p := range itm {
+			itmScores = append(itmScores, matrix[p.Text*N+p.Image])
+		}
+	} else {
+		sopts.Progress = progress("itm")
+		if itmScores, err = b.ScorePairs(ctx, images, texts, itm, sopts); err != nil {
+			return nil, err
+		}
+		stage("itm", t0)
+		rep.ScoredPairs = len(itm)
+		rep.PairsPerSecond = float64(len(itm)) / rep.StageSeconds["itm"]
+	}
+	correct := 0
+	for k, p := range itm {
+		if (itmScores[k].Score > 0.5) == (truth[p.Text*N+p.Image] == 1) {
+			correct++
+		}
+	}
+	rep.ITMPairs, rep.ITMAccuracy = len(itm), ratio(correct, len(itm))
+
+	t0 = time.Now()
+	if err := b.evalGrounding(ctx, recs, images, caps, opts, rep, progress("grounding")); err != nil {
+		return nil, err
+	}
+	stage("grounding", t0)
+	t0 = time.Now()
+	if err := b.evalMLMColor(ctx, images, caps, opts, rep, progress("mlm")); err != nil {
+		return nil, err
+	}
+	stage("mlm", t0)
+	rep.DetectorCache = b.CacheStats()
+	rep.Seconds = time.Since(start).Seconds()
+	return rep, nil
+}
+
+func ratio(n, d int) float64 {
+	if d == 0 {
+		return 0
+	}
+	return float64(n) / float64(d)
+}
+
+// falseImage draws an image index whose truth cell is 0, by a generator seeded with seed; -1
+// when the caption is true of every image.
+func falseImage(row []byte, seed uint64) int {
+	rng := rand.New(rand.NewPCG(0x5eed, seed))
+	for range 64 {
+		if j := rng.IntN(len(row)); row[j] == 0 {
+			return j
+		}
+	}
+	var negs []int
+	for j, v := range row {
+		if v == 0 {
+			negs = append(negs, j)
+		}
+	}
+	if len(negs) == 0 {
+		return -1
+	}
+	return negs[rng.IntN(len(negs))]
+}
+
+// recallAtK computes image retrieval (each caption ranks the images) and text retrieval (each
+// image ranks the captions) Recall@1/5/10 from the logits matrix (captions-major). Ties are
+// broken by the lower index, so the result is deterministic.
+func recallAtK(m []heads.Match, truth []byte, C, N int) (ir1, ir5, ir10, tr1, tr5, tr10 float64) {
+	hits := func(scores func(k int) float32, true_ func(k int) bool, n int) (h1, h5, h10 int) {
+		idx := make([]int, n)
+		for k := range idx {
+			idx[k] = k
+		}
+		slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(scores(b), scores(a)) })
+		first := n
+		for r, k := range idx {
+			if true_(k) {
+				first = r
+				break
+			}
+		}
+		return boolInt(first < 1), boolInt(first < 5), boolInt(first < 10)
+	}
+	var i1, i5, i10, t1, t5, t10 int
+	for c := range C {
+		a, b, d := hits(func(i int) float32 { return m[c*N+i].Logit }, func(i int) bool { return truth[c*N+i] == 1 }, N)
+		i1, i5, i10 = i1+a, i5+b, i10+d
+	}
+	for i := range N {
+		a, b, d := hits(func(c int) float32 { return m[c*N+i].Logit }, func(c int) bool { return truth[c*N+i] == 1 }, C)
+		t1, t5, t10 = t1+a, t5+b, t10+d
+	}
+	return ratio(i1, C), ratio(i5, C), ratio(i10, C), ratio(t1, N), ratio(t5, N), ratio(t10, N)
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// encodeEach runs the encoder over pairs in batches and calls fn for each batch with the index
+// of its first pair.
+func (b *Bundle) encodeEach(ctx context.Context, pairs []pair, batch int, fn func(e *encoded, first int) error) error {
+	if batch <= 0 {
+		batch = DefaultScoreBatch
+	}
+	for lo := 0; lo < len(pairs); lo += batch {
+		e, err := b.encode(ctx, pairs[lo:min(lo+batch, len(pairs))], false)
+		if err != nil {
+			return err
+		}
+		if err := fn(e, lo); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// spanTokens are the tokens inside the text span [start, end) (code points).
+func spanTokens(tokens []textproc.Token, start, end int) []int {
+	var out []int
+	for i, t := range tokens {
+		if !t.Special && t.Start >= start && t.End <= end && t.Start < t.End {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// evalGrounding aligns every caption with its own image by optimal transport (as /v1/align
+// does) and checks, for each shape and colour span that refers to objects, the region with
+// most of the span's transport mass against the objects' boxes.
+func (b *Bundle) evalGrounding(ctx context.Context, recs []shapes.Record, images []*detector.Prepared, caps []evalCaption,
+	opts EvalOptions, rep *EvalReport, report func(done, total int)) error {
+	pairs := make([]pair, len(caps))
+	for c, ec := range caps {
+		pairs[c] = pair{text: ec.enc, regions: images[ec.image]}
+	}
+	var nounHit, colorHit int
+	return b.encodeEach(ctx, pairs, opts.ScoreBatch, func(e *encoded, first int) error {
+		for k := range e.pairs {
+			ec := caps[first+k]
+			plan, err := heads.Align(e.textHidden(k), e.regionHidden(k), heads.DefaultOTOptions())
+			if err != nil {
+				return err
+			}
+			reg := images[ec.image]
+			for _, sp := range ec.cap.Spans {
+				if (sp.Kind != shapes.KindShape && sp.Kind != shapes.KindColor) || len(sp.Objects) == 0 {
+					continue
+				}
+				toks := spanTokens(ec.enc.Tokens, sp.Start, sp.End)
+				if len(toks) == 0 { // cut by truncation
+					continue
+				}
+				best, bestMass := -1, -1.0
+				for r := range reg.Len() {
+					mass := 0.0
+					for _, t := range toks {
+						mass += plan.Weights[t][r]
+					}
+					if mass > bestMass {
+						best, bestMass = r, mass
+					}
+				}
+				hit := false
+				for _, o := range sp.Objects {
+					ob := recs[ec.image].Objects[o].Box
+					if boxIoU(reg.Boxes[best], ob) >= opts.GroundingIoU {
+						hit = true
+					}
+				}
+				if sp.Kind == shapes.KindShape {
+					rep.GroundingNounSpans++
+					nounHit += boolInt(hit)
+				} else {
+					rep.GroundingColorSpans++
+					colorHit += boolInt(hit)
+				}
+			}
+		}
+		rep.GroundingNoun, rep.GroundingColor = ratio(nounHit, rep.GroundingNounSpans), ratio(colorHit, rep.GroundingColorSpans)
+		if report != nil {
+			report(first+len(e.pairs), len(pairs))
+		}
+		return nil
+	})
+}
+
+// boxIoU is the intersection over union of a detected box and an annotated one (pixels).
+func boxIoU(a detector.Box, b [4]float64) float64 {
+	ix := min(float64(a[2]), b[2]) - max(float64(a[0]), b[0])
+	iy := min(float64(a[3]), b[3]) - max(float64(a[1]), b[1])
+	if ix <= 0 || iy <= 0 {
+		return 0
+	}
+	inter := ix * iy
+	areaA := float64(a[2]-a[0]) * float64(a[3]-a[1])
+	areaB := (b[2] - b[0]) * (b[3] - b[1])
+	return inter / (areaA + areaB - inter)
+}
+
+// evalMLMColor masks each colour word of each caption (one at a time) and checks the MLM head's
+// best non-special token against it, with the caption's image and with the image blanked.
+func (b *Bundle) evalMLMColor(ctx context.Context, images []*detector.Prepared, caps []evalCaption,
+	opts EvalOptions, rep *EvalReport, report func(done, total int)) error {
+	if b.mlm == nil {
+		return nil
+	}
+	type probe struct {
+		pos    int   // the [MASK] token
+		target int64 // the colour's token id
+	}
+	var pairs []pair
+	var probes []probe
+	for _, ec := range caps {
+		for _, sp := range ec.cap.Spans {
+			if sp.Kind != shapes.KindColor {
+				continue
+			}
+			target, ok := b.tokenizer.TokenID(strings.ToLower(sp.Text))
+			if !ok { // a colour that is not one vocabulary token cannot be one [MASK]
+				continue
+			}
+			masked := ec.cap.Text[:sp.Start] + "[MASK]" + ec.cap.Text[sp.End:]
+			enc, err := b.tokenize("masked caption", masked)
+			if err != nil {
+				return err
+			}
+			pos := slices.IndexFunc(enc.Tokens, func(t textproc.Token) bool { return t.ID == b.tokenizer.MaskID() })
+			if pos < 0 {
+				continue // truncated away
+			}
+			reg := images[ec.image]
+			pairs = append(pairs, pair{text: enc, regions: reg}, pair{text: enc, regions: blankRegions(reg)})
+			probes = append(probes, probe{pos: pos, target: target})
+		}
+	}
+	special := b.specialIDs()
+	V := b.Manifest.Model.VocabSize
+	var withHit, withoutHit int
+	batch := opts.ScoreBatch
+	if batch <= 0 {
+		batch = DefaultScoreBatch
+	}
+	batch -= batch % 2 // keep each probe's two pairs in one batch
+	err := b.encodeEach(ctx, pairs, max(batch, 2), func(e *encoded, first int) error {
+		hidden := make([]float32, 0, len(e.pairs)*e.H)
+		for k := range e.pairs {
+			hidden = append(hidden, e.row(k, probes[(first+k)/2].pos)...)
+		}
+		logits, err := b.runHead(ctx, b.mlm, []int64{int64(len(e.pairs)), 1, int64(e.H)}, hidden)
+		if err != nil {
+			return err
+		}
+		for k := range e.pairs {
+			best, bestLogit := int64(-1), float32(0)
+			for id, l := range logits[k*V : (k+1)*V] {
+				if !slices.Contains(special, int64(id)) && (best < 0 || l > bestLogit) {
+					best, bestLogit = int64(id), l
+				}
+			}
+			if best == probes[(first+k)/2].target {
+				if k%2 == 0 {
+					withHit++
+				} else {
+					withoutHit++
+				}
+			}
+		}
+		if report != nil {
+			report(first+len(e.pairs), len(pairs))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	rep.MLMColorMasks = len(probes)
+	rep.MLMColorWithImage, rep.MLMColorWithoutImage = ratio(withHit, len(probes)), ratio(withoutHit, len(probes))
+	return nil
+}
