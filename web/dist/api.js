@@ -59,16 +59,3 @@ export function postImage(path, image, fields) {
         form.append(k, v);
     return call(path, { method: "POST", body: form, headers: { Accept: "application/json" } });
 }
-/** routeExists tells a missing route (404 not_found) from one that exists (any other answer). */
-export async function routeExists(path) {
-    try {
-        const resp = await fetch(path, { method: "GET", headers: { Accept: "application/json" } });
-        if (resp.status !== 404)
-            return true;
-        const body = await resp.json().catch(() => undefined);
-        return body?.error?.code !== "not_found";
-    }
-    catch {
-        return false;
-    }
-}

@@ -1,13 +1,13 @@
 // The alignment page: choose an image and captions, score them (POST /v1/match), then show the
 // selected caption's regions, word-region alignment and attention (POST /v1/align with
 // "attention": true) and probe its words (POST /v1/fill-mask).
-import { describe, getJSON, postImage, routeExists } from "./api.js";
+import { describe, getJSON, postImage } from "./api.js";
 import { AlignmentView } from "./align.js";
 import { AttentionView } from "./attention.js";
 import { byId, fmt, h, setBusy } from "./dom.js";
 import { Probe } from "./probe.js";
 import { RegionLayer } from "./regions.js";
-import { Search } from "./search.js";
+import { galleryState, Search } from "./search.js";
 /** Image types the service decodes (others get a readable 415 from it anyway). */
 const IMAGE_TYPES = ["image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp"];
 const state = {
@@ -245,7 +245,7 @@ document.addEventListener("keydown", (e) => {
 });
 void loadModel();
 void loadSamples();
-void routeExists("/v1/search/images").then((yes) => {
-    if (yes)
-        search.enable();
-});
+void galleryState().then((g) => {
+    if (g !== "none")
+        search.enable(g === "empty");
+}, () => { });

@@ -1,13 +1,20 @@
-// Gallery search (issue 5's POST /v1/search/images): shown only when the server has the route.
+// Gallery search (POST /v1/search/images): shown only when the server has a gallery, i.e. when
+// GET /v1/images answers (an older server has no route; one without a gallery answers 503).
 // Hits are thumbnails with their scores; with evidence, each hit lists the regions its words
 // align to and outlines them on the thumbnail.
-import { describe, getJSON, postJSON } from "./api.js";
+import { ApiError, describe, getJSON, postJSON } from "./api.js";
 import { fmt, h, pct } from "./dom.js";
-function evidenceOf(hit) {
-    const e = hit.evidence;
-    if (Array.isArray(e))
-        return e;
-    return e?.words ?? [];
+/** galleryState asks GET /v1/images?limit=1: "none" (no route, or 503 no_gallery), "empty" or "ready". */
+export async function galleryState() {
+    try {
+        const list = await getJSON("/v1/images?limit=1");
+        return list.images.length > 0 ? "ready" : "empty";
+    }
+    catch (e) {
+        if (e instanceof ApiError)
+            return "none";
+        throw e;
+    }
 }
 export class Search {
     constructor(panel, form, query, status, error, results) {
@@ -22,8 +29,10 @@ export class Search {
             void this.run();
         });
     }
-    enable() {
+    enable(empty) {
         this.panel.hidden = false;
+        if (empty)
+            this.status.textContent = "The gallery is empty: add images with POST /v1/images or `uniter index DIR`.";
     }
     async run() {
         const text = this.query.value.trim();
@@ -42,7 +51,7 @@ export class Search {
             if (id !== this.request)
                 return;
             this.results.replaceChildren(...resp.results.map((hit, rank) => this.renderHit(hit, rank)));
-            this.status.textContent = `${resp.results.length} result${resp.results.length === 1 ? "" : "s"}`;
+            this.status.textContent = `${resp.results.length} of ${resp.gallery_size} images (${resp.mode}, ${resp.candidates} scored, ${Math.round(resp.timing_ms)} ms)`;
         }
         catch (e) {
             if (id !== this.request)
@@ -62,9 +71,9 @@ export class Search {
         const path = `/v1/images/${encodeURIComponent(hit.id)}`;
         const img = h("img", { src: `${path}/thumbnail`, alt: `Result ${rank + 1}: image ${hit.id}`, loading: "lazy" });
         const thumb = h("div", { class: "thumb" }, img);
-        const ev = evidenceOf(hit);
-        const li = h("li", {}, thumb, h("div", {}, h("strong", {}, `${rank + 1}. ${hit.id}`)), h("div", {}, `P(match) ${fmt(hit.score, 3)}` + (hit.logit !== undefined ? ` · logit ${fmt(hit.logit, 2)}` : "")), ev.length ? h("ul", {}, ...ev.map((w) => h("li", {}, `${w.word ?? w.text ?? "?"} → ` +
-            (w.regions ?? []).map((r) => `#${r.region ?? r.index ?? "?"}` + (r.share !== undefined ? ` ${pct(r.share)}` : "")).join(", ")))) : "");
+        const ev = hit.evidence?.words ?? [];
+        const li = h("li", {}, thumb, h("div", {}, h("strong", {}, `${rank + 1}. ${hit.id}`)), h("div", {}, `P(match) ${fmt(hit.score, 3)} · logit ${fmt(hit.logit, 2)}`), ev.length ? h("ul", {}, ...ev.map((w) => h("li", {}, `${w.word} → ` +
+            w.regions.map((r) => `#${r.region}` + (r.label ? ` ${r.label}` : "") + ` ${pct(r.share)}`).join(", ")))) : "");
         if (ev.length)
             void this.outline(path, thumb, ev);
         return li;
@@ -76,14 +85,11 @@ export class Search {
             const W = info.width, H = info.height;
             if (!W || !H)
                 return;
-            const stored = Array.isArray(info.regions) ? info.regions : [];
             for (const w of ev) {
-                for (const r of w.regions ?? []) {
-                    const box = r.box ?? stored[r.region ?? r.index ?? -1]?.box;
-                    if (!box || box.length !== 4)
-                        continue;
-                    thumb.append(h("div", { title: `${w.word ?? w.text ?? ""} → #${r.region ?? r.index}`,
-                        style: `left:${(100 * box[0]) / W}%;top:${(100 * box[1]) / H}%;width:${(100 * (box[2] - box[0])) / W}%;height:${(100 * (box[3] - box[1])) / H}%` }));
+                for (const r of w.regions) {
+                    const [x1, y1, x2, y2] = r.box;
+                    thumb.append(h("div", { title: `${w.word} → #${r.region} (${pct(r.share)})`,
+                        style: `left:${(100 * x1) / W}%;top:${(100 * y1) / H}%;width:${(100 * (x2 - x1)) / W}%;height:${(100 * (y2 - y1)) / H}%` }));
                 }
             }
         }

@@ -128,15 +128,3 @@ export function postImage<T>(path: string, image: Blob, fields: [string, string]
   for (const [k, v] of fields) form.append(k, v);
   return call<T>(path, { method: "POST", body: form, headers: { Accept: "application/json" } });
 }
-
-/** routeExists tells a missing route (404 not_found) from one that exists (any other answer). */
-export async function routeExists(path: string): Promise<boolean> {
-  try {
-    const resp = await fetch(path, { method: "GET", headers: { Accept: "application/json" } });
-    if (resp.status !== 404) return true;
-    const body = await resp.json().catch(() => undefined) as { error?: { code?: string } } | undefined;
-    return body?.error?.code !== "not_found";
-  } catch {
-    return false;
-  }
-}

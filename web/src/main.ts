@@ -2,13 +2,13 @@
 // selected caption's regions, word-region alignment and attention (POST /v1/align with
 // "attention": true) and probe its words (POST /v1/fill-mask).
 
-import { describe, getJSON, postImage, routeExists, type AlignResponse, type MatchResponse, type ModelInfo, type ModelsResponse } from "./api.js";
+import { describe, getJSON, postImage, type AlignResponse, type MatchResponse, type ModelInfo, type ModelsResponse } from "./api.js";
 import { AlignmentView } from "./align.js";
 import { AttentionView } from "./attention.js";
 import { byId, fmt, h, setBusy } from "./dom.js";
 import { Probe } from "./probe.js";
 import { RegionLayer } from "./regions.js";
-import { Search } from "./search.js";
+import { galleryState, Search } from "./search.js";
 
 interface Sample { file: string; width: number; height: number; captions: string[]; truth: boolean[]; }
 
@@ -251,6 +251,6 @@ document.addEventListener("keydown", (e) => {
 
 void loadModel();
 void loadSamples();
-void routeExists("/v1/search/images").then((yes) => {
-  if (yes) search.enable();
-});
+void galleryState().then((g) => {
+  if (g !== "none") search.enable(g === "empty");
+}, () => { /* no search box */ });

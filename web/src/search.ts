@@ -1,20 +1,28 @@
-// Gallery search (issue 5's POST /v1/search/images): shown only when the server has the route.
+// Gallery search (POST /v1/search/images): shown only when the server has a gallery, i.e. when
+// GET /v1/images answers (an older server has no route; one without a gallery answers 503).
 // Hits are thumbnails with their scores; with evidence, each hit lists the regions its words
 // align to and outlines them on the thumbnail.
 
-import { describe, getJSON, postJSON } from "./api.js";
+import { ApiError, describe, getJSON, postJSON } from "./api.js";
 import { fmt, h, pct } from "./dom.js";
 
-interface EvidenceRegion { region?: number; index?: number; share?: number; box?: number[]; }
-interface Evidence { word?: string; text?: string; regions?: EvidenceRegion[]; }
-interface Hit { id: string; score: number; logit?: number; metadata?: unknown; evidence?: Evidence[] | { words?: Evidence[] }; }
-interface SearchResponse { results: Hit[]; }
-interface StoredImage { width?: number; height?: number; regions?: { box: number[] }[] | number; }
+// The wire types of api/gallery.go that the page reads.
+interface RegionEvidence { region: number; share: number; box: [number, number, number, number]; label?: string; attribute?: string; }
+interface WordEvidence { word: string; start: number; end: number; regions: RegionEvidence[]; }
+interface Hit { id: string; score: number; logit: number; metadata?: unknown; evidence?: { ot_distance: number; words: WordEvidence[] }; }
+interface SearchResponse { results: Hit[]; mode: string; gallery_size: number; candidates: number; timing_ms: number; }
+interface GalleryImage { id: string; width: number; height: number; }
+interface ImageList { images: GalleryImage[]; }
 
-function evidenceOf(hit: Hit): Evidence[] {
-  const e = hit.evidence;
-  if (Array.isArray(e)) return e;
-  return e?.words ?? [];
+/** galleryState asks GET /v1/images?limit=1: "none" (no route, or 503 no_gallery), "empty" or "ready". */
+export async function galleryState(): Promise<"none" | "empty" | "ready"> {
+  try {
+    const list = await getJSON<ImageList>("/v1/images?limit=1");
+    return list.images.length > 0 ? "ready" : "empty";
+  } catch (e) {
+    if (e instanceof ApiError) return "none";
+    throw e;
+  }
 }
 
 export class Search {
@@ -34,8 +42,9 @@ export class Search {
     });
   }
 
-  enable(): void {
+  enable(empty: boolean): void {
     this.panel.hidden = false;
+    if (empty) this.status.textContent = "The gallery is empty: add images with POST /v1/images or `uniter index DIR`.";
   }
 
   private async run(): Promise<void> {
@@ -54,7 +63,7 @@ export class Search {
       const resp = await postJSON<SearchResponse>("/v1/search/images", { text, limit: 12, evidence: true });
       if (id !== this.request) return;
       this.results.replaceChildren(...resp.results.map((hit, rank) => this.renderHit(hit, rank)));
-      this.status.textContent = `${resp.results.length} result${resp.results.length === 1 ? "" : "s"}`;
+      this.status.textContent = `${resp.results.length} of ${resp.gallery_size} images (${resp.mode}, ${resp.candidates} scored, ${Math.round(resp.timing_ms)} ms)`;
     } catch (e) {
       if (id !== this.request) return;
       this.error.textContent = describe(e);
@@ -72,30 +81,28 @@ export class Search {
     const path = `/v1/images/${encodeURIComponent(hit.id)}`;
     const img = h("img", { src: `${path}/thumbnail`, alt: `Result ${rank + 1}: image ${hit.id}`, loading: "lazy" });
     const thumb = h("div", { class: "thumb" }, img);
-    const ev = evidenceOf(hit);
+    const ev = hit.evidence?.words ?? [];
     const li = h("li", {},
       thumb,
       h("div", {}, h("strong", {}, `${rank + 1}. ${hit.id}`)),
-      h("div", {}, `P(match) ${fmt(hit.score, 3)}` + (hit.logit !== undefined ? ` · logit ${fmt(hit.logit, 2)}` : "")),
-      ev.length ? h("ul", {}, ...ev.map((w) => h("li", {}, `${w.word ?? w.text ?? "?"} → ` +
-        (w.regions ?? []).map((r) => `#${r.region ?? r.index ?? "?"}` + (r.share !== undefined ? ` ${pct(r.share)}` : "")).join(", ")))) : "");
+      h("div", {}, `P(match) ${fmt(hit.score, 3)} · logit ${fmt(hit.logit, 2)}`),
+      ev.length ? h("ul", {}, ...ev.map((w) => h("li", {}, `${w.word} → ` +
+        w.regions.map((r) => `#${r.region}` + (r.label ? ` ${r.label}` : "") + ` ${pct(r.share)}`).join(", ")))) : "");
     if (ev.length) void this.outline(path, thumb, ev);
     return li;
   }
 
   /** outline draws the evidence regions on the thumbnail, once the image's size is known. */
-  private async outline(path: string, thumb: HTMLElement, ev: Evidence[]): Promise<void> {
+  private async outline(path: string, thumb: HTMLElement, ev: WordEvidence[]): Promise<void> {
     try {
-      const info = await getJSON<StoredImage>(path);
+      const info = await getJSON<GalleryImage>(path);
       const W = info.width, H = info.height;
       if (!W || !H) return;
-      const stored = Array.isArray(info.regions) ? info.regions : [];
       for (const w of ev) {
-        for (const r of w.regions ?? []) {
-          const box = r.box ?? stored[r.region ?? r.index ?? -1]?.box;
-          if (!box || box.length !== 4) continue;
-          thumb.append(h("div", { title: `${w.word ?? w.text ?? ""} → #${r.region ?? r.index}`,
-            style: `left:${(100 * box[0]) / W}%;top:${(100 * box[1]) / H}%;width:${(100 * (box[2] - box[0])) / W}%;height:${(100 * (box[3] - box[1])) / H}%` }));
+        for (const r of w.regions) {
+          const [x1, y1, x2, y2] = r.box;
+          thumb.append(h("div", { title: `${w.word} → #${r.region} (${pct(r.share)})`,
+            style: `left:${(100 * x1) / W}%;top:${(100 * y1) / H}%;width:${(100 * (x2 - x1)) / W}%;height:${(100 * (y2 - y1)) / H}%` }));
         }
       }
     } catch {

@@ -1,0 +1,301 @@
+// Drives the alignment page in real headless Chromium (Debian's, through playwright-core).
+//
+//   node tests/browser/page.mjs test --url URL --out DIR --image PNG [--want-low yes]
+//       the browser test (tests/browser_test.go runs it against `uniter serve`): loads the page,
+//       uploads the image, enters captions, waits for the result, checks the region boxes
+//       against POST /v1/regions, hovers words and checks the region tints change (and match
+//       the transport plan), opens an attention map, runs the masked-word probe, checks a
+//       readable API error and a narrow screen, and saves screenshots to DIR. It fails on any
+//       browser console error or uncaught page error.
+//
+//   node tests/browser/page.mjs screenshot --url URL --out FILE [--sample N] [--word W]
+//       the README screenshot: sample N of the page's Shapes World samples with its captions,
+//       word W of the first caption selected (make screenshot).
+//
+// Chromium: $CHROMIUM, else /usr/bin/chromium. Exit status 0 on success, 1 on a failed check.
+
+import { chromium } from "playwright-core";
+import { mkdirSync, readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+
+const FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"];
+const TIMEOUT = 60_000;
+
+function parseArgs(argv) {
+  const [mode, ...rest] = argv;
+  const opts = { mode };
+  for (let i = 0; i < rest.length; i += 2) {
+    if (!rest[i].startsWith("--") || rest[i + 1] === undefined) throw new Error(`bad argument ${rest[i]}`);
+    opts[rest[i].slice(2)] = rest[i + 1];
+  }
+  if (!opts.url || !opts.out) throw new Error("usage: page.mjs test|screenshot --url URL --out PATH ...");
+  return opts;
+}
+
+class CheckError extends Error {}
+function check(cond, message) {
+  if (!cond) throw new CheckError(message);
+}
+const log = (...a) => console.log("[page]", ...a);
+
+/**
+ * Console errors fail the test, except the HTTP failures the test itself provokes: each entry
+ * is [path, status] of a response the page is expected to receive (Chromium logs every non-2xx
+ * response as "Failed to load resource").
+ */
+function watchConsole(page, allowed) {
+  const errors = [];
+  page.on("console", (msg) => {
+    if (msg.type() !== "error") return;
+    const text = msg.text();
+    const m = /Failed to load resource: the server responded with a status of (\d+)/.exec(text);
+    if (m) {
+      const path = new URL(msg.location().url).pathname;
+      if (allowed.some(([p, s]) => p === path && String(s) === m[1])) return;
+    }
+    errors.push(`console error: ${text} (${msg.location().url})`);
+  });
+  page.on("pageerror", (err) => errors.push(`uncaught page error: ${err.message}`));
+  return errors;
+}
+
+async function launch() {
+  return chromium.launch({ executablePath: process.env.CHROMIUM || "/usr/bin/chromium", args: FLAGS, headless: true });
+}
+
+/** shares reads each region box's transport share (data-share) in index order. */
+async function shares(page) {
+  return page.$$eval(".region-box", (els) => els
+    .sort((a, b) => Number(a.dataset.index) - Number(b.dataset.index))
+    .map((e) => Number(e.dataset.share)));
+}
+
+async function visibleBoxes(page) {
+  return page.$$eval(".region-box", (els) => els.filter((e) => !e.hidden && e.getBoundingClientRect().width > 0).length);
+}
+
+async function runTest(opts) {
+  mkdirSync(opts.out, { recursive: true });
+  const base = opts.url.replace(/\/$/, "");
+  const image = readFileSync(opts.image);
+
+  // What the page should draw, asked of the API directly.
+  const form = new FormData();
+  form.append("image", new Blob([image], { type: "image/png" }), "fixture.png");
+  const regionsResp = await fetch(`${base}/v1/regions`, { method: "POST", body: form });
+  check(regionsResp.ok, `POST /v1/regions: HTTP ${regionsResp.status}`);
+  const regionsBody = await regionsResp.json();
+  const expected = regionsBody.regions;
+  const { width: W, height: H } = regionsBody.image;
+  const models = await (await fetch(`${base}/v1/models`)).json();
+  const model = models.models[0];
+  const minConf = model.detector.min_confidence;
+  const confident = expected.filter((r) => r.confidence >= minConf).length;
+  log(`expecting ${expected.length} regions (${confident} at or above ${minConf}), ${model.layers}×${model.attention_heads} heads`);
+
+  // With a gallery, store the image so that the page's search finds it.
+  const galleryResp = await fetch(`${base}/v1/images?limit=1`);
+  const hasGallery = galleryResp.ok;
+  if (hasGallery) {
+    const up = new FormData();
+    up.append("image", new Blob([image], { type: "image/png" }), "fixture.png");
+    up.append("id", "browser-test");
+    const r = await fetch(`${base}/v1/images`, { method: "POST", body: up });
+    check(r.ok, `POST /v1/images: HTTP ${r.status} ${await r.text()}`);
+  }
+  log(hasGallery ? "the server has a gallery: search is tested" : `no gallery (GET /v1/images: ${galleryResp.status}): the search box must stay hidden`);
+
+  const browser = await launch();
+  try {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    const page = await context.newPage();
+    page.setDefaultTimeout(TIMEOUT);
+    // Provoked on purpose: the gallery probe when there is none, the corrupt upload.
+    const errors = watchConsole(page, [["/v1/images", 404], ["/v1/images", 503], ["/v1/match", 400]]);
+
+    await page.goto(base + "/", { waitUntil: "load" });
+    await page.waitForFunction(() => !document.getElementById("model-info").textContent.startsWith("Loading"));
+    check((await page.locator("#samples button").count()) > 0, "no sample buttons");
+
+    // Upload, caption, run.
+    await page.setInputFiles("#file-input", opts.image);
+    await page.locator("#preview").waitFor({ state: "visible" });
+    const captions = ["a red square left of a blue circle", "two green triangles"];
+    await page.fill("#captions", captions.join("\n"));
+    await page.click("#run");
+    await page.waitForSelector("body[data-aligned]");
+    check((await page.locator("#scores tbody tr").count()) === captions.length, "one score row per caption");
+    const scoreText = await page.locator("#scores tbody tr").first().innerText();
+    check(/\d\.\d{3}/.test(scoreText), `score row shows no numbers: ${scoreText}`);
+
+    // Region boxes: as many as the API's regions; the low-confidence toggle hides exactly those.
+    const boxes = await page.locator(".region-box").count();
+    check(boxes === expected.length, `${boxes} region boxes drawn, want ${expected.length}`);
+    const allLow = confident === 0;
+    check((await visibleBoxes(page)) === (allLow ? expected.length : confident),
+      `visible boxes ${await visibleBoxes(page)} at start, want ${allLow ? expected.length : confident}`);
+    const lows = expected.length - confident;
+    if (opts["want-low"] === "yes") check(lows > 0, "no low-confidence region: the toggle is not exercised");
+    if (lows === 0) {
+      check(await page.locator("#show-low").isDisabled(), "low-confidence toggle enabled with no such region");
+    } else {
+      await page.click("#show-low");
+      const toggled = await visibleBoxes(page);
+      check(toggled === (allLow ? 0 : expected.length), `after the low-confidence toggle ${toggled} boxes visible`);
+      await page.click("#show-low");
+      check((await visibleBoxes(page)) === (allLow ? expected.length : confident), "toggle back");
+    }
+    // Box geometry follows the API's boxes (percent of the image's size).
+    const geometry = await page.$$eval(".region-box", (els) => els.map((e) => [Number(e.dataset.index),
+      ...["left", "top", "width", "height"].map((k) => parseFloat(e.style[k]))]));
+    for (const [j, left, top, width, height] of geometry) {
+      const [x1, y1, x2, y2] = expected[j].box;
+      const want = [100 * x1 / W, 100 * y1 / H, 100 * (x2 - x1) / W, 100 * (y2 - y1) / H];
+      [left, top, width, height].forEach((v, k) => check(Math.abs(v - want[k]) < 1e-3, `region ${j} geometry ${[left, top, width, height]}, want ${want}`));
+    }
+
+    // Hovering a word tints the regions by its share of the word's transport mass.
+    const before = await shares(page);
+    check(before.every((s) => s === 0), `tints before any hover: ${before}`);
+    const words = page.locator("#tokens .token:not(.special)");
+    check((await words.count()) >= 2, "fewer than two word tokens");
+    await words.nth(0).hover();
+    const first = await shares(page);
+    const sum = first.reduce((a, b) => a + b, 0);
+    check(first.some((s) => s > 0) && Math.abs(sum - 1) < 1e-6, `tints after hovering a word: ${first} (sum ${sum}, want 1)`);
+    const tintStyle = await page.locator(".region-box").first().evaluate((e) => getComputedStyle(e).backgroundColor);
+    await words.nth(1).hover();
+    const second = await shares(page);
+    check(second.some((s, j) => Math.abs(s - first[j]) > 1e-9), "tints did not change between two words");
+    const token0 = Number(await words.nth(1).getAttribute("data-token"));
+    // The page's shares equal the plan's: the word's rows summed and normalised.
+    const align = await page.evaluate(async ([text]) => {
+      const img = await (await fetch(document.getElementById("preview").src)).blob();
+      const f = new FormData();
+      f.append("image", img, "x.png");
+      f.append("text", text);
+      return (await fetch("/v1/align", { method: "POST", body: f })).json();
+    }, [captions[0]]);
+    const word = align.tokens[token0].word;
+    const rows = align.tokens.flatMap((t, i) => (t.word === word ? [i] : []));
+    const mass = align.regions.map((_, j) => rows.reduce((a, i) => a + align.plan[i][j], 0));
+    const total = mass.reduce((a, b) => a + b, 0);
+    mass.forEach((m, j) => check(Math.abs(m / total - second[j]) < 1e-9, `region ${j}: tint share ${second[j]}, plan share ${m / total}`));
+    log(`word tints ok (first box background ${tintStyle})`);
+    // Screenshot with the word selected (a hover would follow the mouse as the page resizes).
+    await page.mouse.move(0, 0);
+    await words.nth(1).click();
+    await page.screenshot({ path: join(opts.out, "page-word.png"), fullPage: true });
+    await page.keyboard.press("Escape");
+
+    // Selecting a region highlights the words aligned to it.
+    await page.mouse.move(0, 0);
+    await page.locator(".region-box:not([hidden])").last().click(); // the smallest: on top of the others
+    const wordShares = await page.$$eval("#tokens .token", (els) => els.map((e) => Number(e.dataset.share)));
+    check(Math.abs(wordShares.reduce((a, b) => a + b, 0) - 1) < 1e-6, `word shares of a selected region: ${wordShares}`);
+    await page.keyboard.press("Escape");
+
+    // The heat map: tokens × regions with labelled axes.
+    const cells = await page.locator("#heatmap tbody td").count();
+    check(cells === align.tokens.length * align.regions.length, `heat map has ${cells} cells, want ${align.tokens.length}×${align.regions.length}`);
+
+    // Attention: the layer × head grid, the chart, one map opened large.
+    const heads = await page.locator(".head-map").count();
+    check(heads === model.layers * model.attention_heads, `${heads} attention maps, want ${model.layers * model.attention_heads}`);
+    check((await page.locator(".chart-row").count()) === model.layers, "one chart row per layer");
+    await page.locator(".head-map").nth(1).click();
+    await page.waitForSelector("#attention-dialog[open]");
+    const title = await page.locator("#dialog-title").innerText();
+    check(/Layer 1, head 2: (Vertical|Diagonal|Vertical \+ Diagonal|Block|Heterogeneous|Reversed Block)$/.test(title), `dialog title ${title}`);
+    const canvas = await page.locator("#dialog-canvas").boundingBox();
+    check(canvas && canvas.width > 100 && canvas.height > 100, `large map canvas ${JSON.stringify(canvas)}`);
+    await page.screenshot({ path: join(opts.out, "page-attention.png") });
+    await page.keyboard.press("ArrowRight");
+    check((await page.locator("#dialog-title").innerText()).startsWith("Layer 1, head 3"), "ArrowRight moves to the next head");
+    await page.keyboard.press("Escape");
+    await page.waitForSelector("#attention-dialog[open]", { state: "detached" });
+
+    // Masked-word probe.
+    await page.locator("#probe-words button").first().click();
+    await page.waitForSelector("#probe-result ol li");
+    check((await page.locator("#probe-result ol").count()) === 2, "probe shows predictions with and without the image");
+
+    // Keyboard: a word reached by focus and selected with Enter tints the regions.
+    await page.mouse.move(0, 0);
+    await words.nth(0).focus();
+    await page.keyboard.press("Enter");
+    check((await words.nth(0).getAttribute("aria-pressed")) === "true", "Enter does not select a focused word");
+    await page.keyboard.press("Escape");
+
+    // Narrow screen: nothing wider than the viewport.
+    await page.setViewportSize({ width: 390, height: 844 });
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    check(overflow <= 1, `the page is ${overflow}px wider than a 390px screen`);
+    await page.screenshot({ path: join(opts.out, "page-narrow.png"), fullPage: true });
+    await page.setViewportSize({ width: 1280, height: 900 });
+
+    // Search: a box with thumbnails and evidence when there is a gallery, nothing otherwise.
+    if (hasGallery) {
+      await page.locator("#search-panel").waitFor({ state: "visible" });
+      await page.fill("#search-query", captions[0]);
+      await page.click("#search-run");
+      await page.waitForSelector("#search-results > li");
+      const hit = await page.locator("#search-results > li").first().innerText();
+      check(hit.includes("browser-test") && /P\(match\) \d\.\d{3}/.test(hit), `search hit: ${hit}`);
+      await page.waitForFunction(() => document.querySelector("#search-results img")?.complete);
+      check(await page.locator("#search-results img").first().evaluate((img) => img.naturalWidth > 0), "thumbnail did not load");
+    } else {
+      check(await page.locator("#search-panel").isHidden(), "search box shown without a gallery");
+    }
+
+    // A readable API error: a corrupt image.
+    await page.setInputFiles("#file-input", { name: "broken.png", mimeType: "image/png", buffer: Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), Buffer.from("not really")]) });
+    await page.click("#run");
+    await page.waitForSelector("#error:not([hidden])");
+    const err = await page.locator("#error").innerText();
+    check(/HTTP 400/.test(err) && err.length < 400, `error message: ${err}`);
+    log(`API error shown: ${err}`);
+
+    check(errors.length === 0, errors.join("\n"));
+    log("all checks passed; screenshots in", opts.out);
+  } finally {
+    await browser.close();
+  }
+}
+
+async function runScreenshot(opts) {
+  mkdirSync(dirname(opts.out), { recursive: true });
+  const browser = await launch();
+  try {
+    const page = await browser.newPage({ viewport: { width: 1280, height: 900 }, deviceScaleFactor: 1 });
+    page.setDefaultTimeout(TIMEOUT);
+    const errors = watchConsole(page, [["/v1/images", 404], ["/v1/images", 503]]);
+    await page.goto(opts.url.replace(/\/$/, "") + "/", { waitUntil: "load" });
+    await page.locator("#samples button").nth(Number(opts.sample ?? 0)).click();
+    await page.locator("#preview").waitFor({ state: "visible" });
+    await page.click("#run");
+    await page.waitForSelector("body[data-aligned]");
+    await page.locator("#tokens .token:not(.special)").nth(Number(opts.word ?? 2)).click();
+    await page.mouse.move(0, 0);
+    await page.screenshot({ path: opts.out, fullPage: true });
+    const dialogShot = opts.out.replace(/\.png$/, "-attention.png");
+    await page.locator(".head-map").first().click();
+    await page.waitForSelector("#attention-dialog[open]");
+    await page.screenshot({ path: dialogShot });
+    check(errors.length === 0, errors.join("\n"));
+    log("wrote", opts.out, "and", dialogShot);
+  } finally {
+    await browser.close();
+  }
+}
+
+try {
+  const opts = parseArgs(process.argv.slice(2));
+  if (opts.mode === "test") await runTest(opts);
+  else if (opts.mode === "screenshot") await runScreenshot(opts);
+  else throw new Error(`unknown mode ${opts.mode}`);
+} catch (e) {
+  console.error(e instanceof CheckError ? `[page] check failed: ${e.message}` : e);
+  process.exit(1);
+}
