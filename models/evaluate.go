@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
@@ -250,7 +251,7 @@ func recallAtK(m []heads.Match, truth []byte, C, N int) (ir1, ir5, ir10, tr1, tr
 			idx[k] = k
 		}
 		slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(scores(b), scores(a)) })
-		first := n
+		first := math.MaxInt // no true item: a miss at every K
 		for r, k := range idx {
 			if true_(k) {
 				first = r

@@ -1,0 +1,132 @@
+package models
+
+import (
+	"context"
+	"math"
+	"path/filepath"
+	"testing"
+
+	"github.com/uniter-serve/uniter/detector"
+	"github.com/uniter-serve/uniter/heads"
+	"github.com/uniter-serve/uniter/internal/testenv"
+	"github.com/uniter-serve/uniter/models/shapes"
+	"github.com/uniter-serve/uniter/textproc"
+)
+
+func TestRecallAtK(t *testing.T) {
+	// 3 captions × 12 images; logits row-major by caption.
+	const C, N = 3, 12
+	logits := [C][N]float32{
+		{9, 8, 7, 6, 5, 4, 3, 2, 1, 0, -1, -2}, // true image 0 is first: R@1
+		{9, 8, 7, 6, 5, 4, 3, 2, 1, 0, -1, -2}, // true image 6 is 7th: R@10 only
+		{5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5},   // all tied: index order; true image 11 is 12th: miss
+	}
+	truth := make([]byte, C*N)
+	truth[0*N+0] = 1
+	truth[1*N+6] = 1
+	truth[2*N+11] = 1
+	m := make([]heads.Match, C*N)
+	for c := range C {
+		for i := range N {
+			m[c*N+i] = heads.Match{Logit: logits[c][i]}
+		}
+	}
+	ir1, ir5, ir10, tr1, tr5, tr10 := recallAtK(m, truth, C, N)
+	if ir1 != 1.0/3 || ir5 != 1.0/3 || ir10 != 2.0/3 {
+		t.Errorf("image retrieval %v %v %v, want 1/3 1/3 2/3", ir1, ir5, ir10)
+	}
+	// Text retrieval: image 0 ranks captions 0 (9), 1 (9, tie → index 0 first), 2 (5): caption 0
+	// true → R@1. Image 6: captions 2 (5), 0 (3), 1 (3): caption 1 true, 3rd → R@5. Image 11:
+	// caption 2 (5) first → R@1. The other 9 images have no true caption: misses.
+	if tr1 != 2.0/12 || tr5 != 3.0/12 || tr10 != 3.0/12 {
+		t.Errorf("text retrieval %v %v %v, want 2/12 3/12 3/12", tr1, tr5, tr10)
+	}
+}
+
+func TestFalseImage(t *testing.T) {
+	row := []byte{1, 0, 1, 1, 0}
+	for seed := range uint64(50) {
+		j := falseImage(row, seed)
+		if j != 1 && j != 4 {
+			t.Fatalf("seed %d: image %d is not false", seed, j)
+		}
+		if falseImage(row, seed) != j {
+			t.Fatal("not deterministic")
+		}
+	}
+	if j := falseImage([]byte{1, 1}, 3); j != -1 {
+		t.Fatalf("all true: got %d", j)
+	}
+	// Only one false image among many: still found (the fallback scan).
+	big := make([]byte, 10000)
+	for i := range big {
+		big[i] = 1
+	}
+	big[7777] = 0
+	if j := falseImage(big, 1); j != 7777 {
+		t.Fatalf("got %d, want 7777", j)
+	}
+}
+
+func TestBoxIoUAndSpanTokens(t *testing.T) {
+	if v := boxIoU(detector.Box{0, 0, 10, 10}, [4]float64{5, 0, 15, 10}); math.Abs(v-1.0/3) > 1e-9 {
+		t.Errorf("IoU %v, want 1/3", v)
+	}
+	if v := boxIoU(detector.Box{0, 0, 10, 10}, [4]float64{10, 0, 20, 10}); v != 0 {
+		t.Errorf("touching boxes: IoU %v", v)
+	}
+	toks := []textproc.Token{{Special: true}, {Start: 0, End: 1}, {Start: 2, End: 5}, {Start: 5, End: 8}, {Start: 9, End: 15}, {Start: 15, End: 15, Special: true}}
+	if got := spanTokens(toks, 2, 8); len(got) != 2 || got[0] != 2 || got[1] != 3 {
+		t.Errorf("span [2,8): tokens %v, want [2 3]", got)
+	}
+}
+
+// TestEvaluateFixture runs the whole evaluation on a 4-image split with the fixture bundle
+// (random weights: only the bookkeeping is checked, against counts from the annotations).
+func TestEvaluateFixture(t *testing.T) {
+	b := loadFixture(t, testenv.Env(t))
+	dir := filepath.Join(t.TempDir(), "tiny")
+	if _, err := shapes.WriteSplit(context.Background(), dir, shapes.Split{Name: "tiny", Seed: 77, Count: 4}, shapes.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := readAnnotations(filepath.Join(dir, "annotations.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var captions, nouns, colors int
+	for _, r := range recs {
+		captions += len(r.Captions)
+		for _, c := range r.Captions {
+			for _, s := range c.Spans {
+				if len(s.Objects) > 0 && s.Kind == shapes.KindShape {
+					nouns++
+				} else if len(s.Objects) > 0 && s.Kind == shapes.KindColor {
+					colors++
+				}
+			}
+		}
+	}
+	stages := map[string]int{}
+	rep, err := b.Evaluate(context.Background(), dir, EvalOptions{Retrieval: true, ScoreBatch: 7, Workers: 2,
+		Progress: func(stage string, done, total int) { stages[stage] = done }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Images != 4 || rep.Captions != captions || rep.ITMPairs != 2*captions || !rep.Retrieval || rep.ScoredPairs != 4*captions {
+		t.Errorf("report %+v: want 4 images, %d captions, %d ITM pairs, %d scored", rep, captions, 2*captions, 4*captions)
+	}
+	if rep.GroundingNounSpans != nouns || rep.GroundingColorSpans != colors {
+		t.Errorf("grounding spans %d nouns %d colours, annotations have %d and %d", rep.GroundingNounSpans, rep.GroundingColorSpans, nouns, colors)
+	}
+	for _, v := range []float64{rep.ITMAccuracy, rep.IRR1, rep.IRR5, rep.IRR10, rep.TRR1, rep.TRR10, rep.GroundingNoun, rep.GroundingColor} {
+		if v < 0 || v > 1 || math.IsNaN(v) {
+			t.Errorf("rate %v out of [0, 1]", v)
+		}
+	}
+	if rep.IRR1 > rep.IRR5 || rep.IRR5 > rep.IRR10 || rep.TRR1 > rep.TRR5 || rep.TRR5 > rep.TRR10 {
+		t.Errorf("recall not monotone in K: %+v", rep)
+	}
+	if stages["detect"] != 4 || stages["retrieval"] != 4*captions || stages["grounding"] != captions {
+		t.Errorf("progress %v", stages)
+	}
+}
