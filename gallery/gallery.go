@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -55,15 +56,15 @@ type Image struct {
 // Regions are an image's regions. Features are kept as IEEE float16 in the store: Put rounds
 // them, Get returns the rounded values widened to float32.
 type Regions struct {
-	Boxes      []detector.Box                    // pixel boxes [x1, y1, x2, y2] (normalised when the size is unknown)
-	Locations  [][detector.LocationDim]float32   // UNITER's 7-d location of each box
-	Confidence []float32                         // detector confidence of each region
-	Dim        int                               // feature dimension
-	Features   []float32                         // n × Dim, row-major
-	ClassDim   int                               // soft-label size (0: none)
-	ClassProbs []float32                         // n × ClassDim: each region's class distribution (soft label)
-	AttrDim    int                               // attribute distribution size (0: none)
-	AttrProbs  []float32                         // n × AttrDim
+	Boxes      []detector.Box                  // pixel boxes [x1, y1, x2, y2] (normalised when the size is unknown)
+	Locations  [][detector.LocationDim]float32 // UNITER's 7-d location of each box
+	Confidence []float32                       // detector confidence of each region
+	Dim        int                             // feature dimension
+	Features   []float32                       // n × Dim, row-major
+	ClassDim   int                             // soft-label size (0: none)
+	ClassProbs []float32                       // n × ClassDim: each region's class distribution (soft label)
+	AttrDim    int                             // attribute distribution size (0: none)
+	AttrProbs  []float32                       // n × AttrDim
 }
 
 // Len is the number of regions.
@@ -180,6 +181,30 @@ func ValidID(id string) error {
 		return fmt.Errorf("%w: id %q is not allowed", ErrInvalid, id)
 	}
 	return nil
+}
+
+// SanitizeID makes an ID of a name (a file path, an LMDB key): '/' becomes ':', every other
+// character an ID cannot hold becomes '_', and it is cut to MaxIDLength bytes.
+func SanitizeID(name string) string {
+	var b strings.Builder
+	for _, c := range name {
+		switch {
+		case c == '/' || c == '\\':
+			b.WriteByte(':')
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', strings.ContainsRune("._-:@+~", c):
+			b.WriteRune(c)
+		default:
+			b.WriteByte('_')
+		}
+	}
+	id := b.String()
+	if len(id) > MaxIDLength {
+		id = id[:MaxIDLength]
+	}
+	if id == "." || id == ".." {
+		id = strings.Repeat("_", len(id))
+	}
+	return id
 }
 
 // ValidMetadata checks caller metadata: absent, null or a JSON object of bounded size.
