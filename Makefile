@@ -7,7 +7,7 @@ PY_PKGS := python3-torch python3-torchvision python3-onnx python3-numpy python3-
 GO_TEST_FLAGS ?=
 export UNITER_ORT_LIBRARY := $(ORT_LIB)
 
-.PHONY: run test test-go test-py build ort pydeps fixture bench fuzz clean
+.PHONY: run test test-go test-py build ort pydeps fixture bench fuzz clean shapes-model web web-check browser-deps screenshot
 
 run: build ort
 	./bin/uniter serve
@@ -24,14 +24,22 @@ pydeps:
 	@$(PY) -c "import torch, torchvision, onnx, numpy, pytest, PIL, tqdm" 2>/dev/null || { \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(PY_PKGS) >/dev/null; }
 
-test: build ort pydeps test-go test-py
+test: build ort pydeps web-check browser-deps test-go test-py
 
-test-go: ort
+# The browser test (tests/browser_test.go) fails rather than skips here when its tools are missing.
+test-go: export UNITER_BROWSER_TEST := require
+test-go: ort browser-deps
 	go vet ./...
 	go test -race -count=1 $(GO_TEST_FLAGS) ./...
 
 test-py: build ort pydeps
 	cd models && UNITER_BIN=$(CURDIR)/bin/uniter OMP_NUM_THREADS=1 $(PY) -m pytest -q tests
+
+# Trains the default model end to end (Shapes World data, detector, features through the serving
+# pipeline, pre-training, ITM fine-tuning, bundle, evaluation, the no-WRA ablation): hours on
+# 2 cores; resumable. See scripts/train-shapes.sh and README "Default model".
+shapes-model: build ort pydeps
+	PY=$(PY) bash scripts/train-shapes.sh
 
 # Regenerates the committed fixture bundle and its PyTorch goldens.
 fixture: pydeps
@@ -44,6 +52,33 @@ fixture: pydeps
 # exported once into .cache/bench/ and reused. See scripts/bench.sh.
 bench: build ort pydeps
 	PY=$(PY) bash scripts/bench.sh
+
+# The page's scripts: web/src/*.ts → web/dist/*.js with the pinned TypeScript (web/package-lock.json).
+# web/dist is committed, so `go build` needs no Node.js; web-check fails when it is stale.
+web/node_modules/.package-lock.json: web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+
+web: web/node_modules/.package-lock.json
+	cd web && npx tsc -p tsconfig.json
+
+web-check: web/node_modules/.package-lock.json
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && (cd web && npx tsc -p tsconfig.json --outDir "$$tmp") && \
+	  if ! diff -r "$$tmp" web/dist >/dev/null; then diff -r "$$tmp" web/dist | head -20; \
+	    echo "web/dist does not match web/src: run 'make web' and commit web/dist"; exit 1; fi
+
+# Debian's Chromium and playwright-core (tests/browser/package-lock.json) for the browser test.
+CHROMIUM ?= /usr/bin/chromium
+export CHROMIUM
+tests/browser/node_modules/.package-lock.json: tests/browser/package-lock.json
+	cd tests/browser && npm ci --no-audit --no-fund --loglevel=error
+
+browser-deps: tests/browser/node_modules/.package-lock.json
+	@test -x $(CHROMIUM) || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+# The README's screenshot of the page on a Shapes World sample, with BUNDLE (default: the
+# configured one); SAMPLE (0-3) and WORD pick the image and the selected word. See scripts/screenshot.sh.
+screenshot: build ort browser-deps
+	BUNDLE=$(BUNDLE) SAMPLE=$(SAMPLE) WORD=$(WORD) OUT=$(or $(OUT),docs/page.png) bash scripts/screenshot.sh
 
 fuzz:
 	go test ./textproc -run='^$$' -fuzz=FuzzEncode -fuzztime=60s
