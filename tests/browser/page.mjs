@@ -264,8 +264,23 @@ async function runTest(opts) {
   }
 }
 
+/** waitReady polls GET /readyz (the server may still be loading its model). */
+async function waitReady(base, seconds = 300) {
+  const deadline = Date.now() + seconds * 1000;
+  for (;;) {
+    try {
+      if ((await fetch(`${base}/readyz`)).ok) return;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new CheckError(`${base}/readyz: not ready within ${seconds}s`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
 async function runScreenshot(opts) {
   mkdirSync(dirname(opts.out), { recursive: true });
+  await waitReady(opts.url.replace(/\/$/, ""));
   const browser = await launch();
   try {
     const page = await browser.newPage({ viewport: { width: 1280, height: 900 }, deviceScaleFactor: 1 });

@@ -17,6 +17,8 @@ const state = {
     captions: [],
     selected: -1,
     alignRequest: 0,
+    /** Ground truth of the chosen sample's captions (Shapes World knows it); empty for uploads. */
+    truth: new Map(),
 };
 const form = byId("run-form");
 const runButton = byId("run");
@@ -81,6 +83,7 @@ function setImage(blob, name) {
         return;
     }
     hideError();
+    state.truth.clear();
     if (state.imageURL)
         URL.revokeObjectURL(state.imageURL);
     state.image = blob;
@@ -132,6 +135,7 @@ async function loadSamples() {
                         throw new Error(`sample ${s.file}: HTTP ${resp.status}`);
                     setImage(await resp.blob(), s.file);
                     captionsBox.value = s.captions.join("\n");
+                    s.captions.forEach((c, i) => state.truth.set(c, s.truth[i]));
                 }
                 catch (e) {
                     showError(describe(e));
@@ -145,11 +149,18 @@ async function loadSamples() {
     }
 }
 // ---- Scoring and aligning --------------------------------------------------------------
+/** truthBadge marks a sample's caption as true or false of its image (the generator knows). */
+function truthBadge(text) {
+    const t = state.truth.get(text);
+    if (t === undefined)
+        return "";
+    return h("span", { class: t ? "truth yes" : "truth no", title: t ? "true of this image (Shapes World ground truth)" : "false of this image (Shapes World ground truth)" }, t ? " ✓ true" : " ✗ false");
+}
 function renderScores(m) {
     scoresBody.replaceChildren(...m.results.map((r, i) => {
         const button = h("button", { type: "button", "aria-label": `Show the alignment of caption ${i + 1}` }, "Show");
         button.addEventListener("click", () => void selectCaption(i));
-        const row = h("tr", { "data-caption": i }, h("td", {}, r.text + (r.truncated ? " (truncated)" : "")), h("td", { class: "num" }, fmt(r.score, 3), h("span", { class: "bar", style: `width:${Math.round(40 * r.score)}px` })), h("td", { class: "num" }, fmt(r.logit, 3)), h("td", { class: "num" }, fmt(r.ot_distance, 4)), h("td", {}, button));
+        const row = h("tr", { "data-caption": i }, h("td", {}, r.text + (r.truncated ? " (truncated)" : ""), truthBadge(r.text)), h("td", { class: "num" }, fmt(r.score, 3), h("span", { class: "bar", style: `width:${Math.round(40 * r.score)}px` })), h("td", { class: "num" }, fmt(r.logit, 3)), h("td", { class: "num" }, fmt(r.ot_distance, 4)), h("td", {}, button));
         return row;
     }));
 }

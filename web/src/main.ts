@@ -22,6 +22,8 @@ const state = {
   captions: [] as string[],
   selected: -1,
   alignRequest: 0,
+  /** Ground truth of the chosen sample's captions (Shapes World knows it); empty for uploads. */
+  truth: new Map<string, boolean>(),
 };
 
 const form = byId<HTMLFormElement>("run-form");
@@ -93,6 +95,7 @@ function setImage(blob: Blob, name: string): void {
     return;
   }
   hideError();
+  state.truth.clear();
   if (state.imageURL) URL.revokeObjectURL(state.imageURL);
   state.image = blob;
   state.imageURL = URL.createObjectURL(blob);
@@ -142,6 +145,7 @@ async function loadSamples(): Promise<void> {
           if (!resp.ok) throw new Error(`sample ${s.file}: HTTP ${resp.status}`);
           setImage(await resp.blob(), s.file);
           captionsBox.value = s.captions.join("\n");
+          s.captions.forEach((c, i) => state.truth.set(c, s.truth[i]));
         } catch (e) {
           showError(describe(e));
         }
@@ -155,12 +159,20 @@ async function loadSamples(): Promise<void> {
 
 // ---- Scoring and aligning --------------------------------------------------------------
 
+/** truthBadge marks a sample's caption as true or false of its image (the generator knows). */
+function truthBadge(text: string): HTMLElement | string {
+  const t = state.truth.get(text);
+  if (t === undefined) return "";
+  return h("span", { class: t ? "truth yes" : "truth no", title: t ? "true of this image (Shapes World ground truth)" : "false of this image (Shapes World ground truth)" },
+    t ? " ✓ true" : " ✗ false");
+}
+
 function renderScores(m: MatchResponse): void {
   scoresBody.replaceChildren(...m.results.map((r, i) => {
     const button = h("button", { type: "button", "aria-label": `Show the alignment of caption ${i + 1}` }, "Show");
     button.addEventListener("click", () => void selectCaption(i));
     const row = h("tr", { "data-caption": i },
-      h("td", {}, r.text + (r.truncated ? " (truncated)" : "")),
+      h("td", {}, r.text + (r.truncated ? " (truncated)" : ""), truthBadge(r.text)),
       h("td", { class: "num" }, fmt(r.score, 3), h("span", { class: "bar", style: `width:${Math.round(40 * r.score)}px` })),
       h("td", { class: "num" }, fmt(r.logit, 3)),
       h("td", { class: "num" }, fmt(r.ot_distance, 4)),
