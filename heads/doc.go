@@ -17,6 +17,11 @@
 //     aligned). [WordRegions] folds the token rows of a plan into words and
 //     lists each word's best regions.
 //
+// A third part analyses attention: [ClassifyAttention] labels one head's self-attention map of
+// a pair with one of the paper's six patterns (Vertical, Diagonal, Vertical + Diagonal, Block,
+// Heterogeneous, Reversed Block) from measured properties, with every threshold in
+// [PatternThresholds]; attention.go documents the measures and the decision.
+//
 // Conventions: plans and costs are tokens × regions (row i is text token i,
 // including [CLS] and [SEP]; column j is region j) and are computed in
 // float64. The reference implementation is models/uniter/ot.py; the golden
