@@ -199,7 +199,9 @@ func addUint(b *bolt.Bucket, key []byte, d int) {
 // bumpGeneration marks a committed change for caches keyed on Stats.Generation.
 func bumpGeneration(tx *bolt.Tx) { addUint(tx.Bucket(bucketMeta), keyGeneration, 1) }
 
-func notFound(kind, id string) error { return fmt.Errorf("%s %q: %w", kind, truncate(id, 60), ErrNotFound) }
+func notFound(kind, id string) error {
+	return fmt.Errorf("%s %q: %w", kind, truncate(id, 60), ErrNotFound)
+}
 
 // PutImages implements Store. Concurrent calls are coalesced into one transaction (bbolt's
 // Batch), so concurrent uploads share one fsync; each call still returns only once its

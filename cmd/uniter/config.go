@@ -56,6 +56,9 @@ type Config struct {
 		Level  string `mapstructure:"level"`
 		Format string `mapstructure:"format"`
 	} `mapstructure:"log"`
+	DataDir string        `mapstructure:"data_dir"`
+	Gallery GalleryConfig `mapstructure:"gallery"`
+	Search  SearchConfig  `mapstructure:"search"`
 }
 
 // defaults lists every key; viper's Unmarshal ignores environment-only keys without one.
@@ -85,6 +88,15 @@ var defaults = map[string]any{
 	"limits.max_queue":        64,
 	"log.level":               "info",
 	"log.format":              "text",
+	"data_dir":                "data",
+	"gallery.thumbnail_size":  256,
+	"gallery.max_text_batch":  1000,
+	"search.max_limit":        100,
+	"search.max_offset":       1000,
+	"search.candidates":       100,
+	"search.max_candidates":   10000,
+	"search.batch_pairs":      64,
+	"search.workers":          2,
 }
 
 // loadConfig merges defaults, the optional file, the environment and the flags that were set.
@@ -180,6 +192,7 @@ func (c *Config) Validate() error {
 	if c.Log.Format != "text" && c.Log.Format != "json" {
 		bad("log.format", "%q: want text or json", c.Log.Format)
 	}
+	errs = append(errs, c.validateGallery()...)
 	return errors.Join(errs...)
 }
 

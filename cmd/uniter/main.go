@@ -30,6 +30,7 @@ var rootFlags = map[string]string{
 	"ort-library": "ort.library",
 	"log-level":   "log.level",
 	"addr":        "addr",
+	"data-dir":    "data_dir",
 }
 
 func main() {
@@ -53,11 +54,13 @@ func newRoot() *cobra.Command {
 	pf.String("provider", "", "execution provider: cpu or cuda (config ort.provider)")
 	pf.String("ort-library", "", "path to libonnxruntime.so (config ort.library)")
 	pf.String("log-level", "", "debug, info, warn or error (config log.level)")
+	pf.String("data-dir", "", "gallery folder (config data_dir, default ./data)")
 	load := func(cmd *cobra.Command) (*Config, error) {
 		return loadConfig(configFile, cmd.Flags(), rootFlags)
 	}
 	root.AddCommand(serveCmd(load), matchCmd(load), alignCmd(load), regionsCmd(load), runGraphCmd(load), extractCmd(load), evalCmd(load))
 	root.AddCommand(synthCmd())
+	root.AddCommand(indexCmd(load), indexTextsCmd(load), importFeaturesCmd(load), evalGalleryCmd(load))
 	root.AddCommand(attentionStatsCmd(load))
 	return root
 }
@@ -113,8 +116,18 @@ func serve(parent context.Context, cfg *Config) error {
 			log.Error("closing model", "err", err)
 		}
 	}()
+	gal, err := openGallery(cfg, svc)
+	if err != nil {
+		return err
+	}
+	defer func() { // after the HTTP server has shut down: no request uses it any more
+		if err := gal.Close(); err != nil {
+			log.Error("closing gallery", "err", err)
+		}
+	}()
 	srv := api.New(api.Config{MaxBodyBytes: cfg.Limits.MaxBodyBytes, RequestTimeout: cfg.Limits.RequestTimeout, IndexHTML: web.IndexHTML, Assets: web.Assets},
 		svc.bundle, svc.info, api.LabelsFor(svc.bundle), log)
+	srv.SetGallery(gal.service)
 	httpServer := &http.Server{
 		Addr: cfg.Addr, Handler: srv.Handler(),
 		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second,

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/uniter-serve/uniter/api"
+	"github.com/uniter-serve/uniter/gallery"
+	"github.com/uniter-serve/uniter/gallery/retrieval"
+)
+
+// GalleryConfig are the gallery keys (gallery.*).
+type GalleryConfig struct {
+	ThumbnailSize int `mapstructure:"thumbnail_size"`
+	MaxTextBatch  int `mapstructure:"max_text_batch"`
+}
+
+// SearchConfig are the search keys (search.*).
+type SearchConfig struct {
+	MaxLimit      int `mapstructure:"max_limit"`
+	MaxOffset     int `mapstructure:"max_offset"`
+	Candidates    int `mapstructure:"candidates"`
+	MaxCandidates int `mapstructure:"max_candidates"`
+	BatchPairs    int `mapstructure:"batch_pairs"`
+	Workers       int `mapstructure:"workers"`
+}
+
+func (c *Config) validateGallery() []error {
+	var errs []error
+	bad := func(key, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("config %s: %s", key, fmt.Sprintf(format, a...)))
+	}
+	if c.DataDir == "" {
+		bad("data_dir", "must name a folder (the gallery lives there)")
+	}
+	for key, v := range map[string]int{"gallery.thumbnail_size": c.Gallery.ThumbnailSize, "gallery.max_text_batch": c.Gallery.MaxTextBatch,
+		"search.max_limit": c.Search.MaxLimit, "search.max_offset": c.Search.MaxOffset, "search.candidates": c.Search.Candidates, "search.max_candidates": c.Search.MaxCandidates,
+		"search.batch_pairs": c.Search.BatchPairs, "search.workers": c.Search.Workers} {
+		if v <= 0 {
+			bad(key, "must be positive, got %d", v)
+		}
+	}
+	if c.Gallery.ThumbnailSize > 2048 {
+		bad("gallery.thumbnail_size", "%d: at most 2048 pixels", c.Gallery.ThumbnailSize)
+	}
+	if c.Search.Candidates > c.Search.MaxCandidates {
+		bad("search.candidates", "%d is above search.max_candidates (%d)", c.Search.Candidates, c.Search.MaxCandidates)
+	}
+	return errs
+}
+
+// galleryService is the open gallery of a command: the store and the service over it.
+type galleryService struct {
+	store   *gallery.Bolt
+	service *retrieval.Service
+}
+
+// openGallery opens the gallery in data_dir for the loaded model; close it once.
+func openGallery(cfg *Config, svc *service) (*galleryService, error) {
+	st, err := gallery.Open(cfg.DataDir, gallery.Options{FeatureDim: svc.bundle.Manifest.Model.FeatureDim})
+	if err != nil {
+		return nil, fmt.Errorf("config data_dir: %w", err)
+	}
+	labels := api.LabelsFor(svc.bundle)
+	rcfg := retrieval.Config{
+		Source:        "detector:" + svc.info.Name,
+		Labels:        retrieval.Labels{Classes: labels.Classes, Attributes: labels.Attributes, Background: labels.Background, NoAttribute: noAttribute(labels.Attributes)},
+		ThumbnailSize: cfg.Gallery.ThumbnailSize, MaxTextBatch: cfg.Gallery.MaxTextBatch,
+		MaxLimit: cfg.Search.MaxLimit, MaxOffset: cfg.Search.MaxOffset, Candidates: cfg.Search.Candidates,
+		MaxCandidates: cfg.Search.MaxCandidates, BatchPairs: cfg.Search.BatchPairs, Workers: cfg.Search.Workers,
+	}
+	return &galleryService{store: st, service: retrieval.New(st, svc.bundle, rcfg)}, nil
+}
+
+// noAttribute is the index of the "no attribute" entry of bottom-up-attention's attribute
+// list (index 0, "__no_attribute__"), −1 when the list has none.
+func noAttribute(attrs []string) int {
+	if len(attrs) > 0 && attrs[0] == "__no_attribute__" {
+		return 0
+	}
+	return -1
+}
+
+func (g *galleryService) Close() error {
+	if g == nil {
+		return nil
+	}
+	return g.store.Close()
+}
+
+// joinErr closes c after fn, keeping fn's error first.
+func joinErr(err error, c interface{ Close() error }) error {
+	return errors.Join(err, c.Close())
+}
