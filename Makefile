@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 ORT_LIB := $(CURDIR)/.cache/onnxruntime/lib/libonnxruntime.so
 PY := /usr/bin/python3
-PY_PKGS := python3-torch python3-torchvision python3-onnx python3-numpy python3-pytest python3-pil python3-tqdm libopenblas0-pthread
+PY_PKGS := python3-torch python3-torchvision python3-onnx python3-numpy python3-pytest python3-pil python3-tqdm python3-lmdb libopenblas0-pthread
 GO_TEST_FLAGS ?=
 export UNITER_ORT_LIBRARY := $(ORT_LIB)
 
@@ -21,7 +21,7 @@ $(ORT_LIB):
 
 # Debian's PyTorch and ONNX (no PyPI here); skipped when already importable.
 pydeps:
-	@$(PY) -c "import torch, torchvision, onnx, numpy, pytest, PIL, tqdm" 2>/dev/null || { \
+	@$(PY) -c "import torch, torchvision, onnx, numpy, pytest, PIL, tqdm, lmdb" 2>/dev/null || { \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(PY_PKGS) >/dev/null; }
 
 test: build ort pydeps web-check browser-deps test-go test-py
@@ -84,6 +84,8 @@ fuzz:
 	go test ./textproc -run='^$$' -fuzz=FuzzEncode -fuzztime=60s
 	go test ./detector -run='^$$' -fuzz=FuzzDecode -fuzztime=60s
 	go test ./api -run='^$$' -fuzz=FuzzMatchBody -fuzztime=60s
+	go test ./gallery/featimport -run='^$$' -fuzz=FuzzParseNPY -fuzztime=60s
+	go test ./gallery/lmdb -run='^$$' -fuzz=FuzzOpen -fuzztime=60s
 
 clean:
 	rm -rf bin .cache/bench
