@@ -245,6 +245,7 @@ async function runTest(opts) {
       check(hit.includes("browser-test") && /P\(match\) \d\.\d{3}/.test(hit), `search hit: ${hit}`);
       await page.waitForFunction(() => document.querySelector("#search-results img")?.complete);
       check(await page.locator("#search-results img").first().evaluate((img) => img.naturalWidth > 0), "thumbnail did not load");
+      await page.locator("#search-panel").screenshot({ path: join(opts.out, "page-search.png") });
     } else {
       check(await page.locator("#search-panel").isHidden(), "search box shown without a gallery");
     }

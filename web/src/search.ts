@@ -14,6 +14,10 @@ interface SearchResponse { results: Hit[]; mode: string; gallery_size: number; c
 interface GalleryImage { id: string; width: number; height: number; }
 interface ImageList { images: GalleryImage[]; }
 
+function regionLabel(r: RegionEvidence): string {
+  return `#${r.region}` + (r.label ? ` ${r.label}` : "") + (r.attribute ? ` (${r.attribute})` : "");
+}
+
 /** galleryState asks GET /v1/images?limit=1: "none" (no route, or 503 no_gallery), "empty" or "ready". */
 export async function galleryState(): Promise<"none" | "empty" | "ready"> {
   try {
@@ -86,8 +90,9 @@ export class Search {
       thumb,
       h("div", {}, h("strong", {}, `${rank + 1}. ${hit.id}`)),
       h("div", {}, `P(match) ${fmt(hit.score, 3)} · logit ${fmt(hit.logit, 2)}`),
-      ev.length ? h("ul", {}, ...ev.map((w) => h("li", {}, `${w.word} → ` +
-        w.regions.map((r) => `#${r.region}` + (r.label ? ` ${r.label}` : "") + ` ${pct(r.share)}`).join(", ")))) : "");
+      ev.length ? h("ul", { class: "evidence" }, ...ev.filter((w) => w.regions.length > 0).map((w) => h("li", {
+        title: `${w.word}: ` + w.regions.map((r) => `${regionLabel(r)} ${pct(r.share)}`).join(", "),
+      }, h("strong", {}, w.word), ` → ${regionLabel(w.regions[0])} ${pct(w.regions[0].share)}`))) : "");
     if (ev.length) void this.outline(path, thumb, ev);
     return li;
   }
@@ -98,12 +103,14 @@ export class Search {
       const info = await getJSON<GalleryImage>(path);
       const W = info.width, H = info.height;
       if (!W || !H) return;
+      // Each word's best region, labelled with the word.
       for (const w of ev) {
-        for (const r of w.regions) {
-          const [x1, y1, x2, y2] = r.box;
-          thumb.append(h("div", { title: `${w.word} → #${r.region} (${pct(r.share)})`,
-            style: `left:${(100 * x1) / W}%;top:${(100 * y1) / H}%;width:${(100 * (x2 - x1)) / W}%;height:${(100 * (y2 - y1)) / H}%` }));
-        }
+        const r = w.regions[0];
+        if (!r) continue;
+        const [x1, y1, x2, y2] = r.box;
+        thumb.append(h("div", { class: "evidence-box", title: `${w.word} → ${regionLabel(r)} (${pct(r.share)})`,
+          style: `left:${(100 * x1) / W}%;top:${(100 * y1) / H}%;width:${(100 * (x2 - x1)) / W}%;height:${(100 * (y2 - y1)) / H}%` },
+        h("span", {}, w.word)));
       }
     } catch {
       // The boxes are an extra; the hit and its evidence list are shown regardless.
