@@ -14,6 +14,8 @@ const state = {
     model: null,
     image: null,
     imageURL: "",
+    /** The image the results below were computed on (the chosen one may have changed since). */
+    analysed: null,
     captions: [],
     selected: -1,
     alignRequest: 0,
@@ -84,7 +86,7 @@ function setImage(blob, name) {
     }
     hideError();
     state.truth.clear();
-    if (state.imageURL)
+    if (state.imageURL && state.imageURL !== state.analysed?.url)
         URL.revokeObjectURL(state.imageURL);
     state.image = blob;
     state.imageURL = URL.createObjectURL(blob);
@@ -179,7 +181,11 @@ async function run() {
     runButton.disabled = true;
     setStatus(`Detecting regions and scoring ${captions.length} caption${captions.length === 1 ? "" : "s"}…`, true);
     try {
-        const m = await postImage("/v1/match", state.image, captions.map((c) => ["text", c]));
+        const image = state.image, url = state.imageURL;
+        const m = await postImage("/v1/match", image, captions.map((c) => ["text", c]));
+        if (state.analysed && state.analysed.url !== url && state.analysed.url !== state.imageURL)
+            URL.revokeObjectURL(state.analysed.url);
+        state.analysed = { image, url };
         state.captions = captions;
         renderScores(m);
         results.hidden = false;
@@ -195,7 +201,8 @@ async function run() {
     }
 }
 async function selectCaption(i) {
-    if (!state.image)
+    const analysed = state.analysed;
+    if (!analysed)
         return;
     const id = ++state.alignRequest;
     state.selected = i;
@@ -212,10 +219,10 @@ async function selectCaption(i) {
     if (withAttention)
         fields.push(["attention", "true"]);
     try {
-        const a = await postImage("/v1/align", state.image, fields);
+        const a = await postImage("/v1/align", analysed.image, fields);
         if (id !== state.alignRequest)
             return;
-        showAlignment(a, withAttention);
+        showAlignment(a, withAttention, analysed);
     }
     catch (e) {
         if (id === state.alignRequest)
@@ -227,17 +234,17 @@ async function selectCaption(i) {
                 setBusy(p, false);
     }
 }
-function showAlignment(a, withAttention) {
+function showAlignment(a, withAttention, analysed) {
     const minConf = state.model?.detector?.min_confidence ?? 0;
     const width = a.image?.width ?? 1, height = a.image?.height ?? 1;
-    stageImage.src = state.imageURL;
+    stageImage.src = analysed.url;
     regions.set(a.regions, width, height, minConf);
     alignment.set(a);
     if (withAttention)
         attention.set(a);
     else
         attention.unavailable(`Model ${state.model?.name ?? ""} has no attention graph (encoder_attention): no maps to show.`);
-    probe.set(state.image, a.text, a.tokens);
+    probe.set(analysed.image, a.text, a.tokens);
     document.body.dataset.aligned = String(state.alignRequest);
 }
 form.addEventListener("submit", (e) => {

@@ -19,6 +19,8 @@ const state = {
   model: null as ModelInfo | null,
   image: null as Blob | null,
   imageURL: "",
+  /** The image the results below were computed on (the chosen one may have changed since). */
+  analysed: null as { image: Blob; url: string } | null,
   captions: [] as string[],
   selected: -1,
   alignRequest: 0,
@@ -96,7 +98,7 @@ function setImage(blob: Blob, name: string): void {
   }
   hideError();
   state.truth.clear();
-  if (state.imageURL) URL.revokeObjectURL(state.imageURL);
+  if (state.imageURL && state.imageURL !== state.analysed?.url) URL.revokeObjectURL(state.imageURL);
   state.image = blob;
   state.imageURL = URL.createObjectURL(blob);
   preview.src = state.imageURL;
@@ -196,7 +198,10 @@ async function run(): Promise<void> {
   runButton.disabled = true;
   setStatus(`Detecting regions and scoring ${captions.length} caption${captions.length === 1 ? "" : "s"}…`, true);
   try {
-    const m = await postImage<MatchResponse>("/v1/match", state.image, captions.map((c) => ["text", c]));
+    const image = state.image, url = state.imageURL;
+    const m = await postImage<MatchResponse>("/v1/match", image, captions.map((c) => ["text", c]));
+    if (state.analysed && state.analysed.url !== url && state.analysed.url !== state.imageURL) URL.revokeObjectURL(state.analysed.url);
+    state.analysed = { image, url };
     state.captions = captions;
     renderScores(m);
     results.hidden = false;
@@ -211,7 +216,8 @@ async function run(): Promise<void> {
 }
 
 async function selectCaption(i: number): Promise<void> {
-  if (!state.image) return;
+  const analysed = state.analysed;
+  if (!analysed) return;
   const id = ++state.alignRequest;
   state.selected = i;
   for (const tr of scoresBody.rows) {
@@ -225,9 +231,9 @@ async function selectCaption(i: number): Promise<void> {
   const fields: [string, string][] = [["text", state.captions[i]]];
   if (withAttention) fields.push(["attention", "true"]);
   try {
-    const a = await postImage<AlignResponse>("/v1/align", state.image, fields);
+    const a = await postImage<AlignResponse>("/v1/align", analysed.image, fields);
     if (id !== state.alignRequest) return;
-    showAlignment(a, withAttention);
+    showAlignment(a, withAttention, analysed);
   } catch (e) {
     if (id === state.alignRequest) showError(describe(e));
   } finally {
@@ -235,15 +241,15 @@ async function selectCaption(i: number): Promise<void> {
   }
 }
 
-function showAlignment(a: AlignResponse, withAttention: boolean): void {
+function showAlignment(a: AlignResponse, withAttention: boolean, analysed: { image: Blob; url: string }): void {
   const minConf = state.model?.detector?.min_confidence ?? 0;
   const width = a.image?.width ?? 1, height = a.image?.height ?? 1;
-  stageImage.src = state.imageURL;
+  stageImage.src = analysed.url;
   regions.set(a.regions, width, height, minConf);
   alignment.set(a);
   if (withAttention) attention.set(a);
   else attention.unavailable(`Model ${state.model?.name ?? ""} has no attention graph (encoder_attention): no maps to show.`);
-  probe.set(state.image!, a.text, a.tokens);
+  probe.set(analysed.image, a.text, a.tokens);
   document.body.dataset.aligned = String(state.alignRequest);
 }
 
