@@ -67,3 +67,33 @@ func TestCLIRegions(t *testing.T) {
 		t.Fatalf("match on a text file: exit %d, stderr %q", code, stderr)
 	}
 }
+
+// TestCLIAlignDraw: `uniter align --image --draw` writes the image with each word's best region;
+// --draw without an image is refused.
+func TestCLIAlignDraw(t *testing.T) {
+	t.Parallel()
+	img := testenv.Path(t, "testdata", "images", "shapes-300x140.png")
+	out := filepath.Join(t.TempDir(), "aligned.png")
+	code, _, stderr := runUniter(t, "", uniterEnv(t), "align", "--bundle", testenv.FixtureBundle(t), "--image", img,
+		"--text", "a red square left of a blue circle", "--draw", out)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	f, err := os.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	pic, err := png.Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := pic.Bounds(); b.Dx() != 300 || b.Dy() != 140 {
+		t.Fatalf("drawn image is %v, want 300×140", b)
+	}
+	code, _, stderr = runUniter(t, "", uniterEnv(t), "align", "--bundle", testenv.FixtureBundle(t),
+		"--regions", testenv.Path(t, "testdata", "images", "shapes-300x140.png"), "--text", "a", "--draw", out)
+	if code == 0 || !strings.Contains(stderr, "--draw needs --image") {
+		t.Fatalf("--draw with --regions: exit %d, stderr %s", code, stderr)
+	}
+}

@@ -119,13 +119,16 @@ func matchCmd(load loader) *cobra.Command {
 }
 
 func alignCmd(load loader) *cobra.Command {
-	var regionsFile, imageFile, text string
+	var regionsFile, imageFile, text, drawFile string
 	var top int
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "align (--image IMAGE | --regions R.json) --text TEXT",
 		Short: "word-region alignment of one text and an image (optimal transport)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if drawFile != "" && imageFile == "" {
+				return fmt.Errorf("--draw needs --image (there is no picture to draw on with --regions)")
+			}
 			in, err := readInput(regionsFile, imageFile)
 			if err != nil {
 				return err
@@ -136,6 +139,11 @@ func alignCmd(load loader) *cobra.Command {
 					return err
 				}
 				resp := api.NewAlignResponse(a, api.LabelsFor(s.bundle), s.info.Name)
+				if drawFile != "" {
+					if err := drawAlignment(in.Image, resp, drawFile); err != nil {
+						return err
+					}
+				}
 				if asJSON {
 					return printJSON(cmd.OutOrStdout(), resp)
 				}
@@ -159,6 +167,7 @@ func alignCmd(load loader) *cobra.Command {
 	cmd.Flags().StringVar(&imageFile, "image", "", "image file (JPEG, PNG, GIF, WebP, BMP) for the detector")
 	cmd.Flags().StringVar(&text, "text", "", "the text to align")
 	cmd.Flags().IntVar(&top, "top", 3, "regions listed per word")
+	cmd.Flags().StringVar(&drawFile, "draw", "", "write the image with each word's best-aligned region drawn and labelled with the word (PNG; needs --image)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the API's JSON instead of a table")
 	_ = cmd.MarkFlagRequired("text")
 	return cmd
@@ -300,6 +309,38 @@ func drawRegions(raw []byte, resp api.RegionsResponse, path string) error {
 		if len(r.Labels) > 0 {
 			captions[i] = fmt.Sprintf("%d %s %.2f", i, r.Labels[0].Label, *r.Confidence)
 		}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	return joinClose(png.Encode(f, detector.Draw(img, boxes, captions)), f)
+}
+
+// drawAlignment draws, for each word, the region holding most of its transport mass, labelled
+// with the words (and their shares) it is the best region of.
+func drawAlignment(raw []byte, resp api.AlignResponse, path string) error {
+	img, err := detector.Decode(raw, detector.DecodeLimits{})
+	if err != nil {
+		return err
+	}
+	var order []int
+	words := map[int][]string{}
+	for _, w := range resp.WordRegions {
+		if len(w.Regions) == 0 {
+			continue
+		}
+		r := w.Regions[0]
+		if _, seen := words[r.Region]; !seen {
+			order = append(order, r.Region)
+		}
+		words[r.Region] = append(words[r.Region], fmt.Sprintf("%s %.2f", w.Text, r.Share))
+	}
+	boxes := make([]detector.Box, len(order))
+	captions := make([]string, len(order))
+	for i, r := range order {
+		boxes[i] = resp.Regions[r].Box
+		captions[i] = strings.Join(words[r], ", ")
 	}
 	f, err := os.Create(path)
 	if err != nil {
