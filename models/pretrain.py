@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="weight of the WRA optimal-transport loss in ITM batches; 0 disables it (default 0.1)")
     ap.add_argument("--mask-prob", type=float, default=0.15)
     ap.add_argument("--itm-neg-prob", type=float, default=0.5)
+    ap.add_argument("--itm-hard-negatives", type=int, default=0, metavar="K",
+                    help="each ITM negative is the model's highest-scoring of K false images (UNITER's "
+                         "hard-negative retrieval fine-tuning); 0: a random false image (default)")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--ckpt-every", type=int, default=1000, help="0: only at the end")
@@ -127,7 +130,8 @@ def main(argv=None) -> int:
     tc = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
                      weight_decay=args.weight_decay, grad_clip=args.grad_clip, mix=args.mix,
                      ot_weight=args.ot_weight, mask_prob=args.mask_prob,
-                     itm_neg_prob=args.itm_neg_prob, seed=args.seed, log_every=args.log_every,
+                     itm_neg_prob=args.itm_neg_prob, itm_hard_negatives=args.itm_hard_negatives,
+                     seed=args.seed, log_every=args.log_every,
                      ckpt_every=args.ckpt_every, val_batches=args.val_batches,
                      progress=not args.no_progress)
     os.makedirs(args.out, exist_ok=True)

@@ -19,7 +19,7 @@ from uniter import ot
 from uniter.data import PretrainDataset, SpecialIds, Vocab, collate, write_split
 from uniter.model import UniterForPretraining, load_checkpoint
 from uniter.pretrain import (DEFAULT_MIX, TrainConfig, TaskSampler, build_model, build_optimizer,
-                             evaluate, forward_task, itm_samples, lr_factor, mask_regions,
+                             evaluate, forward_task, hard_itm_samples, itm_samples, lr_factor, mask_regions,
                              mask_tokens, mrc_hard_labels, parse_mix, prepare_task, pretrain,
                              resolve_config, wra_loss)
 
@@ -364,6 +364,37 @@ def test_itm_negatives_are_true_negatives_at_half_rate(split, ds):
     d2.truth = None
     for s in itm_samples(d2, range(len(d2)), np.random.default_rng(8), 1.0):
         assert s["target"] == 0 and s["image_index"] != d2.image_of[s["caption_index"]]
+
+
+def test_hard_negatives_are_the_models_highest_scoring_false_images(ds):
+    """Each hard negative is a true negative and scores at least as high, by the model scoring
+    every candidate independently, as every other candidate drawn with the same generator."""
+    model = tiny_model(ds, seed=3)
+    model.train()
+    k = 4
+    caps = list(range(len(ds)))
+    got = hard_itm_samples(model, ds, caps, np.random.default_rng(11), 1.0, k)
+    assert model.training, "the model is left in training mode"
+    # Replay the draws: the same generator gives the same candidates, in order.
+    rng = np.random.default_rng(11)
+    model.eval()
+    with torch.no_grad():
+        for c, s in zip(caps, got):
+            assert rng.random() < 1.0
+            js = [ds.negative_image(c, rng) for _ in range(k)]
+            assert s["target"] == 0 and s["image_index"] in js and not ds.truth[c, s["image_index"]]
+            scores = {}
+            for j in js:
+                x = collate([ds.pair(c, j, 0)])
+                _, pooled, _ = model.uniter(x["input_ids"], x["text_mask"], x["img_feat"], x["img_loc"], x["img_mask"])
+                scores[j] = model.itm_output(pooled)[0, 1].item()
+            assert scores[s["image_index"]] >= max(scores.values()) - 1e-5
+    # positives are untouched; the negative rate follows neg_prob
+    mixed = hard_itm_samples(model, ds, caps * 20, np.random.default_rng(5), 0.5, k)
+    for s in mixed:
+        if s["target"] == 1:
+            assert s["image_index"] == ds.image_of[s["caption_index"]]
+    assert abs(sum(s["target"] == 0 for s in mixed) / len(mixed) - 0.5) < 0.06
 
 
 def test_wra_loss_hand_computed_and_weighting(ds):

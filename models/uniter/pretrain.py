@@ -92,6 +92,9 @@ class TrainConfig:
     ot_iterations: int = DEFAULT_ITERATIONS
     mask_prob: float = 0.15
     itm_neg_prob: float = 0.5
+    # > 0: each ITM negative is the highest-scoring (by the current model) of this many images the
+    # caption is false on — the hard-negative mining of UNITER's retrieval fine-tuning.
+    itm_hard_negatives: int = 0
     seed: int = 42
     log_every: int = 50
     ckpt_every: int = 1000            # 0: only at the end
@@ -262,6 +265,35 @@ def itm_samples(ds: PretrainDataset, captions: Sequence[int], rng: np.random.Gen
         j = ds.negative_image(c, rng) if rng.random() < neg_prob else None
         out.append(ds.pair(c, int(ds.image_of[c]), 1) if j is None else ds.pair(c, j, 0))
     return out
+
+
+@torch.no_grad()
+def hard_itm_samples(model: UniterForPretraining, ds: PretrainDataset, captions: Sequence[int],
+                     rng: np.random.Generator, neg_prob: float, k: int, pad_id: int = 0) -> List[dict]:
+    """As :func:`itm_samples`, but each negative is the image with the highest match logit (by
+    ``model``, in eval mode) among ``k`` drawn images the caption is false on."""
+    decisions = []  # (caption, candidate images or None for the positive)
+    for c in captions:
+        c = int(c)
+        if rng.random() < neg_prob:
+            js = [j for j in (ds.negative_image(c, rng) for _ in range(k)) if j is not None]
+            decisions.append((c, js or None))
+        else:
+            decisions.append((c, None))
+    cands = [(c, j) for c, js in decisions if js for j in js]
+    best = {}
+    if cands:
+        was = model.training
+        model.eval()
+        device = next(model.parameters()).device
+        x = _to(collate([ds.pair(c, j, 0) for c, j in cands], pad_id), device)
+        _, pooled, _ = model.uniter(x["input_ids"], x["text_mask"], x["img_feat"], x["img_loc"], x["img_mask"])
+        logits = model.itm_output(pooled)[:, 1].float().cpu()
+        model.train(was)
+        for (c, j), v in zip(cands, logits.tolist()):
+            if c not in best or v > best[c][1]:
+                best[c] = (j, v)
+    return [ds.pair(c, best[c][0], 0) if js else ds.pair(c, int(ds.image_of[c]), 1) for c, js in decisions]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -589,7 +621,11 @@ def pretrain(model: UniterForPretraining, train_ds: PretrainDataset, vocab: Voca
         t0 = time.perf_counter()
         task = next(sampler)
         caps = next(batcher)
-        batch = _batch_for(task, train_ds, caps, neg_rng, tc.itm_neg_prob, vocab.special.pad)
+        if task == "itm" and tc.itm_hard_negatives > 0:
+            batch = collate(hard_itm_samples(model, train_ds, caps, neg_rng, tc.itm_neg_prob,
+                                             tc.itm_hard_negatives, vocab.special.pad), vocab.special.pad)
+        else:
+            batch = _batch_for(task, train_ds, caps, neg_rng, tc.itm_neg_prob, vocab.special.pad)
         x = _to(prepare_task(task, batch, vocab, gen, tc.mask_prob), device)
         loss, m = forward_task(model, task, x, tc.ot_weight, tc.ot_beta, tc.ot_iterations)
         if not torch.isfinite(loss):
