@@ -7,7 +7,7 @@ PY_PKGS := python3-torch python3-torchvision python3-onnx python3-numpy python3-
 GO_TEST_FLAGS ?=
 export UNITER_ORT_LIBRARY := $(ORT_LIB)
 
-.PHONY: run test test-go test-py build ort pydeps fixture bench fuzz clean shapes-model web web-check browser-deps screenshot
+.PHONY: run test test-go test-py build ort pydeps fixture bench bench-gallery fuzz clean shapes-model web web-check browser-deps screenshot
 
 run: build ort
 	./bin/uniter serve
@@ -52,6 +52,11 @@ fixture: pydeps
 # exported once into .cache/bench/ and reused. See scripts/bench.sh.
 bench: build ort pydeps
 	PY=$(PY) bash scripts/bench.sh
+
+# Only the gallery part of `make bench`: exact vs two-stage search on Shapes test-1k with the
+# trained bundle (BUNDLE=DIR, default bundles/shapes-uniter; CANDIDATES, QUERIES).
+bench-gallery: build ort
+	bash scripts/bench-gallery.sh
 
 # The page's scripts: web/src/*.ts → web/dist/*.js with the pinned TypeScript (web/package-lock.json).
 # web/dist is committed, so `go build` needs no Node.js; web-check fails when it is stale.

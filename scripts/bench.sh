@@ -263,3 +263,8 @@ with open(report, "w") as f:
     f.write(text)
 print(f"(written to {report})", file=sys.stderr)
 EOF
+
+# Step 4: gallery search, exact vs two-stage on Shapes test-1k (scripts/bench-gallery.sh; it
+# needs the trained Shapes bundle and says so when it is missing), appended to the report.
+step gallery bash scripts/bench-gallery.sh
+cat "$out/gallery.md" >>"$out/report.md"
