@@ -14,6 +14,8 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -25,7 +27,7 @@ import (
 	"github.com/uniter-serve/uniter/models"
 )
 
-var ctx = context.Background()
+var galleryCtx = context.Background()
 
 // newGalleryServer serves the fixture bundle with an empty gallery; images over maxImage
 // bytes are refused by the decoder (413).
@@ -159,7 +161,7 @@ func TestGalleryImages(t *testing.T) {
 	rec = do(t, h, http.MethodGet, "/v1/images/second?features=true", "", nil)
 	wantStatus(t, "get", rec, http.StatusOK, "")
 	img := decode[api.GalleryImage](t, rec)
-	stored, _ := st.Image(ctx, "second", gallery.PartRegions)
+	stored, _ := st.Image(galleryCtx, "second", gallery.PartRegions)
 	if img.ID != "second" || string(img.Metadata) != `{"caption":"second"}` || img.NumRegions != stored.Regions.Len() ||
 		len(img.Regions) != img.NumRegions || !img.Thumbnail || img.Source != "detector:tiny-random" {
 		t.Fatalf("get: %+v", img)
@@ -207,7 +209,7 @@ func TestGalleryImages(t *testing.T) {
 	wantStatus(t, "get deleted", do(t, h, http.MethodGet, "/v1/images/more-1", "", nil), http.StatusNotFound, "not_found")
 	wantStatus(t, "delete again", do(t, h, http.MethodDelete, "/v1/images/more-1", "", nil), http.StatusNotFound, "not_found")
 	wantStatus(t, "thumbnail of deleted", do(t, h, http.MethodGet, "/v1/images/more-1/thumbnail", "", nil), http.StatusNotFound, "not_found")
-	if s, _ := st.Stats(ctx); s.Images != 4 {
+	if s, _ := st.Stats(galleryCtx); s.Images != 4 {
 		t.Errorf("images after delete: %d, want 4", s.Images)
 	}
 }
@@ -257,7 +259,7 @@ func TestGalleryErrors(t *testing.T) {
 		wantStatus(t, c.what, c.rec, c.status, c.code)
 	}
 	// Nothing above was written.
-	if s, _ := st.Stats(ctx); s.Images != 1 || s.Texts != 0 {
+	if s, _ := st.Stats(galleryCtx); s.Images != 1 || s.Texts != 0 {
 		t.Errorf("after bad requests: %d images, %d texts, want 1 and 0", s.Images, s.Texts)
 	}
 }
@@ -336,5 +338,60 @@ func TestGalleryTextsAndSearch(t *testing.T) {
 	rec = postJSON(t, h, "/v1/search/texts", map[string]any{"image_id": "img-1"})
 	if after := decode[api.SearchResponse](t, rec); after.GallerySize != 2 || strings.Contains(rec.Body.String(), `"t2"`) {
 		t.Errorf("after deleting t2: %s", rec.Body)
+	}
+}
+
+// TestGalleryGolden pins one request/response pair per search endpoint and for GET
+// /v1/images/{id} (testdata/*.golden.json; go test ./api -update rewrites them).
+func TestGalleryGolden(t *testing.T) {
+	h, _ := newGalleryServer(t, 0)
+	for i := range 4 {
+		wantStatus(t, "upload", upload(t, h, galleryPNG(t, i, 40+10*i, 50), fmt.Sprintf("img-%d", i), map[string]int{"i": i}), http.StatusCreated, "")
+	}
+	rec := postJSON(t, h, "/v1/texts", map[string]any{"texts": []map[string]string{{"id": "a", "text": "a red circle"}, {"id": "b", "text": "two green squares"}}})
+	wantStatus(t, "texts", rec, http.StatusOK, "")
+
+	rec = postJSON(t, h, "/v1/search/images", map[string]any{"text": "a red circle left of a square", "limit": 3, "evidence": true})
+	wantStatus(t, "search images", rec, http.StatusOK, "")
+	galleryGolden(t, "search_images", rec.Body.Bytes())
+	rec = postJSON(t, h, "/v1/search/texts", map[string]any{"image_id": "img-2", "mode": "two_stage", "candidates": 2, "limit": 2})
+	wantStatus(t, "search texts", rec, http.StatusOK, "")
+	galleryGolden(t, "search_texts", rec.Body.Bytes())
+	rec = do(t, h, http.MethodGet, "/v1/images/img-1", "", nil)
+	wantStatus(t, "get image", rec, http.StatusOK, "")
+	var v map[string]any
+	if err := json.Unmarshal(rec.Body.Bytes(), &v); err != nil {
+		t.Fatal(err)
+	}
+	v["created"] = "measured" // a timestamp, not computed
+	raw, _ := json.Marshal(v)
+	galleryGolden(t, "gallery_image", raw)
+}
+
+// galleryGolden is golden with a looser bound: these answers go through the detector, whose
+// boxes may move by ~1e-4 px with another CPU or thread count (detector_golden_test.go).
+func galleryGolden(t *testing.T, name string, body []byte) {
+	t.Helper()
+	var v map[string]any
+	if err := json.Unmarshal(body, &v); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := v["timing_ms"]; ok {
+		v["timing_ms"] = 0
+	}
+	delete(v, "timings_ms") // measured, not computed
+	got, _ := json.MarshalIndent(v, "", "  ")
+	path := filepath.Join("testdata", name+".golden.json")
+	if *update {
+		if err := os.WriteFile(path, append(got, '\n'), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./api -update to create it)", err)
+	}
+	if !jsonClose(t, got, want, 1e-3) {
+		t.Errorf("%s: response differs from %s:\n%s", name, path, got)
 	}
 }

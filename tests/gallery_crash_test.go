@@ -17,7 +17,7 @@ import (
 	"github.com/uniter-serve/uniter/gallery"
 )
 
-var ctx = context.Background()
+var galleryCtx = context.Background()
 
 // TestGalleryCrashSafety uploads many images to a real `uniter serve` from several clients at
 // once and SIGKILLs the server in the middle. Every upload the server had answered with
@@ -98,7 +98,7 @@ func TestGalleryCrashSafety(t *testing.T) {
 
 	// Straight from the file: consistent, and holding every acknowledged image.
 	st := openGalleryDir(t, data)
-	stats, err := st.Stats(ctx)
+	stats, err := st.Stats(galleryCtx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +107,7 @@ func TestGalleryCrashSafety(t *testing.T) {
 	}
 	listed := 0
 	for after := ""; ; {
-		page, next, err := st.ListImages(ctx, after, 100)
+		page, next, err := st.ListImages(galleryCtx, after, 100)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -121,7 +121,7 @@ func TestGalleryCrashSafety(t *testing.T) {
 		t.Errorf("listing finds %d images, the count says %d", listed, stats.Images)
 	}
 	for id, sum := range acked {
-		img, err := st.Image(ctx, id, gallery.PartRegions|gallery.PartThumbnail)
+		img, err := st.Image(galleryCtx, id, gallery.PartRegions|gallery.PartThumbnail)
 		if err != nil {
 			t.Errorf("acknowledged image %s: %v", id, err)
 			continue

@@ -229,7 +229,7 @@ func TestImportFeatures(t *testing.T) {
 		t.Fatalf("wrong dimension: exit %d\nstdout %s\nstderr %s", code, stdout, stderr)
 	}
 	st := openGalleryDir(t, data)
-	if s, _ := st.Stats(ctx); s.Images != 0 {
+	if s, _ := st.Stats(galleryCtx); s.Images != 0 {
 		t.Errorf("a refused import left %d images", s.Images)
 	}
 	st.Close()
@@ -241,7 +241,7 @@ func TestImportFeatures(t *testing.T) {
 	st = openGalleryDir(t, data)
 	for name, want := range expected {
 		id := strings.TrimSuffix(name, ".npz")
-		img, err := st.Image(ctx, id, gallery.PartRegions)
+		img, err := st.Image(galleryCtx, id, gallery.PartRegions)
 		if err != nil {
 			t.Fatalf("%s: %v", id, err)
 		}
