@@ -286,7 +286,9 @@ func (s *Service) SearchImages(ctx context.Context, q Query) (*Results, error) {
 
 // scoreImages scores text against the images cands (indices into entries) and returns the k
 // best, best first. Images are scored in order of region count, so each encoder batch pads
-// little; features are read chunk by chunk (one chunk is read while the previous is scored).
+// little; features are read chunk by chunk (one chunk is read while the previous is scored),
+// so a search holds at most about two chunks of features (Config.ChunkBytes) whatever the
+// gallery's size.
 func (s *Service) scoreImages(ctx context.Context, enc *textproc.Encoding, entries []gallery.IndexEntry, cands []int, k int) ([]hit, error) {
 	order := slices.Clone(cands)
 	slices.SortFunc(order, func(a, b int) int {
@@ -303,11 +305,22 @@ func (s *Service) scoreImages(ctx context.Context, enc *textproc.Encoding, entri
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // stops the reader below if scoring fails
 	chunks := make(chan chunk, 1)
+	st, err := s.store.Stats(ctx)
+	if err != nil {
+		return nil, err
+	}
+	perRegion := int64(4 * max(st.FeatureDim, 1))
 	go func() { // exits after the last chunk, or when ctx ends
 		defer close(chunks)
-		for lo := 0; lo < len(order); lo += s.cfg.ChunkImages {
+		for lo := 0; lo < len(order); {
+			// A chunk ends at ChunkImages images or ChunkBytes of features, whichever comes first.
+			hi, bytes := lo, int64(0)
+			for hi < len(order) && hi-lo < s.cfg.ChunkImages && (hi == lo || bytes < s.cfg.ChunkBytes) {
+				bytes += int64(entries[order[hi]].Regions) * perRegion
+				hi++
+			}
 			c := chunk{}
-			c.index, c.prep, c.err = s.loadRegions(ctx, entries, order[lo:min(lo+s.cfg.ChunkImages, len(order))])
+			c.index, c.prep, c.err = s.loadRegions(ctx, entries, order[lo:hi])
 			select {
 			case chunks <- c:
 			case <-ctx.Done():
@@ -316,6 +329,7 @@ func (s *Service) scoreImages(ctx context.Context, enc *textproc.Encoding, entri
 			if c.err != nil {
 				return
 			}
+			lo = hi
 		}
 	}()
 	top := &topK{k: k}

@@ -43,7 +43,8 @@ type Config struct {
 	MaxCandidates   int    // largest candidates a request may ask for; default 10000
 	BatchPairs      int    // pairs per encoder run; default models.DefaultScoreBatch
 	Workers         int    // encoder batches in flight (one prepares while one runs); default 2
-	ChunkImages     int    // images whose features a search holds in memory at once; default 1024
+	ChunkImages     int    // at most this many images' features are held at once by a search; default 4096
+	ChunkBytes      int64  // ... and about this many bytes of float32 features; default 64 MiB
 	EvidenceRegions int    // regions listed per word in evidence; default 3
 	MaxTextBatch    int    // texts per AddTexts call; default 1000
 }
@@ -61,7 +62,10 @@ func (c Config) withDefaults() Config {
 	def(&c.MaxCandidates, 10000)
 	def(&c.BatchPairs, models.DefaultScoreBatch)
 	def(&c.Workers, 2)
-	def(&c.ChunkImages, 1024)
+	def(&c.ChunkImages, 4096)
+	if c.ChunkBytes <= 0 {
+		c.ChunkBytes = 64 << 20
+	}
 	def(&c.EvidenceRegions, 3)
 	def(&c.MaxTextBatch, 1000)
 	return c

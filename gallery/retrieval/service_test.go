@@ -254,14 +254,17 @@ func TestSearchImages(t *testing.T) {
 	checkTopK(t, "exact top 5", top5.Hits, want, 5)
 
 	// Other chunking, batching and workers rank identically; pages are slices of the ranking.
-	g := &fixture{bundle: f.bundle, store: f.store, svc: New(f.store, f.bundle, Config{ChunkImages: 3, BatchPairs: 2, Workers: 3, Labels: f.svc.cfg.Labels})}
-	page, err := g.svc.SearchImages(ctx, Query{Text: text, Limit: 4, Offset: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, h := range page.Hits {
-		if h.ID != res.Hits[3+i].ID || math.Abs(float64(h.Logit-res.Hits[3+i].Logit)) > 1e-5 {
-			t.Errorf("page hit %d: %s %v, full ranking has %s %v", i, h.ID, h.Logit, res.Hits[3+i].ID, res.Hits[3+i].Logit)
+	for _, cfg := range []Config{{ChunkImages: 3, BatchPairs: 2, Workers: 3}, {ChunkBytes: 1, Workers: 1}} {
+		cfg.Labels = f.svc.cfg.Labels
+		g := New(f.store, f.bundle, cfg)
+		page, err := g.SearchImages(ctx, Query{Text: text, Limit: 4, Offset: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, h := range page.Hits {
+			if h.ID != res.Hits[3+i].ID || math.Abs(float64(h.Logit-res.Hits[3+i].Logit)) > 1e-5 {
+				t.Errorf("%+v: page hit %d: %s %v, full ranking has %s %v", cfg, i, h.ID, h.Logit, res.Hits[3+i].ID, res.Hits[3+i].Logit)
+			}
 		}
 	}
 	past, err := f.svc.SearchImages(ctx, Query{Text: text, Limit: 5, Offset: 12})
