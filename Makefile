@@ -89,6 +89,7 @@ fuzz:
 	go test ./textproc -run='^$$' -fuzz=FuzzEncode -fuzztime=60s
 	go test ./detector -run='^$$' -fuzz=FuzzDecode -fuzztime=60s
 	go test ./api -run='^$$' -fuzz=FuzzMatchBody -fuzztime=60s
+	go test ./api -run='^$$' -fuzz=FuzzGalleryBody -fuzztime=60s
 	go test ./gallery/featimport -run='^$$' -fuzz=FuzzParseNPY -fuzztime=60s
 	go test ./gallery/lmdb -run='^$$' -fuzz=FuzzOpen -fuzztime=60s
 
