@@ -294,3 +294,41 @@ func TestImportFeatures(t *testing.T) {
 	wantError(t, "thumbnail of an import", status, raw, 404, "no_thumbnail")
 	s.stop(t)
 }
+
+// TestGalleryConfig: UNITER_DATA_DIR places the gallery, and invalid gallery keys stop the
+// process naming the key.
+func TestGalleryConfig(t *testing.T) {
+	t.Parallel()
+	work := t.TempDir()
+	data := filepath.Join(work, "elsewhere")
+	os.WriteFile(filepath.Join(work, "one.png"), galleryImage(t, 7), 0o644)
+	code, stdout, stderr := runUniter(t, work, uniterEnv(t, "UNITER_DATA_DIR="+data, "UNITER_BUNDLE="+testenv.FixtureBundle(t)),
+		"index", "-q", filepath.Join(work, "one.png"))
+	if code != 0 || !strings.Contains(stdout, "1 images: 1 added") {
+		t.Fatalf("index of one file: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	os.WriteFile(filepath.Join(work, "two.png"), galleryImage(t, 8), 0o644)
+	os.WriteFile(filepath.Join(work, "list.jsonl"), []byte(`{"path": "two.png", "id": "first", "metadata": {"k": 1}}`+"\n"), 0o644)
+	code, stdout, stderr = runUniter(t, work, uniterEnv(t, "UNITER_DATA_DIR="+data, "UNITER_BUNDLE="+testenv.FixtureBundle(t)),
+		"index", "-q", filepath.Join(work, "list.jsonl"))
+	if code != 0 || !strings.Contains(stdout, "1 added") {
+		t.Fatalf("index from a JSONL: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	st := openGalleryDir(t, data)
+	img, err := st.Image(galleryCtx, "first", 0)
+	if err != nil || string(img.Metadata) != `{"k":1}` {
+		t.Errorf("indexed from the JSONL into UNITER_DATA_DIR: %+v %v", img, err)
+	}
+	st.Close()
+	for key, env := range map[string]string{"search.max_limit": "UNITER_SEARCH_MAX_LIMIT=0", "gallery.thumbnail_size": "UNITER_GALLERY_THUMBNAIL_SIZE=-3",
+		"search.candidates": "UNITER_SEARCH_CANDIDATES=20000"} {
+		code, _, stderr := runUniter(t, work, uniterEnv(t, env, "UNITER_BUNDLE="+testenv.FixtureBundle(t)), "index", "-q", work)
+		if code == 0 || !strings.Contains(stderr, "config "+key) {
+			t.Errorf("%s: exit %d, stderr %s (want an error naming %s)", env, code, stderr, key)
+		}
+	}
+	code, _, stderr = runUniter(t, work, uniterEnv(t, "UNITER_BUNDLE="+testenv.FixtureBundle(t)), "index", "-q", "--data-dir=", work)
+	if code == 0 || !strings.Contains(stderr, "config data_dir") {
+		t.Errorf("--data-dir='': exit %d, stderr %s (want an error naming data_dir)", code, stderr)
+	}
+}

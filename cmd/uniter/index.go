@@ -36,11 +36,11 @@ func indexCmd(load loader) *cobra.Command {
 	var workers, batch int
 	var quiet bool
 	cmd := &cobra.Command{
-		Use:   "index DIR_OR_JSONL",
+		Use:   "index DIR | LIST.jsonl | IMAGE",
 		Short: "add a folder of images (or a JSONL list) to the gallery: detect, store features and thumbnails",
 		Long: "Detects every image of DIR (recursively: .jpg .jpeg .png .gif .webp .bmp) or of a JSONL file\n" +
 			"whose lines are {\"path\": \"...\", \"id\": \"...\", \"metadata\": {...}} (paths relative to the\n" +
-			"file; id and metadata optional) and stores it in the gallery of data_dir.\n\n" +
+			"file; id and metadata optional), or one IMAGE file, and stores it in the gallery of data_dir.\n\n" +
 			"IDs: the JSONL's, or the file's path relative to DIR without its extension, with '/' written\n" +
 			"':' and characters IDs cannot hold written '_' (images/00042.png → images:00042); folder\n" +
 			"images get the metadata {\"path\": relative path}.\n\n" +
@@ -102,6 +102,9 @@ func listIndexItems(arg string) ([]indexItem, error) {
 		if len(items) == 0 {
 			return nil, fmt.Errorf("%s: no image files (%s)", arg, strings.Join(slices.Sorted(mapsKeys(imageExts)), " "))
 		}
+	} else if imageExts[strings.ToLower(filepath.Ext(arg))] {
+		meta, _ := json.Marshal(map[string]string{"path": filepath.Base(arg)})
+		items = []indexItem{{path: arg, id: idFromPath(filepath.Base(arg)), metadata: meta}}
 	} else {
 		if items, err = readIndexJSONL(arg); err != nil {
 			return nil, err
