@@ -10,11 +10,13 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -195,7 +197,9 @@ type indexStats struct {
 
 // runIndex detects items on workers goroutines and commits them in batches from one writer.
 func runIndex(cmd *cobra.Command, g *galleryService, items []indexItem, workers, batch int, quiet bool) error {
-	ctx := cmd.Context()
+	// Ctrl-C stops feeding images; what was detected is committed before the command exits.
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	workers, batch = max(workers, 1), max(batch, 1)
 	type result struct {
 		item     indexItem
