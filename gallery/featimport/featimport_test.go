@@ -86,6 +86,10 @@ func TestParseNPYErrors(t *testing.T) {
 	if _, err := ReadNPZ([]byte("not a zip")); !errors.Is(err, ErrFormat) {
 		t.Errorf("not a zip: got %v", err)
 	}
+	// msgpack {"conf": ...}: UNITER's uncompressed img_db values.
+	if _, err := ReadNPZ([]byte("\x81\xa4conf\x01")); !errors.Is(err, ErrFormat) || !strings.Contains(err.Error(), "msgpack") {
+		t.Errorf("msgpack value: got %v", err)
+	}
 }
 
 // TestImageUNITER converts the record UNITER's converter wrote and compares the kept regions

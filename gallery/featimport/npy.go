@@ -258,6 +258,9 @@ const maxMemberBytes = 1 << 30
 func ReadNPZ(raw []byte, names ...string) (map[string]*Array, error) {
 	zr, err := zip.NewReader(bytes.NewReader(raw), int64(len(raw)))
 	if err != nil {
+		if len(raw) > 0 && (raw[0]&0xf0 == 0x80 || raw[0] == 0xde || raw[0] == 0xdf) {
+			return nil, fmt.Errorf("%w: a msgpack map, as UNITER's convert_imgdir.py writes without --compress; only .npz values are read (convert with --compress)", ErrFormat)
+		}
 		return nil, fmt.Errorf("%w: not a zip archive: %v", ErrFormat, err)
 	}
 	out := map[string]*Array{}
