@@ -251,6 +251,34 @@ type Alignment struct {
 
 // Align scores one text against the image and returns the optimal-transport alignment.
 func (b *Bundle) Align(ctx context.Context, in Input, text string, opts AlignOptions) (*Alignment, error) {
+	var t Timing
+	regions, det, err := b.resolveText(ctx, in, text, &t)
+	if err != nil {
+		return nil, err
+	}
+	a, err := b.AlignPrepared(ctx, regions, text, opts)
+	if err != nil {
+		return nil, err
+	}
+	a.Image = det
+	a.Timing.Decode, a.Timing.Preprocess, a.Timing.Detector, a.Timing.Selection, a.Timing.CacheHit =
+		t.Decode, t.Preprocess, t.Detector, t.Selection, t.CacheHit
+	return a, nil
+}
+
+// resolveText checks the text before resolving the input, so that a bad text is refused
+// without running the detector.
+func (b *Bundle) resolveText(ctx context.Context, in Input, text string, t *Timing) (*detector.Prepared, *DetectedImage, error) {
+	if _, err := b.tokenize("text", text); err != nil {
+		return nil, nil, err
+	}
+	return b.resolve(ctx, in, t)
+}
+
+// AlignPrepared is Align on regions the caller already holds in the encoder's form (a
+// gallery's stored regions, whose boxes may be normalised when the image size is unknown):
+// they are not validated again. It gives a search hit its word-region evidence.
+func (b *Bundle) AlignPrepared(ctx context.Context, regions *detector.Prepared, text string, opts AlignOptions) (*Alignment, error) {
 	if opts.TopRegions <= 0 {
 		opts.TopRegions = 3
 	}
@@ -258,12 +286,7 @@ func (b *Bundle) Align(ctx context.Context, in Input, text string, opts AlignOpt
 	if err != nil {
 		return nil, err
 	}
-	a := &Alignment{Text: text, Tokens: enc.Tokens, Words: enc.Words, Truncated: enc.Truncated}
-	regions, det, err := b.resolve(ctx, in, &a.Timing)
-	if err != nil {
-		return nil, err
-	}
-	a.Regions, a.Image = regions, det
+	a := &Alignment{Text: text, Tokens: enc.Tokens, Words: enc.Words, Truncated: enc.Truncated, Regions: regions}
 	start := time.Now()
 	e, err := b.encode(ctx, []pair{{text: enc, regions: regions}}, opts.Attention)
 	if err != nil {
