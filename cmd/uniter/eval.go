@@ -2,10 +2,8 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -15,7 +13,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/uniter-serve/uniter/models"
-	"github.com/uniter-serve/uniter/models/shapes"
 )
 
 // evalCmd measures the served bundle on a Shapes World split through the serving pipeline.
@@ -44,7 +41,10 @@ func evalCmd(load loader) *cobra.Command {
 			if splitDir == "" {
 				splitDir = filepath.Join(dataDir, "shapes", split)
 			}
-			if err := ensureSplit(cmd, split, splitDir, quiet); err != nil {
+			if !quiet {
+				fmt.Fprintf(cmd.ErrOrStderr(), "split %s in %s (generated from its seed if missing)\n", split, splitDir)
+			}
+			if _, err := models.EnsureSplit(cmd.Context(), splitDir, split); err != nil {
 				return err
 			}
 			return withService(cmd, load, func(s *service) error {
@@ -90,28 +90,6 @@ func evalCmd(load loader) *cobra.Command {
 	f.BoolVarP(&quiet, "quiet", "q", false, "no progress on stderr")
 	_ = cmd.MarkFlagRequired("split")
 	return cmd
-}
-
-// ensureSplit generates a known split into dir when dir has no annotations.jsonl.
-func ensureSplit(cmd *cobra.Command, name, dir string, quiet bool) error {
-	_, err := os.Stat(filepath.Join(dir, "annotations.jsonl"))
-	if err == nil || !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	sp, known := shapes.KnownSplit(name)
-	if !known {
-		return fmt.Errorf("%s has no annotations.jsonl and %q is not a known split to generate", dir, name)
-	}
-	opt := shapes.Options{}
-	if !quiet {
-		fmt.Fprintf(cmd.ErrOrStderr(), "generating split %s (seed %d, %d images) into %s\n", sp.Name, sp.Seed, sp.Count, dir)
-		opt.Progress = progressLine(cmd.ErrOrStderr(), sp.Name, time.Now())
-	}
-	_, err = shapes.WriteSplit(cmd.Context(), dir, sp, opt)
-	if !quiet {
-		fmt.Fprintln(cmd.ErrOrStderr())
-	}
-	return err
 }
 
 // evalProgress rewrites one stderr line per stage at most every 200 ms.
