@@ -17,7 +17,7 @@ RUN useradd --system --home /app uniter && mkdir -p /data && chown uniter /data
 WORKDIR /app
 COPY --from=build /out/uniter /app/uniter
 COPY --from=build /src/.cache/onnxruntime/lib/ /app/lib/
-COPY --from=build /src/testdata/bundles/tiny-random/ /app/bundles/default/
+COPY --from=build /src/bundles/shapes-uniter/ /app/bundles/default/
 ENV UNITER_ADDR=0.0.0.0:8080 \
     UNITER_BUNDLE=/app/bundles/default \
     UNITER_ORT_LIBRARY=/app/lib/libonnxruntime.so \

@@ -74,15 +74,16 @@ func TestCLIMatch(t *testing.T) {
 
 	t.Run("default bundle from the repository root", func(t *testing.T) {
 		t.Parallel()
+		// The default is the trained Shapes World bundle (bundles/shapes-uniter), which takes images.
 		code, stdout, stderr := runUniter(t, testenv.RepoRoot(t), uniterEnv(t),
-			"match", "--regions", regions, "--text", texts[0], "--json")
+			"match", "--image", testenv.Path(t, "testdata", "images", "shapes-300x140.png"), "--text", "a red square", "--json")
 		if code != 0 {
 			t.Fatalf("exit code %d, want 0; stderr:\n%s", code, stderr)
 		}
 		var resp api.MatchResponse
 		decodeStrict(t, []byte(stdout), &resp)
-		if len(resp.Results) != 1 {
-			t.Errorf("%d results, want 1", len(resp.Results))
+		if len(resp.Results) != 1 || resp.Model != "shapes-uniter" {
+			t.Errorf("%d results from model %q, want 1 from shapes-uniter", len(resp.Results), resp.Model)
 		}
 	})
 }

@@ -64,7 +64,7 @@ type Config struct {
 // defaults lists every key; viper's Unmarshal ignores environment-only keys without one.
 var defaults = map[string]any{
 	"addr":                    "127.0.0.1:8080",
-	"bundle":                  "testdata/bundles/tiny-random",
+	"bundle":                  "bundles/shapes-uniter",
 	"ort.library":             ".cache/onnxruntime/lib/libonnxruntime.so",
 	"ort.provider":            ort.ProviderCPU,
 	"ort.cuda_device_id":      0,
