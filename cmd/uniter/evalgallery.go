@@ -90,31 +90,22 @@ func evalGalleryCmd(load loader) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cfg, err := load(cmd)
-			if err != nil {
-				return err
-			}
-			return withService(cmd, load, func(s *service) error {
-				g, err := openGallery(cfg, s)
-				if err != nil {
-					return err
-				}
+			return withGallery(cmd, load, func(_ *Config, s *service, g *galleryService) error {
 				rep, err := evalGallery(cmd, g, recs, modes, direction, candidates, queries, quiet)
 				if err != nil {
-					return joinErr(err, g)
+					return err
 				}
 				rep.Model, rep.SplitDir = s.info.Name, splitDir
 				if out != "" {
 					if err := writeReport(out, rep); err != nil {
-						return joinErr(err, g)
+						return err
 					}
 				}
 				if asJSON {
-					err = printJSON(cmd.OutOrStdout(), rep)
-				} else {
-					printGalleryEval(cmd.OutOrStdout(), rep)
+					return printJSON(cmd.OutOrStdout(), rep)
 				}
-				return joinErr(err, g)
+				printGalleryEval(cmd.OutOrStdout(), rep)
+				return nil
 			})
 		},
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"github.com/spf13/cobra"
 
 	"github.com/uniter-serve/uniter/api"
 	"github.com/uniter-serve/uniter/gallery"
@@ -86,6 +87,22 @@ func (g *galleryService) Close() error {
 		return nil
 	}
 	return g.store.Close()
+}
+
+// withGallery runs fn with the loaded bundle and the gallery of data_dir, and closes the gallery
+// after it (fn's error first).
+func withGallery(cmd *cobra.Command, load loader, fn func(cfg *Config, s *service, g *galleryService) error) error {
+	cfg, err := load(cmd)
+	if err != nil {
+		return err
+	}
+	return withService(cmd, load, func(s *service) error {
+		g, err := openGallery(cfg, s)
+		if err != nil {
+			return err
+		}
+		return joinErr(fn(cfg, s, g), g)
+	})
 }
 
 // joinErr closes c after fn, keeping fn's error first.

@@ -58,16 +58,8 @@ func indexCmd(load loader) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cfg, err := load(cmd)
-			if err != nil {
-				return err
-			}
-			return withService(cmd, load, func(s *service) error {
-				g, err := openGallery(cfg, s)
-				if err != nil {
-					return err
-				}
-				return joinErr(runIndex(cmd, g, items, workers, batch, quiet), g)
+			return withGallery(cmd, load, func(_ *Config, _ *service, g *galleryService) error {
+				return runIndex(cmd, g, items, workers, batch, quiet)
 			})
 		},
 	}
@@ -375,16 +367,8 @@ func indexTextsCmd(load loader) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cfg, err := load(cmd)
-			if err != nil {
-				return err
-			}
-			return withService(cmd, load, func(s *service) error {
-				g, err := openGallery(cfg, s)
-				if err != nil {
-					return err
-				}
-				return joinErr(addTexts(cmd, g, texts, cfg.Gallery.MaxTextBatch, quiet), g)
+			return withGallery(cmd, load, func(cfg *Config, _ *service, g *galleryService) error {
+				return addTexts(cmd, g, texts, cfg.Gallery.MaxTextBatch, quiet)
 			})
 		},
 	}
