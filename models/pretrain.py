@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--grad-clip", type=float, default=5.0)
     ap.add_argument("--mix", default="itm:3,mlm:4,mrfr:2,mrc-kl:2",
                     help="task mix ratios, tasks itm mlm mrfr mrc mrc-kl (default %(default)s)")
+    ap.add_argument("--loss-weights", default="", metavar="TASK:W,...",
+                    help="per-task loss multipliers, e.g. itm:10 (tasks not named: 1); default none")
     ap.add_argument("--ot-weight", type=float, default=0.1,
                     help="weight of the WRA optimal-transport loss in ITM batches; 0 disables it (default 0.1)")
     ap.add_argument("--mask-prob", type=float, default=0.15)
@@ -94,6 +96,8 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     parse_mix(args.mix)  # fail early on a bad mix
+    if args.loss_weights:
+        parse_mix(args.loss_weights)
     user_cfg = _load_config_arg(args.config)
     vocab_path = args.vocab or os.path.join(args.data, "vocab.txt")
     vocab = Vocab.from_file(vocab_path) if os.path.exists(vocab_path) else None
@@ -129,6 +133,7 @@ def main(argv=None) -> int:
 
     tc = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
                      weight_decay=args.weight_decay, grad_clip=args.grad_clip, mix=args.mix,
+                     loss_weights=args.loss_weights,
                      ot_weight=args.ot_weight, mask_prob=args.mask_prob,
                      itm_neg_prob=args.itm_neg_prob, itm_hard_negatives=args.itm_hard_negatives,
                      seed=args.seed, log_every=args.log_every,

@@ -525,6 +525,22 @@ def test_training_run_learns_checkpoints_and_is_deterministic(ds, tmp_path):
     assert [e["loss"] for e in r3["history"]] != [e["loss"] for e in h[:5]]
 
 
+def test_loss_weights_scale_that_tasks_gradients(ds, tmp_path):
+    """--loss-weights itm:3 triples the first ITM step's gradient norm (no clipping) and leaves
+    the other tasks' and the logged (unweighted) losses alone."""
+    def first(history, task):
+        return next(h for h in history if h["task"] == task)
+    _, plain = _run(ds, tmp_path / "a", steps=6, grad_clip=1e9, mix="itm:1,mlm:1")
+    _, weighted = _run(ds, tmp_path / "b", steps=6, grad_clip=1e9, mix="itm:1,mlm:1", loss_weights="itm:3")
+    a, b = first(plain["history"], "itm"), first(weighted["history"], "itm")
+    assert a["step"] == b["step"] and b["loss"] == pytest.approx(a["loss"])
+    assert a["grad_norm"] > 0 and b["grad_norm"] == pytest.approx(3 * a["grad_norm"], rel=1e-4)
+    if plain["history"][0]["task"] == "mlm":  # before any weighted step the runs are identical
+        assert weighted["history"][0]["grad_norm"] == pytest.approx(plain["history"][0]["grad_norm"], rel=1e-6)
+    with pytest.raises(ValueError):
+        _run(ds, tmp_path / "c", steps=1, loss_weights="itm:x")
+
+
 def test_itm_overfits_a_fixed_batch(ds):
     """ITM (with WRA) through the training pieces: 30 AdamW steps on one fixed batch of pairs."""
     torch.manual_seed(0)

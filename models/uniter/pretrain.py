@@ -87,6 +87,9 @@ class TrainConfig:
     betas: Tuple[float, float] = (0.9, 0.98)
     grad_clip: float = 5.0
     mix: str = DEFAULT_MIX
+    # Per-task loss multipliers, "itm:10" (tasks not named: 1). Each batch holds one task, so a
+    # multiplier scales that task's gradients against the others' in AdamW's shared moments.
+    loss_weights: str = ""
     ot_weight: float = 0.1            # 0 disables WRA (the paper's ablation)
     ot_beta: float = DEFAULT_BETA
     ot_iterations: int = DEFAULT_ITERATIONS
@@ -554,6 +557,7 @@ def pretrain(model: UniterForPretraining, train_ds: PretrainDataset, vocab: Voca
         raise ValueError("steps and batch_size must be >= 1")
     mix = parse_mix(tc.mix)
     tasks = list(mix)
+    loss_weights = parse_mix(tc.loss_weights) if tc.loss_weights else {}
     cfg = model.config
     if cfg.vocab_size != vocab.size:
         raise ValueError(f"model vocab_size {cfg.vocab_size} != vocabulary size {vocab.size}")
@@ -632,7 +636,7 @@ def pretrain(model: UniterForPretraining, train_ds: PretrainDataset, vocab: Voca
             raise FloatingPointError(f"step {step}: {task} loss is {loss.item()}")
         lr = opt.param_groups[0]["lr"]
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * loss_weights.get(task, 1.0)).backward()
         gnorm = float(torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)) if tc.grad_clip > 0 else 0.0
         opt.step()
         sched.step()
