@@ -14,8 +14,6 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -372,28 +370,7 @@ func TestGalleryGolden(t *testing.T) {
 // boxes may move by ~1e-4 px with another CPU or thread count (detector_golden_test.go).
 func galleryGolden(t *testing.T, name string, body []byte) {
 	t.Helper()
-	var v map[string]any
-	if err := json.Unmarshal(body, &v); err != nil {
-		t.Fatal(err)
-	}
-	if _, ok := v["timing_ms"]; ok {
-		v["timing_ms"] = 0
-	}
-	delete(v, "timings_ms") // measured, not computed
-	got, _ := json.MarshalIndent(v, "", "  ")
-	path := filepath.Join("testdata", name+".golden.json")
-	if *update {
-		if err := os.WriteFile(path, append(got, '\n'), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./api -update to create it)", err)
-	}
-	if !jsonClose(t, got, want, 1e-3) {
-		t.Errorf("%s: response differs from %s:\n%s", name, path, got)
-	}
+	goldenWithin(t, name, body, 1e-3)
 }
 
 // FuzzGalleryBody: no body makes a gallery endpoint answer 5xx.
