@@ -54,7 +54,7 @@ func attentionStatsCmd(load loader) *cobra.Command {
 				printed := false
 				if !quiet {
 					fmt.Fprintf(stderr, "attention-stats %s with %s\n", splitDir, s.info.Name)
-					opts.Progress = statsProgress(stderr, time.Now(), &printed)
+					opts.Progress = progressLine(stderr, "attention-stats", "images", time.Now(), &printed)
 				}
 				st, err := s.bundle.AttentionStats(cmd.Context(), splitDir, opts)
 				if printed {
@@ -133,20 +133,4 @@ func printStats(w io.Writer, split, model string, st *models.AttentionStats, th 
 	}
 	fmt.Fprintln(tw)
 	return tw.Flush()
-}
-
-// statsProgress rewrites one stderr line at most every 200 ms, and at the end.
-func statsProgress(w io.Writer, start time.Time, printed *bool) func(done, total int) {
-	var last time.Time
-	return func(done, total int) {
-		now := time.Now()
-		if done < total && now.Sub(last) < 200*time.Millisecond {
-			return
-		}
-		last, *printed = now, true
-		el := now.Sub(start).Seconds()
-		rate := float64(done) / max(el, 1e-9)
-		fmt.Fprintf(w, "\rattention-stats: %d/%d images (%3.0f%%) %.1f img/s, %.0fs left   ", done, total,
-			100*float64(done)/float64(max(total, 1)), rate, float64(total-done)/max(rate, 1e-9))
-	}
 }

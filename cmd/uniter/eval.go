@@ -92,25 +92,18 @@ func evalCmd(load loader) *cobra.Command {
 	return cmd
 }
 
-// evalProgress rewrites one stderr line per stage at most every 200 ms.
+// evalProgress is a progress line per stage of the evaluation.
 func evalProgress(w io.Writer) func(stage string, done, total int) {
-	var last time.Time
-	var started time.Time
 	cur := ""
+	var line func(done, total int)
 	return func(stage string, done, total int) {
-		now := time.Now()
 		if stage != cur {
 			if cur != "" {
 				fmt.Fprintln(w)
 			}
-			cur, started = stage, now
-		} else if done < total && now.Sub(last) < 200*time.Millisecond {
-			return
+			cur, line = stage, progressLine(w, "eval "+stage, "", time.Now(), nil)
 		}
-		last = now
-		rate := float64(done) / max(now.Sub(started).Seconds(), 1e-9)
-		fmt.Fprintf(w, "\r%-9s %d/%d (%3.0f%%) %.0f/s, %.0fs left   ", stage, done, total,
-			100*float64(done)/float64(max(total, 1)), rate, float64(total-done)/max(rate, 1e-9))
+		line(done, total)
 	}
 }
 

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"math"
 	"runtime"
 	"time"
@@ -49,7 +48,7 @@ func extractCmd(load loader) *cobra.Command {
 				opts := models.ExtractOptions{Workers: workers, TruthMax: tm}
 				if !quiet {
 					fmt.Fprintf(stderr, "extract %s with %s → %s\n", splitDir, s.info.Name, out)
-					opts.Progress = extractProgress(stderr, start, &printed)
+					opts.Progress = progressLine(stderr, "extract", "images", start, &printed)
 				}
 				st, err := s.bundle.ExtractSplit(cmd.Context(), splitDir, out, opts)
 				if printed {
@@ -80,21 +79,4 @@ func extractCmd(load loader) *cobra.Command {
 	_ = cmd.MarkFlagRequired("split-dir")
 	_ = cmd.MarkFlagRequired("out")
 	return cmd
-}
-
-// extractProgress rewrites one stderr line at most every 200 ms, and at the end.
-func extractProgress(w io.Writer, start time.Time, printed *bool) func(done, total int) {
-	var last time.Time
-	return func(done, total int) {
-		now := time.Now()
-		if done < total && now.Sub(last) < 200*time.Millisecond {
-			return
-		}
-		last, *printed = now, true
-		el := now.Sub(start).Seconds()
-		rate := float64(done) / max(el, 1e-9)
-		eta := float64(total-done) / max(rate, 1e-9)
-		fmt.Fprintf(w, "\rextract: %d/%d images (%3.0f%%) %.1f img/s, %.0fs left   ", done, total,
-			100*float64(done)/float64(max(total, 1)), rate, eta)
-	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"runtime"
 	"strings"
 	"time"
@@ -54,7 +53,7 @@ func synthCmd() *cobra.Command {
 			start := time.Now()
 			opt := shapes.Options{Workers: workers}
 			if !quiet {
-				opt.Progress = progressLine(stderr, sp.Name, start)
+				opt.Progress = progressLine(stderr, "synth "+sp.Name, "images", start, nil)
 			}
 			sum, err := shapes.WriteSplit(cmd.Context(), out, sp, opt)
 			if !quiet && sum.Images > 0 {
@@ -78,21 +77,4 @@ func synthCmd() *cobra.Command {
 	_ = cmd.MarkFlagRequired("split")
 	_ = cmd.MarkFlagRequired("out")
 	return cmd
-}
-
-// progressLine rewrites one stderr line at most every 200 ms, and at the end.
-func progressLine(w io.Writer, name string, start time.Time) func(done, total int) {
-	var last time.Time
-	return func(done, total int) {
-		now := time.Now()
-		if done < total && now.Sub(last) < 200*time.Millisecond {
-			return
-		}
-		last = now
-		el := now.Sub(start).Seconds()
-		rate := float64(done) / max(el, 1e-9)
-		eta := float64(total-done) / max(rate, 1e-9)
-		fmt.Fprintf(w, "\rsynth %s: %d/%d images (%3.0f%%) %.0f img/s, %.0fs left   ", name, done, total,
-			100*float64(done)/float64(max(total, 1)), rate, eta)
-	}
 }
