@@ -249,14 +249,19 @@ type Alignment struct {
 	Attention   *PairAttention // with AlignOptions.Attention
 }
 
-// Align scores one text against the image and returns the optimal-transport alignment.
+// Align scores one text against the image and returns the optimal-transport alignment. The
+// text is checked before the image goes through the detector.
 func (b *Bundle) Align(ctx context.Context, in Input, text string, opts AlignOptions) (*Alignment, error) {
-	var t Timing
-	regions, det, err := b.resolveText(ctx, in, text, &t)
+	enc, err := b.tokenize("text", text)
 	if err != nil {
 		return nil, err
 	}
-	a, err := b.AlignPrepared(ctx, regions, text, opts)
+	var t Timing
+	regions, det, err := b.resolve(ctx, in, &t)
+	if err != nil {
+		return nil, err
+	}
+	a, err := b.alignEncoding(ctx, regions, text, enc, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -266,25 +271,21 @@ func (b *Bundle) Align(ctx context.Context, in Input, text string, opts AlignOpt
 	return a, nil
 }
 
-// resolveText checks the text before resolving the input, so that a bad text is refused
-// without running the detector.
-func (b *Bundle) resolveText(ctx context.Context, in Input, text string, t *Timing) (*detector.Prepared, *DetectedImage, error) {
-	if _, err := b.tokenize("text", text); err != nil {
-		return nil, nil, err
-	}
-	return b.resolve(ctx, in, t)
-}
-
 // AlignPrepared is Align on regions the caller already holds in the encoder's form (a
 // gallery's stored regions, whose boxes may be normalised when the image size is unknown):
 // they are not validated again. It gives a search hit its word-region evidence.
 func (b *Bundle) AlignPrepared(ctx context.Context, regions *detector.Prepared, text string, opts AlignOptions) (*Alignment, error) {
-	if opts.TopRegions <= 0 {
-		opts.TopRegions = 3
-	}
 	enc, err := b.tokenize("text", text)
 	if err != nil {
 		return nil, err
+	}
+	return b.alignEncoding(ctx, regions, text, enc, opts)
+}
+
+// alignEncoding runs the encoder on one tokenized text and the regions, then optimal transport.
+func (b *Bundle) alignEncoding(ctx context.Context, regions *detector.Prepared, text string, enc *textproc.Encoding, opts AlignOptions) (*Alignment, error) {
+	if opts.TopRegions <= 0 {
+		opts.TopRegions = 3
 	}
 	a := &Alignment{Text: text, Tokens: enc.Tokens, Words: enc.Words, Truncated: enc.Truncated, Regions: regions}
 	start := time.Now()

@@ -71,7 +71,7 @@ func (b *Bundle) FillMask(ctx context.Context, in Input, text string, opts FillM
 		}
 	}
 	if len(positions) == 0 {
-		if enc.Truncated && containsMask(text) {
+		if enc.Truncated && strings.Contains(text, "[MASK]") {
 			return nil, inputErr(CodeInvalidText, "text: every [MASK] is beyond the model's %d-token limit", len(enc.Tokens))
 		}
 		return nil, inputErr(CodeInvalidText, "text: no [MASK] token to fill (write [MASK] where a word should be predicted)")
@@ -115,10 +115,6 @@ func (b *Bundle) FillMask(ctx context.Context, in Input, text string, opts FillM
 		out.Masks = append(out.Masks, m)
 	}
 	return out, nil
-}
-
-func containsMask(text string) bool {
-	return strings.Contains(text, "[MASK]")
 }
 
 // blankRegions keeps the regions' count and boxes but zeroes their features and locations:
