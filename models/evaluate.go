@@ -318,7 +318,7 @@ func (b *Bundle) evalGrounding(ctx context.Context, recs []shapes.Record, images
 		pairs[c] = pair{text: ec.enc, regions: images[ec.image]}
 	}
 	var nounHit, colorHit int
-	return b.encodeEach(ctx, pairs, opts.ScoreBatch, func(e *encoded, first int) error {
+	err := b.encodeEach(ctx, pairs, opts.ScoreBatch, func(e *encoded, first int) error {
 		for k := range e.pairs {
 			ec := caps[first+k]
 			plan, err := heads.Align(e.textHidden(k), e.regionHidden(k), heads.DefaultOTOptions())
@@ -360,12 +360,13 @@ func (b *Bundle) evalGrounding(ctx context.Context, recs []shapes.Record, images
 				}
 			}
 		}
-		rep.GroundingNoun, rep.GroundingColor = ratio(nounHit, rep.GroundingNounSpans), ratio(colorHit, rep.GroundingColorSpans)
 		if report != nil {
 			report(first+len(e.pairs), len(pairs))
 		}
 		return nil
 	})
+	rep.GroundingNoun, rep.GroundingColor = ratio(nounHit, rep.GroundingNounSpans), ratio(colorHit, rep.GroundingColorSpans)
+	return err
 }
 
 // boxIoU is the intersection over union of a detected box and an annotated one (pixels).
