@@ -49,6 +49,7 @@ type ExtractStats struct {
 	RegionsMin        int     `json:"regions_min"`
 	RegionsMax        int     `json:"regions_max"`
 	Captions          int     `json:"captions"`
+	FalseCaptions     int     `json:"false_captions"`     // minimal-edit false captions (false_captions.jsonl)
 	TruncatedCaptions int     `json:"truncated_captions"` // longer than the tokenizer's max length
 	FeatureDim        int     `json:"feature_dim"`
 	LabelDim          int     `json:"label_dim"`
@@ -70,6 +71,7 @@ type ExtractStats struct {
 const (
 	ExtractRegionsFile  = "regions.npz"
 	ExtractCaptionsFile = "captions.jsonl"
+	ExtractFalseFile    = "false_captions.jsonl"
 	ExtractTruthFile    = "truth.npz"
 	ExtractVocabFile    = "vocab.txt"
 	ExtractInfoFile     = "extract.json"
@@ -84,12 +86,26 @@ type captionLine struct {
 	LF        shapes.LF `json:"lf"`
 }
 
+// falseCaptionLine is one line of false_captions.jsonl: a caption false on its image, made by a
+// minimal edit of one of the image's true captions (Source: that caption's line in
+// captions.jsonl, −1 when no edit was false and a random false caption stands in).
+type falseCaptionLine struct {
+	Image     int       `json:"image"`
+	Text      string    `json:"text"`
+	InputIDs  []int64   `json:"input_ids"`
+	CaptionID string    `json:"caption_id"`
+	Edit      string    `json:"edit"`
+	Source    int       `json:"source"`
+	LF        shapes.LF `json:"lf"`
+}
+
 // ExtractSplit runs the serving pipeline (Detect: decode → preprocess → detector graph → region
 // selection) over every image of a Shapes World split in splitDir (annotations.jsonl, images/,
 // split.json) and writes outDir in the pre-training format of models/uniter/data.py:
 // regions.npz (fp16 features and soft labels, fp32 locations and boxes, int64 offsets over the
 // images in annotation order), captions.jsonl (every true caption, tokenised by the bundle's
-// tokenizer, [CLS] and [SEP] included), truth.npz (truth[c, i] = shapes.Eval(lf of c, scene of
+// tokenizer, [CLS] and [SEP] included), false_captions.jsonl (each image's minimal-edit false
+// captions, tokenised the same way, for text-side ITM negatives), truth.npz (truth[c, i] = shapes.Eval(lf of c, scene of
 // i) for all pairs, when small enough: see ExtractOptions.TruthMax), a copy of the bundle's
 // vocabulary and extract.json (provenance, settings, counts, timings). Every file but
 // extract.json depends only on the split and the bundle (and its selection settings), not on
@@ -120,26 +136,50 @@ func (b *Bundle) ExtractSplit(ctx context.Context, splitDir, outDir string, opts
 		}
 	}
 
-	// Captions: every true caption, tokenised as the service tokenises.
+	// Captions: every true caption and every false one, tokenised as the service tokenises.
 	tok := b.Tokenizer()
+	encode := func(r shapes.Record, what string, k int, text string) ([]int64, error) {
+		enc, err := tok.Encode(text)
+		if err != nil {
+			return nil, fmt.Errorf("extract: image %d %s %d %q: %w", r.ID, what, k, text, err)
+		}
+		if enc.Truncated {
+			st.TruncatedCaptions++
+		}
+		return enc.IDs(), nil
+	}
 	var lines []captionLine
+	var falseLines []falseCaptionLine
 	for i, r := range recs {
 		if len(r.Captions) == 0 {
 			return st, fmt.Errorf("extract: image %d (%s) has no captions", r.ID, r.File)
 		}
+		first := len(lines)
 		for k, c := range r.Captions {
-			enc, err := tok.Encode(c.Text)
+			ids, err := encode(r, "caption", k, c.Text)
 			if err != nil {
-				return st, fmt.Errorf("extract: image %d caption %d %q: %w", r.ID, k, c.Text, err)
+				return st, err
 			}
-			if enc.Truncated {
-				st.TruncatedCaptions++
-			}
-			lines = append(lines, captionLine{Image: i, Text: c.Text, InputIDs: enc.IDs(),
+			lines = append(lines, captionLine{Image: i, Text: c.Text, InputIDs: ids,
 				CaptionID: fmt.Sprintf("%d-%d", r.ID, k), LF: c.LF})
 		}
+		for k, c := range r.FalseCaptions {
+			ids, err := encode(r, "false caption", k, c.Text)
+			if err != nil {
+				return st, err
+			}
+			source := -1
+			if c.Source >= 0 {
+				if c.Source >= len(r.Captions) {
+					return st, fmt.Errorf("extract: image %d false caption %d: source %d outside its %d captions", r.ID, k, c.Source, len(r.Captions))
+				}
+				source = first + c.Source
+			}
+			falseLines = append(falseLines, falseCaptionLine{Image: i, Text: c.Text, InputIDs: ids,
+				CaptionID: fmt.Sprintf("%d-f%d", r.ID, k), Edit: c.Edit, Source: source, LF: c.LF})
+		}
 	}
-	st.Images, st.Captions = len(recs), len(lines)
+	st.Images, st.Captions, st.FalseCaptions = len(recs), len(lines), len(falseLines)
 
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		return st, err
@@ -262,16 +302,10 @@ func (b *Bundle) ExtractSplit(ctx context.Context, splitDir, outDir string, opts
 		return st, err
 	}
 	spools.remove()
-	var capBuf bytes.Buffer
-	for _, l := range lines {
-		raw, err := json.Marshal(l)
-		if err != nil {
-			return st, err
-		}
-		capBuf.Write(raw)
-		capBuf.WriteByte('\n')
+	if err := writeJSONLines(filepath.Join(outDir, ExtractCaptionsFile), lines); err != nil {
+		return st, err
 	}
-	if err := writeFileAtomic(filepath.Join(outDir, ExtractCaptionsFile), capBuf.Bytes()); err != nil {
+	if err := writeJSONLines(filepath.Join(outDir, ExtractFalseFile), falseLines); err != nil {
 		return st, err
 	}
 	truthPath := filepath.Join(outDir, ExtractTruthFile)
@@ -332,7 +366,7 @@ func (b *Bundle) extractInfo(splitDir string, split json.RawMessage, st ExtractS
 		"preprocess": pre,
 		"counts": map[string]any{
 			"images": st.Images, "regions": st.Regions, "regions_min": st.RegionsMin, "regions_max": st.RegionsMax,
-			"captions": st.Captions, "truncated_captions": st.TruncatedCaptions,
+			"captions": st.Captions, "false_captions": st.FalseCaptions, "truncated_captions": st.TruncatedCaptions,
 		},
 		"truth": map[string]any{"written": st.TruthWritten, "skipped": st.TruthSkipped, "true_cells": st.TruthTrue},
 		"seconds": map[string]any{
@@ -709,6 +743,20 @@ func writeNPZ(path string, entries []npyEntry) error {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return os.Rename(tmp, path)
+}
+
+// writeJSONLines writes one JSON object per line, atomically.
+func writeJSONLines[T any](path string, lines []T) error {
+	var buf bytes.Buffer
+	for _, l := range lines {
+		raw, err := json.Marshal(l)
+		if err != nil {
+			return err
+		}
+		buf.Write(raw)
+		buf.WriteByte('\n')
+	}
+	return writeFileAtomic(path, buf.Bytes())
 }
 
 func writeFileAtomic(path string, data []byte) error {

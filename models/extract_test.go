@@ -293,6 +293,65 @@ func TestExtractSplit(t *testing.T) {
 		}
 	}
 
+	// false_captions.jsonl: each image's false captions in order, tokenised as the service
+	// does, false on their image (checked here with Eval), with the source caption's line.
+	type falseLine struct {
+		Image     int       `json:"image"`
+		Text      string    `json:"text"`
+		InputIDs  []int64   `json:"input_ids"`
+		CaptionID string    `json:"caption_id"`
+		Edit      string    `json:"edit"`
+		Source    int       `json:"source"`
+		LF        shapes.LF `json:"lf"`
+	}
+	var falseLines []falseLine
+	raw, err := os.ReadFile(filepath.Join(out, ExtractFalseFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n, rawLine := range bytes.Split(bytes.TrimSpace(raw), []byte("\n")) {
+		dec := json.NewDecoder(bytes.NewReader(rawLine))
+		dec.DisallowUnknownFields()
+		var l falseLine
+		if err := dec.Decode(&l); err != nil {
+			t.Fatalf("false_captions.jsonl line %d: %v", n+1, err)
+		}
+		falseLines = append(falseLines, l)
+	}
+	if len(falseLines) != st.FalseCaptions || st.FalseCaptions == 0 {
+		t.Fatalf("%d false caption lines, stats say %d", len(falseLines), st.FalseCaptions)
+	}
+	fc, firstLine := 0, 0
+	for i, r := range recs {
+		for k, neg := range r.FalseCaptions {
+			l := falseLines[fc]
+			enc, err := tok.Encode(neg.Text)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantSource := -1
+			if neg.Source >= 0 {
+				wantSource = firstLine + neg.Source
+			}
+			switch {
+			case l.Image != i || l.Text != neg.Text || l.LF != neg.LF || l.Edit != neg.Edit:
+				t.Errorf("false line %d: %+v, want image %d %q %s", fc, l, i, neg.Text, neg.Edit)
+			case shapes.Eval(l.LF, r.Scene()):
+				t.Errorf("false line %d %q is true on image %d", fc, l.Text, i)
+			case l.CaptionID != strconv.Itoa(r.ID)+"-f"+strconv.Itoa(k):
+				t.Errorf("false line %d: caption_id %q", fc, l.CaptionID)
+			case !slices.Equal(l.InputIDs, enc.IDs()):
+				t.Errorf("false line %d: input_ids %v, tokenizer %v", fc, l.InputIDs, enc.IDs())
+			case l.Source != wantSource:
+				t.Errorf("false line %d: source %d, want %d", fc, l.Source, wantSource)
+			case l.Source >= 0 && lines[l.Source].Image != i:
+				t.Errorf("false line %d: source caption %d is of image %d", fc, l.Source, lines[l.Source].Image)
+			}
+			fc++
+		}
+		firstLine += len(r.Captions)
+	}
+
 	// truth.npz: Eval of every caption on every image; each caption true on its own image.
 	truth := checkArray(t, readNPZ(t, filepath.Join(out, ExtractTruthFile)), "truth", "|b1", len(lines), len(recs)).raw
 	falses := 0
@@ -336,7 +395,7 @@ func TestExtractSplit(t *testing.T) {
 		} `json:"counts"`
 		Selection map[string]float64 `json:"selection"`
 	}
-	raw, err := os.ReadFile(filepath.Join(out, ExtractInfoFile))
+	raw, err = os.ReadFile(filepath.Join(out, ExtractInfoFile))
 	if err != nil {
 		t.Fatal(err)
 	}

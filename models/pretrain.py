@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "[PAD]=0 [UNK]=1 [CLS]=2 [SEP]=3 [MASK]=4 and the size comes from --config or the data)")
     ap.add_argument("--init", metavar="CKPT", help="start from this official-layout checkpoint")
     ap.add_argument("--steps", type=int, default=10000, help="optimizer steps (default 10000)")
+    ap.add_argument("--minutes", type=float, default=0,
+                    help="wall-clock budget: after 200 steps the measured rate caps --steps so that "
+                         "training (its lr decay included) ends in about this many minutes; 0: none")
     ap.add_argument("--batch-size", type=int, default=32, help="pairs per mini-batch (default 32)")
     ap.add_argument("--lr", type=float, default=5e-5,
                     help="peak learning rate (default 5e-5, the paper's; from scratch use ~3e-4..1e-3)")
@@ -57,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--itm-hard-negatives", type=int, default=0, metavar="K",
                     help="each ITM negative is the model's highest-scoring of K false images (UNITER's "
                          "hard-negative retrieval fine-tuning); 0: a random false image (default)")
+    ap.add_argument("--itm-text-negatives", type=float, default=0.0, metavar="P",
+                    help="share of ITM negatives that keep the image and take a minimal edit of the caption "
+                         "that is false on it (DATA/false_captions.jsonl); 0: only image negatives (default)")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--ckpt-every", type=int, default=1000, help="0: only at the end")
@@ -116,6 +122,10 @@ def main(argv=None) -> int:
                                or val_ds.max_token_id() >= cfg.vocab_size):
         raise SystemExit(f"--val {args.val}: dims or token ids do not match the training data")
 
+    if not 0 <= args.itm_text_negatives <= 1:
+        raise SystemExit(f"--itm-text-negatives {args.itm_text_negatives}: a share, 0..1")
+    if args.itm_text_negatives > 0 and not train_ds.false_captions:
+        raise SystemExit(f"--itm-text-negatives needs {args.data}/false_captions.jsonl (written by uniter extract)")
     model = build_model(cfg, args.seed)
     if args.init:
         report = load_checkpoint(model, args.init, strict=True)
@@ -136,7 +146,8 @@ def main(argv=None) -> int:
                      loss_weights=args.loss_weights,
                      ot_weight=args.ot_weight, mask_prob=args.mask_prob,
                      itm_neg_prob=args.itm_neg_prob, itm_hard_negatives=args.itm_hard_negatives,
-                     seed=args.seed, log_every=args.log_every,
+                     itm_text_negatives=args.itm_text_negatives,
+                     seed=args.seed, minutes=args.minutes, log_every=args.log_every,
                      ckpt_every=args.ckpt_every, val_batches=args.val_batches,
                      progress=not args.no_progress)
     os.makedirs(args.out, exist_ok=True)

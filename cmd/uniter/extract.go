@@ -26,6 +26,7 @@ func extractCmd(load loader) *cobra.Command {
 			"and writes OUT in the format models/uniter/data.py reads:\n\n" +
 			"  regions.npz     features/soft_labels (float16), locations/boxes (float32), offsets (int64)\n" +
 			"  captions.jsonl  every true caption, tokenised by the bundle's tokenizer, with its logical form\n" +
+			"  false_captions.jsonl  each image's minimal-edit false captions (text-side ITM negatives)\n" +
 			"  truth.npz       truth[c, i]: caption c is true of image i (shapes.Eval), when\n" +
 			"                  captions × images ≤ --truth-max\n" +
 			"  vocab.txt       the bundle's vocabulary\n" +

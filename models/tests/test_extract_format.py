@@ -54,7 +54,8 @@ def _annotations(split):
 
 def test_files_and_dtypes(extracted):
     split, out = extracted
-    for name in ("regions.npz", "captions.jsonl", "truth.npz", "vocab.txt", "extract.json"):
+    for name in ("regions.npz", "captions.jsonl", "false_captions.jsonl", "truth.npz", "vocab.txt",
+                 "extract.json"):
         assert os.path.exists(os.path.join(out, name)), name
     assert not [n for n in os.listdir(out) if n.endswith(".tmp")]
     with np.load(os.path.join(out, "regions.npz"), allow_pickle=False) as z:
@@ -102,6 +103,18 @@ def test_python_loader_reads_go_output(extracted):
         j = ds.negative_image(c, rng)
         if j is not None:
             assert not ds.truth[c, j]
+
+    # False captions: the annotations' minimal edits in order, each a text negative of its
+    # source caption's image.
+    falses = [(i, k, f) for i, a in enumerate(anns) for k, f in enumerate(a["false_captions"])]
+    assert len(ds.false_captions) == len(falses) > 0
+    first = np.cumsum([0] + [len(a["captions"]) for a in anns])
+    for rec, (i, k, f) in zip(ds.false_captions, falses):
+        assert rec["image"] == i and rec["text"] == f["text"] and rec["edit"] == f["edit"]
+        assert rec["source"] == (first[i] + f["source"] if f["source"] >= 0 else -1)
+    for c in range(len(ds)):
+        f = ds.text_negative(c, rng)
+        assert f is not None and ds.false_captions[f]["image"] == ds.image_of[c]
 
     # One collated batch: captions with their images plus one ITM negative.
     samples = [ds[c] for c in range(4)]

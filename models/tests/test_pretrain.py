@@ -611,3 +611,78 @@ def test_cuda_matches_cpu(ds, tmp_path):
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-3, abs=1e-4), (a, b)
     report = load_checkpoint(UniterForPretraining(model.config), str(tmp_path / "cuda" / "final.pt"))
     assert report.ok()
+
+
+def test_time_budget_caps_steps_and_completes_the_schedule(ds, tmp_path):
+    """--minutes: after the probe steps the measured rate fixes the step count; the linear decay
+    then ends at that step (lr reaches 0 at the last step), and checkpoints follow the new end."""
+    tiny_budget = 1e-9  # minutes: far less than the probe took, so training stops at probe + 1
+    _, r = _run(ds, tmp_path / "a", steps=30, minutes=tiny_budget, budget_probe=5)
+    h = r["history"]
+    assert len(h) == 6, len(h)
+    # warm-up 3, end 6: the last step (index 5) runs at (6 - 5) / (6 - 3) of the peak 3e-3,
+    # where the original end (30) would give (30 - 5) / 27
+    assert h[-1]["lr"] == pytest.approx(3e-3 / 3)
+    assert sorted(os.listdir(tmp_path / "a" / "ckpt")) == ["model_step_6.json", "model_step_6.pt"]
+    assert json.loads((tmp_path / "a" / "final.json").read_text())["step"] == 6
+    # a budget larger than the run leaves the step count alone
+    _, r = _run(ds, tmp_path / "b", steps=8, minutes=60, budget_probe=5)
+    assert len(r["history"]) == 8
+
+
+def _with_false_captions(root):
+    """The standard split plus false_captions.jsonl: for each image, 'a V' with V a shape the
+    image lacks, made from its 'a W' caption (source = that line), and one random false caption
+    'there is a V and a U' with no source."""
+    make_split(root)
+    d = PretrainDataset(str(root))
+    lines = []
+    for i in range(d.num_images):
+        own = [c for c in range(len(d)) if d.image_of[c] == i]
+        present = {w for c in own for w in d.captions[c]["text"].split() if w in CLASS_WORDS}
+        absent = [w for w in CLASS_WORDS if w not in present]
+        short = next(c for c in own if d.captions[c]["text"].startswith("a "))
+        for text, src in ((f"a {absent[0]}", short), (f"there is a {absent[0]} and a {sorted(present)[0]}", -1)):
+            ids = [TOK["[CLS]"]] + [TOK[w] for w in text.split()] + [TOK["[SEP]"]]
+            lines.append({"image": i, "text": text, "input_ids": ids, "source": src, "edit": "shape"})
+    with open(os.path.join(root, "false_captions.jsonl"), "w") as f:
+        f.write("".join(json.dumps(l) + "\n" for l in lines))
+    return lines
+
+
+def test_text_negatives_are_minimal_edits_false_on_the_captions_own_image(tmp_path):
+    lines = _with_false_captions(tmp_path)
+    d = PretrainDataset(str(tmp_path))
+    assert len(d.false_captions) == len(lines)
+    rng = np.random.default_rng(0)
+    for c in range(len(d)):
+        f = d.text_negative(c, rng)
+        assert lines[f]["image"] == d.image_of[c]
+        if d.captions[c]["text"].startswith("a "):
+            assert lines[f]["source"] == c  # the caption's own edit when it has one
+    # every negative a text negative: the caption's image, a false caption's ids, target 0
+    for s in itm_samples(d, range(len(d)), np.random.default_rng(1), neg_prob=1.0, text_prob=1.0):
+        f = -1 - s["caption_index"]
+        assert s["target"] == 0 and f >= 0 and s["image_index"] == lines[f]["image"]
+        assert s["input_ids"].tolist() == lines[f]["input_ids"]
+        named = {VOCAB[t] for t in lines[f]["input_ids"]} & set(CLASS_WORDS)
+        img_words = {w for c in range(len(d)) if d.image_of[c] == s["image_index"]
+                     for w in d.captions[c]["text"].split()}
+        assert not named <= img_words, "a text negative that is true of its image"
+    # a share of them, and none without the knob (the random sequence unchanged)
+    samples = [s for _ in range(30) for s in itm_samples(d, range(len(d)), rng, 1.0, 0.5)]
+    share = np.mean([s["caption_index"] < 0 for s in samples])
+    assert abs(share - 0.5) < 0.07, share
+    a = itm_samples(d, range(len(d)), np.random.default_rng(5), 0.5)
+    b = itm_samples(d, range(len(d)), np.random.default_rng(5), 0.5, 0.0)
+    assert [(s["caption_index"], s["image_index"]) for s in a] == [(s["caption_index"], s["image_index"]) for s in b]
+    # hard-negative mining leaves text negatives as they are
+    model = tiny_model(d)
+    hard = hard_itm_samples(model, d, range(len(d)), np.random.default_rng(2), 1.0, 3, text_prob=1.0)
+    assert all(s["target"] == 0 and s["caption_index"] < 0 for s in hard)
+    # a minimal edit must be of a caption of the same image
+    bad = dict(lines[0], source=len(d) - 1)
+    with open(tmp_path / "false_captions.jsonl", "a") as f:
+        f.write(json.dumps(bad) + "\n")
+    with pytest.raises(ValueError, match="source"):
+        PretrainDataset(str(tmp_path))

@@ -43,6 +43,12 @@ accepted (they are converted); fp16 is what the service stores.
 
 Line ``c`` (0-based, blank lines not counted) is caption ``c``.
 
+``DIR/false_captions.jsonl`` (optional) — captions that are FALSE on their image, one per line:
+``image`` and ``input_ids`` as above, ``source`` (int: the line of ``captions.jsonl`` this caption
+is a minimal edit of — a colour, shape, size, count or relation changed — or -1), and optionally
+``edit``, ``text``, ``caption_id``, ``lf``. They give text-side image-text matching negatives
+(:meth:`PretrainDataset.text_negative`).
+
 ``DIR/truth.npz`` (optional) — one bool array (key ``truth``; a single array under any key is
 accepted) of shape ``[N_captions, N_images]``: ``truth[c, i]`` is True when caption ``c`` is true
 of image ``i``. ``truth[c, image(c)]`` must be True. When present, image-text matching negatives
@@ -250,6 +256,31 @@ class PretrainDataset(Dataset):
         if not self.captions:
             raise ValueError(f"{path}: no captions")
         self.image_of = np.array([c["image"] for c in self.captions], dtype=np.int64)
+        self.false_captions: List[dict] = []
+        self._edits_of: Dict[int, List[int]] = {}      # caption -> its false edits
+        self._false_of_image: Dict[int, List[int]] = {}
+        false_path = os.path.join(root, "false_captions.jsonl")
+        if os.path.exists(false_path):
+            with open(false_path, encoding="utf-8") as f:
+                for lineno, line in enumerate(f, 1):
+                    if not line.strip():
+                        continue
+                    rec = json.loads(line)
+                    img, ids, src = rec.get("image"), rec.get("input_ids"), rec.get("source", -1)
+                    if not isinstance(img, int) or not 0 <= img < self.regions.num_images:
+                        raise ValueError(f"{false_path}:{lineno}: image {img!r} outside 0..{self.regions.num_images - 1}")
+                    if not isinstance(ids, list) or len(ids) < 2 or not all(isinstance(t, int) and t >= 0 for t in ids):
+                        raise ValueError(f"{false_path}:{lineno}: input_ids must be a list of >= 2 non-negative ints")
+                    if vocab is not None and max(ids) >= vocab.size:
+                        raise ValueError(f"{false_path}:{lineno}: token id {max(ids)} >= vocab size {vocab.size}")
+                    if not isinstance(src, int) or src >= len(self.captions) or \
+                            (src >= 0 and self.captions[src]["image"] != img):
+                        raise ValueError(f"{false_path}:{lineno}: source {src!r} is not a caption of image {img}")
+                    k = len(self.false_captions)
+                    self.false_captions.append(rec)
+                    self._false_of_image.setdefault(img, []).append(k)
+                    if src >= 0:
+                        self._edits_of.setdefault(src, []).append(k)
         self.max_text_len = max_text_len
         self.truth: Optional[np.ndarray] = None
         truth_path = os.path.join(root, "truth.npz")
@@ -279,7 +310,9 @@ class PretrainDataset(Dataset):
         return max(max(c["input_ids"]) for c in self.captions)
 
     def input_ids(self, c: int) -> torch.Tensor:
-        ids = self.captions[c]["input_ids"]
+        return self._ids(self.captions[c]["input_ids"])
+
+    def _ids(self, ids: List[int]) -> torch.Tensor:
         if self.max_text_len is not None and len(ids) > self.max_text_len:
             ids = ids[: self.max_text_len - 1] + ids[-1:]
         return torch.tensor(ids, dtype=torch.long)
@@ -290,6 +323,21 @@ class PretrainDataset(Dataset):
         if target is not None:
             s["target"] = int(target)
         return s
+
+    def false_pair(self, f: int) -> dict:
+        """False caption ``f`` (false_captions.jsonl) with its own image: target 0;
+        ``caption_index`` is -1 - f."""
+        rec = self.false_captions[f]
+        s = {"input_ids": self._ids(rec["input_ids"]), "caption_index": -1 - f,
+             "image_index": int(rec["image"]), "target": 0}
+        s.update(self.regions.image(int(rec["image"])))
+        return s
+
+    def text_negative(self, c: int, rng: np.random.Generator) -> Optional[int]:
+        """A false caption of caption ``c``'s image: one made by a minimal edit of ``c`` when there
+        is one, else any false caption of that image; None without false_captions.jsonl."""
+        cands = self._edits_of.get(c) or self._false_of_image.get(int(self.image_of[c]))
+        return None if not cands else cands[int(rng.integers(len(cands)))]
 
     def __getitem__(self, c: int) -> dict:
         return self.pair(c, int(self.image_of[c]))

@@ -98,7 +98,16 @@ class TrainConfig:
     # > 0: each ITM negative is the highest-scoring (by the current model) of this many images the
     # caption is false on — the hard-negative mining of UNITER's retrieval fine-tuning.
     itm_hard_negatives: int = 0
+    # Share of ITM negatives that keep the image and take a minimal edit of the caption that is
+    # false on it (false_captions.jsonl): text-side hard negatives that differ from the truth in
+    # one colour, shape, size, count or relation (UNITER's retrieval fine-tuning samples negatives
+    # on both sides). 0: every negative is another image, as in the paper's pre-training.
+    itm_text_negatives: float = 0.0
     seed: int = 42
+    # > 0: a wall-clock budget in minutes. After ``budget_probe`` steps the measured rate fixes the
+    # step count (never above ``steps``) so that training, its linear decay included, ends in time.
+    minutes: float = 0.0
+    budget_probe: int = 200
     log_every: int = 50
     ckpt_every: int = 1000            # 0: only at the end
     val_batches: int = 20             # per task, at each checkpoint
@@ -258,32 +267,55 @@ def prepare_task(task: str, batch: Dict[str, torch.Tensor], vocab: Vocab, gen: t
     return x
 
 
+def _text_negative(ds: PretrainDataset, c: int, rng: np.random.Generator, text_prob: float) -> Optional[dict]:
+    """With probability ``text_prob`` (no draw at 0: runs without text negatives keep their random
+    sequence), the pair of a minimal edit of caption ``c`` that is false on c's image, target 0."""
+    if text_prob <= 0 or rng.random() >= text_prob:
+        return None
+    f = ds.text_negative(c, rng)
+    return None if f is None else ds.false_pair(f)
+
+
 def itm_samples(ds: PretrainDataset, captions: Sequence[int], rng: np.random.Generator,
-                neg_prob: float = 0.5) -> List[dict]:
-    """Each caption with its own image (target 1) or, with probability ``neg_prob``, with a random
-    image it is false on (target 0; truth.npz decides, else any other image)."""
+                neg_prob: float = 0.5, text_prob: float = 0.0) -> List[dict]:
+    """Each caption with its own image (target 1) or, with probability ``neg_prob``, a negative
+    (target 0): a random image the caption is false on (truth.npz decides, else any other image)
+    or, for a share ``text_prob`` of the negatives, the caption's own image with a minimal edit of
+    the caption that is false on it (false_captions.jsonl)."""
     out = []
     for c in captions:
         c = int(c)
-        j = ds.negative_image(c, rng) if rng.random() < neg_prob else None
-        out.append(ds.pair(c, int(ds.image_of[c]), 1) if j is None else ds.pair(c, j, 0))
+        if rng.random() >= neg_prob:
+            out.append(ds.pair(c, int(ds.image_of[c]), 1))
+            continue
+        neg = _text_negative(ds, c, rng, text_prob)
+        if neg is None:
+            j = ds.negative_image(c, rng)
+            neg = ds.pair(c, int(ds.image_of[c]), 1) if j is None else ds.pair(c, j, 0)
+        out.append(neg)
     return out
 
 
 @torch.no_grad()
 def hard_itm_samples(model: UniterForPretraining, ds: PretrainDataset, captions: Sequence[int],
-                     rng: np.random.Generator, neg_prob: float, k: int, pad_id: int = 0) -> List[dict]:
-    """As :func:`itm_samples`, but each negative is the image with the highest match logit (by
-    ``model``, in eval mode) among ``k`` drawn images the caption is false on."""
-    decisions = []  # (caption, candidate images or None for the positive)
+                     rng: np.random.Generator, neg_prob: float, k: int, pad_id: int = 0,
+                     text_prob: float = 0.0) -> List[dict]:
+    """As :func:`itm_samples`, but each image negative is the image with the highest match logit
+    (by ``model``, in eval mode) among ``k`` drawn images the caption is false on (text negatives
+    are minimal edits already, and are not mined)."""
+    decisions = []  # (caption, candidate images or None for the positive, or a ready pair)
     for c in captions:
         c = int(c)
         if rng.random() < neg_prob:
+            neg = _text_negative(ds, c, rng, text_prob)
+            if neg is not None:
+                decisions.append((c, neg))
+                continue
             js = [j for j in (ds.negative_image(c, rng) for _ in range(k)) if j is not None]
             decisions.append((c, js or None))
         else:
             decisions.append((c, None))
-    cands = [(c, j) for c, js in decisions if js for j in js]
+    cands = [(c, j) for c, js in decisions if isinstance(js, list) for j in js]
     best = {}
     if cands:
         was = model.training
@@ -296,7 +328,8 @@ def hard_itm_samples(model: UniterForPretraining, ds: PretrainDataset, captions:
         for (c, j), v in zip(cands, logits.tolist()):
             if c not in best or v > best[c][1]:
                 best[c] = (j, v)
-    return [ds.pair(c, best[c][0], 0) if js else ds.pair(c, int(ds.image_of[c]), 1) for c, js in decisions]
+    return [js if isinstance(js, dict) else ds.pair(c, best[c][0], 0) if js else
+            ds.pair(c, int(ds.image_of[c]), 1) for c, js in decisions]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -468,8 +501,8 @@ def _to(x: dict, device) -> dict:
             for k, v in x.items()}
 
 
-def _batch_for(task, ds, captions, rng, neg_prob, pad_id):
-    samples = itm_samples(ds, captions, rng, neg_prob) if task == "itm" else [ds[c] for c in captions]
+def _batch_for(task, ds, captions, rng, neg_prob, pad_id, text_prob=0.0):
+    samples = itm_samples(ds, captions, rng, neg_prob, text_prob) if task == "itm" else [ds[c] for c in captions]
     return collate(samples, pad_id)
 
 
@@ -572,7 +605,8 @@ def pretrain(model: UniterForPretraining, train_ds: PretrainDataset, vocab: Voca
     gen = _derive_torch(tc.seed, 4)
     opt = build_optimizer(model, tc.lr, tc.weight_decay, tc.betas)
     warmup = tc.warmup_steps()
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, warmup, tc.steps))
+    total_steps = tc.steps  # may shrink once, under a time budget (tc.minutes)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, warmup, total_steps))
     params = [p for p in model.parameters() if p.requires_grad]
 
     log_path = None
@@ -620,16 +654,21 @@ def pretrain(model: UniterForPretraining, train_ds: PretrainDataset, vocab: Voca
     bar = _tqdm(total=tc.steps, desc="pretrain", dynamic_ncols=True, file=sys.stderr) \
         if (_tqdm and tc.progress) else None
     t_window, n_window = time.perf_counter(), 0
+    t_start = time.perf_counter()
     last_ckpt = None
-    for step in range(1, tc.steps + 1):
+    step = 0
+    while step < total_steps:
+        step += 1
         t0 = time.perf_counter()
         task = next(sampler)
         caps = next(batcher)
         if task == "itm" and tc.itm_hard_negatives > 0:
             batch = collate(hard_itm_samples(model, train_ds, caps, neg_rng, tc.itm_neg_prob,
-                                             tc.itm_hard_negatives, vocab.special.pad), vocab.special.pad)
+                                             tc.itm_hard_negatives, vocab.special.pad,
+                                             tc.itm_text_negatives), vocab.special.pad)
         else:
-            batch = _batch_for(task, train_ds, caps, neg_rng, tc.itm_neg_prob, vocab.special.pad)
+            batch = _batch_for(task, train_ds, caps, neg_rng, tc.itm_neg_prob, vocab.special.pad,
+                               tc.itm_text_negatives)
         x = _to(prepare_task(task, batch, vocab, gen, tc.mask_prob), device)
         loss, m = forward_task(model, task, x, tc.ot_weight, tc.ot_beta, tc.ot_iterations)
         if not torch.isfinite(loss):
@@ -639,6 +678,16 @@ def pretrain(model: UniterForPretraining, train_ds: PretrainDataset, vocab: Voca
         (loss * loss_weights.get(task, 1.0)).backward()
         gnorm = float(torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)) if tc.grad_clip > 0 else 0.0
         opt.step()
+        if tc.minutes > 0 and step == tc.budget_probe and step < total_steps:
+            # before sched.step(), so the next step's lr already follows the new end
+            rate = (time.perf_counter() - t_start) / step
+            fit = int(tc.minutes * 60 / rate)
+            if fit < total_steps:
+                total_steps = max(step + 1, fit)
+                say(f"time budget {tc.minutes:g} min at {rate:.3f} s/step: {total_steps} steps "
+                    f"instead of {tc.steps}")
+                if bar:
+                    bar.total = total_steps
         sched.step()
         dt = time.perf_counter() - t0
         history.append({"step": step, "task": task, **m, "lr": lr, "grad_norm": gnorm, "time_s": dt})
@@ -648,7 +697,7 @@ def pretrain(model: UniterForPretraining, train_ds: PretrainDataset, vocab: Voca
         if bar:
             bar.update(1)
             bar.set_postfix_str(f"{task} {m['loss']:.3f}", refresh=False)
-        if step % tc.log_every == 0 or step == tc.steps:
+        if step % tc.log_every == 0 or step == total_steps:
             rec = {"step": step, "split": "train", "lr": lr, **window.means(),
                    "sec_per_step": (time.perf_counter() - t_window) / n_window}
             write_log(rec)
@@ -656,13 +705,13 @@ def pretrain(model: UniterForPretraining, train_ds: PretrainDataset, vocab: Voca
             last_window = window.means()
             window = _Meter()
             t_window, n_window = time.perf_counter(), 0
-        if tc.ckpt_every and step % tc.ckpt_every == 0 and step != tc.steps:
+        if tc.ckpt_every and step % tc.ckpt_every == 0 and step != total_steps:
             last_ckpt = checkpoint(step)
-    last_ckpt = checkpoint(tc.steps)
+    last_ckpt = checkpoint(total_steps)
     if bar:
         bar.close()
     final = None
     if out_dir:
         final = os.path.join(out_dir, "final.pt")
-        save_checkpoint(model, final, meta(tc.steps))
+        save_checkpoint(model, final, meta(total_steps))
     return {"history": history, "logs": logs, "final": final, "last_checkpoint": last_ckpt}
