@@ -47,6 +47,14 @@ type EvalReport struct {
 	ITMAccuracy float64 `json:"itm_accuracy"`
 	ITMPairs    int     `json:"itm_pairs"`
 
+	// Minimal edits: each image's false captions that change one colour, shape, size, count or
+	// relation of a true caption (shapes.FalseCaption), scored with that image; the share
+	// rejected (P(match) ≤ 0.5), overall and per edit. Bag-of-words matching passes ITM on
+	// random images but not these: they measure whether attributes are bound to objects.
+	MinimalEditRejection float64            `json:"minimal_edit_rejection"`
+	MinimalEditByKind    map[string]float64 `json:"minimal_edit_by_kind"`
+	MinimalEditCaptions  int                `json:"minimal_edit_captions"`
+
 	// Retrieval over the whole split, every pair scored by the cross-encoder and ranked by the
 	// match logit. A hit at K: one of the top K images (captions) is one the caption is true of.
 	Retrieval bool    `json:"retrieval"`
@@ -197,6 +205,9 @@ func (b *Bundle) Evaluate(ctx context.Context, splitDir string, opts EvalOptions
 		}
 	}
 	rep.ITMPairs, rep.ITMAccuracy = len(itm), ratio(correct, len(itm))
+	if err := b.evalMinimalEdits(ctx, recs, images, sopts, rep); err != nil {
+		return nil, err
+	}
 
 	t0 = time.Now()
 	if err := b.evalGrounding(ctx, recs, images, caps, opts, rep, progress("grounding")); err != nil {
@@ -211,6 +222,52 @@ func (b *Bundle) Evaluate(ctx context.Context, splitDir string, opts EvalOptions
 	rep.DetectorCache = b.CacheStats()
 	rep.Seconds = time.Since(start).Seconds()
 	return rep, nil
+}
+
+// evalMinimalEdits scores every minimal-edit false caption of the split with its own image.
+func (b *Bundle) evalMinimalEdits(ctx context.Context, recs []shapes.Record, images []*detector.Prepared,
+	sopts ScoreOptions, rep *EvalReport) error {
+	var texts []*textproc.Encoding
+	var pairs []ScorePair
+	var kinds []string
+	for i, r := range recs {
+		for k, f := range r.FalseCaptions {
+			if f.Edit == shapes.EditRandom {
+				continue
+			}
+			enc, err := b.tokenize(fmt.Sprintf("image %d false caption %d", r.ID, k), f.Text)
+			if err != nil {
+				return err
+			}
+			pairs = append(pairs, ScorePair{Image: i, Text: len(texts)})
+			texts = append(texts, enc)
+			kinds = append(kinds, f.Edit)
+		}
+	}
+	rep.MinimalEditCaptions = len(pairs)
+	if len(pairs) == 0 {
+		return nil
+	}
+	sopts.Progress = nil
+	scores, err := b.ScorePairs(ctx, images, texts, pairs, sopts)
+	if err != nil {
+		return err
+	}
+	rejected, total := map[string]int{}, map[string]int{}
+	all := 0
+	for k, m := range scores {
+		total[kinds[k]]++
+		if m.Score <= 0.5 {
+			rejected[kinds[k]]++
+			all++
+		}
+	}
+	rep.MinimalEditRejection = ratio(all, len(pairs))
+	rep.MinimalEditByKind = map[string]float64{}
+	for kind, n := range total {
+		rep.MinimalEditByKind[kind] = ratio(rejected[kind], n)
+	}
+	return nil
 }
 
 func ratio(n, d int) float64 {

@@ -3,6 +3,7 @@ package models
 import (
 	"context"
 	"math"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -128,5 +129,42 @@ func TestEvaluateFixture(t *testing.T) {
 	}
 	if stages["detect"] != 4 || stages["retrieval"] != 4*captions || stages["grounding"] != captions {
 		t.Errorf("progress %v", stages)
+	}
+
+	// Minimal edits, recomputed through the API's path: each image's non-random false captions
+	// scored by Match on the image file.
+	rejected, total := map[string]int{}, map[string]int{}
+	all, n := 0, 0
+	for _, r := range recs {
+		data, err := os.ReadFile(filepath.Join(dir, r.File))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range r.FalseCaptions {
+			if f.Edit == shapes.EditRandom {
+				continue
+			}
+			out, err := b.Match(context.Background(), Input{Image: data}, []string{f.Text})
+			if err != nil {
+				t.Fatal(err)
+			}
+			n++
+			total[f.Edit]++
+			if out.Results[0].Score <= 0.5 {
+				rejected[f.Edit]++
+				all++
+			}
+		}
+	}
+	if n == 0 || rep.MinimalEditCaptions != n || len(rep.MinimalEditByKind) != len(total) {
+		t.Fatalf("minimal edits: report %d captions %v, annotations %d %v", rep.MinimalEditCaptions, rep.MinimalEditByKind, n, total)
+	}
+	if rep.MinimalEditRejection != float64(all)/float64(n) {
+		t.Errorf("minimal-edit rejection %v, Match gives %d/%d", rep.MinimalEditRejection, all, n)
+	}
+	for kind, c := range total {
+		if got := rep.MinimalEditByKind[kind]; got != float64(rejected[kind])/float64(c) {
+			t.Errorf("%s edits: rejection %v, Match gives %d/%d", kind, got, rejected[kind], c)
+		}
 	}
 }

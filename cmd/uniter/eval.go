@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strings"
 	"time"
 
@@ -26,6 +27,8 @@ func evalCmd(load loader) *cobra.Command {
 		Long: "Runs every image of the split through the detector pipeline and every caption through the\n" +
 			"tokenizer, exactly as the API does, and reports:\n\n" +
 			"  itm_accuracy              each caption with its own image and with one image it is false of\n" +
+			"  minimal_edit_rejection    share of minimal-edit false captions (one colour, shape, size,\n" +
+			"                            count or relation changed) rejected on their image, and per edit\n" +
 			"  ir_r1/5/10, tr_r1/5/10    image and text retrieval over the split, every caption × image pair\n" +
 			"                            scored by the cross-encoder; a hit is any image (caption) the\n" +
 			"                            caption is true of (by its logical form)\n" +
@@ -111,6 +114,19 @@ func printEvalTable(w io.Writer, r *models.EvalReport) {
 	pct := func(v float64) string { return fmt.Sprintf("%6.2f%%", 100*v) }
 	fmt.Fprintf(w, "model %s, split %s: %d images, %d captions, %d regions\n", r.Model, r.Split, r.Images, r.Captions, r.Regions)
 	rows := [][2]string{{"itm_accuracy", pct(r.ITMAccuracy) + fmt.Sprintf("  (%d pairs)", r.ITMPairs)}}
+	if r.MinimalEditCaptions > 0 {
+		kinds := make([]string, 0, len(r.MinimalEditByKind))
+		for k := range r.MinimalEditByKind {
+			kinds = append(kinds, k)
+		}
+		sort.Strings(kinds)
+		by := make([]string, len(kinds))
+		for i, k := range kinds {
+			by[i] = fmt.Sprintf("%s %.0f%%", k, 100*r.MinimalEditByKind[k])
+		}
+		rows = append(rows, [2]string{"minimal_edit_rejection", pct(r.MinimalEditRejection) +
+			fmt.Sprintf("  (%d captions; %s)", r.MinimalEditCaptions, strings.Join(by, ", "))})
+	}
 	if r.Retrieval {
 		rows = append(rows,
 			[2]string{"image retrieval R@1/5/10", strings.Join([]string{pct(r.IRR1), pct(r.IRR5), pct(r.IRR10)}, " ")},
