@@ -25,10 +25,10 @@ import (
 var uniterBin string
 
 const (
-	buildTimeout = 5 * time.Minute  // a cold build compiles gin, viper and onnxruntime_go
+	buildTimeout = 5 * time.Minute   // a cold build compiles gin, viper and onnxruntime_go
 	readyTimeout = 120 * time.Second // serve: start to GET /readyz 200
-	exitTimeout  = 60 * time.Second // a process asked to stop, or one expected to fail fast
-	killTimeout  = 10 * time.Second // cleanup: SIGKILL to reaped
+	exitTimeout  = 60 * time.Second  // a process asked to stop, or one expected to fail fast
+	killTimeout  = 10 * time.Second  // cleanup: SIGKILL to reaped
 )
 
 func TestMain(m *testing.M) { os.Exit(runMain(m)) }
