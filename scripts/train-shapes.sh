@@ -144,10 +144,12 @@ cp "$WORK/eval-wra-test-1k.json" "$WORK/eval-wra-test-100.json" "$BUNDLE/"
 import json, sys
 b = sys.argv[1]
 keys = ("itm_accuracy", "ir_r1", "ir_r5", "ir_r10", "tr_r1", "tr_r5", "tr_r10", "grounding_noun",
-        "grounding_color", "mlm_color_with_image", "mlm_color_without_image", "pairs_per_second")
+        "grounding_color", "mlm_color_with_image", "mlm_color_without_image", "minimal_edit_rejection",
+        "pairs_per_second")
 m = json.load(open(f"{b}/manifest.json"))
-m["provenance"]["evaluation"] = {s: {k: round(json.load(open(f"{b}/eval-wra-{s}.json"))[k], 4) for k in keys}
-                                 for s in ("test-1k", "test-100")}
+reports = {s: json.load(open(f"{b}/eval-wra-{s}.json")) for s in ("test-1k", "test-100")}
+# a report from before a metric existed leaves it out
+m["provenance"]["evaluation"] = {s: {k: round(r[k], 4) for k in keys if k in r} for s, r in reports.items()}
 with open(f"{b}/manifest.json", "w") as f:
     json.dump(m, f, indent=2)
     f.write("\n")
