@@ -265,7 +265,10 @@ class PretrainDataset(Dataset):
                 for lineno, line in enumerate(f, 1):
                     if not line.strip():
                         continue
-                    rec = json.loads(line)
+                    try:
+                        rec = json.loads(line)
+                    except json.JSONDecodeError as e:
+                        raise ValueError(f"{false_path}:{lineno}: {e}") from None
                     img, ids, src = rec.get("image"), rec.get("input_ids"), rec.get("source", -1)
                     if not isinstance(img, int) or not 0 <= img < self.regions.num_images:
                         raise ValueError(f"{false_path}:{lineno}: image {img!r} outside 0..{self.regions.num_images - 1}")
