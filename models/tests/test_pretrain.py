@@ -589,6 +589,12 @@ def test_cli(split, tmp_path):
     assert os.path.exists(run / "final.pt") and os.path.exists(run / "ckpt" / "model_step_4.pt")
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["hidden_size"] == 32 and cfg["img_dim"] == 16 and cfg["img_label_dim"] == 5
+    with pytest.raises(SystemExit, match="false_captions.jsonl"):
+        cli.main(["--data", split, "--out", str(tmp_path / "nofalse"), "--config", json.dumps(TINY),
+                  "--steps", "1", "--itm-text-negatives", "0.5", "--no-progress"])
+    with pytest.raises(SystemExit, match="0..1"):
+        cli.main(["--data", split, "--out", str(tmp_path / "badshare"), "--config", json.dumps(TINY),
+                  "--steps", "1", "--itm-text-negatives", "1.5", "--no-progress"])
     with pytest.raises(ValueError, match="img_dim"):
         cli.main(["--data", split, "--out", str(tmp_path / "bad"), "--config",
                   json.dumps(dict(TINY, img_dim=8)), "--steps", "1", "--no-progress"])
