@@ -328,8 +328,15 @@ def hard_itm_samples(model: UniterForPretraining, ds: PretrainDataset, captions:
         for (c, j), v in zip(cands, logits.tolist()):
             if c not in best or v > best[c][1]:
                 best[c] = (j, v)
-    return [js if isinstance(js, dict) else ds.pair(c, best[c][0], 0) if js else
-            ds.pair(c, int(ds.image_of[c]), 1) for c, js in decisions]
+    out = []
+    for c, js in decisions:
+        if isinstance(js, dict):  # a text negative, ready
+            out.append(js)
+        elif js:  # the best-scoring of the false images
+            out.append(ds.pair(c, best[c][0], 0))
+        else:  # the positive (or a negative with no false image to draw)
+            out.append(ds.pair(c, int(ds.image_of[c]), 1))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
