@@ -212,6 +212,35 @@ class RegionStore:
                 "img_soft_labels": torch.from_numpy(self.soft_labels[a:b].astype(np.float32))}
 
 
+def _caption_lines(path: str, num_images: int, vocab: Optional[Vocab]):
+    """Yields ``(line number, record)`` of a captions file (captions.jsonl, false_captions.jsonl),
+    each checked: ``image`` an image index, ``input_ids`` [CLS] … [SEP] within the vocabulary."""
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{lineno}: {e}") from None
+            for k in ("image", "input_ids"):
+                if k not in rec:
+                    raise ValueError(f"{path}:{lineno}: missing {k!r}")
+            img, ids = rec["image"], rec["input_ids"]
+            if not isinstance(img, int) or not 0 <= img < num_images:
+                raise ValueError(f"{path}:{lineno}: image {img!r} outside 0..{num_images - 1}")
+            if not isinstance(ids, list) or len(ids) < 2 or not all(isinstance(t, int) and t >= 0 for t in ids):
+                raise ValueError(f"{path}:{lineno}: input_ids must be a list of >= 2 non-negative ints")
+            if vocab is not None:
+                sp = vocab.special
+                if ids[0] != sp.cls or ids[-1] != sp.sep:
+                    raise ValueError(f"{path}:{lineno}: input_ids must start with [CLS]={sp.cls} "
+                                     f"and end with [SEP]={sp.sep}")
+                if max(ids) >= vocab.size:
+                    raise ValueError(f"{path}:{lineno}: token id {max(ids)} >= vocab size {vocab.size}")
+            yield lineno, rec
+
+
 class PretrainDataset(Dataset):
     """A split directory (see the module docstring). ``ds[c]`` is caption ``c`` with its own image;
     :meth:`pair` gives caption ``c`` with any image (for image-text matching negatives).
@@ -227,32 +256,8 @@ class PretrainDataset(Dataset):
         if vocab is None and os.path.exists(vocab_path):
             vocab = Vocab.from_file(vocab_path)
         self.vocab = vocab
-        self.captions: List[dict] = []
         path = os.path.join(root, "captions.jsonl")
-        with open(path, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}:{lineno}: {e}") from None
-                for k in ("image", "input_ids"):
-                    if k not in rec:
-                        raise ValueError(f"{path}:{lineno}: missing {k!r}")
-                img, ids = rec["image"], rec["input_ids"]
-                if not isinstance(img, int) or not 0 <= img < self.regions.num_images:
-                    raise ValueError(f"{path}:{lineno}: image {img!r} outside 0..{self.regions.num_images - 1}")
-                if not isinstance(ids, list) or len(ids) < 2 or not all(isinstance(t, int) and t >= 0 for t in ids):
-                    raise ValueError(f"{path}:{lineno}: input_ids must be a list of >= 2 non-negative ints")
-                if vocab is not None:
-                    sp = vocab.special
-                    if ids[0] != sp.cls or ids[-1] != sp.sep:
-                        raise ValueError(f"{path}:{lineno}: input_ids must start with [CLS]={sp.cls} "
-                                         f"and end with [SEP]={sp.sep}")
-                    if max(ids) >= vocab.size:
-                        raise ValueError(f"{path}:{lineno}: token id {max(ids)} >= vocab size {vocab.size}")
-                self.captions.append(rec)
+        self.captions: List[dict] = [rec for _, rec in _caption_lines(path, self.regions.num_images, vocab)]
         if not self.captions:
             raise ValueError(f"{path}: no captions")
         self.image_of = np.array([c["image"] for c in self.captions], dtype=np.int64)
@@ -261,29 +266,16 @@ class PretrainDataset(Dataset):
         self._false_of_image: Dict[int, List[int]] = {}
         false_path = os.path.join(root, "false_captions.jsonl")
         if os.path.exists(false_path):
-            with open(false_path, encoding="utf-8") as f:
-                for lineno, line in enumerate(f, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        rec = json.loads(line)
-                    except json.JSONDecodeError as e:
-                        raise ValueError(f"{false_path}:{lineno}: {e}") from None
-                    img, ids, src = rec.get("image"), rec.get("input_ids"), rec.get("source", -1)
-                    if not isinstance(img, int) or not 0 <= img < self.regions.num_images:
-                        raise ValueError(f"{false_path}:{lineno}: image {img!r} outside 0..{self.regions.num_images - 1}")
-                    if not isinstance(ids, list) or len(ids) < 2 or not all(isinstance(t, int) and t >= 0 for t in ids):
-                        raise ValueError(f"{false_path}:{lineno}: input_ids must be a list of >= 2 non-negative ints")
-                    if vocab is not None and max(ids) >= vocab.size:
-                        raise ValueError(f"{false_path}:{lineno}: token id {max(ids)} >= vocab size {vocab.size}")
-                    if not isinstance(src, int) or src >= len(self.captions) or \
-                            (src >= 0 and self.captions[src]["image"] != img):
-                        raise ValueError(f"{false_path}:{lineno}: source {src!r} is not a caption of image {img}")
-                    k = len(self.false_captions)
-                    self.false_captions.append(rec)
-                    self._false_of_image.setdefault(img, []).append(k)
-                    if src >= 0:
-                        self._edits_of.setdefault(src, []).append(k)
+            for lineno, rec in _caption_lines(false_path, self.regions.num_images, vocab):
+                img, src = rec["image"], rec.get("source", -1)
+                if not isinstance(src, int) or src >= len(self.captions) or \
+                        (src >= 0 and self.captions[src]["image"] != img):
+                    raise ValueError(f"{false_path}:{lineno}: source {src!r} is not a caption of image {img}")
+                k = len(self.false_captions)
+                self.false_captions.append(rec)
+                self._false_of_image.setdefault(img, []).append(k)
+                if src >= 0:
+                    self._edits_of.setdefault(src, []).append(k)
         self.max_text_len = max_text_len
         self.truth: Optional[np.ndarray] = None
         truth_path = os.path.join(root, "truth.npz")
