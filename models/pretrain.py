@@ -63,6 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--itm-text-negatives", type=float, default=0.0, metavar="P",
                     help="share of ITM negatives that keep the image and take a minimal edit of the caption "
                          "that is false on it (DATA/false_captions.jsonl); 0: only image negatives (default)")
+    ap.add_argument("--grounded-words", default="", metavar="FILE[,FILE...]",
+                    help="word groups for --grounded-mlm-steps, one file per group, a word per line (e.g. "
+                         "the bundle's attribute_labels.txt,region_labels.txt); plurals in the vocabulary "
+                         "are added, __names__ skipped")
+    ap.add_argument("--grounded-mlm-steps", type=int, default=0, metavar="N",
+                    help="a grounding warm-up: the first N steps are MLM batches masking one word of one "
+                         "group per caption, groups taking turns (0: none, the paper's recipe throughout)")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--ckpt-every", type=int, default=1000, help="0: only at the end")
@@ -98,7 +105,8 @@ def main(argv=None) -> int:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from uniter.data import PretrainDataset, Vocab
     from uniter.model import load_checkpoint
-    from uniter.pretrain import TrainConfig, build_model, parse_mix, pretrain, resolve_config
+    from uniter.pretrain import (TrainConfig, build_model, grounded_groups, parse_mix, pretrain,
+                                 resolve_config)
 
     torch.set_num_threads(args.threads)
     parse_mix(args.mix)  # fail early on a bad mix
@@ -126,6 +134,25 @@ def main(argv=None) -> int:
         raise SystemExit(f"--itm-text-negatives {args.itm_text_negatives}: a share, 0..1")
     if args.itm_text_negatives > 0 and not train_ds.false_captions:
         raise SystemExit(f"--itm-text-negatives needs {args.data}/false_captions.jsonl (written by uniter extract)")
+    groups = ()
+    if args.grounded_mlm_steps < 0:
+        raise SystemExit(f"--grounded-mlm-steps {args.grounded_mlm_steps}: want >= 0")
+    if args.grounded_mlm_steps > 0:
+        if not args.grounded_words:
+            raise SystemExit("--grounded-mlm-steps needs --grounded-words")
+        lists = []
+        for path in args.grounded_words.split(","):
+            try:
+                with open(path, encoding="utf-8") as f:
+                    lists.append(f.read().split())
+            except OSError as e:
+                raise SystemExit(f"--grounded-words: {e}") from None
+        try:
+            groups = grounded_groups(vocab, lists)
+        except ValueError as e:
+            raise SystemExit(f"--grounded-words: {e}") from None
+        print(f"grounding warm-up: {args.grounded_mlm_steps} steps over groups of "
+              f"{[len(g) for g in groups]} token ids", file=sys.stderr)
     model = build_model(cfg, args.seed)
     if args.init:
         report = load_checkpoint(model, args.init, strict=True)
@@ -147,6 +174,7 @@ def main(argv=None) -> int:
                      ot_weight=args.ot_weight, mask_prob=args.mask_prob,
                      itm_neg_prob=args.itm_neg_prob, itm_hard_negatives=args.itm_hard_negatives,
                      itm_text_negatives=args.itm_text_negatives,
+                     grounded_mlm_steps=args.grounded_mlm_steps, grounded_groups=groups,
                      seed=args.seed, minutes=args.minutes, log_every=args.log_every,
                      ckpt_every=args.ckpt_every, val_batches=args.val_batches,
                      progress=not args.no_progress)

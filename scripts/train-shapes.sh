@@ -16,6 +16,9 @@
 #   PRE_BATCH     pre-training pairs per batch (32) PRE_WARMUP  its warm-up steps (1000)
 #   DEVICE        cpu (default) or cuda for pre-training and fine-tuning (README "Default model":
 #                 batch 128 with warm-up 500 started learning ITM in ~4x fewer steps than 32)
+#   GROUNDED_STEPS  a grounding warm-up of this many MLM steps on the detector's colour and shape
+#                 words before the recipe (pretrain.py --grounded-mlm-steps; default 0, the
+#                 paper's recipe from the first step; README "Default model" says why)
 #   ABLATION      1: also train and evaluate the model without WRA (OT weight 0)
 #   PY            python with torch (default /usr/bin/python3)
 set -euo pipefail
@@ -31,6 +34,7 @@ PRE_BATCH=${PRE_BATCH:-32}
 PRE_WARMUP=${PRE_WARMUP:-1000}
 DEVICE=${DEVICE:-cpu}
 ABLATION=${ABLATION:-1}
+GROUNDED_STEPS=${GROUNDED_STEPS:-0}
 UNITER=bin/uniter
 ORT=.cache/onnxruntime/lib/libonnxruntime.so
 # The small UNITER (why this size: README "Default model").
@@ -82,7 +86,8 @@ train() {
     step "pre-training $name (OT weight $ot, $PRE_STEPS steps)"
     "$PY" models/pretrain.py --data "$WORK/feat-train" --val "$WORK/feat-val" --out "$WORK/pre-$name" \
       --config "$CONFIG" --steps "$PRE_STEPS" --batch-size "$PRE_BATCH" --lr 1e-3 --warmup "$PRE_WARMUP" \
-      --ot-weight "$ot" --ckpt-every 2000 --log-every 200 --threads 1 --blas-threads 1 --device "$DEVICE" --no-progress
+      --grounded-words "$WORK/bundle-init/attribute_labels.txt,$WORK/bundle-init/region_labels.txt" \
+      --grounded-mlm-steps "$GROUNDED_STEPS" --ot-weight "$ot" --ckpt-every 2000 --log-every 200 --threads 1 --blas-threads 1 --device "$DEVICE" --no-progress
   fi
   if [ ! -f "$WORK/ft-$name/final.pt" ]; then
     step "ITM fine-tuning $name (OT weight $ot, $FT_STEPS steps)"
@@ -107,6 +112,7 @@ def keep(m):
     return {"steps": m.get("step"), "seed": m.get("seed"), "mix": m.get("tasks"), "init": m.get("init"),
             "lr": t.get("lr"), "warmup": t.get("warmup"), "batch_size": t.get("batch_size"),
             "ot_weight": t.get("ot_weight"), "itm_hard_negatives": t.get("itm_hard_negatives", 0),
+            "grounded_mlm_steps": t.get("grounded_mlm_steps", 0),
             "val_metrics": m.get("val")}
 det = json.load(open(f"{work}/detector/eval_val.json"))
 print(json.dumps({"data": {"generator": "uniter synth (models/shapes)", "train": {"split": "train", "seed": 1, "images": n},

@@ -19,8 +19,8 @@ from uniter import ot
 from uniter.data import PretrainDataset, SpecialIds, Vocab, collate, write_split
 from uniter.model import UniterForPretraining, load_checkpoint
 from uniter.pretrain import (DEFAULT_MIX, TrainConfig, TaskSampler, build_model, build_optimizer,
-                             evaluate, forward_task, hard_itm_samples, itm_samples, lr_factor, mask_regions,
-                             mask_tokens, mrc_hard_labels, parse_mix, prepare_task, pretrain,
+                             evaluate, forward_task, grounded_groups, hard_itm_samples, itm_samples,
+                             lr_factor, mask_grounded, mask_regions, mask_tokens, mrc_hard_labels, parse_mix, prepare_task, pretrain,
                              resolve_config, wra_loss)
 
 torch.set_num_threads(1)
@@ -216,6 +216,49 @@ def test_mlm_masking_statistics():
                       (n_same / total, p_same)):
         assert abs(got - want) < 5 * math.sqrt(want * (1 - want) / total), (got, want)
     assert abs(np.mean(chosen_per[20]) / 20 - 0.15) < 0.01  # ~15% on long captions
+
+
+def test_grounded_masking_masks_one_group_word_per_caption():
+    """mask_grounded: each caption holding a word of the group gets exactly one of them masked
+    (always [MASK]), chosen uniformly among them; captions without one keep every token and have
+    no target; nothing else changes."""
+    vocab = Vocab(len(VOCAB), SP, VOCAB)
+    group = [TOK[w] for w in CLASS_WORDS]
+    rows = [["circle", "left", "of", "a", "star"],   # two group words
+            ["a", "red", "square"],                  # one
+            ["there", "is", "a", "shape"]]           # none
+    T = 2 + max(map(len, rows)) + 1
+    ids = torch.zeros(len(rows), T, dtype=torch.long)
+    tm = torch.zeros_like(ids)
+    for b, words in enumerate(rows):
+        seq = [SP.cls] + [TOK[w] for w in words] + [SP.sep]
+        ids[b, :len(seq)], tm[b, :len(seq)] = torch.tensor(seq), 1
+    gen = torch.Generator().manual_seed(3)
+    first_of_two = 0
+    draws = 400
+    for _ in range(draws):
+        mids, labels = mask_grounded(ids, tm, group, vocab, gen)
+        chosen = labels != -1
+        assert chosen.sum(1).tolist() == [1, 1, 0]
+        assert torch.isin(ids[chosen], torch.tensor(group)).all()
+        assert torch.equal(labels[chosen], ids[chosen])
+        assert (mids[chosen] == SP.mask).all() and torch.equal(mids[~chosen], ids[~chosen])
+        assert labels[1, 3] == TOK["square"]
+        first_of_two += int(labels[0, 1] != -1)
+    assert abs(first_of_two / draws - 0.5) < 5 * math.sqrt(0.25 / draws)  # uniform between the two
+
+
+def test_grounded_groups_come_from_label_lists_with_plurals():
+    tokens = SPECIALS + ["circle", "circles", "cross", "crosses", "red", "blue", "a"]
+    vocab = Vocab(len(tokens), SP, tokens)
+    t = {w: i for i, w in enumerate(tokens)}
+    groups = grounded_groups(vocab, [["__no_attribute__", "red", "blue", "purple"],
+                                     ["__background__", "circle", "cross", "star"]])
+    assert groups == ((t["red"], t["blue"]), (t["circle"], t["circles"], t["cross"], t["crosses"]))
+    with pytest.raises(ValueError, match="no word"):
+        grounded_groups(vocab, [["red"], ["hexagon", "star"]])
+    with pytest.raises(ValueError, match="tokens"):
+        grounded_groups(Vocab(len(tokens), SP), [["red"]])
 
 
 def test_region_masking_statistics():
@@ -525,6 +568,21 @@ def test_training_run_learns_checkpoints_and_is_deterministic(ds, tmp_path):
     assert [e["loss"] for e in r3["history"]] != [e["loss"] for e in h[:5]]
 
 
+def test_grounding_warmup_precedes_the_recipe(ds, tmp_path):
+    """--grounded-mlm-steps N: the first N steps are MLM batches of grounded-word masking, the
+    groups taking turns, logged as their own task; the recipe follows. Without groups it is refused."""
+    groups = ((TOK["circle"], TOK["square"]), (TOK["triangle"], TOK["star"]))
+    _, r = _run(ds, tmp_path / "g", steps=12, grounded_mlm_steps=6, grounded_groups=groups)
+    tasks = [e["task"] for e in r["history"]]
+    assert tasks[:6] == ["grounded-mlm"] * 6 and "grounded-mlm" not in tasks[6:]
+    assert set(tasks[6:]) <= {"itm", "mlm", "mrfr", "mrc-kl"}
+    # every caption of the fixture names a class word, so every warm-up batch has targets
+    assert all(e["n"] > 0 and math.isfinite(e["loss"]) for e in r["history"][:6])
+    assert "grounded-mlm_loss" in r["logs"][0]
+    with pytest.raises(ValueError, match="grounded_groups"):
+        _run(ds, tmp_path / "bad", steps=2, grounded_mlm_steps=1)
+
+
 def test_loss_weights_scale_that_tasks_gradients(ds, tmp_path):
     """--loss-weights itm:3 triples the first ITM step's gradient norm (no clipping) and leaves
     the other tasks' and the logged (unweighted) losses alone."""
@@ -595,6 +653,21 @@ def test_cli(split, tmp_path):
     with pytest.raises(SystemExit, match="0..1"):
         cli.main(["--data", split, "--out", str(tmp_path / "badshare"), "--config", json.dumps(TINY),
                   "--steps", "1", "--itm-text-negatives", "1.5", "--no-progress"])
+    words = tmp_path / "classes.txt"
+    words.write_text("__background__\ncircle\nsquare\ntriangle\nstar\n")
+    with pytest.raises(SystemExit, match="--grounded-words"):
+        cli.main(["--data", split, "--out", str(tmp_path / "nogroups"), "--config", json.dumps(TINY),
+                  "--steps", "1", "--grounded-mlm-steps", "1", "--no-progress"])
+    with pytest.raises(SystemExit, match="No such file"):
+        cli.main(["--data", split, "--out", str(tmp_path / "nofile"), "--config", json.dumps(TINY),
+                  "--steps", "1", "--grounded-mlm-steps", "1", "--grounded-words",
+                  str(tmp_path / "missing.txt"), "--no-progress"])
+    assert cli.main(["--data", split, "--out", str(tmp_path / "grounded"), "--config", json.dumps(TINY),
+                     "--steps", "3", "--batch-size", "8", "--grounded-mlm-steps", "2",
+                     "--grounded-words", str(words), "--log-every", "1", "--ckpt-every", "0",
+                     "--no-progress"]) == 0
+    logs = [json.loads(line) for line in (tmp_path / "grounded" / "log.jsonl").read_text().splitlines()]
+    assert [("grounded-mlm_loss" in e) for e in logs if e["split"] == "train"] == [True, True, False]
     with pytest.raises(ValueError, match="img_dim"):
         cli.main(["--data", split, "--out", str(tmp_path / "bad"), "--config",
                   json.dumps(dict(TINY, img_dim=8)), "--steps", "1", "--no-progress"])

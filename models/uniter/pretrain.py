@@ -58,6 +58,7 @@ __all__ = [
 ]
 
 TASKS = ("itm", "mlm", "mrfr", "mrc", "mrc-kl")
+GROUNDED_TASK = "grounded-mlm"  # the warm-up's MLM batches in logs (TrainConfig.grounded_mlm_steps)
 DEFAULT_MIX = "itm:3,mlm:4,mrfr:2,mrc-kl:2"
 
 # The default model for training from scratch on 2 CPU cores. BERT's proportions at a quarter of
@@ -103,6 +104,12 @@ class TrainConfig:
     # one colour, shape, size, count or relation (UNITER's retrieval fine-tuning samples negatives
     # on both sides). 0: every negative is another image, as in the paper's pre-training.
     itm_text_negatives: float = 0.0
+    # A grounding warm-up before the recipe: the first ``grounded_mlm_steps`` steps are MLM
+    # batches that mask, in every caption, one word of one group of ``grounded_groups`` (token id
+    # tuples, e.g. the detector's attribute words and its class words), the groups taking turns
+    # batch by batch (see :func:`mask_grounded`). 0: none, the paper's recipe from step 1.
+    grounded_mlm_steps: int = 0
+    grounded_groups: Tuple[Tuple[int, ...], ...] = ()
     seed: int = 42
     # > 0: a wall-clock budget in minutes. After ``budget_probe`` steps the measured rate fixes the
     # step count (never above ``steps``) so that training, its linear decay included, ends in time.
@@ -224,6 +231,55 @@ def mask_tokens(input_ids: torch.Tensor, text_mask: torch.Tensor, vocab: Vocab,
     ids = torch.where(chosen & (u >= 0.8) & (u < 0.9), rnd, ids)
     labels = torch.where(chosen, input_ids, torch.full_like(input_ids, -1))
     return ids, labels
+
+
+def mask_grounded(input_ids: torch.Tensor, text_mask: torch.Tensor, group: Sequence[int],
+                  vocab: Vocab, gen: torch.Generator) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Grounded-word masking, as :func:`mask_tokens` returns it: in every caption one token whose
+    id is in ``group``, chosen uniformly among them, becomes [MASK] (always: the target must come
+    from the image); captions without such a token are left whole and have no target.
+
+    Why: with BERT's random 15% masking the few tokens that only the image can predict (colour,
+    shape) share every batch with tokens the text predicts and with size and relation words the
+    model cannot read yet; on Shapes World that noise keeps the model from learning to read
+    colours from the regions at all (README, "Default model"). A batch of one group's words,
+    groups alternating, teaches the text-to-region lookup in a few hundred steps."""
+    grp = torch.as_tensor(list(group), dtype=input_ids.dtype)
+    cand = text_mask.bool() & torch.isin(input_ids, grp)
+    rows = cand.any(1).nonzero().squeeze(1)
+    ids, labels = input_ids.clone(), torch.full_like(input_ids, -1)
+    if rows.numel():
+        pick = torch.multinomial(cand[rows].float(), 1, generator=gen).squeeze(1)
+        labels[rows, pick] = input_ids[rows, pick]
+        ids[rows, pick] = vocab.special.mask
+    return ids, labels
+
+
+def grounded_groups(vocab: Vocab, word_lists: Sequence[Sequence[str]]) -> Tuple[Tuple[int, ...], ...]:
+    """Token ids of each word list (e.g. a bundle's attribute_labels.txt, region_labels.txt):
+    each word and its plural (+s, +es) where the vocabulary has them as whole tokens; names
+    starting with "__" (``__background__``, ``__no_attribute__``) are skipped. A list with no
+    word in the vocabulary, or a vocabulary without its tokens, is an error."""
+    if vocab.tokens is None:
+        raise ValueError("grounded words need the vocabulary's tokens (a vocab.txt)")
+    index: Dict[str, int] = {}
+    for i, t in enumerate(vocab.tokens):
+        index.setdefault(t, i)
+    out = []
+    for words in word_lists:
+        ids = []
+        for w in words:
+            w = w.strip().lower()
+            if not w or w.startswith("__"):
+                continue
+            for form in (w, w + "s", w + "es"):
+                i = index.get(form)
+                if i is not None and i not in ids:
+                    ids.append(i)
+        if not ids:
+            raise ValueError(f"no word of {list(words)[:5]}... is a token of the vocabulary")
+        out.append(tuple(ids))
+    return tuple(out)
 
 
 def mask_regions(img_mask: torch.Tensor, gen: torch.Generator, prob: float = 0.15) -> torch.Tensor:
@@ -595,6 +651,8 @@ def pretrain(model: UniterForPretraining, train_ds: PretrainDataset, vocab: Voca
     Returns ``{"history": [per-step {step, task, loss, ...}], "logs": [...], "final": path}``."""
     if tc.steps < 1 or tc.batch_size < 1:
         raise ValueError("steps and batch_size must be >= 1")
+    if tc.grounded_mlm_steps < 0 or (tc.grounded_mlm_steps and not tc.grounded_groups):
+        raise ValueError("grounded_mlm_steps needs grounded_groups (and must be >= 0)")
     mix = parse_mix(tc.mix)
     tasks = list(mix)
     loss_weights = parse_mix(tc.loss_weights) if tc.loss_weights else {}
@@ -667,17 +725,27 @@ def pretrain(model: UniterForPretraining, train_ds: PretrainDataset, vocab: Voca
     while step < total_steps:
         step += 1
         t0 = time.perf_counter()
-        task = next(sampler)
+        grounded = step <= tc.grounded_mlm_steps
+        task = "mlm" if grounded else next(sampler)
         caps = next(batcher)
-        if task == "itm" and tc.itm_hard_negatives > 0:
+        if grounded:
+            batch = _batch_for("mlm", train_ds, caps, neg_rng, tc.itm_neg_prob, vocab.special.pad)
+        elif task == "itm" and tc.itm_hard_negatives > 0:
             batch = collate(hard_itm_samples(model, train_ds, caps, neg_rng, tc.itm_neg_prob,
                                              tc.itm_hard_negatives, vocab.special.pad,
                                              tc.itm_text_negatives), vocab.special.pad)
         else:
             batch = _batch_for(task, train_ds, caps, neg_rng, tc.itm_neg_prob, vocab.special.pad,
                                tc.itm_text_negatives)
-        x = _to(prepare_task(task, batch, vocab, gen, tc.mask_prob), device)
+        x = prepare_task(task, batch, vocab, gen, tc.mask_prob)
+        if grounded:
+            group = tc.grounded_groups[(step - 1) % len(tc.grounded_groups)]
+            x["input_ids"], x["txt_labels"] = mask_grounded(batch["input_ids"], batch["text_mask"],
+                                                            group, vocab, gen)
+        x = _to(x, device)
         loss, m = forward_task(model, task, x, tc.ot_weight, tc.ot_beta, tc.ot_iterations)
+        if grounded:
+            task = GROUNDED_TASK  # logged apart from the recipe's MLM
         if not torch.isfinite(loss):
             raise FloatingPointError(f"step {step}: {task} loss is {loss.item()}")
         lr = opt.param_groups[0]["lr"]
@@ -708,7 +776,7 @@ def pretrain(model: UniterForPretraining, train_ds: PretrainDataset, vocab: Voca
             rec = {"step": step, "split": "train", "lr": lr, **window.means(),
                    "sec_per_step": (time.perf_counter() - t_window) / n_window}
             write_log(rec)
-            say(_fmt(rec, tasks))
+            say(_fmt(rec, [GROUNDED_TASK] + tasks))
             last_window = window.means()
             window = _Meter()
             t_window, n_window = time.perf_counter(), 0
