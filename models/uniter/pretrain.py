@@ -738,7 +738,8 @@ def pretrain(model: UniterForPretraining, train_ds: PretrainDataset, vocab: Voca
             batch = _batch_for(task, train_ds, caps, neg_rng, tc.itm_neg_prob, vocab.special.pad,
                                tc.itm_text_negatives)
         x = prepare_task(task, batch, vocab, gen, tc.mask_prob)
-        if grounded:
+        if grounded:  # replaces prepare_task's MLM masking (whose draws stay: the committed
+            # default bundle was trained with this random sequence)
             group = tc.grounded_groups[(step - 1) % len(tc.grounded_groups)]
             x["input_ids"], x["txt_labels"] = mask_grounded(batch["input_ids"], batch["text_mask"],
                                                             group, vocab, gen)
