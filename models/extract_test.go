@@ -295,16 +295,7 @@ func TestExtractSplit(t *testing.T) {
 
 	// false_captions.jsonl: each image's false captions in order, tokenised as the service
 	// does, false on their image (checked here with Eval), with the source caption's line.
-	type falseLine struct {
-		Image     int       `json:"image"`
-		Text      string    `json:"text"`
-		InputIDs  []int64   `json:"input_ids"`
-		CaptionID string    `json:"caption_id"`
-		Edit      string    `json:"edit"`
-		Source    int       `json:"source"`
-		LF        shapes.LF `json:"lf"`
-	}
-	var falseLines []falseLine
+	var falseLines []falseCaptionLine
 	raw, err := os.ReadFile(filepath.Join(out, ExtractFalseFile))
 	if err != nil {
 		t.Fatal(err)
@@ -312,7 +303,7 @@ func TestExtractSplit(t *testing.T) {
 	for n, rawLine := range bytes.Split(bytes.TrimSpace(raw), []byte("\n")) {
 		dec := json.NewDecoder(bytes.NewReader(rawLine))
 		dec.DisallowUnknownFields()
-		var l falseLine
+		var l falseCaptionLine
 		if err := dec.Decode(&l); err != nil {
 			t.Fatalf("false_captions.jsonl line %d: %v", n+1, err)
 		}
