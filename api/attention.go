@@ -26,6 +26,11 @@ type AttentionJSON struct {
 	Maps       []HeadAttention         `json:"maps"` // maps[layer·heads + head]
 	// PatternCounts[l] counts layer l's heads per pattern (every pattern present, zeros too).
 	PatternCounts []map[heads.Pattern]int `json:"pattern_counts"`
+	// CrossAttention is the word-region alignment read from these maps (tokens × regions,
+	// sums to 1; heads.CrossAttention) and WordRegions each word's best regions by it, in the
+	// form of the response's OT word_regions.
+	CrossAttention [][]float64   `json:"cross_attention"`
+	WordRegions    []WordRegions `json:"word_regions"`
 }
 
 // HeadAttention is one head's map with its pattern and the measures it was decided from.

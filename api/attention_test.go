@@ -82,6 +82,35 @@ func TestAlignAttention(t *testing.T) {
 		}
 	}
 
+	// The attention alignment: the cross-attention of the full maps, and its word regions.
+	cross, err := heads.CrossAttention(want.Attention.Maps, L, H, want.Attention.Layout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a.CrossAttention) != a.Text {
+		t.Fatalf("cross_attention has %d rows, want %d tokens", len(a.CrossAttention), a.Text)
+	}
+	for i, row := range a.CrossAttention {
+		if len(row) != a.Regions {
+			t.Fatalf("cross_attention row %d has %d entries, want %d regions", i, len(row), a.Regions)
+		}
+		for r, v := range row {
+			if math.Abs(v-cross[i][r]) > 1e-12 {
+				t.Fatalf("cross_attention[%d][%d] = %v, want %v", i, r, v, cross[i][r])
+			}
+		}
+	}
+	if len(a.WordRegions) != len(resp.WordRegions) || len(a.WordRegions) == 0 {
+		t.Fatalf("attention word_regions: %d words, want %d (as the OT word_regions)", len(a.WordRegions), len(resp.WordRegions))
+	}
+	for k, w := range a.WordRegions {
+		ref := want.AttentionWordRegions[k]
+		if w.Word != ref.Word || w.Text != resp.WordRegions[k].Text || len(w.Regions) != len(ref.Regions) ||
+			w.Regions[0].Region != ref.Regions[0].Region {
+			t.Errorf("attention word_regions[%d] = %+v, want word %d with regions %+v", k, w, ref.Word, ref.Regions)
+		}
+	}
+
 	ctype, body = multipartBody(t, png, map[string][]string{"text": {text}, "attention": {"maybe"}})
 	rec = do(t, h, http.MethodPost, "/v1/align", ctype, body)
 	if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "invalid_attention") {

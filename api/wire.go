@@ -14,6 +14,7 @@ import (
 	"slices"
 
 	"github.com/uniter-serve/uniter/detector"
+	"github.com/uniter-serve/uniter/heads"
 	"github.com/uniter-serve/uniter/models"
 	"github.com/uniter-serve/uniter/textproc"
 )
@@ -284,6 +285,8 @@ func NewAlignResponse(a *models.Alignment, labels Labels, model string) AlignRes
 	resp.Tokens = wireTokens(a.Tokens)
 	if a.Attention != nil {
 		resp.Attention = newAttentionJSON(a.Attention)
+		resp.Attention.CrossAttention = a.CrossAttention
+		resp.Attention.WordRegions = wireWordRegions(a.Words, a.AttentionWordRegions)
 	}
 	if a.Image != nil {
 		resp.Regions = labels.regions(a.Image, 3)
@@ -292,15 +295,22 @@ func NewAlignResponse(a *models.Alignment, labels Labels, model string) AlignRes
 			resp.Regions = append(resp.Regions, Region{Index: i, Box: b, Location: a.Regions.Locations[i]})
 		}
 	}
-	for _, w := range a.WordRegions {
-		word := a.Words[w.Word]
+	resp.WordRegions = wireWordRegions(a.Words, a.WordRegions)
+	return resp
+}
+
+// wireWordRegions names each aligned word by its text and offsets.
+func wireWordRegions(words []textproc.Word, aligned []heads.WordAlignment) []WordRegions {
+	var out []WordRegions
+	for _, w := range aligned {
+		word := words[w.Word]
 		wr := WordRegions{Word: w.Word, Text: word.Text, Start: word.Start, End: word.End}
 		for _, r := range w.Regions {
 			wr.Regions = append(wr.Regions, RegionShare{Region: r.Region, Share: r.Share})
 		}
-		resp.WordRegions = append(resp.WordRegions, wr)
+		out = append(out, wr)
 	}
-	return resp
+	return out
 }
 
 // Labels are the detector's class and attribute names.

@@ -72,6 +72,13 @@ type EvalReport struct {
 	GroundingColor      float64 `json:"grounding_color"`
 	GroundingNounSpans  int     `json:"grounding_noun_spans"`
 	GroundingColorSpans int     `json:"grounding_color_spans"`
+	// The same spans grounded by cross-modal attention (heads.CrossAttention) instead of the
+	// transport plan; absent when the bundle has no attention graph.
+	GroundingNounAttention  *float64 `json:"grounding_noun_attention,omitempty"`
+	GroundingColorAttention *float64 `json:"grounding_color_attention,omitempty"`
+	// Chance: the expected hit rate of a region drawn uniformly from the image's regions.
+	GroundingNounChance  float64 `json:"grounding_noun_chance"`
+	GroundingColorChance float64 `json:"grounding_color_chance"`
 
 	// MLM probe: each colour word of each caption replaced by [MASK]; accuracy of the MLM
 	// head's best token with the image and with the image blanked (features and locations 0).
@@ -336,14 +343,14 @@ func boolInt(b bool) int {
 	return 0
 }
 
-// encodeEach runs the encoder over pairs in batches and calls fn for each batch with the index
-// of its first pair.
-func (b *Bundle) encodeEach(ctx context.Context, pairs []pair, batch int, fn func(e *encoded, first int) error) error {
+// encodeEach runs the encoder (with its attention maps when withAttention) over pairs in
+// batches and calls fn for each batch with the index of its first pair.
+func (b *Bundle) encodeEach(ctx context.Context, pairs []pair, batch int, withAttention bool, fn func(e *encoded, first int) error) error {
 	if batch <= 0 {
 		batch = DefaultScoreBatch
 	}
 	for lo := 0; lo < len(pairs); lo += batch {
-		e, err := b.encode(ctx, pairs[lo:min(lo+batch, len(pairs))], false)
+		e, err := b.encode(ctx, pairs[lo:min(lo+batch, len(pairs))], withAttention)
 		if err != nil {
 			return err
 		}
@@ -367,20 +374,35 @@ func spanTokens(tokens []textproc.Token, start, end int) []int {
 
 // evalGrounding aligns every caption with its own image by optimal transport (as /v1/align
 // does) and checks, for each shape and colour span that refers to objects, the region with
-// most of the span's transport mass against the objects' boxes.
+// most of the span's transport mass against the objects' boxes. When the bundle has an
+// attention graph, the same spans are also grounded by cross-modal attention.
 func (b *Bundle) evalGrounding(ctx context.Context, recs []shapes.Record, images []*detector.Prepared, caps []evalCaption,
 	opts EvalOptions, rep *EvalReport, report func(done, total int)) error {
 	pairs := make([]pair, len(caps))
 	for c, ec := range caps {
 		pairs[c] = pair{text: ec.enc, regions: images[ec.image]}
 	}
-	var nounHit, colorHit int
-	err := b.encodeEach(ctx, pairs, opts.ScoreBatch, func(e *encoded, first int) error {
+	withAttention := b.HasAttention()
+	var hits [2][2]int    // [by attention][colour span]
+	var chance [2]float64 // [colour span]: summed share of the image's regions that hit
+	err := b.encodeEach(ctx, pairs, opts.ScoreBatch, withAttention, func(e *encoded, first int) error {
 		for k := range e.pairs {
 			ec := caps[first+k]
 			plan, err := heads.Align(e.textHidden(k), e.regionHidden(k), heads.DefaultOTOptions())
 			if err != nil {
 				return err
+			}
+			alignments := [][][]float64{plan.Weights}
+			if withAttention {
+				a, err := b.pairAttention(e, k, heads.DefaultPatternThresholds())
+				if err != nil {
+					return err
+				}
+				cross, err := heads.CrossAttention(a.Maps, a.Layers, a.Heads, a.Layout)
+				if err != nil {
+					return err
+				}
+				alignments = append(alignments, cross)
 			}
 			reg := images[ec.image]
 			for _, sp := range ec.cap.Spans {
@@ -391,30 +413,28 @@ func (b *Bundle) evalGrounding(ctx context.Context, recs []shapes.Record, images
 				if len(toks) == 0 { // cut by truncation
 					continue
 				}
-				best, bestMass := -1, -1.0
-				for r := range reg.Len() {
-					mass := 0.0
-					for _, t := range toks {
-						mass += plan.Weights[t][r]
-					}
-					if mass > bestMass {
-						best, bestMass = r, mass
-					}
-				}
-				hit := false
-				for _, o := range sp.Objects {
-					ob := recs[ec.image].Objects[o].Box
-					if boxIoU(reg.Boxes[best], ob) >= opts.GroundingIoU {
-						hit = true
-					}
-				}
-				if sp.Kind == shapes.KindShape {
-					rep.GroundingNounSpans++
-					nounHit += boolInt(hit)
-				} else {
+				color := sp.Kind == shapes.KindColor
+				if color {
 					rep.GroundingColorSpans++
-					colorHit += boolInt(hit)
+				} else {
+					rep.GroundingNounSpans++
 				}
+				hit := func(r int) bool {
+					for _, o := range sp.Objects {
+						if boxIoU(reg.Boxes[r], recs[ec.image].Objects[o].Box) >= opts.GroundingIoU {
+							return true
+						}
+					}
+					return false
+				}
+				for by, w := range alignments {
+					hits[by][boolInt(color)] += boolInt(hit(mostAligned(w, toks)))
+				}
+				good := 0
+				for r := range reg.Len() {
+					good += boolInt(hit(r))
+				}
+				chance[boolInt(color)] += float64(good) / float64(reg.Len())
 			}
 		}
 		if report != nil {
@@ -422,8 +442,35 @@ func (b *Bundle) evalGrounding(ctx context.Context, recs []shapes.Record, images
 		}
 		return nil
 	})
-	rep.GroundingNoun, rep.GroundingColor = ratio(nounHit, rep.GroundingNounSpans), ratio(colorHit, rep.GroundingColorSpans)
+	rep.GroundingNoun = ratio(hits[0][0], rep.GroundingNounSpans)
+	rep.GroundingColor = ratio(hits[0][1], rep.GroundingColorSpans)
+	if rep.GroundingNounSpans > 0 {
+		rep.GroundingNounChance = chance[0] / float64(rep.GroundingNounSpans)
+	}
+	if rep.GroundingColorSpans > 0 {
+		rep.GroundingColorChance = chance[1] / float64(rep.GroundingColorSpans)
+	}
+	if withAttention {
+		noun, color := ratio(hits[1][0], rep.GroundingNounSpans), ratio(hits[1][1], rep.GroundingColorSpans)
+		rep.GroundingNounAttention, rep.GroundingColorAttention = &noun, &color
+	}
 	return err
+}
+
+// mostAligned is the region holding most of the tokens' weight in a tokens × regions alignment
+// (the first on ties).
+func mostAligned(weights [][]float64, toks []int) int {
+	best, bestMass := 0, math.Inf(-1)
+	for r := range weights[toks[0]] {
+		mass := 0.0
+		for _, t := range toks {
+			mass += weights[t][r]
+		}
+		if mass > bestMass {
+			best, bestMass = r, mass
+		}
+	}
+	return best
 }
 
 // boxIoU is the intersection over union of a detected box and an annotated one (pixels).
@@ -483,7 +530,7 @@ func (b *Bundle) evalMLMColor(ctx context.Context, images []*detector.Prepared, 
 		batch = DefaultScoreBatch
 	}
 	batch -= batch % 2 // keep each probe's two pairs in one batch
-	err := b.encodeEach(ctx, pairs, max(batch, 2), func(e *encoded, first int) error {
+	err := b.encodeEach(ctx, pairs, max(batch, 2), false, func(e *encoded, first int) error {
 		hidden := make([]float32, 0, len(e.pairs)*e.H)
 		for k := range e.pairs {
 			hidden = append(hidden, e.row(k, probes[(first+k)/2].pos)...)

@@ -108,7 +108,10 @@ func TestEvaluateFixture(t *testing.T) {
 		}
 	}
 	stages := map[string]int{}
-	rep, err := b.Evaluate(context.Background(), dir, EvalOptions{Retrieval: true, ScoreBatch: 7, Workers: 2,
+	// A low IoU bar, so that the random detector's boxes hit objects and the grounding checks
+	// below compare non-zero rates.
+	const iou = 0.05
+	rep, err := b.Evaluate(context.Background(), dir, EvalOptions{Retrieval: true, ScoreBatch: 7, Workers: 2, GroundingIoU: iou,
 		Progress: func(stage string, done, total int) { stages[stage] = done }})
 	if err != nil {
 		t.Fatal(err)
@@ -165,6 +168,93 @@ func TestEvaluateFixture(t *testing.T) {
 	for kind, c := range total {
 		if got := rep.MinimalEditByKind[kind]; got != float64(rejected[kind])/float64(c) {
 			t.Errorf("%s edits: rejection %v, Match gives %d/%d", kind, got, rejected[kind], c)
+		}
+	}
+
+	// Grounding, recomputed through /v1/align's path: each true caption aligned one at a time
+	// by Align with attention, each span's word looked up in its word regions (OT and
+	// attention), and chance counted over the alignment's regions.
+	if !b.HasAttention() || rep.GroundingNounAttention == nil || rep.GroundingColorAttention == nil {
+		t.Fatalf("the fixture has an attention graph but the report has no attention grounding")
+	}
+	var hit [2][2]int // [by attention][colour]
+	var chance [2]float64
+	var spans [2]int
+	for _, r := range recs {
+		data, err := os.ReadFile(filepath.Join(dir, r.File))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range r.Captions {
+			a, err := b.Align(context.Background(), Input{Image: data}, c.Text, AlignOptions{Attention: true, TopRegions: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			covers := func(reg int, sp shapes.Span) bool {
+				for _, o := range sp.Objects {
+					if boxIoU(a.Regions.Boxes[reg], r.Objects[o].Box) >= iou {
+						return true
+					}
+				}
+				return false
+			}
+			for _, sp := range c.Spans {
+				if len(sp.Objects) == 0 || (sp.Kind != shapes.KindShape && sp.Kind != shapes.KindColor) {
+					continue
+				}
+				k := boolInt(sp.Kind == shapes.KindColor)
+				spans[k]++
+				for by, words := range [][]heads.WordAlignment{a.WordRegions, a.AttentionWordRegions} {
+					for _, w := range words {
+						if a.Words[w.Word].Start == sp.Start && a.Words[w.Word].End == sp.End {
+							hit[by][k] += boolInt(covers(w.Regions[0].Region, sp))
+						}
+					}
+				}
+				good := 0
+				for reg := range a.Regions.Len() {
+					good += boolInt(covers(reg, sp))
+				}
+				chance[k] += float64(good) / float64(a.Regions.Len())
+			}
+		}
+	}
+	if spans[0] != rep.GroundingNounSpans || spans[1] != rep.GroundingColorSpans || spans[0] == 0 || spans[1] == 0 {
+		t.Fatalf("Align path saw %v noun/colour spans, the report %d/%d", spans, rep.GroundingNounSpans, rep.GroundingColorSpans)
+	}
+	if hit[0][0]+hit[0][1] == 0 || hit[1][0]+hit[1][1] == 0 || chance[0] == 0 || chance[1] == 0 {
+		t.Fatalf("no grounding hits (OT %v, attention %v) or zero chance %v: the comparison below would be vacuous", hit[0], hit[1], chance)
+	}
+	for _, c := range []struct {
+		name      string
+		got, want float64
+	}{
+		{"noun by OT", rep.GroundingNoun, float64(hit[0][0]) / float64(spans[0])},
+		{"colour by OT", rep.GroundingColor, float64(hit[0][1]) / float64(spans[1])},
+		{"noun by attention", *rep.GroundingNounAttention, float64(hit[1][0]) / float64(spans[0])},
+		{"colour by attention", *rep.GroundingColorAttention, float64(hit[1][1]) / float64(spans[1])},
+		{"noun chance", rep.GroundingNounChance, chance[0] / float64(spans[0])},
+		{"colour chance", rep.GroundingColorChance, chance[1] / float64(spans[1])},
+	} {
+		if math.Abs(c.got-c.want) > 1e-9 {
+			t.Errorf("grounding %s: report %v, Align gives %v", c.name, c.got, c.want)
+		}
+	}
+}
+
+// mostAligned sums the span's token rows and keeps the first region on ties.
+func TestMostAligned(t *testing.T) {
+	w := [][]float64{
+		{0.5, 0, 0},
+		{0.1, 0.3, 0.3},
+		{0, 0.3, 0.3},
+	}
+	for _, c := range []struct {
+		toks []int
+		want int
+	}{{[]int{0}, 0}, {[]int{1, 2}, 1}, {[]int{0, 1}, 0}, {[]int{2}, 1}} {
+		if got := mostAligned(w, c.toks); got != c.want {
+			t.Errorf("tokens %v: region %d, want %d", c.toks, got, c.want)
 		}
 	}
 }

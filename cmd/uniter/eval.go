@@ -133,8 +133,14 @@ func printEvalTable(w io.Writer, r *models.EvalReport) {
 			[2]string{"text retrieval R@1/5/10", strings.Join([]string{pct(r.TRR1), pct(r.TRR5), pct(r.TRR10)}, " ")})
 	}
 	rows = append(rows,
-		[2]string{"grounding_noun", pct(r.GroundingNoun) + fmt.Sprintf("  (%d spans)", r.GroundingNounSpans)},
-		[2]string{"grounding_color", pct(r.GroundingColor) + fmt.Sprintf("  (%d spans)", r.GroundingColorSpans)},
+		[2]string{"grounding_noun", pct(r.GroundingNoun) + fmt.Sprintf("  (%d spans; a random region: %s)", r.GroundingNounSpans, strings.TrimSpace(pct(r.GroundingNounChance)))},
+		[2]string{"grounding_color", pct(r.GroundingColor) + fmt.Sprintf("  (%d spans; a random region: %s)", r.GroundingColorSpans, strings.TrimSpace(pct(r.GroundingColorChance)))})
+	if r.GroundingNounAttention != nil && r.GroundingColorAttention != nil {
+		rows = append(rows,
+			[2]string{"grounding_noun_attention", pct(*r.GroundingNounAttention)},
+			[2]string{"grounding_color_attention", pct(*r.GroundingColorAttention)})
+	}
+	rows = append(rows,
 		[2]string{"mlm_color_with_image", pct(r.MLMColorWithImage) + fmt.Sprintf("  (%d masks)", r.MLMColorMasks)},
 		[2]string{"mlm_color_without_image", pct(r.MLMColorWithoutImage)},
 		[2]string{"pairs_per_second", fmt.Sprintf("%.0f  (%d pairs scored)", r.PairsPerSecond, r.ScoredPairs)},
