@@ -439,10 +439,12 @@ type SearchOptions struct {
 	Mode       string `json:"mode,omitempty"`
 	Candidates int    `json:"candidates,omitempty"`
 	Evidence   bool   `json:"evidence,omitempty"`
+	EvidenceBy string `json:"evidence_by,omitempty"` // "attention" or "ot"; default attention when the model has it
 }
 
 func (o SearchOptions) query() retrieval.Query {
-	return retrieval.Query{Limit: o.Limit, Offset: o.Offset, Mode: retrieval.Mode(o.Mode), Candidates: o.Candidates, Evidence: o.Evidence}
+	return retrieval.Query{Limit: o.Limit, Offset: o.Offset, Mode: retrieval.Mode(o.Mode), Candidates: o.Candidates,
+		Evidence: o.Evidence, EvidenceBy: o.EvidenceBy}
 }
 
 // SearchHit is one ranked item: P(match) as score, the raw match logit the ranking uses
@@ -457,8 +459,10 @@ type SearchHit struct {
 	Evidence *Evidence       `json:"evidence,omitempty"`
 }
 
-// Evidence is a hit's optimal-transport alignment: each content word's best regions.
+// Evidence is a hit's word-region alignment (by attention or by optimal transport, as "by"
+// says): each content word's best regions.
 type Evidence struct {
+	By         string         `json:"by"`
 	OTDistance float64        `json:"ot_distance"`
 	Words      []WordEvidence `json:"words"`
 }
@@ -471,7 +475,7 @@ type WordEvidence struct {
 	Regions []RegionEvidence `json:"regions"`
 }
 
-// RegionEvidence is a region of the image with its share of the word's transport mass and
+// RegionEvidence is a region of the image with its share of the word's alignment weight and
 // the detector's top label and attribute for it.
 type RegionEvidence struct {
 	Region    int        `json:"region"`
@@ -558,7 +562,7 @@ func (s *Server) searchResponse(res *retrieval.Results, start time.Time) SearchR
 	for i, h := range res.Hits {
 		out.Results[i] = SearchHit{ID: h.ID, Score: h.Score, Logit: h.Logit, Text: h.Text, Metadata: h.Metadata}
 		if ev := h.Evidence; ev != nil {
-			e := &Evidence{OTDistance: ev.OTDistance, Words: make([]WordEvidence, len(ev.Words))}
+			e := &Evidence{By: ev.By, OTDistance: ev.OTDistance, Words: make([]WordEvidence, len(ev.Words))}
 			for j, w := range ev.Words {
 				we := WordEvidence{Word: w.Word, Start: w.Start, End: w.End, Regions: make([]RegionEvidence, len(w.Regions))}
 				for k, r := range w.Regions {

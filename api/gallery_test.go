@@ -247,6 +247,7 @@ func TestGalleryErrors(t *testing.T) {
 		{"search offset", postJSON(t, h, "/v1/search/images", map[string]any{"text": "a circle", "offset": 51}), 400, "invalid_offset"},
 		{"search negative offset", postJSON(t, h, "/v1/search/images", map[string]any{"text": "a circle", "offset": -3}), 400, "invalid_offset"},
 		{"search mode", postJSON(t, h, "/v1/search/images", map[string]any{"text": "a circle", "mode": "fuzzy"}), 400, "invalid_mode"},
+		{"search evidence_by", postJSON(t, h, "/v1/search/images", map[string]any{"text": "a circle", "evidence": true, "evidence_by": "saliency"}), 400, "invalid_evidence_by"},
 		{"search candidates", postJSON(t, h, "/v1/search/images", map[string]any{"text": "a circle", "mode": "two_stage", "candidates": 3, "limit": 5}), 400, "invalid_candidates"},
 		{"search empty text", postJSON(t, h, "/v1/search/images", map[string]any{"text": ""}), 400, models.CodeEmptyText},
 		{"search unknown image", postJSON(t, h, "/v1/search/texts", map[string]any{"image_id": "nope"}), 404, "not_found"},
@@ -308,9 +309,14 @@ func TestGalleryTextsAndSearch(t *testing.T) {
 		if i > 0 && hit.Logit > sr.Results[i-1].Logit {
 			t.Errorf("hit %d ranks above hit %d", i, i-1)
 		}
-		if hit.Evidence == nil || len(hit.Evidence.Words) != 2 || hit.Evidence.Words[0].Word != "red" || hit.Metadata == nil {
-			t.Errorf("hit %d: %+v", i, hit)
+		if hit.Evidence == nil || len(hit.Evidence.Words) != 2 || hit.Evidence.Words[0].Word != "red" || hit.Metadata == nil ||
+			hit.Evidence.By != "attention" {
+			t.Errorf("hit %d: %+v (evidence by attention by default)", i, hit)
 		}
+	}
+	rec = postJSON(t, h, "/v1/search/images", map[string]any{"text": "a red circle", "limit": 1, "evidence": true, "evidence_by": "ot"})
+	if ot := decode[api.SearchResponse](t, rec); len(ot.Results) != 1 || ot.Results[0].Evidence == nil || ot.Results[0].Evidence.By != "ot" {
+		t.Errorf(`"evidence_by": "ot": %+v`, ot)
 	}
 	rec = postJSON(t, h, "/v1/search/images", map[string]any{"text": "a red circle", "limit": 2, "offset": 2})
 	if page := decode[api.SearchResponse](t, rec); len(page.Results) != 2 || page.Results[0].ID != sr.Results[2].ID || page.Results[1].ID != sr.Results[3].ID {

@@ -39,7 +39,15 @@ type Query struct {
 	Mode       Mode   // "" means Exact
 	Candidates int    // first-stage candidates (TwoStage); 0 means the configured default
 	Evidence   bool   // attach each hit's word-region alignment
+	EvidenceBy string // how evidence aligns words and regions (EvidenceByAttention, EvidenceByOT); "" means by attention when the model has an attention graph, else by OT
 }
+
+// The word-region alignments evidence can come from. On the default model attention finds a
+// word's object about 8 times as often as the transport plan (README "Grounding").
+const (
+	EvidenceByAttention = "attention" // heads.CrossAttention, the encoder's attention graph
+	EvidenceByOT        = "ot"        // the optimal-transport plan (the paper's WRA)
+)
 
 // Hit is one ranked item.
 type Hit struct {
@@ -52,8 +60,9 @@ type Hit struct {
 }
 
 // Evidence is a hit's word-region alignment: for each content word of the text, the regions
-// (of the hit image, or of the query image for text hits) it is transported to.
+// (of the hit image, or of the query image for text hits) it is aligned to, by By.
 type Evidence struct {
+	By         string // EvidenceByAttention or EvidenceByOT
 	OTDistance float64
 	Words      []WordEvidence
 }
@@ -65,7 +74,7 @@ type WordEvidence struct {
 	Regions    []RegionEvidence
 }
 
-// RegionEvidence is one region of a word, with its share of the word's transport mass and
+// RegionEvidence is one region of a word, with its share of the word's alignment weight and
 // the detector's top class and attribute for it.
 type RegionEvidence struct {
 	Region    int
@@ -110,6 +119,18 @@ func (s *Service) checkQuery(q *Query) error {
 		return inputErr("invalid_candidates", "candidates: %d is out of range [1, %d]", q.Candidates, s.cfg.MaxCandidates)
 	case q.Mode == Exact && q.Candidates != 0:
 		return inputErr("invalid_candidates", "candidates: only for mode %q", TwoStage)
+	case q.EvidenceBy != "" && !q.Evidence:
+		return inputErr("invalid_evidence_by", "evidence_by: only with evidence")
+	case q.EvidenceBy != "" && q.EvidenceBy != EvidenceByAttention && q.EvidenceBy != EvidenceByOT:
+		return inputErr("invalid_evidence_by", "evidence_by: %q, want %q or %q", q.EvidenceBy, EvidenceByAttention, EvidenceByOT)
+	case q.EvidenceBy == EvidenceByAttention && !s.model.HasAttention():
+		return inputErr("invalid_evidence_by", "evidence_by: %q needs a model with an attention graph", EvidenceByAttention)
+	}
+	if q.Evidence && q.EvidenceBy == "" {
+		q.EvidenceBy = EvidenceByOT
+		if s.model.HasAttention() {
+			q.EvidenceBy = EvidenceByAttention
+		}
 	}
 	if q.Mode == TwoStage {
 		if q.Candidates == 0 {
@@ -274,7 +295,7 @@ func (s *Service) SearchImages(ctx context.Context, q Query) (*Results, error) {
 		}
 		out := Hit{ID: h.id, Score: h.score, Logit: h.logit, Metadata: img.Metadata}
 		if q.Evidence {
-			if out.Evidence, err = s.evidence(ctx, img.Regions.Prepared(img.Width, img.Height), img.Regions, q.Text); err != nil {
+			if out.Evidence, err = s.evidence(ctx, img.Regions.Prepared(img.Width, img.Height), img.Regions, q.Text, q.EvidenceBy); err != nil {
 				return nil, err
 			}
 		}
@@ -458,7 +479,7 @@ func (s *Service) SearchTexts(ctx context.Context, q Query) (*Results, error) {
 		t := idx.texts[h.index]
 		out := Hit{ID: t.ID, Score: h.score, Logit: h.logit, Text: t.Text, Metadata: t.Metadata}
 		if q.Evidence {
-			if out.Evidence, err = s.evidence(ctx, prep, regions, t.Text); err != nil {
+			if out.Evidence, err = s.evidence(ctx, prep, regions, t.Text, q.EvidenceBy); err != nil {
 				return nil, err
 			}
 		}
@@ -473,14 +494,19 @@ var stopWords = map[string]bool{"a": true, "an": true, "the": true, "of": true, 
 	"to": true, "and": true, "or": true, "in": true, "on": true, "at": true, "with": true, "it": true, "its": true,
 	"this": true, "that": true, "be": true, "some": true, "no": true, "not": true, "something": true, "by": true, "for": true}
 
-// evidence aligns text with regions by optimal transport and keeps the content words.
-func (s *Service) evidence(ctx context.Context, prep *detector.Prepared, regions *gallery.Regions, text string) (*Evidence, error) {
-	a, err := s.model.AlignPrepared(ctx, prep, text, models.AlignOptions{TopRegions: s.cfg.EvidenceRegions})
+// evidence aligns text with regions (by attention or by optimal transport, as by says) and
+// keeps the content words.
+func (s *Service) evidence(ctx context.Context, prep *detector.Prepared, regions *gallery.Regions, text, by string) (*Evidence, error) {
+	a, err := s.model.AlignPrepared(ctx, prep, text, models.AlignOptions{TopRegions: s.cfg.EvidenceRegions, Attention: by == EvidenceByAttention})
 	if err != nil {
 		return nil, err
 	}
-	ev := &Evidence{OTDistance: a.OTDistance}
-	for _, w := range a.WordRegions {
+	ev := &Evidence{By: by, OTDistance: a.OTDistance}
+	aligned := a.WordRegions
+	if by == EvidenceByAttention {
+		aligned = a.AttentionWordRegions
+	}
+	for _, w := range aligned {
 		word := a.Words[w.Word]
 		if stopWords[strings.ToLower(word.Text)] || len(w.Regions) == 0 {
 			continue

@@ -30,6 +30,7 @@ type Model interface {
 	ScorePairs(ctx context.Context, images []*detector.Prepared, texts []*textproc.Encoding, pairs []models.ScorePair, opts models.ScoreOptions) ([]heads.Match, error)
 	ScoreMatrix(ctx context.Context, images []*detector.Prepared, texts []*textproc.Encoding, opts models.ScoreOptions) ([]heads.Match, error)
 	AlignPrepared(ctx context.Context, regions *detector.Prepared, text string, opts models.AlignOptions) (*models.Alignment, error)
+	HasAttention() bool
 }
 
 // Config tunes a Service. Zero fields take the defaults below.

@@ -14,10 +14,12 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/uniter-serve/uniter/detector"
 	"github.com/uniter-serve/uniter/gallery"
+	"github.com/uniter-serve/uniter/heads"
 	"github.com/uniter-serve/uniter/internal/testenv"
 	"github.com/uniter-serve/uniter/models"
 )
@@ -336,6 +338,22 @@ func TestSearchImages(t *testing.T) {
 		if want := []string{"red", "circle", "left", "two", "green", "squares"}; !slices.Equal(words, want) {
 			t.Errorf("evidence words: got %v, want %v", words, want)
 		}
+		// By default evidence comes from attention (the fixture has the graph); "ot" asks for
+		// the transport plan. Both must be the alignment's own top regions.
+		if h.Evidence.By != EvidenceByAttention {
+			t.Errorf("hit %s: evidence by %q, want %q by default", h.ID, h.Evidence.By, EvidenceByAttention)
+		}
+		checkEvidence(t, f, h, text, func(a *models.Alignment) []heads.WordAlignment { return a.AttentionWordRegions })
+	}
+	byOT, err := f.svc.SearchImages(ctx, Query{Text: text, Limit: 2, Evidence: true, EvidenceBy: EvidenceByOT})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range byOT.Hits {
+		if h.Evidence == nil || h.Evidence.By != EvidenceByOT {
+			t.Fatalf("hit %s: evidence %+v, want by %q", h.ID, h.Evidence, EvidenceByOT)
+		}
+		checkEvidence(t, f, h, text, func(a *models.Alignment) []heads.WordAlignment { return a.WordRegions })
 	}
 
 	// A deleted image disappears from the next search.
@@ -425,6 +443,8 @@ func TestQueryErrors(t *testing.T) {
 		"candidates above max":   {Query{Text: "a", Mode: TwoStage, Candidates: 501}, "invalid_candidates"},
 		"empty text":             {Query{Text: "  "}, models.CodeEmptyText},
 		"image for image search": {Query{Text: "a", ImageID: "x"}, "invalid_input"},
+		"evidence_by unknown":    {Query{Text: "a", Evidence: true, EvidenceBy: "gradcam"}, "invalid_evidence_by"},
+		"evidence_by alone":      {Query{Text: "a", EvidenceBy: EvidenceByOT}, "invalid_evidence_by"},
 	} {
 		_, err := f.svc.SearchImages(ctx, c.q)
 		if got := inputCode(err); got != c.code {
@@ -466,5 +486,55 @@ func TestScoreIsSortable(t *testing.T) {
 	}
 	if distinct < 3 {
 		t.Errorf("the fixture's logits barely differ (%v): the ranking tests would check little", ls)
+	}
+}
+
+// checkEvidence compares a hit's evidence with the word regions (chosen by pick) of the
+// model's own alignment of the text with the hit image's stored regions.
+func checkEvidence(t *testing.T, f *fixture, h Hit, text string, pick func(*models.Alignment) []heads.WordAlignment) {
+	t.Helper()
+	img, err := f.store.Image(ctx, h.ID, gallery.PartRegions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := f.bundle.AlignPrepared(ctx, img.Regions.Prepared(img.Width, img.Height), text, models.AlignOptions{Attention: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]int{}
+	for _, w := range pick(a) {
+		for _, r := range w.Regions {
+			want[a.Words[w.Word].Text] = append(want[a.Words[w.Word].Text], r.Region)
+		}
+	}
+	for _, w := range h.Evidence.Words {
+		var got []int
+		for _, r := range w.Regions {
+			got = append(got, r.Region)
+		}
+		if !slices.Equal(got, want[w.Word]) {
+			t.Errorf("hit %s word %q (by %s): regions %v, the alignment's top regions %v", h.ID, w.Word, h.Evidence.By, got, want[w.Word])
+		}
+	}
+}
+
+// noAttention is a model without an attention graph.
+type noAttention struct{ *models.Bundle }
+
+func (noAttention) HasAttention() bool { return false }
+
+// Without an attention graph evidence comes from the transport plan, and asking for attention
+// is a clear input error.
+func TestEvidenceWithoutAttention(t *testing.T) {
+	f := newFixture(t, Config{})
+	f.addImages(t, 2)
+	svc := New(f.store, noAttention{f.bundle}, Config{Labels: bundleLabels(f.bundle), Source: "detector:test"})
+	res, err := svc.SearchImages(ctx, Query{Text: "a red circle", Limit: 1, Evidence: true})
+	if err != nil || len(res.Hits) != 1 || res.Hits[0].Evidence == nil || res.Hits[0].Evidence.By != EvidenceByOT {
+		t.Fatalf("default evidence without attention: %+v, %v; want by %q", res, err, EvidenceByOT)
+	}
+	_, err = svc.SearchImages(ctx, Query{Text: "a red circle", Evidence: true, EvidenceBy: EvidenceByAttention})
+	if code := inputCode(err); code != "invalid_evidence_by" || !strings.Contains(err.Error(), "attention graph") {
+		t.Errorf("evidence by attention without the graph: %v, want invalid_evidence_by naming the graph", err)
 	}
 }

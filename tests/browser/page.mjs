@@ -155,7 +155,9 @@ async function runTest(opts) {
       [left, top, width, height].forEach((v, k) => check(Math.abs(v - want[k]) < 1e-3, `region ${j} geometry ${[left, top, width, height]}, want ${want}`));
     }
 
-    // Hovering a word tints the regions by its share of the word's transport mass.
+    // Hovering a word tints the regions by its share of the word's weight in the alignment
+    // shown: attention by default (the model has the graph), the transport plan on request.
+    check(await page.locator('#align-by input[value="attention"]').isChecked(), "alignment not by attention by default");
     const before = await shares(page);
     check(before.every((s) => s === 0), `tints before any hover: ${before}`);
     const words = page.locator("#tokens .token:not(.special)");
@@ -169,20 +171,32 @@ async function runTest(opts) {
     const second = await shares(page);
     check(second.some((s, j) => Math.abs(s - first[j]) > 1e-9), "tints did not change between two words");
     const token0 = Number(await words.nth(1).getAttribute("data-token"));
-    // The page's shares equal the plan's: the word's rows summed and normalised.
+    // The page's shares equal the alignment's: the word's rows summed and normalised.
     const align = await page.evaluate(async ([text]) => {
       const img = await (await fetch(document.getElementById("preview").src)).blob();
       const f = new FormData();
       f.append("image", img, "x.png");
       f.append("text", text);
+      f.append("attention", "true");
       return (await fetch("/v1/align", { method: "POST", body: f })).json();
     }, [captions[0]]);
     const word = align.tokens[token0].word;
     const rows = align.tokens.flatMap((t, i) => (t.word === word ? [i] : []));
-    const mass = align.regions.map((_, j) => rows.reduce((a, i) => a + align.plan[i][j], 0));
-    const total = mass.reduce((a, b) => a + b, 0);
-    mass.forEach((m, j) => check(Math.abs(m / total - second[j]) < 1e-9, `region ${j}: tint share ${second[j]}, plan share ${m / total}`));
-    log(`word tints ok (first box background ${tintStyle})`);
+    const sharesOf = (matrix, name, got) => {
+      const mass = align.regions.map((_, j) => rows.reduce((a, i) => a + matrix[i][j], 0));
+      const total = mass.reduce((a, b) => a + b, 0);
+      mass.forEach((m, j) => check(Math.abs(m / total - got[j]) < 1e-9, `region ${j}: tint share ${got[j]}, ${name} share ${m / total}`));
+    };
+    sharesOf(align.attention.cross_attention, "cross-attention", second);
+    await page.locator('#align-by input[value="ot"]').check();
+    await page.mouse.move(0, 0);
+    await words.nth(1).hover();
+    const byOT = await shares(page);
+    sharesOf(align.plan, "transport plan", byOT);
+    check(byOT.some((s, j) => Math.abs(s - second[j]) > 1e-9), "the tints did not change from attention to the transport plan");
+    check(/transport mass/.test(await page.locator("#align-note").innerText()), "the note does not say the tints are transport mass");
+    await page.locator('#align-by input[value="attention"]').check();
+    log(`word tints ok, by attention and by the transport plan (first box background ${tintStyle})`);
     // Screenshot with the word selected (a hover would follow the mouse as the page resizes).
     await page.mouse.move(0, 0);
     await words.nth(1).click();
@@ -231,7 +245,10 @@ async function runTest(opts) {
     // Narrow screen: nothing wider than the viewport.
     await page.setViewportSize({ width: 390, height: 844 });
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-    check(overflow <= 1, `the page is ${overflow}px wider than a 390px screen`);
+    const wide = overflow <= 1 ? [] : await page.evaluate(() => [...document.querySelectorAll("body *")]
+      .filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1 && e.closest(".scroll") === null)
+      .slice(0, 5).map((e) => `${e.tagName.toLowerCase()}${e.id ? "#" + e.id : ""}.${e.className}`));
+    check(overflow <= 1, `the page is ${overflow}px wider than a 390px screen (${wide.join(", ")})`);
     await page.screenshot({ path: join(opts.out, "page-narrow.png"), fullPage: true });
     await page.setViewportSize({ width: 1280, height: 900 });
 

@@ -1,11 +1,14 @@
-// The word-region alignment of one caption: its tokens, the tokens × regions transport plan as
-// a heat map, and the linked highlighting between words and regions.
+// The word-region alignment of one caption: its tokens, a tokens × regions alignment as a heat
+// map, and the linked highlighting between words and regions. The alignment is either the
+// optimal-transport plan (the paper's WRA) or the cross-modal attention (the response's
+// attention.cross_attention), as the "Align by" choice says; attention is the default when the
+// model has it, because on the default model it finds a word's object far more often.
 //
 // A "word" is the set of tokens sharing a word index ([CLS]/[SEP] stand alone). Hovering or
 // focusing a word previews it, clicking selects it (click again or Esc to clear); the same for
-// regions. While a word is shown, every region is tinted by its share of the word's transport
-// mass (the word's plan rows summed and normalised); while a region is shown, every token is
-// tinted by its share of the region's mass (the plan column normalised).
+// regions. While a word is shown, every region is tinted by its share of the word's weight
+// (the word's rows summed and normalised); while a region is shown, every token is tinted by
+// its share of the region's weight (the column normalised).
 import { h, pct } from "./dom.js";
 import { regionName } from "./regions.js";
 /** wordTokens lists, for each token, the tokens of its word (itself for special tokens). */
@@ -27,12 +30,20 @@ export function tokenShares(plan, region) {
     const total = col.reduce((a, b) => a + b, 0);
     return col.map((v) => (total > 0 ? v / total : 0));
 }
+const NOTES = {
+    attention: "Hover, focus or click a word: every region is tinted by its share of the attention between the word and the regions (both directions, summed over every layer and head).",
+    ot: "Hover, focus or click a word: every region is tinted by its share of that word's transport mass (optimal transport over the final hidden states, the paper's WRA).",
+};
 export class AlignmentView {
-    constructor(tokensEl, heatmap, regions) {
+    constructor(tokensEl, heatmap, regions, byChoice, note, summary) {
         this.tokensEl = tokensEl;
         this.heatmap = heatmap;
         this.regions = regions;
+        this.byChoice = byChoice;
+        this.note = note;
+        this.summary = summary;
         this.data = null;
+        this.by = "attention";
         this.groups = [];
         this.chips = [];
         this.rowHeads = [];
@@ -41,14 +52,38 @@ export class AlignmentView {
         this.hoverToken = null;
         this.selectedRegion = null;
         this.hoverRegion = null;
+        byChoice.addEventListener("change", () => this.setBy(this.chosen()));
     }
     set(a) {
         this.data = a;
         this.groups = wordTokens(a.tokens);
         this.selectedToken = this.hoverToken = this.selectedRegion = this.hoverRegion = null;
+        const attention = this.input("attention");
+        attention.disabled = !a.attention?.cross_attention;
+        attention.parentElement.title = attention.disabled ? "this model has no attention graph" : "";
         this.renderTokens(a.tokens);
-        this.renderHeatmap(a);
-        this.update();
+        this.setBy(attention.disabled ? "ot" : this.chosen());
+    }
+    /** setBy switches the alignment shown (attention needs the response's cross_attention). */
+    setBy(by) {
+        this.by = by;
+        this.input(by).checked = true;
+        this.note.textContent = NOTES[by];
+        this.summary.textContent = by === "ot" ? "Transport plan: tokens × regions" : "Cross-modal attention: tokens × regions";
+        if (this.data) {
+            this.renderHeatmap(this.data);
+            this.update();
+        }
+    }
+    input(by) {
+        return this.byChoice.querySelector(`input[value="${by}"]`);
+    }
+    chosen() {
+        return this.input("ot").checked ? "ot" : "attention";
+    }
+    /** matrix is the alignment shown: tokens × regions. */
+    matrix(a) {
+        return this.by === "attention" && a.attention?.cross_attention ? a.attention.cross_attention : a.plan;
     }
     // Events from the region layer and the token chips.
     previewRegion(j) { this.hoverRegion = j; this.update(); }
@@ -92,7 +127,8 @@ export class AlignmentView {
         this.tokensEl.replaceChildren(...this.chips);
     }
     renderHeatmap(a) {
-        const max = Math.max(...a.plan.flat(), 1e-12);
+        const m = this.matrix(a);
+        const max = Math.max(...m.flat(), 1e-12);
         const head = h("tr", {}, h("th", { scope: "col", class: "axis" }, h("div", {}, "token ↓  region →")));
         this.colHeads = a.regions.map((r) => {
             const th = h("th", { scope: "col", title: regionName(r) }, h("div", {}, regionName(r)));
@@ -102,17 +138,20 @@ export class AlignmentView {
         const body = h("tbody");
         this.rowHeads = a.tokens.map((t, i) => {
             const tr = h("tr", {}, h("th", { scope: "row" }, t.text));
-            a.plan[i].forEach((v, j) => {
+            const rowTotal = m[i].reduce((x, y) => x + y, 0);
+            m[i].forEach((v, j) => {
                 const alpha = v / max;
                 tr.append(h("td", {
                     style: `background: rgba(220, 60, 30, ${alpha.toFixed(3)})`,
-                    title: `${t.text} × ${regionName(a.regions[j])}: mass ${v.toExponential(2)} (${pct(v * a.tokens.length)} of the token's)`,
+                    title: `${t.text} × ${regionName(a.regions[j])}: ${v.toExponential(2)} (${pct(rowTotal > 0 ? v / rowTotal : 0)} of the token's)`,
                 }));
             });
             body.append(tr);
             return tr;
         });
-        const caption = h("caption", {}, `Colour: transport mass relative to the largest entry (${max.toExponential(2)}). Rows sum to 1/${a.tokens.length}, columns to 1/${a.regions.length}.`);
+        const caption = h("caption", {}, this.by === "ot"
+            ? `Colour: transport mass relative to the largest entry (${max.toExponential(2)}). Rows sum to 1/${a.tokens.length}, columns to 1/${a.regions.length}.`
+            : `Colour: attention between token and region relative to the largest entry (${max.toExponential(2)}). All entries sum to 1.`);
         this.heatmap.replaceChildren(caption, h("thead", {}, head), body);
     }
     /** update applies the current hover/selection to regions, tokens and the heat map. */
@@ -123,9 +162,10 @@ export class AlignmentView {
         const token = this.hoverToken ?? (this.hoverRegion === null ? this.selectedToken : null);
         const region = token === null ? (this.hoverRegion ?? this.selectedRegion) : null;
         const rows = token === null ? [] : this.groups[token];
-        this.regions.setShares(token === null ? null : regionShares(a.plan, rows));
+        const m = this.matrix(a);
+        this.regions.setShares(token === null ? null : regionShares(m, rows));
         this.regions.setSelected(this.selectedRegion, region);
-        const shares = region === null ? null : tokenShares(a.plan, region);
+        const shares = region === null ? null : tokenShares(m, region);
         const top = shares ? Math.max(...shares, 1e-12) : 1;
         const selectedRows = this.selectedToken === null ? [] : this.groups[this.selectedToken];
         this.chips.forEach((c, i) => {
@@ -135,7 +175,7 @@ export class AlignmentView {
             c.classList.toggle("strong", s > 0.6);
             c.classList.toggle("selected", rows.includes(i) || selectedRows.includes(i));
             c.setAttribute("aria-pressed", String(selectedRows.includes(i)));
-            c.title = shares ? `${pct(shares[i])} of ${regionName(a.regions[region])}'s mass` : (a.tokens[i].special ? "special token" : `word ${a.tokens[i].word}`);
+            c.title = shares ? `${pct(shares[i])} of ${regionName(a.regions[region])}'s weight` : (a.tokens[i].special ? "special token" : `word ${a.tokens[i].word}`);
         });
         this.rowHeads.forEach((tr, i) => tr.classList.toggle("hl", rows.includes(i)));
         this.colHeads.forEach((th, j) => th.classList.toggle("hl", j === region));

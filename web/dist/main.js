@@ -40,7 +40,7 @@ const regions = new RegionLayer(byId("boxes"), byId("show-low"), byId("show-low-
     preview: (j) => alignment.previewRegion(j),
     toggle: (j) => alignment.toggleRegion(j),
 });
-const alignment = new AlignmentView(byId("tokens"), byId("heatmap"), regions);
+const alignment = new AlignmentView(byId("tokens"), byId("heatmap"), regions, byId("align-by"), byId("align-note"), byId("heatmap-summary"));
 const attention = new AttentionView(byId("attention-grid"), byId("pattern-chart"), byId("attention-note"), byId("attention-dialog"));
 const probe = new Probe(probePanel, byId("probe-words"), byId("probe-result"));
 const search = new Search(byId("search-panel"), byId("search-form"), byId("search-query"), byId("search-status"), byId("search-error"), byId("search-results"));

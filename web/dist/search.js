@@ -75,7 +75,7 @@ export class Search {
         const img = h("img", { src: `${path}/thumbnail`, alt: `Result ${rank + 1}: image ${hit.id}`, loading: "lazy" });
         const thumb = h("div", { class: "thumb" }, img);
         const ev = hit.evidence?.words ?? [];
-        const li = h("li", {}, thumb, h("div", {}, h("strong", {}, `${rank + 1}. ${hit.id}`)), h("div", {}, `P(match) ${fmt(hit.score, 3)} · logit ${fmt(hit.logit, 2)}`), ev.length ? h("ul", { class: "evidence" }, ...ev.filter((w) => w.regions.length > 0).map((w) => h("li", {
+        const li = h("li", {}, thumb, h("div", {}, h("strong", {}, `${rank + 1}. ${hit.id}`)), h("div", {}, `P(match) ${fmt(hit.score, 3)} · logit ${fmt(hit.logit, 2)}`), ev.length ? h("ul", { class: "evidence", title: `aligned by ${hit.evidence.by === "ot" ? "optimal transport" : "attention"}` }, ...ev.filter((w) => w.regions.length > 0).map((w) => h("li", {
             title: `${w.word}: ` + w.regions.map((r) => `${regionLabel(r)} ${pct(r.share)}`).join(", "),
         }, h("strong", {}, w.word), ` → ${regionLabel(w.regions[0])} ${pct(w.regions[0].share)}`))) : "");
         if (ev.length)

@@ -1,11 +1,14 @@
-// The word-region alignment of one caption: its tokens, the tokens × regions transport plan as
-// a heat map, and the linked highlighting between words and regions.
+// The word-region alignment of one caption: its tokens, a tokens × regions alignment as a heat
+// map, and the linked highlighting between words and regions. The alignment is either the
+// optimal-transport plan (the paper's WRA) or the cross-modal attention (the response's
+// attention.cross_attention), as the "Align by" choice says; attention is the default when the
+// model has it, because on the default model it finds a word's object far more often.
 //
 // A "word" is the set of tokens sharing a word index ([CLS]/[SEP] stand alone). Hovering or
 // focusing a word previews it, clicking selects it (click again or Esc to clear); the same for
-// regions. While a word is shown, every region is tinted by its share of the word's transport
-// mass (the word's plan rows summed and normalised); while a region is shown, every token is
-// tinted by its share of the region's mass (the plan column normalised).
+// regions. While a word is shown, every region is tinted by its share of the word's weight
+// (the word's rows summed and normalised); while a region is shown, every token is tinted by
+// its share of the region's weight (the column normalised).
 
 import type { AlignResponse, Region, Token } from "./api.js";
 import { h, pct } from "./dom.js";
@@ -32,8 +35,16 @@ export function tokenShares(plan: number[][], region: number): number[] {
   return col.map((v) => (total > 0 ? v / total : 0));
 }
 
+export type AlignBy = "attention" | "ot";
+
+const NOTES: Record<AlignBy, string> = {
+  attention: "Hover, focus or click a word: every region is tinted by its share of the attention between the word and the regions (both directions, summed over every layer and head).",
+  ot: "Hover, focus or click a word: every region is tinted by its share of that word's transport mass (optimal transport over the final hidden states, the paper's WRA).",
+};
+
 export class AlignmentView {
   private data: AlignResponse | null = null;
+  private by: AlignBy = "attention";
   private groups: number[][] = [];
   private chips: HTMLButtonElement[] = [];
   private rowHeads: HTMLTableRowElement[] = [];
@@ -47,15 +58,47 @@ export class AlignmentView {
     private readonly tokensEl: HTMLElement,
     private readonly heatmap: HTMLTableElement,
     private readonly regions: RegionLayer,
-  ) {}
+    private readonly byChoice: HTMLFieldSetElement,
+    private readonly note: HTMLElement,
+    private readonly summary: HTMLElement,
+  ) {
+    byChoice.addEventListener("change", () => this.setBy(this.chosen()));
+  }
 
   set(a: AlignResponse): void {
     this.data = a;
     this.groups = wordTokens(a.tokens);
     this.selectedToken = this.hoverToken = this.selectedRegion = this.hoverRegion = null;
+    const attention = this.input("attention");
+    attention.disabled = !a.attention?.cross_attention;
+    attention.parentElement!.title = attention.disabled ? "this model has no attention graph" : "";
     this.renderTokens(a.tokens);
-    this.renderHeatmap(a);
-    this.update();
+    this.setBy(attention.disabled ? "ot" : this.chosen());
+  }
+
+  /** setBy switches the alignment shown (attention needs the response's cross_attention). */
+  private setBy(by: AlignBy): void {
+    this.by = by;
+    this.input(by).checked = true;
+    this.note.textContent = NOTES[by];
+    this.summary.textContent = by === "ot" ? "Transport plan: tokens × regions" : "Cross-modal attention: tokens × regions";
+    if (this.data) {
+      this.renderHeatmap(this.data);
+      this.update();
+    }
+  }
+
+  private input(by: AlignBy): HTMLInputElement {
+    return this.byChoice.querySelector<HTMLInputElement>(`input[value="${by}"]`)!;
+  }
+
+  private chosen(): AlignBy {
+    return this.input("ot").checked ? "ot" : "attention";
+  }
+
+  /** matrix is the alignment shown: tokens × regions. */
+  private matrix(a: AlignResponse): number[][] {
+    return this.by === "attention" && a.attention?.cross_attention ? a.attention.cross_attention : a.plan;
   }
 
   // Events from the region layer and the token chips.
@@ -100,7 +143,8 @@ export class AlignmentView {
   }
 
   private renderHeatmap(a: AlignResponse): void {
-    const max = Math.max(...a.plan.flat(), 1e-12);
+    const m = this.matrix(a);
+    const max = Math.max(...m.flat(), 1e-12);
     const head = h("tr", {}, h("th", { scope: "col", class: "axis" }, h("div", {}, "token ↓  region →")));
     this.colHeads = a.regions.map((r: Region) => {
       const th = h("th", { scope: "col", title: regionName(r) }, h("div", {}, regionName(r)));
@@ -110,17 +154,20 @@ export class AlignmentView {
     const body = h("tbody");
     this.rowHeads = a.tokens.map((t, i) => {
       const tr = h("tr", {}, h("th", { scope: "row" }, t.text));
-      a.plan[i].forEach((v, j) => {
+      const rowTotal = m[i].reduce((x, y) => x + y, 0);
+      m[i].forEach((v, j) => {
         const alpha = v / max;
         tr.append(h("td", {
           style: `background: rgba(220, 60, 30, ${alpha.toFixed(3)})`,
-          title: `${t.text} × ${regionName(a.regions[j])}: mass ${v.toExponential(2)} (${pct(v * a.tokens.length)} of the token's)`,
+          title: `${t.text} × ${regionName(a.regions[j])}: ${v.toExponential(2)} (${pct(rowTotal > 0 ? v / rowTotal : 0)} of the token's)`,
         }));
       });
       body.append(tr);
       return tr;
     });
-    const caption = h("caption", {}, `Colour: transport mass relative to the largest entry (${max.toExponential(2)}). Rows sum to 1/${a.tokens.length}, columns to 1/${a.regions.length}.`);
+    const caption = h("caption", {}, this.by === "ot"
+      ? `Colour: transport mass relative to the largest entry (${max.toExponential(2)}). Rows sum to 1/${a.tokens.length}, columns to 1/${a.regions.length}.`
+      : `Colour: attention between token and region relative to the largest entry (${max.toExponential(2)}). All entries sum to 1.`);
     this.heatmap.replaceChildren(caption, h("thead", {}, head), body);
   }
 
@@ -132,10 +179,11 @@ export class AlignmentView {
     const region = token === null ? (this.hoverRegion ?? this.selectedRegion) : null;
     const rows = token === null ? [] : this.groups[token];
 
-    this.regions.setShares(token === null ? null : regionShares(a.plan, rows));
+    const m = this.matrix(a);
+    this.regions.setShares(token === null ? null : regionShares(m, rows));
     this.regions.setSelected(this.selectedRegion, region);
 
-    const shares = region === null ? null : tokenShares(a.plan, region);
+    const shares = region === null ? null : tokenShares(m, region);
     const top = shares ? Math.max(...shares, 1e-12) : 1;
     const selectedRows = this.selectedToken === null ? [] : this.groups[this.selectedToken];
     this.chips.forEach((c, i) => {
@@ -145,7 +193,7 @@ export class AlignmentView {
       c.classList.toggle("strong", s > 0.6);
       c.classList.toggle("selected", rows.includes(i) || selectedRows.includes(i));
       c.setAttribute("aria-pressed", String(selectedRows.includes(i)));
-      c.title = shares ? `${pct(shares[i])} of ${regionName(a.regions[region!])}'s mass` : (a.tokens[i].special ? "special token" : `word ${a.tokens[i].word}`);
+      c.title = shares ? `${pct(shares[i])} of ${regionName(a.regions[region!])}'s weight` : (a.tokens[i].special ? "special token" : `word ${a.tokens[i].word}`);
     });
     this.rowHeads.forEach((tr, i) => tr.classList.toggle("hl", rows.includes(i)));
     this.colHeads.forEach((th, j) => th.classList.toggle("hl", j === region));

@@ -44,6 +44,8 @@ export interface PatternThresholds {
 export interface AttentionJSON {
   layers: number; heads: number; text: number; regions: number; encoding: string;
   thresholds: PatternThresholds; maps: HeadAttention[]; pattern_counts: Record<PatternName, number>[];
+  /** tokens × regions, sums to 1: attention between each token and region, both ways, every layer and head. */
+  cross_attention: number[][];
 }
 
 export interface AlignResponse {

@@ -47,7 +47,8 @@ const regions = new RegionLayer(byId("boxes"), byId<HTMLInputElement>("show-low"
   preview: (j) => alignment.previewRegion(j),
   toggle: (j) => alignment.toggleRegion(j),
 });
-const alignment = new AlignmentView(byId("tokens"), byId<HTMLTableElement>("heatmap"), regions);
+const alignment = new AlignmentView(byId("tokens"), byId<HTMLTableElement>("heatmap"), regions,
+  byId<HTMLFieldSetElement>("align-by"), byId("align-note"), byId("heatmap-summary"));
 const attention = new AttentionView(byId("attention-grid"), byId("pattern-chart"), byId("attention-note"), byId<HTMLDialogElement>("attention-dialog"));
 const probe = new Probe(probePanel, byId("probe-words"), byId("probe-result"));
 const search = new Search(byId("search-panel"), byId<HTMLFormElement>("search-form"), byId<HTMLInputElement>("search-query"),

@@ -53,7 +53,9 @@ export class RegionLayer {
       const conf = r.confidence !== undefined ? ` ${fmt(r.confidence, 2)}` : "";
       const b = h("button", {
         type: "button",
-        class: "region-box" + (low ? " low" : ""),
+        // A box in the right half anchors its label at its right edge, so that the label grows
+        // leftwards into the image instead of past the page's edge.
+        class: "region-box" + (low ? " low" : "") + ((x1 + x2) / 2 > width / 2 ? " right" : ""),
         "data-index": r.index,
         "data-share": "0",
         "data-share-text": "",

@@ -9,7 +9,7 @@ import { fmt, h, pct } from "./dom.js";
 // The wire types of api/gallery.go that the page reads.
 interface RegionEvidence { region: number; share: number; box: [number, number, number, number]; label?: string; attribute?: string; }
 interface WordEvidence { word: string; start: number; end: number; regions: RegionEvidence[]; }
-interface Hit { id: string; score: number; logit: number; metadata?: unknown; evidence?: { ot_distance: number; words: WordEvidence[] }; }
+interface Hit { id: string; score: number; logit: number; metadata?: unknown; evidence?: { by: "attention" | "ot"; ot_distance: number; words: WordEvidence[] }; }
 interface SearchResponse { results: Hit[]; mode: string; gallery_size: number; candidates: number; timing_ms: number; }
 interface GalleryImage { id: string; width: number; height: number; }
 interface ImageList { images: GalleryImage[]; }
@@ -90,7 +90,7 @@ export class Search {
       thumb,
       h("div", {}, h("strong", {}, `${rank + 1}. ${hit.id}`)),
       h("div", {}, `P(match) ${fmt(hit.score, 3)} · logit ${fmt(hit.logit, 2)}`),
-      ev.length ? h("ul", { class: "evidence" }, ...ev.filter((w) => w.regions.length > 0).map((w) => h("li", {
+      ev.length ? h("ul", { class: "evidence", title: `aligned by ${hit.evidence!.by === "ot" ? "optimal transport" : "attention"}` }, ...ev.filter((w) => w.regions.length > 0).map((w) => h("li", {
         title: `${w.word}: ` + w.regions.map((r) => `${regionLabel(r)} ${pct(r.share)}`).join(", "),
       }, h("strong", {}, w.word), ` → ${regionLabel(w.regions[0])} ${pct(w.regions[0].share)}`))) : "");
     if (ev.length) void this.outline(path, thumb, ev);
