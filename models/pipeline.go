@@ -226,6 +226,29 @@ func (b *Bundle) Match(ctx context.Context, in Input, texts []string) (*MatchOut
 	return out, nil
 }
 
+// The word-region alignments a caller can read (search evidence, `uniter align --by`).
+const (
+	AlignByAttention = "attention" // heads.CrossAttention of the encoder_attention graph
+	AlignByOT        = "ot"        // the optimal-transport plan (the paper's WRA)
+)
+
+// ResolveAlignBy checks a requested alignment source and fills in the default: attention when
+// the model has the attention graph (on the default model it finds a word's object about 8
+// times as often as the plan, README "Grounding"), otherwise the OT plan.
+func ResolveAlignBy(by string, hasAttention bool) (string, error) {
+	switch {
+	case by == "" && hasAttention:
+		return AlignByAttention, nil
+	case by == "" || by == AlignByOT:
+		return AlignByOT, nil
+	case by != AlignByAttention:
+		return "", fmt.Errorf("%q, want %q or %q", by, AlignByAttention, AlignByOT)
+	case !hasAttention:
+		return "", fmt.Errorf("%q needs a model with an attention graph (encoder_attention)", by)
+	}
+	return by, nil
+}
+
 // AlignOptions tune Align.
 type AlignOptions struct {
 	TopRegions int  // regions listed per word; 0 means 3

@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -125,6 +126,44 @@ func TestCLIAlign(t *testing.T) {
 			if n := strings.Count(line, "#"); n < 1 || n > 2 {
 				t.Errorf("row %d %q: %d regions listed, want 1..2 (--top 2)", i, line, n)
 			}
+		}
+	})
+
+	// --by: the table lists the attention alignment by default (the fixture has the graph) and
+	// the transport plan's with --by ot; each row's best region is the JSON's.
+	t.Run("by", func(t *testing.T) {
+		t.Parallel()
+		code, stdout, stderr := runUniter(t, "", uniterEnv(t), append(args, "--json")...)
+		if code != 0 {
+			t.Fatalf("exit code %d; stderr:\n%s", code, stderr)
+		}
+		var resp api.AlignResponse
+		decodeStrict(t, []byte(stdout), &resp)
+		if resp.Attention == nil {
+			t.Fatal("--json without the attention alignment")
+		}
+		for _, c := range []struct {
+			flags []string
+			by    string
+			want  []api.WordRegions
+		}{{nil, "attention", resp.Attention.WordRegions}, {[]string{"--by", "ot"}, "ot", resp.WordRegions}} {
+			code, stdout, stderr := runUniter(t, "", uniterEnv(t), append(append(args, "--top", "1"), c.flags...)...)
+			if code != 0 {
+				t.Fatalf("%v: exit code %d; stderr:\n%s", c.flags, code, stderr)
+			}
+			lines := strings.Split(strings.TrimRight(stdout, "\n"), "\n")
+			if !strings.HasSuffix(lines[0], "aligned by "+c.by) || len(lines) != 3+len(c.want) {
+				t.Fatalf("%v: want the score line to end \"aligned by %s\" and %d rows; got:\n%s", c.flags, c.by, len(c.want), stdout)
+			}
+			for i, w := range c.want {
+				if want := fmt.Sprintf("#%d ", w.Regions[0].Region); !strings.Contains(lines[3+i], want) {
+					t.Errorf("%v row %q: want region %s (the JSON's best for %q)", c.flags, lines[3+i], want, w.Text)
+				}
+			}
+		}
+		code, _, stderr = runUniter(t, "", uniterEnv(t), append(args, "--by", "gradcam")...)
+		if code == 0 || !strings.Contains(stderr, "--by") || !strings.Contains(stderr, "gradcam") {
+			t.Errorf("--by gradcam: exit %d, stderr %s; want an error naming the flag and value", code, stderr)
 		}
 	})
 }

@@ -119,12 +119,12 @@ func matchCmd(load loader) *cobra.Command {
 }
 
 func alignCmd(load loader) *cobra.Command {
-	var regionsFile, imageFile, text, drawFile string
+	var regionsFile, imageFile, text, drawFile, by string
 	var top int
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "align (--image IMAGE | --regions R.json) --text TEXT",
-		Short: "word-region alignment of one text and an image (optimal transport)",
+		Use:   "align (--image IMAGE | --regions R.json) --text TEXT [--by attention|ot]",
+		Short: "word-region alignment of one text and an image (by attention or optimal transport)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if drawFile != "" && imageFile == "" {
 				return fmt.Errorf("--draw needs --image (there is no picture to draw on with --regions)")
@@ -134,13 +134,22 @@ func alignCmd(load loader) *cobra.Command {
 				return err
 			}
 			return withService(cmd, load, func(s *service) error {
-				a, err := s.bundle.Align(cmd.Context(), in, text, models.AlignOptions{TopRegions: top})
+				by, err := models.ResolveAlignBy(by, s.bundle.HasAttention())
+				if err != nil {
+					return fmt.Errorf("--by: %w", err)
+				}
+				attention := by == models.AlignByAttention
+				a, err := s.bundle.Align(cmd.Context(), in, text, models.AlignOptions{TopRegions: top, Attention: attention})
 				if err != nil {
 					return err
 				}
 				resp := api.NewAlignResponse(a, api.LabelsFor(s.bundle), s.info.Name)
+				words := resp.WordRegions
+				if attention {
+					words = resp.Attention.WordRegions
+				}
 				if drawFile != "" {
-					if err := drawAlignment(in.Image, resp, drawFile); err != nil {
+					if err := drawAlignment(in.Image, resp.Regions, words, drawFile); err != nil {
 						return err
 					}
 				}
@@ -148,10 +157,10 @@ func alignCmd(load loader) *cobra.Command {
 					return printJSON(cmd.OutOrStdout(), resp)
 				}
 				out := cmd.OutOrStdout()
-				fmt.Fprintf(out, "score %.4f  logit %.4f  OT distance %.4f  model %s\n\n", resp.Score, resp.Logit, resp.OTDistance, resp.Model)
+				fmt.Fprintf(out, "score %.4f  logit %.4f  OT distance %.4f  model %s  aligned by %s\n\n", resp.Score, resp.Logit, resp.OTDistance, resp.Model, by)
 				tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "WORD\tCHARS\tBEST REGIONS (share)")
-				for _, w := range resp.WordRegions {
+				for _, w := range words {
 					var parts []string
 					for _, r := range w.Regions {
 						b := resp.Regions[r.Region].Box
@@ -167,6 +176,7 @@ func alignCmd(load loader) *cobra.Command {
 	cmd.Flags().StringVar(&imageFile, "image", "", "image file (JPEG, PNG, GIF, WebP, BMP) for the detector")
 	cmd.Flags().StringVar(&text, "text", "", "the text to align")
 	cmd.Flags().IntVar(&top, "top", 3, "regions listed per word")
+	cmd.Flags().StringVar(&by, "by", "", `word-region alignment: "attention" (the default when the model has the attention graph) or "ot" (the transport plan); --json has both with attention`)
 	cmd.Flags().StringVar(&drawFile, "draw", "", "write the image with each word's best-aligned region drawn and labelled with the word (PNG; needs --image)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the API's JSON instead of a table")
 	_ = cmd.MarkFlagRequired("text")
@@ -319,14 +329,14 @@ func drawRegions(raw []byte, resp api.RegionsResponse, path string) error {
 
 // drawAlignment draws, for each word, the region holding most of its transport mass, labelled
 // with the words (and their shares) it is the best region of.
-func drawAlignment(raw []byte, resp api.AlignResponse, path string) error {
+func drawAlignment(raw []byte, regions []api.Region, aligned []api.WordRegions, path string) error {
 	img, err := detector.Decode(raw, detector.DecodeLimits{})
 	if err != nil {
 		return err
 	}
 	var order []int
 	words := map[int][]string{}
-	for _, w := range resp.WordRegions {
+	for _, w := range aligned {
 		if len(w.Regions) == 0 {
 			continue
 		}
@@ -339,7 +349,7 @@ func drawAlignment(raw []byte, resp api.AlignResponse, path string) error {
 	boxes := make([]detector.Box, len(order))
 	captions := make([]string, len(order))
 	for i, r := range order {
-		boxes[i] = resp.Regions[r].Box
+		boxes[i] = regions[r].Box
 		captions[i] = strings.Join(words[r], ", ")
 	}
 	f, err := os.Create(path)

@@ -39,14 +39,13 @@ type Query struct {
 	Mode       Mode   // "" means Exact
 	Candidates int    // first-stage candidates (TwoStage); 0 means the configured default
 	Evidence   bool   // attach each hit's word-region alignment
-	EvidenceBy string // how evidence aligns words and regions (EvidenceByAttention, EvidenceByOT); "" means by attention when the model has an attention graph, else by OT
+	EvidenceBy string // how evidence aligns words and regions (EvidenceByAttention, EvidenceByOT); "" means models.ResolveAlignBy's default
 }
 
-// The word-region alignments evidence can come from. On the default model attention finds a
-// word's object about 8 times as often as the transport plan (README "Grounding").
+// The word-region alignments evidence can come from (models.ResolveAlignBy decides the default).
 const (
-	EvidenceByAttention = "attention" // heads.CrossAttention, the encoder's attention graph
-	EvidenceByOT        = "ot"        // the optimal-transport plan (the paper's WRA)
+	EvidenceByAttention = models.AlignByAttention
+	EvidenceByOT        = models.AlignByOT
 )
 
 // Hit is one ranked item.
@@ -121,16 +120,13 @@ func (s *Service) checkQuery(q *Query) error {
 		return inputErr("invalid_candidates", "candidates: only for mode %q", TwoStage)
 	case q.EvidenceBy != "" && !q.Evidence:
 		return inputErr("invalid_evidence_by", "evidence_by: only with evidence")
-	case q.EvidenceBy != "" && q.EvidenceBy != EvidenceByAttention && q.EvidenceBy != EvidenceByOT:
-		return inputErr("invalid_evidence_by", "evidence_by: %q, want %q or %q", q.EvidenceBy, EvidenceByAttention, EvidenceByOT)
-	case q.EvidenceBy == EvidenceByAttention && !s.model.HasAttention():
-		return inputErr("invalid_evidence_by", "evidence_by: %q needs a model with an attention graph", EvidenceByAttention)
 	}
-	if q.Evidence && q.EvidenceBy == "" {
-		q.EvidenceBy = EvidenceByOT
-		if s.model.HasAttention() {
-			q.EvidenceBy = EvidenceByAttention
+	if q.Evidence {
+		by, err := models.ResolveAlignBy(q.EvidenceBy, s.model.HasAttention())
+		if err != nil {
+			return inputErr("invalid_evidence_by", "evidence_by: %v", err)
 		}
+		q.EvidenceBy = by
 	}
 	if q.Mode == TwoStage {
 		if q.Candidates == 0 {
