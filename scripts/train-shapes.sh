@@ -75,7 +75,11 @@ fi
 for s in train val; do
   if [ ! -f "$WORK/feat-$s/extract.json" ]; then
     step "features through the serving pipeline: $s"
-    "$UNITER" extract --bundle "$WORK/bundle-init" --ort-library "$ORT" --split-dir "$WORK/$s" --out "$WORK/feat-$s"
+    # --truth-max 4e8: the default train split's truth matrix (40,000 captions × 8,000 images,
+    # 320 MB) is above extract's default limit; without it ITM negatives would be any other
+    # image, unchecked against the logical forms, unlike the committed model's training.
+    "$UNITER" extract --bundle "$WORK/bundle-init" --ort-library "$ORT" --split-dir "$WORK/$s" --out "$WORK/feat-$s" \
+      --truth-max 4e8
   fi
 done
 
