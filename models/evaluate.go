@@ -61,9 +61,13 @@ type EvalReport struct {
 	IRR1      float64 `json:"ir_r1"`
 	IRR5      float64 `json:"ir_r5"`
 	IRR10     float64 `json:"ir_r10"`
-	TRR1      float64 `json:"tr_r1"`
-	TRR5      float64 `json:"tr_r5"`
-	TRR10     float64 `json:"tr_r10"`
+	// Image retrieval R@1 of the captions of each caption template (shapes.Templates), and
+	// how many captions each has: where retrieval fails.
+	IRR1ByTemplate     map[string]float64 `json:"ir_r1_by_template,omitempty"`
+	CaptionsByTemplate map[string]int     `json:"captions_by_template,omitempty"`
+	TRR1               float64            `json:"tr_r1"`
+	TRR5               float64            `json:"tr_r5"`
+	TRR10              float64            `json:"tr_r10"`
 
 	// Grounding: for each positive pair, the spans of shape words (nouns) and colour words that
 	// refer to objects; a hit when the region holding most of the span's transport mass
@@ -189,6 +193,7 @@ func (b *Bundle) Evaluate(ctx context.Context, splitDir string, opts EvalOptions
 		rep.Retrieval, rep.ScoredPairs = true, len(matrix)
 		rep.PairsPerSecond = float64(len(matrix)) / rep.StageSeconds["retrieval"]
 		rep.IRR1, rep.IRR5, rep.IRR10, rep.TRR1, rep.TRR5, rep.TRR10 = recallAtK(matrix, truth, len(caps), N)
+		rep.IRR1ByTemplate, rep.CaptionsByTemplate = irR1ByTemplate(matrix, truth, caps, N)
 	}
 	t0 = time.Now()
 	var itmScores []heads.Match
@@ -334,6 +339,27 @@ func recallAtK(m []heads.Match, truth []byte, C, N int) (ir1, ir5, ir10, tr1, tr
 		t1, t5, t10 = t1+a, t5+b, t10+d
 	}
 	return ratio(i1, C), ratio(i5, C), ratio(i10, C), ratio(t1, N), ratio(t5, N), ratio(t10, N)
+}
+
+// irR1ByTemplate is image retrieval R@1 per caption template: a caption's hit is its top image
+// (the first of the highest logits, as recallAtK ranks) being one it is true of.
+func irR1ByTemplate(m []heads.Match, truth []byte, caps []evalCaption, N int) (map[string]float64, map[string]int) {
+	hits, counts := map[string]int{}, map[string]int{}
+	for c, ec := range caps {
+		best := 0
+		for i := 1; i < N; i++ {
+			if m[c*N+i].Logit > m[c*N+best].Logit {
+				best = i
+			}
+		}
+		counts[ec.cap.Template]++
+		hits[ec.cap.Template] += int(truth[c*N+best])
+	}
+	r1 := make(map[string]float64, len(counts))
+	for t, n := range counts {
+		r1[t] = ratio(hits[t], n)
+	}
+	return r1, counts
 }
 
 func boolInt(b bool) int {

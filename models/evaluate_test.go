@@ -127,6 +127,15 @@ func TestEvaluateFixture(t *testing.T) {
 			t.Errorf("rate %v out of [0, 1]", v)
 		}
 	}
+	// R@1 by template adds up to R@1 over all captions.
+	n, hits := 0, 0.0
+	for tmpl, c := range rep.CaptionsByTemplate {
+		n += c
+		hits += rep.IRR1ByTemplate[tmpl] * float64(c)
+	}
+	if n != captions || math.Abs(hits/float64(n)-rep.IRR1) > 1e-9 {
+		t.Errorf("R@1 by template %v over %v captions gives %v, R@1 is %v over %d", rep.IRR1ByTemplate, rep.CaptionsByTemplate, hits/float64(n), rep.IRR1, captions)
+	}
 	if rep.IRR1 > rep.IRR5 || rep.IRR5 > rep.IRR10 || rep.TRR1 > rep.TRR5 || rep.TRR5 > rep.TRR10 {
 		t.Errorf("recall not monotone in K: %+v", rep)
 	}

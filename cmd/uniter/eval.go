@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/uniter-serve/uniter/models"
+	"github.com/uniter-serve/uniter/models/shapes"
 )
 
 // evalCmd measures the served bundle on a Shapes World split through the serving pipeline.
@@ -131,6 +132,13 @@ func printEvalTable(w io.Writer, r *models.EvalReport) {
 		rows = append(rows,
 			[2]string{"image retrieval R@1/5/10", strings.Join([]string{pct(r.IRR1), pct(r.IRR5), pct(r.IRR10)}, " ")},
 			[2]string{"text retrieval R@1/5/10", strings.Join([]string{pct(r.TRR1), pct(r.TRR5), pct(r.TRR10)}, " ")})
+		var by []string
+		for _, t := range shapes.Templates() {
+			if n := r.CaptionsByTemplate[t]; n > 0 {
+				by = append(by, fmt.Sprintf("%s %.0f%% (%d)", t, 100*r.IRR1ByTemplate[t], n))
+			}
+		}
+		rows = append(rows, [2]string{"image R@1 by template", strings.Join(by, ", ")})
 	}
 	rows = append(rows,
 		[2]string{"grounding_noun", pct(r.GroundingNoun) + fmt.Sprintf("  (%d spans; a random region: %s)", r.GroundingNounSpans, strings.TrimSpace(pct(r.GroundingNounChance)))},
