@@ -239,6 +239,7 @@ type DetectorInfo struct {
 	MinConfidence float32 `json:"min_confidence"`
 	MinBoxes      int     `json:"min_boxes"`
 	MaxBoxes      int     `json:"max_boxes"`
+	MinBoxSize    float32 `json:"min_box_size"` // original-image pixels; 0 keeps every proposal
 }
 
 // CacheInfo is the detector result cache's counters.
@@ -401,7 +402,8 @@ func DescribeModel(b *models.Bundle, provider, fallback, ortVersion string) Mode
 		sel := b.SelectionSpec()
 		info.Detector = &DetectorInfo{Classes: m.Model.LabelDim, Attributes: len(b.AttributeLabels()),
 			ShorterSide: d.Preprocess.ShorterSide, LongerSideMax: d.Preprocess.LongerSideMax,
-			NMSIoU: sel.NMSIoU, MinConfidence: sel.MinConfidence, MinBoxes: sel.MinBoxes, MaxBoxes: sel.MaxBoxes}
+			NMSIoU: sel.NMSIoU, MinConfidence: sel.MinConfidence, MinBoxes: sel.MinBoxes, MaxBoxes: sel.MaxBoxes,
+			MinBoxSize: b.MinBoxSize()}
 	}
 	slices.Sort(info.Graphs)
 	return info

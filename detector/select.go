@@ -16,6 +16,11 @@ type SelectionSpec struct {
 	MinBoxes      int     // ... but at least this many (or all P when fewer) ...
 	MaxBoxes      int     // ... and at most this many
 	Background    int     // class column to skip; −1 = none
+	// MinSide drops proposals narrower or lower than this (resized-image pixels, the boxes'
+	// unit) before anything else, as bottom-up-attention's proposal layer drops boxes under
+	// RPN_MIN_SIZE: they neither suppress nor count (a NaN side counts as too small). 0 keeps
+	// every proposal.
+	MinSide float32
 }
 
 // Validate reports a spec Select cannot use for numClasses classes.
@@ -36,13 +41,16 @@ func (s SelectionSpec) Validate(numClasses int) error {
 		return bad("min_boxes %d, want ≥ 0", s.MinBoxes)
 	case s.MaxBoxes < 1 || s.MaxBoxes < s.MinBoxes:
 		return bad("max_boxes %d, want ≥ 1 and ≥ min_boxes (%d)", s.MaxBoxes, s.MinBoxes)
+	case !finite(s.MinSide) || s.MinSide < 0:
+		return bad("min_box_size %v, want a finite value ≥ 0", s.MinSide)
 	}
 	return nil
 }
 
 // Select is bottom-up-attention's region selection (docs/detector-contract.md, "Selection").
 // boxes are the P proposals (resized-image pixels), classProbs their P×numClasses
-// probabilities, row-major. For every class but the background it runs NMS (as NMS does)
+// probabilities, row-major. Proposals narrower or lower than MinSide are dropped first (the
+// rest below means the proposals left). For every class but the background it runs NMS (as NMS does)
 // over all P boxes scored by that class, and each kept proposal's confidence becomes the
 // maximum of its kept class scores (starting at 0). Proposals are sorted by confidence
 // descending, ties by lower index; those with confidence ≥ MinConfidence are kept, at least
@@ -62,6 +70,9 @@ func Select(boxes []Box, classProbs []float32, numClasses int, spec SelectionSpe
 	if len(classProbs) != P*numClasses {
 		return nil, nil, fmt.Errorf("%w: class_probs has %d values, want %d proposals × %d classes",
 			ErrInvalidOutputs, len(classProbs), P, numClasses)
+	}
+	if spec.MinSide > 0 {
+		return selectLargeEnough(boxes, classProbs, numClasses, spec)
 	}
 	if P == 0 {
 		return []int{}, []float32{}, nil
@@ -83,6 +94,29 @@ func Select(boxes []Box, classProbs []float32, numClasses int, spec SelectionSpe
 		conf[k] = all[i]
 	}
 	return idx, conf, nil
+}
+
+// selectLargeEnough is Select over the proposals at least MinSide wide and high, with the
+// indices mapped back to all proposals.
+func selectLargeEnough(boxes []Box, classProbs []float32, numClasses int, spec SelectionSpec) ([]int, []float32, error) {
+	var keep []int
+	for i, b := range boxes {
+		if b[2]-b[0] >= spec.MinSide && b[3]-b[1] >= spec.MinSide {
+			keep = append(keep, i)
+		}
+	}
+	sub := make([]Box, len(keep))
+	probs := make([]float32, 0, len(keep)*numClasses)
+	for k, i := range keep {
+		sub[k] = boxes[i]
+		probs = append(probs, classProbs[i*numClasses:(i+1)*numClasses]...)
+	}
+	spec.MinSide = 0
+	idx, conf, err := Select(sub, probs, numClasses, spec)
+	for k, i := range idx {
+		idx[k] = keep[i]
+	}
+	return idx, conf, err
 }
 
 // maxConfidence is step 1 of the selection: every proposal's confidence.

@@ -131,6 +131,7 @@ func TestSelectMatchesTorchvisionGolden(t *testing.T) {
 				MinBoxes      int     `json:"min_boxes"`
 				MaxBoxes      int     `json:"max_boxes"`
 				Background    int
+				MinSide       float32 `json:"min_side"`
 			}
 			Idx  []int
 			Conf []float32
@@ -142,7 +143,7 @@ func TestSelectMatchesTorchvisionGolden(t *testing.T) {
 	}
 	for n, c := range g.Cases {
 		spec := SelectionSpec{NMSIoU: c.Spec.NMSIoU, MinConfidence: c.Spec.MinConfidence,
-			MinBoxes: c.Spec.MinBoxes, MaxBoxes: c.Spec.MaxBoxes, Background: c.Spec.Background}
+			MinBoxes: c.Spec.MinBoxes, MaxBoxes: c.Spec.MaxBoxes, Background: c.Spec.Background, MinSide: c.Spec.MinSide}
 		idx, conf, err := Select(boxesFromFlat(c.Boxes), c.Probs, c.Classes, spec)
 		if err != nil {
 			t.Fatal(err)
@@ -150,6 +151,9 @@ func TestSelectMatchesTorchvisionGolden(t *testing.T) {
 		if !slices.Equal(idx, c.Idx) || !slices.Equal(conf, c.Conf) {
 			t.Errorf("case %d (P=%d C=%d %+v):\n got %v %v\nwant %v %v", n, len(c.Boxes)/4, c.Classes, spec, idx, conf, c.Idx, c.Conf)
 		}
+	}
+	if c := g.Cases[len(g.Cases)-2]; c.Spec.MinSide == 0 || slices.Contains(c.Idx, 2) || slices.Contains(c.Idx, 8) || !slices.Contains(c.Idx, 9) {
+		t.Errorf("the min_side case should drop proposals 2 (zero width) and 8 (1.5 wide) and keep 9 (2 wide): %v", c.Idx)
 	}
 	t.Logf("%d cases identical to the torchvision-based reference", len(g.Cases))
 }
@@ -253,6 +257,10 @@ func TestSelectErrors(t *testing.T) {
 		{probs, 3, func(s *SelectionSpec) { s.MinBoxes = -1 }},
 		{probs, 3, func(s *SelectionSpec) { s.MaxBoxes = 0; s.MinBoxes = 0 }},
 		{probs, 3, func(s *SelectionSpec) { s.MaxBoxes = 5 }}, // < min_boxes 10
+		{probs, 3, func(s *SelectionSpec) { s.MinSide = -1 }},
+		{probs, 3, func(s *SelectionSpec) { s.MinSide = float32(math.NaN()) }},
+		{probs, 3, func(s *SelectionSpec) { s.MinSide = float32(math.Inf(1)) }},
+		{probs[:5], 3, func(s *SelectionSpec) { s.MinSide = 2 }},
 	} {
 		spec := butdSelection
 		if tc.mut != nil {

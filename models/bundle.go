@@ -43,8 +43,8 @@ type Options struct {
 
 // SelectionOverride replaces the manifest's region selection settings where set.
 type SelectionOverride struct {
-	NMSIoU, MinConfidence *float32
-	MinBoxes, MaxBoxes    *int
+	NMSIoU, MinConfidence, MinBoxSize *float32
+	MinBoxes, MaxBoxes                *int
 }
 
 // Bundle is a loaded model: manifest, tokenizer, labels and graph sessions. It is safe for

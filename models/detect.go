@@ -70,6 +70,16 @@ func (b *Bundle) SelectionSpec() detector.SelectionSpec {
 	return s
 }
 
+// MinBoxSize is the smallest proposal side kept, in pixels of the original image: the
+// manifest's selection.min_box_size or the configured override; 0 keeps every proposal.
+// Detect applies it in the resized image's pixels (× its scale), where the boxes are.
+func (b *Bundle) MinBoxSize() float32 {
+	if o := b.opts.Selection.MinBoxSize; o != nil {
+		return *o
+	}
+	return b.Manifest.Detector.Selection.MinBoxSize
+}
+
 func (b *Bundle) preprocessSpec() detector.PreprocessSpec {
 	p := b.Manifest.Detector.Preprocess
 	return detector.PreprocessSpec{ChannelOrder: p.ChannelOrder, PixelMeans: [3]float32(p.PixelMeans),
@@ -144,7 +154,9 @@ func (b *Bundle) detect(ctx context.Context, data []byte, sum string) (*Detected
 	for i := range boxes {
 		boxes[i] = detector.Box(boxesT.F32[4*i : 4*i+4])
 	}
-	idx, conf, err := detector.Select(boxes, probsT.F32, C, b.SelectionSpec())
+	spec := b.SelectionSpec()
+	spec.MinSide = b.MinBoxSize() * float32(info.Scale)
+	idx, conf, err := detector.Select(boxes, probsT.F32, C, spec)
 	if err != nil {
 		return nil, err
 	}

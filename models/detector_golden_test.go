@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"math"
 	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/uniter-serve/uniter/detector"
@@ -157,6 +159,129 @@ func TestDetectorGoldenParity(t *testing.T) {
 			within(t, name+" soft labels", det.ClassProbs, flat(sel.Regions.SoftLabels), 1e-4)
 			within(t, name+" attributes", det.AttrProbs, flat(sel.Regions.AttrProbs), 1e-4)
 			within(t, name+" locations", locs, wantLocs, 1e-5)
+		}
+	}
+}
+
+// TestDetectorMinBoxSizeGolden: with a min_box_size override, Go (ONNX Runtime graph, the size
+// converted to resized pixels by the image's scale, Go selection) selects the proposals the
+// Python reference selects from PyTorch's outputs (testdata/golden/detector-min-box-size.json,
+// models/make_min_box_golden.py), and no selected box is smaller than the size.
+func TestDetectorMinBoxSizeGolden(t *testing.T) {
+	var g struct {
+		Selection struct {
+			NMSIoU        float32 `json:"nms_iou"`
+			MinConfidence float32 `json:"min_confidence"`
+			MinBoxes      int     `json:"min_boxes"`
+			MaxBoxes      int     `json:"max_boxes"`
+			MinBoxSize    float32 `json:"min_box_size"`
+		} `json:"selection"`
+		Images []struct {
+			File    string `json:"file"`
+			Indices []int  `json:"indices"`
+			Dropped []int  `json:"dropped"`
+			Changed bool   `json:"changed"`
+		} `json:"images"`
+	}
+	raw, err := os.ReadFile(testenv.Path(t, "testdata", "golden", "detector-min-box-size.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(raw, &g); err != nil {
+		t.Fatal(err)
+	}
+	sel := g.Selection
+	size := sel.MinBoxSize
+	b, err := Load(testenv.Env(t), testenv.FixtureBundle(t), Options{MaxRegions: 100, Selection: SelectionOverride{
+		NMSIoU: &sel.NMSIoU, MinConfidence: &sel.MinConfidence, MinBoxes: &sel.MinBoxes, MaxBoxes: &sel.MaxBoxes, MinBoxSize: &size}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if b.MinBoxSize() != size || size <= 0 {
+		t.Fatalf("MinBoxSize %v, want the override %v > 0", b.MinBoxSize(), size)
+	}
+	changed := 0
+	for _, im := range g.Images {
+		data, err := os.ReadFile(testenv.Path(t, "testdata", im.File))
+		if err != nil {
+			t.Fatal(err)
+		}
+		det, _, err := b.Detect(context.Background(), data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []int
+		for _, r := range det.Regions {
+			got = append(got, r.Proposal)
+			if w, h := r.Box[2]-r.Box[0], r.Box[3]-r.Box[1]; w < size-1e-3 || h < size-1e-3 {
+				t.Errorf("%s: region of proposal %d is %v×%v, smaller than %v", im.File, r.Proposal, w, h, size)
+			}
+			if slices.Contains(im.Dropped, r.Proposal) {
+				t.Errorf("%s: proposal %d should have been dropped", im.File, r.Proposal)
+			}
+		}
+		if !slices.Equal(got, im.Indices) {
+			t.Errorf("%s: selected %v, the reference %v", im.File, got, im.Indices)
+		}
+		changed += boolInt(im.Changed)
+	}
+	if changed == 0 {
+		t.Fatal("the golden's min_box_size changes no selection: the test would not test it")
+	}
+}
+
+// The manifest's selection.min_box_size: read as MinBoxSize (an override wins), and a negative
+// or non-numeric value fails Load naming the key.
+func TestManifestMinBoxSize(t *testing.T) {
+	env := testenv.Env(t)
+	withSize := func(v any) string {
+		dir := t.TempDir()
+		src := testenv.FixtureBundle(t)
+		entries, err := os.ReadDir(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			raw, err := os.ReadFile(filepath.Join(src, e.Name()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e.Name() == "manifest.json" {
+				var m map[string]any
+				if err := json.Unmarshal(raw, &m); err != nil {
+					t.Fatal(err)
+				}
+				m["detector"].(map[string]any)["selection"].(map[string]any)["min_box_size"] = v
+				if raw, err = json.Marshal(m); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := os.WriteFile(filepath.Join(dir, e.Name()), raw, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return dir
+	}
+	b, err := Load(env, withSize(4.5), Options{MaxRegions: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := b.MinBoxSize(); got != 4.5 {
+		t.Errorf("MinBoxSize %v, want the manifest's 4.5", got)
+	}
+	b.Close()
+	zero := float32(0)
+	if b, err = Load(env, withSize(4.5), Options{MaxRegions: 10, Selection: SelectionOverride{MinBoxSize: &zero}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.MinBoxSize(); got != 0 {
+		t.Errorf("MinBoxSize %v, want the override 0", got)
+	}
+	b.Close()
+	for _, bad := range []any{-1, "large"} {
+		if _, err := Load(env, withSize(bad), Options{MaxRegions: 10}); err == nil || !strings.Contains(err.Error(), "min_box_size") {
+			t.Errorf("min_box_size %v: got %v, want an error naming min_box_size", bad, err)
 		}
 	}
 }

@@ -362,6 +362,7 @@ func (b *Bundle) extractInfo(splitDir string, split json.RawMessage, st ExtractS
 		"selection": map[string]any{
 			"nms_iou": sel.NMSIoU, "min_confidence": sel.MinConfidence, "min_boxes": sel.MinBoxes,
 			"max_boxes": sel.MaxBoxes, "background": sel.Background, "max_regions": b.opts.MaxRegions,
+			"min_box_size": b.MinBoxSize(),
 		},
 		"preprocess": pre,
 		"counts": map[string]any{

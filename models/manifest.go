@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -218,6 +219,9 @@ type DetectorSpec struct {
 		MinConfidence float32 `json:"min_confidence"`
 		MinBoxes      int     `json:"min_boxes"`
 		MaxBoxes      int     `json:"max_boxes"`
+		// MinBoxSize drops proposals narrower or lower than this many pixels of the original
+		// image before selection (bottom-up-attention's RPN_MIN_SIZE); absent or 0 keeps all.
+		MinBoxSize float32 `json:"min_box_size,omitempty"`
 	} `json:"selection"`
 }
 
@@ -276,6 +280,9 @@ func (d *DetectorSpec) validate(m *Manifest) []error {
 	s := d.Selection
 	if !(s.NMSIoU > 0 && s.NMSIoU <= 1) || s.MinConfidence < 0 || s.MinConfidence > 1 {
 		bad("selection: want 0 < nms_iou <= 1 and 0 <= min_confidence <= 1")
+	}
+	if !(s.MinBoxSize >= 0) || math.IsInf(float64(s.MinBoxSize), 0) {
+		bad("selection: min_box_size %v, want a finite value >= 0", s.MinBoxSize)
 	}
 	if s.MinBoxes < 1 || s.MaxBoxes < s.MinBoxes {
 		bad("selection: want 1 <= min_boxes (%d) <= max_boxes (%d)", s.MinBoxes, s.MaxBoxes)

@@ -46,6 +46,15 @@ func TestConfigEnvironment(t *testing.T) {
 	}
 }
 
+// detector.min_box_size reaches the bundle: /v1/models reports the override.
+func TestConfigMinBoxSize(t *testing.T) {
+	t.Parallel()
+	s := startServe(t, uniterEnv(t, "UNITER_DETECTOR_MIN_BOX_SIZE=4.5"))
+	if d := s.modelInfo(t).Detector; d == nil || d.MinBoxSize != 4.5 {
+		t.Fatalf("GET /v1/models detector %+v, want min_box_size 4.5", d)
+	}
+}
+
 func TestConfigRequestTimeout(t *testing.T) {
 	t.Parallel()
 	g := loadGolden(t)
@@ -151,6 +160,7 @@ func TestConfigInvalid(t *testing.T) {
 		{name: "not an int in env", env: []string{"UNITER_LIMITS_MAX_TEXTS=many"}, want: []string{"limits.max_texts"}},
 		{name: "negative timeout in env", env: []string{"UNITER_LIMITS_REQUEST_TIMEOUT=-1s"}, want: []string{"limits.request_timeout"}},
 		{name: "log format", env: []string{"UNITER_LOG_FORMAT=xml"}, want: []string{"log.format", "xml"}},
+		{name: "negative min_box_size", env: []string{"UNITER_DETECTOR_MIN_BOX_SIZE=-3"}, want: []string{"detector.min_box_size", "-3"}},
 		{name: "log level flag", args: []string{"--log-level", "loud"}, want: []string{"log.level"}},
 		{name: "negative threads", env: []string{"UNITER_ORT_INTRA_OP_THREADS=-1"}, want: []string{"ort", "thread"}},
 		{name: "missing config file", args: []string{"--config", "/nonexistent/uniter.yaml"}, want: []string{"config file", "/nonexistent/uniter.yaml"}},

@@ -51,6 +51,7 @@ type Config struct {
 		MinConfidence float32 `mapstructure:"min_confidence"`
 		MinBoxes      int     `mapstructure:"min_boxes"`
 		MaxBoxes      int     `mapstructure:"max_boxes"`
+		MinBoxSize    float32 `mapstructure:"min_box_size"`
 	} `mapstructure:"detector"`
 	Log struct {
 		Level  string `mapstructure:"level"`
@@ -80,6 +81,7 @@ var defaults = map[string]any{
 	"detector.min_confidence": float32(-1),
 	"detector.min_boxes":      0,
 	"detector.max_boxes":      0,
+	"detector.min_box_size":   float32(-1),
 	"limits.max_texts":        32,
 	"limits.max_regions":      100,
 	"limits.max_text_length":  0,
@@ -177,6 +179,9 @@ func (c *Config) Validate() error {
 	if c.Detector.MinConfidence > 1 || (c.Detector.MinConfidence < 0 && c.Detector.MinConfidence != -1) {
 		bad("detector.min_confidence", "%v: want -1 (the bundle's) or a value in [0, 1]", c.Detector.MinConfidence)
 	}
+	if m := c.Detector.MinBoxSize; m != -1 && !(m >= 0 && m <= 1e6) {
+		bad("detector.min_box_size", "%v: want -1 (the bundle's) or a size >= 0 in original-image pixels (0 keeps every proposal)", m)
+	}
 	if c.Detector.MinBoxes < 0 || c.Detector.MaxBoxes < 0 || (c.Detector.MaxBoxes > 0 && c.Detector.MinBoxes > c.Detector.MaxBoxes) {
 		bad("detector.min_boxes", "want 0 (the bundle's) or 1 <= min_boxes <= max_boxes")
 	}
@@ -237,6 +242,9 @@ func (c *Config) modelOptions() models.Options {
 	}
 	if d.MaxBoxes > 0 {
 		o.Selection.MaxBoxes = &d.MaxBoxes
+	}
+	if d.MinBoxSize >= 0 {
+		o.Selection.MinBoxSize = &d.MinBoxSize
 	}
 	return o
 }

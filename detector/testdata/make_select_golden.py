@@ -20,6 +20,15 @@ def f32(values):
 
 
 def select(boxes, probs, spec):
+    """Selection over the proposals at least min_side wide and high (all with min_side 0),
+    indices into all proposals."""
+    side = np.float32(spec.get("min_side", 0))
+    keep = np.flatnonzero((boxes[:, 2] - boxes[:, 0] >= side) & (boxes[:, 3] - boxes[:, 1] >= side))
+    idx, conf = select_all(boxes[keep], probs[keep], spec)
+    return keep[idx].tolist(), conf
+
+
+def select_all(boxes, probs, spec):
     P, C = probs.shape
     conf = np.zeros(P, dtype=np.float32)
     tb = torch.from_numpy(boxes)
@@ -36,7 +45,7 @@ def select(boxes, probs, spec):
         n = min(spec["min_boxes"], P)
     n = min(n, spec["max_boxes"])
     idx = order[:n]
-    return idx.tolist(), conf[idx]
+    return idx, conf[idx]
 
 
 def main():
@@ -52,6 +61,9 @@ def main():
         (50, 4, 3.0, dict(base, background=-1, min_confidence=0.5, min_boxes=0, max_boxes=20)),
         (120, 15, 6.0, dict(base, nms_iou=0.7, min_confidence=0.05)),
         (300, 11, 5.0, base),                                      # P of a real detector
+        # min_side (min_box_size × scale): slivers and small boxes dropped before selection
+        (60, 8, 3.0, dict(base, min_side=2.0)),
+        (40, 6, 2.0, dict(base, min_side=40.0, min_boxes=30)),     # fewer left than min_boxes
     ]
     for P, C, sharp, spec in specs:
         x1 = rng.uniform(0, 600, P)
@@ -63,6 +75,10 @@ def main():
             boxes[1] = boxes[0]             # duplicate box
             boxes[2, 2] = boxes[2, 0]       # zero width
             boxes[5] = boxes[4]
+        if "min_side" in spec:
+            boxes[3, 3] = boxes[3, 1]       # zero height
+            boxes[8, 2] = boxes[8, 0] + 1.5  # narrower than 2
+            boxes[9, 2] = boxes[9, 0] + 2   # exactly 2 wide: kept at min_side 2
         logits = rng.normal(0, sharp, size=(P, C))
         probs = np.exp(logits - logits.max(1, keepdims=True))
         probs = (probs / probs.sum(1, keepdims=True)).astype(np.float32)

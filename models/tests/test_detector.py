@@ -282,6 +282,16 @@ def test_write_detector_defaults_and_no_attributes(tmp_path, other_bundle):
     assert not os.path.exists(os.path.join(d2, "attribute_labels.txt"))
 
 
+def test_detector_section_min_box_size():
+    """min_box_size goes into the manifest's selection when set, and is absent at 0."""
+    from uniter.detector_export import detector_section
+    model = Detector(DetectorConfig(**fixture.DETECTOR))
+    sec = detector_section(model, BUTD_PREPROCESS, dict(BUTD_SELECTION, min_box_size=4), True)
+    assert sec["selection"] == dict(BUTD_SELECTION, min_box_size=4.0)
+    sec = detector_section(model, BUTD_PREPROCESS, dict(BUTD_SELECTION, min_box_size=0), True)
+    assert "min_box_size" not in sec["selection"]
+
+
 def test_write_detector_refuses_inconsistent_inputs(tmp_path):
     d = _bundle_copy(tmp_path / "b")
     attrs = fixture.ATTRIBUTES
@@ -295,6 +305,10 @@ def test_write_detector_refuses_inconsistent_inputs(tmp_path):
          "max_boxes"),
         (fixture.DETECTOR, dict(attributes=attrs, preprocess=dict(BUTD_PREPROCESS, resize="area")),
          "bilinear"),
+        (fixture.DETECTOR, dict(attributes=attrs, selection=dict(BUTD_SELECTION, min_box_size=-2)),
+         "min_box_size"),
+        (fixture.DETECTOR, dict(attributes=attrs, selection=dict(BUTD_SELECTION, min_size=2)),
+         "selection keys"),
     ]
     for cfg, kw, match in bad:
         with pytest.raises(ValueError, match=match):
@@ -359,6 +373,37 @@ def test_select_regions_columns():
     want = np.clip(boxes[idx].astype(np.float64) / 0.8, 0, [110, 100, 110, 100])
     np.testing.assert_allclose(r["boxes"], want)
     np.testing.assert_allclose(r["locations"], [location7(b, 110, 100) for b in want])
+
+
+def test_select_regions_min_box_size():
+    """min_box_size (original pixels) drops proposals narrower or lower than it times the scale
+    before selection: the result is the plain selection of the proposals left, indices mapped
+    back; a box exactly at the size stays; a dropped box suppresses nothing."""
+    rng = np.random.default_rng(5)
+    P, C, scale = 40, 4, 0.5
+    xy = rng.uniform(0, 80, (P, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(4, 40, (P, 2))], 1).astype(np.float32)
+    boxes[0, 2] = boxes[0, 0]                      # zero width
+    boxes[1, 3] = boxes[1, 1] + 1.0                # 1 px high in resized pixels (2 original)
+    boxes[2, 2:] = boxes[2, :2] + 1.5              # exactly min_box_size * scale: kept
+    boxes[3] = boxes[4]; boxes[3, 2] = boxes[3, 0] + 1.0  # a sliver over box 4
+    probs = rng.dirichlet(np.ones(C) * 0.3, P).astype(np.float32)
+    probs[3] = [0, 1, 0, 0]                        # the sliver scores highest on class 1
+    probs[4] = [0, 0.9, 0.05, 0.05]
+    sel = {"nms_iou": 0.3, "min_confidence": 0.2, "min_boxes": 10, "max_boxes": 100, "min_box_size": 3.0}
+    r = select_regions(boxes, probs, scale=scale, width=200, height=200, selection=sel)
+    side = np.float32(3.0) * np.float32(scale)
+    left = [i for i in range(P) if boxes[i, 2] - boxes[i, 0] >= side and boxes[i, 3] - boxes[i, 1] >= side]
+    assert 0 not in left and 1 not in left and 3 not in left and 2 in left
+    plain = {k: v for k, v in sel.items() if k != "min_box_size"}
+    sub = select_regions(boxes[left], probs[left], scale=scale, width=200, height=200, selection=plain)
+    assert r["indices"] == [left[i] for i in sub["indices"]]
+    assert 4 in r["indices"]                       # not suppressed by the dropped sliver
+    assert r["proposal_confidences"][[0, 1, 3]].tolist() == [0, 0, 0]
+    # Absent and 0 mean the same: every proposal.
+    a = select_regions(boxes, probs, scale=scale, width=200, height=200, selection=plain)
+    b = select_regions(boxes, probs, scale=scale, width=200, height=200, selection=dict(plain, min_box_size=0))
+    assert a["indices"] == b["indices"] and 3 in a["proposal_confidences"].nonzero()[0]
 
 
 # ---------------------------------------------------------------------------- preprocessing
@@ -443,6 +488,22 @@ def test_golden_preprocessing_and_outputs(golden, fixture_model):
                                        atol=1e-4 if name == "boxes" else 1e-5,
                                        err_msg=f"{im['file']} {name}")
     assert total < 150_000
+
+
+def test_min_box_size_golden(golden):
+    """testdata/golden/detector-min-box-size.json (models/make_min_box_golden.py, which the Go
+    pipeline test reads) is still the reference selection of the recorded outputs."""
+    with open(os.path.join(os.path.dirname(GOLDEN), "detector-min-box-size.json")) as f:
+        g = json.load(f)
+    by_file = {im["file"]: im for im in golden["images"]}
+    assert g["selection"]["min_box_size"] > 0 and any(im["changed"] for im in g["images"])
+    for im in g["images"]:
+        ref = by_file[im["file"]]
+        r = select_regions(np.asarray(ref["outputs"]["boxes"], np.float32),
+                           np.asarray(ref["outputs"]["class_probs"], np.float32),
+                           scale=ref["scale"], width=ref["width"], height=ref["height"],
+                           selection=g["selection"])
+        assert r["indices"] == im["indices"], im["file"]
 
 
 def test_golden_selections(golden):

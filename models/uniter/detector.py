@@ -429,25 +429,32 @@ def nms_reference(boxes, scores, iou_thr: float):
 def select_regions(boxes, class_probs, features=None, attr_probs=None, *, scale: float,
                    width: int, height: int, selection: dict, background_index: int = 0) -> dict:
     """The contract's selection (docs/detector-contract.md, "Selection"), in plain Python/numpy.
-    boxes are in resized-image pixels; returns columnar results plus diagnostics."""
+    boxes are in resized-image pixels; returns columnar results plus diagnostics. With
+    ``selection["min_box_size"]`` (original-image pixels, absent = 0) proposals narrower or lower
+    than min_box_size * scale (float32, the Go arithmetic) are dropped first: they neither
+    suppress nor count, and their proposal confidence stays 0."""
     import numpy as np
     b = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
     s = np.asarray(class_probs, dtype=np.float32)
     P, C = s.shape
+    side = np.float32(selection.get("min_box_size", 0)) * np.float32(scale)
+    cand = np.flatnonzero((b[:, 2] - b[:, 0] >= side) & (b[:, 3] - b[:, 1] >= side)) if side > 0 \
+        else np.arange(P)
     conf = np.zeros(P, dtype=np.float32)
     margin = float("inf")
     for c in range(C):
         if c == background_index:
             continue
-        keep, m = nms_reference(b, s[:, c], selection["nms_iou"])
+        keep, m = nms_reference(b[cand], s[cand, c], selection["nms_iou"])
         margin = min(margin, m)
-        for i in keep:
+        for k in keep:
+            i = cand[k]
             conf[i] = max(conf[i], s[i, c])
-    order = sorted(range(P), key=lambda i: (-float(conf[i]), i))
-    above = int((conf >= selection["min_confidence"]).sum())
+    order = sorted((int(i) for i in cand), key=lambda i: (-float(conf[i]), i))
+    above = int((conf[cand] >= selection["min_confidence"]).sum())
     n, branch = above, "threshold"
     if n < selection["min_boxes"]:
-        n, branch = min(selection["min_boxes"], P), "min_boxes"
+        n, branch = min(selection["min_boxes"], len(cand)), "min_boxes"
     if n > selection["max_boxes"]:
         n, branch = selection["max_boxes"], "max_boxes"
     idx = order[:n]

@@ -94,6 +94,8 @@ def detector_section(model: Detector, preprocess: dict, selection: dict,
                         "min_confidence": float(selection["min_confidence"]),
                         "min_boxes": int(selection["min_boxes"]),
                         "max_boxes": int(selection["max_boxes"])}
+    if selection.get("min_box_size", 0):  # absent means 0: keep every proposal
+        sec["selection"]["min_box_size"] = float(selection["min_box_size"])
     return sec
 
 
@@ -110,8 +112,11 @@ def _check(preprocess: dict, selection: dict) -> None:
         raise ValueError("pixel_std must be positive")
     if not 0 < preprocess["shorter_side"] <= preprocess["longer_side_max"]:
         raise ValueError("need 0 < shorter_side ≤ longer_side_max")
-    if set(selection) != set(BUTD_SELECTION):
-        raise ValueError(f"selection keys {sorted(selection)}, want {sorted(BUTD_SELECTION)}")
+    if set(selection) - {"min_box_size"} != set(BUTD_SELECTION):
+        raise ValueError(f"selection keys {sorted(selection)}, want {sorted(BUTD_SELECTION)} "
+                         "and optionally min_box_size")
+    if not 0 <= selection.get("min_box_size", 0) < float("inf"):
+        raise ValueError("min_box_size is a finite size >= 0 (original-image pixels)")
     if not 0 <= selection["nms_iou"] <= 1 or not 0 <= selection["min_confidence"] <= 1:
         raise ValueError("nms_iou and min_confidence are in [0, 1]")
     if not 0 <= selection["min_boxes"] <= selection["max_boxes"] or selection["max_boxes"] < 1:
