@@ -155,7 +155,8 @@ cp "$WORK/eval-wra-test-1k.json" "$WORK/eval-wra-test-100.json" "$BUNDLE/"
 import json, sys
 b = sys.argv[1]
 keys = ("itm_accuracy", "ir_r1", "ir_r5", "ir_r10", "tr_r1", "tr_r5", "tr_r10", "grounding_noun",
-        "grounding_color", "mlm_color_with_image", "mlm_color_without_image", "minimal_edit_rejection",
+        "grounding_color", "grounding_noun_attention", "grounding_color_attention",
+        "mlm_color_with_image", "mlm_color_without_image", "minimal_edit_rejection",
         "pairs_per_second")
 m = json.load(open(f"{b}/manifest.json"))
 reports = {s: json.load(open(f"{b}/eval-wra-{s}.json")) for s in ("test-1k", "test-100")}
