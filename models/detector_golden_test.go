@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"math"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -236,32 +235,18 @@ func TestDetectorMinBoxSizeGolden(t *testing.T) {
 func TestManifestMinBoxSize(t *testing.T) {
 	env := testenv.Env(t)
 	withSize := func(v any) string {
-		dir := t.TempDir()
-		src := testenv.FixtureBundle(t)
-		entries, err := os.ReadDir(src)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range entries {
-			raw, err := os.ReadFile(filepath.Join(src, e.Name()))
+		return fixtureCopy(t, func(raw []byte) []byte {
+			var m map[string]any
+			if err := json.Unmarshal(raw, &m); err != nil {
+				t.Fatal(err)
+			}
+			m["detector"].(map[string]any)["selection"].(map[string]any)["min_box_size"] = v
+			out, err := json.Marshal(m)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if e.Name() == "manifest.json" {
-				var m map[string]any
-				if err := json.Unmarshal(raw, &m); err != nil {
-					t.Fatal(err)
-				}
-				m["detector"].(map[string]any)["selection"].(map[string]any)["min_box_size"] = v
-				if raw, err = json.Marshal(m); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if err := os.WriteFile(filepath.Join(dir, e.Name()), raw, 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return dir
+			return out
+		})
 	}
 	b, err := Load(env, withSize(4.5), Options{MaxRegions: 10})
 	if err != nil {

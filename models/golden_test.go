@@ -246,10 +246,10 @@ func TestScoreAloneEqualsInBatch(t *testing.T) {
 	}
 }
 
-// TestLoadFailureClosesCleanly: a graph that disagrees with its manifest fails Load with an
-// error naming it (and closes what was opened) instead of panicking.
-func TestLoadFailureClosesCleanly(t *testing.T) {
-	env := testenv.Env(t)
+// fixtureCopy copies the fixture bundle into a temporary folder with its manifest rewritten
+// by edit (raw JSON in, raw JSON out).
+func fixtureCopy(t *testing.T, edit func(manifest []byte) []byte) string {
+	t.Helper()
 	dir := t.TempDir()
 	src := testenv.FixtureBundle(t)
 	entries, err := os.ReadDir(src)
@@ -261,8 +261,22 @@ func TestLoadFailureClosesCleanly(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if e.Name() == "manifest.json" { // the MRC head's output width, declared wrongly
-			raw = []byte(strings.Replace(string(raw), `"mrc_logits",
+		if e.Name() == "manifest.json" {
+			raw = edit(raw)
+		}
+		if err := os.WriteFile(filepath.Join(dir, e.Name()), raw, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// TestLoadFailureClosesCleanly: a graph that disagrees with its manifest fails Load with an
+// error naming it (and closes what was opened) instead of panicking.
+func TestLoadFailureClosesCleanly(t *testing.T) {
+	env := testenv.Env(t)
+	dir := fixtureCopy(t, func(raw []byte) []byte { // the MRC head's output width, declared wrongly
+		return []byte(strings.Replace(string(raw), `"mrc_logits",
           "dtype": "float32",
           "shape": [
             "batch",
@@ -273,12 +287,8 @@ func TestLoadFailureClosesCleanly(t *testing.T) {
             "batch",
             "regions",
             12`, 1))
-		}
-		if err := os.WriteFile(filepath.Join(dir, e.Name()), raw, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	_, err = Load(env, dir, Options{MaxRegions: 10})
+	})
+	_, err := Load(env, dir, Options{MaxRegions: 10})
 	if err == nil || !strings.Contains(err.Error(), "mrc_logits") {
 		t.Fatalf("got %v, want an error about mrc_logits", err)
 	}
