@@ -43,6 +43,9 @@ def main(argv=None):
     ap.add_argument("--max-text-length", type=int, default=40)
     ap.add_argument("--seed", type=int, default=0, help="encoder init seed without --checkpoint")
     ap.add_argument("--provenance", default="{}", help="extra JSON merged into the manifest's provenance")
+    ap.add_argument("--min-box-size", type=float, default=0.0,
+                    help="selection.min_box_size: drop proposals smaller than this many original-image "
+                         "pixels before selection (bottom-up-attention's RPN_MIN_SIZE); 0 keeps all")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
 
@@ -75,7 +78,8 @@ def main(argv=None):
                               "extraction only)" if random else
                               "UNITER pre-trained on Shapes World with the paper's recipe"),
                  provenance=provenance)
-    write_detector(det, args.out, preprocess=PREPROCESS, selection=SELECTION, labels=LABELS,
+    selection = dict(SELECTION, min_box_size=args.min_box_size) if args.min_box_size else SELECTION
+    write_detector(det, args.out, preprocess=PREPROCESS, selection=selection, labels=LABELS,
                    attributes=ATTRIBUTES)
     print(f"wrote {args.out}", file=sys.stderr)
 

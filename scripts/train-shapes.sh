@@ -20,6 +20,10 @@
 #                 batches on the detector's colour words and shape words, in turn, before the
 #                 paper's recipe (pretrain.py --grounded-mlm-steps); 0: the recipe from step 1.
 #                 Without it the encoder never learned to read colours (README "Default model")
+#   MIN_BOX_SIZE  the bundles' selection.min_box_size (original-image pixels): proposals
+#                 smaller than it are dropped before selection, for extraction and serving
+#                 alike (default 0: keep all, as the committed model was trained; about 16% of
+#                 its selected regions are zero-width border slivers)
 #   ABLATION      1: also train and evaluate the model without WRA (OT weight 0)
 #   PY            python with torch (default /usr/bin/python3)
 set -euo pipefail
@@ -36,6 +40,7 @@ PRE_WARMUP=${PRE_WARMUP:-1000}
 DEVICE=${DEVICE:-cpu}
 ABLATION=${ABLATION:-1}
 GROUNDED_STEPS=${GROUNDED_STEPS:-2000}
+MIN_BOX_SIZE=${MIN_BOX_SIZE:-0}
 UNITER=bin/uniter
 ORT=.cache/onnxruntime/lib/libonnxruntime.so
 # The small UNITER (why this size: README "Default model").
@@ -69,8 +74,18 @@ fi
 if [ ! -f "$WORK/bundle-init/manifest.json" ]; then
   step "extraction bundle (trained detector, random encoder)"
   "$PY" models/make_shapes_bundle.py --detector "$WORK/detector/detector.pt" --vocab "$WORK/vocab.txt" \
-    --config <(echo "$CONFIG") --out "$WORK/bundle-init"
+    --config <(echo "$CONFIG") --min-box-size "$MIN_BOX_SIZE" --out "$WORK/bundle-init"
 fi
+
+# Features must come from the selection the bundles will serve with: a bundle-init left by a
+# run with another MIN_BOX_SIZE would silently train the model on other regions.
+"$PY" - "$WORK/bundle-init/manifest.json" "$MIN_BOX_SIZE" <<'EOF'
+import json, sys
+have = json.load(open(sys.argv[1]))["detector"]["selection"].get("min_box_size", 0)
+if float(have) != float(sys.argv[2]):
+    sys.exit(f"{sys.argv[1]} has min_box_size {have}, MIN_BOX_SIZE is {sys.argv[2]}: remove "
+             "bundle-init, feat-*, pre-*, ft-* and the bundles under WORK to redo them with it")
+EOF
 
 for s in train val; do
   if [ ! -f "$WORK/feat-$s/extract.json" ]; then
@@ -130,7 +145,7 @@ EOF
   step "bundle $name → $out"
   "$PY" models/make_shapes_bundle.py --detector "$WORK/detector/detector.pt" --vocab "$WORK/vocab.txt" \
     --checkpoint "$WORK/ft-$name/final.pt" --config "$WORK/ft-$name/config.json" \
-    --name "shapes-uniter${name#wra}" --provenance "$prov" --out "$out"
+    --name "shapes-uniter${name#wra}" --provenance "$prov" --min-box-size "$MIN_BOX_SIZE" --out "$out"
 }
 
 # evaluate BUNDLE SPLIT OUT.json [flags]
