@@ -22,7 +22,7 @@ func TestDefaultModelQuality(t *testing.T) {
 		t.Fatalf("the default bundle is part of the repository: %v", err)
 	}
 	dir := filepath.Join(t.TempDir(), "test-100")
-	code, stdout, stderr := runUniter(t, "", uniterEnv(t), "eval", "--bundle", bundle, "--split", "test-100",
+	code, stdout, stderr := runUniterWithin(t, workTimeout, "", uniterEnv(t), "eval", "--bundle", bundle, "--split", "test-100",
 		"--split-dir", dir, "--json", "--quiet")
 	if code != 0 {
 		t.Fatalf("exit code %d; stderr:\n%s", code, stderr)

@@ -28,7 +28,10 @@ const (
 	buildTimeout = 5 * time.Minute   // a cold build compiles gin, viper and onnxruntime_go
 	readyTimeout = 120 * time.Second // serve: start to GET /readyz 200
 	exitTimeout  = 60 * time.Second  // a process asked to stop, or one expected to fail fast
-	killTimeout  = 10 * time.Second  // cleanup: SIGKILL to reaped
+	// workTimeout bounds commands that do real model work (an evaluation over a split): a hang
+	// guard for a shared machine, not a speed check (those are benchmarks).
+	workTimeout = 10 * time.Minute
+	killTimeout = 10 * time.Second // cleanup: SIGKILL to reaped
 )
 
 func TestMain(m *testing.M) { os.Exit(runMain(m)) }
@@ -170,11 +173,18 @@ func (p *proc) wait(t testing.TB, timeout time.Duration) int {
 	return -1
 }
 
-// runUniter runs one command to completion (bounded) and returns its exit code and output.
+// runUniter runs one command to completion (bounded by exitTimeout) and returns its exit code
+// and output.
 func runUniter(t testing.TB, dir string, env []string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
+	return runUniterWithin(t, exitTimeout, dir, env, args...)
+}
+
+// runUniterWithin is runUniter with another bound (workTimeout for model work over a split).
+func runUniterWithin(t testing.TB, timeout time.Duration, dir string, env []string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
 	p := startProc(t, dir, env, args...)
-	code = p.wait(t, exitTimeout)
+	code = p.wait(t, timeout)
 	return code, p.stdout.String(), p.stderr.String()
 }
 
