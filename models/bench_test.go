@@ -438,3 +438,36 @@ func BenchmarkColdMatch(b *testing.B) {
 	b.ReportMetric(total-stages, "other-ms")
 	b.ReportMetric(float64(len(out.Image.Regions)), "regions")
 }
+
+// BenchmarkAlignBy times one text's word-region alignment on prepared regions (what each search
+// hit's evidence costs) by the OT plan (the encoder graph, then IPOT) and by attention (the
+// encoder_attention graph, which also returns every head's map, then heads.CrossAttention and
+// the OT plan too), side by side.
+func BenchmarkAlignBy(b *testing.B) {
+	bundle := benchBundle(b)
+	if !bundle.HasAttention() {
+		b.Skip("the bundle has no attention graph")
+	}
+	ctx := context.Background()
+	regions, err := bundle.prepare(benchRegionsFor(bundle.Manifest.Model.FeatureDim))
+	if err != nil {
+		b.Fatal(err)
+	}
+	const text = "a small red square left of a blue circle" // any bundle's vocabulary has these
+	for _, by := range []string{AlignByOT, AlignByAttention} {
+		b.Run("by="+by, func(b *testing.B) {
+			opts := AlignOptions{Attention: by == AlignByAttention}
+			a, err := bundle.AlignPrepared(ctx, regions, text, opts)
+			if err != nil || (opts.Attention && len(a.AttentionWordRegions) == 0) {
+				b.Fatalf("alignment %+v, %v", a, err)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				if _, err := bundle.AlignPrepared(ctx, regions, text, opts); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
