@@ -26,7 +26,7 @@ type PairAttention struct {
 	// Maps holds Layers × Heads maps of S × S, row-major; row q is query q's attention over
 	// the S keys (each row sums to 1).
 	Maps       []float32
-	Patterns   []heads.Pattern           // Layers × Heads, layer-major
+	Patterns   []heads.Pattern           // Layers × Heads, layer-major (nil from pairMaps)
 	Measures   []heads.AttentionMeasures // Layers × Heads, what each pattern was decided from
 	Thresholds heads.PatternThresholds
 }
@@ -38,10 +38,29 @@ func (a *PairAttention) Map(l, h int) []float32 {
 	return a.Maps[off : off+S*S]
 }
 
-// pairAttention cuts pair i's unpadded maps out of the padded batch output and classifies each
-// head. The padded layout is [text T | regions N] per axis; the pair's own positions are its
-// first t text positions and its first n region positions.
+// pairAttention is pairMaps with each head classified by th.
 func (b *Bundle) pairAttention(e *encoded, i int, th heads.PatternThresholds) (*PairAttention, error) {
+	a, err := b.pairMaps(e, i)
+	if err != nil {
+		return nil, err
+	}
+	a.Patterns, a.Measures, a.Thresholds = make([]heads.Pattern, a.Layers*a.Heads), make([]heads.AttentionMeasures, a.Layers*a.Heads), th
+	for l := range a.Layers {
+		for h := range a.Heads {
+			p, am, err := heads.ClassifyAttention(a.Map(l, h), a.Layout, th)
+			if err != nil {
+				return nil, fmt.Errorf("layer %d head %d: %w", l, h, err)
+			}
+			a.Patterns[l*a.Heads+h], a.Measures[l*a.Heads+h] = p, am
+		}
+	}
+	return a, nil
+}
+
+// pairMaps cuts pair i's unpadded maps out of the padded batch output (no patterns). The
+// padded layout is [text T | regions N] per axis; the pair's own positions are its first t
+// text positions and its first n region positions.
+func (b *Bundle) pairMaps(e *encoded, i int) (*PairAttention, error) {
 	L, H := b.Manifest.Model.NumHiddenLayers, b.Manifest.Model.NumAttentionHeads
 	B, P := len(e.pairs), e.T+e.N
 	if len(e.attention) != B*L*H*P*P {
@@ -57,8 +76,7 @@ func (b *Bundle) pairAttention(e *encoded, i int, th heads.PatternThresholds) (*
 	}
 	S := len(pos)
 	a := &PairAttention{Layout: heads.AttentionLayout{Text: t, Regions: n}, Layers: L, Heads: H,
-		Maps: make([]float32, L*H*S*S), Patterns: make([]heads.Pattern, L*H),
-		Measures: make([]heads.AttentionMeasures, L*H), Thresholds: th}
+		Maps: make([]float32, L*H*S*S)}
 	for l := range L {
 		for h := range H {
 			src := e.attention[((i*L+l)*H+h)*P*P:]
@@ -69,11 +87,6 @@ func (b *Bundle) pairAttention(e *encoded, i int, th heads.PatternThresholds) (*
 					dst[q*S+k] = row[pk]
 				}
 			}
-			p, am, err := heads.ClassifyAttention(dst, a.Layout, th)
-			if err != nil {
-				return nil, fmt.Errorf("layer %d head %d: %w", l, h, err)
-			}
-			a.Patterns[l*H+h], a.Measures[l*H+h] = p, am
 		}
 	}
 	return a, nil

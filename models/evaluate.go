@@ -420,7 +420,7 @@ func (b *Bundle) evalGrounding(ctx context.Context, recs []shapes.Record, images
 			}
 			alignments := [][][]float64{plan.Weights}
 			if withAttention {
-				a, err := b.pairAttention(e, k, heads.DefaultPatternThresholds())
+				a, err := b.pairMaps(e, k)
 				if err != nil {
 					return err
 				}
