@@ -70,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--grounded-mlm-steps", type=int, default=0, metavar="N",
                     help="a grounding warm-up: the first N steps are MLM batches masking one word of one "
                          "group per caption, groups taking turns (0: none, the paper's recipe throughout)")
+    ap.add_argument("--train-only", default="", choices=["", "mlm-head"],
+                    help="mlm-head: only the MLM head's transform and bias learn, the rest of the "
+                         "loaded model is frozen (re-fitting the head on a fine-tuned encoder; needs "
+                         "every step to be MLM: --grounded-mlm-steps = --steps, or --mix mlm:1)")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--ckpt-every", type=int, default=1000, help="0: only at the end")
@@ -175,6 +179,7 @@ def main(argv=None) -> int:
                      itm_neg_prob=args.itm_neg_prob, itm_hard_negatives=args.itm_hard_negatives,
                      itm_text_negatives=args.itm_text_negatives,
                      grounded_mlm_steps=args.grounded_mlm_steps, grounded_groups=groups,
+                     train_only=args.train_only,
                      seed=args.seed, minutes=args.minutes, log_every=args.log_every,
                      ckpt_every=args.ckpt_every, val_batches=args.val_batches,
                      progress=not args.no_progress)

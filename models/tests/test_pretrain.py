@@ -583,6 +583,27 @@ def test_grounding_warmup_precedes_the_recipe(ds, tmp_path):
         _run(ds, tmp_path / "bad", steps=2, grounded_mlm_steps=1)
 
 
+def test_train_only_mlm_head_leaves_the_rest_of_the_model_bit_identical(ds, tmp_path):
+    """train_only="mlm-head": grounded MLM steps change the MLM head's transform and bias and no
+    other parameter (the tied decoder weight, i.e. the word embeddings, included); a run that
+    would also train other tasks is refused, and so is an unknown part."""
+    groups = ((TOK["circle"], TOK["square"]), (TOK["triangle"], TOK["star"]))
+    model = tiny_model(ds, seed=0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    tc = TrainConfig(steps=6, batch_size=24, lr=3e-3, warmup=1, seed=0, log_every=10, ckpt_every=0,
+                     progress=False, grounded_mlm_steps=6, grounded_groups=groups, train_only="mlm-head")
+    r = pretrain(model, ds, ds.vocab, tc, print_fn=lambda s: None)
+    assert all(math.isfinite(e["loss"]) for e in r["history"])
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed == {"cls.predictions.transform.dense.weight", "cls.predictions.transform.dense.bias",
+                       "cls.predictions.transform.LayerNorm.weight", "cls.predictions.transform.LayerNorm.bias",
+                       "cls.predictions.bias"}, changed
+    with pytest.raises(ValueError, match="every step must be MLM"):
+        _run(ds, tmp_path / "mix", steps=4, grounded_mlm_steps=2, grounded_groups=groups, train_only="mlm-head")
+    with pytest.raises(ValueError, match="want one of"):
+        _run(ds, tmp_path / "bad", steps=2, mix="mlm:1", train_only="encoder")
+
+
 def test_loss_weights_scale_that_tasks_gradients(ds, tmp_path):
     """--loss-weights itm:3 triples the first ITM step's gradient norm (no clipping) and leaves
     the other tasks' and the logged (unweighted) losses alone."""

@@ -110,6 +110,10 @@ class TrainConfig:
     # batch by batch (see :func:`mask_grounded`). 0: none, the paper's recipe from step 1.
     grounded_mlm_steps: int = 0
     grounded_groups: Tuple[Tuple[int, ...], ...] = ()
+    # "mlm-head": only the MLM head's own parameters (its transform and output bias) learn; the
+    # encoder, the word embeddings its decoder is tied to and the other heads stay as loaded
+    # (see :func:`freeze_all_but`). "": every parameter learns.
+    train_only: str = ""
     seed: int = 42
     # > 0: a wall-clock budget in minutes. After ``budget_probe`` steps the measured rate fixes the
     # step count (never above ``steps``) so that training, its linear decay included, ends in time.
@@ -524,6 +528,26 @@ def build_optimizer(model: nn.Module, lr: float, weight_decay: float = 0.01,
                              lr=lr, betas=tuple(betas), eps=1e-6)
 
 
+TRAIN_ONLY = ("mlm-head",)
+
+
+def freeze_all_but(model: UniterForPretraining, part: str) -> List[str]:
+    """Turns off ``requires_grad`` for every parameter outside ``part`` and returns the names of
+    those that still learn. ``"mlm-head"``: the MLM head's transform and bias, not its decoder
+    weight, which is the word embedding matrix (tied). Re-fitting the head on a fine-tuned,
+    frozen encoder changes nothing the encoder computes (ITM, WRA, attention)."""
+    if part not in TRAIN_ONLY:
+        raise ValueError(f"train_only {part!r}: want one of {TRAIN_ONLY}")
+    head = model.cls.predictions
+    keep = {id(p) for p in head.transform.parameters()} | {id(head.bias)}
+    names = []
+    for name, p in model.named_parameters():  # tied weights are listed once, under their owner
+        p.requires_grad_(id(p) in keep)
+        if id(p) in keep:
+            names.append(name)
+    return names
+
+
 def lr_factor(step: int, warmup: int, total: int) -> float:
     """Multiplier of the peak lr for optimizer step ``step`` (0-based): linear warm-up over
     ``warmup`` steps to 1, then linear decay reaching 0 at ``total``."""
@@ -655,6 +679,9 @@ def pretrain(model: UniterForPretraining, train_ds: PretrainDataset, vocab: Voca
         raise ValueError("grounded_mlm_steps needs grounded_groups (and must be >= 0)")
     mix = parse_mix(tc.mix)
     tasks = list(mix)
+    if tc.train_only and tc.grounded_mlm_steps < tc.steps and set(mix) != {"mlm"}:
+        raise ValueError(f"train_only {tc.train_only!r} trains the MLM head alone: every step must be MLM "
+                         "(grounded_mlm_steps = steps, or mix mlm:1)")
     loss_weights = parse_mix(tc.loss_weights) if tc.loss_weights else {}
     cfg = model.config
     if cfg.vocab_size != vocab.size:
@@ -668,6 +695,8 @@ def pretrain(model: UniterForPretraining, train_ds: PretrainDataset, vocab: Voca
     batcher = CaptionBatcher(len(train_ds), tc.batch_size, tc.seed)
     neg_rng = _derive(tc.seed, 3)
     gen = _derive_torch(tc.seed, 4)
+    if tc.train_only:
+        say(f"training only {tc.train_only}: {', '.join(freeze_all_but(model, tc.train_only))}")
     opt = build_optimizer(model, tc.lr, tc.weight_decay, tc.betas)
     warmup = tc.warmup_steps()
     total_steps = tc.steps  # may shrink once, under a time budget (tc.minutes)
