@@ -8,6 +8,7 @@ A hidden-128 x 4 model (fresh, seed 0, or INIT_CKPT's weights; "-" for none) tra
   size       small / large (needs the object's box size: w/W, h/H, area in the 7-d location)
   relation   left / right / above / below (needs two objects' positions)
   colour     the colour words (the control: read from the region features)
+  count      two / three / four (needs the number of regions of a kind)
 
 MODE may end in a variant of the location input, to test why it is not read (not UNITER):
   +noln      no LayerNorm after pos_linear (the 7-d location enters linearly)
@@ -16,6 +17,10 @@ MODE may end in a variant of the location input, to test why it is not read (not
              that the sizes of all regions, averaged, already tell the answer (a first step
              that needs no binding; probes still use every validation caption, and also report
              the uniform ones); +uniformN: only for the first N steps, then every caption
+
+With SAVE=PATH in the environment the trained model is written there at the end (official
+layout, as models/pretrain.py writes it; its config is the hidden-128 x 4 one of
+.cache/shapes-train/pre-wra/config.json), so that ITM fine-tuning can start from it.
 
 Every 250 steps, the first word of the group in 1,000 validation captions is masked and predicted
 with the image as is, with the locations permuted among each image's regions (features keep a
@@ -39,7 +44,8 @@ va = PretrainDataset(f"{work}/feat-val", max_text_len=128, vocab=tr.vocab)
 words = tr.vocab.tokens
 group = torch.tensor([words.index(w) for w in {
     "size": "small large", "relation": "left right above below",
-    "colour": "red green blue yellow orange purple white black"}[mode].split()])
+    "colour": "red green blue yellow orange purple white black",
+    "count": "two three four"}[mode].split()])
 cfg = resolve_config({"hidden_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4,
                       "intermediate_size": 512}, tr, tr.vocab)
 model = build_model(cfg, 0)
@@ -53,15 +59,20 @@ elif variant == "x10":
     emb.pos_linear = torch.nn.Sequential()
     emb.pos_linear.forward = lambda loc: lin(10 * loc)
     emb.pos_linear.lin = lin
-elif variant and not variant.startswith("uniform"):
+elif variant and not variant.startswith(("uniform", "twoobj")):
     raise SystemExit(f"unknown variant {variant}")
 uniform_steps = (int(variant[7:]) if variant[7:] else steps) if variant.startswith("uniform") else 0
-sizes = lambda split: [len({o["size"] for o in json.loads(l)["objects"]}) == 1 for l in open(f"{work}/{split}/annotations.jsonl")]
+if variant.startswith("twoobj"):
+    uniform_steps = int(variant[6:]) if variant[6:] else steps
+    sizes = lambda split: [len(json.loads(l)["objects"]) == 2 for l in open(f"{work}/{split}/annotations.jsonl")]
+else:
+    sizes = lambda split: [len({o["size"] for o in json.loads(l)["objects"]}) == 1 for l in open(f"{work}/{split}/annotations.jsonl")]
 uniform_tr, uniform_va = np.array(sizes("train")), np.array(sizes("val"))
+subset = "two-object" if variant.startswith("twoobj") else "one-size"
 all_caps = np.arange(len(tr))
 one_size_caps = all_caps[uniform_tr[tr.image_of]]
 if uniform_steps:
-    print(f"{len(one_size_caps)} of {len(tr)} training captions have images with one size; "
+    print(f"{len(one_size_caps)} of {len(tr)} training captions have {subset} images; "
           f"only they for the first {uniform_steps} steps", flush=True)
 opt = build_optimizer(model, 1e-3)
 gen = torch.Generator().manual_seed(0)
@@ -107,5 +118,9 @@ for step in range(1, steps + 1):
         model.eval()
         print(f"{mode}{'+' + variant if variant else ''} step {step} loss {loss.item():.3f} true {probe(idx, 'true'):.3f} "
               f"permuted {probe(idx, 'permuted'):.3f} features zeroed {probe(idx, 'zeroed'):.3f} "
-              f"| one-size images: true {probe(uidx, 'true'):.3f} permuted {probe(uidx, 'permuted'):.3f} "
+              f"| {subset} images: true {probe(uidx, 'true'):.3f} permuted {probe(uidx, 'permuted'):.3f} "
               f"({time.time() - t0:.0f}s)", flush=True)
+if os.environ.get("SAVE"):
+    from uniter.pretrain import save_checkpoint
+    save_checkpoint(model, os.environ["SAVE"], {"study": f"{mode}{'+' + variant if variant else ''}", "steps": steps, "init": init})
+    print(f"wrote {os.environ['SAVE']}", flush=True)
