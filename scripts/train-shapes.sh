@@ -2,14 +2,15 @@
 # Trains the default Shapes World model end to end, in one command (`make shapes-model`):
 #
 #   data → vocabulary → detector → features through the serving pipeline → UNITER pre-training
-#   (the paper's recipe) → ITM fine-tuning (retrieval, as the paper fine-tunes for it) → bundle
-#   → evaluation on test-1k (and the no-WRA ablation, unless ABLATION=0).
+#   (the paper's recipe) → size stage (MLM on size words) → ITM fine-tuning (retrieval, as the
+#   paper fine-tunes for it) → MLM head re-fit → bundle → evaluation on test-1k (and the no-WRA
+#   ablation, unless ABLATION=0).
 #
 # Every step writes into $WORK (default .cache/shapes-train) and is skipped when its output
 # exists, so an interrupted run resumes; delete a step's output to redo it. The bundle goes to
 # $BUNDLE (default bundles/shapes-uniter). On 2 CPU cores the whole run takes about 3–4 hours
-# (detector ~16 min, extraction ~8 min, pre-training ~45 min per model, fine-tuning ~15 min per
-# model, the test-1k retrieval evaluation ~40 min). Knobs (environment):
+# (detector ~16 min, extraction ~8 min, pre-training ~45 min per model, size stage ~2 min,
+# fine-tuning ~15 min and head re-fit ~2 min per model, the test-1k retrieval evaluation ~40 min). Knobs (environment):
 #
 #   TRAIN_IMAGES  train images (default 8000 of the train split's 30000)
 #   PRE_STEPS     pre-training steps (20000)      FT_STEPS  ITM fine-tuning steps (3000)
@@ -109,6 +110,9 @@ for s in train val; do
   fi
 done
 
+# The grammar's size words (models/shapes/vocab.go), for the size stage and the MLM head re-fit.
+printf 'small\nlarge\n' > "$WORK/size_words.txt"
+
 # train NAME OT_WEIGHT: pre-training with the paper's recipe, then ITM fine-tuning with hard
 # negatives (the paper fine-tunes for retrieval with hard-negative mining).
 train() {
@@ -125,7 +129,6 @@ train() {
     init=$WORK/size-$name
     if [ ! -f "$init/final.pt" ]; then
       step "size stage $name ($SIZE_STEPS MLM steps on the size words)"
-      printf 'small\nlarge\n' > "$WORK/size_words.txt" # the grammar's sizes (models/shapes/vocab.go)
       # Size words alone: in turn with colour and shape words they were read less well and
       # fine-tuning did not carry them into ITM (README "Default model").
       "$PY" models/pretrain.py --data "$WORK/feat-train" --val "$WORK/feat-val" --out "$init" \
