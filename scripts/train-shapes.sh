@@ -10,7 +10,8 @@
 # exists, so an interrupted run resumes; delete a step's output to redo it. The bundle goes to
 # $BUNDLE (default bundles/shapes-uniter). On 2 CPU cores the whole run takes about 3–4 hours
 # (detector ~16 min, extraction ~8 min, pre-training ~45 min per model, size stage ~2 min,
-# fine-tuning ~15 min and head re-fit ~2 min per model, the test-1k retrieval evaluation ~40 min). Knobs (environment):
+# fine-tuning ~15 min and head re-fit ~2 min per model, the test-1k retrieval evaluation
+# ~40 min). Knobs (environment):
 #
 #   TRAIN_IMAGES  train images (default 8000 of the train split's 30000)
 #   PRE_STEPS     pre-training steps (20000)      FT_STEPS  ITM fine-tuning steps (3000)
@@ -113,8 +114,12 @@ done
 # The grammar's size words (models/shapes/vocab.go), for the size stage and the MLM head re-fit.
 printf 'small\nlarge\n' > "$WORK/size_words.txt"
 
-# train NAME OT_WEIGHT: pre-training with the paper's recipe, then ITM fine-tuning with hard
-# negatives (the paper fine-tunes for retrieval with hard-negative mining).
+# served NAME: the run whose final.pt the bundle serves (the MLM head re-fit, else fine-tuning).
+served() { if [ "$HEAD_STEPS" != 0 ]; then echo "$WORK/head-$1"; else echo "$WORK/ft-$1"; fi; }
+
+# train NAME OT_WEIGHT: pre-training with the paper's recipe, the size stage, ITM fine-tuning
+# with hard negatives (the paper fine-tunes for retrieval with hard-negative mining), then the
+# MLM head re-fit.
 train() {
   local name=$1 ot=$2
   if [ ! -f "$WORK/pre-$name/final.pt" ]; then
@@ -145,18 +150,17 @@ train() {
       --itm-hard-negatives 4 --steps "$FT_STEPS" --lr 3e-4 --warmup 200 --ot-weight "$ot" \
       --ckpt-every 1000 --log-every 100 --threads 1 --blas-threads 1 --device "$DEVICE" --no-progress
   fi
-  if [ "$HEAD_STEPS" != 0 ] && [ ! -f "$WORK/head-$name/final.pt" ]; then
+  local out
+  out=$(served "$name")
+  if [ "$out" != "$WORK/ft-$name" ] && [ ! -f "$out/final.pt" ]; then
     step "MLM head re-fit $name ($HEAD_STEPS steps on colour, shape and size words; the rest frozen)"
-    "$PY" models/pretrain.py --data "$WORK/feat-train" --val "$WORK/feat-val" --out "$WORK/head-$name" \
+    "$PY" models/pretrain.py --data "$WORK/feat-train" --val "$WORK/feat-val" --out "$out" \
       --config "$WORK/pre-$name/config.json" --init "$WORK/ft-$name/final.pt" --train-only mlm-head \
       --grounded-words "$WORK/bundle-init/attribute_labels.txt,$WORK/bundle-init/region_labels.txt,$WORK/size_words.txt" \
       --grounded-mlm-steps "$HEAD_STEPS" --steps "$HEAD_STEPS" --lr 1e-3 --warmup 50 --ot-weight "$ot" \
       --ckpt-every 0 --log-every 100 --threads 1 --blas-threads 1 --device "$DEVICE" --no-progress
   fi
 }
-
-# served NAME: the run whose final.pt the bundle serves (the MLM head re-fit, else fine-tuning).
-served() { if [ "$HEAD_STEPS" != 0 ]; then echo "$WORK/head-$1"; else echo "$WORK/ft-$1"; fi; }
 
 # bundle NAME OUT: the trained encoder with the detector, with provenance.
 bundle() {
