@@ -70,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--grounded-mlm-steps", type=int, default=0, metavar="N",
                     help="a grounding warm-up: the first N steps are MLM batches masking one word of one "
                          "group per caption, groups taking turns (0: none, the paper's recipe throughout)")
+    ap.add_argument("--grounded-images", default="", metavar="FILE",
+                    help="a curriculum for the grounded steps: image indices of the training split, one "
+                         "per line; the first --grounded-images-steps steps draw captions only from them")
+    ap.add_argument("--grounded-images-steps", type=int, default=0, metavar="N",
+                    help="grounded steps on --grounded-images only (default 0; at most --grounded-mlm-steps)")
     ap.add_argument("--train-only", default="", choices=["", "mlm-head"],
                     help="mlm-head: only the MLM head's transform and bias learn, the rest of the "
                          "loaded model is frozen (re-fitting the head on a fine-tuned encoder; needs "
@@ -157,6 +162,21 @@ def main(argv=None) -> int:
             raise SystemExit(f"--grounded-words: {e}") from None
         print(f"grounding warm-up: {args.grounded_mlm_steps} steps over groups of "
               f"{[len(g) for g in groups]} token ids", file=sys.stderr)
+    images = ()
+    if args.grounded_images_steps < 0 or args.grounded_images_steps > args.grounded_mlm_steps:
+        raise SystemExit(f"--grounded-images-steps {args.grounded_images_steps}: want 0..--grounded-mlm-steps")
+    if bool(args.grounded_images) != bool(args.grounded_images_steps):
+        raise SystemExit("--grounded-images and --grounded-images-steps go together")
+    if args.grounded_images:
+        try:
+            with open(args.grounded_images, encoding="utf-8") as f:
+                images = tuple(int(w) for w in f.read().split())
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"--grounded-images: {e}") from None
+        bad = [i for i in images if not 0 <= i < train_ds.num_images]
+        if not images or bad:
+            raise SystemExit(f"--grounded-images {args.grounded_images}: want image indices 0.."
+                             f"{train_ds.num_images - 1} of {args.data}" + (f", got {bad[:5]}" if bad else ", got none"))
     model = build_model(cfg, args.seed)
     if args.init:
         report = load_checkpoint(model, args.init, strict=True)
@@ -179,6 +199,7 @@ def main(argv=None) -> int:
                      itm_neg_prob=args.itm_neg_prob, itm_hard_negatives=args.itm_hard_negatives,
                      itm_text_negatives=args.itm_text_negatives,
                      grounded_mlm_steps=args.grounded_mlm_steps, grounded_groups=groups,
+                     grounded_images=images, grounded_images_steps=args.grounded_images_steps,
                      train_only=args.train_only,
                      seed=args.seed, minutes=args.minutes, log_every=args.log_every,
                      ckpt_every=args.ckpt_every, val_batches=args.val_batches,

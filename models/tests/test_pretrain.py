@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from uniter import ot
 from uniter.data import PretrainDataset, SpecialIds, Vocab, collate, write_split
 from uniter.model import UniterForPretraining, load_checkpoint
-from uniter.pretrain import (DEFAULT_MIX, TrainConfig, TaskSampler, build_model, build_optimizer,
+from uniter.pretrain import (DEFAULT_MIX, CaptionBatcher, TrainConfig, TaskSampler, build_model, build_optimizer,
                              evaluate, forward_task, grounded_groups, hard_itm_samples, itm_samples,
                              lr_factor, mask_grounded, mask_regions, mask_tokens, mrc_hard_labels, parse_mix, prepare_task, pretrain,
                              resolve_config, wra_loss)
@@ -583,6 +583,32 @@ def test_grounding_warmup_precedes_the_recipe(ds, tmp_path):
         _run(ds, tmp_path / "bad", steps=2, grounded_mlm_steps=1)
 
 
+def test_grounded_curriculum_draws_only_its_images_first(ds, tmp_path):
+    """grounded_images + grounded_images_steps: the first steps' captions come only from those
+    images (here the images without a circle, so masking "circle" finds no target there), then
+    from every image; the curriculum's batches go through its pool an epoch at a time."""
+    no_circle = tuple(i for i in range(ds.num_images)
+                      if not any(TOK["circle"] in ds[c]["input_ids"].tolist()
+                                 for c in np.flatnonzero(ds.image_of == i)))
+    assert 0 < len(no_circle) < ds.num_images
+    _, r = _run(ds, tmp_path / "c", steps=8, grounded_mlm_steps=8, grounded_groups=((TOK["circle"],),),
+                grounded_images=no_circle, grounded_images_steps=4)
+    n = [e["n"] for e in r["history"]]
+    assert n[:4] == [0.0] * 4 and all(v > 0 for v in n[4:]), n
+
+    pool = np.flatnonzero(np.isin(ds.image_of, no_circle))
+    b = CaptionBatcher(len(ds), 3, 0, pool=pool)
+    drawn = [c for _ in range(len(pool)) for c in next(b)]  # three epochs of the pool
+    for e in range(3):
+        assert sorted(drawn[e * len(pool):(e + 1) * len(pool)]) == sorted(pool.tolist())
+    with pytest.raises(ValueError, match="grounded_images_steps"):
+        _run(ds, tmp_path / "bad", steps=4, grounded_mlm_steps=2, grounded_groups=((TOK["circle"],),),
+             grounded_images=no_circle, grounded_images_steps=3)
+    with pytest.raises(ValueError, match="not images of the training split"):
+        _run(ds, tmp_path / "bad2", steps=4, grounded_mlm_steps=2, grounded_groups=((TOK["circle"],),),
+             grounded_images=(ds.num_images,), grounded_images_steps=2)
+
+
 def test_train_only_mlm_head_leaves_the_rest_of_the_model_bit_identical(ds, tmp_path):
     """train_only="mlm-head": grounded MLM steps change the MLM head's transform and bias and no
     other parameter (the tied decoder weight, i.e. the word embeddings, included); a run that
@@ -689,6 +715,21 @@ def test_cli(split, tmp_path):
                      "--no-progress"]) == 0
     logs = [json.loads(line) for line in (tmp_path / "grounded" / "log.jsonl").read_text().splitlines()]
     assert [("grounded-mlm_loss" in e) for e in logs if e["split"] == "train"] == [True, True, False]
+    images = tmp_path / "images.txt"
+    images.write_text("0\n3\n")
+    assert cli.main(["--data", split, "--out", str(tmp_path / "curriculum"), "--config", json.dumps(TINY),
+                     "--steps", "2", "--batch-size", "4", "--grounded-mlm-steps", "2", "--grounded-words",
+                     str(words), "--grounded-images", str(images), "--grounded-images-steps", "1",
+                     "--ckpt-every", "0", "--no-progress"]) == 0
+    images.write_text("0\n99\n")
+    with pytest.raises(SystemExit, match="want image indices 0..11"):
+        cli.main(["--data", split, "--out", str(tmp_path / "badimg"), "--config", json.dumps(TINY),
+                  "--steps", "2", "--grounded-mlm-steps", "2", "--grounded-words", str(words),
+                  "--grounded-images", str(images), "--grounded-images-steps", "1", "--no-progress"])
+    with pytest.raises(SystemExit, match="go together"):
+        cli.main(["--data", split, "--out", str(tmp_path / "alone"), "--config", json.dumps(TINY),
+                  "--steps", "2", "--grounded-mlm-steps", "2", "--grounded-words", str(words),
+                  "--grounded-images", str(images), "--no-progress"])
     with pytest.raises(ValueError, match="img_dim"):
         cli.main(["--data", split, "--out", str(tmp_path / "bad"), "--config",
                   json.dumps(dict(TINY, img_dim=8)), "--steps", "1", "--no-progress"])

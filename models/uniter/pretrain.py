@@ -52,7 +52,7 @@ except ImportError:  # pragma: no cover
 
 __all__ = [
     "TASKS", "DEFAULT_MIX", "SMALL_CONFIG", "TrainConfig", "parse_mix", "TaskSampler",
-    "mask_tokens", "mask_regions", "prepare_task", "itm_samples", "forward_task", "wra_loss",
+    "CaptionBatcher", "mask_tokens", "mask_regions", "prepare_task", "itm_samples", "forward_task", "wra_loss",
     "mrc_hard_labels", "build_optimizer", "lr_factor", "resolve_config", "build_model",
     "evaluate", "pretrain", "save_checkpoint",
 ]
@@ -110,6 +110,12 @@ class TrainConfig:
     # batch by batch (see :func:`mask_grounded`). 0: none, the paper's recipe from step 1.
     grounded_mlm_steps: int = 0
     grounded_groups: Tuple[Tuple[int, ...], ...] = ()
+    # A curriculum inside the warm-up: its first ``grounded_images_steps`` steps draw captions only
+    # from these training images (indices into the split), e.g. two-object scenes, where a
+    # relation word has one answer the model can find before it must pick the two objects out of
+    # six. (): every caption from step 1.
+    grounded_images: Tuple[int, ...] = ()
+    grounded_images_steps: int = 0
     # "mlm-head": only the MLM head's own parameters (its transform and output bias) learn; the
     # encoder, the word embeddings its decoder is tied to and the other heads stay as loaded
     # (see :func:`freeze_all_but`). "": every parameter learns.
@@ -194,15 +200,21 @@ class TaskSampler:
 
 
 class CaptionBatcher:
-    """Endless shuffled epochs over the captions, ``batch_size`` at a time."""
+    """Endless shuffled epochs over the captions (or over ``pool``, a subset of caption indices,
+    drawn from its own random stream), ``batch_size`` at a time."""
 
-    def __init__(self, n: int, batch_size: int, seed: int):
-        self.n, self.bs, self.rng = n, batch_size, _derive(seed, 2)
+    def __init__(self, n: int, batch_size: int, seed: int, pool: Optional[Sequence[int]] = None):
+        self.pool = None if pool is None else np.asarray(pool, dtype=np.int64)
+        self.n = n if pool is None else len(self.pool)
+        if self.n < 1:
+            raise ValueError("no captions to draw batches from")
+        self.bs, self.rng = batch_size, _derive(seed, 2 if pool is None else 7)
         self.queue: List[int] = []
 
     def __next__(self) -> List[int]:
         while len(self.queue) < self.bs:
-            self.queue.extend(self.rng.permutation(self.n).tolist())
+            order = self.rng.permutation(self.n)
+            self.queue.extend((order if self.pool is None else self.pool[order]).tolist())
         out, self.queue = self.queue[: self.bs], self.queue[self.bs:]
         return out
 
@@ -677,6 +689,8 @@ def pretrain(model: UniterForPretraining, train_ds: PretrainDataset, vocab: Voca
         raise ValueError("steps and batch_size must be >= 1")
     if tc.grounded_mlm_steps < 0 or (tc.grounded_mlm_steps and not tc.grounded_groups):
         raise ValueError("grounded_mlm_steps needs grounded_groups (and must be >= 0)")
+    if tc.grounded_images_steps and (not tc.grounded_images or tc.grounded_images_steps > tc.grounded_mlm_steps):
+        raise ValueError("grounded_images_steps needs grounded_images and at most grounded_mlm_steps steps")
     mix = parse_mix(tc.mix)
     tasks = list(mix)
     if tc.train_only and tc.grounded_mlm_steps < tc.steps and set(mix) != {"mlm"}:
@@ -693,6 +707,16 @@ def pretrain(model: UniterForPretraining, train_ds: PretrainDataset, vocab: Voca
     torch.manual_seed(tc.seed)  # dropout
     sampler = TaskSampler(mix, tc.seed)
     batcher = CaptionBatcher(len(train_ds), tc.batch_size, tc.seed)
+    curriculum = None
+    if tc.grounded_images_steps:
+        bad = [i for i in tc.grounded_images if not 0 <= i < train_ds.num_images]
+        if bad:
+            raise ValueError(f"grounded_images: {bad[:5]} not images of the training split "
+                             f"(0..{train_ds.num_images - 1})")
+        pool = np.flatnonzero(np.isin(train_ds.image_of, np.asarray(tc.grounded_images)))
+        curriculum = CaptionBatcher(len(train_ds), tc.batch_size, tc.seed, pool=pool)
+        say(f"curriculum: the first {tc.grounded_images_steps} steps on {len(pool)} captions of "
+            f"{len(set(tc.grounded_images))} images")
     neg_rng = _derive(tc.seed, 3)
     gen = _derive_torch(tc.seed, 4)
     if tc.train_only:
@@ -756,7 +780,7 @@ def pretrain(model: UniterForPretraining, train_ds: PretrainDataset, vocab: Voca
         t0 = time.perf_counter()
         grounded = step <= tc.grounded_mlm_steps
         task = "mlm" if grounded else next(sampler)
-        caps = next(batcher)
+        caps = next(curriculum if step <= tc.grounded_images_steps else batcher)
         if grounded:
             batch = _batch_for("mlm", train_ds, caps, neg_rng, tc.itm_neg_prob, vocab.special.pad)
         elif task == "itm" and tc.itm_hard_negatives > 0:
