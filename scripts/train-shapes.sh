@@ -16,6 +16,9 @@
 #   TRAIN_IMAGES  train images (default 8000 of the train split's 30000)
 #   PRE_STEPS     pre-training steps (20000)      FT_STEPS  ITM fine-tuning steps (3000)
 #   PRE_BATCH     pre-training pairs per batch (32) PRE_WARMUP  its warm-up steps (1000)
+#   FT_NEGATIVES  hard-negative mining in fine-tuning: each ITM negative is the model's
+#                 highest-scoring of FT_NEGATIVES images the caption is false on (default
+#                 8; README "Default model": 4 rejected fewer size and shape edits)
 #   DEVICE        cpu (default) or cuda for pre-training and fine-tuning (README "Default model":
 #                 batch 128 with warm-up 500 started learning ITM in ~4x fewer steps than 32)
 #   GROUNDED_STEPS  the grounding warm-up: the first 2000 pre-training steps (default) are MLM
@@ -46,6 +49,7 @@ BUNDLE=${BUNDLE:-bundles/shapes-uniter}
 TRAIN_IMAGES=${TRAIN_IMAGES:-8000}
 PRE_STEPS=${PRE_STEPS:-20000}
 FT_STEPS=${FT_STEPS:-3000}
+FT_NEGATIVES=${FT_NEGATIVES:-8}
 PRE_BATCH=${PRE_BATCH:-32}
 PRE_WARMUP=${PRE_WARMUP:-1000}
 DEVICE=${DEVICE:-cpu}
@@ -147,7 +151,7 @@ train() {
     step "ITM fine-tuning $name (OT weight $ot, $FT_STEPS steps)"
     "$PY" models/pretrain.py --data "$WORK/feat-train" --val "$WORK/feat-val" --out "$WORK/ft-$name" \
       --config "$WORK/pre-$name/config.json" --init "$init/final.pt" --mix itm:1 \
-      --itm-hard-negatives 4 --steps "$FT_STEPS" --lr 3e-4 --warmup 200 --ot-weight "$ot" \
+      --itm-hard-negatives "$FT_NEGATIVES" --steps "$FT_STEPS" --lr 3e-4 --warmup 200 --ot-weight "$ot" \
       --ckpt-every 1000 --log-every 100 --threads 1 --blas-threads 1 --device "$DEVICE" --no-progress
   fi
   local out
