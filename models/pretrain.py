@@ -114,8 +114,8 @@ def main(argv=None) -> int:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from uniter.data import PretrainDataset, Vocab
     from uniter.model import load_checkpoint
-    from uniter.pretrain import (TrainConfig, build_model, grounded_groups, parse_mix, pretrain,
-                                 resolve_config)
+    from uniter.pretrain import (TrainConfig, build_model, check_images, grounded_groups, parse_mix,
+                                 pretrain, resolve_config)
 
     torch.set_num_threads(args.threads)
     parse_mix(args.mix)  # fail early on a bad mix
@@ -171,12 +171,9 @@ def main(argv=None) -> int:
         try:
             with open(args.grounded_images, encoding="utf-8") as f:
                 images = tuple(int(w) for w in f.read().split())
+            check_images(images, train_ds.num_images)
         except (OSError, ValueError) as e:
-            raise SystemExit(f"--grounded-images: {e}") from None
-        bad = [i for i in images if not 0 <= i < train_ds.num_images]
-        if not images or bad:
-            raise SystemExit(f"--grounded-images {args.grounded_images}: want image indices 0.."
-                             f"{train_ds.num_images - 1} of {args.data}" + (f", got {bad[:5]}" if bad else ", got none"))
+            raise SystemExit(f"--grounded-images {args.grounded_images}: {e}") from None
     model = build_model(cfg, args.seed)
     if args.init:
         report = load_checkpoint(model, args.init, strict=True)

@@ -604,7 +604,7 @@ def test_grounded_curriculum_draws_only_its_images_first(ds, tmp_path):
     with pytest.raises(ValueError, match="grounded_images_steps"):
         _run(ds, tmp_path / "bad", steps=4, grounded_mlm_steps=2, grounded_groups=((TOK["circle"],),),
              grounded_images=no_circle, grounded_images_steps=3)
-    with pytest.raises(ValueError, match="not images of the training split"):
+    with pytest.raises(ValueError, match=r"want image indices 0\.\.11 of the training split, got \[12\]"):
         _run(ds, tmp_path / "bad2", steps=4, grounded_mlm_steps=2, grounded_groups=((TOK["circle"],),),
              grounded_images=(ds.num_images,), grounded_images_steps=2)
 

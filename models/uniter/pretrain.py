@@ -52,7 +52,7 @@ except ImportError:  # pragma: no cover
 
 __all__ = [
     "TASKS", "DEFAULT_MIX", "SMALL_CONFIG", "TrainConfig", "parse_mix", "TaskSampler",
-    "CaptionBatcher", "mask_tokens", "mask_regions", "prepare_task", "itm_samples", "forward_task", "wra_loss",
+    "CaptionBatcher", "check_images", "mask_tokens", "mask_regions", "prepare_task", "itm_samples", "forward_task", "wra_loss",
     "mrc_hard_labels", "build_optimizer", "lr_factor", "resolve_config", "build_model",
     "evaluate", "pretrain", "save_checkpoint",
 ]
@@ -197,6 +197,15 @@ class TaskSampler:
 
     def sample(self, n: int) -> List[str]:
         return [next(self) for _ in range(n)]
+
+
+def check_images(images: Sequence[int], num_images: int) -> None:
+    """Raises ValueError unless ``images`` is a non-empty list of image indices of a split of
+    ``num_images`` images (the grounded curriculum's images)."""
+    bad = [i for i in images if not 0 <= i < num_images]
+    if not images or bad:
+        raise ValueError(f"want image indices 0..{num_images - 1} of the training split, got "
+                         + (f"{bad[:5]}" if bad else "none"))
 
 
 class CaptionBatcher:
@@ -709,10 +718,7 @@ def pretrain(model: UniterForPretraining, train_ds: PretrainDataset, vocab: Voca
     batcher = CaptionBatcher(len(train_ds), tc.batch_size, tc.seed)
     curriculum = None
     if tc.grounded_images_steps:
-        bad = [i for i in tc.grounded_images if not 0 <= i < train_ds.num_images]
-        if bad:
-            raise ValueError(f"grounded_images: {bad[:5]} not images of the training split "
-                             f"(0..{train_ds.num_images - 1})")
+        check_images(tc.grounded_images, train_ds.num_images)
         pool = np.flatnonzero(np.isin(train_ds.image_of, np.asarray(tc.grounded_images)))
         curriculum = CaptionBatcher(len(train_ds), tc.batch_size, tc.seed, pool=pool)
         say(f"curriculum: the first {tc.grounded_images_steps} steps on {len(pool)} captions of "
