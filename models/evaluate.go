@@ -166,7 +166,7 @@ func (b *Bundle) Evaluate(ctx context.Context, splitDir string, opts EvalOptions
 	}
 	rep.Captions = len(caps)
 	t0 = time.Now()
-	truth, _, err := truthMatrix(ctx, recs, lines, max(opts.Workers, 1))
+	truth, _, _, _, err := truthMatrix(ctx, recs, lines, max(opts.Workers, 1), false)
 	if err != nil {
 		return nil, err
 	}

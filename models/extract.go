@@ -25,8 +25,8 @@ import (
 	"github.com/uniter-serve/uniter/models/shapes"
 )
 
-// DefaultTruthMax is the largest truth matrix (captions × images, one byte each) ExtractSplit
-// writes by default: 200 M cells, 200 MB. test-1k (5,000 × 1,000) is far below it; the full
+// DefaultTruthMax is the largest truth matrix (captions × images, two bytes each: truth and
+// near miss) ExtractSplit writes by default: 200 M cells, 400 MB. test-1k (5,000 × 1,000) is far below it; the full
 // train split (150,000 × 30,000) is far above it.
 const DefaultTruthMax = 200_000_000
 
@@ -56,7 +56,8 @@ type ExtractStats struct {
 	Workers           int     `json:"workers"`
 	TruthWritten      bool    `json:"truth_written"`
 	TruthSkipped      string  `json:"truth_skipped,omitempty"` // why truth.npz was not written
-	TruthTrue         int64   `json:"truth_true,omitempty"`    // true cells of truth.npz
+	TruthTrue         int64   `json:"truth_true,omitempty"`    // true cells of truth.npz's truth
+	NearTrue          int64   `json:"near_true,omitempty"`     // true cells of truth.npz's near (near misses)
 	Seconds           float64 `json:"seconds"`                 // the whole run
 	DetectSeconds     float64 `json:"detect_seconds"`          // reading, decoding and detecting images (wall)
 	TruthSeconds      float64 `json:"truth_seconds"`
@@ -106,7 +107,8 @@ type falseCaptionLine struct {
 // images in annotation order), captions.jsonl (every true caption, tokenised by the bundle's
 // tokenizer, [CLS] and [SEP] included), false_captions.jsonl (each image's minimal-edit false
 // captions, tokenised the same way, for text-side ITM negatives), truth.npz (truth[c, i] = shapes.Eval(lf of c, scene of
-// i) for all pairs, when small enough: see ExtractOptions.TruthMax), a copy of the bundle's
+// i) and near[c, i] = shapes.NearMiss(lf of c, scene of i), the hard ITM negatives, for all pairs,
+// when small enough: see ExtractOptions.TruthMax), a copy of the bundle's
 // vocabulary and extract.json (provenance, settings, counts, timings). Every file but
 // extract.json depends only on the split and the bundle (and its selection settings), not on
 // Workers or timing. Files are written under temporary names and renamed when complete.
@@ -260,7 +262,7 @@ func (b *Bundle) ExtractSplit(ctx context.Context, splitDir, outDir string, opts
 
 	// Truth: every caption on every image, when it fits.
 	truthStart := time.Now()
-	var truth []byte
+	var truth, near []byte
 	truthMax := opts.TruthMax
 	if truthMax == 0 {
 		truthMax = DefaultTruthMax
@@ -270,10 +272,10 @@ func (b *Bundle) ExtractSplit(ctx context.Context, splitDir, outDir string, opts
 	case truthMax < 0:
 		st.TruthSkipped = "truth disabled"
 	case cells > truthMax:
-		st.TruthSkipped = fmt.Sprintf("%d captions × %d images = %d cells (bytes) is above the limit of %d: ITM negatives will be any other image",
+		st.TruthSkipped = fmt.Sprintf("%d captions × %d images = %d cells is above the limit of %d: ITM negatives will be any other image",
 			len(lines), len(recs), cells, truthMax)
 	default:
-		truth, st.TruthTrue, err = truthMatrix(ctx, recs, lines, workers)
+		truth, near, st.TruthTrue, st.NearTrue, err = truthMatrix(ctx, recs, lines, workers, true)
 		if err != nil {
 			return st, err
 		}
@@ -310,7 +312,9 @@ func (b *Bundle) ExtractSplit(ctx context.Context, splitDir, outDir string, opts
 	}
 	truthPath := filepath.Join(outDir, ExtractTruthFile)
 	if truth != nil {
-		err = writeNPZ(truthPath, []npyEntry{{name: "truth", descr: "|b1", shape: []int{len(lines), len(recs)}, data: truth}})
+		shape := []int{len(lines), len(recs)}
+		err = writeNPZ(truthPath, []npyEntry{{name: "truth", descr: "|b1", shape: shape, data: truth},
+			{name: "near", descr: "|b1", shape: shape, data: near}})
 	} else if err = os.Remove(truthPath); errors.Is(err, os.ErrNotExist) {
 		err = nil // a stale truth.npz of an earlier run would describe other captions
 	}
@@ -369,7 +373,8 @@ func (b *Bundle) extractInfo(splitDir string, split json.RawMessage, st ExtractS
 			"images": st.Images, "regions": st.Regions, "regions_min": st.RegionsMin, "regions_max": st.RegionsMax,
 			"captions": st.Captions, "false_captions": st.FalseCaptions, "truncated_captions": st.TruncatedCaptions,
 		},
-		"truth": map[string]any{"written": st.TruthWritten, "skipped": st.TruthSkipped, "true_cells": st.TruthTrue},
+		"truth": map[string]any{"written": st.TruthWritten, "skipped": st.TruthSkipped, "true_cells": st.TruthTrue,
+			"near_cells": st.NearTrue},
 		"seconds": map[string]any{
 			"total": st.Seconds, "detect_wall": st.DetectSeconds, "truth": st.TruthSeconds, "write": st.WriteSeconds,
 			"images_per_second": st.ImagesPerSecond, "workers": st.Workers,
@@ -469,25 +474,29 @@ func (b *Bundle) detectAll(ctx context.Context, splitDir string, recs []shapes.R
 	return firstErr
 }
 
-// truthMatrix is truth[c·N + i] = Eval(lf of caption c, scene of image i) as bytes 0/1, with
-// the number of true cells. Every caption must be true of its own image.
-func truthMatrix(ctx context.Context, recs []shapes.Record, lines []captionLine, workers int) ([]byte, int64, error) {
+// truthMatrix is truth[c·N + i] = Eval(lf of caption c, scene of image i) and, with withNear,
+// near[c·N + i] = NearMiss(lf of c, scene of i), as bytes 0/1, with the numbers of true cells.
+// Every caption must be true of its own image.
+func truthMatrix(ctx context.Context, recs []shapes.Record, lines []captionLine, workers int,
+	withNear bool) (truth, near []byte, trueCells, nearCells int64, err error) {
 	N := len(recs)
 	scenes := make([]shapes.Scene, N)
 	for i, r := range recs {
 		scenes[i] = r.Scene()
 	}
-	truth := make([]byte, len(lines)*N)
+	truth = make([]byte, len(lines)*N)
+	if withNear {
+		near = make([]byte, len(lines)*N)
+	}
 	var next, trues sync.Mutex
 	var nextC int
-	var total int64
 	var firstErr error
 	var wg sync.WaitGroup
 	const chunk = 64
 	for range workers {
 		wg.Go(func() {
-			var count int64
-			defer func() { trues.Lock(); total += count; trues.Unlock() }()
+			var count, nears int64
+			defer func() { trues.Lock(); trueCells += count; nearCells += nears; trues.Unlock() }()
 			for {
 				if ctx.Err() != nil {
 					return
@@ -506,6 +515,9 @@ func truthMatrix(ctx context.Context, recs []shapes.Record, lines []captionLine,
 						if shapes.Eval(lf, scenes[i]) {
 							row[i] = 1
 							count++
+						} else if withNear && shapes.NearMiss(lf, scenes[i]) {
+							near[c*N+i] = 1
+							nears++
 						}
 					}
 					if row[lines[c].Image] == 0 {
@@ -523,7 +535,7 @@ func truthMatrix(ctx context.Context, recs []shapes.Record, lines []captionLine,
 	if firstErr == nil {
 		firstErr = ctx.Err()
 	}
-	return truth, total, firstErr
+	return truth, near, trueCells, nearCells, firstErr
 }
 
 func readSplitInfo(dir string) (json.RawMessage, error) {

@@ -343,18 +343,25 @@ func TestExtractSplit(t *testing.T) {
 		firstLine += len(r.Captions)
 	}
 
-	// truth.npz: Eval of every caption on every image; each caption true on its own image.
-	truth := checkArray(t, readNPZ(t, filepath.Join(out, ExtractTruthFile)), "truth", "|b1", len(lines), len(recs)).raw
-	falses := 0
+	// truth.npz: Eval of every caption on every image, each caption true on its own image; and
+	// NearMiss of every caption on every image.
+	truthNPZ := readNPZ(t, filepath.Join(out, ExtractTruthFile))
+	truth := checkArray(t, truthNPZ, "truth", "|b1", len(lines), len(recs)).raw
+	near := checkArray(t, truthNPZ, "near", "|b1", len(lines), len(recs)).raw
+	falses, nears := 0, 0
 	for c, l := range lines {
 		for i, r := range recs {
-			v := truth[c*len(recs)+i]
-			if v > 1 {
-				t.Fatalf("truth[%d,%d] = %d, not a bool", c, i, v)
+			v, n := truth[c*len(recs)+i], near[c*len(recs)+i]
+			if v > 1 || n > 1 {
+				t.Fatalf("truth[%d,%d] = %d, near = %d: not bools", c, i, v, n)
 			}
 			if (v == 1) != shapes.Eval(l.LF, r.Scene()) {
 				t.Errorf("truth[%d,%d] = %d, Eval says otherwise", c, i, v)
 			}
+			if (n == 1) != shapes.NearMiss(l.LF, r.Scene()) {
+				t.Errorf("near[%d,%d] = %d, NearMiss says otherwise", c, i, n)
+			}
+			nears += int(n)
 			if i == l.Image && v != 1 {
 				t.Errorf("caption %d is false on its own image %d", c, i)
 			}
@@ -365,6 +372,9 @@ func TestExtractSplit(t *testing.T) {
 	}
 	if falses == 0 {
 		t.Error("no caption is false on any image: no ITM negatives")
+	}
+	if nears == 0 {
+		t.Error("no image is a near miss of any caption")
 	}
 
 	vocab, err := os.ReadFile(filepath.Join(out, ExtractVocabFile))

@@ -63,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--itm-text-negatives", type=float, default=0.0, metavar="P",
                     help="share of ITM negatives that keep the image and take a minimal edit of the caption "
                          "that is false on it (DATA/false_captions.jsonl); 0: only image negatives (default)")
+    ap.add_argument("--itm-near-negatives", type=float, default=0.0, metavar="P",
+                    help="share of ITM image negatives (hard-negative candidates with --itm-hard-negatives) "
+                         "drawn among the caption's near misses (DATA/truth.npz's near, written by uniter "
+                         "extract); 0: all among the false images (default)")
     ap.add_argument("--grounded-words", default="", metavar="FILE[,FILE...]",
                     help="word groups for --grounded-mlm-steps, one file per group, a word per line (e.g. "
                          "the bundle's attribute_labels.txt,region_labels.txt); plurals in the vocabulary "
@@ -143,6 +147,11 @@ def main(argv=None) -> int:
         raise SystemExit(f"--itm-text-negatives {args.itm_text_negatives}: a share, 0..1")
     if args.itm_text_negatives > 0 and not train_ds.false_captions:
         raise SystemExit(f"--itm-text-negatives needs {args.data}/false_captions.jsonl (written by uniter extract)")
+    if not 0 <= args.itm_near_negatives <= 1:
+        raise SystemExit(f"--itm-near-negatives {args.itm_near_negatives}: a share, 0..1")
+    if args.itm_near_negatives > 0 and train_ds.near is None:
+        raise SystemExit(f"--itm-near-negatives needs near misses in {args.data}/truth.npz "
+                         "(written by uniter extract since near misses were added: extract again)")
     groups = ()
     if args.grounded_mlm_steps < 0:
         raise SystemExit(f"--grounded-mlm-steps {args.grounded_mlm_steps}: want >= 0")
@@ -194,7 +203,7 @@ def main(argv=None) -> int:
                      loss_weights=args.loss_weights,
                      ot_weight=args.ot_weight, mask_prob=args.mask_prob,
                      itm_neg_prob=args.itm_neg_prob, itm_hard_negatives=args.itm_hard_negatives,
-                     itm_text_negatives=args.itm_text_negatives,
+                     itm_text_negatives=args.itm_text_negatives, itm_near_negatives=args.itm_near_negatives,
                      grounded_mlm_steps=args.grounded_mlm_steps, grounded_groups=groups,
                      grounded_images=images, grounded_images_steps=args.grounded_images_steps,
                      train_only=args.train_only,

@@ -19,6 +19,10 @@
 #   FT_NEGATIVES  hard-negative mining in fine-tuning: each ITM negative is the model's
 #                 highest-scoring of FT_NEGATIVES images the caption is false on (default
 #                 8; README "Default model": 4 rejected fewer size and shape edits)
+#   FT_NEAR       share of those candidates drawn among the caption's near misses (images it is
+#                 false on that hold its objects in another number or arrangement, or one
+#                 attribute off: shapes.NearMiss, truth.npz's near), the rest among all false
+#                 images (default 0; README "Near-miss negatives")
 #   DEVICE        cpu (default) or cuda for pre-training and fine-tuning (README "Default model":
 #                 batch 128 with warm-up 500 started learning ITM in ~4x fewer steps than 32)
 #   GROUNDED_STEPS  the grounding warm-up: the first 2000 pre-training steps (default) are MLM
@@ -50,6 +54,7 @@ TRAIN_IMAGES=${TRAIN_IMAGES:-8000}
 PRE_STEPS=${PRE_STEPS:-20000}
 FT_STEPS=${FT_STEPS:-3000}
 FT_NEGATIVES=${FT_NEGATIVES:-8}
+FT_NEAR=${FT_NEAR:-0}
 PRE_BATCH=${PRE_BATCH:-32}
 PRE_WARMUP=${PRE_WARMUP:-1000}
 DEVICE=${DEVICE:-cpu}
@@ -104,6 +109,13 @@ if float(have) != float(sys.argv[2]):
              "bundle-init, feat-*, pre-*, ft-* and the bundles under WORK to redo them with it")
 EOF
 
+# Near misses joined truth.npz after the committed model's features were extracted: train
+# features without them are extracted again when fine-tuning needs them (extraction is
+# deterministic: regions and captions come out byte for byte the same).
+if [ "$FT_NEAR" != 0 ] && [ -f "$WORK/feat-train/truth.npz" ] && ! "$PY" -c \
+    'import sys, zipfile; sys.exit("near.npy" not in zipfile.ZipFile(sys.argv[1]).namelist())' "$WORK/feat-train/truth.npz"; then
+  rm -f "$WORK/feat-train/extract.json"
+fi
 for s in train val; do
   if [ ! -f "$WORK/feat-$s/extract.json" ]; then
     step "features through the serving pipeline: $s"
@@ -151,7 +163,7 @@ train() {
     step "ITM fine-tuning $name (OT weight $ot, $FT_STEPS steps)"
     "$PY" models/pretrain.py --data "$WORK/feat-train" --val "$WORK/feat-val" --out "$WORK/ft-$name" \
       --config "$WORK/pre-$name/config.json" --init "$init/final.pt" --mix itm:1 \
-      --itm-hard-negatives "$FT_NEGATIVES" --steps "$FT_STEPS" --lr 3e-4 --warmup 200 --ot-weight "$ot" \
+      --itm-hard-negatives "$FT_NEGATIVES" --itm-near-negatives "$FT_NEAR" --steps "$FT_STEPS" --lr 3e-4 --warmup 200 --ot-weight "$ot" \
       --ckpt-every 1000 --log-every 100 --threads 1 --blas-threads 1 --device "$DEVICE" --no-progress
   fi
   local out
@@ -182,6 +194,7 @@ def keep(m):
     return {"steps": m.get("step"), "seed": m.get("seed"), "mix": m.get("tasks"), "init": m.get("init"),
             "lr": t.get("lr"), "warmup": t.get("warmup"), "batch_size": t.get("batch_size"),
             "ot_weight": t.get("ot_weight"), "itm_hard_negatives": t.get("itm_hard_negatives", 0),
+            "itm_near_negatives": t.get("itm_near_negatives", 0),
             "grounded_mlm_steps": t.get("grounded_mlm_steps", 0), "train_only": t.get("train_only") or None,
             "val_metrics": m.get("val")}
 det = json.load(open(f"{work}/detector/eval_val.json"))

@@ -27,7 +27,8 @@ func extractCmd(load loader) *cobra.Command {
 			"  regions.npz     features/soft_labels (float16), locations/boxes (float32), offsets (int64)\n" +
 			"  captions.jsonl  every true caption, tokenised by the bundle's tokenizer, with its logical form\n" +
 			"  false_captions.jsonl  each image's minimal-edit false captions (text-side ITM negatives)\n" +
-			"  truth.npz       truth[c, i]: caption c is true of image i (shapes.Eval), when\n" +
+			"  truth.npz       truth[c, i]: caption c is true of image i (shapes.Eval); near[c, i]:\n" +
+			"                  image i is a near miss of caption c (shapes.NearMiss), when\n" +
 			"                  captions × images ≤ --truth-max\n" +
 			"  vocab.txt       the bundle's vocabulary\n" +
 			"  extract.json    bundle, provenance, split, selection settings, counts, timings\n\n" +
@@ -75,7 +76,7 @@ func extractCmd(load loader) *cobra.Command {
 	f.StringVar(&splitDir, "split-dir", "", "a Shapes World split folder (annotations.jsonl, images/, split.json)")
 	f.StringVar(&out, "out", "", "output folder")
 	f.IntVar(&workers, "workers", runtime.NumCPU(), "images read and detected at once (graph runs are bounded by limits.max_concurrent)")
-	f.Float64Var(&truthMax, "truth-max", models.DefaultTruthMax, "write truth.npz only when captions × images ≤ this (bytes); 0: never")
+	f.Float64Var(&truthMax, "truth-max", models.DefaultTruthMax, "write truth.npz only when captions × images ≤ this (cells); 0: never")
 	f.BoolVarP(&quiet, "quiet", "q", false, "no progress on stderr")
 	_ = cmd.MarkFlagRequired("split-dir")
 	_ = cmd.MarkFlagRequired("out")

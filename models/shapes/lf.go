@@ -175,3 +175,64 @@ func Eval(lf LF, s Scene) bool {
 		return len(Referents(lf, s)[0]) > 0
 	}
 }
+
+// NearMiss reports whether the LF is false on s although s nearly holds it: what the LF says
+// about its objects fails while the objects are there (a count LF whose objects are present in
+// another number; a relation LF whose two objects are present in another arrangement), or the LF
+// holds once one attribute of one referring expression is dropped (a small red circle where "a
+// small blue circle" was said), an expression keeping at least one attribute. These are the images
+// a caption is hardest to tell from: they differ from it by about one minimal edit. A none LF
+// (false exactly when its object is present) and an invalid LF have no near misses.
+func NearMiss(lf LF, s Scene) bool {
+	if lf.Op == OpNone || lf.Validate() != nil || Eval(lf, s) {
+		return false
+	}
+	switch lf.Op {
+	case OpCount:
+		if len(matching(lf.Obj, s.Objects)) > 0 {
+			return true
+		}
+	case OpRelation:
+		for _, a := range matching(lf.A, s.Objects) {
+			for _, b := range matching(lf.B, s.Objects) {
+				if a != b {
+					return true
+				}
+			}
+		}
+	}
+	for _, r := range relaxations(lf) {
+		if Eval(r, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// relaxations are the LF with one attribute of one referring expression dropped, for each
+// expression that names more than one attribute.
+func relaxations(lf LF) []LF {
+	var out []LF
+	for i := range lf.Refs() {
+		for attr := range 3 {
+			r := lf
+			spec := &r.Obj
+			if lf.Op == OpRelation {
+				spec = []*ObjSpec{&r.A, &r.B}[i]
+			}
+			named := 0
+			for _, v := range []string{spec.Shape, spec.Color, spec.Size} {
+				if v != "" {
+					named++
+				}
+			}
+			field := []*string{&spec.Shape, &spec.Color, &spec.Size}[attr]
+			if named < 2 || *field == "" {
+				continue
+			}
+			*field = ""
+			out = append(out, r)
+		}
+	}
+	return out
+}

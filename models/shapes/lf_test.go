@@ -363,3 +363,107 @@ func checkSpans(t *testing.T, c Caption) {
 		}
 	}
 }
+
+func TestNearMiss(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		lf   LF
+		want bool
+	}{
+		{"true: a small blue square", LF{Op: OpExists, Obj: sp("square", "blue", SizeSmall)}, false},
+		{"a large blue square (the square is small)", LF{Op: OpExists, Obj: sp("square", "blue", SizeLarge)}, true},
+		{"a red square (the square is blue)", LF{Op: OpExists, Obj: sp("square", "red", "")}, true},
+		{"a blue circle (the circle is orange, the square blue)", LF{Op: OpExists, Obj: sp("circle", "blue", "")}, true},
+		{"a large red square (two attributes off)", LF{Op: OpExists, Obj: sp("square", "red", SizeLarge)}, false},
+		{"a hexagon (one attribute: nothing to drop)", LF{Op: OpExists, Obj: sp("hexagon", "", "")}, false},
+		{"something purple (one attribute)", LF{Op: OpExists, Obj: sp("", "purple", "")}, false},
+		{"a purple hexagon (neither is there)", LF{Op: OpExists, Obj: sp("hexagon", "purple", "")}, false},
+		{"three green triangles (two are there)", LF{Op: OpCount, N: 3, Obj: sp("triangle", "green", "")}, true},
+		{"two stars (one is there)", LF{Op: OpCount, N: 2, Obj: sp("star", "", "")}, true},
+		{"two hexagons (none is there)", LF{Op: OpCount, N: 2, Obj: sp("hexagon", "", "")}, false},
+		{"two red triangles (two triangles are there)", LF{Op: OpCount, N: 2, Obj: sp("triangle", "red", "")}, true},
+		{"true: two green triangles", LF{Op: OpCount, N: 2, Obj: sp("triangle", "green", "")}, false},
+		{"no green triangles (none LFs have no near miss)", LF{Op: OpNone, Obj: sp("triangle", "green", "")}, false},
+		{"star left of square (both there)", rel(RelLeftOf, sp("star", "", ""), sp("square", "", "")), true},
+		{"square above star (same row)", rel(RelAbove, sp("square", "", ""), sp("star", "", "")), true},
+		{"star above star (one star only)", rel(RelAbove, sp("star", "", ""), sp("star", "", "")), false},
+		{"hexagon left of star (no hexagon)", rel(RelLeftOf, sp("hexagon", "", ""), sp("star", "", "")), false},
+		{"red square left of star (square blue; dropping red leaves a true caption)",
+			rel(RelLeftOf, sp("square", "red", ""), sp("star", "", "")), true},
+		{"red square right of star (square blue and left of the star)",
+			rel(RelRightOf, sp("square", "red", ""), sp("star", "", "")), false},
+		{"true: square left of star", rel(RelLeftOf, sp("square", "", ""), sp("star", "", "")), false},
+		{"invalid: unknown colour", LF{Op: OpExists, Obj: sp("square", "pink", "")}, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := NearMiss(c.lf, handScene); got != c.want {
+				t.Errorf("NearMiss(%+v) = %v, want %v", c.lf, got, c.want)
+			}
+		})
+	}
+}
+
+// TestNearMissOfMinimalEdits checks NearMiss against the generator's own minimal edits: an edit
+// of a true caption is false on the caption's image and differs from a true caption by one step,
+// so the image is a near miss of the edit when the edit is a count or a relation, or an attribute
+// of an exists or relation caption that leaves the edited expression two attributes or more
+// (dropping the edited attribute then gives back a caption implied by the true one). Not checked:
+// none captions (no near misses), and attribute edits of counts ("two large hearts" from "two
+// large circles": with a third large object, neither "two large things" nor "two hearts" holds).
+func TestNearMissOfMinimalEdits(t *testing.T) {
+	t.Parallel()
+	checked := map[string]int{}
+	for i := range 300 {
+		rec, _, err := Generate(99, i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := rec.Scene()
+		for _, c := range rec.Captions {
+			if NearMiss(c.LF, s) {
+				t.Fatalf("image %d: true caption %q is a near miss", i, c.Text)
+			}
+		}
+		for _, n := range rec.FalseCaptions {
+			if n.Source < 0 || n.LF.Op == OpNone {
+				continue
+			}
+			src := rec.Captions[n.Source].LF
+			want := n.Edit == EditCount || n.Edit == EditRelation
+			if !want && n.LF.Op != OpCount {
+				edited := n.LF.Obj
+				if n.LF.Op == OpRelation {
+					edited = n.LF.A
+					if n.LF.A == src.A {
+						edited = n.LF.B
+					}
+				}
+				want = attributes(edited) >= 2
+			}
+			if want {
+				checked[n.Edit]++
+				if !NearMiss(n.LF, s) {
+					t.Errorf("image %d: %s edit %q of %q is not a near miss of its image", i, n.Edit, n.Text,
+						rec.Captions[n.Source].Text)
+				}
+			}
+		}
+	}
+	for _, kind := range []string{EditColor, EditShape, EditSize, EditCount, EditRelation} {
+		if checked[kind] == 0 {
+			t.Errorf("no %s edit checked (of %v)", kind, checked)
+		}
+	}
+}
+
+func attributes(s ObjSpec) int {
+	n := 0
+	for _, v := range []string{s.Shape, s.Color, s.Size} {
+		if v != "" {
+			n++
+		}
+	}
+	return n
+}

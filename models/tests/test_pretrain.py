@@ -827,3 +827,74 @@ def test_text_negatives_are_minimal_edits_false_on_the_captions_own_image(tmp_pa
         f.write(json.dumps(bad) + "\n")
     with pytest.raises(ValueError, match="source"):
         PretrainDataset(str(tmp_path))
+
+
+def _with_near_misses(root, truth_too=True):
+    """The standard split with truth.npz's near: near[c, i] when caption c is false on image i
+    but i holds one of the shapes c names."""
+    tr = make_split(root)
+    d = PretrainDataset(str(root))
+    shapes_of = [{w for c in range(len(d)) if d.image_of[c] == i for w in d.captions[c]["text"].split()
+                  if w in CLASS_WORDS} for i in range(d.num_images)]
+    near = np.array([[not tr[c, i] and bool(set(d.captions[c]["text"].split()) & shapes_of[i])
+                      for i in range(d.num_images)] for c in range(len(d))])
+    np.savez(os.path.join(root, "truth.npz"), truth=tr, near=near)
+    return tr, near
+
+
+def test_near_negatives_are_drawn_among_near_misses(tmp_path):
+    tr, near = _with_near_misses(tmp_path)
+    d = PretrainDataset(str(tmp_path))
+    assert np.array_equal(d.near, near) and near.any() and (~near & ~tr).any()
+    with_near = [c for c in range(len(d)) if near[c].any()]
+    # near_prob 1: every image negative of a caption with near misses is one of them
+    for s in itm_samples(d, with_near * 5, np.random.default_rng(0), neg_prob=1.0, near_prob=1.0):
+        assert s["target"] == 0 and near[s["caption_index"], s["image_index"]]
+    # a share: near misses among the negatives at about p + (1-p)·(their share of false images)
+    p, got, want = 0.5, [], []
+    rng = np.random.default_rng(1)
+    for _ in range(40):
+        for s in itm_samples(d, with_near, rng, neg_prob=1.0, near_prob=p):
+            c = s["caption_index"]
+            got.append(near[c, s["image_index"]])
+            want.append(p + (1 - p) * near[c].sum() / (~tr[c]).sum())
+    assert abs(np.mean(got) - np.mean(want)) < 0.05, (np.mean(got), np.mean(want))
+    # without the knob the random sequence is unchanged
+    a = itm_samples(d, range(len(d)), np.random.default_rng(5), 0.5)
+    b = itm_samples(d, range(len(d)), np.random.default_rng(5), 0.5, near_prob=0.0)
+    assert [(s["caption_index"], s["image_index"]) for s in a] == [(s["caption_index"], s["image_index"]) for s in b]
+    # hard-negative mining: every candidate a near miss, so the chosen one is
+    model = tiny_model(d)
+    for s in hard_itm_samples(model, d, with_near, np.random.default_rng(2), 1.0, 3, near_prob=1.0):
+        assert s["target"] == 0 and near[s["caption_index"], s["image_index"]]
+    # a caption without near misses falls back to any false image
+    lonely = [c for c in range(len(d)) if not near[c].any()]
+    for s in itm_samples(d, lonely, np.random.default_rng(3), neg_prob=1.0, near_prob=1.0):
+        assert s["target"] == 0 and not tr[s["caption_index"], s["image_index"]]
+
+
+def test_near_misses_must_be_false_pairs_of_truths_shape(tmp_path):
+    tr, near = _with_near_misses(tmp_path)
+    bad = near.copy()
+    bad[0, int(np.flatnonzero(tr[0])[0])] = True
+    np.savez(tmp_path / "truth.npz", truth=tr, near=bad)
+    with pytest.raises(ValueError, match="near marks pairs that truth says are true"):
+        PretrainDataset(str(tmp_path))
+    np.savez(tmp_path / "truth.npz", truth=tr, near=near[:, 1:])
+    with pytest.raises(ValueError, match="near has shape"):
+        PretrainDataset(str(tmp_path))
+
+
+def test_cli_near_negatives(split, tmp_path):
+    sys.path.insert(0, MODELS)
+    import pretrain as cli
+    base = ["--config", json.dumps(TINY), "--steps", "2", "--batch-size", "8", "--mix", "itm:1",
+            "--no-progress", "--ckpt-every", "0"]
+    with pytest.raises(SystemExit, match="near misses"):
+        cli.main(["--data", split, "--out", str(tmp_path / "a"), "--itm-near-negatives", "0.5"] + base)
+    with pytest.raises(SystemExit, match="0..1"):
+        cli.main(["--data", split, "--out", str(tmp_path / "b"), "--itm-near-negatives", "1.5"] + base)
+    _with_near_misses(tmp_path / "near")
+    assert cli.main(["--data", str(tmp_path / "near"), "--out", str(tmp_path / "c"), "--itm-near-negatives", "0.5",
+                     "--itm-hard-negatives", "3"] + base) == 0
+    assert json.loads((tmp_path / "c" / "final.json").read_text())["train"]["itm_near_negatives"] == 0.5

@@ -53,7 +53,12 @@ is a minimal edit of — a colour, shape, size, count or relation changed — or
 accepted) of shape ``[N_captions, N_images]``: ``truth[c, i]`` is True when caption ``c`` is true
 of image ``i``. ``truth[c, image(c)]`` must be True. When present, image-text matching negatives
 are drawn only from images on which the caption is FALSE (true negatives); when absent, any
-image other than the caption's own is a negative.
+image other than the caption's own is a negative. An optional second bool array ``near`` of the
+same shape marks near misses: ``near[c, i]`` is True when caption ``c`` is false on image ``i``
+although ``i`` differs from it by about one minimal edit (``shapes.NearMiss``: the caption's
+objects are there in another number or arrangement, or it holds with one attribute dropped);
+never True where ``truth`` is. Fine-tuning can draw its negatives among them
+(``TrainConfig.itm_near_negatives``).
 
 ``DIR/vocab.txt`` (optional) — the WordPiece vocabulary, one token per line (line number = id),
 the same file the model bundle ships. When present it fixes the vocabulary size and the ids of
@@ -278,6 +283,7 @@ class PretrainDataset(Dataset):
                     self._edits_of.setdefault(src, []).append(k)
         self.max_text_len = max_text_len
         self.truth: Optional[np.ndarray] = None
+        self.near: Optional[np.ndarray] = None  # near[c, i]: image i is a near miss of caption c
         truth_path = os.path.join(root, "truth.npz")
         if os.path.exists(truth_path):
             arrays = _npz(truth_path)
@@ -293,6 +299,14 @@ class PretrainDataset(Dataset):
                 bad = np.flatnonzero(~own)[:5].tolist()
                 raise ValueError(f"{truth_path}: captions {bad} are false on their own image")
             self.truth = arr
+            near = arrays.get("near")
+            if near is not None:
+                if near.shape != want:
+                    raise ValueError(f"{truth_path}: near has shape {near.shape}, want {want}")
+                near = near.astype(bool, copy=False)
+                if (near & arr).any():
+                    raise ValueError(f"{truth_path}: near marks pairs that truth says are true")
+                self.near = near
 
     def __len__(self) -> int:
         return len(self.captions)
@@ -337,9 +351,15 @@ class PretrainDataset(Dataset):
     def __getitem__(self, c: int) -> dict:
         return self.pair(c, int(self.image_of[c]))
 
-    def negative_image(self, c: int, rng: np.random.Generator) -> Optional[int]:
+    def negative_image(self, c: int, rng: np.random.Generator, near_prob: float = 0.0) -> Optional[int]:
         """A random image caption ``c`` is false on (any other image without truth.npz); None if
-        there is none."""
+        there is none. With probability ``near_prob`` (no draw at 0: runs without it keep their
+        random sequence) it is drawn among the caption's near misses (truth.npz's near: images
+        that differ from the caption by about one minimal edit) when it has any."""
+        if near_prob > 0 and rng.random() < near_prob and self.near is not None:
+            pool = np.flatnonzero(self.near[c])
+            if len(pool):
+                return int(pool[rng.integers(len(pool))])
         n = self.num_images
         own = int(self.image_of[c])
         for _ in range(64):  # rejection sampling: cheap when negatives are common
@@ -385,7 +405,7 @@ def collate(samples: Sequence[dict], pad_id: int = 0) -> Dict[str, torch.Tensor]
 
 def write_split(root: str, features, locations, soft_labels, boxes, offsets,
                 captions: Sequence[dict], truth=None, vocab_tokens: Optional[Sequence[str]] = None,
-                compressed: bool = False) -> None:
+                compressed: bool = False, near=None) -> None:
     """Writes a split in the format above (used by the tests; a reference for other writers)."""
     os.makedirs(root, exist_ok=True)
     save = np.savez_compressed if compressed else np.savez
@@ -399,7 +419,10 @@ def write_split(root: str, features, locations, soft_labels, boxes, offsets,
         for c in captions:
             f.write(json.dumps(c) + "\n")
     if truth is not None:
-        save(os.path.join(root, "truth.npz"), truth=np.asarray(truth, dtype=bool))
+        arrays = {"truth": np.asarray(truth, dtype=bool)}
+        if near is not None:
+            arrays["near"] = np.asarray(near, dtype=bool)
+        save(os.path.join(root, "truth.npz"), **arrays)
     if vocab_tokens is not None:
         with open(os.path.join(root, "vocab.txt"), "w", encoding="utf-8") as f:
             f.write("\n".join(vocab_tokens) + "\n")

@@ -104,6 +104,12 @@ class TrainConfig:
     # one colour, shape, size, count or relation (UNITER's retrieval fine-tuning samples negatives
     # on both sides). 0: every negative is another image, as in the paper's pre-training.
     itm_text_negatives: float = 0.0
+    # Share of ITM image negatives (of the hard-negative candidates, with itm_hard_negatives)
+    # drawn among the caption's near misses (truth.npz's near: the caption's objects there in
+    # another number or arrangement, or one attribute off), the rest among all false images.
+    # Random false images rarely hold a relation caption's two objects, so a relation is seldom
+    # what tells a negative apart. 0: all among the false images.
+    itm_near_negatives: float = 0.0
     # A grounding warm-up before the recipe: the first ``grounded_mlm_steps`` steps are MLM
     # batches that mask, in every caption, one word of one group of ``grounded_groups`` (token id
     # tuples, e.g. the detector's attribute words and its class words), the groups taking turns
@@ -358,10 +364,11 @@ def _text_negative(ds: PretrainDataset, c: int, rng: np.random.Generator, text_p
 
 
 def itm_samples(ds: PretrainDataset, captions: Sequence[int], rng: np.random.Generator,
-                neg_prob: float = 0.5, text_prob: float = 0.0) -> List[dict]:
+                neg_prob: float = 0.5, text_prob: float = 0.0, near_prob: float = 0.0) -> List[dict]:
     """Each caption with its own image (target 1) or, with probability ``neg_prob``, a negative
-    (target 0): a random image the caption is false on (truth.npz decides, else any other image)
-    or, for a share ``text_prob`` of the negatives, the caption's own image with a minimal edit of
+    (target 0): a random image the caption is false on (truth.npz decides, else any other image;
+    a share ``near_prob`` of them among its near misses) or, for a share ``text_prob`` of the
+    negatives, the caption's own image with a minimal edit of
     the caption that is false on it (false_captions.jsonl)."""
     out = []
     for c in captions:
@@ -371,7 +378,7 @@ def itm_samples(ds: PretrainDataset, captions: Sequence[int], rng: np.random.Gen
             continue
         neg = _text_negative(ds, c, rng, text_prob)
         if neg is None:
-            j = ds.negative_image(c, rng)
+            j = ds.negative_image(c, rng, near_prob)
             neg = ds.pair(c, int(ds.image_of[c]), 1) if j is None else ds.pair(c, j, 0)
         out.append(neg)
     return out
@@ -380,10 +387,11 @@ def itm_samples(ds: PretrainDataset, captions: Sequence[int], rng: np.random.Gen
 @torch.no_grad()
 def hard_itm_samples(model: UniterForPretraining, ds: PretrainDataset, captions: Sequence[int],
                      rng: np.random.Generator, neg_prob: float, k: int, pad_id: int = 0,
-                     text_prob: float = 0.0) -> List[dict]:
+                     text_prob: float = 0.0, near_prob: float = 0.0) -> List[dict]:
     """As :func:`itm_samples`, but each image negative is the image with the highest match logit
-    (by ``model``, in eval mode) among ``k`` drawn images the caption is false on (text negatives
-    are minimal edits already, and are not mined)."""
+    (by ``model``, in eval mode) among ``k`` drawn images the caption is false on, each drawn
+    among its near misses with probability ``near_prob`` (text negatives are minimal edits
+    already, and are not mined)."""
     decisions = []  # (caption, candidate images or None for the positive, or a ready pair)
     for c in captions:
         c = int(c)
@@ -392,7 +400,7 @@ def hard_itm_samples(model: UniterForPretraining, ds: PretrainDataset, captions:
             if neg is not None:
                 decisions.append((c, neg))
                 continue
-            js = [j for j in (ds.negative_image(c, rng) for _ in range(k)) if j is not None]
+            js = [j for j in (ds.negative_image(c, rng, near_prob) for _ in range(k)) if j is not None]
             decisions.append((c, js or None))
         else:
             decisions.append((c, None))
@@ -609,8 +617,9 @@ def _to(x: dict, device) -> dict:
             for k, v in x.items()}
 
 
-def _batch_for(task, ds, captions, rng, neg_prob, pad_id, text_prob=0.0):
-    samples = itm_samples(ds, captions, rng, neg_prob, text_prob) if task == "itm" else [ds[c] for c in captions]
+def _batch_for(task, ds, captions, rng, neg_prob, pad_id, text_prob=0.0, near_prob=0.0):
+    samples = itm_samples(ds, captions, rng, neg_prob, text_prob, near_prob) if task == "itm" \
+        else [ds[c] for c in captions]
     return collate(samples, pad_id)
 
 
@@ -792,10 +801,10 @@ def pretrain(model: UniterForPretraining, train_ds: PretrainDataset, vocab: Voca
         elif task == "itm" and tc.itm_hard_negatives > 0:
             batch = collate(hard_itm_samples(model, train_ds, caps, neg_rng, tc.itm_neg_prob,
                                              tc.itm_hard_negatives, vocab.special.pad,
-                                             tc.itm_text_negatives), vocab.special.pad)
+                                             tc.itm_text_negatives, tc.itm_near_negatives), vocab.special.pad)
         else:
             batch = _batch_for(task, train_ds, caps, neg_rng, tc.itm_neg_prob, vocab.special.pad,
-                               tc.itm_text_negatives)
+                               tc.itm_text_negatives, tc.itm_near_negatives)
         x = prepare_task(task, batch, vocab, gen, tc.mask_prob)
         if grounded:  # replaces prepare_task's MLM masking (whose draws stay: the committed
             # default bundle was trained with this random sequence)
