@@ -67,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="share of ITM image negatives (hard-negative candidates with --itm-hard-negatives) "
                          "drawn among the caption's near misses (DATA/truth.npz's near, written by uniter "
                          "extract); 0: all among the false images (default)")
+    ap.add_argument("--plan-distill", type=float, default=0.0, metavar="W",
+                    help="weight of the plan distillation in ITM batches: on matching pairs, each token's "
+                         "softmax over regions of the cosine of final states (the WRA cost) is pulled towards "
+                         "the model's own token-region attention; 0: none, as the paper (default)")
     ap.add_argument("--grounded-words", default="", metavar="FILE[,FILE...]",
                     help="word groups for --grounded-mlm-steps, one file per group, a word per line (e.g. "
                          "the bundle's attribute_labels.txt,region_labels.txt); plurals in the vocabulary "
@@ -152,6 +156,8 @@ def main(argv=None) -> int:
     if args.itm_near_negatives > 0 and train_ds.near is None:
         raise SystemExit(f"--itm-near-negatives needs near misses in {args.data}/truth.npz "
                          "(written by uniter extract since near misses were added: extract again)")
+    if args.plan_distill < 0:
+        raise SystemExit(f"--plan-distill {args.plan_distill}: want >= 0")
     groups = ()
     if args.grounded_mlm_steps < 0:
         raise SystemExit(f"--grounded-mlm-steps {args.grounded_mlm_steps}: want >= 0")
@@ -204,6 +210,7 @@ def main(argv=None) -> int:
                      ot_weight=args.ot_weight, mask_prob=args.mask_prob,
                      itm_neg_prob=args.itm_neg_prob, itm_hard_negatives=args.itm_hard_negatives,
                      itm_text_negatives=args.itm_text_negatives, itm_near_negatives=args.itm_near_negatives,
+                     plan_distill=args.plan_distill,
                      grounded_mlm_steps=args.grounded_mlm_steps, grounded_groups=groups,
                      grounded_images=images, grounded_images_steps=args.grounded_images_steps,
                      train_only=args.train_only,

@@ -21,7 +21,7 @@ from uniter.model import UniterForPretraining, load_checkpoint
 from uniter.pretrain import (DEFAULT_MIX, CaptionBatcher, TrainConfig, TaskSampler, build_model, build_optimizer,
                              evaluate, forward_task, grounded_groups, hard_itm_samples, itm_samples,
                              lr_factor, mask_grounded, mask_regions, mask_tokens, mrc_hard_labels, parse_mix, prepare_task, pretrain,
-                             resolve_config, wra_loss)
+                             resolve_config, wra_loss, attention_alignment, plan_distill_loss, PLAN_DISTILL_TAU)
 
 torch.set_num_threads(1)
 
@@ -898,3 +898,65 @@ def test_cli_near_negatives(split, tmp_path):
     assert cli.main(["--data", str(tmp_path / "near"), "--out", str(tmp_path / "c"), "--itm-near-negatives", "0.5",
                      "--itm-hard-negatives", "3"] + base) == 0
     assert json.loads((tmp_path / "c" / "final.json").read_text())["train"]["itm_near_negatives"] == 0.5
+
+
+def test_plan_distillation_matches_a_token_by_token_computation(ds):
+    """plan_distill_loss against loops over pairs, tokens and regions: the attention between a
+    token and each real region (both directions, every layer and head), scaled to sum to 1, is
+    the target of the softmax of cosines / tau over the real regions; KL averaged over the
+    matching pairs' non-special tokens. It is added to ITM with its weight, and only there."""
+    torch.manual_seed(0)
+    model = tiny_model(ds, **NO_DROPOUT).eval()
+    b = collate(itm_samples(ds, range(len(ds)), np.random.default_rng(0)))
+    b["img_mask"][0, -1] = 0  # a padded region in a real pair
+    x = prepare_task("itm", b, ds.vocab, torch.Generator())
+    hidden, _, attn = model.uniter(x["input_ids"], x["text_mask"], x["img_feat"], x["img_loc"], x["img_mask"])
+    T = x["input_ids"].size(1)
+    specials = (ds.vocab.special.cls, ds.vocab.special.sep)
+    kls = []
+    for bi in range(hidden.size(0)):
+        if x["targets"][bi] != 1:
+            continue
+        regions = [r for r in range(x["img_mask"].size(1)) if x["img_mask"][bi, r]]
+        for t in range(T):
+            if not x["text_mask"][bi, t] or int(x["input_ids"][bi, t]) in specials:
+                continue
+            w = torch.tensor([sum(float(a[bi, h, t, T + r] + a[bi, h, T + r, t]) for a in attn for h in range(a.size(1)))
+                              for r in regions], dtype=torch.float64)
+            p = w / w.sum()
+            cos = torch.tensor([float(F.cosine_similarity(hidden[bi, t], hidden[bi, T + r], dim=0)) for r in regions],
+                               dtype=torch.float64)
+            logq = torch.log_softmax(cos / PLAN_DISTILL_TAU, 0)
+            kls.append(float((p * (p.log() - logq)).sum()))
+    assert len(kls) > 10
+    words = x["text_mask"].bool() & ~torch.isin(x["input_ids"], torch.tensor(specials)) & (x["targets"] == 1)[:, None]
+    got = plan_distill_loss(hidden[:, :T], hidden[:, T:], attn, x["input_ids"], x["text_mask"], x["img_mask"], words)
+    assert abs(float(got) - np.mean(kls)) < 1e-4, (float(got), np.mean(kls))
+    assert attention_alignment(attn, T).shape == (hidden.size(0), T, x["img_mask"].size(1))
+    # added to ITM with its weight
+    base, m0 = forward_task(model, "itm", x, ot_weight=0.1)
+    both, m1 = forward_task(model, "itm", x, ot_weight=0.1, plan_distill=0.5, special_ids=specials)
+    assert "distill" not in m0 and abs(m1["distill"] - np.mean(kls)) < 1e-4
+    assert abs(float(both) - float(base) - 0.5 * m1["distill"]) < 1e-5
+
+
+def test_plan_distillation_pulls_the_cosine_alignment_to_the_attention(ds):
+    """Training on the distillation alone lowers it: the final states come to pair each token with
+    the regions it attends to (the target is detached: only the states move towards it)."""
+    torch.manual_seed(0)
+    model = tiny_model(ds, **NO_DROPOUT).train()
+    b = collate(itm_samples(ds, range(len(ds)), np.random.default_rng(0), neg_prob=0.0))
+    x = prepare_task("itm", b, ds.vocab, torch.Generator())
+    specials = (ds.vocab.special.cls, ds.vocab.special.sep)
+    words = x["text_mask"].bool() & ~torch.isin(x["input_ids"], torch.tensor(specials))
+    opt = build_optimizer(model, 1e-2)
+    losses = []
+    T = x["input_ids"].size(1)
+    for _ in range(40):
+        hidden, _, attn = model.uniter(x["input_ids"], x["text_mask"], x["img_feat"], x["img_loc"], x["img_mask"])
+        loss = plan_distill_loss(hidden[:, :T], hidden[:, T:], attn, x["input_ids"], x["text_mask"], x["img_mask"], words)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    assert losses[-1] < 0.5 * losses[0], losses

@@ -110,6 +110,12 @@ class TrainConfig:
     # Random false images rarely hold a relation caption's two objects, so a relation is seldom
     # what tells a negative apart. 0: all among the false images.
     itm_near_negatives: float = 0.0
+    # Weight of the plan distillation in ITM batches (0: none, as the paper): on matching pairs,
+    # each text token's softmax over regions of the cosine of final states (the WRA cost, at
+    # temperature PLAN_DISTILL_TAU) is pulled towards the model's own attention between the token
+    # and the regions (both directions, all layers and heads: heads.CrossAttention), detached.
+    # The attention grounds words; the final states, which the OT plan reads, otherwise do not.
+    plan_distill: float = 0.0
     # A grounding warm-up before the recipe: the first ``grounded_mlm_steps`` steps are MLM
     # batches that mask, in every caption, one word of one group of ``grounded_groups`` (token id
     # tuples, e.g. the detector's attribute words and its class words), the groups taking turns
@@ -437,6 +443,33 @@ def mrc_hard_labels(soft: torch.Tensor) -> torch.Tensor:
     return soft[..., 1:].argmax(-1) + 1
 
 
+PLAN_DISTILL_TAU = 0.1
+
+
+def attention_alignment(attn: Sequence[torch.Tensor], T: int) -> torch.Tensor:
+    """``[B, T, N]``: attention from text token t to region r plus from r to t, summed over
+    layers and heads (``attn``: per layer ``[B, heads, T+N, T+N]``, text first) — the weights of
+    heads.CrossAttention before they are scaled to sum to 1."""
+    a = torch.stack(list(attn)).sum(dim=(0, 2))
+    return a[:, :T, T:] + a[:, T:, :T].transpose(1, 2)
+
+
+def plan_distill_loss(h_txt: torch.Tensor, h_img: torch.Tensor, attn: Sequence[torch.Tensor],
+                      input_ids: torch.Tensor, text_mask: torch.Tensor, img_mask: torch.Tensor,
+                      words: torch.Tensor, tau: float = PLAN_DISTILL_TAU) -> torch.Tensor:
+    """Mean over the ``words`` positions (``[B, T]`` bool) of KL(p ‖ q): p the token's attention
+    alignment over the real regions (:func:`attention_alignment`, detached, scaled to sum to 1), q
+    the softmax over them of cos(h_token, h_region) / tau."""
+    T = input_ids.size(1)
+    real = img_mask.bool()[:, None, :]
+    p = attention_alignment(attn, T).detach().masked_fill(~real, 0.0)
+    p = p / p.sum(-1, keepdim=True).clamp_min(1e-12)
+    cos = F.normalize(h_txt, dim=-1) @ F.normalize(h_img, dim=-1).transpose(1, 2)
+    logq = F.log_softmax((cos / tau).masked_fill(~real, -1e4), -1)
+    kl = torch.where(p > 0, p * (p.clamp_min(1e-12).log() - logq), torch.zeros_like(p)).sum(-1)
+    return kl[words].mean() if words.any() else h_txt.sum() * 0.0
+
+
 def wra_loss(dist: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """(Σ d_pos − Σ d_neg) / (n_pos + n_neg): pulls matching pairs' OT distance down and pushes
     mismatched pairs' up."""
@@ -447,9 +480,12 @@ def wra_loss(dist: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 def forward_task(model: UniterForPretraining, task: str, x: Dict[str, torch.Tensor],
                  ot_weight: float = 0.1, ot_beta: float = DEFAULT_BETA,
-                 ot_iterations: int = DEFAULT_ITERATIONS) -> Tuple[torch.Tensor, Dict[str, float]]:
-    """The task's loss (a scalar tensor) and its metrics (floats; ``loss`` included)."""
-    hidden, pooled, _ = model.uniter(x["input_ids"], x["text_mask"], x["img_feat"], x["img_loc"],
+                 ot_iterations: int = DEFAULT_ITERATIONS, plan_distill: float = 0.0,
+                 special_ids: Sequence[int] = ()) -> Tuple[torch.Tensor, Dict[str, float]]:
+    """The task's loss (a scalar tensor) and its metrics (floats; ``loss`` included). With
+    ``plan_distill`` > 0, ITM adds that weight of :func:`plan_distill_loss` over the matching
+    pairs' text tokens other than ``special_ids`` ([CLS], [SEP]...)."""
+    hidden, pooled, attn = model.uniter(x["input_ids"], x["text_mask"], x["img_feat"], x["img_loc"],
                                      x["img_mask"], img_masks=x["img_masks"])
     T = x["input_ids"].size(1)
     h_txt, h_img = hidden[:, :T], hidden[:, T:]
@@ -502,6 +538,15 @@ def forward_task(model: UniterForPretraining, task: str, x: Dict[str, torch.Tens
                 m["ot_pos"] = dist[targets == 1].mean().item()
             if (targets == 0).any():
                 m["ot_neg"] = dist[targets == 0].mean().item()
+        if plan_distill > 0:
+            pos = targets == 1
+            words = x["text_mask"].bool() & ~torch.isin(
+                x["input_ids"], torch.tensor(list(special_ids), dtype=torch.long, device=targets.device))
+            words = words & pos[:, None]
+            distill = plan_distill_loss(h_txt.float(), h_img.float(), attn, x["input_ids"],
+                                        x["text_mask"], x["img_mask"], words)
+            loss = loss + plan_distill * distill
+            m["distill"] = distill.item()
     else:
         raise ValueError(f"unknown task {task!r}")
     m["loss"] = loss.item()
@@ -645,7 +690,8 @@ def evaluate(model: UniterForPretraining, ds: PretrainDataset, vocab: Vocab, tas
             caps = order[b * tc.batch_size:(b + 1) * tc.batch_size]
             batch = _batch_for(task, ds, caps, rng, tc.itm_neg_prob, vocab.special.pad)
             x = _to(prepare_task(task, batch, vocab, gen, tc.mask_prob), device)
-            _, m = forward_task(model, task, x, tc.ot_weight, tc.ot_beta, tc.ot_iterations)
+            _, m = forward_task(model, task, x, tc.ot_weight, tc.ot_beta, tc.ot_iterations, tc.plan_distill,
+                                (vocab.special.cls, vocab.special.sep))
             for key, v in m.items():
                 if key != "n":
                     sums[key] += v * len(caps)
@@ -812,7 +858,8 @@ def pretrain(model: UniterForPretraining, train_ds: PretrainDataset, vocab: Voca
             x["input_ids"], x["txt_labels"] = mask_grounded(batch["input_ids"], batch["text_mask"],
                                                             group, vocab, gen)
         x = _to(x, device)
-        loss, m = forward_task(model, task, x, tc.ot_weight, tc.ot_beta, tc.ot_iterations)
+        loss, m = forward_task(model, task, x, tc.ot_weight, tc.ot_beta, tc.ot_iterations, tc.plan_distill,
+                               (vocab.special.cls, vocab.special.sep))
         if grounded:
             task = GROUNDED_TASK  # logged apart from the recipe's MLM
         if not torch.isfinite(loss):
