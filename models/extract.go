@@ -26,8 +26,8 @@ import (
 )
 
 // DefaultTruthMax is the largest truth matrix (captions × images, two bytes each: truth and
-// near miss) ExtractSplit writes by default: 200 M cells, 400 MB. test-1k (5,000 × 1,000) is far below it; the full
-// train split (150,000 × 30,000) is far above it.
+// near miss) ExtractSplit writes by default: 200 M cells, 400 MB. test-1k (5,000 × 1,000) is far
+// below it; the full train split (150,000 × 30,000) is far above it.
 const DefaultTruthMax = 200_000_000
 
 // ExtractOptions tune ExtractSplit.

@@ -25,7 +25,7 @@
 #                 images (default 0; README "Near-miss negatives")
 #   PLAN_DISTILL  weight of the plan distillation in fine-tuning (pretrain.py --plan-distill):
 #                 the cosine of final states, which the OT plan reads, pulled towards the
-#                 model's own token-region attention (default 1; 0: none, as the paper; README "Grounding")
+#                 model's own token-region attention (default 1; 0: none, as the paper; README "Plan distillation")
 #   DEVICE        cpu (default) or cuda for pre-training and fine-tuning (README "Default model":
 #                 batch 128 with warm-up 500 started learning ITM in ~4x fewer steps than 32)
 #   GROUNDED_STEPS  the grounding warm-up: the first 2000 pre-training steps (default) are MLM
@@ -124,7 +124,7 @@ for s in train val; do
   if [ ! -f "$WORK/feat-$s/extract.json" ]; then
     step "features through the serving pipeline: $s"
     # --truth-max 4e8: the default train split's truth matrix (40,000 captions × 8,000 images,
-    # 320 MB) is above extract's default limit; without it ITM negatives would be any other
+    # 320 M cells, 640 MB with the near misses) is above extract's default limit; without it ITM negatives would be any other
     # image, unchecked against the logical forms, unlike the committed model's training.
     "$UNITER" extract --bundle "$WORK/bundle-init" --ort-library "$ORT" --split-dir "$WORK/$s" --out "$WORK/feat-$s" \
       --truth-max 4e8

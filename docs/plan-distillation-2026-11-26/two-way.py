@@ -21,8 +21,8 @@ import uniter.pretrain as P  # noqa: E402
 rows = P.plan_distill_loss
 
 
-def two_way(h_txt, h_img, attn, input_ids, text_mask, img_mask, words, tau=P.PLAN_DISTILL_TAU):
-    T = input_ids.size(1)
+def two_way(h_txt, h_img, attn, img_mask, words, tau=P.PLAN_DISTILL_TAU):
+    T = h_txt.size(1)
     w = words[:, :, None]
     p = P.attention_alignment(attn, T).detach().masked_fill(~w, 0.0)
     p = p / p.sum(1, keepdim=True).clamp_min(1e-12)
@@ -31,7 +31,7 @@ def two_way(h_txt, h_img, attn, input_ids, text_mask, img_mask, words, tau=P.PLA
     kl = torch.where(p > 0, p * (p.clamp_min(1e-12).log() - logq), torch.zeros_like(p)).sum(1)
     regions = img_mask.bool() & words.any(1)[:, None]
     cols = kl[regions].mean() if regions.any() else h_txt.sum() * 0.0
-    return rows(h_txt, h_img, attn, input_ids, text_mask, img_mask, words, tau) + cols
+    return rows(h_txt, h_img, attn, img_mask, words, tau) + cols
 
 
 P.plan_distill_loss = two_way

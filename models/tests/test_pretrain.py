@@ -930,7 +930,7 @@ def test_plan_distillation_matches_a_token_by_token_computation(ds):
             kls.append(float((p * (p.log() - logq)).sum()))
     assert len(kls) > 10
     words = x["text_mask"].bool() & ~torch.isin(x["input_ids"], torch.tensor(specials)) & (x["targets"] == 1)[:, None]
-    got = plan_distill_loss(hidden[:, :T], hidden[:, T:], attn, x["input_ids"], x["text_mask"], x["img_mask"], words)
+    got = plan_distill_loss(hidden[:, :T], hidden[:, T:], attn, x["img_mask"], words)
     assert abs(float(got) - np.mean(kls)) < 1e-4, (float(got), np.mean(kls))
     assert attention_alignment(attn, T).shape == (hidden.size(0), T, x["img_mask"].size(1))
     # added to ITM with its weight
@@ -954,7 +954,7 @@ def test_plan_distillation_pulls_the_cosine_alignment_to_the_attention(ds):
     T = x["input_ids"].size(1)
     for _ in range(40):
         hidden, _, attn = model.uniter(x["input_ids"], x["text_mask"], x["img_feat"], x["img_loc"], x["img_mask"])
-        loss = plan_distill_loss(hidden[:, :T], hidden[:, T:], attn, x["input_ids"], x["text_mask"], x["img_mask"], words)
+        loss = plan_distill_loss(hidden[:, :T], hidden[:, T:], attn, x["img_mask"], words)
         opt.zero_grad()
         loss.backward()
         opt.step()

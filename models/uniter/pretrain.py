@@ -455,12 +455,11 @@ def attention_alignment(attn: Sequence[torch.Tensor], T: int) -> torch.Tensor:
 
 
 def plan_distill_loss(h_txt: torch.Tensor, h_img: torch.Tensor, attn: Sequence[torch.Tensor],
-                      input_ids: torch.Tensor, text_mask: torch.Tensor, img_mask: torch.Tensor,
-                      words: torch.Tensor, tau: float = PLAN_DISTILL_TAU) -> torch.Tensor:
+                      img_mask: torch.Tensor, words: torch.Tensor, tau: float = PLAN_DISTILL_TAU) -> torch.Tensor:
     """Mean over the ``words`` positions (``[B, T]`` bool) of KL(p ‖ q): p the token's attention
     alignment over the real regions (:func:`attention_alignment`, detached, scaled to sum to 1), q
     the softmax over them of cos(h_token, h_region) / tau."""
-    T = input_ids.size(1)
+    T = h_txt.size(1)
     real = img_mask.bool()[:, None, :]
     p = attention_alignment(attn, T).detach().masked_fill(~real, 0.0)
     p = p / p.sum(-1, keepdim=True).clamp_min(1e-12)
@@ -543,8 +542,7 @@ def forward_task(model: UniterForPretraining, task: str, x: Dict[str, torch.Tens
             words = x["text_mask"].bool() & ~torch.isin(
                 x["input_ids"], torch.tensor(list(special_ids), dtype=torch.long, device=targets.device))
             words = words & pos[:, None]
-            distill = plan_distill_loss(h_txt.float(), h_img.float(), attn, x["input_ids"],
-                                        x["text_mask"], x["img_mask"], words)
+            distill = plan_distill_loss(h_txt.float(), h_img.float(), attn, x["img_mask"], words)
             loss = loss + plan_distill * distill
             m["distill"] = distill.item()
     else:
