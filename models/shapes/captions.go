@@ -284,10 +284,7 @@ func FalseCaption(s Scene, c Caption, rng *rand.Rand) (Caption, string, error) {
 
 // editLF applies one edit of a kind to a random referring expression of the LF.
 func editLF(lf LF, kind string, rng *rand.Rand) (LF, bool) {
-	specs := []*ObjSpec{&lf.Obj}
-	if lf.Op == OpRelation {
-		specs = []*ObjSpec{&lf.A, &lf.B}
-	}
+	specs := lf.specs()
 	sp := specs[rng.IntN(len(specs))]
 	switch kind {
 	case EditCount:

@@ -193,8 +193,9 @@ func NearMiss(lf LF, s Scene) bool {
 			return true
 		}
 	case OpRelation:
-		for _, a := range matching(lf.A, s.Objects) {
-			for _, b := range matching(lf.B, s.Objects) {
+		as, bs := matching(lf.A, s.Objects), matching(lf.B, s.Objects)
+		for _, a := range as {
+			for _, b := range bs {
 				if a != b {
 					return true
 				}
@@ -209,28 +210,42 @@ func NearMiss(lf LF, s Scene) bool {
 	return false
 }
 
+// specs are the LF's referring expressions, in Refs order, as pointers into lf.
+func (lf *LF) specs() []*ObjSpec {
+	if lf.Op == OpRelation {
+		return []*ObjSpec{&lf.A, &lf.B}
+	}
+	return []*ObjSpec{&lf.Obj}
+}
+
+// fields are the spec's attributes (shape, colour, size), as pointers into s.
+func (s *ObjSpec) fields() []*string { return []*string{&s.Shape, &s.Color, &s.Size} }
+
+// named is the number of attributes the spec names.
+func (s ObjSpec) named() int {
+	n := 0
+	for _, v := range s.fields() {
+		if *v != "" {
+			n++
+		}
+	}
+	return n
+}
+
 // relaxations are the LF with one attribute of one referring expression dropped, for each
 // expression that names more than one attribute.
 func relaxations(lf LF) []LF {
 	var out []LF
-	for i := range lf.Refs() {
-		for attr := range 3 {
-			r := lf
-			spec := &r.Obj
-			if lf.Op == OpRelation {
-				spec = []*ObjSpec{&r.A, &r.B}[i]
-			}
-			named := 0
-			for _, v := range []string{spec.Shape, spec.Color, spec.Size} {
-				if v != "" {
-					named++
-				}
-			}
-			field := []*string{&spec.Shape, &spec.Color, &spec.Size}[attr]
-			if named < 2 || *field == "" {
+	for i, spec := range lf.specs() {
+		if spec.named() < 2 {
+			continue
+		}
+		for j, v := range spec.fields() {
+			if *v == "" {
 				continue
 			}
-			*field = ""
+			r := lf
+			*r.specs()[i].fields()[j] = ""
 			out = append(out, r)
 		}
 	}

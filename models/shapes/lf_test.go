@@ -440,7 +440,7 @@ func TestNearMissOfMinimalEdits(t *testing.T) {
 						edited = n.LF.B
 					}
 				}
-				want = attributes(edited) >= 2
+				want = edited.named() >= 2
 			}
 			if want {
 				checked[n.Edit]++
@@ -456,14 +456,4 @@ func TestNearMissOfMinimalEdits(t *testing.T) {
 			t.Errorf("no %s edit checked (of %v)", kind, checked)
 		}
 	}
-}
-
-func attributes(s ObjSpec) int {
-	n := 0
-	for _, v := range []string{s.Shape, s.Color, s.Size} {
-		if v != "" {
-			n++
-		}
-	}
-	return n
 }
