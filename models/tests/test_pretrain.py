@@ -900,6 +900,18 @@ def test_cli_near_negatives(split, tmp_path):
     assert json.loads((tmp_path / "c" / "final.json").read_text())["train"]["itm_near_negatives"] == 0.5
 
 
+def test_cli_plan_absorb(split, tmp_path):
+    sys.path.insert(0, MODELS)
+    import pretrain as cli
+    base = ["--data", split, "--config", json.dumps(TINY), "--steps", "2", "--batch-size", "8", "--mix", "itm:1",
+            "--no-progress", "--ckpt-every", "0"]
+    with pytest.raises(SystemExit, match="needs --plan-distill"):
+        cli.main(["--out", str(tmp_path / "a"), "--plan-absorb"] + base)
+    assert cli.main(["--out", str(tmp_path / "b"), "--plan-distill", "1", "--plan-absorb"] + base) == 0
+    train = json.loads((tmp_path / "b" / "final.json").read_text())["train"]
+    assert train["plan_absorb"] is True and train["plan_distill"] == 1
+
+
 def test_plan_distillation_matches_a_token_by_token_computation(ds):
     """plan_distill_loss against loops over pairs, tokens and regions: the attention between a
     token and each real region (both directions, every layer and head), scaled to sum to 1, is
@@ -938,6 +950,56 @@ def test_plan_distillation_matches_a_token_by_token_computation(ds):
     both, m1 = forward_task(model, "itm", x, ot_weight=0.1, plan_distill=0.5, special_ids=specials)
     assert "distill" not in m0 and abs(m1["distill"] - np.mean(kls)) < 1e-4
     assert abs(float(both) - float(base) - 0.5 * m1["distill"]) < 1e-5
+
+
+def test_plan_absorbers_take_the_regions_the_words_leave(ds):
+    """With absorbers, [CLS] and [SEP] of matching pairs join the mean, each with the target
+    max(0, 1/N - mean over the pair's words of their attention target), scaled to sum to 1;
+    computed here pair by pair from the same per-token targets as the loop above."""
+    torch.manual_seed(0)
+    model = tiny_model(ds, **NO_DROPOUT).eval()
+    b = collate(itm_samples(ds, range(len(ds)), np.random.default_rng(0)))
+    b["img_mask"][0, -1] = 0
+    x = prepare_task("itm", b, ds.vocab, torch.Generator())
+    hidden, _, attn = model.uniter(x["input_ids"], x["text_mask"], x["img_feat"], x["img_loc"], x["img_mask"])
+    T = x["input_ids"].size(1)
+    specials = (ds.vocab.special.cls, ds.vocab.special.sep)
+
+    def kl(bi, t, p, regions):
+        cos = torch.tensor([float(F.cosine_similarity(hidden[bi, t], hidden[bi, T + r], dim=0)) for r in regions],
+                           dtype=torch.float64)
+        logq = torch.log_softmax(cos / PLAN_DISTILL_TAU, 0)
+        return float(torch.where(p > 0, p * (p.clamp_min(1e-300).log() - logq), torch.zeros_like(p)).sum())
+
+    kls, n_absorbers = [], 0
+    for bi in range(hidden.size(0)):
+        if x["targets"][bi] != 1:
+            continue
+        regions = [r for r in range(x["img_mask"].size(1)) if x["img_mask"][bi, r]]
+        targets = {}
+        for t in range(T):
+            if x["text_mask"][bi, t] and int(x["input_ids"][bi, t]) not in specials:
+                w = torch.tensor([sum(float(a[bi, h, t, T + r] + a[bi, h, T + r, t]) for a in attn
+                                      for h in range(a.size(1))) for r in regions], dtype=torch.float64)
+                targets[t] = w / w.sum()
+        claim = torch.stack(list(targets.values())).mean(0)
+        left = (1.0 / len(regions) - claim).clamp_min(0)
+        assert left.sum() > 0  # some region is claimed less than its share
+        for t in range(T):
+            if t in targets:
+                kls.append(kl(bi, t, targets[t], regions))
+            elif x["text_mask"][bi, t]:
+                kls.append(kl(bi, t, left / left.sum(), regions))
+                n_absorbers += 1
+    assert n_absorbers >= 4
+    words = x["text_mask"].bool() & ~torch.isin(x["input_ids"], torch.tensor(specials)) & (x["targets"] == 1)[:, None]
+    absorbers = x["text_mask"].bool() & torch.isin(x["input_ids"], torch.tensor(specials)) & (x["targets"] == 1)[:, None]
+    got = plan_distill_loss(hidden[:, :T], hidden[:, T:], attn, x["img_mask"], words, absorbers=absorbers)
+    assert abs(float(got) - np.mean(kls)) < 1e-4, (float(got), np.mean(kls))
+    _, m = forward_task(model, "itm", x, ot_weight=0.1, plan_distill=0.5, special_ids=specials, plan_absorb=True)
+    assert abs(m["distill"] - np.mean(kls)) < 1e-4
+    without = plan_distill_loss(hidden[:, :T], hidden[:, T:], attn, x["img_mask"], words)
+    assert abs(float(without) - float(got)) > 1e-3  # the absorbers change the loss
 
 
 def test_plan_distillation_pulls_the_cosine_alignment_to_the_attention(ds):

@@ -116,6 +116,10 @@ class TrainConfig:
     # and the regions (both directions, all layers and heads: heads.CrossAttention), detached.
     # The attention grounds words; the final states, which the OT plan reads, otherwise do not.
     plan_distill: float = 0.0
+    # With plan_distill: [CLS] and [SEP] are distilled too, towards the regions the words leave
+    # unclaimed (see plan_distill_loss), so that the plan's uniform region marginal has somewhere
+    # other than the nouns to send unnamed objects. False: only the words.
+    plan_absorb: bool = False
     # A grounding warm-up before the recipe: the first ``grounded_mlm_steps`` steps are MLM
     # batches that mask, in every caption, one word of one group of ``grounded_groups`` (token id
     # tuples, e.g. the detector's attribute words and its class words), the groups taking turns
@@ -455,18 +459,31 @@ def attention_alignment(attn: Sequence[torch.Tensor], T: int) -> torch.Tensor:
 
 
 def plan_distill_loss(h_txt: torch.Tensor, h_img: torch.Tensor, attn: Sequence[torch.Tensor],
-                      img_mask: torch.Tensor, words: torch.Tensor, tau: float = PLAN_DISTILL_TAU) -> torch.Tensor:
-    """Mean over the ``words`` positions (``[B, T]`` bool) of KL(p ‖ q): p the token's attention
-    alignment over the real regions (:func:`attention_alignment`, detached, scaled to sum to 1), q
-    the softmax over them of cos(h_token, h_region) / tau."""
+                      img_mask: torch.Tensor, words: torch.Tensor, tau: float = PLAN_DISTILL_TAU,
+                      absorbers: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Mean over the ``words`` (and ``absorbers``) positions (``[B, T]`` bool) of KL(p ‖ q): q the
+    softmax over the real regions of cos(h_token, h_region) / tau; p, for a word, its attention
+    alignment over them (:func:`attention_alignment`, detached, scaled to sum to 1); for an
+    absorber ([CLS], [SEP]), the regions the pair's words leave unclaimed: max(0, 1/N − the mean of
+    the words' p), scaled to sum to 1. Every region must send 1/N of the plan's mass somewhere;
+    absorbers give the mass of regions no word refers to (objects the caption does not name,
+    background) a place other than the words."""
     T = h_txt.size(1)
     real = img_mask.bool()[:, None, :]
     p = attention_alignment(attn, T).detach().masked_fill(~real, 0.0)
     p = p / p.sum(-1, keepdim=True).clamp_min(1e-12)
+    sel = words
+    if absorbers is not None:
+        claim = (p * words[..., None]).sum(1) / words.sum(1, keepdim=True).clamp_min(1)   # [B, N]
+        left = (real[:, 0].float() / real.sum(-1).clamp_min(1) - claim).clamp_min(0)
+        left = left / left.sum(-1, keepdim=True).clamp_min(1e-12)
+        absorbers = absorbers & words.any(1, keepdim=True)   # a pair without words has no claim
+        p = torch.where(absorbers[..., None], left[:, None, :], p)
+        sel = words | absorbers
     cos = F.normalize(h_txt, dim=-1) @ F.normalize(h_img, dim=-1).transpose(1, 2)
     logq = F.log_softmax((cos / tau).masked_fill(~real, -1e4), -1)
     kl = torch.where(p > 0, p * (p.clamp_min(1e-12).log() - logq), torch.zeros_like(p)).sum(-1)
-    return kl[words].mean() if words.any() else h_txt.sum() * 0.0
+    return kl[sel].mean() if sel.any() else h_txt.sum() * 0.0
 
 
 def wra_loss(dist: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -480,10 +497,12 @@ def wra_loss(dist: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 def forward_task(model: UniterForPretraining, task: str, x: Dict[str, torch.Tensor],
                  ot_weight: float = 0.1, ot_beta: float = DEFAULT_BETA,
                  ot_iterations: int = DEFAULT_ITERATIONS, plan_distill: float = 0.0,
-                 special_ids: Sequence[int] = ()) -> Tuple[torch.Tensor, Dict[str, float]]:
+                 special_ids: Sequence[int] = (), plan_absorb: bool = False
+                 ) -> Tuple[torch.Tensor, Dict[str, float]]:
     """The task's loss (a scalar tensor) and its metrics (floats; ``loss`` included). With
     ``plan_distill`` > 0, ITM adds that weight of :func:`plan_distill_loss` over the matching
-    pairs' text tokens other than ``special_ids`` ([CLS], [SEP]...)."""
+    pairs' text tokens other than ``special_ids`` ([CLS], [SEP]...), and with ``plan_absorb`` those
+    special tokens as its absorbers."""
     hidden, pooled, attn = model.uniter(x["input_ids"], x["text_mask"], x["img_feat"], x["img_loc"],
                                      x["img_mask"], img_masks=x["img_masks"])
     T = x["input_ids"].size(1)
@@ -539,10 +558,11 @@ def forward_task(model: UniterForPretraining, task: str, x: Dict[str, torch.Tens
                 m["ot_neg"] = dist[targets == 0].mean().item()
         if plan_distill > 0:
             pos = targets == 1
-            words = x["text_mask"].bool() & ~torch.isin(
+            special = x["text_mask"].bool() & pos[:, None] & torch.isin(
                 x["input_ids"], torch.tensor(list(special_ids), dtype=torch.long, device=targets.device))
-            words = words & pos[:, None]
-            distill = plan_distill_loss(h_txt.float(), h_img.float(), attn, x["img_mask"], words)
+            words = x["text_mask"].bool() & pos[:, None] & ~special
+            distill = plan_distill_loss(h_txt.float(), h_img.float(), attn, x["img_mask"], words,
+                                        absorbers=special if plan_absorb else None)
             loss = loss + plan_distill * distill
             m["distill"] = distill.item()
     else:
@@ -689,7 +709,7 @@ def evaluate(model: UniterForPretraining, ds: PretrainDataset, vocab: Vocab, tas
             batch = _batch_for(task, ds, caps, rng, tc.itm_neg_prob, vocab.special.pad)
             x = _to(prepare_task(task, batch, vocab, gen, tc.mask_prob), device)
             _, m = forward_task(model, task, x, tc.ot_weight, tc.ot_beta, tc.ot_iterations, tc.plan_distill,
-                                (vocab.special.cls, vocab.special.sep))
+                                (vocab.special.cls, vocab.special.sep), tc.plan_absorb)
             for key, v in m.items():
                 if key != "n":
                     sums[key] += v * len(caps)
@@ -857,7 +877,7 @@ def pretrain(model: UniterForPretraining, train_ds: PretrainDataset, vocab: Voca
                                                             group, vocab, gen)
         x = _to(x, device)
         loss, m = forward_task(model, task, x, tc.ot_weight, tc.ot_beta, tc.ot_iterations, tc.plan_distill,
-                               (vocab.special.cls, vocab.special.sep))
+                               (vocab.special.cls, vocab.special.sep), tc.plan_absorb)
         if grounded:
             task = GROUNDED_TASK  # logged apart from the recipe's MLM
         if not torch.isfinite(loss):
