@@ -74,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--plan-absorb", action="store_true",
                     help="with --plan-distill: distil [CLS] and [SEP] too, towards the regions the words "
                          "leave unclaimed, so that the plan sends unnamed objects to them, not to the nouns")
+    ap.add_argument("--plan-target", choices=("cosine", "plan"), default="cosine",
+                    help="with --plan-distill: distil into each token's softmax of the cosine over regions "
+                         "(cosine, default) or into the OT plan's row itself (plan: the cosine plus the "
+                         "plan's region potential)")
     ap.add_argument("--grounded-words", default="", metavar="FILE[,FILE...]",
                     help="word groups for --grounded-mlm-steps, one file per group, a word per line (e.g. "
                          "the bundle's attribute_labels.txt,region_labels.txt); plurals in the vocabulary "
@@ -161,8 +165,8 @@ def main(argv=None) -> int:
                          "(written by uniter extract since near misses were added: extract again)")
     if args.plan_distill < 0:
         raise SystemExit(f"--plan-distill {args.plan_distill}: want >= 0")
-    if args.plan_absorb and args.plan_distill == 0:
-        raise SystemExit("--plan-absorb needs --plan-distill W > 0")
+    if (args.plan_absorb or args.plan_target != "cosine") and args.plan_distill == 0:
+        raise SystemExit("--plan-absorb and --plan-target need --plan-distill W > 0")
     groups = ()
     if args.grounded_mlm_steps < 0:
         raise SystemExit(f"--grounded-mlm-steps {args.grounded_mlm_steps}: want >= 0")
@@ -216,6 +220,7 @@ def main(argv=None) -> int:
                      itm_neg_prob=args.itm_neg_prob, itm_hard_negatives=args.itm_hard_negatives,
                      itm_text_negatives=args.itm_text_negatives, itm_near_negatives=args.itm_near_negatives,
                      plan_distill=args.plan_distill, plan_absorb=args.plan_absorb,
+                     plan_target=args.plan_target,
                      grounded_mlm_steps=args.grounded_mlm_steps, grounded_groups=groups,
                      grounded_images=images, grounded_images_steps=args.grounded_images_steps,
                      train_only=args.train_only,

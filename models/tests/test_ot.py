@@ -18,7 +18,7 @@ REPO = os.path.dirname(MODELS)
 if MODELS not in sys.path:  # `cd models && pytest tests` has it already
     sys.path.insert(0, MODELS)
 
-from uniter.ot import cost_matrix_cosine, ipot, optimal_transport_dist  # noqa: E402
+from uniter.ot import cost_matrix_cosine, ipot, ipot_region_potential, optimal_transport_dist  # noqa: E402
 
 GOLDEN = os.path.join(REPO, "heads", "testdata", "ipot_golden.json")
 
@@ -223,6 +223,28 @@ def test_distance_has_gradient_plan_does_not():
     assert not T.requires_grad
     d.sum().backward()
     assert txt.grad is not None and torch.isfinite(txt.grad).all() and txt.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("beta,iterations", [(0.5, 50), (0.1, 20)])
+def test_region_potential_reproduces_the_plan_rows(beta, iterations):
+    """Each token's row of the plan (numpy_ipot_pair, per pair, unpadded) is the softmax over
+    regions of (-C + phi) / (beta / iterations), phi from the padded batch in the log domain;
+    padding gets 0 and changes nothing."""
+    rng = np.random.default_rng(13)
+    shapes = [(3, 8), (9, 2), (6, 11), (1, 1), (12, 20)]
+    pairs = [random_pair(rng, M, N, 10, structured=b % 2 == 0) for b, (M, N) in enumerate(shapes)]
+    txt, img, tp, ip = pad_batch(pairs, txt_fill=5.0, img_fill=-2.0)
+    C = cost_matrix_cosine(txt, img).masked_fill(tp[:, :, None] | ip[:, None, :], 0)
+    phi = ipot_region_potential(C, tp, ip, beta=beta, iterations=iterations)
+    assert torch.isfinite(phi).all() and (phi[ip] == 0).all()
+    eps = beta / iterations
+    for b, (t, r) in enumerate(pairs):
+        M, N = shapes[b]
+        cost, plan, _ = numpy_ipot_pair(t, r, beta=beta, iterations=iterations)
+        logits = (-cost + phi[b, :N].numpy()[None, :]) / eps
+        rows = np.exp(logits - logits.max(1, keepdims=True))
+        rows /= rows.sum(1, keepdims=True)
+        np.testing.assert_allclose(rows, plan / plan.sum(1, keepdims=True), rtol=0, atol=1e-9)
 
 
 def test_ipot_rejects_bad_options():

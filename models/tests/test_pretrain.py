@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from uniter import ot
 from uniter.data import PretrainDataset, SpecialIds, Vocab, collate, write_split
 from uniter.model import UniterForPretraining, load_checkpoint
+from uniter.ot import cost_matrix_cosine, ipot
 from uniter.pretrain import (DEFAULT_MIX, CaptionBatcher, TrainConfig, TaskSampler, build_model, build_optimizer,
                              evaluate, forward_task, grounded_groups, hard_itm_samples, itm_samples,
                              lr_factor, mask_grounded, mask_regions, mask_tokens, mrc_hard_labels, parse_mix, prepare_task, pretrain,
@@ -905,11 +906,14 @@ def test_cli_plan_absorb(split, tmp_path):
     import pretrain as cli
     base = ["--data", split, "--config", json.dumps(TINY), "--steps", "2", "--batch-size", "8", "--mix", "itm:1",
             "--no-progress", "--ckpt-every", "0"]
-    with pytest.raises(SystemExit, match="needs --plan-distill"):
+    with pytest.raises(SystemExit, match="need --plan-distill"):
         cli.main(["--out", str(tmp_path / "a"), "--plan-absorb"] + base)
-    assert cli.main(["--out", str(tmp_path / "b"), "--plan-distill", "1", "--plan-absorb"] + base) == 0
+    with pytest.raises(SystemExit, match="need --plan-distill"):
+        cli.main(["--out", str(tmp_path / "a"), "--plan-target", "plan"] + base)
+    assert cli.main(["--out", str(tmp_path / "b"), "--plan-distill", "1", "--plan-absorb", "--plan-target", "plan"]
+                    + base) == 0
     train = json.loads((tmp_path / "b" / "final.json").read_text())["train"]
-    assert train["plan_absorb"] is True and train["plan_distill"] == 1
+    assert train["plan_absorb"] is True and train["plan_distill"] == 1 and train["plan_target"] == "plan"
 
 
 def test_plan_distillation_matches_a_token_by_token_computation(ds):
@@ -1000,6 +1004,48 @@ def test_plan_absorbers_take_the_regions_the_words_leave(ds):
     assert abs(m["distill"] - np.mean(kls)) < 1e-4
     without = plan_distill_loss(hidden[:, :T], hidden[:, T:], attn, x["img_mask"], words)
     assert abs(float(without) - float(got)) > 1e-3  # the absorbers change the loss
+
+
+def test_plan_target_is_the_ot_plan_row_at_the_distillation_temperature(ds):
+    """With plan_target "plan", q for a token is its row of the IPOT plan (float64, uniform
+    marginals, [CLS] and [SEP] included) raised to the power eps / tau, eps = beta / iterations
+    (the plan's own temperature), and scaled to sum to 1."""
+    torch.manual_seed(0)
+    model = tiny_model(ds, **NO_DROPOUT).eval()
+    b = collate(itm_samples(ds, range(len(ds)), np.random.default_rng(0)))
+    b["img_mask"][0, -1] = 0
+    x = prepare_task("itm", b, ds.vocab, torch.Generator())
+    hidden, _, attn = model.uniter(x["input_ids"], x["text_mask"], x["img_feat"], x["img_loc"], x["img_mask"])
+    T = x["input_ids"].size(1)
+    specials = (ds.vocab.special.cls, ds.vocab.special.sep)
+    beta, iterations = 0.5, 50
+    kls = []
+    for bi in range(hidden.size(0)):
+        if x["targets"][bi] != 1:
+            continue
+        toks = [t for t in range(T) if x["text_mask"][bi, t]]
+        regions = [r for r in range(x["img_mask"].size(1)) if x["img_mask"][bi, r]]
+        ht, hr = hidden[bi, toks].double()[None], hidden[bi, [T + r for r in regions]].double()[None]
+        C = cost_matrix_cosine(ht, hr)
+        tp, ip = torch.zeros(1, len(toks), dtype=torch.bool), torch.zeros(1, len(regions), dtype=torch.bool)
+        plan = ipot(C, torch.tensor([float(len(toks))]), tp, torch.tensor([float(len(regions))]), ip,
+                    tp[..., None] | ip[:, None, :], beta=beta, iterations=iterations)[0].T   # tokens x regions
+        for k, t in enumerate(toks):
+            if int(x["input_ids"][bi, t]) in specials:
+                continue
+            w = torch.tensor([sum(float(a[bi, h, t, T + r] + a[bi, h, T + r, t]) for a in attn
+                                  for h in range(a.size(1))) for r in regions], dtype=torch.float64)
+            p = w / w.sum()
+            q = plan[k] ** ((beta / iterations) / PLAN_DISTILL_TAU)
+            q = q / q.sum()
+            kls.append(float((p * (p.log() - q.log())).sum()))
+    assert len(kls) > 10
+    _, m = forward_task(model, "itm", x, ot_weight=0.1, plan_distill=1.0, special_ids=specials, plan_target="plan")
+    assert abs(m["distill"] - np.mean(kls)) < 1e-4, (m["distill"], np.mean(kls))
+    _, m_cos = forward_task(model, "itm", x, ot_weight=0.1, plan_distill=1.0, special_ids=specials)
+    assert abs(m_cos["distill"] - m["distill"]) > 1e-3
+    with pytest.raises(ValueError, match="plan_target"):
+        forward_task(model, "itm", x, plan_distill=1.0, special_ids=specials, plan_target="rows")
 
 
 def test_plan_distillation_pulls_the_cosine_alignment_to_the_attention(ds):

@@ -28,6 +28,7 @@ __all__ = [
     "PAD_GUARD",
     "cost_matrix_cosine",
     "ipot",
+    "ipot_region_potential",
     "optimal_transport_dist",
 ]
 
@@ -108,6 +109,37 @@ def ipot(C, txt_len, txt_pad, img_len, img_pad, joint_pad,
             sigma = 1 / (m * qt_delta + token_guard)
         T = delta.unsqueeze(2) * Q * sigma.unsqueeze(1)
     return T.masked_fill(pad_nm, 0)
+
+
+@torch.no_grad()
+def ipot_region_potential(C, txt_pad, img_pad, beta=DEFAULT_BETA, iterations=DEFAULT_ITERATIONS):
+    """The regions' potential in the plan of :func:`ipot` (k = 1), in cost units: ``[B, N]``.
+
+    Each IPOT step rescales the regions and the tokens of ``exp(-C/beta) * T``, so after ``t``
+    steps the plan is ``T[r, i] = U[r] exp(-t C[i, r] / beta) V[i]``: entropic transport at
+    ``eps = beta / t``. A token's row of the plan is therefore the softmax over regions of
+    ``(-C[i, r] + phi[r]) / eps`` with ``phi = eps log U``: ``phi`` is what the other tokens'
+    claims on a region cost a token that wants it. Computed in the log domain (the plan itself
+    underflows to 0 far from its support); 0 at padded regions.
+    """
+    if C.dim() != 3:
+        raise ValueError(f"cost must be [B,M,N], got {tuple(C.shape)}")
+    C = C.double()
+    neg = torch.finfo(C.dtype).min / 4
+    pad = txt_pad.unsqueeze(-1) | img_pad.unsqueeze(-2)                          # [B, M, N]
+    log_m = torch.log((~txt_pad).sum(1, keepdim=True).double())                 # [B, 1]
+    log_n = torch.log((~img_pad).sum(1, keepdim=True).double())
+    log_u = torch.zeros(img_pad.shape, dtype=C.dtype, device=C.device)          # regions
+    log_v = torch.zeros(txt_pad.shape, dtype=C.dtype, device=C.device)          # tokens
+    log_sigma = (-log_m).expand_as(log_v).masked_fill(txt_pad, 0.0)
+    for t in range(1, iterations + 1):
+        log_q = (log_u[:, None, :] - t * C / beta + log_v[:, :, None]).masked_fill(pad, neg)  # [B, M, N]
+        # padded rows and columns of log_q are all `neg`: their scalings are pinned to 1
+        log_delta = (-log_n - torch.logsumexp(log_q + log_sigma[:, :, None], dim=1)).masked_fill(img_pad, 0.0)
+        log_sigma = (-log_m - torch.logsumexp(log_q + log_delta[:, None, :], dim=2)).masked_fill(txt_pad, 0.0)
+        log_u, log_v = log_u + log_delta, log_v + log_sigma
+    phi = (beta / iterations) * log_u
+    return phi.masked_fill(img_pad, 0.0)
 
 
 def optimal_transport_dist(txt_emb, img_emb, txt_pad, img_pad,

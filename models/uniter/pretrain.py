@@ -43,7 +43,7 @@ from torch import nn
 
 from .data import PretrainDataset, Vocab, collate
 from .model import UniterConfig, UniterForPretraining
-from .ot import DEFAULT_BETA, DEFAULT_ITERATIONS, optimal_transport_dist
+from .ot import DEFAULT_BETA, DEFAULT_ITERATIONS, cost_matrix_cosine, ipot_region_potential, optimal_transport_dist
 
 try:  # the progress bar is a nicety: training works without python3-tqdm
     from tqdm import tqdm as _tqdm
@@ -120,6 +120,10 @@ class TrainConfig:
     # unclaimed (see plan_distill_loss), so that the plan's uniform region marginal has somewhere
     # other than the nouns to send unnamed objects. False: only the words.
     plan_absorb: bool = False
+    # What the distillation pulls towards the attention: "cosine", each token's softmax of the
+    # cosine over regions, or "plan", the OT plan's row itself (the cosine plus the regions'
+    # potential in the plan, ot.ipot_region_potential, detached), both at PLAN_DISTILL_TAU.
+    plan_target: str = "cosine"
     # A grounding warm-up before the recipe: the first ``grounded_mlm_steps`` steps are MLM
     # batches that mask, in every caption, one word of one group of ``grounded_groups`` (token id
     # tuples, e.g. the detector's attribute words and its class words), the groups taking turns
@@ -460,14 +464,17 @@ def attention_alignment(attn: Sequence[torch.Tensor], T: int) -> torch.Tensor:
 
 def plan_distill_loss(h_txt: torch.Tensor, h_img: torch.Tensor, attn: Sequence[torch.Tensor],
                       img_mask: torch.Tensor, words: torch.Tensor, tau: float = PLAN_DISTILL_TAU,
-                      absorbers: Optional[torch.Tensor] = None) -> torch.Tensor:
+                      absorbers: Optional[torch.Tensor] = None,
+                      region_potential: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Mean over the ``words`` (and ``absorbers``) positions (``[B, T]`` bool) of KL(p ‖ q): q the
     softmax over the real regions of cos(h_token, h_region) / tau; p, for a word, its attention
     alignment over them (:func:`attention_alignment`, detached, scaled to sum to 1); for an
     absorber ([CLS], [SEP]), the regions the pair's words leave unclaimed: max(0, 1/N − the mean of
     the words' p), scaled to sum to 1. Every region must send 1/N of the plan's mass somewhere;
     absorbers give the mass of regions no word refers to (objects the caption does not name,
-    background) a place other than the words."""
+    background) a place other than the words. With ``region_potential`` (``[B, N]``, detached:
+    :func:`uniter.ot.ipot_region_potential`), q is the softmax of (cos + potential) / tau: the OT
+    plan's own row for the token (``-C + phi`` over its temperature), at temperature tau."""
     T = h_txt.size(1)
     real = img_mask.bool()[:, None, :]
     p = attention_alignment(attn, T).detach().masked_fill(~real, 0.0)
@@ -481,6 +488,8 @@ def plan_distill_loss(h_txt: torch.Tensor, h_img: torch.Tensor, attn: Sequence[t
         p = torch.where(absorbers[..., None], left[:, None, :], p)
         sel = words | absorbers
     cos = F.normalize(h_txt, dim=-1) @ F.normalize(h_img, dim=-1).transpose(1, 2)
+    if region_potential is not None:
+        cos = cos + region_potential.detach()[:, None, :]
     logq = F.log_softmax((cos / tau).masked_fill(~real, -1e4), -1)
     kl = torch.where(p > 0, p * (p.clamp_min(1e-12).log() - logq), torch.zeros_like(p)).sum(-1)
     return kl[sel].mean() if sel.any() else h_txt.sum() * 0.0
@@ -497,12 +506,13 @@ def wra_loss(dist: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 def forward_task(model: UniterForPretraining, task: str, x: Dict[str, torch.Tensor],
                  ot_weight: float = 0.1, ot_beta: float = DEFAULT_BETA,
                  ot_iterations: int = DEFAULT_ITERATIONS, plan_distill: float = 0.0,
-                 special_ids: Sequence[int] = (), plan_absorb: bool = False
-                 ) -> Tuple[torch.Tensor, Dict[str, float]]:
+                 special_ids: Sequence[int] = (), plan_absorb: bool = False,
+                 plan_target: str = "cosine") -> Tuple[torch.Tensor, Dict[str, float]]:
     """The task's loss (a scalar tensor) and its metrics (floats; ``loss`` included). With
     ``plan_distill`` > 0, ITM adds that weight of :func:`plan_distill_loss` over the matching
     pairs' text tokens other than ``special_ids`` ([CLS], [SEP]...), and with ``plan_absorb`` those
-    special tokens as its absorbers."""
+    special tokens as its absorbers; ``plan_target`` "plan" distils into the OT plan's rows (the
+    cosine plus the plan's region potential) rather than the cosine alone."""
     hidden, pooled, attn = model.uniter(x["input_ids"], x["text_mask"], x["img_feat"], x["img_loc"],
                                      x["img_mask"], img_masks=x["img_masks"])
     T = x["input_ids"].size(1)
@@ -561,8 +571,16 @@ def forward_task(model: UniterForPretraining, task: str, x: Dict[str, torch.Tens
             special = x["text_mask"].bool() & pos[:, None] & torch.isin(
                 x["input_ids"], torch.tensor(list(special_ids), dtype=torch.long, device=targets.device))
             words = x["text_mask"].bool() & pos[:, None] & ~special
+            phi = None
+            if plan_target == "plan":
+                tpad, ipad = x["text_mask"] == 0, x["img_mask"] == 0
+                cost = cost_matrix_cosine(h_txt.detach().float(), h_img.detach().float())
+                phi = ipot_region_potential(cost.masked_fill(tpad[..., None] | ipad[:, None, :], 0), tpad, ipad,
+                                            beta=ot_beta, iterations=ot_iterations).to(h_txt.dtype)
+            elif plan_target != "cosine":
+                raise ValueError(f"plan_target {plan_target!r}: want cosine or plan")
             distill = plan_distill_loss(h_txt.float(), h_img.float(), attn, x["img_mask"], words,
-                                        absorbers=special if plan_absorb else None)
+                                        absorbers=special if plan_absorb else None, region_potential=phi)
             loss = loss + plan_distill * distill
             m["distill"] = distill.item()
     else:
@@ -709,7 +727,7 @@ def evaluate(model: UniterForPretraining, ds: PretrainDataset, vocab: Vocab, tas
             batch = _batch_for(task, ds, caps, rng, tc.itm_neg_prob, vocab.special.pad)
             x = _to(prepare_task(task, batch, vocab, gen, tc.mask_prob), device)
             _, m = forward_task(model, task, x, tc.ot_weight, tc.ot_beta, tc.ot_iterations, tc.plan_distill,
-                                (vocab.special.cls, vocab.special.sep), tc.plan_absorb)
+                                (vocab.special.cls, vocab.special.sep), tc.plan_absorb, tc.plan_target)
             for key, v in m.items():
                 if key != "n":
                     sums[key] += v * len(caps)
@@ -877,7 +895,7 @@ def pretrain(model: UniterForPretraining, train_ds: PretrainDataset, vocab: Voca
                                                             group, vocab, gen)
         x = _to(x, device)
         loss, m = forward_task(model, task, x, tc.ot_weight, tc.ot_beta, tc.ot_iterations, tc.plan_distill,
-                               (vocab.special.cls, vocab.special.sep), tc.plan_absorb)
+                               (vocab.special.cls, vocab.special.sep), tc.plan_absorb, tc.plan_target)
         if grounded:
             task = GROUNDED_TASK  # logged apart from the recipe's MLM
         if not torch.isfinite(loss):
