@@ -25,7 +25,10 @@
 #                 images (default 0; README "Near-miss negatives")
 #   PLAN_DISTILL  weight of the plan distillation in fine-tuning (pretrain.py --plan-distill):
 #                 the cosine of final states, which the OT plan reads, pulled towards the
-#                 model's own token-region attention (default 1; 0: none, as the paper; README "Plan distillation")
+#                 model's own token-region attention (default 2; 0: none, as the paper; README "Plan distillation")
+#   PLAN_ABSORB   1: [CLS] and [SEP] join the distillation, pulled towards the regions the words
+#                 leave unclaimed, so that the plan sends objects the caption does not name to them
+#                 rather than to its nouns (pretrain.py --plan-absorb; default 1)
 #   DEVICE        cpu (default) or cuda for pre-training and fine-tuning (README "Default model":
 #                 batch 128 with warm-up 500 started learning ITM in ~4x fewer steps than 32)
 #   GROUNDED_STEPS  the grounding warm-up: the first 2000 pre-training steps (default) are MLM
@@ -58,7 +61,8 @@ PRE_STEPS=${PRE_STEPS:-20000}
 FT_STEPS=${FT_STEPS:-3000}
 FT_NEGATIVES=${FT_NEGATIVES:-8}
 FT_NEAR=${FT_NEAR:-0}
-PLAN_DISTILL=${PLAN_DISTILL:-1}
+PLAN_DISTILL=${PLAN_DISTILL:-2}
+PLAN_ABSORB=${PLAN_ABSORB:-1}
 PRE_BATCH=${PRE_BATCH:-32}
 PRE_WARMUP=${PRE_WARMUP:-1000}
 DEVICE=${DEVICE:-cpu}
@@ -163,11 +167,13 @@ train() {
         --ckpt-every 1000 --log-every 100 --threads 1 --blas-threads 1 --device "$DEVICE" --no-progress
     fi
   fi
+  local absorb=""
+  [ "$PLAN_ABSORB" = 1 ] && absorb=--plan-absorb
   if [ ! -f "$WORK/ft-$name/final.pt" ]; then
     step "ITM fine-tuning $name (OT weight $ot, $FT_STEPS steps)"
     "$PY" models/pretrain.py --data "$WORK/feat-train" --val "$WORK/feat-val" --out "$WORK/ft-$name" \
       --config "$WORK/pre-$name/config.json" --init "$init/final.pt" --mix itm:1 \
-      --itm-hard-negatives "$FT_NEGATIVES" --itm-near-negatives "$FT_NEAR" --plan-distill "$PLAN_DISTILL" --steps "$FT_STEPS" --lr 3e-4 --warmup 200 --ot-weight "$ot" \
+      --itm-hard-negatives "$FT_NEGATIVES" --itm-near-negatives "$FT_NEAR" --plan-distill "$PLAN_DISTILL" $absorb --steps "$FT_STEPS" --lr 3e-4 --warmup 200 --ot-weight "$ot" \
       --ckpt-every 1000 --log-every 100 --threads 1 --blas-threads 1 --device "$DEVICE" --no-progress
   fi
   local out
@@ -199,6 +205,7 @@ def keep(m):
             "lr": t.get("lr"), "warmup": t.get("warmup"), "batch_size": t.get("batch_size"),
             "ot_weight": t.get("ot_weight"), "itm_hard_negatives": t.get("itm_hard_negatives", 0),
             "itm_near_negatives": t.get("itm_near_negatives", 0), "plan_distill": t.get("plan_distill", 0),
+            "plan_absorb": t.get("plan_absorb", False),
             "grounded_mlm_steps": t.get("grounded_mlm_steps", 0), "train_only": t.get("train_only") or None,
             "val_metrics": m.get("val")}
 det = json.load(open(f"{work}/detector/eval_val.json"))
