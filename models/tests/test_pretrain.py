@@ -916,19 +916,32 @@ def test_cli_plan_absorb(split, tmp_path):
     assert train["plan_absorb"] is True and train["plan_distill"] == 1 and train["plan_target"] == "plan"
 
 
+def _distill_case(ds):
+    """A tiny model without dropout on an ITM batch with a padded region in a real pair: (model, x,
+    hidden, attention, text length, special ids)."""
+    torch.manual_seed(0)
+    model = tiny_model(ds, **NO_DROPOUT).eval()
+    b = collate(itm_samples(ds, range(len(ds)), np.random.default_rng(0)))
+    b["img_mask"][0, -1] = 0
+    x = prepare_task("itm", b, ds.vocab, torch.Generator())
+    hidden, _, attn = model.uniter(x["input_ids"], x["text_mask"], x["img_feat"], x["img_loc"], x["img_mask"])
+    return model, x, hidden, attn, x["input_ids"].size(1), (ds.vocab.special.cls, ds.vocab.special.sep)
+
+
+def _attention_target(attn, bi, t, T, regions):
+    """Token t's attention to each region plus the region's to it, over every layer and head,
+    scaled to sum to 1 (float64)."""
+    w = torch.tensor([sum(float(a[bi, h, t, T + r] + a[bi, h, T + r, t]) for a in attn for h in range(a.size(1)))
+                      for r in regions], dtype=torch.float64)
+    return w / w.sum()
+
+
 def test_plan_distillation_matches_a_token_by_token_computation(ds):
     """plan_distill_loss against loops over pairs, tokens and regions: the attention between a
     token and each real region (both directions, every layer and head), scaled to sum to 1, is
     the target of the softmax of cosines / tau over the real regions; KL averaged over the
     matching pairs' non-special tokens. It is added to ITM with its weight, and only there."""
-    torch.manual_seed(0)
-    model = tiny_model(ds, **NO_DROPOUT).eval()
-    b = collate(itm_samples(ds, range(len(ds)), np.random.default_rng(0)))
-    b["img_mask"][0, -1] = 0  # a padded region in a real pair
-    x = prepare_task("itm", b, ds.vocab, torch.Generator())
-    hidden, _, attn = model.uniter(x["input_ids"], x["text_mask"], x["img_feat"], x["img_loc"], x["img_mask"])
-    T = x["input_ids"].size(1)
-    specials = (ds.vocab.special.cls, ds.vocab.special.sep)
+    model, x, hidden, attn, T, specials = _distill_case(ds)
     kls = []
     for bi in range(hidden.size(0)):
         if x["targets"][bi] != 1:
@@ -937,9 +950,7 @@ def test_plan_distillation_matches_a_token_by_token_computation(ds):
         for t in range(T):
             if not x["text_mask"][bi, t] or int(x["input_ids"][bi, t]) in specials:
                 continue
-            w = torch.tensor([sum(float(a[bi, h, t, T + r] + a[bi, h, T + r, t]) for a in attn for h in range(a.size(1)))
-                              for r in regions], dtype=torch.float64)
-            p = w / w.sum()
+            p = _attention_target(attn, bi, t, T, regions)
             cos = torch.tensor([float(F.cosine_similarity(hidden[bi, t], hidden[bi, T + r], dim=0)) for r in regions],
                                dtype=torch.float64)
             logq = torch.log_softmax(cos / PLAN_DISTILL_TAU, 0)
@@ -960,14 +971,7 @@ def test_plan_absorbers_take_the_regions_the_words_leave(ds):
     """With absorbers, [CLS] and [SEP] of matching pairs join the mean, each with the target
     max(0, 1/N - mean over the pair's words of their attention target), scaled to sum to 1;
     computed here pair by pair from the same per-token targets as the loop above."""
-    torch.manual_seed(0)
-    model = tiny_model(ds, **NO_DROPOUT).eval()
-    b = collate(itm_samples(ds, range(len(ds)), np.random.default_rng(0)))
-    b["img_mask"][0, -1] = 0
-    x = prepare_task("itm", b, ds.vocab, torch.Generator())
-    hidden, _, attn = model.uniter(x["input_ids"], x["text_mask"], x["img_feat"], x["img_loc"], x["img_mask"])
-    T = x["input_ids"].size(1)
-    specials = (ds.vocab.special.cls, ds.vocab.special.sep)
+    model, x, hidden, attn, T, specials = _distill_case(ds)
 
     def kl(bi, t, p, regions):
         cos = torch.tensor([float(F.cosine_similarity(hidden[bi, t], hidden[bi, T + r], dim=0)) for r in regions],
@@ -983,9 +987,7 @@ def test_plan_absorbers_take_the_regions_the_words_leave(ds):
         targets = {}
         for t in range(T):
             if x["text_mask"][bi, t] and int(x["input_ids"][bi, t]) not in specials:
-                w = torch.tensor([sum(float(a[bi, h, t, T + r] + a[bi, h, T + r, t]) for a in attn
-                                      for h in range(a.size(1))) for r in regions], dtype=torch.float64)
-                targets[t] = w / w.sum()
+                targets[t] = _attention_target(attn, bi, t, T, regions)
         claim = torch.stack(list(targets.values())).mean(0)
         left = (1.0 / len(regions) - claim).clamp_min(0)
         assert left.sum() > 0  # some region is claimed less than its share
@@ -1010,14 +1012,7 @@ def test_plan_target_is_the_ot_plan_row_at_the_distillation_temperature(ds):
     """With plan_target "plan", q for a token is its row of the IPOT plan (float64, uniform
     marginals, [CLS] and [SEP] included) raised to the power eps / tau, eps = beta / iterations
     (the plan's own temperature), and scaled to sum to 1."""
-    torch.manual_seed(0)
-    model = tiny_model(ds, **NO_DROPOUT).eval()
-    b = collate(itm_samples(ds, range(len(ds)), np.random.default_rng(0)))
-    b["img_mask"][0, -1] = 0
-    x = prepare_task("itm", b, ds.vocab, torch.Generator())
-    hidden, _, attn = model.uniter(x["input_ids"], x["text_mask"], x["img_feat"], x["img_loc"], x["img_mask"])
-    T = x["input_ids"].size(1)
-    specials = (ds.vocab.special.cls, ds.vocab.special.sep)
+    model, x, hidden, attn, T, specials = _distill_case(ds)
     beta, iterations = 0.5, 50
     kls = []
     for bi in range(hidden.size(0)):
@@ -1033,9 +1028,7 @@ def test_plan_target_is_the_ot_plan_row_at_the_distillation_temperature(ds):
         for k, t in enumerate(toks):
             if int(x["input_ids"][bi, t]) in specials:
                 continue
-            w = torch.tensor([sum(float(a[bi, h, t, T + r] + a[bi, h, T + r, t]) for a in attn
-                                  for h in range(a.size(1))) for r in regions], dtype=torch.float64)
-            p = w / w.sum()
+            p = _attention_target(attn, bi, t, T, regions)
             q = plan[k] ** ((beta / iterations) / PLAN_DISTILL_TAU)
             q = q / q.sum()
             kls.append(float((p * (p.log() - q.log())).sum()))
