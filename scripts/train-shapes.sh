@@ -28,7 +28,7 @@
 #                 model's own token-region attention (default 2; 0: none, as the paper; README "Plan distillation")
 #   PLAN_ABSORB   1: [CLS] and [SEP] join the distillation, pulled towards the regions the words
 #                 leave unclaimed, so that the plan sends objects the caption does not name to them
-#                 rather than to its nouns (pretrain.py --plan-absorb; default 1)
+#                 rather than to its nouns (pretrain.py --plan-absorb; default 1; ignored with PLAN_DISTILL=0)
 #   DEVICE        cpu (default) or cuda for pre-training and fine-tuning (README "Default model":
 #                 batch 128 with warm-up 500 started learning ITM in ~4x fewer steps than 32)
 #   GROUNDED_STEPS  the grounding warm-up: the first 2000 pre-training steps (default) are MLM
@@ -168,7 +168,8 @@ train() {
     fi
   fi
   local absorb=""
-  [ "$PLAN_ABSORB" = 1 ] && absorb=--plan-absorb
+  # absorbers are part of the distillation: none without it
+  if [ "$PLAN_ABSORB" = 1 ] && [ "$PLAN_DISTILL" != 0 ]; then absorb=--plan-absorb; fi
   if [ ! -f "$WORK/ft-$name/final.pt" ]; then
     step "ITM fine-tuning $name (OT weight $ot, $FT_STEPS steps)"
     "$PY" models/pretrain.py --data "$WORK/feat-train" --val "$WORK/feat-val" --out "$WORK/ft-$name" \

@@ -118,9 +118,9 @@ def ipot_region_potential(C, txt_pad, img_pad, beta=DEFAULT_BETA, iterations=DEF
     Each IPOT step rescales the regions and the tokens of ``exp(-C/beta) * T``, so after ``t``
     steps the plan is ``T[r, i] = U[r] exp(-t C[i, r] / beta) V[i]``: entropic transport at
     ``eps = beta / t``. A token's row of the plan is therefore the softmax over regions of
-    ``(-C[i, r] + phi[r]) / eps`` with ``phi = eps log U``: ``phi`` is what the other tokens'
-    claims on a region cost a token that wants it. Computed in the log domain (the plan itself
-    underflows to 0 far from its support); 0 at padded regions.
+    ``(-C[i, r] + phi[r]) / eps`` with ``phi = eps log U``: high on regions the other tokens
+    leave unclaimed, low on crowded ones. Computed in the log domain (the plan itself underflows
+    to 0 far from its support); 0 at padded regions.
     """
     if C.dim() != 3:
         raise ValueError(f"cost must be [B,M,N], got {tuple(C.shape)}")
