@@ -16,52 +16,19 @@ object it does not name, no object) and which tokens take the plan mass of the r
 object's boxes, by the kind of caption span they sit in (special = [CLS]/[SEP]; function = in
 no span).
 """
-import json, os, sys
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "models"))
+import os, sys
+from collections import Counter
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "grounding-2026-11-26"))
 import numpy as np, torch
-from uniter.data import PretrainDataset, collate
-from uniter.model import load_checkpoint
-from uniter.pretrain import build_model, resolve_config
-from uniter.ot import cost_matrix_cosine, ipot
+from readouts_common import Study, iou
+from uniter.ot import ipot
+
 torch.set_num_threads(1)
 ckpt = sys.argv[1]; NCAP = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
-W = ".cache/shapes-train"
-run = os.path.dirname(os.path.dirname(ckpt)) if "/ckpt/" in ckpt else os.path.dirname(ckpt)
-va = PretrainDataset(f"{W}/feat-val", max_text_len=128)
-cfg = resolve_config(json.load(open(f"{run}/config.json")), va, va.vocab)
-model = build_model(cfg, 0); load_checkpoint(model, ckpt); model.eval()
-vocab = va.vocab.tokens
-anns = [json.loads(l) for l in open(f"{W}/val/annotations.jsonl")]
-caps = [json.loads(l) for l in open(f"{W}/feat-val/captions.jsonl")]
-z = np.load(f"{W}/feat-val/regions.npz"); boxes, offs = z["boxes"], z["offsets"]
-def wordpiece(text):
-    out, pos, low = [], 0, text.lower()
-    for w in low.split():
-        s = low.index(w, pos); pos = s + len(w); i = 0
-        while i < len(w):
-            j = len(w)
-            while j > i and (w[i:j] if i == 0 else "##" + w[i:j]) not in vocab: j -= 1
-            out.append((s + i, s + j)); i = j
-    return out
-def iou(a, b):
-    ix = min(a[2], b[2]) - max(a[0], b[0]); iy = min(a[3], b[3]) - max(a[1], b[1])
-    if ix <= 0 or iy <= 0: return 0.0
-    inter = ix * iy
-    return inter / ((a[2]-a[0])*(a[3]-a[1]) + (b[2]-b[0])*(b[3]-b[1]) - inter)
-from collections import Counter
+st = Study(ckpt)
 land = Counter(); taker = Counter(); variants = {}
 ntok, nreg = [], []
-for b0 in range(0, min(NCAP, len(caps)), 50):
-    cs = list(range(b0, min(b0 + 50, NCAP, len(caps))))
-    x = collate([va[c] for c in cs], 0)
-    with torch.no_grad():
-        h, _, attn = model.uniter(x["input_ids"], x["text_mask"], x["img_feat"], x["img_loc"], x["img_mask"])
-    L = x["input_ids"].shape[1]
-    txt, img = h[:, :L], h[:, L:]
-    tpad, ipad = x["text_mask"] == 0, x["img_mask"] == 0
-    jp = tpad.unsqueeze(-1) | ipad.unsqueeze(-2)
-    C = cost_matrix_cosine(txt, img).masked_fill(jp, 0)
-    tl, il = (~tpad).sum(1).float(), (~ipad).sum(1).float()
+for cs, x, h, attn, L, tpad, ipad, jp, C, tl, il in st.batches(NCAP):
     P = ipot(C, tl, tpad, il, ipad, jp).transpose(1, 2)
     # variant: specials removed from the plan
     tp2 = tpad.clone(); tp2[:, 0] = True
@@ -69,11 +36,10 @@ for b0 in range(0, min(NCAP, len(caps)), 50):
     jp2 = tp2.unsqueeze(-1) | ipad.unsqueeze(-2)
     P2 = ipot(C.masked_fill(jp2, 0), (~tp2).sum(1).float(), tp2, il, ipad, jp2).transpose(1, 2)
     for k, c in enumerate(cs):
-        cap = caps[c]; ann = anns[cap["image"]]
-        acap = ann["captions"][int(cap["caption_id"].split("-")[1])]
-        tok = wordpiece(cap["text"]); n = int(il[k]); M = int(tl[k])
+        cap, ann, acap = st.caption(c)
+        tok = st.wordpiece(cap["text"]); n = int(il[k]); M = int(tl[k])
         ntok.append(M); nreg.append(n)
-        rb = boxes[offs[cap["image"]]:offs[cap["image"]] + n]
+        rb = st.boxes[st.offs[cap["image"]]:st.offs[cap["image"]] + n]
         mentioned = set(o for sp in acap["spans"] for o in sp["objects"])
         kind_of = {}
         for sp in acap["spans"]:
