@@ -78,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="with --plan-distill: distil into each token's softmax of the cosine over regions "
                          "(cosine, default) or into the OT plan's row itself (plan: the cosine plus the "
                          "plan's region potential)")
+    ap.add_argument("--plan-columns", action="store_true",
+                    help="with --plan-distill: distil the regions' side too, each region's softmax over the "
+                         "tokens towards the targets' column, so that unnamed regions go to [CLS]/[SEP] "
+                         "and function words rather than to the nouns")
     ap.add_argument("--grounded-words", default="", metavar="FILE[,FILE...]",
                     help="word groups for --grounded-mlm-steps, one file per group, a word per line (e.g. "
                          "the bundle's attribute_labels.txt,region_labels.txt); plurals in the vocabulary "
@@ -165,8 +169,8 @@ def main(argv=None) -> int:
                          "(written by uniter extract since near misses were added: extract again)")
     if args.plan_distill < 0:
         raise SystemExit(f"--plan-distill {args.plan_distill}: want >= 0")
-    if (args.plan_absorb or args.plan_target != "cosine") and args.plan_distill == 0:
-        raise SystemExit("--plan-absorb and --plan-target need --plan-distill W > 0")
+    if (args.plan_absorb or args.plan_columns or args.plan_target != "cosine") and args.plan_distill == 0:
+        raise SystemExit("--plan-absorb, --plan-columns and --plan-target need --plan-distill W > 0")
     groups = ()
     if args.grounded_mlm_steps < 0:
         raise SystemExit(f"--grounded-mlm-steps {args.grounded_mlm_steps}: want >= 0")
@@ -220,7 +224,7 @@ def main(argv=None) -> int:
                      itm_neg_prob=args.itm_neg_prob, itm_hard_negatives=args.itm_hard_negatives,
                      itm_text_negatives=args.itm_text_negatives, itm_near_negatives=args.itm_near_negatives,
                      plan_distill=args.plan_distill, plan_absorb=args.plan_absorb,
-                     plan_target=args.plan_target,
+                     plan_target=args.plan_target, plan_columns=args.plan_columns,
                      grounded_mlm_steps=args.grounded_mlm_steps, grounded_groups=groups,
                      grounded_images=images, grounded_images_steps=args.grounded_images_steps,
                      train_only=args.train_only,

@@ -910,10 +910,13 @@ def test_cli_plan_absorb(split, tmp_path):
         cli.main(["--out", str(tmp_path / "a"), "--plan-absorb"] + base)
     with pytest.raises(SystemExit, match="need --plan-distill"):
         cli.main(["--out", str(tmp_path / "a"), "--plan-target", "plan"] + base)
-    assert cli.main(["--out", str(tmp_path / "b"), "--plan-distill", "1", "--plan-absorb", "--plan-target", "plan"]
-                    + base) == 0
+    with pytest.raises(SystemExit, match="need --plan-distill"):
+        cli.main(["--out", str(tmp_path / "a"), "--plan-columns"] + base)
+    assert cli.main(["--out", str(tmp_path / "b"), "--plan-distill", "1", "--plan-absorb", "--plan-target", "plan",
+                     "--plan-columns"] + base) == 0
     train = json.loads((tmp_path / "b" / "final.json").read_text())["train"]
     assert train["plan_absorb"] is True and train["plan_distill"] == 1 and train["plan_target"] == "plan"
+    assert train["plan_columns"] is True
 
 
 def _distill_case(ds):
@@ -1006,6 +1009,40 @@ def test_plan_absorbers_take_the_regions_the_words_leave(ds):
     assert abs(m["distill"] - np.mean(kls)) < 1e-4
     without = plan_distill_loss(hidden[:, :T], hidden[:, T:], attn, x["img_mask"], words)
     assert abs(float(without) - float(got)) > 1e-3  # the absorbers change the loss
+
+
+def test_plan_columns_pull_each_region_towards_the_tokens_that_claim_it(ds):
+    """With columns, each real region of a matching pair adds a KL term: its softmax over the
+    pair's selected tokens of cos / tau against the targets' column, p(t, r) over the sum of
+    p(., r); mean over regions, added to the rows' mean. Computed here region by region from the
+    same per-token targets (absorbers included)."""
+    model, x, hidden, attn, T, specials = _distill_case(ds)
+    words = x["text_mask"].bool() & ~torch.isin(x["input_ids"], torch.tensor(specials)) & (x["targets"] == 1)[:, None]
+    absorbers = x["text_mask"].bool() & torch.isin(x["input_ids"], torch.tensor(specials)) & (x["targets"] == 1)[:, None]
+    col_kls = []
+    for bi in range(hidden.size(0)):
+        if x["targets"][bi] != 1:
+            continue
+        regions = [r for r in range(x["img_mask"].size(1)) if x["img_mask"][bi, r]]
+        toks = [t for t in range(T) if x["text_mask"][bi, t]]
+        targets = {t: _attention_target(attn, bi, t, T, regions) for t in toks if int(x["input_ids"][bi, t]) not in specials}
+        left = (1.0 / len(regions) - torch.stack(list(targets.values())).mean(0)).clamp_min(0)
+        rows = torch.stack([targets[t] if t in targets else left / left.sum() for t in toks])   # tokens x regions
+        for k, r in enumerate(regions):
+            pc = rows[:, k] / rows[:, k].sum()
+            cos = torch.tensor([float(F.cosine_similarity(hidden[bi, t], hidden[bi, T + r], dim=0)) for t in toks],
+                               dtype=torch.float64)
+            logq = torch.log_softmax(cos / PLAN_DISTILL_TAU, 0)
+            col_kls.append(float(torch.where(pc > 0, pc * (pc.clamp_min(1e-300).log() - logq),
+                                             torch.zeros_like(pc)).sum()))
+    assert len(col_kls) > 10
+    rows_only = plan_distill_loss(hidden[:, :T], hidden[:, T:], attn, x["img_mask"], words, absorbers=absorbers)
+    got = plan_distill_loss(hidden[:, :T], hidden[:, T:], attn, x["img_mask"], words, absorbers=absorbers,
+                            columns=True)
+    assert abs(float(got) - float(rows_only) - np.mean(col_kls)) < 1e-4, (float(got) - float(rows_only), np.mean(col_kls))
+    _, m = forward_task(model, "itm", x, ot_weight=0.1, plan_distill=0.5, special_ids=specials, plan_absorb=True,
+                        plan_columns=True)
+    assert abs(m["distill"] - float(got)) < 1e-5
 
 
 def test_plan_target_is_the_ot_plan_row_at_the_distillation_temperature(ds):
