@@ -85,10 +85,6 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--plan-column-words", default="", metavar="FILE",
                     help="with --plan-columns: words (e.g. the detector's class names) whose column targets "
                          "weigh --plan-column-boost times the other tokens'")
-    ap.add_argument("--plan-object-words", default="", metavar="FILE[,FILE...]",
-                    help="with --plan-absorb: the words that refer to objects (e.g. the detector's class and "
-                         "attribute names, the size words); only they are distilled towards their attention, "
-                         "every other token absorbs with [CLS] and [SEP]")
     ap.add_argument("--plan-column-boost", type=float, default=4.0, metavar="X",
                     help="with --plan-column-words: their weight in the columns (default 4)")
     ap.add_argument("--grounded-words", default="", metavar="FILE[,FILE...]",
@@ -191,18 +187,6 @@ def main(argv=None) -> int:
                 column_words = grounded_groups(vocab, [f.read().split()])[0]
         except (OSError, ValueError) as e:
             raise SystemExit(f"--plan-column-words: {e}") from None
-    object_words = ()
-    if args.plan_object_words:
-        if not args.plan_absorb:
-            raise SystemExit("--plan-object-words needs --plan-absorb")
-        try:
-            lists = []
-            for path in args.plan_object_words.split(","):
-                with open(path, encoding="utf-8") as f:
-                    lists.append(f.read().split())
-            object_words = tuple(i for g in grounded_groups(vocab, lists) for i in g)
-        except (OSError, ValueError) as e:
-            raise SystemExit(f"--plan-object-words: {e}") from None
     groups = ()
     if args.grounded_mlm_steps < 0:
         raise SystemExit(f"--grounded-mlm-steps {args.grounded_mlm_steps}: want >= 0")
@@ -257,7 +241,7 @@ def main(argv=None) -> int:
                      itm_text_negatives=args.itm_text_negatives, itm_near_negatives=args.itm_near_negatives,
                      plan_distill=args.plan_distill, plan_absorb=args.plan_absorb,
                      plan_target=args.plan_target, plan_columns=args.plan_columns,
-                     plan_column_words=column_words, plan_object_words=object_words,
+                     plan_column_words=column_words,
                      plan_column_boost=args.plan_column_boost if column_words else 1.0,
                      grounded_mlm_steps=args.grounded_mlm_steps, grounded_groups=groups,
                      grounded_images=images, grounded_images_steps=args.grounded_images_steps,

@@ -131,10 +131,6 @@ class TrainConfig:
     # (the detector's class words: the noun of an object phrase should win its region's mass).
     plan_column_words: Tuple[int, ...] = ()
     plan_column_boost: float = 1.0
-    # With plan_absorb: token ids of the words that refer to objects (the detector's class and
-    # attribute words, the size words); every other token (function, relation, count words) joins
-    # [CLS] and [SEP] as an absorber. Empty: only [CLS] and [SEP] absorb.
-    plan_object_words: Tuple[int, ...] = ()
     # A grounding warm-up before the recipe: the first ``grounded_mlm_steps`` steps are MLM
     # batches that mask, in every caption, one word of one group of ``grounded_groups`` (token id
     # tuples, e.g. the detector's attribute words and its class words), the groups taking turns
@@ -540,15 +536,14 @@ def forward_task(model: UniterForPretraining, task: str, x: Dict[str, torch.Tens
                  ot_iterations: int = DEFAULT_ITERATIONS, plan_distill: float = 0.0,
                  special_ids: Sequence[int] = (), plan_absorb: bool = False,
                  plan_target: str = "cosine", plan_columns: bool = False, column_words: Sequence[int] = (),
-                 column_boost: float = 1.0, object_words: Sequence[int] = ()) -> Tuple[torch.Tensor, Dict[str, float]]:
+                 column_boost: float = 1.0) -> Tuple[torch.Tensor, Dict[str, float]]:
     """The task's loss (a scalar tensor) and its metrics (floats; ``loss`` included). With
     ``plan_distill`` > 0, ITM adds that weight of :func:`plan_distill_loss` over the matching
     pairs' text tokens other than ``special_ids`` ([CLS], [SEP]...), and with ``plan_absorb`` those
     special tokens as its absorbers; ``plan_target`` "plan" distils into the OT plan's rows (the
     cosine plus the plan's region potential) rather than the cosine alone; ``plan_columns`` adds
     the regions' side (:func:`plan_distill_loss` ``columns``), where ``column_words`` (token ids)
-    weigh ``column_boost`` times the other tokens. With ``plan_absorb`` and ``object_words`` (token
-    ids), only those are distilled towards their attention and every other token is an absorber."""
+    weigh ``column_boost`` times the other tokens."""
     hidden, pooled, attn = model.uniter(x["input_ids"], x["text_mask"], x["img_feat"], x["img_loc"],
                                      x["img_mask"], img_masks=x["img_masks"])
     T = x["input_ids"].size(1)
@@ -606,9 +601,6 @@ def forward_task(model: UniterForPretraining, task: str, x: Dict[str, torch.Tens
             pos = targets == 1
             special = x["text_mask"].bool() & pos[:, None] & torch.isin(
                 x["input_ids"], torch.tensor(list(special_ids), dtype=torch.long, device=targets.device))
-            if object_words:   # only they keep their attention targets; every other token absorbs
-                special = x["text_mask"].bool() & pos[:, None] & ~torch.isin(
-                    x["input_ids"], torch.tensor(list(object_words), dtype=torch.long, device=targets.device))
             words = x["text_mask"].bool() & pos[:, None] & ~special
             phi = None
             if plan_target == "plan":
@@ -773,8 +765,7 @@ def evaluate(model: UniterForPretraining, ds: PretrainDataset, vocab: Vocab, tas
             x = _to(prepare_task(task, batch, vocab, gen, tc.mask_prob), device)
             _, m = forward_task(model, task, x, tc.ot_weight, tc.ot_beta, tc.ot_iterations, tc.plan_distill,
                                 (vocab.special.cls, vocab.special.sep), tc.plan_absorb, tc.plan_target,
-                                tc.plan_columns, tc.plan_column_words, tc.plan_column_boost,
-                                tc.plan_object_words if tc.plan_absorb else ())
+                                tc.plan_columns, tc.plan_column_words, tc.plan_column_boost)
             for key, v in m.items():
                 if key != "n":
                     sums[key] += v * len(caps)
@@ -943,8 +934,7 @@ def pretrain(model: UniterForPretraining, train_ds: PretrainDataset, vocab: Voca
         x = _to(x, device)
         loss, m = forward_task(model, task, x, tc.ot_weight, tc.ot_beta, tc.ot_iterations, tc.plan_distill,
                                (vocab.special.cls, vocab.special.sep), tc.plan_absorb, tc.plan_target,
-                                tc.plan_columns, tc.plan_column_words, tc.plan_column_boost,
-                                tc.plan_object_words if tc.plan_absorb else ())
+                                tc.plan_columns, tc.plan_column_words, tc.plan_column_boost)
         if grounded:
             task = GROUNDED_TASK  # logged apart from the recipe's MLM
         if not torch.isfinite(loss):
