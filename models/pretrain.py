@@ -82,11 +82,6 @@ def build_parser() -> argparse.ArgumentParser:
                     help="with --plan-distill: distil the regions' side too, each region's softmax over the "
                          "tokens towards the targets' column, so that unnamed regions go to [CLS]/[SEP] "
                          "and function words rather than to the nouns")
-    ap.add_argument("--plan-column-words", default="", metavar="FILE",
-                    help="with --plan-columns: words (e.g. the detector's class names) whose column targets "
-                         "weigh --plan-column-boost times the other tokens'")
-    ap.add_argument("--plan-column-boost", type=float, default=4.0, metavar="X",
-                    help="with --plan-column-words: their weight in the columns (default 4)")
     ap.add_argument("--grounded-words", default="", metavar="FILE[,FILE...]",
                     help="word groups for --grounded-mlm-steps, one file per group, a word per line (e.g. "
                          "the bundle's attribute_labels.txt,region_labels.txt); plurals in the vocabulary "
@@ -176,17 +171,6 @@ def main(argv=None) -> int:
         raise SystemExit(f"--plan-distill {args.plan_distill}: want >= 0")
     if (args.plan_absorb or args.plan_columns or args.plan_target != "cosine") and args.plan_distill == 0:
         raise SystemExit("--plan-absorb, --plan-columns and --plan-target need --plan-distill W > 0")
-    column_words = ()
-    if args.plan_column_words:
-        if not args.plan_columns:
-            raise SystemExit("--plan-column-words needs --plan-columns")
-        if args.plan_column_boost <= 0:
-            raise SystemExit(f"--plan-column-boost {args.plan_column_boost}: want > 0")
-        try:
-            with open(args.plan_column_words, encoding="utf-8") as f:
-                column_words = grounded_groups(vocab, [f.read().split()])[0]
-        except (OSError, ValueError) as e:
-            raise SystemExit(f"--plan-column-words: {e}") from None
     groups = ()
     if args.grounded_mlm_steps < 0:
         raise SystemExit(f"--grounded-mlm-steps {args.grounded_mlm_steps}: want >= 0")
@@ -241,8 +225,6 @@ def main(argv=None) -> int:
                      itm_text_negatives=args.itm_text_negatives, itm_near_negatives=args.itm_near_negatives,
                      plan_distill=args.plan_distill, plan_absorb=args.plan_absorb,
                      plan_target=args.plan_target, plan_columns=args.plan_columns,
-                     plan_column_words=column_words,
-                     plan_column_boost=args.plan_column_boost if column_words else 1.0,
                      grounded_mlm_steps=args.grounded_mlm_steps, grounded_groups=groups,
                      grounded_images=images, grounded_images_steps=args.grounded_images_steps,
                      train_only=args.train_only,

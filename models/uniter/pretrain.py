@@ -127,10 +127,6 @@ class TrainConfig:
     # With plan_distill: the regions' side too, each region's softmax over the tokens pulled
     # towards the targets' column (see plan_distill_loss). False: the tokens' rows only.
     plan_columns: bool = False
-    # With plan_columns: token ids whose column targets weigh plan_column_boost times the others'
-    # (the detector's class words: the noun of an object phrase should win its region's mass).
-    plan_column_words: Tuple[int, ...] = ()
-    plan_column_boost: float = 1.0
     # A grounding warm-up before the recipe: the first ``grounded_mlm_steps`` steps are MLM
     # batches that mask, in every caption, one word of one group of ``grounded_groups`` (token id
     # tuples, e.g. the detector's attribute words and its class words), the groups taking turns
@@ -472,8 +468,7 @@ def attention_alignment(attn: Sequence[torch.Tensor], T: int) -> torch.Tensor:
 def plan_distill_loss(h_txt: torch.Tensor, h_img: torch.Tensor, attn: Sequence[torch.Tensor],
                       img_mask: torch.Tensor, words: torch.Tensor, tau: float = PLAN_DISTILL_TAU,
                       absorbers: Optional[torch.Tensor] = None,
-                      region_potential: Optional[torch.Tensor] = None, columns: bool = False,
-                      column_weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+                      region_potential: Optional[torch.Tensor] = None, columns: bool = False) -> torch.Tensor:
     """Mean over the ``words`` (and ``absorbers``) positions (``[B, T]`` bool) of KL(p ‖ q): q the
     softmax over the real regions of cos(h_token, h_region) / tau; p, for a word, its attention
     alignment over them (:func:`attention_alignment`, detached, scaled to sum to 1); for an
@@ -488,9 +483,7 @@ def plan_distill_loss(h_txt: torch.Tensor, h_img: torch.Tensor, attn: Sequence[t
     the pair's selected tokens of cos / tau is pulled towards the targets' column, p(t, r) over
     the sum of p(·, r) (every token holding the same mass, as in the plan's uniform marginal).
     The rows say where a token goes; only the columns say which token an unnamed region goes to,
-    and the plan's argmax for a noun is lost when that token is the noun. ``column_weights``
-    (``[B, T]``) scale the tokens' targets in the columns before they are normalized: the words
-    of an object phrase all claim its region, and a weight above 1 tells which one should win it."""
+    and the plan's argmax for a noun is lost when that token is the noun."""
     T = h_txt.size(1)
     real = img_mask.bool()[:, None, :]
     p = attention_alignment(attn, T).detach().masked_fill(~real, 0.0)
@@ -511,8 +504,6 @@ def plan_distill_loss(h_txt: torch.Tensor, h_img: torch.Tensor, attn: Sequence[t
     loss = kl[sel].mean() if sel.any() else h_txt.sum() * 0.0
     if columns:
         pc = (p * sel[..., None]).masked_fill(~real, 0.0)
-        if column_weights is not None:
-            pc = pc * column_weights[..., None]
         mass = pc.sum(1)                                         # [B, N]
         pc = pc / mass[:, None, :].clamp_min(1e-12)
         logqc = F.log_softmax((cos / tau).masked_fill(~sel[..., None], -1e4), 1)
@@ -535,15 +526,13 @@ def forward_task(model: UniterForPretraining, task: str, x: Dict[str, torch.Tens
                  ot_weight: float = 0.1, ot_beta: float = DEFAULT_BETA,
                  ot_iterations: int = DEFAULT_ITERATIONS, plan_distill: float = 0.0,
                  special_ids: Sequence[int] = (), plan_absorb: bool = False,
-                 plan_target: str = "cosine", plan_columns: bool = False, column_words: Sequence[int] = (),
-                 column_boost: float = 1.0) -> Tuple[torch.Tensor, Dict[str, float]]:
+                 plan_target: str = "cosine", plan_columns: bool = False) -> Tuple[torch.Tensor, Dict[str, float]]:
     """The task's loss (a scalar tensor) and its metrics (floats; ``loss`` included). With
     ``plan_distill`` > 0, ITM adds that weight of :func:`plan_distill_loss` over the matching
     pairs' text tokens other than ``special_ids`` ([CLS], [SEP]...), and with ``plan_absorb`` those
     special tokens as its absorbers; ``plan_target`` "plan" distils into the OT plan's rows (the
     cosine plus the plan's region potential) rather than the cosine alone; ``plan_columns`` adds
-    the regions' side (:func:`plan_distill_loss` ``columns``), where ``column_words`` (token ids)
-    weigh ``column_boost`` times the other tokens."""
+    the regions' side (:func:`plan_distill_loss` ``columns``)."""
     hidden, pooled, attn = model.uniter(x["input_ids"], x["text_mask"], x["img_feat"], x["img_loc"],
                                      x["img_mask"], img_masks=x["img_masks"])
     T = x["input_ids"].size(1)
@@ -610,14 +599,9 @@ def forward_task(model: UniterForPretraining, task: str, x: Dict[str, torch.Tens
                                             beta=ot_beta, iterations=ot_iterations).to(h_txt.dtype)
             elif plan_target != "cosine":
                 raise ValueError(f"plan_target {plan_target!r}: want cosine or plan")
-            cw = None
-            if column_words:
-                favoured = torch.isin(x["input_ids"], torch.tensor(list(column_words), dtype=torch.long,
-                                                                   device=targets.device))
-                cw = 1.0 + (column_boost - 1.0) * favoured.float()
             distill = plan_distill_loss(h_txt.float(), h_img.float(), attn, x["img_mask"], words,
                                         absorbers=special if plan_absorb else None, region_potential=phi,
-                                        columns=plan_columns, column_weights=cw)
+                                        columns=plan_columns)
             loss = loss + plan_distill * distill
             m["distill"] = distill.item()
     else:
@@ -765,7 +749,7 @@ def evaluate(model: UniterForPretraining, ds: PretrainDataset, vocab: Vocab, tas
             x = _to(prepare_task(task, batch, vocab, gen, tc.mask_prob), device)
             _, m = forward_task(model, task, x, tc.ot_weight, tc.ot_beta, tc.ot_iterations, tc.plan_distill,
                                 (vocab.special.cls, vocab.special.sep), tc.plan_absorb, tc.plan_target,
-                                tc.plan_columns, tc.plan_column_words, tc.plan_column_boost)
+                                tc.plan_columns)
             for key, v in m.items():
                 if key != "n":
                     sums[key] += v * len(caps)
@@ -934,7 +918,7 @@ def pretrain(model: UniterForPretraining, train_ds: PretrainDataset, vocab: Voca
         x = _to(x, device)
         loss, m = forward_task(model, task, x, tc.ot_weight, tc.ot_beta, tc.ot_iterations, tc.plan_distill,
                                (vocab.special.cls, vocab.special.sep), tc.plan_absorb, tc.plan_target,
-                                tc.plan_columns, tc.plan_column_words, tc.plan_column_boost)
+                                tc.plan_columns)
         if grounded:
             task = GROUNDED_TASK  # logged apart from the recipe's MLM
         if not torch.isfinite(loss):
