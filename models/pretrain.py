@@ -80,8 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "plan's region potential)")
     ap.add_argument("--plan-columns", action="store_true",
                     help="with --plan-distill: distil the regions' side too, each region's softmax over the "
-                         "tokens towards the targets' column, so that unnamed regions go to [CLS]/[SEP] "
-                         "and function words rather than to the nouns")
+                         "tokens towards the targets' column (which token a region's plan mass should go "
+                         "to); off by default, see docs/plan-columns-2026-11-26")
     ap.add_argument("--grounded-words", default="", metavar="FILE[,FILE...]",
                     help="word groups for --grounded-mlm-steps, one file per group, a word per line (e.g. "
                          "the bundle's attribute_labels.txt,region_labels.txt); plurals in the vocabulary "
