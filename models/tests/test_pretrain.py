@@ -970,36 +970,42 @@ def test_plan_distillation_matches_a_token_by_token_computation(ds):
     assert abs(float(both) - float(base) - 0.5 * m1["distill"]) < 1e-5
 
 
+def _pair_targets(x, attn, T, specials):
+    """For each matching pair: (pair index, its real tokens, its real regions, the tokens x
+    regions targets). A word's row is its attention target; an absorber's ([CLS], [SEP]) is
+    max(0, 1/N - mean over the pair's words of their targets), scaled to sum to 1."""
+    for bi in range(x["input_ids"].size(0)):
+        if x["targets"][bi] != 1:
+            continue
+        regions = [r for r in range(x["img_mask"].size(1)) if x["img_mask"][bi, r]]
+        toks = [t for t in range(T) if x["text_mask"][bi, t]]
+        targets = {t: _attention_target(attn, bi, t, T, regions) for t in toks if int(x["input_ids"][bi, t]) not in specials}
+        left = (1.0 / len(regions) - torch.stack(list(targets.values())).mean(0)).clamp_min(0)
+        assert left.sum() > 0  # some region is claimed less than its share
+        yield bi, toks, regions, torch.stack([targets[t] if t in targets else left / left.sum() for t in toks])
+
+
+def _cos(hidden, T, bi, t, r):
+    """Cosine of token t's and region r's final states in pair bi."""
+    return float(F.cosine_similarity(hidden[bi, t], hidden[bi, T + r], dim=0))
+
+
+def _kl_to_softmax(p, cos):
+    """KL(p || softmax(cos / tau)), float64."""
+    logq = torch.log_softmax(torch.tensor(cos, dtype=torch.float64) / PLAN_DISTILL_TAU, 0)
+    return float(torch.where(p > 0, p * (p.clamp_min(1e-300).log() - logq), torch.zeros_like(p)).sum())
+
+
 def test_plan_absorbers_take_the_regions_the_words_leave(ds):
     """With absorbers, [CLS] and [SEP] of matching pairs join the mean, each with the target
     max(0, 1/N - mean over the pair's words of their attention target), scaled to sum to 1;
     computed here pair by pair from the same per-token targets as the loop above."""
     model, x, hidden, attn, T, specials = _distill_case(ds)
-
-    def kl(bi, t, p, regions):
-        cos = torch.tensor([float(F.cosine_similarity(hidden[bi, t], hidden[bi, T + r], dim=0)) for r in regions],
-                           dtype=torch.float64)
-        logq = torch.log_softmax(cos / PLAN_DISTILL_TAU, 0)
-        return float(torch.where(p > 0, p * (p.clamp_min(1e-300).log() - logq), torch.zeros_like(p)).sum())
-
     kls, n_absorbers = [], 0
-    for bi in range(hidden.size(0)):
-        if x["targets"][bi] != 1:
-            continue
-        regions = [r for r in range(x["img_mask"].size(1)) if x["img_mask"][bi, r]]
-        targets = {}
-        for t in range(T):
-            if x["text_mask"][bi, t] and int(x["input_ids"][bi, t]) not in specials:
-                targets[t] = _attention_target(attn, bi, t, T, regions)
-        claim = torch.stack(list(targets.values())).mean(0)
-        left = (1.0 / len(regions) - claim).clamp_min(0)
-        assert left.sum() > 0  # some region is claimed less than its share
-        for t in range(T):
-            if t in targets:
-                kls.append(kl(bi, t, targets[t], regions))
-            elif x["text_mask"][bi, t]:
-                kls.append(kl(bi, t, left / left.sum(), regions))
-                n_absorbers += 1
+    for bi, toks, regions, rows in _pair_targets(x, attn, T, specials):
+        for k, t in enumerate(toks):
+            kls.append(_kl_to_softmax(rows[k], [_cos(hidden, T, bi, t, r) for r in regions]))
+            n_absorbers += int(x["input_ids"][bi, t]) in specials
     assert n_absorbers >= 4
     words = x["text_mask"].bool() & ~torch.isin(x["input_ids"], torch.tensor(specials)) & (x["targets"] == 1)[:, None]
     absorbers = x["text_mask"].bool() & torch.isin(x["input_ids"], torch.tensor(specials)) & (x["targets"] == 1)[:, None]
@@ -1020,21 +1026,9 @@ def test_plan_columns_pull_each_region_towards_the_tokens_that_claim_it(ds):
     words = x["text_mask"].bool() & ~torch.isin(x["input_ids"], torch.tensor(specials)) & (x["targets"] == 1)[:, None]
     absorbers = x["text_mask"].bool() & torch.isin(x["input_ids"], torch.tensor(specials)) & (x["targets"] == 1)[:, None]
     col_kls = []
-    for bi in range(hidden.size(0)):
-        if x["targets"][bi] != 1:
-            continue
-        regions = [r for r in range(x["img_mask"].size(1)) if x["img_mask"][bi, r]]
-        toks = [t for t in range(T) if x["text_mask"][bi, t]]
-        targets = {t: _attention_target(attn, bi, t, T, regions) for t in toks if int(x["input_ids"][bi, t]) not in specials}
-        left = (1.0 / len(regions) - torch.stack(list(targets.values())).mean(0)).clamp_min(0)
-        rows = torch.stack([targets[t] if t in targets else left / left.sum() for t in toks])   # tokens x regions
+    for bi, toks, regions, rows in _pair_targets(x, attn, T, specials):
         for k, r in enumerate(regions):
-            pc = rows[:, k] / rows[:, k].sum()
-            cos = torch.tensor([float(F.cosine_similarity(hidden[bi, t], hidden[bi, T + r], dim=0)) for t in toks],
-                               dtype=torch.float64)
-            logq = torch.log_softmax(cos / PLAN_DISTILL_TAU, 0)
-            col_kls.append(float(torch.where(pc > 0, pc * (pc.clamp_min(1e-300).log() - logq),
-                                             torch.zeros_like(pc)).sum()))
+            col_kls.append(_kl_to_softmax(rows[:, k] / rows[:, k].sum(), [_cos(hidden, T, bi, t, r) for t in toks]))
     assert len(col_kls) > 10
     rows_only = plan_distill_loss(hidden[:, :T], hidden[:, T:], attn, x["img_mask"], words, absorbers=absorbers)
     got = plan_distill_loss(hidden[:, :T], hidden[:, T:], attn, x["img_mask"], words, absorbers=absorbers,
