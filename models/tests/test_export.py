@@ -12,6 +12,7 @@ The manifest and graph-structure tests need only the onnx package and always run
 import hashlib
 import json
 import os
+import shutil
 import string
 import subprocess
 
@@ -23,6 +24,7 @@ import torch
 from uniter_testing import REPO, make_model, make_pairs, pad_batch, record, small_config
 from uniter_testing import run_bundle_graph as run_graph
 from uniter.export import write_bundle
+from uniter.recover import recover
 
 torch.set_num_threads(1)
 
@@ -228,3 +230,51 @@ def test_write_bundle_refuses_inconsistent_inputs(tmp_path):
     # Nothing was exported for a refused bundle.
     for sub in ("b1", "b-labels5", "b-labels7", "b3"):
         assert not (tmp_path / sub / "manifest.json").exists()
+
+
+# The state-dict keys no graph holds: the MRFR head's own layers (its output weight is tied to
+# the region feature embedding) and the [MASK] region embedding.
+NOT_IN_GRAPHS = {"uniter.img_embeddings.mask_embedding.weight", "feat_regress.bias",
+                 "feat_regress.net.0.weight", "feat_regress.net.0.bias",
+                 "feat_regress.net.2.weight", "feat_regress.net.2.bias"}
+
+
+def _assert_recovered(bundle_dir, original):
+    model, fresh = recover(bundle_dir)
+    assert set(fresh) == NOT_IN_GRAPHS
+    want = original.state_dict()
+    assert model.state_dict().keys() == want.keys()
+    for k, v in model.state_dict().items():
+        if k not in fresh:
+            assert torch.equal(v, want[k]), f"{k} not recovered exactly"
+
+
+def test_recover_gives_back_every_weight_the_graphs_hold(bundle):
+    _assert_recovered(bundle["dir"], bundle["model"])
+
+
+def test_recover_follows_initializers_the_exporter_merged(tmp_path):
+    # Two parameters of equal value are exported as one initializer and an Identity of it (the
+    # committed default bundle has such a pair): names alone would lose one of them.
+    cfg = small_config(vocab_size=40, img_label_dim=6)
+    model = make_model(cfg, seed=31)
+    emb = model.uniter.img_embeddings
+    with torch.no_grad():
+        emb.pos_layer_norm.bias.copy_(emb.img_layer_norm.bias)
+    out = tmp_path / "bundle"
+    write_bundle(model, str(out), name="merged", vocab_path=_write_vocab(tmp_path / "vocab.txt", 40),
+                 region_labels=_labels(6), lowercase=True, max_text_length=20, random_weights=True,
+                 provenance={})
+    ops = [n.op_type for n in onnx.load(str(out / "encoder.onnx")).graph.node]
+    assert "Identity" in ops, "the exporter did not merge the equal initializers: the test tests nothing"
+    _assert_recovered(str(out), model)
+
+
+def test_recover_refuses_a_bundle_without_every_graph(bundle, tmp_path):
+    d = tmp_path / "no-mlm"
+    shutil.copytree(bundle["dir"], d)
+    m = json.loads((d / "manifest.json").read_text())
+    del m["graphs"]["mlm_head"]
+    (d / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ValueError, match="mlm_head"):
+        recover(str(d))
