@@ -3,15 +3,15 @@
 #
 #   data → vocabulary → detector → features through the serving pipeline → UNITER pre-training
 #   (the paper's recipe) → size stage (MLM on size words) → ITM fine-tuning (retrieval, as the
-#   paper fine-tunes for it) → MLM head re-fit → bundle → evaluation on test-1k (and the no-WRA
+#   paper fine-tunes for it) → the same fine-tuning continued → MLM head re-fit → bundle → evaluation on test-1k (and the no-WRA
 #   ablation, unless ABLATION=0).
 #
 # Every step writes into $WORK (default .cache/shapes-train) and is skipped when its output
 # exists, so an interrupted run resumes; delete a step's output to redo it. The bundle goes to
-# $BUNDLE (default bundles/shapes-uniter). On 2 CPU cores the whole run takes about 3–4 hours
+# $BUNDLE (default bundles/shapes-uniter). On 2 CPU cores the whole run takes about 5–6 hours
 # (detector ~16 min, extraction ~8 min, pre-training ~45 min per model, size stage ~2 min,
-# fine-tuning ~15 min and head re-fit ~2 min per model, the test-1k retrieval evaluation
-# ~40 min). Knobs (environment):
+# fine-tuning ~15 min, continued fine-tuning ~70 min and head re-fit ~2 min per model, the
+# test-1k retrieval evaluation ~30–40 min; the two models' runs side by side). Knobs (environment):
 #
 #   TRAIN_IMAGES  train images (default 8000 of the train split's 30000)
 #   PRE_STEPS     pre-training steps (20000)      FT_STEPS  ITM fine-tuning steps (3000)
@@ -40,6 +40,11 @@
 #                 its size word (small, large) masked; 0: none (fine-tune the pre-trained model).
 #                 The recipe's random 15% masking never taught the encoder to read sizes from
 #                 the 7-d locations (README "Default model")
+#   CONT_STEPS    continued fine-tuning: the fine-tuning recipe run again from the fine-tuned
+#                 model for CONT_STEPS steps (a warm restart: warm-up 200, linear decay; default
+#                 21000; 0: none). Image R@1 on test-1k grows with fine-tuning length: 71.7% after
+#                 3,000 steps, 78.4% after 12,000 in one run, and the default's 3,000 + 21,000
+#                 (README "Continued fine-tuning"); ~70 min per model here
 #   HEAD_STEPS    after fine-tuning, the MLM head alone (pretrain.py --train-only mlm-head: the
 #                 encoder and the other heads frozen) re-learns colour, shape and size words in
 #                 turn for HEAD_STEPS steps (default 1500): the size stage leaves it predicting
@@ -71,6 +76,7 @@ GROUNDED_STEPS=${GROUNDED_STEPS:-2000}
 MIN_BOX_SIZE=${MIN_BOX_SIZE:-0}
 SIZE_STEPS=${SIZE_STEPS:-1000}
 HEAD_STEPS=${HEAD_STEPS:-1500}
+CONT_STEPS=${CONT_STEPS:-21000}
 UNITER=bin/uniter
 ORT=.cache/onnxruntime/lib/libonnxruntime.so
 # The small UNITER (why this size: README "Default model").
@@ -138,8 +144,10 @@ done
 # The grammar's size words (models/shapes/vocab.go), for the size stage and the MLM head re-fit.
 printf 'small\nlarge\n' > "$WORK/size_words.txt"
 
-# served NAME: the run whose final.pt the bundle serves (the MLM head re-fit, else fine-tuning).
-served() { if [ "$HEAD_STEPS" != 0 ]; then echo "$WORK/head-$1"; else echo "$WORK/ft-$1"; fi; }
+# tuned NAME: the last ITM fine-tuning run (continued, else the first);
+# served NAME: the run whose final.pt the bundle serves (the MLM head re-fit, else tuned).
+tuned() { if [ "$CONT_STEPS" != 0 ]; then echo "$WORK/cont-$1"; else echo "$WORK/ft-$1"; fi; }
+served() { if [ "$HEAD_STEPS" != 0 ]; then echo "$WORK/head-$1"; else tuned "$1"; fi; }
 
 # train NAME OT_WEIGHT: pre-training with the paper's recipe, the size stage, ITM fine-tuning
 # with hard negatives (the paper fine-tunes for retrieval with hard-negative mining), then the
@@ -177,12 +185,21 @@ train() {
       --itm-hard-negatives "$FT_NEGATIVES" --itm-near-negatives "$FT_NEAR" --plan-distill "$PLAN_DISTILL" $absorb --steps "$FT_STEPS" --lr 3e-4 --warmup 200 --ot-weight "$ot" \
       --ckpt-every 1000 --log-every 100 --threads 1 --blas-threads 1 --device "$DEVICE" --no-progress
   fi
+  local tuned
+  tuned=$(tuned "$name")
+  if [ "$tuned" != "$WORK/ft-$name" ] && [ ! -f "$tuned/final.pt" ]; then
+    step "continued fine-tuning $name (the same recipe again, $CONT_STEPS steps)"
+    "$PY" models/pretrain.py --data "$WORK/feat-train" --val "$WORK/feat-val" --out "$tuned" \
+      --config "$WORK/pre-$name/config.json" --init "$WORK/ft-$name/final.pt" --mix itm:1 \
+      --itm-hard-negatives "$FT_NEGATIVES" --itm-near-negatives "$FT_NEAR" --plan-distill "$PLAN_DISTILL" $absorb --steps "$CONT_STEPS" --lr 3e-4 --warmup 200 --ot-weight "$ot" \
+      --ckpt-every 2000 --log-every 100 --threads 1 --blas-threads 1 --device "$DEVICE" --no-progress
+  fi
   local out
   out=$(served "$name")
-  if [ "$out" != "$WORK/ft-$name" ] && [ ! -f "$out/final.pt" ]; then
+  if [ "$out" != "$tuned" ] && [ ! -f "$out/final.pt" ]; then
     step "MLM head re-fit $name ($HEAD_STEPS steps on colour, shape and size words; the rest frozen)"
     "$PY" models/pretrain.py --data "$WORK/feat-train" --val "$WORK/feat-val" --out "$out" \
-      --config "$WORK/pre-$name/config.json" --init "$WORK/ft-$name/final.pt" --train-only mlm-head \
+      --config "$WORK/pre-$name/config.json" --init "$tuned/final.pt" --train-only mlm-head \
       --grounded-words "$WORK/bundle-init/attribute_labels.txt,$WORK/bundle-init/region_labels.txt,$WORK/size_words.txt" \
       --grounded-mlm-steps "$HEAD_STEPS" --steps "$HEAD_STEPS" --lr 1e-3 --warmup 50 --ot-weight "$ot" \
       --ckpt-every 0 --log-every 100 --threads 1 --blas-threads 1 --device "$DEVICE" --no-progress
@@ -195,9 +212,9 @@ bundle() {
   local prov
   local run
   run=$(served "$name")
-  prov=$("$PY" - "$WORK" "$name" "$TRAIN_IMAGES" "$run" <<'EOF'
+  prov=$("$PY" - "$WORK" "$name" "$TRAIN_IMAGES" "$run" "$(tuned "$name")" <<'EOF'
 import json, sys
-work, name, n, served = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+work, name, n, served, tuned = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
 pre = json.load(open(f"{work}/pre-{name}/final.json"))
 ft = json.load(open(f"{work}/ft-{name}/final.json"))
 def keep(m):
@@ -215,7 +232,8 @@ print(json.dumps({"data": {"generator": "uniter synth (models/shapes)", "train":
                   "detector_val": {k: det[k] for k in ("images", "map50", "color_accuracy", "region_recall", "selected_mean")},
                   "pretraining": keep(pre), "finetuning": keep(ft),
                   "size_stage": keep(json.load(open(f"{work}/size-{name}/final.json"))) if ft.get("init", "").startswith(f"{work}/size-") else None,
-                  "mlm_head_refit": keep(json.load(open(f"{served}/final.json"))) if served != f"{work}/ft-{name}" else None,
+                  "continued_finetuning": keep(json.load(open(f"{tuned}/final.json"))) if tuned != f"{work}/ft-{name}" else None,
+                  "mlm_head_refit": keep(json.load(open(f"{served}/final.json"))) if served != tuned else None,
                   "recipe": "scripts/train-shapes.sh"}))
 EOF
 )
