@@ -3,8 +3,8 @@
 #
 #   data → vocabulary → detector → features through the serving pipeline → UNITER pre-training
 #   (the paper's recipe) → size stage (MLM on size words) → ITM fine-tuning (retrieval, as the
-#   paper fine-tunes for it) → the same fine-tuning continued → MLM head re-fit → bundle → evaluation on test-1k (and the no-WRA
-#   ablation, unless ABLATION=0).
+#   paper fine-tunes for it) → the same fine-tuning continued → MLM head re-fit → bundle →
+#   evaluation on test-1k (and the no-WRA ablation, unless ABLATION=0).
 #
 # Every step writes into $WORK (default .cache/shapes-train) and is skipped when its output
 # exists, so an interrupted run resumes; delete a step's output to redo it. The bundle goes to
@@ -196,6 +196,15 @@ train() {
   fi
   local out
   out=$(served "$name")
+  # A head re-fit left by a run with another CONT_STEPS would bundle the wrong encoder.
+  if [ "$out" != "$tuned" ] && [ -f "$out/final.json" ]; then
+    "$PY" - "$out/final.json" "$tuned/final.pt" <<'EOF'
+import json, sys
+init = json.load(open(sys.argv[1])).get("init")
+if init != sys.argv[2]:
+    sys.exit(f"{sys.argv[1]} re-fitted the head of {init}, not of {sys.argv[2]}: remove its folder to redo it")
+EOF
+  fi
   if [ "$out" != "$tuned" ] && [ ! -f "$out/final.pt" ]; then
     step "MLM head re-fit $name ($HEAD_STEPS steps on colour, shape and size words; the rest frozen)"
     "$PY" models/pretrain.py --data "$WORK/feat-train" --val "$WORK/feat-val" --out "$out" \
