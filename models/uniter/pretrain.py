@@ -749,7 +749,7 @@ def evaluate(model: UniterForPretraining, ds: PretrainDataset, vocab: Vocab, tas
             x = _to(prepare_task(task, batch, vocab, gen, tc.mask_prob), device)
             _, m = forward_task(model, task, x, tc.ot_weight, tc.ot_beta, tc.ot_iterations, tc.plan_distill,
                                 (vocab.special.cls, vocab.special.sep), tc.plan_absorb, tc.plan_target,
-                               tc.plan_columns)
+                                tc.plan_columns)
             for key, v in m.items():
                 if key != "n":
                     sums[key] += v * len(caps)
