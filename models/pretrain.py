@@ -82,6 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="with --plan-distill: distil the regions' side too, each region's softmax over the "
                          "tokens towards the targets' column (which token a region's plan mass should go "
                          "to); off by default, see docs/plan-columns-2026-11-26")
+    ap.add_argument("--plan-argmax", type=float, default=None, metavar="D",
+                    help="with --plan-distill: each word's target is its attention's argmax region, "
+                         "(1-D) one-hot + D uniform over the real regions, not the attention's spread "
+                         "(docs/plan-targets-2026-11-27); off by default")
+    ap.add_argument("--plan-naming-words", default="", metavar="FILE[,FILE...]",
+                    help="with --plan-absorb: the words that name objects (e.g. the bundle's "
+                         "attribute_labels.txt,region_labels.txt and the size words); every other text "
+                         "token absorbs too (docs/plan-targets-2026-11-27); default: only [CLS] and [SEP]")
     ap.add_argument("--grounded-words", default="", metavar="FILE[,FILE...]",
                     help="word groups for --grounded-mlm-steps, one file per group, a word per line (e.g. "
                          "the bundle's attribute_labels.txt,region_labels.txt); plurals in the vocabulary "
@@ -119,6 +127,15 @@ def _load_config_arg(arg):
         return json.loads(arg)
     with open(arg) as f:
         return json.load(f)
+
+
+def _read_words(path: str, flag: str) -> list:
+    """The words of a word-list file, one per line (a flag's argument; a clear exit if unreadable)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().split()
+    except OSError as e:
+        raise SystemExit(f"{flag}: {e}") from None
 
 
 def main(argv=None) -> int:
@@ -169,21 +186,28 @@ def main(argv=None) -> int:
                          "(written by uniter extract since near misses were added: extract again)")
     if args.plan_distill < 0:
         raise SystemExit(f"--plan-distill {args.plan_distill}: want >= 0")
-    if (args.plan_absorb or args.plan_columns or args.plan_target != "cosine") and args.plan_distill == 0:
-        raise SystemExit("--plan-absorb, --plan-columns and --plan-target need --plan-distill W > 0")
+    if (args.plan_absorb or args.plan_columns or args.plan_target != "cosine"
+            or args.plan_argmax is not None) and args.plan_distill == 0:
+        raise SystemExit("--plan-absorb, --plan-columns, --plan-target and --plan-argmax need --plan-distill W > 0")
+    if args.plan_argmax is not None and not 0 <= args.plan_argmax < 1:
+        raise SystemExit(f"--plan-argmax {args.plan_argmax}: a share, 0 <= D < 1")
+    naming = ()
+    if args.plan_naming_words:
+        if not args.plan_absorb:
+            raise SystemExit("--plan-naming-words needs --plan-absorb")
+        try:
+            naming = tuple(sorted({i for g in grounded_groups(vocab, [_read_words(p, "--plan-naming-words")
+                                                                    for p in args.plan_naming_words.split(",")])
+                                   for i in g}))
+        except ValueError as e:
+            raise SystemExit(f"--plan-naming-words: {e}") from None
     groups = ()
     if args.grounded_mlm_steps < 0:
         raise SystemExit(f"--grounded-mlm-steps {args.grounded_mlm_steps}: want >= 0")
     if args.grounded_mlm_steps > 0:
         if not args.grounded_words:
             raise SystemExit("--grounded-mlm-steps needs --grounded-words")
-        lists = []
-        for path in args.grounded_words.split(","):
-            try:
-                with open(path, encoding="utf-8") as f:
-                    lists.append(f.read().split())
-            except OSError as e:
-                raise SystemExit(f"--grounded-words: {e}") from None
+        lists = [_read_words(path, "--grounded-words") for path in args.grounded_words.split(",")]
         try:
             groups = grounded_groups(vocab, lists)
         except ValueError as e:
@@ -225,6 +249,7 @@ def main(argv=None) -> int:
                      itm_text_negatives=args.itm_text_negatives, itm_near_negatives=args.itm_near_negatives,
                      plan_distill=args.plan_distill, plan_absorb=args.plan_absorb,
                      plan_target=args.plan_target, plan_columns=args.plan_columns,
+                     plan_argmax=args.plan_argmax, plan_naming_ids=naming,
                      grounded_mlm_steps=args.grounded_mlm_steps, grounded_groups=groups,
                      grounded_images=images, grounded_images_steps=args.grounded_images_steps,
                      train_only=args.train_only,

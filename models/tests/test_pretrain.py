@@ -912,11 +912,28 @@ def test_cli_plan_absorb(split, tmp_path):
         cli.main(["--out", str(tmp_path / "a"), "--plan-target", "plan"] + base)
     with pytest.raises(SystemExit, match="need --plan-distill"):
         cli.main(["--out", str(tmp_path / "a"), "--plan-columns"] + base)
+    with pytest.raises(SystemExit, match="need --plan-distill"):
+        cli.main(["--out", str(tmp_path / "a"), "--plan-argmax", "0.3"] + base)
+    with pytest.raises(SystemExit, match="a share"):
+        cli.main(["--out", str(tmp_path / "a"), "--plan-distill", "1", "--plan-argmax", "1"] + base)
     assert cli.main(["--out", str(tmp_path / "b"), "--plan-distill", "1", "--plan-absorb", "--plan-target", "plan",
                      "--plan-columns"] + base) == 0
     train = json.loads((tmp_path / "b" / "final.json").read_text())["train"]
     assert train["plan_absorb"] is True and train["plan_distill"] == 1 and train["plan_target"] == "plan"
     assert train["plan_columns"] is True
+    assert train["plan_argmax"] is None
+    assert cli.main(["--out", str(tmp_path / "c"), "--plan-distill", "1", "--plan-argmax", "0.3"] + base) == 0
+    assert json.loads((tmp_path / "c" / "final.json").read_text())["train"]["plan_argmax"] == 0.3
+    words = tmp_path / "naming.txt"
+    words.write_text("red\ncircle\n")
+    with pytest.raises(SystemExit, match="needs --plan-absorb"):
+        cli.main(["--out", str(tmp_path / "a"), "--plan-distill", "1", "--plan-naming-words", str(words)] + base)
+    with pytest.raises(SystemExit, match="--plan-naming-words"):
+        cli.main(["--out", str(tmp_path / "a"), "--plan-distill", "1", "--plan-absorb",
+                  "--plan-naming-words", str(tmp_path / "missing.txt")] + base)
+    assert cli.main(["--out", str(tmp_path / "d"), "--plan-distill", "1", "--plan-absorb",
+                     "--plan-naming-words", str(words)] + base) == 0
+    assert json.loads((tmp_path / "d" / "final.json").read_text())["train"]["plan_naming_ids"]
 
 
 def _distill_case(ds):
@@ -1037,6 +1054,53 @@ def test_plan_columns_pull_each_region_towards_the_tokens_that_claim_it(ds):
     _, m = forward_task(model, "itm", x, ot_weight=0.1, plan_distill=0.5, special_ids=specials, plan_absorb=True,
                         plan_columns=True)
     assert abs(m["distill"] - float(got)) < 1e-5
+
+
+def test_plan_argmax_targets_the_attention_argmax_region_smoothed(ds):
+    """With argmax D, a word's target is (1 - D) on its attention target's argmax region plus D / N
+    on every real region, and the absorbers' targets are computed from those word targets (the
+    regions they leave unclaimed); computed here token by token."""
+    model, x, hidden, attn, T, specials = _distill_case(ds)
+    D = 0.3
+    kls = []
+    for bi, toks, regions, rows in _pair_targets(x, attn, T, specials):
+        is_word = [int(x["input_ids"][bi, t]) not in specials for t in toks]
+        n = len(regions)
+        sharp = [torch.full((n,), D / n, dtype=torch.float64) for _ in toks]
+        for k, row in enumerate(rows):
+            sharp[k][int(row.argmax())] += 1 - D
+        left = (1.0 / n - torch.stack([sharp[k] for k in range(len(toks)) if is_word[k]]).mean(0)).clamp_min(0)
+        for k, t in enumerate(toks):
+            target = sharp[k] if is_word[k] else left / left.sum()
+            kls.append(_kl_to_softmax(target, [_cos(hidden, T, bi, t, r) for r in regions]))
+    words = x["text_mask"].bool() & ~torch.isin(x["input_ids"], torch.tensor(specials)) & (x["targets"] == 1)[:, None]
+    absorbers = x["text_mask"].bool() & torch.isin(x["input_ids"], torch.tensor(specials)) & (x["targets"] == 1)[:, None]
+    got = plan_distill_loss(hidden[:, :T], hidden[:, T:], attn, x["img_mask"], words, absorbers=absorbers, argmax=D)
+    assert abs(float(got) - np.mean(kls)) < 1e-4, (float(got), np.mean(kls))
+    _, m = forward_task(model, "itm", x, ot_weight=0.1, plan_distill=0.5, special_ids=specials, plan_absorb=True,
+                        plan_argmax=D)
+    assert abs(m["distill"] - float(got)) < 1e-5
+    spread = plan_distill_loss(hidden[:, :T], hidden[:, T:], attn, x["img_mask"], words, absorbers=absorbers)
+    assert abs(float(spread) - float(got)) > 1e-3  # the argmax targets change the loss
+
+
+def test_plan_naming_words_leave_every_other_token_to_absorb(ds):
+    """With naming ids, the words the distillation pulls towards their attention are those ids
+    alone; every other text token of a matching pair ([CLS], [SEP], articles, relation words)
+    is an absorber, its target the regions the naming words leave unclaimed."""
+    model, x, hidden, attn, T, specials = _distill_case(ds)
+    real = x["text_mask"].bool() & (x["targets"] == 1)[:, None]
+    ids = [int(i) for i in x["input_ids"][real].unique() if int(i) not in specials]
+    naming = ids[::2]  # half of the caption words name "objects"
+    assert naming and len(naming) < len(ids)
+    words = real & torch.isin(x["input_ids"], torch.tensor(naming))
+    absorbers = real & ~words
+    want = plan_distill_loss(hidden[:, :T], hidden[:, T:], attn, x["img_mask"], words, absorbers=absorbers)
+    _, m = forward_task(model, "itm", x, ot_weight=0.1, plan_distill=0.5, special_ids=specials, plan_absorb=True,
+                        plan_naming_ids=naming)
+    assert abs(m["distill"] - float(want)) < 1e-5
+    _, m0 = forward_task(model, "itm", x, ot_weight=0.1, plan_distill=0.5, special_ids=specials, plan_absorb=True)
+    assert abs(m0["distill"] - m["distill"]) > 1e-3
 
 
 def test_plan_target_is_the_ot_plan_row_at_the_distillation_temperature(ds):

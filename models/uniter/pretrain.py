@@ -127,6 +127,14 @@ class TrainConfig:
     # With plan_distill: the regions' side too, each region's softmax over the tokens pulled
     # towards the targets' column (see plan_distill_loss). False: the tokens' rows only.
     plan_columns: bool = False
+    # With plan_distill: each word's target is its attention's argmax region, smoothed,
+    # (1 - plan_argmax) one-hot + plan_argmax uniform over the real regions, instead of the
+    # attention's spread (see plan_distill_loss ``argmax``). None: the attention alignment itself.
+    plan_argmax: Optional[float] = None
+    # With plan_absorb: token ids of the words that name objects (colours, shapes, sizes). When
+    # given, every other text token (articles, counts, relation words) absorbs too, not only [CLS]
+    # and [SEP]. (): only [CLS] and [SEP].
+    plan_naming_ids: Tuple[int, ...] = ()
     # A grounding warm-up before the recipe: the first ``grounded_mlm_steps`` steps are MLM
     # batches that mask, in every caption, one word of one group of ``grounded_groups`` (token id
     # tuples, e.g. the detector's attribute words and its class words), the groups taking turns
@@ -468,7 +476,8 @@ def attention_alignment(attn: Sequence[torch.Tensor], T: int) -> torch.Tensor:
 def plan_distill_loss(h_txt: torch.Tensor, h_img: torch.Tensor, attn: Sequence[torch.Tensor],
                       img_mask: torch.Tensor, words: torch.Tensor, tau: float = PLAN_DISTILL_TAU,
                       absorbers: Optional[torch.Tensor] = None,
-                      region_potential: Optional[torch.Tensor] = None, columns: bool = False) -> torch.Tensor:
+                      region_potential: Optional[torch.Tensor] = None, columns: bool = False,
+                      argmax: Optional[float] = None) -> torch.Tensor:
     """Mean over the ``words`` (and ``absorbers``) positions (``[B, T]`` bool) of KL(p ‖ q): q the
     softmax over the real regions of cos(h_token, h_region) / tau; p, for a word, its attention
     alignment over them (:func:`attention_alignment`, detached, scaled to sum to 1); for an
@@ -483,11 +492,22 @@ def plan_distill_loss(h_txt: torch.Tensor, h_img: torch.Tensor, attn: Sequence[t
     the pair's selected tokens of cos / tau is pulled towards the targets' column, p(t, r) over
     the sum of p(·, r) (every token holding the same mass, as in the plan's uniform marginal).
     The rows say where a token goes; only the columns say which token an unnamed region goes to,
-    and the plan's argmax for a noun is lost when that token is the noun."""
+    and the plan's argmax for a noun is lost when that token is the noun.
+
+    With ``argmax`` (a share in [0, 1)), a word's p is its attention's argmax region, smoothed:
+    (1 - argmax) one-hot + argmax uniform over the real regions. The plan is an OT solution: it
+    reads the whole cost, and with the attention's spread a noun stays cheap for every object of
+    its shape, so the plan gives it an unnamed one and its own object to the phrase's other
+    words. Flat tails leave the noun no cheaper region than its own
+    (docs/plan-targets-2026-11-27)."""
     T = h_txt.size(1)
     real = img_mask.bool()[:, None, :]
     p = attention_alignment(attn, T).detach().masked_fill(~real, 0.0)
     p = p / p.sum(-1, keepdim=True).clamp_min(1e-12)
+    if argmax is not None:
+        hot = F.one_hot(p.argmax(-1), p.size(-1)).to(p.dtype)
+        flat = real.to(p.dtype) / real.sum(-1, keepdim=True).clamp_min(1)
+        p = ((1 - argmax) * hot + argmax * flat).masked_fill(~real, 0.0)
     sel = words
     if absorbers is not None:
         claim = (p * words[..., None]).sum(1) / words.sum(1, keepdim=True).clamp_min(1)   # [B, N]
@@ -526,13 +546,16 @@ def forward_task(model: UniterForPretraining, task: str, x: Dict[str, torch.Tens
                  ot_weight: float = 0.1, ot_beta: float = DEFAULT_BETA,
                  ot_iterations: int = DEFAULT_ITERATIONS, plan_distill: float = 0.0,
                  special_ids: Sequence[int] = (), plan_absorb: bool = False,
-                 plan_target: str = "cosine", plan_columns: bool = False) -> Tuple[torch.Tensor, Dict[str, float]]:
+                 plan_target: str = "cosine", plan_columns: bool = False,
+                 plan_argmax: Optional[float] = None,
+                 plan_naming_ids: Sequence[int] = ()) -> Tuple[torch.Tensor, Dict[str, float]]:
     """The task's loss (a scalar tensor) and its metrics (floats; ``loss`` included). With
     ``plan_distill`` > 0, ITM adds that weight of :func:`plan_distill_loss` over the matching
     pairs' text tokens other than ``special_ids`` ([CLS], [SEP]...), and with ``plan_absorb`` those
     special tokens as its absorbers; ``plan_target`` "plan" distils into the OT plan's rows (the
     cosine plus the plan's region potential) rather than the cosine alone; ``plan_columns`` adds
-    the regions' side (:func:`plan_distill_loss` ``columns``)."""
+    the regions' side (:func:`plan_distill_loss` ``columns``) and ``plan_argmax`` distils towards
+    the attention's argmax region, smoothed (:func:`plan_distill_loss` ``argmax``)."""
     hidden, pooled, attn = model.uniter(x["input_ids"], x["text_mask"], x["img_feat"], x["img_loc"],
                                      x["img_mask"], img_masks=x["img_masks"])
     T = x["input_ids"].size(1)
@@ -591,6 +614,11 @@ def forward_task(model: UniterForPretraining, task: str, x: Dict[str, torch.Tens
             special = x["text_mask"].bool() & pos[:, None] & torch.isin(
                 x["input_ids"], torch.tensor(list(special_ids), dtype=torch.long, device=targets.device))
             words = x["text_mask"].bool() & pos[:, None] & ~special
+            if plan_naming_ids:
+                naming = torch.isin(x["input_ids"], torch.tensor(list(plan_naming_ids), dtype=torch.long,
+                                                                 device=targets.device))
+                special = special | (words & ~naming)
+                words = words & naming
             phi = None
             if plan_target == "plan":
                 tpad, ipad = x["text_mask"] == 0, x["img_mask"] == 0
@@ -601,7 +629,7 @@ def forward_task(model: UniterForPretraining, task: str, x: Dict[str, torch.Tens
                 raise ValueError(f"plan_target {plan_target!r}: want cosine or plan")
             distill = plan_distill_loss(h_txt.float(), h_img.float(), attn, x["img_mask"], words,
                                         absorbers=special if plan_absorb else None, region_potential=phi,
-                                        columns=plan_columns)
+                                        columns=plan_columns, argmax=plan_argmax)
             loss = loss + plan_distill * distill
             m["distill"] = distill.item()
     else:
@@ -749,7 +777,7 @@ def evaluate(model: UniterForPretraining, ds: PretrainDataset, vocab: Vocab, tas
             x = _to(prepare_task(task, batch, vocab, gen, tc.mask_prob), device)
             _, m = forward_task(model, task, x, tc.ot_weight, tc.ot_beta, tc.ot_iterations, tc.plan_distill,
                                 (vocab.special.cls, vocab.special.sep), tc.plan_absorb, tc.plan_target,
-                                tc.plan_columns)
+                                tc.plan_columns, tc.plan_argmax, tc.plan_naming_ids)
             for key, v in m.items():
                 if key != "n":
                     sums[key] += v * len(caps)
@@ -918,7 +946,7 @@ def pretrain(model: UniterForPretraining, train_ds: PretrainDataset, vocab: Voca
         x = _to(x, device)
         loss, m = forward_task(model, task, x, tc.ot_weight, tc.ot_beta, tc.ot_iterations, tc.plan_distill,
                                (vocab.special.cls, vocab.special.sep), tc.plan_absorb, tc.plan_target,
-                               tc.plan_columns)
+                               tc.plan_columns, tc.plan_argmax, tc.plan_naming_ids)
         if grounded:
             task = GROUNDED_TASK  # logged apart from the recipe's MLM
         if not torch.isfinite(loss):
