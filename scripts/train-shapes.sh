@@ -197,33 +197,33 @@ train() {
   local absorb=""
   # absorbers are part of the distillation: none without it
   if [ "$PLAN_ABSORB" = 1 ] && [ "$PLAN_DISTILL" != 0 ]; then absorb=--plan-absorb; fi
+  # finetune OUT INIT STEPS CKPT_EVERY [FLAGS...]: the ITM fine-tuning recipe (lr 3e-4, warm-up 200,
+  # linear decay) from INIT's final.pt; the fine-tuning, its continuation and the plan stage.
+  finetune() {
+    local to=$1 from=$2 steps=$3 every=$4
+    shift 4
+    "$PY" models/pretrain.py --data "$WORK/feat-train" --val "$WORK/feat-val" --out "$to" \
+      --config "$WORK/pre-$name/config.json" --init "$from/final.pt" --mix itm:1 \
+      --itm-hard-negatives "$FT_NEGATIVES" --itm-near-negatives "$FT_NEAR" --plan-distill "$PLAN_DISTILL" $absorb \
+      --steps "$steps" --lr 3e-4 --warmup 200 --ot-weight "$ot" \
+      --ckpt-every "$every" --log-every 100 --threads 1 --blas-threads 1 --device "$DEVICE" --no-progress "$@"
+  }
   if [ ! -f "$WORK/ft-$name/final.pt" ]; then
     step "ITM fine-tuning $name (OT weight $ot, $FT_STEPS steps)"
-    "$PY" models/pretrain.py --data "$WORK/feat-train" --val "$WORK/feat-val" --out "$WORK/ft-$name" \
-      --config "$WORK/pre-$name/config.json" --init "$init/final.pt" --mix itm:1 \
-      --itm-hard-negatives "$FT_NEGATIVES" --itm-near-negatives "$FT_NEAR" --plan-distill "$PLAN_DISTILL" $absorb --steps "$FT_STEPS" --lr 3e-4 --warmup 200 --ot-weight "$ot" \
-      --ckpt-every 1000 --log-every 100 --threads 1 --blas-threads 1 --device "$DEVICE" --no-progress
+    finetune "$WORK/ft-$name" "$init" "$FT_STEPS" 1000
   fi
   local cont
   cont=$(continued "$name")
   if [ "$cont" != "$WORK/ft-$name" ] && [ ! -f "$cont/final.pt" ]; then
     step "continued fine-tuning $name (the same recipe again, $CONT_STEPS steps)"
-    "$PY" models/pretrain.py --data "$WORK/feat-train" --val "$WORK/feat-val" --out "$cont" \
-      --config "$WORK/pre-$name/config.json" --init "$WORK/ft-$name/final.pt" --mix itm:1 \
-      --itm-hard-negatives "$FT_NEGATIVES" --itm-near-negatives "$FT_NEAR" --plan-distill "$PLAN_DISTILL" $absorb --steps "$CONT_STEPS" --lr 3e-4 --warmup 200 --ot-weight "$ot" \
-      --ckpt-every 2000 --log-every 100 --threads 1 --blas-threads 1 --device "$DEVICE" --no-progress
+    finetune "$cont" "$WORK/ft-$name" "$CONT_STEPS" 2000
   fi
   local tuned
   tuned=$(tuned "$name")
   if [ "$tuned" != "$cont" ] && [ ! -f "$tuned/final.pt" ]; then
     step "plan stage $name ($PLAN_STEPS steps: argmax targets, every non-naming token absorbs, columns)"
-    "$PY" models/pretrain.py --data "$WORK/feat-train" --val "$WORK/feat-val" --out "$tuned" \
-      --config "$WORK/pre-$name/config.json" --init "$cont/final.pt" --mix itm:1 \
-      --itm-hard-negatives "$FT_NEGATIVES" --itm-near-negatives "$FT_NEAR" --plan-distill "$PLAN_DISTILL" $absorb \
-      --plan-argmax 0.3 --plan-columns \
-      --plan-naming-words "$WORK/bundle-init/attribute_labels.txt,$WORK/bundle-init/region_labels.txt,$WORK/size_words.txt" \
-      --steps "$PLAN_STEPS" --lr 3e-4 --warmup 200 --ot-weight "$ot" \
-      --ckpt-every 1000 --log-every 100 --threads 1 --blas-threads 1 --device "$DEVICE" --no-progress
+    finetune "$tuned" "$cont" "$PLAN_STEPS" 1000 --plan-argmax 0.3 --plan-columns \
+      --plan-naming-words "$WORK/bundle-init/attribute_labels.txt,$WORK/bundle-init/region_labels.txt,$WORK/size_words.txt"
   fi
   local out
   out=$(served "$name")
