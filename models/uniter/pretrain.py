@@ -498,8 +498,8 @@ def plan_distill_loss(h_txt: torch.Tensor, h_img: torch.Tensor, attn: Sequence[t
     (1 - argmax) one-hot + argmax uniform over the real regions. The plan is an OT solution: it
     reads the whole cost, and with the attention's spread a noun stays cheap for every object of
     its shape, so the plan gives it an unnamed one and its own object to the phrase's other
-    words. Flat tails leave the noun no cheaper region than its own
-    (docs/plan-targets-2026-11-27)."""
+    words. Flat tails take that away; measured, nouns gain only with more absorbers
+    (forward_task ``plan_naming_ids``) and the columns (docs/plan-targets-2026-11-27)."""
     T = h_txt.size(1)
     real = img_mask.bool()[:, None, :]
     p = attention_alignment(attn, T).detach().masked_fill(~real, 0.0)
@@ -554,8 +554,10 @@ def forward_task(model: UniterForPretraining, task: str, x: Dict[str, torch.Tens
     pairs' text tokens other than ``special_ids`` ([CLS], [SEP]...), and with ``plan_absorb`` those
     special tokens as its absorbers; ``plan_target`` "plan" distils into the OT plan's rows (the
     cosine plus the plan's region potential) rather than the cosine alone; ``plan_columns`` adds
-    the regions' side (:func:`plan_distill_loss` ``columns``) and ``plan_argmax`` distils towards
-    the attention's argmax region, smoothed (:func:`plan_distill_loss` ``argmax``)."""
+    the regions' side (:func:`plan_distill_loss` ``columns``), ``plan_argmax`` distils towards
+    the attention's argmax region, smoothed (:func:`plan_distill_loss` ``argmax``), and
+    ``plan_naming_ids`` (with ``plan_absorb``) keeps only those tokens as words: every other text
+    token absorbs too."""
     hidden, pooled, attn = model.uniter(x["input_ids"], x["text_mask"], x["img_feat"], x["img_loc"],
                                      x["img_mask"], img_masks=x["img_masks"])
     T = x["input_ids"].size(1)
