@@ -9,8 +9,10 @@ cd "$(dirname "$0")/../.."
 name=$1 steps=$2; shift 2
 W=${WORK:-.cache/shapes-train}
 R=${RUNS:-.cache/rel}
-[ -f "$R/default-ft/final.pt" ] || /usr/bin/python3 models/recover_checkpoint.py --bundle bundles/shapes-uniter --out "$R/default-ft"
+# FROM: the run under RUNS to start from (default default-ft); recovered from the committed bundle when missing.
+F=$R/${FROM:-default-ft}
+[ -f "$F/final.pt" ] || /usr/bin/python3 models/recover_checkpoint.py --bundle bundles/shapes-uniter --out "$F"
 /usr/bin/python3 models/pretrain.py --data "$W/feat-train" --val "$W/feat-val" --out "$R/ft-$name" \
-  --config "$R/default-ft/config.json" --init "$R/default-ft/final.pt" --mix itm:1 \
+  --config "$F/config.json" --init "$F/final.pt" --mix itm:1 \
   --itm-hard-negatives 8 --itm-near-negatives 0 --plan-distill 2 --plan-absorb --steps "$steps" --lr 3e-4 --warmup 200 --ot-weight 0.1 \
   --ckpt-every 2000 --log-every 100 --threads 1 --blas-threads 1 --no-progress "$@"
