@@ -1,7 +1,8 @@
 """What the grounding studies' scripts share: a checkpoint and the validation split loaded,
 WordPiece character spans, box IoU, and forward passes in batches with the WRA cost.
 
-Used by `grounding-readouts.py` here and `docs/plan-absorbers-2026-11-26/plan-anatomy.py`.
+Used by `grounding-readouts.py` here, `docs/plan-absorbers-2026-11-26/plan-anatomy.py` and
+`docs/plan-targets-2026-11-27/` (`targets.py`, `capacity.py`).
 """
 import json, os, sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "models"))
@@ -65,6 +66,14 @@ class Study:
             jp = tpad.unsqueeze(-1) | ipad.unsqueeze(-2)
             C = cost_matrix_cosine(h[:, :L], h[:, L:]).masked_fill(jp, 0)
             yield cs, x, h, attn, L, tpad, ipad, jp, C, (~tpad).sum(1).float(), (~ipad).sum(1).float()
+
+
+def naming_words(bundle="bundles/shapes-uniter"):
+    """The words that name objects: the bundle's colour and shape labels, the size words, and
+    their plurals (+s, +es), as pretrain.py --plan-naming-words reads them."""
+    words = set(open(f"{bundle}/attribute_labels.txt").read().split()) | set(
+        open(f"{bundle}/region_labels.txt").read().split()) | {"small", "large"}
+    return words | {w + "s" for w in words} | {w + "es" for w in words}
 
 
 def iou(a, b):

@@ -9,13 +9,11 @@ second is larger ("capacity short") the plan must send unnamed regions to naming
 import os, sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "grounding-2026-11-26"))
 import numpy as np, torch
-from readouts_common import Study, iou
+from readouts_common import Study, iou, naming_words
 from uniter.ot import ipot
 torch.set_num_threads(1)
 st = Study(sys.argv[1])
-B = "bundles/shapes-uniter"
-naming = set(open(f"{B}/attribute_labels.txt").read().split()) | set(open(f"{B}/region_labels.txt").read().split()) | {"small", "large"}
-naming |= {w + "s" for w in list(naming)} | {w + "es" for w in list(naming)}
+naming = naming_words()
 res = {True: [], False: []}
 for cs, x, h, attn, L, tpad, ipad, jp, C, tl, il in st.batches(1000):
     P = ipot(C, tl, tpad, il, ipad, jp).transpose(1, 2)

@@ -16,27 +16,20 @@ import os, sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "grounding-2026-11-26"))
 import numpy as np, torch
 from collections import defaultdict
-from readouts_common import Study, iou
+from readouts_common import Study, iou, naming_words
 from uniter.ot import ipot
-from uniter.pretrain import attention_alignment, PLAN_DISTILL_TAU
+from uniter.pretrain import attention_alignment, absorber_targets, PLAN_DISTILL_TAU
 
 torch.set_num_threads(1)
 ckpt = sys.argv[1]; NCAP = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
 st = Study(ckpt)
-B = "bundles/shapes-uniter"
-naming = set(open(f"{B}/attribute_labels.txt").read().split()) | set(open(f"{B}/region_labels.txt").read().split()) | {"small", "large"}
-naming |= {w + "s" for w in list(naming)} | {w + "es" for w in list(naming)}
+naming = naming_words()
 ids = {t: i for i, t in enumerate(st.vocab)}
 special = {ids[t] for t in ("[CLS]", "[SEP]", "[PAD]") if t in ids}
 
 
-def targets(p, words, absorbers, real):
-    """The distillation's targets (plan_distill_loss): words keep p; absorbers get the regions the
-    words leave unclaimed, max(0, 1/N - mean of the words' p), scaled to sum to 1."""
-    claim = (p * words[..., None]).sum(1) / words.sum(1, keepdim=True).clamp_min(1)
-    left = (real.float() / real.sum(-1, keepdim=True).clamp_min(1) - claim).clamp_min(0)
-    left = left / left.sum(-1, keepdim=True).clamp_min(1e-12)
-    return torch.where(absorbers[..., None], left[:, None, :], p)
+# The distillation's targets (plan_distill_loss): words keep p, absorbers get what they leave unclaimed.
+targets = absorber_targets
 
 
 hits = defaultdict(lambda: defaultdict(list))

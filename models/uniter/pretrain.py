@@ -473,6 +473,17 @@ def attention_alignment(attn: Sequence[torch.Tensor], T: int) -> torch.Tensor:
     return a[:, :T, T:] + a[:, T:, :T].transpose(1, 2)
 
 
+def absorber_targets(p: torch.Tensor, words: torch.Tensor, absorbers: torch.Tensor,
+                     real: torch.Tensor) -> torch.Tensor:
+    """``p`` (``[B, T, N]`` targets over the regions) with each ``absorbers`` row (``[B, T]``
+    bool) replaced by the regions the ``words`` leave unclaimed: max(0, 1/N − the mean of the
+    words' rows), scaled to sum to 1 (``real``: ``[B, N]`` bool, the real regions)."""
+    claim = (p * words[..., None]).sum(1) / words.sum(1, keepdim=True).clamp_min(1)   # [B, N]
+    left = (real.float() / real.sum(-1, keepdim=True).clamp_min(1) - claim).clamp_min(0)
+    left = left / left.sum(-1, keepdim=True).clamp_min(1e-12)
+    return torch.where(absorbers[..., None], left[:, None, :], p)
+
+
 def plan_distill_loss(h_txt: torch.Tensor, h_img: torch.Tensor, attn: Sequence[torch.Tensor],
                       img_mask: torch.Tensor, words: torch.Tensor, tau: float = PLAN_DISTILL_TAU,
                       absorbers: Optional[torch.Tensor] = None,
@@ -510,11 +521,8 @@ def plan_distill_loss(h_txt: torch.Tensor, h_img: torch.Tensor, attn: Sequence[t
         p = ((1 - argmax) * hot + argmax * flat).masked_fill(~real, 0.0)
     sel = words
     if absorbers is not None:
-        claim = (p * words[..., None]).sum(1) / words.sum(1, keepdim=True).clamp_min(1)   # [B, N]
-        left = (real[:, 0].float() / real.sum(-1).clamp_min(1) - claim).clamp_min(0)
-        left = left / left.sum(-1, keepdim=True).clamp_min(1e-12)
         absorbers = absorbers & words.any(1, keepdim=True)   # a pair without words has no claim
-        p = torch.where(absorbers[..., None], left[:, None, :], p)
+        p = absorber_targets(p, words, absorbers, real[:, 0])
         sel = words | absorbers
     cos = F.normalize(h_txt, dim=-1) @ F.normalize(h_img, dim=-1).transpose(1, 2)
     if region_potential is not None:
