@@ -211,6 +211,23 @@ def test_graphs_use_exact_gelu_and_no_dropout(bundle):
         assert "Tanh" not in ops or role.startswith("encoder"), role  # tanh only in the pooler
 
 
+def test_encoder_graphs_compute_no_shapes(bundle):
+    """No shape computation (the CUDA provider leaves those nodes on the CPU, and strict placement
+    refuses the graph): every Reshape has a constant target; test_onnx_matches_pytorch runs these
+    graphs at batch and sequence sizes other than the export example's."""
+    for role in ("encoder", "encoder_attention"):
+        g = onnx.load(os.path.join(bundle["dir"], f"{role}.onnx")).graph
+        ops = [n.op_type for n in g.node]
+        for op in ("Shape", "ConstantOfShape", "Range", "Size"):
+            assert op not in ops, f"{role}: {ops.count(op)} {op} nodes"
+        constants = {o for n in g.node if n.op_type == "Constant" for o in n.output}
+        constants |= {i.name for i in g.initializer}
+        reshapes = [n for n in g.node if n.op_type == "Reshape"]
+        assert reshapes, role
+        for n in reshapes:
+            assert n.input[1] in constants, f"{role}: {n.name} computes its target shape"
+
+
 def test_write_bundle_refuses_inconsistent_inputs(tmp_path):
     cfg = small_config(vocab_size=40, img_label_dim=6)
     model = make_model(cfg, seed=30)

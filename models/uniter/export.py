@@ -24,7 +24,10 @@ import os
 import shutil
 from typing import Dict, List, Optional
 
+import numpy as np
+import onnx
 import torch
+from onnx import numpy_helper
 from torch import nn
 
 from .model import LOC_DIM, UniterForPretraining
@@ -112,6 +115,97 @@ def _export(module: nn.Module, args, inputs, outputs, path: str):
                           output_names=[o["name"] for o in outputs],
                           dynamic_axes=_dynamic_axes(inputs + outputs),
                           do_constant_folding=True, **TRACER)
+    onnx.save(_static_reshapes(onnx.load(path)), path)
+
+
+def _static_reshapes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Gives every Reshape a constant target shape, using ONNX's 0 (copy the input's dim) and -1
+    (infer one dim), where the tracer computed it from tensor shapes (Shape → Gather → Concat), and
+    drops the shape nodes left unused. ONNX Runtime's CUDA provider runs such shape nodes on the
+    CPU, and strict placement (ort.cuda_strict_placement) refuses a graph that has any.
+
+    A part of the target, dim k of tensor S at position i, becomes 0 only when ONNX shape inference
+    proves it equal to dim i of the Reshape's input (the same symbol), a number when it is static,
+    and -1 when it is the only part left; otherwise the Reshape is kept as traced. Shape inference
+    runs again after each round of rewrites, so a rewritten Reshape's output keeps its input's
+    symbols (the heads' merge is provable once their split is rewritten). What inference proved
+    before a round stays true after it: every rewrite keeps the graph's values."""
+    while True:
+        inferred = onnx.shape_inference.infer_shapes(model)
+        g = inferred.graph
+        dims = {}
+        for vi in list(g.input) + list(g.value_info) + list(g.output):
+            if vi.type.tensor_type.HasField("shape"):
+                dims[vi.name] = [d.dim_param or (d.dim_value if d.HasField("dim_value") else None)
+                                 for d in vi.type.tensor_type.shape.dim]
+        producer = {o: n for n in model.graph.node for o in n.output}
+
+        def const(name):
+            n = producer.get(name)
+            if n is None or n.op_type != "Constant":
+                return None
+            return numpy_helper.to_array(n.attribute[0].t)
+
+        def part(name):
+            """One element of the target: ("const", v) or ("dim", S, k), else None."""
+            c = const(name)
+            if c is not None and c.size == 1:
+                return ("const", int(c.reshape(-1)[0]))
+            u = producer.get(name)
+            if u is None or u.op_type != "Unsqueeze":
+                return None
+            ga = producer.get(u.input[0])
+            if ga is None or ga.op_type != "Gather" or const(ga.input[1]) is None:
+                return None
+            sh = producer.get(ga.input[0])
+            if sh is None or sh.op_type != "Shape" or len(sh.attribute):
+                return None
+            return ("dim", sh.input[0], int(const(ga.input[1]).reshape(())))
+
+        rewrites = []
+        for node in model.graph.node:
+            if node.op_type != "Reshape" or const(node.input[1]) is not None:
+                continue
+            cat = producer.get(node.input[1])
+            if cat is None or cat.op_type != "Concat":
+                continue
+            parts = [part(i) for i in cat.input]
+            if any(p is None for p in parts) or any(p == ("const", 0) for p in parts):
+                continue
+            data = dims.get(node.input[0], [])
+            target = []
+            for i, p in enumerate(parts):
+                if p[0] == "const":
+                    target.append(p[1])
+                    continue
+                d = dims.get(p[1], [None] * (p[2] + 1))[p[2]]
+                if isinstance(d, int) and d > 0:
+                    target.append(d)
+                elif d is not None and i < len(data) and data[i] == d:
+                    target.append(0)
+                else:
+                    target.append(-1)
+            if target.count(-1) <= 1:
+                rewrites.append((node, target))
+        if not rewrites:
+            return model
+        for node, target in rewrites:
+            name = node.output[0] + "_static_shape"
+            model.graph.node.insert(0, onnx.helper.make_node(
+                "Constant", [], [name], value=numpy_helper.from_array(np.array(target, dtype=np.int64), name)))
+            node.input[1] = name
+        _drop_unused(model)
+
+
+def _drop_unused(model: onnx.ModelProto):
+    """Removes nodes none of whose outputs is read by another node or is a graph output."""
+    while True:
+        used = {o.name for o in model.graph.output} | {i for n in model.graph.node for i in n.input}
+        dead = [n for n in model.graph.node if not any(o in used for o in n.output)]
+        if not dead:
+            return
+        for n in dead:
+            model.graph.node.remove(n)
 
 
 def example_inputs(model: UniterForPretraining, batch=2, text=5, regions=3):

@@ -71,13 +71,12 @@ class UniterTextEmbeddings(nn.Module):
         self.token_type_embeddings = nn.Embedding(cfg.type_vocab_size, cfg.hidden_size)
         self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=LN_EPS)
         self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
-        # Not a parameter: not in the official state dict.
-        self.register_buffer("position_ids",
-                             torch.arange(cfg.max_position_embeddings).unsqueeze(0), persistent=False)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        pos = self.position_ids[:, : input_ids.size(1)]
-        types = torch.zeros_like(input_ids)
+        # Positions 0..T-1 and token type 0, written without the tensor's size so that the exported
+        # graph computes no shapes (shape nodes are what ONNX Runtime's CUDA provider leaves on the CPU).
+        types = input_ids * 0
+        pos = torch.cumsum(types + 1, dim=1) - 1
         e = self.word_embeddings(input_ids) + self.position_embeddings(pos) \
             + self.token_type_embeddings(types)
         return self.dropout(self.LayerNorm(e))
@@ -223,8 +222,7 @@ class UniterModel(nn.Module):
 
     def embed(self, input_ids, img_feat, img_loc, img_masks=None):
         txt = self.embeddings(input_ids)
-        img_type = self.embeddings.token_type_embeddings(
-            torch.ones(img_feat.shape[:2], dtype=torch.long, device=img_feat.device))
+        img_type = self.embeddings.token_type_embeddings.weight[1]  # token type 1, broadcast over regions
         img = self.img_embeddings(img_feat, img_loc, img_type, img_masks)
         return torch.cat([txt, img], dim=1)
 
