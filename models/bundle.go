@@ -39,6 +39,10 @@ type Options struct {
 	Decode          detector.DecodeLimits // image bytes and pixels; zero fields take detector's defaults
 	CacheBytes      int64                 // detector result cache bound; 0 disables caching
 	Selection       SelectionOverride     // region selection settings that replace the manifest's
+	// DetectorOnCUDA runs the detector graph on the environment's CUDA provider; otherwise it
+	// runs on the CPU whatever the provider (with ONNX Runtime 1.29's plugin CUDA provider its
+	// first run crashes the process, README "GPU").
+	DetectorOnCUDA bool
 }
 
 // SelectionOverride replaces the manifest's region selection settings where set.
@@ -132,8 +136,11 @@ func Load(env *ort.Environment, dir string, opts Options) (b *Bundle, err error)
 		}
 		var tuning *ort.SessionTuning
 		if role == GraphDetector {
-			// EXHAUSTIVE would re-benchmark cuDNN convolutions for every new image shape.
-			tuning = &ort.SessionTuning{CUDAOptions: map[string]string{"cudnn_conv_algo_search": "HEURISTIC"}}
+			// EXHAUSTIVE would re-benchmark cuDNN convolutions for every new image shape. Anchors,
+			// box decoding and NMS work on shapes and small index tensors: ONNX Runtime runs those
+			// nodes on the CPU by design, so strict placement does not apply to this graph.
+			tuning = &ort.SessionTuning{CUDAOptions: map[string]string{"cudnn_conv_algo_search": "HEURISTIC"},
+				CPUNodesExpected: true, OnCPU: !opts.DetectorOnCUDA}
 		}
 		return env.NewSession(role, path, in, out, tuning)
 	}

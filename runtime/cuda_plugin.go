@@ -80,18 +80,23 @@ const (
 	cudaPluginFile = "libonnxruntime_providers_cuda.so"
 )
 
-var registerCUDAPlugin sync.Once
-var registerCUDAPluginErr error
+// cudaPlugin registers the CUDA plugin library once per Environment: the registration belongs
+// to ONNX Runtime's environment and is gone once that is destroyed (Environment.Close), so a
+// process that opens a second Environment registers it again.
+type cudaPlugin struct {
+	once sync.Once
+	err  error
+}
 
 // appendCUDAPlugin registers the CUDA plugin library beside the core library (once per
-// process) and appends it to opts with the given provider options.
+// Environment) and appends it to opts with the given provider options.
 func (e *Environment) appendCUDAPlugin(opts *onnx.SessionOptions, settings map[string]string) error {
 	lib := filepath.Join(filepath.Dir(e.cfg.LibraryPath), cudaPluginFile)
-	registerCUDAPlugin.Do(func() {
-		registerCUDAPluginErr = onnx.RegisterExecutionProviderLibrary(cudaPluginName, lib)
+	e.cudaPlugin.once.Do(func() {
+		e.cudaPlugin.err = onnx.RegisterExecutionProviderLibrary(cudaPluginName, lib)
 	})
-	if registerCUDAPluginErr != nil {
-		return fmt.Errorf("registering %s: %w", lib, registerCUDAPluginErr)
+	if e.cudaPlugin.err != nil {
+		return fmt.Errorf("registering %s: %w", lib, e.cudaPlugin.err)
 	}
 	cpath := C.CString(e.cfg.LibraryPath)
 	defer C.free(unsafe.Pointer(cpath))

@@ -69,6 +69,7 @@ type Environment struct {
 	fallbackReason string // why cuda was replaced by cpu, if it was
 	closed         bool
 	sessions       map[*Session]struct{}
+	cudaPlugin     cudaPlugin
 }
 
 var (
@@ -178,6 +179,15 @@ func (e *Environment) Close() error {
 // SessionTuning holds per-graph provider settings (e.g. cuDNN algorithm search for convolutions).
 type SessionTuning struct {
 	CUDAOptions map[string]string
+	// CPUNodesExpected: ONNX Runtime's CPU placement of some nodes is part of the graph's design
+	// (shape arithmetic, NMS), so CUDAStrictPlacement is not applied to it.
+	CPUNodesExpected bool
+	OnCPU            bool // run this graph on the CPU whatever the environment's provider
+}
+
+// strict says whether a CUDA session of this graph refuses nodes placed on the CPU.
+func (e *Environment) strict(tuning *SessionTuning) bool {
+	return e.cfg.CUDAStrictPlacement && (tuning == nil || !tuning.CPUNodesExpected)
 }
 
 // sessionOptions builds the options for one provider. The caller destroys them.
@@ -202,7 +212,7 @@ func (e *Environment) sessionOptions(provider string, tuning *SessionTuning) (*o
 	if provider != ProviderCUDA {
 		return opts, nil
 	}
-	if e.cfg.CUDAStrictPlacement {
+	if e.strict(tuning) {
 		// No per-node fallback: a node CUDA does not run fails the session instead.
 		if err := opts.AddSessionConfigEntry("session.disable_cpu_ep_fallback", "1"); err != nil {
 			return fail(err)

@@ -75,6 +75,9 @@ func (e *Environment) NewSession(name, path string, inputs, outputs []IOSpec, tu
 	if err := checkIO("output", outputs, gotOut); err != nil {
 		return nil, fmt.Errorf("graph %s (%s): %w", name, path, err)
 	}
+	if tuning != nil && tuning.OnCPU {
+		provider = ProviderCPU
+	}
 	opts, err := e.sessionOptions(provider, tuning)
 	if err != nil {
 		return nil, fmt.Errorf("graph %s: session options for %s: %w", name, provider, err)
@@ -88,8 +91,12 @@ func (e *Environment) NewSession(name, path string, inputs, outputs []IOSpec, tu
 		}
 		return nil, fmt.Errorf("graph %s (%s) on %s: %w%s", name, path, provider, err, hint)
 	}
-	if provider == ProviderCUDA && !e.cfg.CUDAStrictPlacement {
-		e.log.Warn("CUDA session allows ONNX Runtime to run some nodes on the CPU (ort.cuda_strict_placement is false)", "graph", name)
+	if provider == ProviderCUDA && !e.strict(tuning) {
+		why := "ort.cuda_strict_placement is false"
+		if e.cfg.CUDAStrictPlacement {
+			why = "by the graph's design (shape arithmetic, NMS)"
+		}
+		e.log.Info("CUDA session: ONNX Runtime may run some nodes of this graph on the CPU", "graph", name, "why", why)
 	}
 	sess := &Session{env: e, name: name, inputs: inputs, outputs: outputs, s: s}
 	e.mu.Lock()

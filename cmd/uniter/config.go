@@ -31,6 +31,7 @@ type Config struct {
 		CUDAUseTF32      bool   `mapstructure:"cuda_use_tf32"`
 		CUDAStrict       bool   `mapstructure:"cuda_strict_placement"`
 		AllowCPUFallback bool   `mapstructure:"allow_cpu_fallback"`
+		DetectorOnCUDA   bool   `mapstructure:"detector_on_cuda"`
 		IntraOpThreads   int    `mapstructure:"intra_op_threads"`
 		InterOpThreads   int    `mapstructure:"inter_op_threads"`
 	} `mapstructure:"ort"`
@@ -64,41 +65,44 @@ type Config struct {
 
 // defaults lists every key; viper's Unmarshal ignores environment-only keys without one.
 var defaults = map[string]any{
-	"addr":                    "127.0.0.1:8080",
-	"bundle":                  "bundles/shapes-uniter",
-	"ort.library":             ".cache/onnxruntime/lib/libonnxruntime.so",
-	"ort.provider":            ort.ProviderCPU,
-	"ort.cuda_device_id":      0,
-	"ort.cuda_memory_limit":   int64(0),
-	"ort.allow_cpu_fallback":  false,
-	"ort.intra_op_threads":    0,
-	"ort.inter_op_threads":    0,
-	"limits.max_body_bytes":   int64(24 << 20),
-	"limits.max_image_bytes":  int64(16 << 20),
-	"limits.max_image_pixels": int64(40_000_000),
-	"detector.cache_bytes":    int64(256 << 20),
-	"detector.nms_iou":        float32(0),
-	"detector.min_confidence": float32(-1),
-	"detector.min_boxes":      0,
-	"detector.max_boxes":      0,
-	"detector.min_box_size":   float32(-1),
-	"limits.max_texts":        32,
-	"limits.max_regions":      100,
-	"limits.max_text_length":  0,
-	"limits.request_timeout":  60 * time.Second,
-	"limits.max_concurrent":   1,
-	"limits.max_queue":        64,
-	"log.level":               "info",
-	"log.format":              "text",
-	"data_dir":                "data",
-	"gallery.thumbnail_size":  256,
-	"gallery.max_text_batch":  1000,
-	"search.max_limit":        100,
-	"search.max_offset":       1000,
-	"search.candidates":       100,
-	"search.max_candidates":   10000,
-	"search.batch_pairs":      64,
-	"search.workers":          2,
+	"addr":                      "127.0.0.1:8080",
+	"bundle":                    "bundles/shapes-uniter",
+	"ort.library":               ".cache/onnxruntime/lib/libonnxruntime.so",
+	"ort.provider":              ort.ProviderCPU,
+	"ort.cuda_device_id":        0,
+	"ort.cuda_memory_limit":     int64(0),
+	"ort.cuda_use_tf32":         false,
+	"ort.cuda_strict_placement": true,
+	"ort.allow_cpu_fallback":    false,
+	"ort.detector_on_cuda":      false,
+	"ort.intra_op_threads":      0,
+	"ort.inter_op_threads":      0,
+	"limits.max_body_bytes":     int64(24 << 20),
+	"limits.max_image_bytes":    int64(16 << 20),
+	"limits.max_image_pixels":   int64(40_000_000),
+	"detector.cache_bytes":      int64(256 << 20),
+	"detector.nms_iou":          float32(0),
+	"detector.min_confidence":   float32(-1),
+	"detector.min_boxes":        0,
+	"detector.max_boxes":        0,
+	"detector.min_box_size":     float32(-1),
+	"limits.max_texts":          32,
+	"limits.max_regions":        100,
+	"limits.max_text_length":    0,
+	"limits.request_timeout":    60 * time.Second,
+	"limits.max_concurrent":     1,
+	"limits.max_queue":          64,
+	"log.level":                 "info",
+	"log.format":                "text",
+	"data_dir":                  "data",
+	"gallery.thumbnail_size":    256,
+	"gallery.max_text_batch":    1000,
+	"search.max_limit":          100,
+	"search.max_offset":         1000,
+	"search.candidates":         100,
+	"search.max_candidates":     10000,
+	"search.batch_pairs":        64,
+	"search.workers":            2,
 }
 
 // loadConfig merges defaults, the optional file, the environment and the flags that were set.
@@ -227,8 +231,9 @@ func (c *Config) modelOptions() models.Options {
 	o := models.Options{
 		MaxRegions: c.Limits.MaxRegions, MaxTexts: c.Limits.MaxTexts, MaxTextLength: c.Limits.MaxTextLength,
 		MaxConcurrent: c.Limits.MaxConcurrent, MaxQueue: c.Limits.MaxQueue, VerifyChecksums: true,
-		Decode:     detector.DecodeLimits{MaxBytes: c.Limits.MaxImageBytes, MaxPixels: c.Limits.MaxImagePixels},
-		CacheBytes: c.Detector.CacheBytes,
+		DetectorOnCUDA: c.ORT.DetectorOnCUDA,
+		Decode:         detector.DecodeLimits{MaxBytes: c.Limits.MaxImageBytes, MaxPixels: c.Limits.MaxImagePixels},
+		CacheBytes:     c.Detector.CacheBytes,
 	}
 	d := c.Detector
 	if d.NMSIoU > 0 {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"testing"
 
 	ort "github.com/uniter-serve/uniter/runtime"
@@ -39,9 +40,18 @@ func ORTLibrary(t testing.TB) string {
 	return lib
 }
 
-// CPUConfig is a CPU runtime configuration on the test library.
+// CPUConfig is a CPU runtime configuration on the test library: 2 intra-op threads, or
+// $UNITER_TEST_INTRA_OP_THREADS (benchmarks on a machine with more cores).
 func CPUConfig(t testing.TB) ort.Config {
-	return ort.Config{LibraryPath: ORTLibrary(t), Provider: ort.ProviderCPU, IntraOpThreads: 2}
+	threads := 2
+	if v := os.Getenv("UNITER_TEST_INTRA_OP_THREADS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			t.Fatalf("UNITER_TEST_INTRA_OP_THREADS=%q: want a positive integer", v)
+		}
+		threads = n
+	}
+	return ort.Config{LibraryPath: ORTLibrary(t), Provider: ort.ProviderCPU, IntraOpThreads: threads}
 }
 
 // Config is the configuration Env uses: CPU, or CUDA when $UNITER_TEST_PROVIDER is "cuda"
