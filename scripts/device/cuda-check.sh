@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Device check of the CUDA execution provider (README "GPU"): the Go tests on the GPU, the
+# evaluation through the serving pipeline on CUDA, and throughput next to the CPU of the same
+# machine. The CUDA provider library (230 MB, 38 MB once reduced to sm_90 and compressed) does
+# not travel in one call together with the working tree (64 MiB), so the check is two calls on
+# one warm machine, each carrying one folder:
+#
+#   here, once:
+#     go build -ldflags='-s -w' -o .gpu/a/uniter ./cmd/uniter
+#     for p in runtime models tests; do go test -c -o .gpu/a/$p.test ./$p; done
+#     cp .cache/onnxruntime/lib/libonnxruntime{,_providers_shared}.so .gpu/a/
+#     (cd .gpu/a && xz uniter *.test libonnxruntime.so)
+#     for f in encoder.onnx encoder_attention.onnx manifest.json; do   # the graphs before the
+#       git show 9fbe165:bundles/shapes-uniter/$f > .gpu/a/old/$f; done  # static-reshape export
+#     ORT_GPU=1 make ort && python3 scripts/device/sm90.py .cache/onnxruntime/lib/libonnxruntime_providers_cuda.so \
+#       /tmp/cuda90.so && xz -9 -c /tmp/cuda90.so > .gpu/b/libonnxruntime_providers_cuda.so.xz
+#   device run 1: bash scripts/device/cuda-check.sh stage   (carry .gpu/a)
+#   device run 2: bash scripts/device/cuda-check.sh cuda    (carry .gpu/b), at once after run 1
+set -u
+cd "$(dirname "$0")/../.."
+G=${G:-/tmp/g}
+PY=${PY:-python3}
+OUT=${OUT:-$G/out}
+mkdir -p "$G/lib" "$OUT"
+LOG=$OUT/$1.log
+T0=$(date +%s)
+log() { echo "[$(( $(date +%s) - T0 ))s] $*" | tee -a "$LOG"; }
+run() { # run SECONDS NAME COMMAND...: one step, its output in the log, its exit status noted
+  local limit=$1 name=$2
+  shift 2
+  log "== $name"
+  timeout "$limit" bash -c '"$@"' _ "$@" >> "$LOG" 2>&1
+  log "== $name: exit $?"
+}
+export UNITER_ORT_LIBRARY=$G/lib/libonnxruntime.so UNITER_E2E_BIN=$G/uniter
+# The test binaries find the fixtures through the path they were built at.
+[ "$PWD" = /work/main ] || { mkdir -p /work && ln -sfn "$PWD" /work/main; }
+export U=$G/uniter G OUT
+eval_split() { # eval_split PROVIDER SPLIT [FLAGS]: uniter eval through the serving pipeline
+  local p=$1 split=$2
+  shift 2
+  UNITER_ORT_PROVIDER=$p UNITER_ORT_INTRA_OP_THREADS=${THREADS:-1} UNITER_LIMITS_MAX_CONCURRENT=16 \
+    "$U" eval --bundle "${BUNDLE:-bundles/shapes-uniter}" --split "$split" --split-dir "$G/$split" \
+    --workers 16 --score-workers "${SCORE_WORKERS:-16}" --score-batch "${SCORE_BATCH:-256}" \
+    --out "$OUT/eval-$p-$split${TAG:-}.json" -q "$@"
+}
+export -f eval_split
+
+case $1 in
+stage)
+  for f in .gpu/a/*.xz; do xz -dc "$f" > "$G/$(basename "$f" .xz)"; done
+  mv "$G/libonnxruntime.so" "$G/lib/" && cp .gpu/a/libonnxruntime_providers_shared.so "$G/lib/"
+  chmod +x "$G/uniter" "$G"/*.test
+  # The committed bundle as it was before the static-reshape export (same weights).
+  rm -rf "$G/old-bundle" && cp -r bundles/shapes-uniter "$G/old-bundle" && cp .gpu/a/old/* "$G/old-bundle/"
+  { nproc; nvidia-smi -L; "$PY" -c "import torch; print(torch.__version__)"; } >> "$LOG" 2>&1
+  run 120 synth-test-1k "$U" synth -q --split test-1k --out "$G/test-1k" --workers 16
+  run 60 synth-test-100 "$U" synth -q --split test-100 --out "$G/test-100" --workers 16
+  [ "${STAGE_CPU:-1}" = 1 ] && run 120 cpu-eval-test-100 eval_split cpu test-100
+  run 180 export-base "$PY" models/bench_reference.py export --out "$G/bench" --threads 16
+  [ "${STAGE_CPU:-1}" = 1 ] && UNITER_BENCH_BUNDLE=$G/bench UNITER_BENCH_BATCHES=1,8,32 UNITER_TEST_INTRA_OP_THREADS=16 \
+    run 120 cpu-bench-base "$G/models.test" -test.run '^$' -test.bench 'BenchmarkEncoder$' -test.benchtime 3x
+  ;;
+cuda)
+  xz -dc .gpu/b/libonnxruntime_providers_cuda.so.xz > "$G/lib/libonnxruntime_providers_cuda.so"
+  site=$("$PY" -c 'import site; print(site.getsitepackages()[0])')
+  libs=$(find "$site/nvidia" /usr/local/cuda/lib64 -name 'lib*.so*' -printf '%h\n' 2>/dev/null | sort -u | paste -sd:)
+  export LD_LIBRARY_PATH=$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
+    ldd "$G/lib/libonnxruntime_providers_cuda.so" | grep -E 'not found|cu|nv'; } >> "$LOG" 2>&1
+  run 120 runtime-tests "$G/runtime.test" -test.run 'CUDA' -test.v
+  UNITER_TEST_PROVIDER=cuda UNITER_TEST_CUDA_STRICT=1 run 180 models-tests-cuda-strict "$G/models.test"
+  run 120 e2e-TestCUDA bash -c "cd tests && '$G/tests.test' -test.run 'TestCUDA\$' -test.v"
+  run 120 cuda-eval-test-100 eval_split cuda test-100
+  # The graphs before the static-reshape export: strict placement refuses them; without it,
+  # does an encoder with CPU-placed shape nodes run? And the detector on CUDA (ort.detector_on_cuda).
+  BUNDLE=$G/old-bundle TAG=-old run 60 cuda-old-strict eval_split cuda test-100 --no-retrieval
+  BUNDLE=$G/old-bundle TAG=-old-nonstrict UNITER_ORT_CUDA_STRICT_PLACEMENT=false \
+    run 60 cuda-old-nonstrict eval_split cuda test-100 --no-retrieval
+  TAG=-detector-on-cuda UNITER_ORT_DETECTOR_ON_CUDA=true run 60 cuda-detector-on-cuda eval_split cuda test-100 --no-retrieval
+  UNITER_BENCH_BUNDLE=$G/bench UNITER_BENCH_BATCHES=1,8,32,128 UNITER_TEST_PROVIDER=cuda UNITER_TEST_CUDA_STRICT=1 \
+    run 120 cuda-bench-base "$G/models.test" -test.run '^$' -test.bench 'BenchmarkEncoder' -test.benchtime 2s
+  run 120 torch-cuda-base "$PY" models/bench_reference.py torch --bundle "$G/bench" --device cuda \
+    --batches 1,8,32,128 --seconds 2 --repeats 1 --threads 4
+  SCORE_WORKERS=${SCORE_WORKERS:-4} SCORE_BATCH=${SCORE_BATCH:-1024} run "${FULL_LIMIT:-200}" cuda-eval-test-1k eval_split cuda test-1k
+  nvidia-smi --query-gpu=memory.used --format=csv >> "$LOG" 2>&1
+  ;;
+esac
+ls -la "$OUT" >> "$LOG"
