@@ -3,6 +3,9 @@ package models
 import (
 	"context"
 	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/uniter-serve/uniter/detector"
@@ -213,17 +216,44 @@ func (b *Bundle) Match(ctx context.Context, in Input, texts []string) (*MatchOut
 	out.Timing.Encoder = time.Since(start)
 	start = time.Now()
 	out.Results = make([]MatchResult, len(texts))
-	for i := range pairs {
+	// One plan per pair, on every core: with the encoder on a GPU, these are the slow part.
+	err = forEachParallel(len(pairs), func(i int) error {
 		plan, err := heads.Align(e.textHidden(i), e.regionHidden(i), heads.DefaultOTOptions())
 		if err != nil {
-			return nil, err
+			return err
 		}
 		m := e.match(i)
 		out.Results[i] = MatchResult{Text: texts[i], Score: m.Score, Logit: m.Logit, OTDistance: plan.Distance,
 			Tokens: len(pairs[i].text.Tokens), Truncated: pairs[i].text.Truncated}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	out.Timing.OT = time.Since(start)
 	return out, nil
+}
+
+// forEachParallel calls fn(0) … fn(n-1) on up to GOMAXPROCS goroutines and returns the error of
+// the lowest index that failed (the one a serial loop would have returned).
+func forEachParallel(n int, fn func(i int) error) error {
+	errs := make([]error, n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(n, runtime.GOMAXPROCS(0)) {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				errs[i] = fn(i)
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // The word-region alignments a caller can read (search evidence, `uniter align --by`).
