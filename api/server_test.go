@@ -165,6 +165,9 @@ func TestHealthReadyModels(t *testing.T) {
 	if m.Name != "tiny-random" || !m.RandomWeights || m.Provider != "cpu" || m.FeatureDim != 64 || m.Hidden != 32 || m.Layers != 2 {
 		t.Fatalf("models: got %+v", m)
 	}
+	if m.Detector == nil || m.Detector.Provider != "cpu" {
+		t.Fatalf("models: detector %+v, want one on the cpu", m.Detector)
+	}
 }
 
 // golden compares a response with testdata/NAME.golden.json (timing zeroed); -update rewrites.

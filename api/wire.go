@@ -231,6 +231,7 @@ type ModelInfo struct {
 
 // DetectorInfo summarises the bundle's detector: how images are resized and regions selected.
 type DetectorInfo struct {
+	Provider      string  `json:"provider"` // the CPU unless ort.detector_on_cuda
 	Classes       int     `json:"classes"`
 	Attributes    int     `json:"attributes"`
 	ShorterSide   int     `json:"shorter_side"`
@@ -400,7 +401,7 @@ func DescribeModel(b *models.Bundle, provider, fallback, ortVersion string) Mode
 	}
 	if d := m.Detector; d != nil {
 		sel := b.SelectionSpec()
-		info.Detector = &DetectorInfo{Classes: m.Model.LabelDim, Attributes: len(b.AttributeLabels()),
+		info.Detector = &DetectorInfo{Provider: b.DetectorProvider(), Classes: m.Model.LabelDim, Attributes: len(b.AttributeLabels()),
 			ShorterSide: d.Preprocess.ShorterSide, LongerSideMax: d.Preprocess.LongerSideMax,
 			NMSIoU: sel.NMSIoU, MinConfidence: sel.MinConfidence, MinBoxes: sel.MinBoxes, MaxBoxes: sel.MaxBoxes,
 			MinBoxSize: b.MinBoxSize()}

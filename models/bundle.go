@@ -241,6 +241,14 @@ func (b *Bundle) Tokenizer() *textproc.Tokenizer { return b.tokenizer }
 // RegionLabels are the MRC head's class names, background included.
 func (b *Bundle) RegionLabels() []string { return b.labels }
 
+// DetectorProvider is the execution provider the detector runs on ("" without a detector).
+func (b *Bundle) DetectorProvider() string {
+	if b.detector == nil {
+		return ""
+	}
+	return b.detector.Provider()
+}
+
 // MaxRegions is the serving limit on regions per image.
 func (b *Bundle) MaxRegions() int { return b.opts.MaxRegions }
 

@@ -48,11 +48,12 @@ func (t Tensor) NumElements() int64 {
 // Session runs one graph. It is safe for concurrent use: the underlying
 // DynamicAdvancedSession allows concurrent Run calls.
 type Session struct {
-	env     *Environment
-	name    string
-	inputs  []IOSpec
-	outputs []IOSpec
-	s       *onnx.DynamicAdvancedSession
+	env      *Environment
+	name     string
+	provider string // the execution provider this graph runs on
+	inputs   []IOSpec
+	outputs  []IOSpec
+	s        *onnx.DynamicAdvancedSession
 }
 
 // NewSession loads the graph at path and checks that its inputs and outputs are exactly the
@@ -98,12 +99,16 @@ func (e *Environment) NewSession(name, path string, inputs, outputs []IOSpec, tu
 		}
 		e.log.Info("CUDA session: ONNX Runtime may run some nodes of this graph on the CPU", "graph", name, "why", why)
 	}
-	sess := &Session{env: e, name: name, inputs: inputs, outputs: outputs, s: s}
+	sess := &Session{env: e, name: name, provider: provider, inputs: inputs, outputs: outputs, s: s}
 	e.mu.Lock()
 	e.sessions[sess] = struct{}{}
 	e.mu.Unlock()
 	return sess, nil
 }
+
+// Provider is the execution provider this graph runs on: the environment's, or the CPU for a
+// graph kept off the GPU (SessionTuning.OnCPU).
+func (s *Session) Provider() string { return s.provider }
 
 func names(specs []IOSpec) []string {
 	out := make([]string, len(specs))

@@ -52,7 +52,14 @@ stage)
   mv "$G/libonnxruntime.so" "$G/lib/" && cp .gpu/a/libonnxruntime_providers_shared.so "$G/lib/"
   chmod +x "$G/uniter" "$G"/*.test
   # The committed bundle as it was before the static-reshape export (same weights).
-  rm -rf "$G/old-bundle" && cp -r bundles/shapes-uniter "$G/old-bundle" && cp .gpu/a/old/* "$G/old-bundle/"
+  [ -d .gpu/a/old ] && rm -rf "$G/old-bundle" && cp -r bundles/shapes-uniter "$G/old-bundle" && cp .gpu/a/old/* "$G/old-bundle/"
+  # Candidate models (.gpu/a/bundles/NAME: a bundle's UNITER graphs and manifest; the detector is
+  # the default bundle's), evaluated on test-1k by `cuda` after the default.
+  for d in .gpu/a/bundles/*/; do
+    [ -d "$d" ] || continue
+    n=$(basename "$d"); rm -rf "$G/bundles/$n"; mkdir -p "$G/bundles"
+    cp -r bundles/shapes-uniter "$G/bundles/$n" && cp "$d"* "$G/bundles/$n/"
+  done
   { nproc; nvidia-smi -L; "$PY" -c "import torch; print(torch.__version__)"; } >> "$LOG" 2>&1
   run 120 synth-test-1k "$U" synth -q --split test-1k --out "$G/test-1k" --workers 16
   run 60 synth-test-100 "$U" synth -q --split test-100 --out "$G/test-100" --workers 16
@@ -68,6 +75,9 @@ cuda)
   export LD_LIBRARY_PATH=$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
   { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
     ldd "$G/lib/libonnxruntime_providers_cuda.so" | grep -E 'not found|cu|nv'; } >> "$LOG" 2>&1
+  # QUICK=1: only the base-sized benchmarks and the test-1k evaluations (tests, the old graphs and
+  # PyTorch were checked by an earlier full run).
+  if [ "${QUICK:-0}" != 1 ]; then
   run 120 runtime-tests "$G/runtime.test" -test.run 'CUDA' -test.v
   UNITER_TEST_PROVIDER=cuda UNITER_TEST_CUDA_STRICT=1 run 180 models-tests-cuda-strict "$G/models.test"
   run 120 e2e-TestCUDA bash -c "cd tests && '$G/tests.test' -test.run 'TestCUDA\$' -test.v"
@@ -78,11 +88,21 @@ cuda)
   BUNDLE=$G/old-bundle TAG=-old-nonstrict UNITER_ORT_CUDA_STRICT_PLACEMENT=false \
     run 60 cuda-old-nonstrict eval_split cuda test-100 --no-retrieval
   TAG=-detector-on-cuda UNITER_ORT_DETECTOR_ON_CUDA=true run 60 cuda-detector-on-cuda eval_split cuda test-100 --no-retrieval
+  fi
   UNITER_BENCH_BUNDLE=$G/bench UNITER_BENCH_BATCHES=1,8,32,128 UNITER_TEST_PROVIDER=cuda UNITER_TEST_CUDA_STRICT=1 \
     run 120 cuda-bench-base "$G/models.test" -test.run '^$' -test.bench 'BenchmarkEncoder' -test.benchtime 2s
-  run 120 torch-cuda-base "$PY" models/bench_reference.py torch --bundle "$G/bench" --device cuda \
+  # models-serial.test (optional): the same benchmarks built from a commit before Match computed
+  # its plans in parallel, side by side.
+  [ -x "$G/models-serial.test" ] && UNITER_BENCH_BUNDLE=$G/bench UNITER_BENCH_BATCHES=32,128 UNITER_TEST_PROVIDER=cuda \
+    UNITER_TEST_CUDA_STRICT=1 run 120 cuda-bench-base-serial "$G/models-serial.test" -test.run '^$' -test.bench 'BenchmarkEncoder$' -test.benchtime 2s
+  [ "${QUICK:-0}" != 1 ] && run 120 torch-cuda-base "$PY" models/bench_reference.py torch --bundle "$G/bench" --device cuda \
     --batches 1,8,32,128 --seconds 2 --repeats 1 --threads 4
   SCORE_WORKERS=${SCORE_WORKERS:-4} SCORE_BATCH=${SCORE_BATCH:-1024} run "${FULL_LIMIT:-200}" cuda-eval-test-1k eval_split cuda test-1k
+  for b in "$G"/bundles/*/; do
+    [ -d "$b" ] || continue
+    BUNDLE=$b TAG=-$(basename "$b") SCORE_WORKERS=${SCORE_WORKERS:-4} SCORE_BATCH=${SCORE_BATCH:-1024} \
+      run "${FULL_LIMIT:-200}" "cuda-eval-test-1k-$(basename "$b")" eval_split cuda test-1k
+  done
   nvidia-smi --query-gpu=memory.used --format=csv >> "$LOG" 2>&1
   ;;
 esac
