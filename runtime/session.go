@@ -76,7 +76,8 @@ func (e *Environment) NewSession(name, path string, inputs, outputs []IOSpec, tu
 	if err := checkIO("output", outputs, gotOut); err != nil {
 		return nil, fmt.Errorf("graph %s (%s): %w", name, path, err)
 	}
-	if tuning != nil && tuning.OnCPU {
+	if tuning != nil && tuning.OnCPU && provider != ProviderCPU {
+		e.log.Info("graph runs on the CPU", "graph", name, "environment_provider", provider)
 		provider = ProviderCPU
 	}
 	opts, err := e.sessionOptions(provider, tuning)
