@@ -36,6 +36,9 @@ func TestCUDA(t *testing.T) {
 		if r := s.match(t, g.regions(0), g.matchTexts()...); len(r.Results) != 3 {
 			t.Errorf("%d results on cuda, want 3", len(r.Results))
 		}
+		// Initialising CUDA replaces Go's signal handlers (onnxruntime_go issue 140): SIGTERM
+		// must still stop the service cleanly.
+		s.stop(t)
 		return
 	}
 
