@@ -16,6 +16,9 @@
 #       /tmp/cuda90.so && xz -9 -c /tmp/cuda90.so > .gpu/b/libonnxruntime_providers_cuda.so.xz
 #   device run 1: bash scripts/device/cuda-check.sh stage   (carry .gpu/a)
 #   device run 2: bash scripts/device/cuda-check.sh cuda    (carry .gpu/b), at once after run 1
+#   optionally between them: bash scripts/device/cuda-check.sh bundles (carry .gpu/c: candidate
+#   bundles' UNITER graphs, .gpu/c/NAME/{encoder,encoder_attention,mlm_head,mrc_head}.onnx +
+#   manifest.json), and models-serial.test in .gpu/a (a build before a change, benchmarked beside)
 set -u
 cd "$(dirname "$0")/../.."
 G=${G:-/tmp/g}
@@ -53,13 +56,6 @@ stage)
   chmod +x "$G/uniter" "$G"/*.test
   # The committed bundle as it was before the static-reshape export (same weights).
   [ -d .gpu/a/old ] && rm -rf "$G/old-bundle" && cp -r bundles/shapes-uniter "$G/old-bundle" && cp .gpu/a/old/* "$G/old-bundle/"
-  # Candidate models (.gpu/a/bundles/NAME: a bundle's UNITER graphs and manifest; the detector is
-  # the default bundle's), evaluated on test-1k by `cuda` after the default.
-  for d in .gpu/a/bundles/*/; do
-    [ -d "$d" ] || continue
-    n=$(basename "$d"); rm -rf "$G/bundles/$n"; mkdir -p "$G/bundles"
-    cp -r bundles/shapes-uniter "$G/bundles/$n" && cp "$d"* "$G/bundles/$n/"
-  done
   { nproc; nvidia-smi -L; "$PY" -c "import torch; print(torch.__version__)"; } >> "$LOG" 2>&1
   run 120 synth-test-1k "$U" synth -q --split test-1k --out "$G/test-1k" --workers 16
   run 60 synth-test-100 "$U" synth -q --split test-100 --out "$G/test-100" --workers 16
@@ -67,6 +63,15 @@ stage)
   run 180 export-base "$PY" models/bench_reference.py export --out "$G/bench" --threads 16
   [ "${STAGE_CPU:-1}" = 1 ] && UNITER_BENCH_BUNDLE=$G/bench UNITER_BENCH_BATCHES=1,8,32 UNITER_TEST_INTRA_OP_THREADS=16 \
     run 120 cpu-bench-base "$G/models.test" -test.run '^$' -test.bench 'BenchmarkEncoder$' -test.benchtime 3x
+  ;;
+bundles)
+  # Candidate models, in a call of their own between stage and cuda (carry .gpu/c):
+  # .gpu/c/NAME holds a bundle's UNITER graphs and manifest (the detector is the default
+  # bundle's); `cuda` evaluates each on test-1k after the default.
+  for d in .gpu/c/*/; do
+    n=$(basename "$d"); rm -rf "$G/bundles/$n"; mkdir -p "$G/bundles"
+    cp -r bundles/shapes-uniter "$G/bundles/$n" && cp "$d"* "$G/bundles/$n/" && log "bundle $n"
+  done
   ;;
 cuda)
   xz -dc .gpu/b/libonnxruntime_providers_cuda.so.xz > "$G/lib/libonnxruntime_providers_cuda.so"
