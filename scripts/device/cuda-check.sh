@@ -60,6 +60,7 @@ stage)
   run 120 synth-test-1k "$U" synth -q --split test-1k --out "$G/test-1k" --workers 16
   run 60 synth-test-100 "$U" synth -q --split test-100 --out "$G/test-100" --workers 16
   [ "${STAGE_CPU:-1}" = 1 ] && run 120 cpu-eval-test-100 eval_split cpu test-100
+  [ "${EVAL_ONLY:-0}" = 1 ] && exit 0
   run 180 export-base "$PY" models/bench_reference.py export --out "$G/bench" --threads 16
   [ "${STAGE_CPU:-1}" = 1 ] && UNITER_BENCH_BUNDLE=$G/bench UNITER_BENCH_BATCHES=1,8,32 UNITER_TEST_INTRA_OP_THREADS=16 \
     run 120 cpu-bench-base "$G/models.test" -test.run '^$' -test.bench 'BenchmarkEncoder$' -test.benchtime 3x
@@ -80,6 +81,8 @@ cuda)
   export LD_LIBRARY_PATH=$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
   { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
     ldd "$G/lib/libonnxruntime_providers_cuda.so" | grep -E 'not found|cu|nv'; } >> "$LOG" 2>&1
+  # EVAL_ONLY=1: only the candidate bundles' test-1k evaluations.
+  if [ "${EVAL_ONLY:-0}" != 1 ]; then
   run 120 runtime-tests "$G/runtime.test" -test.run 'CUDA' -test.v
   run 120 e2e-TestCUDA bash -c "cd tests && '$G/tests.test' -test.run 'TestCUDA\$' -test.v"
   UNITER_TEST_PROVIDER=cuda UNITER_TEST_CUDA_STRICT=1 run 180 models-tests-cuda-strict "$G/models.test"
@@ -103,6 +106,7 @@ cuda)
   [ "${QUICK:-0}" != 1 ] && run 120 torch-cuda-base "$PY" models/bench_reference.py torch --bundle "$G/bench" --device cuda \
     --batches 1,8,32,128 --seconds 2 --repeats 1 --threads 4
   SCORE_WORKERS=${SCORE_WORKERS:-4} SCORE_BATCH=${SCORE_BATCH:-1024} run "${FULL_LIMIT:-200}" cuda-eval-test-1k eval_split cuda test-1k
+  fi
   for b in "$G"/bundles/*/; do
     [ -d "$b" ] || continue
     BUNDLE=$b TAG=-$(basename "$b") SCORE_WORKERS=${SCORE_WORKERS:-4} SCORE_BATCH=${SCORE_BATCH:-1024} \
