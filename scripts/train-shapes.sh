@@ -3,15 +3,15 @@
 #
 #   data → vocabulary → detector → features through the serving pipeline → UNITER pre-training
 #   (the paper's recipe) → size stage (MLM on size words) → ITM fine-tuning (retrieval, as the
-#   paper fine-tunes for it) → the same fine-tuning continued → (plan stage, off by default) → MLM
+#   paper fine-tunes for it) → the same fine-tuning continued → MLM head re-fit → plan stage → MLM
 #   head re-fit → bundle → evaluation on test-1k (and the no-WRA ablation, unless ABLATION=0).
 #
 # Every step writes into $WORK (default .cache/shapes-train) and is skipped when its output
 # exists, so an interrupted run resumes; delete a step's output to redo it. The bundle goes to
 # $BUNDLE (default bundles/shapes-uniter). On 2 CPU cores the whole run takes about 5–6 hours
 # (detector ~16 min, extraction ~8 min, pre-training ~45 min per model, size stage ~2 min,
-# fine-tuning ~15 min, continued fine-tuning ~70 min, plan stage (when on) ~10 min and head re-fit
-# ~2 min per model, the test-1k retrieval evaluation ~30–40 min; the two models' runs side by side).
+# fine-tuning ~15 min, continued fine-tuning ~70 min, plan stage ~10 min and head re-fits
+# ~2 min each per model, the test-1k retrieval evaluation ~30–40 min; the two models' runs side by side).
 # Knobs (environment):
 #
 #   TRAIN_IMAGES  train images (default 8000 of the train split's 30000)
@@ -46,19 +46,22 @@
 #                 21000; 0: none). Image R@1 on test-1k grows with fine-tuning length: 71.7% after
 #                 3,000 steps, 78.4% after 12,000 in one run, and the default's 3,000 + 21,000
 #                 (README "Continued fine-tuning"); ~70 min per model here
-#   PLAN_STEPS    the plan stage after the continued fine-tuning: PLAN_STEPS more steps of the
-#                 fine-tuning recipe (warm restart) with the distillation's targets made what the
-#                 OT plan can follow: each word's target is its attention's argmax region
-#                 (smoothed, pretrain.py --plan-argmax 0.3), every token that names no object
-#                 absorbs (--plan-naming-words: the detector's labels and the size words), and the
-#                 regions' side is distilled too (--plan-columns). Default 0 (none): 3000 steps
-#                 from the default's model raised the plan's noun grounding on test-1k from 59.0%
-#                 to 74.1% but image R@1 fell from 80.7% to 79.2%, below the issue's 80%
-#                 (README "Plan targets")
+#   PLAN_STEPS    the plan stage after the continued fine-tuning (and its MLM head re-fit):
+#                 PLAN_STEPS more steps of the fine-tuning recipe (warm restart) at PLAN_LR with
+#                 the distillation's targets made what the OT plan can follow: each word's target
+#                 is its attention's argmax region (smoothed, pretrain.py --plan-argmax 0.3), every
+#                 token that names no object absorbs (--plan-naming-words: the detector's labels
+#                 and the size words), and the regions' side is distilled too (--plan-columns).
+#                 Default 3000; 0: none. It raised the plan's noun grounding on test-1k from 59.0%
+#                 to 69.6% with image R@1 kept (80.6%); at lr 3e-4 it reached 74.1% but image R@1
+#                 fell to 79.2% (README "Plan targets")
+#   PLAN_LR       the plan stage's peak learning rate (default 3e-5)
 #   HEAD_STEPS    after fine-tuning, the MLM head alone (pretrain.py --train-only mlm-head: the
 #                 encoder and the other heads frozen) re-learns colour, shape and size words in
 #                 turn for HEAD_STEPS steps (default 1500): the size stage leaves it predicting
-#                 only size words; 0: none (the bundle takes the fine-tuned model as it is)
+#                 only size words; 0: none (the bundle takes the fine-tuned model as it is). With
+#                 a plan stage it runs twice: on the continued model (the plan stage starts from
+#                 that, the model served before the plan stage existed) and on the plan stage's
 #   MIN_BOX_SIZE  the bundles' selection.min_box_size (original-image pixels): proposals
 #                 smaller than it are dropped before selection, for extraction and serving
 #                 alike (default 0: keep all, as the committed model was trained; about 16% of
@@ -87,7 +90,8 @@ MIN_BOX_SIZE=${MIN_BOX_SIZE:-0}
 SIZE_STEPS=${SIZE_STEPS:-1000}
 HEAD_STEPS=${HEAD_STEPS:-1500}
 CONT_STEPS=${CONT_STEPS:-21000}
-PLAN_STEPS=${PLAN_STEPS:-0}
+PLAN_STEPS=${PLAN_STEPS:-3000}
+PLAN_LR=${PLAN_LR:-3e-5}
 UNITER=bin/uniter
 ORT=.cache/onnxruntime/lib/libonnxruntime.so
 # The small UNITER (why this size: README "Default model").
@@ -161,10 +165,12 @@ if [ "$PLAN_STEPS" != 0 ] && { [ "$PLAN_DISTILL" = 0 ] || [ "$PLAN_ABSORB" != 1 
   exit 1
 fi
 
-# continued NAME: the fine-tuning run the plan stage starts from (continued, else the first);
+# continued NAME: the fine-tuning run after the first (continued, else the first);
+# plan_init NAME: what the plan stage starts from (the continued model with its MLM head re-fit);
 # tuned NAME: the last ITM fine-tuning run (the plan stage, else continued);
 # served NAME: the run whose final.pt the bundle serves (the MLM head re-fit, else tuned).
 continued() { if [ "$CONT_STEPS" != 0 ]; then echo "$WORK/cont-$1"; else echo "$WORK/ft-$1"; fi; }
+plan_init() { if [ "$HEAD_STEPS" != 0 ]; then echo "$WORK/head-cont-$1"; else continued "$1"; fi; }
 tuned() { if [ "$PLAN_STEPS" != 0 ]; then echo "$WORK/plan-$1"; else continued "$1"; fi; }
 served() { if [ "$HEAD_STEPS" != 0 ]; then echo "$WORK/head-$1"; else tuned "$1"; fi; }
 
@@ -218,32 +224,41 @@ train() {
     step "continued fine-tuning $name (the same recipe again, $CONT_STEPS steps)"
     finetune "$cont" "$WORK/ft-$name" "$CONT_STEPS" 2000
   fi
-  local tuned
-  tuned=$(tuned "$name")
-  if [ "$tuned" != "$cont" ] && [ ! -f "$tuned/final.pt" ]; then
-    step "plan stage $name ($PLAN_STEPS steps: argmax targets, every non-naming token absorbs, columns)"
-    finetune "$tuned" "$cont" "$PLAN_STEPS" 1000 --plan-argmax 0.3 --plan-columns \
-      --plan-naming-words "$WORK/bundle-init/attribute_labels.txt,$WORK/bundle-init/region_labels.txt,$WORK/size_words.txt"
-  fi
-  local out
-  out=$(served "$name")
-  # A head re-fit left by a run with another CONT_STEPS or PLAN_STEPS would bundle the wrong encoder.
-  if [ "$out" != "$tuned" ] && [ -f "$out/final.json" ]; then
-    "$PY" - "$out/final.json" "$tuned/final.pt" <<'EOF'
+  # refit OUT INIT: the MLM head re-fit of INIT's model (the rest frozen).
+  refit() {
+    local to=$1 from=$2
+    # A head re-fit left by a run with other CONT_STEPS or PLAN_STEPS would carry the wrong encoder.
+    if [ -f "$to/final.json" ]; then
+      "$PY" - "$to/final.json" "$from/final.pt" <<'EOF'
 import json, sys
 init = json.load(open(sys.argv[1])).get("init")
 if init != sys.argv[2]:
     sys.exit(f"{sys.argv[1]} re-fitted the head of {init}, not of {sys.argv[2]}: remove its folder to redo it")
 EOF
+    fi
+    if [ ! -f "$to/final.pt" ]; then
+      step "MLM head re-fit $name of $from ($HEAD_STEPS steps on colour, shape and size words; the rest frozen)"
+      "$PY" models/pretrain.py --data "$WORK/feat-train" --val "$WORK/feat-val" --out "$to" \
+        --config "$WORK/pre-$name/config.json" --init "$from/final.pt" --train-only mlm-head \
+        --grounded-words "$WORK/bundle-init/attribute_labels.txt,$WORK/bundle-init/region_labels.txt,$WORK/size_words.txt" \
+        --grounded-mlm-steps "$HEAD_STEPS" --steps "$HEAD_STEPS" --lr 1e-3 --warmup 50 --ot-weight "$ot" \
+        --ckpt-every 0 --log-every 100 --threads 1 --blas-threads 1 --device "$DEVICE" --no-progress
+    fi
+  }
+  local tuned start
+  tuned=$(tuned "$name")
+  if [ "$tuned" != "$cont" ]; then
+    start=$(plan_init "$name")
+    [ "$start" = "$cont" ] || refit "$start" "$cont"
+    if [ ! -f "$tuned/final.pt" ]; then
+      step "plan stage $name ($PLAN_STEPS steps at lr $PLAN_LR: argmax targets, every non-naming token absorbs, columns)"
+      finetune "$tuned" "$start" "$PLAN_STEPS" 1000 --lr "$PLAN_LR" --plan-argmax 0.3 --plan-columns \
+        --plan-naming-words "$WORK/bundle-init/attribute_labels.txt,$WORK/bundle-init/region_labels.txt,$WORK/size_words.txt"
+    fi
   fi
-  if [ "$out" != "$tuned" ] && [ ! -f "$out/final.pt" ]; then
-    step "MLM head re-fit $name ($HEAD_STEPS steps on colour, shape and size words; the rest frozen)"
-    "$PY" models/pretrain.py --data "$WORK/feat-train" --val "$WORK/feat-val" --out "$out" \
-      --config "$WORK/pre-$name/config.json" --init "$tuned/final.pt" --train-only mlm-head \
-      --grounded-words "$WORK/bundle-init/attribute_labels.txt,$WORK/bundle-init/region_labels.txt,$WORK/size_words.txt" \
-      --grounded-mlm-steps "$HEAD_STEPS" --steps "$HEAD_STEPS" --lr 1e-3 --warmup 50 --ot-weight "$ot" \
-      --ckpt-every 0 --log-every 100 --threads 1 --blas-threads 1 --device "$DEVICE" --no-progress
-  fi
+  local out
+  out=$(served "$name")
+  [ "$out" = "$tuned" ] || refit "$out" "$tuned"
 }
 
 # bundle NAME OUT: the trained encoder with the detector, with provenance.
@@ -252,21 +267,13 @@ bundle() {
   local prov
   local run
   run=$(served "$name")
-  prov=$("$PY" - "$WORK" "$name" "$TRAIN_IMAGES" "$run" "$(tuned "$name")" "$(continued "$name")" <<'EOF'
+  prov=$("$PY" - "$WORK" "$name" "$TRAIN_IMAGES" "$run" "$(tuned "$name")" "$(continued "$name")" "$(plan_init "$name")" <<'EOF'
 import json, sys
-work, name, n, served, tuned, cont = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
+sys.path.insert(0, "models")
+from uniter.provenance import stage_record as keep
+work, name, n, served, tuned, cont, start = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6], sys.argv[7]
 pre = json.load(open(f"{work}/pre-{name}/final.json"))
 ft = json.load(open(f"{work}/ft-{name}/final.json"))
-def keep(m):
-    t = m.get("train", {})
-    return {"steps": m.get("step"), "seed": m.get("seed"), "mix": m.get("tasks"), "init": m.get("init"),
-            "lr": t.get("lr"), "warmup": t.get("warmup"), "batch_size": t.get("batch_size"),
-            "ot_weight": t.get("ot_weight"), "itm_hard_negatives": t.get("itm_hard_negatives", 0),
-            "itm_near_negatives": t.get("itm_near_negatives", 0), "plan_distill": t.get("plan_distill", 0),
-            "plan_absorb": t.get("plan_absorb", False), "plan_argmax": t.get("plan_argmax"),
-            "plan_columns": t.get("plan_columns", False), "plan_naming_words": bool(t.get("plan_naming_ids")),
-            "grounded_mlm_steps": t.get("grounded_mlm_steps", 0), "train_only": t.get("train_only") or None,
-            "val_metrics": m.get("val")}
 det = json.load(open(f"{work}/detector/eval_val.json"))
 print(json.dumps({"data": {"generator": "uniter synth (models/shapes)", "train": {"split": "train", "seed": 1, "images": n},
                            "val": {"split": "val", "seed": 2}},
@@ -274,6 +281,7 @@ print(json.dumps({"data": {"generator": "uniter synth (models/shapes)", "train":
                   "pretraining": keep(pre), "finetuning": keep(ft),
                   "size_stage": keep(json.load(open(f"{work}/size-{name}/final.json"))) if ft.get("init", "").startswith(f"{work}/size-") else None,
                   "continued_finetuning": keep(json.load(open(f"{cont}/final.json"))) if cont != f"{work}/ft-{name}" else None,
+                  "mlm_head_refit_before_plan": keep(json.load(open(f"{start}/final.json"))) if tuned != cont and start != cont else None,
                   "plan_stage": keep(json.load(open(f"{tuned}/final.json"))) if tuned != cont else None,
                   "mlm_head_refit": keep(json.load(open(f"{served}/final.json"))) if served != tuned else None,
                   "recipe": "scripts/train-shapes.sh"}))
