@@ -10,7 +10,7 @@
 # exists, so an interrupted run resumes; delete a step's output to redo it. The bundle goes to
 # $BUNDLE (default bundles/shapes-uniter). On 2 CPU cores the whole run takes about 5–6 hours
 # (detector ~16 min, extraction ~8 min, pre-training ~45 min per model, size stage ~2 min,
-# fine-tuning ~15 min, continued fine-tuning ~70 min, plan stage ~10 min and head re-fits
+# fine-tuning ~15 min, continued fine-tuning ~70 min, plan stage ~20 min and head re-fits
 # ~2 min each per model, the test-1k retrieval evaluation ~30–40 min; the two models' runs side by side).
 # Knobs (environment):
 #
@@ -52,9 +52,9 @@
 #                 is its attention's argmax region (smoothed, pretrain.py --plan-argmax 0.3), every
 #                 token that names no object absorbs (--plan-naming-words: the detector's labels
 #                 and the size words), and the regions' side is distilled too (--plan-columns).
-#                 Default 3000; 0: none. It raised the plan's noun grounding on test-1k from 59.0%
-#                 to 69.6% with image R@1 kept (80.6%); at lr 3e-4 it reached 74.1% but image R@1
-#                 fell to 79.2% (README "Plan targets")
+#                 Default 6000; 0: none. It raised the plan's noun grounding on test-1k from 59.0%
+#                 to 73.0% with image R@1 kept (80.7%); 3000 steps gave 69.6% (image R@1 80.6%),
+#                 and at lr 3e-4 74.1% but image R@1 fell to 79.2% (README "Plan targets")
 #   PLAN_LR       the plan stage's peak learning rate (default 3e-5)
 #   HEAD_STEPS    after fine-tuning, the MLM head alone (pretrain.py --train-only mlm-head: the
 #                 encoder and the other heads frozen) re-learns colour, shape and size words in
@@ -90,7 +90,7 @@ MIN_BOX_SIZE=${MIN_BOX_SIZE:-0}
 SIZE_STEPS=${SIZE_STEPS:-1000}
 HEAD_STEPS=${HEAD_STEPS:-1500}
 CONT_STEPS=${CONT_STEPS:-21000}
-PLAN_STEPS=${PLAN_STEPS:-3000}
+PLAN_STEPS=${PLAN_STEPS:-6000}
 PLAN_LR=${PLAN_LR:-3e-5}
 UNITER=bin/uniter
 ORT=.cache/onnxruntime/lib/libonnxruntime.so

@@ -1,9 +1,10 @@
-"""Builds the default bundle with the plan stage (run AN30CLL) into OUT (default .cache/rel/adopt):
+"""Builds the default bundle with the plan stage of run RUN (.cache/rel/ft-RUN, its head re-fit
+.cache/rel/head-RUN; the default is AN60CLL) into OUT (default .cache/rel/adopt):
 the previous default's provenance plus the stages train-shapes.sh now adds after the continued
 fine-tuning (its MLM head re-fit, the plan stage, the MLM head re-fit of that), and the
 evaluation reports of REPORT_1K and REPORT_100 (as train-shapes.sh fills them).
 
-    /usr/bin/python3 docs/plan-targets-2026-11-27/adopt.py REPORT_1K REPORT_100 [OUT]
+    /usr/bin/python3 docs/plan-targets-2026-11-27/adopt.py RUN REPORT_1K REPORT_100 [OUT]
 
 The plan stage ran from the previous default's weights, recovered from its bundle by
 models/recover_checkpoint.py (.cache/rel/head-C21): its encoder and ITM head are cont-wra's bit
@@ -14,12 +15,12 @@ sys.path.insert(0, "models")
 from uniter.provenance import stage_record as keep  # noqa: E402  (as train-shapes.sh)
 
 here = os.path.dirname(os.path.abspath(__file__))
-r1k, r100 = sys.argv[1], sys.argv[2]
-out = sys.argv[3] if len(sys.argv) > 3 else ".cache/rel/adopt"
+run, r1k, r100 = sys.argv[1], sys.argv[2], sys.argv[3]
+out = sys.argv[4] if len(sys.argv) > 4 else ".cache/rel/adopt"
 W = ".cache/shapes-train"  # train-shapes.sh's WORK, for the stage names recorded below
 shutil.rmtree(out, ignore_errors=True)
 subprocess.run([sys.executable, f"{here}/../continued-finetuning-2026-11-26/mkbundle.py",
-                ".cache/rel/head-AN30CLL/final.pt", out], check=True, stderr=subprocess.DEVNULL)
+                f".cache/rel/head-{run}/final.pt", out], check=True, stderr=subprocess.DEVNULL)
 
 
 # The previous default's manifest, as committed before this adoption (7f9df75: its graphs
@@ -31,13 +32,13 @@ p = dict(old["provenance"])
 for k in ("evaluation", "encoder_graphs_reexported"):
     p.pop(k, None)
 p["mlm_head_refit_before_plan"] = p.pop("mlm_head_refit")
-p["plan_stage"] = keep(json.load(open(".cache/rel/ft-AN30CLL/final.json")))
+p["plan_stage"] = keep(json.load(open(f".cache/rel/ft-{run}/final.json")))
 p["plan_stage"]["init"] = f"{W}/head-cont-wra/final.pt"
 p["plan_stage"]["started_from"] = (
     "the previous default bundle (encoder.onnx sha256 " + old["graphs"]["encoder"]["sha256"] +
     "), recovered by models/recover_checkpoint.py: cont-wra's encoder and ITM head bit for bit, "
     "with the MLM head of its re-fit (head-cont-wra)")
-p["mlm_head_refit"] = keep(json.load(open(".cache/rel/head-AN30CLL/final.json")))
+p["mlm_head_refit"] = keep(json.load(open(f".cache/rel/head-{run}/final.json")))
 p["mlm_head_refit"]["init"] = f"{W}/plan-wra/final.pt"
 p["checkpoint"] = os.path.abspath(f"{W}/head-wra/final.pt")
 for k in ("exported", "torch_version", "opset"):
