@@ -313,15 +313,12 @@ train wra 0.1
 cp "$WORK/eval-wra-test-1k.json" "$WORK/eval-wra-test-100.json" "$BUNDLE/"
 "$PY" - "$BUNDLE" <<'EOF'
 import json, sys
+sys.path.insert(0, "models")
+from uniter.provenance import evaluation_summary
 b = sys.argv[1]
-keys = ("itm_accuracy", "ir_r1", "ir_r5", "ir_r10", "tr_r1", "tr_r5", "tr_r10", "grounding_noun",
-        "grounding_color", "grounding_noun_attention", "grounding_color_attention",
-        "mlm_color_with_image", "mlm_color_without_image", "minimal_edit_rejection",
-        "pairs_per_second")
 m = json.load(open(f"{b}/manifest.json"))
 reports = {s: json.load(open(f"{b}/eval-wra-{s}.json")) for s in ("test-1k", "test-100")}
-# a report from before a metric existed leaves it out
-m["provenance"]["evaluation"] = {s: {k: round(r[k], 4) for k in keys if k in r} for s, r in reports.items()}
+m["provenance"]["evaluation"] = evaluation_summary(reports)
 with open(f"{b}/manifest.json", "w") as f:
     json.dump(m, f, indent=2)
     f.write("\n")

@@ -12,7 +12,7 @@ for bit and its MLM head is that model's re-fit, i.e. train-shapes.sh's head-con
 import json, os, shutil, subprocess, sys
 
 sys.path.insert(0, "models")
-from uniter.provenance import stage_record as keep  # noqa: E402  (as train-shapes.sh)
+from uniter.provenance import evaluation_summary, stage_record as keep  # noqa: E402  (as train-shapes.sh)
 
 here = os.path.dirname(os.path.abspath(__file__))
 run, r1k, r100 = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -48,12 +48,8 @@ new["provenance"] = p
 new["name"], new["description"] = old["name"], old["description"]
 shutil.copyfile(r1k, f"{out}/eval-wra-test-1k.json")
 shutil.copyfile(r100, f"{out}/eval-wra-test-100.json")
-keys = ("itm_accuracy", "ir_r1", "ir_r5", "ir_r10", "tr_r1", "tr_r5", "tr_r10", "grounding_noun",
-        "grounding_color", "grounding_noun_attention", "grounding_color_attention",
-        "mlm_color_with_image", "mlm_color_without_image", "minimal_edit_rejection",
-        "pairs_per_second")
 reports = {s: json.load(open(f"{out}/eval-wra-{s}.json")) for s in ("test-1k", "test-100")}
-p["evaluation"] = {s: {k: round(r[k], 4) for k in keys if k in r} for s, r in reports.items()}
+p["evaluation"] = evaluation_summary(reports)
 with open(f"{out}/manifest.json", "w") as f:
     json.dump(new, f, indent=2)
     f.write("\n")

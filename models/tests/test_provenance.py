@@ -1,7 +1,7 @@
 """The bundle provenance's stage record (models/uniter/provenance.py) of a real run's final.json."""
 import json
 
-from uniter.provenance import stage_record
+from uniter.provenance import evaluation_summary, stage_record
 
 
 def test_stage_record_of_a_plan_stage():
@@ -22,3 +22,9 @@ def test_stage_record_of_a_run_without_the_newer_settings():
     r = stage_record({"step": 10, "train": {"lr": 1e-3}})
     assert r["plan_argmax"] is None and r["plan_columns"] is False and r["plan_naming_words"] is False
     assert r["plan_distill"] == 0 and r["itm_hard_negatives"] == 0 and r["val_metrics"] is None
+
+
+def test_evaluation_summary_rounds_and_leaves_out_missing_metrics():
+    out = evaluation_summary({"test-1k": {"ir_r1": 0.806812, "itm_accuracy": 0.98, "seconds": 12.0},
+                              "test-100": {"grounding_noun": 0.71189}})
+    assert out == {"test-1k": {"ir_r1": 0.8068, "itm_accuracy": 0.98}, "test-100": {"grounding_noun": 0.7119}}

@@ -178,7 +178,8 @@ def _static_reshapes(model: onnx.ModelProto) -> onnx.ModelProto:
                 if p[0] == "const":
                     target.append(p[1])
                     continue
-                d = dims.get(p[1], [None] * (p[2] + 1))[p[2]]
+                sdims = dims.get(p[1], [])
+                d = sdims[p[2]] if p[2] < len(sdims) else None
                 if isinstance(d, int) and d > 0:
                     target.append(d)
                 elif d is not None and i < len(data) and data[i] == d:

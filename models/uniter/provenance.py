@@ -15,3 +15,16 @@ def stage_record(final: dict) -> dict:
             "plan_naming_words": bool(t.get("plan_naming_ids")),
             "grounded_mlm_steps": t.get("grounded_mlm_steps", 0),
             "train_only": t.get("train_only") or None, "val_metrics": final.get("val")}
+
+
+# The headline metrics of `uniter eval` a bundle's provenance keeps.
+EVALUATION_KEYS = ("itm_accuracy", "ir_r1", "ir_r5", "ir_r10", "tr_r1", "tr_r5", "tr_r10",
+                   "grounding_noun", "grounding_color", "grounding_noun_attention",
+                   "grounding_color_attention", "mlm_color_with_image", "mlm_color_without_image",
+                   "minimal_edit_rejection", "pairs_per_second")
+
+
+def evaluation_summary(reports: dict) -> dict:
+    """{split: report} → {split: headline metrics rounded to 4 places}; a report from before a
+    metric existed leaves it out."""
+    return {s: {k: round(r[k], 4) for k in EVALUATION_KEYS if k in r} for s, r in reports.items()}
