@@ -90,6 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="with --plan-absorb: the words that name objects (e.g. the bundle's "
                          "attribute_labels.txt,region_labels.txt and the size words); every other text "
                          "token absorbs too (docs/plan-targets-2026-11-27); default: only [CLS] and [SEP]")
+    ap.add_argument("--plan-rows", type=float, default=0.0, metavar="W",
+                    help="with --plan-distill: weight of the plan-rows loss, each word's row of the OT plan "
+                         "itself (differentiated through the solver) pulled onto its target region "
+                         "(docs/plan-rows-2026-11-27); 0: none (default)")
+    ap.add_argument("--plan-rows-target", choices=("attention", "cosine"), default="attention",
+                    help="with --plan-rows: a word's target region is the argmax of its attention "
+                         "(default) or of its cosine")
     ap.add_argument("--grounded-words", default="", metavar="FILE[,FILE...]",
                     help="word groups for --grounded-mlm-steps, one file per group, a word per line (e.g. "
                          "the bundle's attribute_labels.txt,region_labels.txt); plurals in the vocabulary "
@@ -189,6 +196,10 @@ def main(argv=None) -> int:
     if (args.plan_absorb or args.plan_columns or args.plan_target != "cosine"
             or args.plan_argmax is not None) and args.plan_distill == 0:
         raise SystemExit("--plan-absorb, --plan-columns, --plan-target and --plan-argmax need --plan-distill W > 0")
+    if args.plan_rows < 0:
+        raise SystemExit(f"--plan-rows {args.plan_rows}: want >= 0")
+    if args.plan_rows > 0 and args.plan_distill == 0:
+        raise SystemExit("--plan-rows needs --plan-distill W > 0 (it reads the same words)")
     if args.plan_argmax is not None and not 0 <= args.plan_argmax < 1:
         raise SystemExit(f"--plan-argmax {args.plan_argmax}: a share, 0 <= D < 1")
     naming = ()
@@ -250,6 +261,7 @@ def main(argv=None) -> int:
                      plan_distill=args.plan_distill, plan_absorb=args.plan_absorb,
                      plan_target=args.plan_target, plan_columns=args.plan_columns,
                      plan_argmax=args.plan_argmax, plan_naming_ids=naming,
+                     plan_rows=args.plan_rows, plan_rows_target=args.plan_rows_target,
                      grounded_mlm_steps=args.grounded_mlm_steps, grounded_groups=groups,
                      grounded_images=images, grounded_images_steps=args.grounded_images_steps,
                      train_only=args.train_only,

@@ -18,7 +18,7 @@ REPO = os.path.dirname(MODELS)
 if MODELS not in sys.path:  # `cd models && pytest tests` has it already
     sys.path.insert(0, MODELS)
 
-from uniter.ot import cost_matrix_cosine, ipot, ipot_region_potential, optimal_transport_dist  # noqa: E402
+from uniter.ot import cost_matrix_cosine, ipot, ipot_log_rows, ipot_region_potential, optimal_transport_dist  # noqa: E402
 
 GOLDEN = os.path.join(REPO, "heads", "testdata", "ipot_golden.json")
 
@@ -245,6 +245,30 @@ def test_region_potential_reproduces_the_plan_rows(beta, iterations):
         rows = np.exp(logits - logits.max(1, keepdims=True))
         rows /= rows.sum(1, keepdims=True)
         np.testing.assert_allclose(rows, plan / plan.sum(1, keepdims=True), rtol=0, atol=1e-9)
+
+
+def test_log_rows_are_the_plan_rows_and_carry_the_competition():
+    """ipot_log_rows is each token's row of the plan (numpy_ipot_pair, per pair, unpadded) in
+    log space, and its gradient reaches the other tokens' costs: raising one token's cost to a
+    region gives that region's mass to the others (through the regions' potential)."""
+    rng = np.random.default_rng(17)
+    shapes = [(4, 7), (9, 3), (6, 11)]
+    pairs = [random_pair(rng, M, N, 10, structured=b % 2 == 0) for b, (M, N) in enumerate(shapes)]
+    txt, img, tp, ip = pad_batch(pairs, txt_fill=5.0, img_fill=-2.0)
+    C = cost_matrix_cosine(txt, img).masked_fill(tp[:, :, None] | ip[:, None, :], 0)
+    rows = ipot_log_rows(C, tp, ip)
+    for b, (t, r) in enumerate(pairs):
+        M, N = shapes[b]
+        _, plan, _ = numpy_ipot_pair(t, r)
+        np.testing.assert_allclose(rows[b, :M, :N].exp().numpy(), plan / plan.sum(1, keepdims=True),
+                                   rtol=0, atol=1e-9)
+        assert (rows[b, :M, N:] < -1e20).all()
+    C = C.clone().requires_grad_(True)
+    j = int(ipot_log_rows(C, tp, ip)[0, 0, :7].argmax())
+    ipot_log_rows(C, tp, ip)[0, 1, j].backward()     # token 1's share of token 0's favourite region
+    assert torch.isfinite(C.grad).all()
+    assert C.grad[0, 0, j] > 0                        # more of it for token 1 when token 0 finds it dearer
+    assert C.grad[0, 1, j] < 0
 
 
 def test_ipot_rejects_bad_options():

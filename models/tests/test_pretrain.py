@@ -22,7 +22,8 @@ from uniter.ot import cost_matrix_cosine, ipot
 from uniter.pretrain import (DEFAULT_MIX, CaptionBatcher, TrainConfig, TaskSampler, build_model, build_optimizer,
                              evaluate, forward_task, grounded_groups, hard_itm_samples, itm_samples,
                              lr_factor, mask_grounded, mask_regions, mask_tokens, mrc_hard_labels, parse_mix, prepare_task, pretrain,
-                             resolve_config, wra_loss, attention_alignment, plan_distill_loss, PLAN_DISTILL_TAU)
+                             resolve_config, wra_loss, attention_alignment, plan_distill_loss, PLAN_DISTILL_TAU,
+                             plan_rows_loss, PLAN_ROWS_POWER, PLAN_ROWS_TARGETS)
 
 torch.set_num_threads(1)
 
@@ -934,6 +935,14 @@ def test_cli_plan_absorb(split, tmp_path):
     assert cli.main(["--out", str(tmp_path / "d"), "--plan-distill", "1", "--plan-absorb",
                      "--plan-naming-words", str(words)] + base) == 0
     assert json.loads((tmp_path / "d" / "final.json").read_text())["train"]["plan_naming_ids"]
+    with pytest.raises(SystemExit, match="--plan-rows needs --plan-distill"):
+        cli.main(["--out", str(tmp_path / "a"), "--plan-rows", "0.5"] + base)
+    with pytest.raises(SystemExit, match="want >= 0"):
+        cli.main(["--out", str(tmp_path / "a"), "--plan-distill", "1", "--plan-rows", "-1"] + base)
+    assert cli.main(["--out", str(tmp_path / "e"), "--plan-distill", "1", "--plan-rows", "0.5",
+                     "--plan-rows-target", "cosine"] + base) == 0
+    train = json.loads((tmp_path / "e" / "final.json").read_text())["train"]
+    assert train["plan_rows"] == 0.5 and train["plan_rows_target"] == "cosine"
 
 
 def _distill_case(ds):
@@ -1156,3 +1165,70 @@ def test_plan_distillation_pulls_the_cosine_alignment_to_the_attention(ds):
         opt.step()
         losses.append(float(loss))
     assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_plan_rows_loss_matches_a_pair_by_pair_computation(ds):
+    """plan_rows_loss against a loop over the matching pairs with ot.ipot on each pair alone
+    (unpadded): a word's row of the plan raised to PLAN_ROWS_POWER and scaled to sum to 1, its
+    cross-entropy at the argmax region of the word's attention (or of its cosine), averaged over
+    the words; the hit share is how many rows already peak there. It is added to ITM with its
+    weight, over the same words as the distillation."""
+    model, x, hidden, attn, T, specials = _distill_case(ds)
+    words = x["text_mask"].bool() & ~torch.isin(x["input_ids"], torch.tensor(specials)) & (x["targets"] == 1)[:, None]
+    for target in PLAN_ROWS_TARGETS:
+        ces, hits = [], []
+        for bi in range(hidden.size(0)):
+            if not words[bi].any():
+                continue
+            toks = [t for t in range(T) if x["text_mask"][bi, t]]
+            regions = [r for r in range(x["img_mask"].size(1)) if x["img_mask"][bi, r]]
+            ht, hr = hidden[bi, toks].double()[None], hidden[bi, [T + r for r in regions]].double()[None]
+            C = cost_matrix_cosine(ht, hr)
+            tp, ip = torch.zeros(1, len(toks), dtype=torch.bool), torch.zeros(1, len(regions), dtype=torch.bool)
+            plan = ipot(C, torch.tensor([float(len(toks))]), tp, torch.tensor([float(len(regions))]), ip,
+                        tp[..., None] | ip[:, None, :])[0].T                      # tokens x regions
+            for k, t in enumerate(toks):
+                if not words[bi, t]:
+                    continue
+                score = _attention_target(attn, bi, t, T, regions) if target == "attention" else -C[0, k]
+                goal = int(score.argmax())
+                q = plan[k] ** PLAN_ROWS_POWER
+                ces.append(-float((q[goal] / q.sum()).log()))
+                hits.append(int(plan[k].argmax()) == goal)
+        assert len(ces) > 10
+        got, hit = plan_rows_loss(hidden[:, :T], hidden[:, T:], attn, x["text_mask"], x["img_mask"], words, target)
+        assert abs(float(got) - np.mean(ces)) < 1e-4, (target, float(got), np.mean(ces))
+        assert abs(hit - np.mean(hits)) < 1e-6
+        _, m = forward_task(model, "itm", x, ot_weight=0.1, plan_distill=0.5, special_ids=specials,
+                            plan_rows=2.0, plan_rows_target=target)
+        _, m0 = forward_task(model, "itm", x, ot_weight=0.1, plan_distill=0.5, special_ids=specials)
+        assert abs(m["rows"] - np.mean(ces)) < 1e-4 and "rows" not in m0
+        assert abs(m["loss"] - m0["loss"] - 2.0 * m["rows"]) < 1e-4
+    with pytest.raises(ValueError, match="plan rows target"):
+        plan_rows_loss(hidden[:, :T], hidden[:, T:], attn, x["text_mask"], x["img_mask"], words, "plan")
+
+
+def test_plan_rows_loss_wins_a_region_from_a_competing_word():
+    """Two words want region 0 (their cosines peak there), which holds 1/4 of the plan's mass
+    against their 1/3 each: the plan gives it to the word it is cheaper for, and the other's row
+    peaks elsewhere. Descending the loss for that other word, through the solver, moves its
+    row's argmax to region 0 — which a loss on its own cosine row would not need to do, since
+    region 0 is its cosine's argmax already."""
+    torch.manual_seed(0)
+    txt = torch.tensor([[[1.0, 0.1, 0.0, 0.0], [1.0, 0.5, 0.3, 0.0], [0.0, 0.0, 0.0, 1.0]]])
+    img = torch.tensor([[[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]]])
+    txt = txt.clone().requires_grad_(True)
+    tmask, imask = torch.ones(1, 3), torch.ones(1, 4)
+    words = torch.tensor([[False, True, False]])
+    cos = F.normalize(txt, dim=-1) @ F.normalize(img, dim=-1).transpose(1, 2)
+    assert int(cos[0, 1].argmax()) == 0
+    _, hit = plan_rows_loss(txt, img, [], tmask, imask, words, "cosine")
+    assert hit == 0.0
+    opt = torch.optim.Adam([txt], lr=0.02)
+    for _ in range(100):
+        loss, hit = plan_rows_loss(txt, img, [], tmask, imask, words, "cosine")
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    _, hit = plan_rows_loss(txt, img, [], tmask, imask, words, "cosine")
+    assert hit == 1.0

@@ -28,6 +28,7 @@ __all__ = [
     "PAD_GUARD",
     "cost_matrix_cosine",
     "ipot",
+    "ipot_log_rows",
     "ipot_region_potential",
     "optimal_transport_dist",
 ]
@@ -111,17 +112,11 @@ def ipot(C, txt_len, txt_pad, img_len, img_pad, joint_pad,
     return T.masked_fill(pad_nm, 0)
 
 
-@torch.no_grad()
-def ipot_region_potential(C, txt_pad, img_pad, beta=DEFAULT_BETA, iterations=DEFAULT_ITERATIONS):
-    """The regions' potential in the plan of :func:`ipot` (k = 1), in cost units: ``[B, N]``.
-
-    Each IPOT step rescales the regions and the tokens of ``exp(-C/beta) * T``, so after ``t``
-    steps the plan is ``T[r, i] = U[r] exp(-t C[i, r] / beta) V[i]``: entropic transport at
-    ``eps = beta / t``. A token's row of the plan is therefore the softmax over regions of
-    ``(-C[i, r] + phi[r]) / eps`` with ``phi = eps log U``: high on regions the other tokens
-    leave unclaimed, low on crowded ones. Computed in the log domain (the plan itself underflows
-    to 0 far from its support); 0 at padded regions.
-    """
+def _ipot_log_scalings(C, txt_pad, img_pad, beta, iterations):
+    """IPOT (k = 1) in the log domain: ``(log_u [B, N], log_v [B, M])`` with the plan after
+    ``iterations`` steps ``T[r, i] = exp(log_u[r] - iterations * C[i, r] / beta + log_v[i])``
+    (see :func:`ipot_region_potential`). Differentiable in ``C``; float64 (the plan itself
+    underflows to 0 far from its support)."""
     if C.dim() != 3:
         raise ValueError(f"cost must be [B,M,N], got {tuple(C.shape)}")
     C = C.double()
@@ -138,8 +133,34 @@ def ipot_region_potential(C, txt_pad, img_pad, beta=DEFAULT_BETA, iterations=DEF
         log_delta = (-log_n - torch.logsumexp(log_q + log_sigma[:, :, None], dim=1)).masked_fill(img_pad, 0.0)
         log_sigma = (-log_m - torch.logsumexp(log_q + log_delta[:, None, :], dim=2)).masked_fill(txt_pad, 0.0)
         log_u, log_v = log_u + log_delta, log_v + log_sigma
+    return log_u, log_v
+
+
+@torch.no_grad()
+def ipot_region_potential(C, txt_pad, img_pad, beta=DEFAULT_BETA, iterations=DEFAULT_ITERATIONS):
+    """The regions' potential in the plan of :func:`ipot` (k = 1), in cost units: ``[B, N]``.
+
+    Each IPOT step rescales the regions and the tokens of ``exp(-C/beta) * T``, so after ``t``
+    steps the plan is ``T[r, i] = U[r] exp(-t C[i, r] / beta) V[i]``: entropic transport at
+    ``eps = beta / t``. A token's row of the plan is therefore the softmax over regions of
+    ``(-C[i, r] + phi[r]) / eps`` with ``phi = eps log U``: high on regions the other tokens
+    leave unclaimed, low on crowded ones. Computed in the log domain (the plan itself underflows
+    to 0 far from its support); 0 at padded regions.
+    """
+    log_u, _ = _ipot_log_scalings(C, txt_pad, img_pad, beta, iterations)
     phi = (beta / iterations) * log_u
     return phi.masked_fill(img_pad, 0.0)
+
+
+def ipot_log_rows(C, txt_pad, img_pad, beta=DEFAULT_BETA, iterations=DEFAULT_ITERATIONS):
+    """Each token's row of the plan of :func:`ipot` (k = 1) as log-probabilities over the
+    regions, ``[B, M, N]`` (tokens x regions, float64): ``log T[r, i] - log sum_r T[r, i]``.
+    Unlike :func:`ipot`, differentiable in ``C``, through the regions' potential too, so a loss
+    on it sees the other tokens' claims on each region. Padded regions get a very negative
+    value; padded tokens' rows are meaningless."""
+    log_u, _ = _ipot_log_scalings(C, txt_pad, img_pad, beta, iterations)
+    logits = (log_u[:, None, :] - iterations * C.double() / beta).masked_fill(img_pad[:, None, :], -1e30)
+    return torch.log_softmax(logits, dim=-1)
 
 
 def optimal_transport_dist(txt_emb, img_emb, txt_pad, img_pad,

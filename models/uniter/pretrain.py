@@ -43,7 +43,8 @@ from torch import nn
 
 from .data import PretrainDataset, Vocab, collate
 from .model import UniterConfig, UniterForPretraining
-from .ot import DEFAULT_BETA, DEFAULT_ITERATIONS, cost_matrix_cosine, ipot_region_potential, optimal_transport_dist
+from .ot import (DEFAULT_BETA, DEFAULT_ITERATIONS, cost_matrix_cosine, ipot_log_rows, ipot_region_potential,
+                 optimal_transport_dist)
 
 try:  # the progress bar is a nicety: training works without python3-tqdm
     from tqdm import tqdm as _tqdm
@@ -135,6 +136,15 @@ class TrainConfig:
     # given, every other text token (articles, counts, relation words) absorbs too, not only [CLS]
     # and [SEP]. (): only [CLS] and [SEP].
     plan_naming_ids: Tuple[int, ...] = ()
+    # Weight of the plan-rows loss in ITM batches (with plan_distill, over the same words): each
+    # word's row of the OT plan itself (ot.ipot_log_rows, differentiable through the other
+    # tokens' claims on the regions), sharpened to the power PLAN_ROWS_POWER, is pulled onto its
+    # target region, the argmax of ``plan_rows_target``: "attention" (as plan_argmax) or
+    # "cosine" (the token's own WRA cost). The distillation shapes the cosine a token at a time;
+    # the plan's argmax is lost when a noun's colour and size words take its object's region
+    # mass and its rest piles onto one unnamed region (docs/plan-rows-2026-11-27). 0: none.
+    plan_rows: float = 0.0
+    plan_rows_target: str = "attention"
     # A grounding warm-up before the recipe: the first ``grounded_mlm_steps`` steps are MLM
     # batches that mask, in every caption, one word of one group of ``grounded_groups`` (token id
     # tuples, e.g. the detector's attribute words and its class words), the groups taking turns
@@ -542,6 +552,42 @@ def plan_distill_loss(h_txt: torch.Tensor, h_img: torch.Tensor, attn: Sequence[t
     return loss
 
 
+PLAN_ROWS_POWER = 4.0
+PLAN_ROWS_TARGETS = ("attention", "cosine")
+
+
+def plan_rows_loss(h_txt: torch.Tensor, h_img: torch.Tensor, attn: Sequence[torch.Tensor],
+                   text_mask: torch.Tensor, img_mask: torch.Tensor, words: torch.Tensor,
+                   target: str = "attention", power: float = PLAN_ROWS_POWER,
+                   beta: float = DEFAULT_BETA, iterations: int = DEFAULT_ITERATIONS
+                   ) -> Tuple[torch.Tensor, float]:
+    """Mean over the ``words`` positions (``[B, T]`` bool) of the cross-entropy between the
+    word's row of the IPOT plan raised to ``power`` (rescaled to sum to 1) and its target region,
+    the argmax over the real regions of its attention alignment (``target`` "attention") or of
+    its cosine ("cosine"); and the share of those words whose plan row already peaks there.
+
+    The plan is differentiated through (ot.ipot_log_rows): the loss can make a colour word give
+    up some of its object's region to the noun, or make an unnamed region dearer for every word
+    that would take it. The power makes one region holding a row's overflow cost more than the
+    same mass spread thin, since only the row's argmax is read."""
+    if target not in PLAN_ROWS_TARGETS:
+        raise ValueError(f"plan rows target {target!r}: want one of {PLAN_ROWS_TARGETS}")
+    pairs = words.any(1)
+    if not pairs.any():
+        return h_txt.sum() * 0.0, 0.0
+    words = words[pairs]
+    tpad, ipad = text_mask[pairs] == 0, img_mask[pairs] == 0
+    C = cost_matrix_cosine(h_txt[pairs].float(), h_img[pairs].float())
+    C = C.masked_fill(tpad[..., None] | ipad[:, None, :], 0)
+    rows = ipot_log_rows(C, tpad, ipad, beta=beta, iterations=iterations)        # [b, T, N]
+    with torch.no_grad():
+        score = attention_alignment([a[pairs] for a in attn], h_txt.size(1)) if target == "attention" else -C
+        goal = score.masked_fill(ipad[:, None, :], float("-inf")).argmax(-1)      # [b, T]
+        hit = (rows.argmax(-1) == goal)[words].float().mean().item()
+    logp = torch.log_softmax(power * rows, -1).gather(-1, goal[..., None]).squeeze(-1)
+    return -logp[words].mean().to(h_txt.dtype), hit
+
+
 def wra_loss(dist: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """(Σ d_pos − Σ d_neg) / (n_pos + n_neg): pulls matching pairs' OT distance down and pushes
     mismatched pairs' up."""
@@ -556,7 +602,8 @@ def forward_task(model: UniterForPretraining, task: str, x: Dict[str, torch.Tens
                  special_ids: Sequence[int] = (), plan_absorb: bool = False,
                  plan_target: str = "cosine", plan_columns: bool = False,
                  plan_argmax: Optional[float] = None,
-                 plan_naming_ids: Sequence[int] = ()) -> Tuple[torch.Tensor, Dict[str, float]]:
+                 plan_naming_ids: Sequence[int] = (), plan_rows: float = 0.0,
+                 plan_rows_target: str = "attention") -> Tuple[torch.Tensor, Dict[str, float]]:
     """The task's loss (a scalar tensor) and its metrics (floats; ``loss`` included). With
     ``plan_distill`` > 0, ITM adds that weight of :func:`plan_distill_loss` over the matching
     pairs' text tokens other than ``special_ids`` ([CLS], [SEP]...), and with ``plan_absorb`` those
@@ -565,7 +612,8 @@ def forward_task(model: UniterForPretraining, task: str, x: Dict[str, torch.Tens
     the regions' side (:func:`plan_distill_loss` ``columns``), ``plan_argmax`` distils towards
     the attention's argmax region, smoothed (:func:`plan_distill_loss` ``argmax``), and
     ``plan_naming_ids`` (with ``plan_absorb``) keeps only those tokens as words: every other text
-    token absorbs too."""
+    token absorbs too. ``plan_rows`` > 0 (with ``plan_distill``) adds that weight of
+    :func:`plan_rows_loss` over the same words, towards ``plan_rows_target``."""
     hidden, pooled, attn = model.uniter(x["input_ids"], x["text_mask"], x["img_feat"], x["img_loc"],
                                      x["img_mask"], img_masks=x["img_masks"])
     T = x["input_ids"].size(1)
@@ -642,6 +690,11 @@ def forward_task(model: UniterForPretraining, task: str, x: Dict[str, torch.Tens
                                         columns=plan_columns, argmax=plan_argmax)
             loss = loss + plan_distill * distill
             m["distill"] = distill.item()
+            if plan_rows > 0:
+                rows, m["rows_hit"] = plan_rows_loss(h_txt, h_img, attn, x["text_mask"], x["img_mask"], words,
+                                                     plan_rows_target, beta=ot_beta, iterations=ot_iterations)
+                loss = loss + plan_rows * rows
+                m["rows"] = rows.item()
     else:
         raise ValueError(f"unknown task {task!r}")
     m["loss"] = loss.item()
@@ -787,7 +840,8 @@ def evaluate(model: UniterForPretraining, ds: PretrainDataset, vocab: Vocab, tas
             x = _to(prepare_task(task, batch, vocab, gen, tc.mask_prob), device)
             _, m = forward_task(model, task, x, tc.ot_weight, tc.ot_beta, tc.ot_iterations, tc.plan_distill,
                                 (vocab.special.cls, vocab.special.sep), tc.plan_absorb, tc.plan_target,
-                                tc.plan_columns, tc.plan_argmax, tc.plan_naming_ids)
+                                tc.plan_columns, tc.plan_argmax, tc.plan_naming_ids,
+                               tc.plan_rows, tc.plan_rows_target)
             for key, v in m.items():
                 if key != "n":
                     sums[key] += v * len(caps)
@@ -956,7 +1010,8 @@ def pretrain(model: UniterForPretraining, train_ds: PretrainDataset, vocab: Voca
         x = _to(x, device)
         loss, m = forward_task(model, task, x, tc.ot_weight, tc.ot_beta, tc.ot_iterations, tc.plan_distill,
                                (vocab.special.cls, vocab.special.sep), tc.plan_absorb, tc.plan_target,
-                               tc.plan_columns, tc.plan_argmax, tc.plan_naming_ids)
+                               tc.plan_columns, tc.plan_argmax, tc.plan_naming_ids,
+                               tc.plan_rows, tc.plan_rows_target)
         if grounded:
             task = GROUNDED_TASK  # logged apart from the recipe's MLM
         if not torch.isfinite(loss):
