@@ -13,6 +13,8 @@ def stage_record(final: dict) -> dict:
             "plan_distill": t.get("plan_distill", 0), "plan_absorb": t.get("plan_absorb", False),
             "plan_argmax": t.get("plan_argmax"), "plan_columns": t.get("plan_columns", False),
             "plan_naming_words": bool(t.get("plan_naming_ids")),
+            "plan_rows": t.get("plan_rows", 0.0),
+            "plan_rows_target": t.get("plan_rows_target") if t.get("plan_rows") else None,
             "grounded_mlm_steps": t.get("grounded_mlm_steps", 0),
             "train_only": t.get("train_only") or None, "val_metrics": final.get("val")}
 
