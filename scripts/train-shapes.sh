@@ -56,6 +56,10 @@
 #                 to 73.0% with image R@1 kept (80.7%); 3000 steps gave 69.6% (image R@1 80.6%),
 #                 and at lr 3e-4 74.1% but image R@1 fell to 79.2% (README "Plan targets")
 #   PLAN_LR       the plan stage's peak learning rate (default 3e-5)
+#   PLAN_ROWS     the plan stage's plan-rows loss weight (pretrain.py --plan-rows, default 0.5;
+#                 0: none): each naming word's row of the OT plan itself, differentiated through
+#                 the solver, pulled onto its attention's argmax region. Without it the plan gave
+#                 a noun's object to the phrase's colour and size words (README "Plan rows")
 #   HEAD_STEPS    after fine-tuning, the MLM head alone (pretrain.py --train-only mlm-head: the
 #                 encoder and the other heads frozen) re-learns colour, shape and size words in
 #                 turn for HEAD_STEPS steps (default 1500): the size stage leaves it predicting
@@ -92,6 +96,7 @@ HEAD_STEPS=${HEAD_STEPS:-1500}
 CONT_STEPS=${CONT_STEPS:-21000}
 PLAN_STEPS=${PLAN_STEPS:-6000}
 PLAN_LR=${PLAN_LR:-3e-5}
+PLAN_ROWS=${PLAN_ROWS:-0.5}
 UNITER=bin/uniter
 ORT=.cache/onnxruntime/lib/libonnxruntime.so
 # The small UNITER (why this size: README "Default model").
@@ -250,9 +255,21 @@ EOF
   if [ "$tuned" != "$cont" ]; then
     start=$(plan_init "$name")
     [ "$start" = "$cont" ] || refit "$start" "$cont"
+    # A plan stage left by a run with other plan knobs is not this one.
+    if [ -f "$tuned/final.json" ]; then
+      "$PY" - "$tuned/final.json" "$PLAN_STEPS" "$PLAN_LR" "$PLAN_ROWS" <<'EOF'
+import json, sys
+t = json.load(open(sys.argv[1]))["train"]
+have = (t["steps"], t["lr"], t.get("plan_rows", 0.0))
+want = (int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]))
+if have != want:
+    sys.exit(f"{sys.argv[1]} ran steps, lr, plan rows {have}, not PLAN_STEPS, PLAN_LR, PLAN_ROWS {want}: "
+             "remove its folder to redo it")
+EOF
+    fi
     if [ ! -f "$tuned/final.pt" ]; then
-      step "plan stage $name ($PLAN_STEPS steps at lr $PLAN_LR: argmax targets, every non-naming token absorbs, columns)"
-      finetune "$tuned" "$start" "$PLAN_STEPS" 1000 --lr "$PLAN_LR" --plan-argmax 0.3 --plan-columns \
+      step "plan stage $name ($PLAN_STEPS steps at lr $PLAN_LR: argmax targets, every non-naming token absorbs, columns, plan rows $PLAN_ROWS)"
+      finetune "$tuned" "$start" "$PLAN_STEPS" 1000 --lr "$PLAN_LR" --plan-argmax 0.3 --plan-columns --plan-rows "$PLAN_ROWS" \
         --plan-naming-words "$WORK/bundle-init/attribute_labels.txt,$WORK/bundle-init/region_labels.txt,$WORK/size_words.txt"
     fi
   fi
