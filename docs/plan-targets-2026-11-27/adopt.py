@@ -1,13 +1,13 @@
 """Builds the default bundle with the plan stage of run RUN (.cache/rel/ft-RUN, its head re-fit
-.cache/rel/head-RUN; the default is AN60CLL) into OUT (default .cache/rel/adopt):
-the previous default's provenance plus the stages train-shapes.sh now adds after the continued
+.cache/rel/head-RUN; the default is RA60, docs/plan-rows-2026-11-27) into OUT (default .cache/rel/adopt):
+the provenance of the default before the plan stage (7f9df75) plus the stages train-shapes.sh now adds after the continued
 fine-tuning (its MLM head re-fit, the plan stage, the MLM head re-fit of that), and the
 evaluation reports of REPORT_1K and REPORT_100 (as train-shapes.sh fills them).
 
     /usr/bin/python3 docs/plan-targets-2026-11-27/adopt.py RUN REPORT_1K REPORT_100 [OUT]
 
-The plan stage ran from the previous default's weights, recovered from its bundle by
-models/recover_checkpoint.py (.cache/rel/head-C21): its encoder and ITM head are cont-wra's bit
+The plan stage ran from the weights of the default before the plan stage (commit 7f9df75),
+recovered from its bundle by models/recover_checkpoint.py (.cache/rel/head-C21): its encoder and ITM head are cont-wra's bit
 for bit and its MLM head is that model's re-fit, i.e. train-shapes.sh's head-cont-wra."""
 import json, os, shutil, subprocess, sys
 
@@ -35,7 +35,7 @@ p["mlm_head_refit_before_plan"] = p.pop("mlm_head_refit")
 p["plan_stage"] = keep(json.load(open(f".cache/rel/ft-{run}/final.json")))
 p["plan_stage"]["init"] = f"{W}/head-cont-wra/final.pt"
 p["plan_stage"]["started_from"] = (
-    "the previous default bundle (encoder.onnx sha256 " + old["graphs"]["encoder"]["sha256"] +
+    "the default bundle before the plan stage (commit 7f9df75, encoder.onnx sha256 " + old["graphs"]["encoder"]["sha256"] +
     "), recovered by models/recover_checkpoint.py: cont-wra's encoder and ITM head bit for bit, "
     "with the MLM head of its re-fit (head-cont-wra)")
 p["mlm_head_refit"] = keep(json.load(open(f".cache/rel/head-{run}/final.json")))
