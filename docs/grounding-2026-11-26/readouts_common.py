@@ -76,6 +76,24 @@ def naming_words(bundle="bundles/shapes-uniter"):
     return words | {w + "s" for w in words} | {w + "es" for w in words}
 
 
+def score_spans(st, cs, il, plans, hits):
+    """For the captions ``cs`` of a batch (``il``: their region counts), appends to
+    ``hits[name][kind]`` whether the argmax region of each shape or colour span's summed row in
+    ``plans[name]`` (``[B, tokens, regions]``, [CLS] first) overlaps one of the span's objects
+    with IoU >= 0.5, as `uniter eval` counts grounding."""
+    for k, c in enumerate(cs):
+        cap, ann, acap = st.caption(c)
+        tok = st.wordpiece(cap["text"]); n = int(il[k])
+        rb = st.boxes[st.offs[cap["image"]]:st.offs[cap["image"]] + n]
+        for sp in acap["spans"]:
+            if sp["kind"] not in ("shape", "color") or not sp["objects"]:
+                continue
+            ts = [i + 1 for i, (s, e) in enumerate(tok) if s >= sp["start"] and e <= sp["end"]]
+            good = [any(iou(rb[r], ann["objects"][o]["box"]) >= 0.5 for o in sp["objects"]) for r in range(n)]
+            for name, P in plans.items():
+                hits[name][sp["kind"]].append(good[int(P[k][ts][:, :n].sum(0).argmax())])
+
+
 def iou(a, b):
     ix = min(a[2], b[2]) - max(a[0], b[0]); iy = min(a[3], b[3]) - max(a[1], b[1])
     if ix <= 0 or iy <= 0:

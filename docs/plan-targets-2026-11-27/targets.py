@@ -16,7 +16,7 @@ import os, sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "grounding-2026-11-26"))
 import numpy as np, torch
 from collections import defaultdict
-from readouts_common import Study, iou, naming_words
+from readouts_common import Study, naming_words, score_spans
 from uniter.ot import ipot
 from uniter.pretrain import attention_alignment, absorber_targets, PLAN_DISTILL_TAU
 
@@ -65,16 +65,7 @@ for cs, x, h, attn, L, tpad, ipad, jp, C, tl, il in st.batches(NCAP):
     for k_, q in designs.items():
         Cq = (-PLAN_DISTILL_TAU * q.clamp_min(1e-6).log()).masked_fill(jp, 0)
         plans[k_] = ipot(Cq, tl, tpad, il, ipad, jp).transpose(1, 2)
-    for k, c in enumerate(cs):
-        cap, ann, acap = st.caption(c)
-        tok = st.wordpiece(cap["text"]); n = int(il[k])
-        rb = st.boxes[st.offs[cap["image"]]:st.offs[cap["image"]] + n]
-        for sp in acap["spans"]:
-            if sp["kind"] not in ("shape", "color") or not sp["objects"]: continue
-            ts = [i + 1 for i, (s, e) in enumerate(tok) if s >= sp["start"] and e <= sp["end"]]
-            good = [any(iou(rb[r], ann["objects"][o]["box"]) >= 0.5 for o in sp["objects"]) for r in range(n)]
-            for name_, P in plans.items():
-                hits[name_][sp["kind"]].append(good[int(P[k][ts][:, :n].sum(0).argmax())])
+    score_spans(st, cs, il, plans, hits)
 print(f"{ckpt}, {NCAP} validation captions")
 for name_, d in hits.items():
     print(f"  {name_:48s} nouns {100*np.mean(d['shape']):5.1f}%  colours {100*np.mean(d['color']):5.1f}%  (n {len(d['shape'])}/{len(d['color'])})")

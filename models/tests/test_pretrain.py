@@ -1112,6 +1112,19 @@ def test_plan_naming_words_leave_every_other_token_to_absorb(ds):
     assert abs(m0["distill"] - m["distill"]) > 1e-3
 
 
+def _pair_plan(x, hidden, bi, T, beta=0.5, iterations=50):
+    """Pair bi alone, unpadded: (its real tokens, its real regions, the WRA cost [1, tokens,
+    regions] in float64, the ot.ipot plan as tokens x regions)."""
+    toks = [t for t in range(T) if x["text_mask"][bi, t]]
+    regions = [r for r in range(x["img_mask"].size(1)) if x["img_mask"][bi, r]]
+    ht, hr = hidden[bi, toks].double()[None], hidden[bi, [T + r for r in regions]].double()[None]
+    C = cost_matrix_cosine(ht, hr)
+    tp, ip = torch.zeros(1, len(toks), dtype=torch.bool), torch.zeros(1, len(regions), dtype=torch.bool)
+    plan = ipot(C, torch.tensor([float(len(toks))]), tp, torch.tensor([float(len(regions))]), ip,
+                tp[..., None] | ip[:, None, :], beta=beta, iterations=iterations)[0].T
+    return toks, regions, C, plan
+
+
 def test_plan_target_is_the_ot_plan_row_at_the_distillation_temperature(ds):
     """With plan_target "plan", q for a token is its row of the IPOT plan (float64, uniform
     marginals, [CLS] and [SEP] included) raised to the power eps / tau, eps = beta / iterations
@@ -1122,13 +1135,7 @@ def test_plan_target_is_the_ot_plan_row_at_the_distillation_temperature(ds):
     for bi in range(hidden.size(0)):
         if x["targets"][bi] != 1:
             continue
-        toks = [t for t in range(T) if x["text_mask"][bi, t]]
-        regions = [r for r in range(x["img_mask"].size(1)) if x["img_mask"][bi, r]]
-        ht, hr = hidden[bi, toks].double()[None], hidden[bi, [T + r for r in regions]].double()[None]
-        C = cost_matrix_cosine(ht, hr)
-        tp, ip = torch.zeros(1, len(toks), dtype=torch.bool), torch.zeros(1, len(regions), dtype=torch.bool)
-        plan = ipot(C, torch.tensor([float(len(toks))]), tp, torch.tensor([float(len(regions))]), ip,
-                    tp[..., None] | ip[:, None, :], beta=beta, iterations=iterations)[0].T   # tokens x regions
+        toks, regions, _, plan = _pair_plan(x, hidden, bi, T, beta, iterations)
         for k, t in enumerate(toks):
             if int(x["input_ids"][bi, t]) in specials:
                 continue
@@ -1180,13 +1187,7 @@ def test_plan_rows_loss_matches_a_pair_by_pair_computation(ds):
         for bi in range(hidden.size(0)):
             if not words[bi].any():
                 continue
-            toks = [t for t in range(T) if x["text_mask"][bi, t]]
-            regions = [r for r in range(x["img_mask"].size(1)) if x["img_mask"][bi, r]]
-            ht, hr = hidden[bi, toks].double()[None], hidden[bi, [T + r for r in regions]].double()[None]
-            C = cost_matrix_cosine(ht, hr)
-            tp, ip = torch.zeros(1, len(toks), dtype=torch.bool), torch.zeros(1, len(regions), dtype=torch.bool)
-            plan = ipot(C, torch.tensor([float(len(toks))]), tp, torch.tensor([float(len(regions))]), ip,
-                        tp[..., None] | ip[:, None, :])[0].T                      # tokens x regions
+            toks, regions, C, plan = _pair_plan(x, hidden, bi, T)
             for k, t in enumerate(toks):
                 if not words[bi, t]:
                     continue
