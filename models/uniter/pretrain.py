@@ -841,7 +841,7 @@ def evaluate(model: UniterForPretraining, ds: PretrainDataset, vocab: Vocab, tas
             _, m = forward_task(model, task, x, tc.ot_weight, tc.ot_beta, tc.ot_iterations, tc.plan_distill,
                                 (vocab.special.cls, vocab.special.sep), tc.plan_absorb, tc.plan_target,
                                 tc.plan_columns, tc.plan_argmax, tc.plan_naming_ids,
-                               tc.plan_rows, tc.plan_rows_target)
+                                tc.plan_rows, tc.plan_rows_target)
             for key, v in m.items():
                 if key != "n":
                     sums[key] += v * len(caps)
