@@ -67,6 +67,7 @@
 #                 only size words; 0: none (the bundle takes the fine-tuned model as it is). With
 #                 a plan stage it runs twice: on the continued model (the plan stage starts from
 #                 that, the model served before the plan stage existed) and on the plan stage's
+#                 model (the one the bundle serves)
 #   MIN_BOX_SIZE  the bundles' selection.min_box_size (original-image pixels): proposals
 #                 smaller than it are dropped before selection, for extraction and serving
 #                 alike (default 0: keep all, as the committed model was trained; about 16% of
