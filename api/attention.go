@@ -5,7 +5,7 @@ import (
 	"math"
 
 	"github.com/uniter-serve/uniter/heads"
-	"github.com/uniter-serve/uniter/models"
+	"github.com/uniter-serve/uniter/pipeline"
 )
 
 // AttentionEncoding names the compact form of the maps in AttentionJSON: each map is S×S bytes,
@@ -43,7 +43,7 @@ type HeadAttention struct {
 	Data     string                  `json:"data"`
 }
 
-func newAttentionJSON(a *models.PairAttention) *AttentionJSON {
+func newAttentionJSON(a *pipeline.PairAttention) *AttentionJSON {
 	out := &AttentionJSON{Layers: a.Layers, Heads: a.Heads, Text: a.Layout.Text, Regions: a.Layout.Regions,
 		Encoding: AttentionEncoding, Thresholds: a.Thresholds}
 	S := a.Layout.Size()

@@ -11,7 +11,7 @@ import (
 
 	"github.com/uniter-serve/uniter/api"
 	"github.com/uniter-serve/uniter/heads"
-	"github.com/uniter-serve/uniter/models"
+	"github.com/uniter-serve/uniter/pipeline"
 )
 
 // TestAlignAttention: "attention": true adds every head's map (compact uint8 form) with its
@@ -46,7 +46,7 @@ func TestAlignAttention(t *testing.T) {
 		t.Errorf("thresholds %+v, want the defaults", a.Thresholds)
 	}
 
-	want, err := b.Align(context.Background(), models.Input{Image: png}, text, models.AlignOptions{Attention: true})
+	want, err := b.Align(context.Background(), pipeline.Input{Image: png}, text, pipeline.AlignOptions{Attention: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,7 @@ import (
 	"net/http"
 
 	"github.com/uniter-serve/uniter/detector"
-	"github.com/uniter-serve/uniter/models"
+	"github.com/uniter-serve/uniter/pipeline"
 )
 
 // requestError is a problem with the HTTP request itself, with its status.
@@ -28,7 +28,7 @@ func badRequest(code, format string, a ...any) error {
 // Internal errors are logged in full and answered with a generic message.
 func statusOf(err error, log *slog.Logger) (int, ErrorDetail) {
 	var re *requestError
-	var ie *models.InputError
+	var ie *pipeline.InputError
 	switch {
 	case errors.As(err, &re):
 		return re.status, ErrorDetail{Code: re.code, Message: re.message}
@@ -38,7 +38,7 @@ func statusOf(err error, log *slog.Logger) (int, ErrorDetail) {
 		return http.StatusUnsupportedMediaType, ErrorDetail{Code: ie.Code, Message: ie.Message}
 	case errors.As(err, &ie):
 		return http.StatusBadRequest, ErrorDetail{Code: ie.Code, Message: ie.Message}
-	case errors.Is(err, models.ErrBusy):
+	case errors.Is(err, pipeline.ErrBusy):
 		return http.StatusServiceUnavailable, ErrorDetail{Code: "busy", Message: "the server is at capacity; retry later"}
 	case errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout, ErrorDetail{Code: "timeout", Message: "the request took too long"}

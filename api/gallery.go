@@ -18,7 +18,7 @@ import (
 	"github.com/uniter-serve/uniter/detector"
 	"github.com/uniter-serve/uniter/gallery"
 	"github.com/uniter-serve/uniter/gallery/retrieval"
-	"github.com/uniter-serve/uniter/models"
+	"github.com/uniter-serve/uniter/pipeline"
 )
 
 // Gallery is what the gallery handlers need: ingest and search (retrieval.Service) and the
@@ -288,9 +288,9 @@ func (s *Server) getImage(c *gin.Context) (any, error) {
 }
 
 // detectedOf presents stored regions as a detection, for the label listing of /v1/regions.
-func detectedOf(img *gallery.Image) *models.DetectedImage {
+func detectedOf(img *gallery.Image) *pipeline.DetectedImage {
 	r := img.Regions
-	d := &models.DetectedImage{SHA256: img.SHA256, Format: img.Format, Width: img.Width, Height: img.Height,
+	d := &pipeline.DetectedImage{SHA256: img.SHA256, Format: img.Format, Width: img.Width, Height: img.Height,
 		Regions: make([]detector.Region, r.Len()), ClassProbs: r.ClassProbs, ClassDim: r.ClassDim,
 		AttrProbs: r.AttrProbs, AttrDim: r.AttrDim}
 	for i := range d.Regions {

@@ -22,7 +22,7 @@ import (
 	"github.com/uniter-serve/uniter/gallery"
 	"github.com/uniter-serve/uniter/gallery/retrieval"
 	"github.com/uniter-serve/uniter/internal/testenv"
-	"github.com/uniter-serve/uniter/models"
+	"github.com/uniter-serve/uniter/pipeline"
 )
 
 var galleryCtx = context.Background()
@@ -32,7 +32,7 @@ var galleryCtx = context.Background()
 func newGalleryServer(t testing.TB, maxImage int64) (http.Handler, *gallery.Bolt) {
 	t.Helper()
 	env := testenv.Env(t)
-	b, err := models.Load(env, testenv.FixtureBundle(t), models.Options{MaxRegions: 100, MaxTexts: 4, CacheBytes: 16 << 20,
+	b, err := pipeline.Load(env, testenv.FixtureBundle(t), pipeline.Options{MaxRegions: 100, MaxTexts: 4, CacheBytes: 16 << 20,
 		Decode: detector.DecodeLimits{MaxBytes: maxImage}})
 	if err != nil {
 		t.Fatal(err)
@@ -234,12 +234,12 @@ func TestGalleryErrors(t *testing.T) {
 		{"limit junk", do(t, h, http.MethodGet, "/v1/images?limit=ten", "", nil), 400, "invalid_limit"},
 		{"cursor junk", do(t, h, http.MethodGet, "/v1/images?cursor=%25%25", "", nil), 400, "invalid_cursor"},
 		{"features junk", do(t, h, http.MethodGet, "/v1/images/taken?features=maybe", "", nil), 400, "invalid_features"},
-		{"image over the limit", upload(t, h, big, "", nil), 413, models.CodeImageTooLarge},
+		{"image over the limit", upload(t, h, big, "", nil), 413, pipeline.CodeImageTooLarge},
 		{"body over the limit", upload(t, h, bytes.Repeat([]byte{1}, 300<<10), "", nil), 413, "body_too_large"},
 		{"taken id", upload(t, h, galleryPNG(t, 2, 40, 40), "taken", nil), 409, "conflict"},
 		{"bad id", upload(t, h, galleryPNG(t, 2, 40, 40), "a/b", nil), 400, "invalid_record"},
 		{"metadata not an object", upload(t, h, galleryPNG(t, 2, 40, 40), "", []int{1}), 400, "invalid_record"},
-		{"not an image", upload(t, h, []byte("just text"), "", nil), 400, models.CodeInvalidImage},
+		{"not an image", upload(t, h, []byte("just text"), "", nil), 400, pipeline.CodeInvalidImage},
 		{"no image", postJSON(t, h, "/v1/images", map[string]any{"id": "x"}), 400, "missing_image"},
 		{"unknown field", postJSON(t, h, "/v1/images", map[string]any{"image": map[string]string{"data": "AA=="}, "tags": 1}), 400, "unknown_field"},
 		{"search limit", postJSON(t, h, "/v1/search/images", map[string]any{"text": "a circle", "limit": 21}), 400, "invalid_limit"},
@@ -249,7 +249,7 @@ func TestGalleryErrors(t *testing.T) {
 		{"search mode", postJSON(t, h, "/v1/search/images", map[string]any{"text": "a circle", "mode": "fuzzy"}), 400, "invalid_mode"},
 		{"search evidence_by", postJSON(t, h, "/v1/search/images", map[string]any{"text": "a circle", "evidence": true, "evidence_by": "saliency"}), 400, "invalid_evidence_by"},
 		{"search candidates", postJSON(t, h, "/v1/search/images", map[string]any{"text": "a circle", "mode": "two_stage", "candidates": 3, "limit": 5}), 400, "invalid_candidates"},
-		{"search empty text", postJSON(t, h, "/v1/search/images", map[string]any{"text": ""}), 400, models.CodeEmptyText},
+		{"search empty text", postJSON(t, h, "/v1/search/images", map[string]any{"text": ""}), 400, pipeline.CodeEmptyText},
 		{"search unknown image", postJSON(t, h, "/v1/search/texts", map[string]any{"image_id": "nope"}), 404, "not_found"},
 		{"search two images", postJSON(t, h, "/v1/search/texts", map[string]any{"image_id": "taken", "image": map[string]string{"data": "AA=="}}), 400, "invalid_input"},
 		{"texts empty", postJSON(t, h, "/v1/texts", map[string]any{"texts": []any{}}), 400, "no_texts"},

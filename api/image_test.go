@@ -19,7 +19,7 @@ import (
 	"github.com/uniter-serve/uniter/api"
 	"github.com/uniter-serve/uniter/detector"
 	"github.com/uniter-serve/uniter/internal/testenv"
-	"github.com/uniter-serve/uniter/models"
+	"github.com/uniter-serve/uniter/pipeline"
 )
 
 func fixturePNG(t testing.TB) []byte {
@@ -203,7 +203,7 @@ func TestEXIFOrientation(t *testing.T) {
 
 func TestImageErrors(t *testing.T) {
 	env := testenv.Env(t)
-	b, err := models.Load(env, testenv.FixtureBundle(t), models.Options{MaxRegions: 100, CacheBytes: 1 << 20,
+	b, err := pipeline.Load(env, testenv.FixtureBundle(t), pipeline.Options{MaxRegions: 100, CacheBytes: 1 << 20,
 		Decode: detectorLimits(20_000, 100*100)})
 	if err != nil {
 		t.Fatal(err)

@@ -11,7 +11,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/uniter-serve/uniter/models"
+	"github.com/uniter-serve/uniter/pipeline"
 )
 
 // ImageJSON is an image inside a JSON body: its encoded bytes (JPEG, PNG, GIF, WebP, BMP) in
@@ -22,7 +22,7 @@ type ImageJSON struct {
 
 // request is what an endpoint reads from either body form (JSON or multipart/form-data).
 type request struct {
-	input        models.Input
+	input        pipeline.Input
 	texts        []string
 	text         string
 	topRegions   int
@@ -34,29 +34,29 @@ type request struct {
 }
 
 // toInput turns the JSON body's image or regions into a model input (exactly one is needed).
-func toInput(img *ImageJSON, regions *RegionsJSON, imageOnly bool) (models.Input, error) {
+func toInput(img *ImageJSON, regions *RegionsJSON, imageOnly bool) (pipeline.Input, error) {
 	switch {
 	case img != nil && regions != nil:
-		return models.Input{}, badRequest("invalid_input", "give either image or regions, not both")
+		return pipeline.Input{}, badRequest("invalid_input", "give either image or regions, not both")
 	case img != nil:
 		if img.Data == "" {
-			return models.Input{}, badRequest("invalid_image", "image.data: empty; send the image bytes in base64")
+			return pipeline.Input{}, badRequest("invalid_image", "image.data: empty; send the image bytes in base64")
 		}
 		raw, err := base64.StdEncoding.DecodeString(img.Data)
 		if err != nil {
-			return models.Input{}, badRequest("invalid_image", "image.data: not valid base64: %v", err)
+			return pipeline.Input{}, badRequest("invalid_image", "image.data: not valid base64: %v", err)
 		}
-		return models.Input{Image: raw}, nil
+		return pipeline.Input{Image: raw}, nil
 	case imageOnly:
-		return models.Input{}, badRequest("missing_image", "image: field is required")
+		return pipeline.Input{}, badRequest("missing_image", "image: field is required")
 	case regions == nil:
-		return models.Input{}, badRequest("missing_input", "give an image (image.data, base64) or regions with features")
+		return pipeline.Input{}, badRequest("missing_input", "give an image (image.data, base64) or regions with features")
 	}
 	r, err := regions.toRegions()
 	if err != nil {
-		return models.Input{}, err
+		return pipeline.Input{}, err
 	}
-	return models.Input{Regions: &r}, nil
+	return pipeline.Input{Regions: &r}, nil
 }
 
 // readRequest parses the body of an image endpoint. jsonBody is the endpoint's JSON type;

@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/uniter-serve/uniter/api"
-	"github.com/uniter-serve/uniter/models"
+	"github.com/uniter-serve/uniter/pipeline"
 )
 
 func TestFillMaskEndpoint(t *testing.T) {
@@ -30,7 +30,7 @@ func TestFillMaskEndpoint(t *testing.T) {
 		t.Fatalf("response %+v", resp)
 	}
 	// The same request through the model directly gives the same predictions.
-	want, err := b.FillMask(context.Background(), models.Input{Image: png}, text, models.FillMaskOptions{TopK: 3, WithoutImage: true})
+	want, err := b.FillMask(context.Background(), pipeline.Input{Image: png}, text, pipeline.FillMaskOptions{TopK: 3, WithoutImage: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,17 +18,17 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/uniter-serve/uniter/detector"
-	"github.com/uniter-serve/uniter/models"
+	"github.com/uniter-serve/uniter/pipeline"
 )
 
 // Model is what the handlers need from a loaded bundle.
 type Model interface {
-	Match(ctx context.Context, in models.Input, texts []string) (*models.MatchOutput, error)
-	Align(ctx context.Context, in models.Input, text string, opts models.AlignOptions) (*models.Alignment, error)
-	Detect(ctx context.Context, image []byte) (*models.DetectedImage, bool, error)
-	FillMask(ctx context.Context, in models.Input, text string, opts models.FillMaskOptions) (*models.FillMaskOutput, error)
+	Match(ctx context.Context, in pipeline.Input, texts []string) (*pipeline.MatchOutput, error)
+	Align(ctx context.Context, in pipeline.Input, text string, opts pipeline.AlignOptions) (*pipeline.Alignment, error)
+	Detect(ctx context.Context, image []byte) (*pipeline.DetectedImage, bool, error)
+	FillMask(ctx context.Context, in pipeline.Input, text string, opts pipeline.FillMaskOptions) (*pipeline.FillMaskOutput, error)
 	RegionClasses(ctx context.Context, regions *detector.Prepared, text string) ([]float32, error)
-	CacheStats() models.CacheStats
+	CacheStats() pipeline.CacheStats
 }
 
 // Config holds the HTTP limits.
@@ -51,7 +51,7 @@ type Server struct {
 	gallery Gallery
 }
 
-// New makes a server for model, described by info in GET /v1/models. It is not ready until
+// New makes a server for model, described by info in GET /v1/pipeline. It is not ready until
 // SetReady(true) (after warm-up).
 func New(cfg Config, model Model, info ModelInfo, labels Labels, log *slog.Logger) *Server {
 	if log == nil {
@@ -227,7 +227,7 @@ func (s *Server) align(c *gin.Context) (any, error) {
 	}
 	ctx, cancel := s.context(c)
 	defer cancel()
-	a, err := s.model.Align(ctx, req.input, req.text, models.AlignOptions{TopRegions: req.topRegions, Attention: req.attention})
+	a, err := s.model.Align(ctx, req.input, req.text, pipeline.AlignOptions{TopRegions: req.topRegions, Attention: req.attention})
 	if err != nil {
 		return nil, err
 	}
@@ -291,7 +291,7 @@ func (s *Server) fillMask(c *gin.Context) (any, error) {
 	}
 	ctx, cancel := s.context(c)
 	defer cancel()
-	out, err := s.model.FillMask(ctx, req.input, req.text, models.FillMaskOptions{TopK: req.topK, WithoutImage: req.withoutImage})
+	out, err := s.model.FillMask(ctx, req.input, req.text, pipeline.FillMaskOptions{TopK: req.topK, WithoutImage: req.withoutImage})
 	if err != nil {
 		return nil, err
 	}

@@ -16,7 +16,7 @@ import (
 
 	"github.com/uniter-serve/uniter/api"
 	"github.com/uniter-serve/uniter/internal/testenv"
-	"github.com/uniter-serve/uniter/models"
+	"github.com/uniter-serve/uniter/pipeline"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden responses in testdata/")
@@ -30,9 +30,9 @@ func newServer(t testing.TB) (*api.Server, http.Handler) {
 }
 
 // newServerBundle is newServer with the bundle it serves.
-func newServerBundle(t testing.TB) (*api.Server, *models.Bundle) {
+func newServerBundle(t testing.TB) (*api.Server, *pipeline.Bundle) {
 	env := testenv.Env(t)
-	b, err := models.Load(env, testenv.FixtureBundle(t), models.Options{MaxRegions: 10, MaxTexts: 4, CacheBytes: 64 << 20})
+	b, err := pipeline.Load(env, testenv.FixtureBundle(t), pipeline.Options{MaxRegions: 10, MaxTexts: 4, CacheBytes: 64 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}

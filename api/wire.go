@@ -15,7 +15,7 @@ import (
 
 	"github.com/uniter-serve/uniter/detector"
 	"github.com/uniter-serve/uniter/heads"
-	"github.com/uniter-serve/uniter/models"
+	"github.com/uniter-serve/uniter/pipeline"
 	"github.com/uniter-serve/uniter/textproc"
 )
 
@@ -91,13 +91,13 @@ type Timings struct {
 	OT         float64 `json:"ot"`
 }
 
-func newTimings(t models.Timing) Timings {
+func newTimings(t pipeline.Timing) Timings {
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 	return Timings{Decode: ms(t.Decode), Preprocess: ms(t.Preprocess), Detector: ms(t.Detector),
 		Selection: ms(t.Selection), Encoder: ms(t.Encoder), OT: ms(t.OT)}
 }
 
-func newImageInfo(d *models.DetectedImage, hit bool) *ImageInfo {
+func newImageInfo(d *pipeline.DetectedImage, hit bool) *ImageInfo {
 	if d == nil {
 		return nil
 	}
@@ -205,7 +205,7 @@ type AlignResponse struct {
 	Timings     Timings        `json:"timings_ms"`
 }
 
-// ModelInfo describes a loaded bundle in GET /v1/models.
+// ModelInfo describes a loaded bundle in GET /v1/pipeline.
 type ModelInfo struct {
 	Name             string          `json:"name"`
 	Description      string          `json:"description"`
@@ -252,7 +252,7 @@ type CacheInfo struct {
 	MaxBytes int64 `json:"max_bytes"`
 }
 
-// ModelsResponse answers GET /v1/models.
+// ModelsResponse answers GET /v1/pipeline.
 type ModelsResponse struct {
 	Models []ModelInfo `json:"models"`
 }
@@ -269,7 +269,7 @@ type ErrorDetail struct {
 }
 
 // NewMatchResponse converts pipeline results to the wire form (TimingMS left to the caller).
-func NewMatchResponse(out *models.MatchOutput, model string) MatchResponse {
+func NewMatchResponse(out *pipeline.MatchOutput, model string) MatchResponse {
 	resp := MatchResponse{Results: make([]MatchResult, len(out.Results)), Model: model,
 		Image: newImageInfo(out.Image, out.Timing.CacheHit), Timings: newTimings(out.Timing)}
 	for i, r := range out.Results {
@@ -280,7 +280,7 @@ func NewMatchResponse(out *models.MatchOutput, model string) MatchResponse {
 }
 
 // NewAlignResponse converts an alignment to the wire form (TimingMS left to the caller).
-func NewAlignResponse(a *models.Alignment, labels Labels, model string) AlignResponse {
+func NewAlignResponse(a *pipeline.Alignment, labels Labels, model string) AlignResponse {
 	resp := AlignResponse{Text: a.Text, Truncated: a.Truncated, Plan: a.Plan, OTDistance: a.OTDistance,
 		Score: a.Score, Logit: a.Logit, Model: model, Image: newImageInfo(a.Image, a.Timing.CacheHit),
 		Timings: newTimings(a.Timing)}
@@ -323,7 +323,7 @@ type Labels struct {
 
 // regions lists detected regions with their top labels and attributes (background and
 // "no attribute", index 0, excluded).
-func (l Labels) regions(d *models.DetectedImage, top int) []Region {
+func (l Labels) regions(d *pipeline.DetectedImage, top int) []Region {
 	out := make([]Region, len(d.Regions))
 	for i, r := range d.Regions {
 		conf := r.Confidence
@@ -356,7 +356,7 @@ func topLabels(probs []float32, names []string, skip, k int) []LabelProb {
 }
 
 // NewRegionsResponse converts a detection to the wire form; features only when asked for.
-func NewRegionsResponse(d *models.DetectedImage, hit bool, labels Labels, topK int, features bool, model string) RegionsResponse {
+func NewRegionsResponse(d *pipeline.DetectedImage, hit bool, labels Labels, topK int, features bool, model string) RegionsResponse {
 	resp := RegionsResponse{Image: *newImageInfo(d, hit), Regions: labels.regions(d, topK), Model: model}
 	if !hit {
 		resp.Timings = newTimings(d.Timing)
@@ -385,7 +385,7 @@ func ParseRegions(raw []byte) (detector.Regions, error) {
 
 // DescribeModel is a bundle's entry in GET /v1/models; provider is the execution provider
 // actually in use and fallback says why it differs from the configured one, if it does.
-func DescribeModel(b *models.Bundle, provider, fallback, ortVersion string) ModelInfo {
+func DescribeModel(b *pipeline.Bundle, provider, fallback, ortVersion string) ModelInfo {
 	m := b.Manifest
 	info := ModelInfo{
 		Name: m.Name, Description: m.Description, Provider: provider, ProviderFallback: fallback,
@@ -411,7 +411,7 @@ func DescribeModel(b *models.Bundle, provider, fallback, ortVersion string) Mode
 }
 
 // LabelsFor reads a bundle's detector class and attribute names.
-func LabelsFor(b *models.Bundle) Labels {
+func LabelsFor(b *pipeline.Bundle) Labels {
 	l := Labels{Classes: b.RegionLabels(), Attributes: b.AttributeLabels()}
 	if d := b.Manifest.Detector; d != nil {
 		l.Background = d.BackgroundIndex
@@ -470,11 +470,11 @@ type FillMaskResponse struct {
 }
 
 // NewFillMaskResponse converts FillMask's answer to the wire form (TimingMS left to the caller).
-func NewFillMaskResponse(o *models.FillMaskOutput, model string) FillMaskResponse {
+func NewFillMaskResponse(o *pipeline.FillMaskOutput, model string) FillMaskResponse {
 	resp := FillMaskResponse{Text: o.Text, Truncated: o.Truncated, Model: model,
 		Image: newImageInfo(o.Image, o.Timing.CacheHit), Timings: newTimings(o.Timing)}
 	resp.Tokens = wireTokens(o.Tokens)
-	conv := func(ps []models.TokenProb) []TokenPrediction {
+	conv := func(ps []pipeline.TokenProb) []TokenPrediction {
 		var out []TokenPrediction
 		for _, p := range ps {
 			out = append(out, TokenPrediction{Token: p.Token, ID: p.ID, Probability: p.Probability})

@@ -96,3 +96,11 @@ func Prepare(r Regions, dim, maxRegions int) (*Prepared, error) {
 }
 
 func finite(v float32) bool { return !math.IsNaN(float64(v)) && !math.IsInf(float64(v), 0) }
+
+// Blanked keeps the regions' count and boxes but zeroes their features and locations: the
+// encoder sees as many image positions carrying no information (the masked-word probe's
+// "without the image").
+func (p *Prepared) Blanked() *Prepared {
+	return &Prepared{Width: p.Width, Height: p.Height, Boxes: p.Boxes, Dim: p.Dim,
+		Features: make([]float32, len(p.Features)), Locations: make([][LocationDim]float32, len(p.Locations))}
+}

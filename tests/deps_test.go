@@ -86,19 +86,24 @@ func importChain(pkgs map[string]*listedPackage, from, to string) []string {
 	return nil
 }
 
-// TestDependencies pins the import graph of docs/style.md: dependencies point one way and only
-// the runtime package touches ONNX Runtime (and cgo).
+// TestDependencies pins the import graph (docs/architecture.md): dependencies point one way,
+// the request path holds no offline code, HTTP stays in api, and only runtime touches ONNX
+// Runtime (and cgo).
 func TestDependencies(t *testing.T) {
 	t.Parallel()
 	pkgs := importGraph(t)
-	mustHave := func(path string) {
-		if p := pkgs[path]; p == nil || p.DepOnly {
-			t.Fatalf("package %s is not in the module's go list ./... output: the rules below would check nothing", path)
+	pkg := func(name string) string { return module + "/" + name }
+	var (
+		api, pipeline, detector, textproc, heads = pkg("api"), pkg("pipeline"), pkg("detector"), pkg("textproc"), pkg("heads")
+		gallery, retrieval, ingest, featimport   = pkg("gallery"), pkg("gallery/retrieval"), pkg("gallery/ingest"), pkg("gallery/featimport")
+		lmdb, shapes, offline, web, progress     = pkg("gallery/lmdb"), pkg("shapes"), pkg("offline"), pkg("web"), pkg("internal/progress")
+		cmd                                      = pkg("cmd/uniter")
+	)
+	for _, p := range []string{runtime, api, pipeline, detector, textproc, heads, gallery, retrieval, ingest, featimport,
+		lmdb, shapes, offline, web, progress, cmd} {
+		if q := pkgs[p]; q == nil || q.DepOnly {
+			t.Fatalf("package %s is not in the module's go list ./... output: the rules below would check nothing", p)
 		}
-	}
-	for _, p := range []string{runtime, module + "/api", module + "/models", module + "/detector",
-		module + "/textproc", module + "/heads", module + "/cmd/uniter"} {
-		mustHave(p)
 	}
 
 	t.Run("only runtime imports onnxruntime_go", func(t *testing.T) {
@@ -121,15 +126,29 @@ func TestDependencies(t *testing.T) {
 		}
 	})
 
+	// offlineCode is what runs over whole data sets or files, never on a request.
+	offlineCode := []string{offline, shapes, ingest, featimport, lmdb, progress}
+	// http is what only api (and the binary) may know of.
+	http := []string{api, ginPkg, web}
 	forbidden := map[string][]string{
-		// The pure rooms: no native code, no HTTP, no model composition.
-		module + "/detector": {runtime, ortPkg, module + "/api", module + "/models", ginPkg, module + "/web"},
-		module + "/textproc": {runtime, ortPkg, module + "/api", module + "/models", ginPkg, module + "/web"},
-		module + "/heads":    {runtime, ortPkg, module + "/api", module + "/models", ginPkg, module + "/web"},
-		// models composes the rooms below it and knows nothing of HTTP.
-		module + "/models": {module + "/api", ginPkg, module + "/web"},
+		// The request path: the HTTP layer and everything below it hold no offline code.
+		api:       offlineCode,
+		pipeline:  slices.Concat(offlineCode, http, []string{gallery, retrieval}),
+		retrieval: slices.Concat(offlineCode, http),
+		gallery:   slices.Concat(offlineCode, http, []string{pipeline, runtime, ortPkg}),
+		// Pure packages: no native code, no model composition, no HTTP, no offline code.
+		detector: slices.Concat(offlineCode, http, []string{runtime, ortPkg, pipeline, gallery}),
+		textproc: slices.Concat(offlineCode, http, []string{runtime, ortPkg, pipeline, gallery, detector}),
+		heads:    slices.Concat(offlineCode, http, []string{runtime, ortPkg, pipeline, gallery, detector, textproc}),
 		// runtime is the bottom of the graph.
-		runtime: {module + "/api", module + "/models", module + "/detector", module + "/textproc", module + "/heads", ginPkg},
+		runtime: slices.Concat(offlineCode, http, []string{pipeline, detector, textproc, heads, gallery}),
+		// The offline packages know nothing of HTTP; the generator and the file readers know no model.
+		offline:    http,
+		ingest:     slices.Concat(http, []string{offline, shapes}),
+		shapes:     slices.Concat(http, []string{pipeline, runtime, ortPkg, detector, gallery, offline}),
+		featimport: slices.Concat(http, []string{pipeline, runtime, ortPkg, offline, shapes}),
+		lmdb:       slices.Concat(http, []string{pipeline, runtime, ortPkg, gallery}),
+		progress:   {pipeline, runtime, gallery, offline, api},
 	}
 	for from, bad := range forbidden {
 		t.Run(strings.TrimPrefix(from, module+"/"), func(t *testing.T) {
@@ -141,16 +160,12 @@ func TestDependencies(t *testing.T) {
 		})
 	}
 
-	t.Run("api", func(t *testing.T) {
-		if slices.Contains(pkgs[module+"/api"].Imports, ortPkg) {
-			t.Errorf("%s imports %s directly", module+"/api", ortPkg)
-		}
-	})
-
 	t.Run("chains are found", func(t *testing.T) {
-		// The rules above only mean something if a real dependency is detected.
-		if importChain(pkgs, module+"/cmd/uniter", ortPkg) == nil {
-			t.Errorf("no chain from cmd/uniter to %s found: the graph walk is broken", ortPkg)
+		// The rules above only mean something if real dependencies are detected.
+		for _, c := range [][2]string{{cmd, ortPkg}, {cmd, offline}, {offline, shapes}, {api, pipeline}} {
+			if importChain(pkgs, c[0], c[1]) == nil {
+				t.Errorf("no chain from %s to %s found: the graph walk is broken", c[0], c[1])
+			}
 		}
 	})
 }

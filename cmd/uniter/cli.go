@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"image/png"
 	"io"
@@ -13,7 +14,7 @@ import (
 
 	"github.com/uniter-serve/uniter/api"
 	"github.com/uniter-serve/uniter/detector"
-	"github.com/uniter-serve/uniter/models"
+	"github.com/uniter-serve/uniter/pipeline"
 	ort "github.com/uniter-serve/uniter/runtime"
 )
 
@@ -29,33 +30,32 @@ func withService(cmd *cobra.Command, load loader, fn func(*service) error) error
 	if err != nil {
 		return err
 	}
-	return joinClose(fn(svc), svc)
+	return closeAfter(fn(svc), svc)
 }
 
-func joinClose(err error, c io.Closer) error {
-	if cerr := c.Close(); cerr != nil && err == nil {
-		return cerr
-	}
-	return err
+// closeAfter closes c once the work that returned err is done and reports both errors, the
+// work's first.
+func closeAfter(err error, c io.Closer) error {
+	return errors.Join(err, c.Close())
 }
 
 // readInput reads the image input of match and align: an image file or a regions JSON file.
-func readInput(regionsFile, imageFile string) (models.Input, error) {
+func readInput(regionsFile, imageFile string) (pipeline.Input, error) {
 	switch {
 	case (regionsFile == "") == (imageFile == ""):
-		return models.Input{}, fmt.Errorf("give exactly one of --image and --regions")
+		return pipeline.Input{}, fmt.Errorf("give exactly one of --image and --regions")
 	case imageFile != "":
 		raw, err := os.ReadFile(imageFile)
 		if err != nil {
-			return models.Input{}, err
+			return pipeline.Input{}, err
 		}
-		return models.Input{Image: raw}, nil
+		return pipeline.Input{Image: raw}, nil
 	}
 	r, err := readRegions(regionsFile)
 	if err != nil {
-		return models.Input{}, err
+		return pipeline.Input{}, err
 	}
-	return models.Input{Regions: &r}, nil
+	return pipeline.Input{Regions: &r}, nil
 }
 
 func readRegions(path string) (detector.Regions, error) {
@@ -134,12 +134,12 @@ func alignCmd(load loader) *cobra.Command {
 				return err
 			}
 			return withService(cmd, load, func(s *service) error {
-				by, err := models.ResolveAlignBy(by, s.bundle.HasAttention())
+				by, err := pipeline.ResolveAlignBy(by, s.bundle.HasAttention())
 				if err != nil {
 					return fmt.Errorf("--by: %w", err)
 				}
-				attention := by == models.AlignByAttention
-				a, err := s.bundle.Align(cmd.Context(), in, text, models.AlignOptions{TopRegions: top, Attention: attention})
+				attention := by == pipeline.AlignByAttention
+				a, err := s.bundle.Align(cmd.Context(), in, text, pipeline.AlignOptions{TopRegions: top, Attention: attention})
 				if err != nil {
 					return err
 				}
@@ -240,11 +240,11 @@ func runGraphCmd(load loader) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				return joinClose(json.NewEncoder(f).Encode(res), f)
+				return closeAfter(json.NewEncoder(f).Encode(res), f)
 			})
 		},
 	}
-	cmd.Flags().StringVar(&graph, "graph", models.GraphEncoder, "graph role: encoder, encoder_attention, mlm_head or mrc_head")
+	cmd.Flags().StringVar(&graph, "graph", pipeline.GraphEncoder, "graph role: encoder, encoder_attention, mlm_head or mrc_head")
 	cmd.Flags().StringVar(&inFile, "in", "", "inputs JSON: {name: {shape, data}}")
 	cmd.Flags().StringVar(&outFile, "out", "", "outputs JSON, same format")
 	_ = cmd.MarkFlagRequired("in")
@@ -324,7 +324,7 @@ func drawRegions(raw []byte, resp api.RegionsResponse, path string) error {
 	if err != nil {
 		return err
 	}
-	return joinClose(png.Encode(f, detector.Draw(img, boxes, captions)), f)
+	return closeAfter(png.Encode(f, detector.Draw(img, boxes, captions)), f)
 }
 
 // drawAlignment draws, for each word, the region holding most of its transport mass, labelled
@@ -356,5 +356,5 @@ func drawAlignment(raw []byte, regions []api.Region, aligned []api.WordRegions, 
 	if err != nil {
 		return err
 	}
-	return joinClose(png.Encode(f, detector.Draw(img, boxes, captions)), f)
+	return closeAfter(png.Encode(f, detector.Draw(img, boxes, captions)), f)
 }

@@ -13,7 +13,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/uniter-serve/uniter/detector"
-	"github.com/uniter-serve/uniter/models"
+	"github.com/uniter-serve/uniter/pipeline"
 	ort "github.com/uniter-serve/uniter/runtime"
 )
 
@@ -227,8 +227,8 @@ func (c *Config) logger() *slog.Logger {
 }
 
 // modelOptions are the bundle options this configuration sets.
-func (c *Config) modelOptions() models.Options {
-	o := models.Options{
+func (c *Config) modelOptions() pipeline.Options {
+	o := pipeline.Options{
 		MaxRegions: c.Limits.MaxRegions, MaxTexts: c.Limits.MaxTexts, MaxTextLength: c.Limits.MaxTextLength,
 		MaxConcurrent: c.Limits.MaxConcurrent, MaxQueue: c.Limits.MaxQueue, VerifyChecksums: true,
 		DetectorOnCUDA: c.ORT.DetectorOnCUDA,

@@ -3,18 +3,16 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"runtime"
-	"sort"
-	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/uniter-serve/uniter/models"
-	"github.com/uniter-serve/uniter/models/shapes"
+	"github.com/uniter-serve/uniter/gallery/retrieval"
+	"github.com/uniter-serve/uniter/internal/progress"
+	"github.com/uniter-serve/uniter/offline"
+	"github.com/uniter-serve/uniter/pipeline"
 )
 
 // evalCmd measures the served bundle on a Shapes World split through the serving pipeline.
@@ -48,20 +46,19 @@ func evalCmd(load loader) *cobra.Command {
 			if !quiet {
 				fmt.Fprintf(cmd.ErrOrStderr(), "split %s in %s (generated from its seed if missing)\n", split, splitDir)
 			}
-			if _, err := models.EnsureSplit(cmd.Context(), splitDir, split); err != nil {
+			if _, err := offline.EnsureSplit(cmd.Context(), splitDir, split); err != nil {
 				return err
 			}
 			return withService(cmd, load, func(s *service) error {
 				stderr := cmd.ErrOrStderr()
-				opts := models.EvalOptions{Workers: workers, Retrieval: !noRetrieval, ScoreBatch: scoreBatch, ScoreWorkers: scoreWorkers}
+				opts := offline.EvalOptions{Workers: workers, Retrieval: !noRetrieval, ScoreBatch: scoreBatch, ScoreWorkers: scoreWorkers}
+				finish := func() {}
 				if !quiet {
 					fmt.Fprintf(stderr, "eval %s on %s\n", s.info.Name, splitDir)
-					opts.Progress = evalProgress(stderr)
+					opts.Progress, finish = progress.Stages(stderr, "eval")
 				}
-				rep, err := s.bundle.Evaluate(cmd.Context(), splitDir, opts)
-				if !quiet {
-					fmt.Fprintln(stderr)
-				}
+				rep, err := offline.Evaluate(cmd.Context(), s.bundle, splitDir, opts)
+				finish()
 				if err != nil {
 					return err
 				}
@@ -76,7 +73,7 @@ func evalCmd(load loader) *cobra.Command {
 					enc.SetIndent("", "  ")
 					return enc.Encode(rep)
 				}
-				printEvalTable(cmd.OutOrStdout(), rep)
+				rep.WriteTable(cmd.OutOrStdout())
 				return nil
 			})
 		},
@@ -89,73 +86,11 @@ func evalCmd(load loader) *cobra.Command {
 	f.StringVar(&out, "out", "", "also write the JSON report to this file")
 	f.BoolVar(&noRetrieval, "no-retrieval", false, "skip retrieval (the captions × images scoring)")
 	f.IntVar(&workers, "workers", runtime.NumCPU(), "images decoded and detected at once")
-	f.IntVar(&scoreBatch, "score-batch", models.DefaultScoreBatch, "pairs per encoder run")
+	f.IntVar(&scoreBatch, "score-batch", pipeline.DefaultScoreBatch, "pairs per encoder run")
 	f.IntVar(&scoreWorkers, "score-workers", 1, "encoder runs in flight (also bounded by limits.max_concurrent)")
 	f.BoolVarP(&quiet, "quiet", "q", false, "no progress on stderr")
 	_ = cmd.MarkFlagRequired("split")
 	return cmd
-}
-
-// evalProgress is a progress line per stage of the evaluation.
-func evalProgress(w io.Writer) func(stage string, done, total int) {
-	cur := ""
-	var line func(done, total int)
-	return func(stage string, done, total int) {
-		if stage != cur {
-			if cur != "" {
-				fmt.Fprintln(w)
-			}
-			cur, line = stage, progressLine(w, "eval "+stage, "", time.Now(), nil)
-		}
-		line(done, total)
-	}
-}
-
-func printEvalTable(w io.Writer, r *models.EvalReport) {
-	pct := func(v float64) string { return fmt.Sprintf("%6.2f%%", 100*v) }
-	fmt.Fprintf(w, "model %s, split %s: %d images, %d captions, %d regions\n", r.Model, r.Split, r.Images, r.Captions, r.Regions)
-	rows := [][2]string{{"itm_accuracy", pct(r.ITMAccuracy) + fmt.Sprintf("  (%d pairs)", r.ITMPairs)}}
-	if r.MinimalEditCaptions > 0 {
-		kinds := make([]string, 0, len(r.MinimalEditByKind))
-		for k := range r.MinimalEditByKind {
-			kinds = append(kinds, k)
-		}
-		sort.Strings(kinds)
-		by := make([]string, len(kinds))
-		for i, k := range kinds {
-			by[i] = fmt.Sprintf("%s %.0f%%", k, 100*r.MinimalEditByKind[k])
-		}
-		rows = append(rows, [2]string{"minimal_edit_rejection", pct(r.MinimalEditRejection) +
-			fmt.Sprintf("  (%d captions; %s)", r.MinimalEditCaptions, strings.Join(by, ", "))})
-	}
-	if r.Retrieval {
-		rows = append(rows,
-			[2]string{"image retrieval R@1/5/10", strings.Join([]string{pct(r.IRR1), pct(r.IRR5), pct(r.IRR10)}, " ")},
-			[2]string{"text retrieval R@1/5/10", strings.Join([]string{pct(r.TRR1), pct(r.TRR5), pct(r.TRR10)}, " ")})
-		var by []string
-		for _, t := range shapes.Templates() {
-			if n := r.CaptionsByTemplate[t]; n > 0 {
-				by = append(by, fmt.Sprintf("%s %.0f%% (%d)", t, 100*r.IRR1ByTemplate[t], n))
-			}
-		}
-		rows = append(rows, [2]string{"image R@1 by template", strings.Join(by, ", ")})
-	}
-	rows = append(rows,
-		[2]string{"grounding_noun", pct(r.GroundingNoun) + fmt.Sprintf("  (%d spans; a random region: %s)", r.GroundingNounSpans, strings.TrimSpace(pct(r.GroundingNounChance)))},
-		[2]string{"grounding_color", pct(r.GroundingColor) + fmt.Sprintf("  (%d spans; a random region: %s)", r.GroundingColorSpans, strings.TrimSpace(pct(r.GroundingColorChance)))})
-	if r.GroundingNounAttention != nil && r.GroundingColorAttention != nil {
-		rows = append(rows,
-			[2]string{"grounding_noun_attention", pct(*r.GroundingNounAttention)},
-			[2]string{"grounding_color_attention", pct(*r.GroundingColorAttention)})
-	}
-	rows = append(rows,
-		[2]string{"mlm_color_with_image", pct(r.MLMColorWithImage) + fmt.Sprintf("  (%d masks)", r.MLMColorMasks)},
-		[2]string{"mlm_color_without_image", pct(r.MLMColorWithoutImage)},
-		[2]string{"pairs_per_second", fmt.Sprintf("%.0f  (%d pairs scored)", r.PairsPerSecond, r.ScoredPairs)},
-		[2]string{"seconds", fmt.Sprintf("%.1f", r.Seconds)})
-	for _, row := range rows {
-		fmt.Fprintf(w, "  %-26s %s\n", row[0], row[1])
-	}
 }
 
 func writeJSONFile(path string, v any) error {
@@ -164,4 +99,62 @@ func writeJSONFile(path string, v any) error {
 		return err
 	}
 	return os.WriteFile(path, append(raw, '\n'), 0o644)
+}
+
+func evalGalleryCmd(load loader) *cobra.Command {
+	var splitDir, mode, direction, out string
+	var candidates, queries int
+	var asJSON, quiet bool
+	cmd := &cobra.Command{
+		Use:   "eval-gallery --split-dir DIR [--mode exact|two_stage|both] [--candidates K] [--queries N]",
+		Short: "retrieval R@1/5/10, latency and throughput of gallery search, exact and two-stage",
+		Long: "Searches the gallery of data_dir with the captions of a Shapes World split (text → image,\n" +
+			"the default) or with its images (image → text, --direction tr; the gallery's texts must be\n" +
+			"the split's captions, `uniter index-texts`). The split's images must be in the gallery\n" +
+			"(`uniter index DIR/images`); they are found by the SHA-256 of their files. A hit is any\n" +
+			"image (text) the caption is true of by its logical form, as in `uniter eval`; gallery items\n" +
+			"that are not in the split count as false.\n\n" +
+			"--mode both runs exact and two-stage search on every query, one after the other, and\n" +
+			"compares them: latency, R@10 retained, the share of exact's top 10 that two-stage keeps,\n" +
+			"and the cross-encoder passes it saves. --queries runs an evenly spaced subset.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			modes := map[string][]retrieval.Mode{"exact": {retrieval.Exact}, "two_stage": {retrieval.TwoStage},
+				"both": {retrieval.Exact, retrieval.TwoStage}}[mode]
+			if modes == nil {
+				return fmt.Errorf("--mode %q: want exact, two_stage or both", mode)
+			}
+			return withGallery(cmd, load, func(_ *Config, s *service, g *galleryService) error {
+				bar := progressBar(cmd, quiet, "queries", "")
+				rep, err := offline.EvalGallery(cmd.Context(), g.service, splitDir, offline.GalleryEvalOptions{
+					Modes: modes, Direction: direction, Candidates: candidates, Queries: queries, Progress: bar.Func()})
+				bar.Finish()
+				if err != nil {
+					return err
+				}
+				rep.Model = s.info.Name
+				if out != "" {
+					if err := writeJSONFile(out, rep); err != nil {
+						return err
+					}
+				}
+				if asJSON {
+					return printJSON(cmd.OutOrStdout(), rep)
+				}
+				rep.WriteTable(cmd.OutOrStdout())
+				return nil
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&splitDir, "split-dir", "", "a Shapes World split folder (annotations.jsonl, images/)")
+	f.StringVar(&mode, "mode", "both", "exact, two_stage or both (compared)")
+	f.StringVar(&direction, "direction", "ir", "ir: captions search images; tr: images search texts")
+	f.IntVar(&candidates, "candidates", 0, "first-stage candidates of two-stage search (default: search.candidates)")
+	f.IntVar(&queries, "queries", 0, "run this many queries, evenly spaced (0: all)")
+	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
+	f.StringVar(&out, "out", "", "also write the JSON report to this file")
+	f.BoolVarP(&quiet, "quiet", "q", false, "no progress on stderr")
+	_ = cmd.MarkFlagRequired("split-dir")
+	return cmd
 }

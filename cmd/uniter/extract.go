@@ -4,11 +4,9 @@ import (
 	"fmt"
 	"math"
 	"runtime"
-	"time"
 
 	"github.com/spf13/cobra"
-
-	"github.com/uniter-serve/uniter/models"
+	"github.com/uniter-serve/uniter/offline"
 )
 
 // extractCmd turns a Shapes World split into a pre-training split (models/uniter/data.py's
@@ -45,22 +43,18 @@ func extractCmd(load loader) *cobra.Command {
 			}
 			return withService(cmd, load, func(s *service) error {
 				stderr := cmd.ErrOrStderr()
-				start := time.Now()
-				printed := false
-				opts := models.ExtractOptions{Workers: workers, TruthMax: tm}
 				if !quiet {
 					fmt.Fprintf(stderr, "extract %s with %s → %s\n", splitDir, s.info.Name, out)
-					opts.Progress = progressLine(stderr, "extract", "images", start, &printed)
 				}
-				st, err := s.bundle.ExtractSplit(cmd.Context(), splitDir, out, opts)
-				if printed {
-					fmt.Fprintln(stderr)
-				}
+				bar := progressBar(cmd, quiet, "extract", "images")
+				st, err := offline.ExtractSplit(cmd.Context(), s.bundle, splitDir, out,
+					offline.ExtractOptions{Workers: workers, TruthMax: tm, Progress: bar.Func()})
+				bar.Finish()
 				if err != nil {
 					return err
 				}
 				if st.TruthSkipped != "" {
-					fmt.Fprintf(stderr, "no %s: %s\n", models.ExtractTruthFile, st.TruthSkipped)
+					fmt.Fprintf(stderr, "no %s: %s\n", offline.ExtractTruthFile, st.TruthSkipped)
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "%d images (%.1f img/s, %d workers), %d regions (%d–%d per image), %d captions, truth %s, %.1fs → %s\n",
 					st.Images, st.ImagesPerSecond, st.Workers, st.Regions, st.RegionsMin, st.RegionsMax, st.Captions,
@@ -76,7 +70,7 @@ func extractCmd(load loader) *cobra.Command {
 	f.StringVar(&splitDir, "split-dir", "", "a Shapes World split folder (annotations.jsonl, images/, split.json)")
 	f.StringVar(&out, "out", "", "output folder")
 	f.IntVar(&workers, "workers", runtime.NumCPU(), "images read and detected at once (graph runs are bounded by limits.max_concurrent)")
-	f.Float64Var(&truthMax, "truth-max", models.DefaultTruthMax, "write truth.npz only when captions × images ≤ this (cells); 0: never")
+	f.Float64Var(&truthMax, "truth-max", offline.DefaultTruthMax, "write truth.npz only when captions × images ≤ this (cells); 0: never")
 	f.BoolVarP(&quiet, "quiet", "q", false, "no progress on stderr")
 	_ = cmd.MarkFlagRequired("split-dir")
 	_ = cmd.MarkFlagRequired("out")

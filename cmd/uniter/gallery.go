@@ -1,8 +1,8 @@
 package main
 
 import (
-	"errors"
 	"fmt"
+
 	"github.com/spf13/cobra"
 
 	"github.com/uniter-serve/uniter/api"
@@ -101,11 +101,6 @@ func withGallery(cmd *cobra.Command, load loader, fn func(cfg *Config, s *servic
 		if err != nil {
 			return err
 		}
-		return joinErr(fn(cfg, s, g), g)
+		return closeAfter(fn(cfg, s, g), g)
 	})
-}
-
-// joinErr closes c after fn, keeping fn's error first.
-func joinErr(err error, c interface{ Close() error }) error {
-	return errors.Join(err, c.Close())
 }

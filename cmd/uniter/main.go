@@ -18,7 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/uniter-serve/uniter/api"
-	"github.com/uniter-serve/uniter/models"
+	"github.com/uniter-serve/uniter/pipeline"
 	ort "github.com/uniter-serve/uniter/runtime"
 	"github.com/uniter-serve/uniter/web"
 )
@@ -68,7 +68,7 @@ func newRoot() *cobra.Command {
 // service is an open environment and bundle; close it once.
 type service struct {
 	env    *ort.Environment
-	bundle *models.Bundle
+	bundle *pipeline.Bundle
 	info   api.ModelInfo
 }
 
@@ -77,7 +77,7 @@ func openService(cfg *Config, log *slog.Logger) (*service, error) {
 	if err != nil {
 		return nil, err
 	}
-	b, err := models.Load(env, cfg.Bundle, cfg.modelOptions())
+	b, err := pipeline.Load(env, cfg.Bundle, cfg.modelOptions())
 	if err != nil {
 		return nil, errors.Join(err, env.Close())
 	}

@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/uniter-serve/uniter/models/shapes"
+	"github.com/uniter-serve/uniter/shapes"
 )
 
 // synthCmd writes a Shapes World split. It needs no config, bundle or ONNX Runtime.
@@ -51,14 +51,9 @@ func synthCmd() *cobra.Command {
 				fmt.Fprintf(stderr, "synth %s: seed %d, %d images, %d workers → %s\n", sp.Name, sp.Seed, sp.Count, workers, out)
 			}
 			start := time.Now()
-			opt := shapes.Options{Workers: workers}
-			if !quiet {
-				opt.Progress = progressLine(stderr, "synth "+sp.Name, "images", start, nil)
-			}
-			sum, err := shapes.WriteSplit(cmd.Context(), out, sp, opt)
-			if !quiet && sum.Images > 0 {
-				fmt.Fprintln(stderr)
-			}
+			bar := progressBar(cmd, quiet, "synth "+sp.Name, "images")
+			sum, err := shapes.WriteSplit(cmd.Context(), out, sp, shapes.Options{Workers: workers, Progress: bar.Func()})
+			bar.Finish()
 			if err != nil {
 				return err
 			}

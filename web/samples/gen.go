@@ -16,7 +16,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/uniter-serve/uniter/models/shapes"
+	"github.com/uniter-serve/uniter/shapes"
 )
 
 // sample is one entry of samples.json (the page reads it).

@@ -1,4 +1,4 @@
-package models
+package pipeline
 
 import (
 	"context"
@@ -41,3 +41,7 @@ func (s *Scheduler) Acquire(ctx context.Context) error {
 
 // Release frees a slot taken by Acquire.
 func (s *Scheduler) Release() { <-s.slots }
+
+// Capacity is the most callers the scheduler admits at once, running and waiting; one more
+// gets ErrBusy.
+func (s *Scheduler) Capacity() int { return cap(s.slots) + int(s.queued) }

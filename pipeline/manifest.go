@@ -1,7 +1,7 @@
 // Package models loads UNITER model bundles (manifest, graphs, vocabulary, labels) and runs the
 // pipelines that compose the other rooms: text → textproc, regions → detector, graphs →
 // runtime, scores and alignments → heads. The Python side of the same folder makes bundles.
-package models
+package pipeline
 
 import (
 	"encoding/json"

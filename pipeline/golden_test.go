@@ -1,4 +1,4 @@
-package models
+package pipeline
 
 import (
 	"context"
@@ -117,7 +117,7 @@ func TestGoldenParity(t *testing.T) {
 	b := loadFixture(t, env)
 	ctx := context.Background()
 
-	prepared := make([]pair, len(g.Pairs))
+	prepared := make([]Pair, len(g.Pairs))
 	for i, p := range g.Pairs {
 		enc, err := b.tokenizer.Encode(p.Text)
 		if err != nil {
@@ -141,17 +141,17 @@ func TestGoldenParity(t *testing.T) {
 				}
 			}
 		}
-		prepared[i] = pair{text: &enc, regions: reg}
+		prepared[i] = Pair{Text: &enc, Regions: reg}
 	}
 
 	const tol = 1e-4
 	for _, gb := range g.Batches {
-		var pairs []pair
+		var pairs []Pair
 		for _, i := range gb.Pairs {
 			pairs = append(pairs, prepared[i])
 		}
 		name := filepath.Base(t.Name()) + fmtPairs(gb.Pairs)
-		e, err := b.encode(ctx, pairs, false)
+		e, err := b.Encode(ctx, pairs, false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -165,7 +165,7 @@ func TestGoldenParity(t *testing.T) {
 		check("itm_logits", e.itm, flatten(gb.ITMLogits))
 		check("hidden", e.hidden, flatten(gb.Hidden))
 
-		ea, err := b.encode(ctx, pairs, true)
+		ea, err := b.Encode(ctx, pairs, true)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -193,13 +193,13 @@ func fmtPairs(p []int) string {
 	return string(raw)
 }
 
-func splitHidden(e *encoded) (text, regions []float32) {
-	for i := range e.pairs {
+func splitHidden(e *Encoded) (text, regions []float32) {
+	for i := range e.Pairs {
 		for s := 0; s < e.T; s++ {
-			text = append(text, e.row(i, s)...)
+			text = append(text, e.Row(i, s)...)
 		}
 		for s := 0; s < e.N; s++ {
-			regions = append(regions, e.row(i, e.T+s)...)
+			regions = append(regions, e.Row(i, e.T+s)...)
 		}
 	}
 	return text, regions

@@ -1,19 +1,22 @@
-package models
+package offline
 
 import (
 	"cmp"
 	"context"
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
+	"sort"
 	"strings"
 	"time"
 
 	"github.com/uniter-serve/uniter/detector"
 	"github.com/uniter-serve/uniter/heads"
-	"github.com/uniter-serve/uniter/models/shapes"
+	"github.com/uniter-serve/uniter/pipeline"
+	"github.com/uniter-serve/uniter/shapes"
 	"github.com/uniter-serve/uniter/textproc"
 )
 
@@ -25,7 +28,7 @@ import (
 type EvalOptions struct {
 	Workers      int  // images decoded and detected at once; 0 means 1
 	Retrieval    bool // score every caption × image pair (R@K); the expensive part
-	ScoreBatch   int  // pairs per encoder run; 0 means DefaultScoreBatch
+	ScoreBatch   int  // pairs per encoder run; 0 means pipeline.DefaultScoreBatch
 	ScoreWorkers int  // encoder runs in flight; 0 means 1
 	// GroundingIoU is the IoU at which a span's most-aligned region hits its object; 0 means 0.5.
 	GroundingIoU float64
@@ -95,9 +98,57 @@ type EvalReport struct {
 	PairsPerSecond float64 `json:"pairs_per_second"`
 	ScoredPairs    int     `json:"scored_pairs"`
 
-	Seconds       float64            `json:"seconds"`
-	StageSeconds  map[string]float64 `json:"stage_seconds"`
-	DetectorCache CacheStats         `json:"-"`
+	Seconds       float64             `json:"seconds"`
+	StageSeconds  map[string]float64  `json:"stage_seconds"`
+	DetectorCache pipeline.CacheStats `json:"-"`
+}
+
+// WriteTable writes the report as a two-column table.
+func (r *EvalReport) WriteTable(w io.Writer) {
+	pct := func(v float64) string { return fmt.Sprintf("%6.2f%%", 100*v) }
+	fmt.Fprintf(w, "model %s, split %s: %d images, %d captions, %d regions\n", r.Model, r.Split, r.Images, r.Captions, r.Regions)
+	rows := [][2]string{{"itm_accuracy", pct(r.ITMAccuracy) + fmt.Sprintf("  (%d pairs)", r.ITMPairs)}}
+	if r.MinimalEditCaptions > 0 {
+		kinds := make([]string, 0, len(r.MinimalEditByKind))
+		for k := range r.MinimalEditByKind {
+			kinds = append(kinds, k)
+		}
+		sort.Strings(kinds)
+		by := make([]string, len(kinds))
+		for i, k := range kinds {
+			by[i] = fmt.Sprintf("%s %.0f%%", k, 100*r.MinimalEditByKind[k])
+		}
+		rows = append(rows, [2]string{"minimal_edit_rejection", pct(r.MinimalEditRejection) +
+			fmt.Sprintf("  (%d captions; %s)", r.MinimalEditCaptions, strings.Join(by, ", "))})
+	}
+	if r.Retrieval {
+		rows = append(rows,
+			[2]string{"image retrieval R@1/5/10", strings.Join([]string{pct(r.IRR1), pct(r.IRR5), pct(r.IRR10)}, " ")},
+			[2]string{"text retrieval R@1/5/10", strings.Join([]string{pct(r.TRR1), pct(r.TRR5), pct(r.TRR10)}, " ")})
+		var by []string
+		for _, t := range shapes.Templates() {
+			if n := r.CaptionsByTemplate[t]; n > 0 {
+				by = append(by, fmt.Sprintf("%s %.0f%% (%d)", t, 100*r.IRR1ByTemplate[t], n))
+			}
+		}
+		rows = append(rows, [2]string{"image R@1 by template", strings.Join(by, ", ")})
+	}
+	rows = append(rows,
+		[2]string{"grounding_noun", pct(r.GroundingNoun) + fmt.Sprintf("  (%d spans; a random region: %s)", r.GroundingNounSpans, strings.TrimSpace(pct(r.GroundingNounChance)))},
+		[2]string{"grounding_color", pct(r.GroundingColor) + fmt.Sprintf("  (%d spans; a random region: %s)", r.GroundingColorSpans, strings.TrimSpace(pct(r.GroundingColorChance)))})
+	if r.GroundingNounAttention != nil && r.GroundingColorAttention != nil {
+		rows = append(rows,
+			[2]string{"grounding_noun_attention", pct(*r.GroundingNounAttention)},
+			[2]string{"grounding_color_attention", pct(*r.GroundingColorAttention)})
+	}
+	rows = append(rows,
+		[2]string{"mlm_color_with_image", pct(r.MLMColorWithImage) + fmt.Sprintf("  (%d masks)", r.MLMColorMasks)},
+		[2]string{"mlm_color_without_image", pct(r.MLMColorWithoutImage)},
+		[2]string{"pairs_per_second", fmt.Sprintf("%.0f  (%d pairs scored)", r.PairsPerSecond, r.ScoredPairs)},
+		[2]string{"seconds", fmt.Sprintf("%.1f", r.Seconds)})
+	for _, row := range rows {
+		fmt.Fprintf(w, "  %-26s %s\n", row[0], row[1])
+	}
 }
 
 // evalCaption is one caption of the split with what the evaluation needs.
@@ -108,7 +159,7 @@ type evalCaption struct {
 }
 
 // Evaluate measures the bundle on the Shapes World split in splitDir (written by `uniter synth`).
-func (b *Bundle) Evaluate(ctx context.Context, splitDir string, opts EvalOptions) (*EvalReport, error) {
+func Evaluate(ctx context.Context, b *pipeline.Bundle, splitDir string, opts EvalOptions) (*EvalReport, error) {
 	start := time.Now()
 	if !b.HasDetector() {
 		return nil, fmt.Errorf("eval: model %s has no detector", b.Manifest.Name)
@@ -122,7 +173,7 @@ func (b *Bundle) Evaluate(ctx context.Context, splitDir string, opts EvalOptions
 		}
 		return func(done, total int) { opts.Progress(stage, done, total) }
 	}
-	recs, err := readAnnotations(filepath.Join(splitDir, "annotations.jsonl"))
+	recs, err := shapes.ReadRecords(splitDir)
 	if err != nil {
 		return nil, err
 	}
@@ -137,7 +188,7 @@ func (b *Bundle) Evaluate(ctx context.Context, splitDir string, opts EvalOptions
 	t0 := time.Now()
 	images := make([]*detector.Prepared, len(recs))
 	report := progress("detect")
-	err = b.detectAll(ctx, splitDir, recs, max(opts.Workers, 1), func(i int, det *DetectedImage) error {
+	err = detectAll(ctx, b, splitDir, recs, max(opts.Workers, 1), func(i int, det *pipeline.DetectedImage) error {
 		images[i] = det.Prepared
 		rep.Regions += det.Prepared.Len()
 		if report != nil {
@@ -155,7 +206,7 @@ func (b *Bundle) Evaluate(ctx context.Context, splitDir string, opts EvalOptions
 	var texts []*textproc.Encoding
 	for i, r := range recs {
 		for k, c := range r.Captions {
-			enc, err := b.tokenize(fmt.Sprintf("image %d caption %d", r.ID, k), c.Text)
+			enc, err := tokenize(b, fmt.Sprintf("image %d caption %d", r.ID, k), c.Text)
 			if err != nil {
 				return nil, err
 			}
@@ -172,14 +223,14 @@ func (b *Bundle) Evaluate(ctx context.Context, splitDir string, opts EvalOptions
 	}
 	stage("truth", t0)
 	N := len(recs)
-	sopts := ScoreOptions{BatchPairs: opts.ScoreBatch, Workers: opts.ScoreWorkers}
+	sopts := pipeline.ScoreOptions{BatchPairs: opts.ScoreBatch, Workers: opts.ScoreWorkers}
 
 	// ITM pairs: own image, and an image the caption is false of (fixed seed, per caption).
-	itm := make([]ScorePair, 0, 2*len(caps))
+	itm := make([]pipeline.ScorePair, 0, 2*len(caps))
 	for c, ec := range caps {
-		itm = append(itm, ScorePair{Image: ec.image, Text: c})
+		itm = append(itm, pipeline.ScorePair{Image: ec.image, Text: c})
 		if neg := falseImage(truth[c*N:(c+1)*N], uint64(c)); neg >= 0 {
-			itm = append(itm, ScorePair{Image: neg, Text: c})
+			itm = append(itm, pipeline.ScorePair{Image: neg, Text: c})
 		}
 	}
 	var matrix []heads.Match
@@ -217,17 +268,17 @@ func (b *Bundle) Evaluate(ctx context.Context, splitDir string, opts EvalOptions
 		}
 	}
 	rep.ITMPairs, rep.ITMAccuracy = len(itm), ratio(correct, len(itm))
-	if err := b.evalMinimalEdits(ctx, recs, images, sopts, rep); err != nil {
+	if err := evalMinimalEdits(ctx, b, recs, images, sopts, rep); err != nil {
 		return nil, err
 	}
 
 	t0 = time.Now()
-	if err := b.evalGrounding(ctx, recs, images, caps, opts, rep, progress("grounding")); err != nil {
+	if err := evalGrounding(ctx, b, recs, images, caps, opts, rep, progress("grounding")); err != nil {
 		return nil, err
 	}
 	stage("grounding", t0)
 	t0 = time.Now()
-	if err := b.evalMLMColor(ctx, images, caps, opts, rep, progress("mlm")); err != nil {
+	if err := evalMLMColor(ctx, b, images, caps, opts, rep, progress("mlm")); err != nil {
 		return nil, err
 	}
 	stage("mlm", t0)
@@ -237,21 +288,21 @@ func (b *Bundle) Evaluate(ctx context.Context, splitDir string, opts EvalOptions
 }
 
 // evalMinimalEdits scores every minimal-edit false caption of the split with its own image.
-func (b *Bundle) evalMinimalEdits(ctx context.Context, recs []shapes.Record, images []*detector.Prepared,
-	sopts ScoreOptions, rep *EvalReport) error {
+func evalMinimalEdits(ctx context.Context, b *pipeline.Bundle, recs []shapes.Record, images []*detector.Prepared,
+	sopts pipeline.ScoreOptions, rep *EvalReport) error {
 	var texts []*textproc.Encoding
-	var pairs []ScorePair
+	var pairs []pipeline.ScorePair
 	var kinds []string
 	for i, r := range recs {
 		for k, f := range r.FalseCaptions {
 			if f.Edit == shapes.EditRandom {
 				continue
 			}
-			enc, err := b.tokenize(fmt.Sprintf("image %d false caption %d", r.ID, k), f.Text)
+			enc, err := tokenize(b, fmt.Sprintf("image %d false caption %d", r.ID, k), f.Text)
 			if err != nil {
 				return err
 			}
-			pairs = append(pairs, ScorePair{Image: i, Text: len(texts)})
+			pairs = append(pairs, pipeline.ScorePair{Image: i, Text: len(texts)})
 			texts = append(texts, enc)
 			kinds = append(kinds, f.Edit)
 		}
@@ -371,12 +422,12 @@ func boolInt(b bool) int {
 
 // encodeEach runs the encoder (with its attention maps when withAttention) over pairs in
 // batches and calls fn for each batch with the index of its first pair.
-func (b *Bundle) encodeEach(ctx context.Context, pairs []pair, batch int, withAttention bool, fn func(e *encoded, first int) error) error {
+func encodeEach(ctx context.Context, b *pipeline.Bundle, pairs []pipeline.Pair, batch int, withAttention bool, fn func(e *pipeline.Encoded, first int) error) error {
 	if batch <= 0 {
-		batch = DefaultScoreBatch
+		batch = pipeline.DefaultScoreBatch
 	}
 	for lo := 0; lo < len(pairs); lo += batch {
-		e, err := b.encode(ctx, pairs[lo:min(lo+batch, len(pairs))], withAttention)
+		e, err := b.Encode(ctx, pairs[lo:min(lo+batch, len(pairs))], withAttention)
 		if err != nil {
 			return err
 		}
@@ -402,25 +453,25 @@ func spanTokens(tokens []textproc.Token, start, end int) []int {
 // does) and checks, for each shape and colour span that refers to objects, the region with
 // most of the span's transport mass against the objects' boxes. When the bundle has an
 // attention graph, the same spans are also grounded by cross-modal attention.
-func (b *Bundle) evalGrounding(ctx context.Context, recs []shapes.Record, images []*detector.Prepared, caps []evalCaption,
+func evalGrounding(ctx context.Context, b *pipeline.Bundle, recs []shapes.Record, images []*detector.Prepared, caps []evalCaption,
 	opts EvalOptions, rep *EvalReport, report func(done, total int)) error {
-	pairs := make([]pair, len(caps))
+	pairs := make([]pipeline.Pair, len(caps))
 	for c, ec := range caps {
-		pairs[c] = pair{text: ec.enc, regions: images[ec.image]}
+		pairs[c] = pipeline.Pair{Text: ec.enc, Regions: images[ec.image]}
 	}
 	withAttention := b.HasAttention()
 	var hits [2][2]int    // [by attention][colour span]
 	var chance [2]float64 // [colour span]: summed share of the image's regions that hit
-	err := b.encodeEach(ctx, pairs, opts.ScoreBatch, withAttention, func(e *encoded, first int) error {
-		for k := range e.pairs {
+	err := encodeEach(ctx, b, pairs, opts.ScoreBatch, withAttention, func(e *pipeline.Encoded, first int) error {
+		for k := range e.Pairs {
 			ec := caps[first+k]
-			plan, err := heads.Align(e.textHidden(k), e.regionHidden(k), heads.DefaultOTOptions())
+			plan, err := heads.Align(e.TextHidden(k), e.RegionHidden(k), heads.DefaultOTOptions())
 			if err != nil {
 				return err
 			}
 			alignments := [][][]float64{plan.Weights}
 			if withAttention {
-				a, err := b.pairMaps(e, k)
+				a, err := b.AttentionMaps(e, k)
 				if err != nil {
 					return err
 				}
@@ -464,7 +515,7 @@ func (b *Bundle) evalGrounding(ctx context.Context, recs []shapes.Record, images
 			}
 		}
 		if report != nil {
-			report(first+len(e.pairs), len(pairs))
+			report(first+len(e.Pairs), len(pairs))
 		}
 		return nil
 	})
@@ -514,58 +565,58 @@ func boxIoU(a detector.Box, b [4]float64) float64 {
 
 // evalMLMColor masks each colour word of each caption (one at a time) and checks the MLM head's
 // best non-special token against it, with the caption's image and with the image blanked.
-func (b *Bundle) evalMLMColor(ctx context.Context, images []*detector.Prepared, caps []evalCaption,
+func evalMLMColor(ctx context.Context, b *pipeline.Bundle, images []*detector.Prepared, caps []evalCaption,
 	opts EvalOptions, rep *EvalReport, report func(done, total int)) error {
-	if b.mlm == nil {
+	if !b.HasMLM() {
 		return nil
 	}
 	type probe struct {
 		pos    int   // the [MASK] token
 		target int64 // the colour's token id
 	}
-	var pairs []pair
+	var pairs []pipeline.Pair
 	var probes []probe
 	for _, ec := range caps {
 		for _, sp := range ec.cap.Spans {
 			if sp.Kind != shapes.KindColor {
 				continue
 			}
-			target, ok := b.tokenizer.TokenID(strings.ToLower(sp.Text))
+			target, ok := b.Tokenizer().TokenID(strings.ToLower(sp.Text))
 			if !ok { // a colour that is not one vocabulary token cannot be one [MASK]
 				continue
 			}
 			masked := ec.cap.Text[:sp.Start] + "[MASK]" + ec.cap.Text[sp.End:]
-			enc, err := b.tokenize("masked caption", masked)
+			enc, err := tokenize(b, "masked caption", masked)
 			if err != nil {
 				return err
 			}
-			pos := slices.IndexFunc(enc.Tokens, func(t textproc.Token) bool { return t.ID == b.tokenizer.MaskID() })
+			pos := slices.IndexFunc(enc.Tokens, func(t textproc.Token) bool { return t.ID == b.Tokenizer().MaskID() })
 			if pos < 0 {
 				continue // truncated away
 			}
 			reg := images[ec.image]
-			pairs = append(pairs, pair{text: enc, regions: reg}, pair{text: enc, regions: blankRegions(reg)})
+			pairs = append(pairs, pipeline.Pair{Text: enc, Regions: reg}, pipeline.Pair{Text: enc, Regions: reg.Blanked()})
 			probes = append(probes, probe{pos: pos, target: target})
 		}
 	}
-	special := b.specialIDs()
+	special := b.SpecialIDs()
 	V := b.Manifest.Model.VocabSize
 	var withHit, withoutHit int
 	batch := opts.ScoreBatch
 	if batch <= 0 {
-		batch = DefaultScoreBatch
+		batch = pipeline.DefaultScoreBatch
 	}
 	batch -= batch % 2 // keep each probe's two pairs in one batch
-	err := b.encodeEach(ctx, pairs, max(batch, 2), false, func(e *encoded, first int) error {
-		hidden := make([]float32, 0, len(e.pairs)*e.H)
-		for k := range e.pairs {
-			hidden = append(hidden, e.row(k, probes[(first+k)/2].pos)...)
+	err := encodeEach(ctx, b, pairs, max(batch, 2), false, func(e *pipeline.Encoded, first int) error {
+		hidden := make([]float32, 0, len(e.Pairs)*e.H)
+		for k := range e.Pairs {
+			hidden = append(hidden, e.Row(k, probes[(first+k)/2].pos)...)
 		}
-		logits, err := b.runHead(ctx, b.mlm, []int64{int64(len(e.pairs)), 1, int64(e.H)}, hidden)
+		logits, err := b.MaskedWordLogits(ctx, hidden, len(e.Pairs))
 		if err != nil {
 			return err
 		}
-		for k := range e.pairs {
+		for k := range e.Pairs {
 			best, bestLogit := int64(-1), float32(0)
 			for id, l := range logits[k*V : (k+1)*V] {
 				if !slices.Contains(special, int64(id)) && (best < 0 || l > bestLogit) {
@@ -581,7 +632,7 @@ func (b *Bundle) evalMLMColor(ctx context.Context, images []*detector.Prepared, 
 			}
 		}
 		if report != nil {
-			report(first+len(e.pairs), len(pairs))
+			report(first+len(e.Pairs), len(pairs))
 		}
 		return nil
 	})

@@ -1,4 +1,4 @@
-package models
+package pipeline
 
 import (
 	"context"
@@ -223,7 +223,9 @@ func TestDetectorMinBoxSizeGolden(t *testing.T) {
 		if !slices.Equal(got, im.Indices) {
 			t.Errorf("%s: selected %v, the reference %v", im.File, got, im.Indices)
 		}
-		changed += boolInt(im.Changed)
+		if im.Changed {
+			changed++
+		}
 	}
 	if changed == 0 {
 		t.Fatal("the golden's min_box_size changes no selection: the test would not test it")

@@ -1,4 +1,4 @@
-package models
+package pipeline
 
 import (
 	"context"
@@ -81,12 +81,12 @@ func (b *Bundle) FillMask(ctx context.Context, in Input, text string, opts FillM
 		return nil, err
 	}
 	out.Image = det
-	pairs := []pair{{text: enc, regions: regions}}
+	pairs := []Pair{{Text: enc, Regions: regions}}
 	if opts.WithoutImage {
-		pairs = append(pairs, pair{text: enc, regions: blankRegions(regions)})
+		pairs = append(pairs, Pair{Text: enc, Regions: regions.Blanked()})
 	}
 	start := time.Now()
-	e, err := b.encode(ctx, pairs, false)
+	e, err := b.Encode(ctx, pairs, false)
 	if err != nil {
 		return nil, err
 	}
@@ -94,7 +94,7 @@ func (b *Bundle) FillMask(ctx context.Context, in Input, text string, opts FillM
 	hidden := make([]float32, 0, len(pairs)*len(positions)*e.H)
 	for i := range pairs {
 		for _, p := range positions {
-			hidden = append(hidden, e.row(i, p)...)
+			hidden = append(hidden, e.Row(i, p)...)
 		}
 	}
 	logits, err := b.runHead(ctx, b.mlm, []int64{int64(len(pairs)), int64(len(positions)), int64(e.H)}, hidden)
@@ -103,7 +103,7 @@ func (b *Bundle) FillMask(ctx context.Context, in Input, text string, opts FillM
 	}
 	out.Timing.Encoder = time.Since(start)
 	V := b.Manifest.Model.VocabSize
-	special := b.specialIDs()
+	special := b.SpecialIDs()
 	for k, p := range positions {
 		t := enc.Tokens[p]
 		m := MaskFill{Position: p, Start: t.Start, End: t.End}
@@ -117,14 +117,11 @@ func (b *Bundle) FillMask(ctx context.Context, in Input, text string, opts FillM
 	return out, nil
 }
 
-// blankRegions keeps the regions' count and boxes but zeroes their features and locations:
-// the encoder sees as many image positions carrying no information.
-func blankRegions(p *detector.Prepared) *detector.Prepared {
-	return &detector.Prepared{Width: p.Width, Height: p.Height, Boxes: p.Boxes, Dim: p.Dim,
-		Features: make([]float32, len(p.Features)), Locations: make([][detector.LocationDim]float32, len(p.Locations))}
-}
+// HasMLM reports whether the bundle has the masked-word head.
+func (b *Bundle) HasMLM() bool { return b.mlm != nil }
 
-func (b *Bundle) specialIDs() []int64 {
+// SpecialIDs are the tokenizer's special tokens, never predicted for a [MASK].
+func (b *Bundle) SpecialIDs() []int64 {
 	t := b.tokenizer
 	return []int64{t.CLSID(), t.SEPID(), t.PadID(), t.UNKID(), t.MaskID()}
 }
@@ -188,6 +185,15 @@ func (b *Bundle) runHead(ctx context.Context, sess *ort.Session, shape []int64, 
 	return out[0].F32, nil
 }
 
+// MaskedWordLogits runs the MLM head on n hidden states (n × H, row-major, one per masked
+// position) and returns n × vocabulary logits.
+func (b *Bundle) MaskedWordLogits(ctx context.Context, hidden []float32, n int) ([]float32, error) {
+	if b.mlm == nil {
+		return nil, inputErr(CodeUnsupported, "model %s has no MLM head", b.Manifest.Name)
+	}
+	return b.runHead(ctx, b.mlm, []int64{int64(n), 1, int64(b.Manifest.Model.HiddenSize)}, hidden)
+}
+
 // RegionClasses is the MRC head's class distribution for every region of the image given a
 // text: the encoder reads the pair unmasked and the head classifies each region's hidden state.
 // probs[r*LabelDim+c] is region r's probability of class c (background at 0).
@@ -199,11 +205,11 @@ func (b *Bundle) RegionClasses(ctx context.Context, regions *detector.Prepared, 
 	if err != nil {
 		return nil, err
 	}
-	e, err := b.encode(ctx, []pair{{text: enc, regions: regions}}, false)
+	e, err := b.Encode(ctx, []Pair{{Text: enc, Regions: regions}}, false)
 	if err != nil {
 		return nil, err
 	}
-	rows := e.regionHidden(0)
+	rows := e.RegionHidden(0)
 	hidden := make([]float32, 0, len(rows)*e.H)
 	for _, r := range rows {
 		hidden = append(hidden, r...)

@@ -1,4 +1,4 @@
-package models
+package offline
 
 import (
 	"context"
@@ -9,8 +9,8 @@ import (
 
 	"github.com/uniter-serve/uniter/detector"
 	"github.com/uniter-serve/uniter/heads"
-	"github.com/uniter-serve/uniter/internal/testenv"
-	"github.com/uniter-serve/uniter/models/shapes"
+	"github.com/uniter-serve/uniter/pipeline"
+	"github.com/uniter-serve/uniter/shapes"
 	"github.com/uniter-serve/uniter/textproc"
 )
 
@@ -85,12 +85,12 @@ func TestBoxIoUAndSpanTokens(t *testing.T) {
 // TestEvaluateFixture runs the whole evaluation on a 4-image split with the fixture bundle
 // (random weights: only the bookkeeping is checked, against counts from the annotations).
 func TestEvaluateFixture(t *testing.T) {
-	b := loadFixture(t, testenv.Env(t))
+	b := loadFixture(t)
 	dir := filepath.Join(t.TempDir(), "tiny")
 	if _, err := shapes.WriteSplit(context.Background(), dir, shapes.Split{Name: "tiny", Seed: 77, Count: 4}, shapes.Options{}); err != nil {
 		t.Fatal(err)
 	}
-	recs, err := readAnnotations(filepath.Join(dir, "annotations.jsonl"))
+	recs, err := shapes.ReadRecords(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +111,7 @@ func TestEvaluateFixture(t *testing.T) {
 	// A low IoU bar, so that the random detector's boxes hit objects and the grounding checks
 	// below compare non-zero rates.
 	const iou = 0.05
-	rep, err := b.Evaluate(context.Background(), dir, EvalOptions{Retrieval: true, ScoreBatch: 7, Workers: 2, GroundingIoU: iou,
+	rep, err := Evaluate(context.Background(), b, dir, EvalOptions{Retrieval: true, ScoreBatch: 7, Workers: 2, GroundingIoU: iou,
 		Progress: func(stage string, done, total int) { stages[stage] = done }})
 	if err != nil {
 		t.Fatal(err)
@@ -156,7 +156,7 @@ func TestEvaluateFixture(t *testing.T) {
 			if f.Edit == shapes.EditRandom {
 				continue
 			}
-			out, err := b.Match(context.Background(), Input{Image: data}, []string{f.Text})
+			out, err := b.Match(context.Background(), pipeline.Input{Image: data}, []string{f.Text})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -195,7 +195,7 @@ func TestEvaluateFixture(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, c := range r.Captions {
-			a, err := b.Align(context.Background(), Input{Image: data}, c.Text, AlignOptions{Attention: true, TopRegions: 1})
+			a, err := b.Align(context.Background(), pipeline.Input{Image: data}, c.Text, pipeline.AlignOptions{Attention: true, TopRegions: 1})
 			if err != nil {
 				t.Fatal(err)
 			}

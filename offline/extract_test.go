@@ -1,4 +1,4 @@
-package models
+package offline
 
 import (
 	"bufio"
@@ -20,8 +20,7 @@ import (
 	"github.com/sbinet/npyio/npz"
 	"github.com/x448/float16"
 
-	"github.com/uniter-serve/uniter/internal/testenv"
-	"github.com/uniter-serve/uniter/models/shapes"
+	"github.com/uniter-serve/uniter/shapes"
 )
 
 // writeTestSplit writes a small Shapes World split and returns its folder and records.
@@ -32,7 +31,7 @@ func writeTestSplit(t *testing.T, count int) (string, []shapes.Record) {
 		shapes.Options{Workers: 2}); err != nil {
 		t.Fatal(err)
 	}
-	recs, err := readAnnotations(filepath.Join(dir, "annotations.jsonl"))
+	recs, err := shapes.ReadRecords(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,13 +160,12 @@ func checkArray(t *testing.T, arrays map[string]npzArray, name, descr string, sh
 func TestExtractSplit(t *testing.T) {
 	ctx := context.Background()
 	splitDir, recs := writeTestSplit(t, 6)
-	env := testenv.Env(t)
-	b := loadFixture(t, env) // no detector cache: Detect below runs the pipeline again
+	b := loadFixture(t) // no detector cache: Detect below runs the pipeline again
 	D, C := b.Manifest.Model.FeatureDim, b.Manifest.Model.LabelDim
 
 	out := filepath.Join(t.TempDir(), "out")
 	var progress []int
-	st, err := b.ExtractSplit(ctx, splitDir, out, ExtractOptions{Workers: 3,
+	st, err := ExtractSplit(ctx, b, splitDir, out, ExtractOptions{Workers: 3,
 		Progress: func(done, total int) {
 			if total != len(recs) {
 				t.Errorf("progress total %d, want %d", total, len(recs))
@@ -417,7 +415,7 @@ func TestExtractSplit(t *testing.T) {
 
 	// Determinism: another run, with another number of workers, writes the same bytes.
 	out2 := filepath.Join(t.TempDir(), "out2")
-	if _, err := b.ExtractSplit(ctx, splitDir, out2, ExtractOptions{Workers: 1}); err != nil {
+	if _, err := ExtractSplit(ctx, b, splitDir, out2, ExtractOptions{Workers: 1}); err != nil {
 		t.Fatal(err)
 	}
 	for _, name := range []string{ExtractRegionsFile, ExtractCaptionsFile, ExtractTruthFile, ExtractVocabFile} {
@@ -432,7 +430,7 @@ func TestExtractSplit(t *testing.T) {
 	}
 
 	// Above the truth limit no truth.npz is written, and a stale one is removed.
-	st, err = b.ExtractSplit(ctx, splitDir, out2, ExtractOptions{Workers: 2, TruthMax: int64(len(lines)*len(recs) - 1)})
+	st, err = ExtractSplit(ctx, b, splitDir, out2, ExtractOptions{Workers: 2, TruthMax: int64(len(lines)*len(recs) - 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -449,25 +447,25 @@ func TestExtractSplit(t *testing.T) {
 
 func TestExtractSplitErrors(t *testing.T) {
 	splitDir, _ := writeTestSplit(t, 2)
-	b := loadFixture(t, testenv.Env(t))
+	b := loadFixture(t)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := b.ExtractSplit(ctx, splitDir, filepath.Join(t.TempDir(), "o"), ExtractOptions{}); !errors.Is(err, context.Canceled) {
+	if _, err := ExtractSplit(ctx, b, splitDir, filepath.Join(t.TempDir(), "o"), ExtractOptions{}); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled context: %v", err)
 	}
 	if err := os.Remove(filepath.Join(splitDir, shapes.ImageFile(1))); err != nil {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "o")
-	_, err := b.ExtractSplit(context.Background(), splitDir, out, ExtractOptions{Workers: 2})
+	_, err := ExtractSplit(context.Background(), b, splitDir, out, ExtractOptions{Workers: 2})
 	if err == nil || !strings.Contains(err.Error(), "image 1 ("+shapes.ImageFile(1)+")") {
 		t.Errorf("missing image: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(out, ExtractRegionsFile)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("regions.npz written after a failure: %v", err)
 	}
-	if _, err := b.ExtractSplit(context.Background(), t.TempDir(), out, ExtractOptions{}); err == nil {
+	if _, err := ExtractSplit(context.Background(), b, t.TempDir(), out, ExtractOptions{}); err == nil {
 		t.Error("a folder without annotations.jsonl was accepted")
 	}
 }

@@ -1,4 +1,4 @@
-package models
+package pipeline
 
 // Encoder and detector benchmarks. `make bench` runs them on a UNITER-base-sized random bundle
 // with a default-size detector (UNITER_BENCH_BUNDLE, exported by models/bench_reference.py)
@@ -197,22 +197,22 @@ func BenchmarkEncoderGraphOnly(b *testing.B) {
 	}
 	for _, batch := range benchBatches {
 		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
-			pairs := make([]pair, batch)
+			pairs := make([]Pair, batch)
 			for i, t := range benchTextsFor(b, bundle, batch) {
 				enc, err := bundle.tokenize("text", t)
 				if err != nil {
 					b.Fatal(err)
 				}
-				pairs[i] = pair{text: enc, regions: regions}
+				pairs[i] = Pair{Text: enc, Regions: regions}
 			}
-			if _, err := bundle.encode(ctx, pairs, false); err != nil { // warm-up
+			if _, err := bundle.Encode(ctx, pairs, false); err != nil { // warm-up
 				b.Fatal(err)
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
 			calls := 0
 			for b.Loop() {
-				if _, err := bundle.encode(ctx, pairs, false); err != nil {
+				if _, err := bundle.Encode(ctx, pairs, false); err != nil {
 					b.Fatal(err)
 				}
 				calls++

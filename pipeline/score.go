@@ -1,4 +1,4 @@
-package models
+package pipeline
 
 import (
 	"context"
@@ -55,7 +55,7 @@ func (b *Bundle) ScoreMatrix(ctx context.Context, images []*detector.Prepared, t
 			for lo := 0; lo < len(order); lo += batch {
 				j := scoreJob{}
 				for _, t := range order[lo:min(lo+batch, len(order))] {
-					j.pairs = append(j.pairs, pair{text: texts[t], regions: img})
+					j.pairs = append(j.pairs, Pair{Text: texts[t], Regions: img})
 					j.out = append(j.out, t*len(images)+i)
 				}
 				if !yield(j) {
@@ -96,7 +96,7 @@ func (b *Bundle) ScorePairs(ctx context.Context, images []*detector.Prepared, te
 		for lo := 0; lo < len(order); lo += batch {
 			j := scoreJob{}
 			for _, k := range order[lo:min(lo+batch, len(order))] {
-				j.pairs = append(j.pairs, pair{text: texts[pairs[k].Text], regions: images[pairs[k].Image]})
+				j.pairs = append(j.pairs, Pair{Text: texts[pairs[k].Text], Regions: images[pairs[k].Image]})
 				j.out = append(j.out, k)
 			}
 			if !yield(j) {
@@ -116,7 +116,7 @@ func (o ScoreOptions) batch() int {
 
 // scoreJob is one encoder batch: pair k's match goes to out[k] of the result.
 type scoreJob struct {
-	pairs []pair
+	pairs []Pair
 	out   []int
 }
 
@@ -147,13 +147,13 @@ func (b *Bundle) scoreJobs(ctx context.Context, jobs func(yield func(scoreJob) b
 	for range max(opts.Workers, 1) {
 		wg.Go(func() {
 			for j := range ch {
-				e, err := b.encode(ctx, j.pairs, false)
+				e, err := b.Encode(ctx, j.pairs, false)
 				if err != nil {
 					errOnce.Do(func() { firstErr = err; cancel() })
 					return
 				}
 				for k, o := range j.out {
-					out[o] = e.match(k)
+					out[o] = e.Match(k)
 				}
 				n := done.Add(int64(len(j.pairs)))
 				if opts.Progress != nil {

@@ -1,10 +1,9 @@
-package main
+package offline
 
 import (
-	"bufio"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,11 +15,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/spf13/cobra"
-
 	"github.com/uniter-serve/uniter/gallery"
 	"github.com/uniter-serve/uniter/gallery/retrieval"
-	"github.com/uniter-serve/uniter/models/shapes"
+	"github.com/uniter-serve/uniter/shapes"
 )
 
 // GalleryEvalReport is what `uniter eval-gallery` measures.
@@ -60,93 +57,6 @@ type ModeComparison struct {
 	PassesSaved float64 `json:"passes_saved"` // exact cross-encoder passes / two-stage passes
 }
 
-func evalGalleryCmd(load loader) *cobra.Command {
-	var splitDir, mode, direction, out string
-	var candidates, queries int
-	var asJSON, quiet bool
-	cmd := &cobra.Command{
-		Use:   "eval-gallery --split-dir DIR [--mode exact|two_stage|both] [--candidates K] [--queries N]",
-		Short: "retrieval R@1/5/10, latency and throughput of gallery search, exact and two-stage",
-		Long: "Searches the gallery of data_dir with the captions of a Shapes World split (text → image,\n" +
-			"the default) or with its images (image → text, --direction tr; the gallery's texts must be\n" +
-			"the split's captions, `uniter index-texts`). The split's images must be in the gallery\n" +
-			"(`uniter index DIR/images`); they are found by the SHA-256 of their files. A hit is any\n" +
-			"image (text) the caption is true of by its logical form, as in `uniter eval`; gallery items\n" +
-			"that are not in the split count as false.\n\n" +
-			"--mode both runs exact and two-stage search on every query, one after the other, and\n" +
-			"compares them: latency, R@10 retained, the share of exact's top 10 that two-stage keeps,\n" +
-			"and the cross-encoder passes it saves. --queries runs an evenly spaced subset.",
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			modes := map[string][]retrieval.Mode{"exact": {retrieval.Exact}, "two_stage": {retrieval.TwoStage},
-				"both": {retrieval.Exact, retrieval.TwoStage}}[mode]
-			if modes == nil {
-				return fmt.Errorf("--mode %q: want exact, two_stage or both", mode)
-			}
-			if direction != "ir" && direction != "tr" {
-				return fmt.Errorf("--direction %q: want ir (text → image) or tr (image → text)", direction)
-			}
-			recs, err := readSplitRecords(filepath.Join(splitDir, "annotations.jsonl"))
-			if err != nil {
-				return err
-			}
-			return withGallery(cmd, load, func(_ *Config, s *service, g *galleryService) error {
-				rep, err := evalGallery(cmd, g, recs, modes, direction, candidates, queries, quiet)
-				if err != nil {
-					return err
-				}
-				rep.Model, rep.SplitDir = s.info.Name, splitDir
-				if out != "" {
-					if err := writeReport(out, rep); err != nil {
-						return err
-					}
-				}
-				if asJSON {
-					return printJSON(cmd.OutOrStdout(), rep)
-				}
-				printGalleryEval(cmd.OutOrStdout(), rep)
-				return nil
-			})
-		},
-	}
-	f := cmd.Flags()
-	f.StringVar(&splitDir, "split-dir", "", "a Shapes World split folder (annotations.jsonl, images/)")
-	f.StringVar(&mode, "mode", "both", "exact, two_stage or both (compared)")
-	f.StringVar(&direction, "direction", "ir", "ir: captions search images; tr: images search texts")
-	f.IntVar(&candidates, "candidates", 0, "first-stage candidates of two-stage search (default: search.candidates)")
-	f.IntVar(&queries, "queries", 0, "run this many queries, evenly spaced (0: all)")
-	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
-	f.StringVar(&out, "out", "", "also write the JSON report to this file")
-	f.BoolVarP(&quiet, "quiet", "q", false, "no progress on stderr")
-	_ = cmd.MarkFlagRequired("split-dir")
-	return cmd
-}
-
-func readSplitRecords(path string) ([]shapes.Record, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var recs []shapes.Record
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 4<<20), 4<<20)
-	for sc.Scan() {
-		var r shapes.Record
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			return nil, fmt.Errorf("%s line %d: %w", path, len(recs)+1, err)
-		}
-		recs = append(recs, r)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, err
-	}
-	if len(recs) == 0 {
-		return nil, fmt.Errorf("%s: no records", path)
-	}
-	return recs, nil
-}
-
 // evenly picks n of total indices, evenly spaced (all when n is 0 or ≥ total).
 func evenly(total, n int) []int {
 	if n <= 0 || n > total {
@@ -165,9 +75,35 @@ type galleryQuery struct {
 	truth   func(id string) bool // is gallery item id a hit
 }
 
-func evalGallery(cmd *cobra.Command, g *galleryService, recs []shapes.Record, modes []retrieval.Mode, direction string, candidates, nq int, quiet bool) (*GalleryEvalReport, error) {
-	ctx := cmd.Context()
-	splitDir := filepath.Dir(filepath.Join(cmd.Flag("split-dir").Value.String(), "annotations.jsonl"))
+// GalleryEvalOptions tune EvalGallery.
+type GalleryEvalOptions struct {
+	Modes      []retrieval.Mode // run each query in each mode, in this order
+	Direction  string           // "ir": captions search images; "tr": images search texts
+	Candidates int              // first-stage candidates of two-stage search; 0: the service's default
+	Queries    int              // run this many queries, evenly spaced; 0: all
+	Progress   func(done, total int)
+}
+
+// EvalGallery searches the gallery behind svc with the captions (or, direction "tr", the
+// images) of the Shapes World split in splitDir and measures R@1/5/10, latency and throughput
+// per mode. The split's images must be in the gallery (found by the SHA-256 of their files); a
+// hit is any item the caption is true of by its logical form, as in Evaluate.
+func EvalGallery(ctx context.Context, svc *retrieval.Service, splitDir string, opts GalleryEvalOptions) (*GalleryEvalReport, error) {
+	modes, direction, candidates := opts.Modes, opts.Direction, opts.Candidates
+	if len(modes) == 0 {
+		return nil, errors.New("eval-gallery: no search mode")
+	}
+	if direction != "ir" && direction != "tr" {
+		return nil, fmt.Errorf("eval-gallery: direction %q: want ir (text → image) or tr (image → text)", direction)
+	}
+	recs, err := shapes.ReadRecords(splitDir)
+	if err != nil {
+		return nil, err
+	}
+	if len(recs) == 0 {
+		return nil, fmt.Errorf("%s: no records", splitDir)
+	}
+	store := svc.Store()
 	// Find each split image in the gallery by the hash of its file.
 	idOf := make([]string, len(recs))
 	recOf := map[string]int{}
@@ -178,7 +114,7 @@ func evalGallery(cmd *cobra.Command, g *galleryService, recs []shapes.Record, mo
 			return nil, err
 		}
 		sum := sha256.Sum256(raw)
-		id, err := g.store.ImageBySHA256(ctx, hex.EncodeToString(sum[:]))
+		id, err := store.ImageBySHA256(ctx, hex.EncodeToString(sum[:]))
 		if errors.Is(err, gallery.ErrNotFound) {
 			missing++
 			continue
@@ -190,11 +126,11 @@ func evalGallery(cmd *cobra.Command, g *galleryService, recs []shapes.Record, mo
 	if missing > 0 {
 		return nil, fmt.Errorf("%d of the split's %d images are not in the gallery (run `uniter index %s`)", missing, len(recs), filepath.Join(splitDir, "images"))
 	}
-	st, err := g.store.Stats(ctx)
+	st, err := store.Stats(ctx)
 	if err != nil {
 		return nil, err
 	}
-	rep := &GalleryEvalReport{Direction: map[string]string{"ir": "text_to_image", "tr": "image_to_text"}[direction],
+	rep := &GalleryEvalReport{SplitDir: splitDir, Direction: map[string]string{"ir": "text_to_image", "tr": "image_to_text"}[direction],
 		Machine: machineDescription()}
 	var pool []galleryQuery
 	if direction == "ir" {
@@ -216,7 +152,7 @@ func evalGallery(cmd *cobra.Command, g *galleryService, recs []shapes.Record, mo
 				lfOf[c.Text] = c.LF
 			}
 		}
-		texts, err := g.store.AllTexts(ctx)
+		texts, err := store.AllTexts(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -235,7 +171,7 @@ func evalGallery(cmd *cobra.Command, g *galleryService, recs []shapes.Record, mo
 			}})
 		}
 	}
-	pick := evenly(len(pool), nq)
+	pick := evenly(len(pool), opts.Queries)
 	rep.QueryPool, rep.Queries = len(pool), len(pick)
 
 	type acc struct {
@@ -261,9 +197,9 @@ func evalGallery(cmd *cobra.Command, g *galleryService, recs []shapes.Record, mo
 		var res *retrieval.Results
 		var err error
 		if direction == "ir" {
-			res, err = g.service.SearchImages(ctx, rq)
+			res, err = svc.SearchImages(ctx, rq)
 		} else {
-			res, err = g.service.SearchTexts(ctx, rq)
+			res, err = svc.SearchTexts(ctx, rq)
 		}
 		return res, time.Since(start), err
 	}
@@ -273,7 +209,6 @@ func evalGallery(cmd *cobra.Command, g *galleryService, recs []shapes.Record, mo
 			return nil, err
 		}
 	}
-	bar := newProgressBar(cmd.ErrOrStderr(), "queries", len(pick), quiet)
 	for n, qi := range pick {
 		q := pool[qi]
 		for mi, m := range modes {
@@ -299,17 +234,18 @@ func evalGallery(cmd *cobra.Command, g *galleryService, recs []shapes.Record, mo
 			}
 			a.top10 = append(a.top10, ids)
 			if first >= 0 {
-				a.r1 += oneIf(first < 1)
-				a.r5 += oneIf(first < 5)
-				a.r10 += oneIf(first < 10)
+				a.r1 += boolInt(first < 1)
+				a.r5 += boolInt(first < 5)
+				a.r10 += boolInt(first < 10)
 			}
 		}
-		bar.update(n+1, "")
+		if opts.Progress != nil {
+			opts.Progress(n+1, len(pick))
+		}
 	}
-	bar.finish()
 	k := candidates
 	if k == 0 {
-		k = g.service.Config().Candidates
+		k = svc.Config().Candidates
 	}
 	for mi, m := range modes {
 		a := accs[mi]
@@ -330,7 +266,7 @@ func evalGallery(cmd *cobra.Command, g *galleryService, recs []shapes.Record, mo
 			ex, two := accs[0].top10[i], accs[1].top10[i]
 			hit := 0
 			for _, id := range ex {
-				hit += oneIf(slices.Contains(two, id))
+				hit += boolInt(slices.Contains(two, id))
 			}
 			kept += float64(hit) / float64(max(len(ex), 1))
 		}
@@ -340,12 +276,6 @@ func evalGallery(cmd *cobra.Command, g *galleryService, recs []shapes.Record, mo
 	return rep, nil
 }
 
-func oneIf(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
-}
 
 func meanOf(v []float64) float64 {
 	s := 0.0
@@ -364,14 +294,6 @@ func quantileOf(v []float64, q float64) float64 {
 	return s[min(len(s)-1, int(q*float64(len(s))))]
 }
 
-func writeReport(path string, v any) error {
-	raw, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, append(raw, '\n'), 0o644)
-}
-
 // machineDescription names the CPU and core count, for reports.
 func machineDescription() string {
 	model := "unknown CPU"
@@ -388,7 +310,8 @@ func machineDescription() string {
 	return fmt.Sprintf("%s, %d cores visible", model, runtime.NumCPU())
 }
 
-func printGalleryEval(w io.Writer, r *GalleryEvalReport) {
+// WriteTable writes the report as a table, with the comparison when both modes ran.
+func (r *GalleryEvalReport) WriteTable(w io.Writer) {
 	what := map[string]string{"text_to_image": "captions → images", "image_to_text": "images → texts"}[r.Direction]
 	fmt.Fprintf(w, "model %s, %s, gallery of %d, %d queries (of %d)\n", r.Model, what, r.GallerySize, r.Queries, r.QueryPool)
 	fmt.Fprintf(w, "%-10s %5s %7s %7s %7s %10s %10s %9s %11s %9s\n", "mode", "k", "R@1", "R@5", "R@10", "ms/query", "p90 ms", "queries/s", "pairs/query", "pairs/s")

@@ -1,4 +1,4 @@
-package models
+package pipeline
 
 import (
 	"bufio"
@@ -251,6 +251,10 @@ func (b *Bundle) DetectorProvider() string {
 
 // MaxRegions is the serving limit on regions per image.
 func (b *Bundle) MaxRegions() int { return b.opts.MaxRegions }
+
+// Capacity is the most graph runs the bundle admits at once, running and queued; callers
+// beyond it get ErrBusy.
+func (b *Bundle) Capacity() int { return b.sched.Capacity() }
 
 // Warmup runs one small batch through the encoder so that the first request does not pay for
 // ONNX Runtime's lazy initialisation.

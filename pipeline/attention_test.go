@@ -1,15 +1,13 @@
-package models
+package pipeline
 
 import (
 	"context"
 	"math"
-	"path/filepath"
 	"testing"
 
 	"github.com/uniter-serve/uniter/detector"
 	"github.com/uniter-serve/uniter/heads"
 	"github.com/uniter-serve/uniter/internal/testenv"
-	"github.com/uniter-serve/uniter/models/shapes"
 )
 
 // TestAlignAttention: Align with Attention returns each pair's unpadded maps, equal to
@@ -86,7 +84,7 @@ func TestAlignAttention(t *testing.T) {
 	}
 
 	// Inside a padded batch (texts and regions of different lengths) a pair's maps are the same.
-	var pairs []pair
+	var pairs []Pair
 	for i, p := range g.Pairs {
 		enc, err := b.tokenize("text", p.Text)
 		if err != nil {
@@ -96,14 +94,14 @@ func TestAlignAttention(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		pairs = append(pairs, pair{text: enc, regions: reg})
+		pairs = append(pairs, Pair{Text: enc, Regions: reg})
 	}
-	e, err := b.encode(ctx, pairs, true)
+	e, err := b.Encode(ctx, pairs, true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := range pairs {
-		in, err := b.pairAttention(e, i, th)
+		in, err := b.ClassifyAttention(e, i, th)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -117,70 +115,5 @@ func TestAlignAttention(t *testing.T) {
 		if worst > 1e-5 {
 			t.Errorf("pair %d: maps in a padded batch differ from alone by %.3g, want ≤ 1e-5", i, worst)
 		}
-	}
-}
-
-// TestAttentionStats counts every head of every (image, caption) pair of a small split.
-func TestAttentionStats(t *testing.T) {
-	env := testenv.Env(t)
-	b := loadFixture(t, env)
-	ctx := context.Background()
-	dir := filepath.Join(t.TempDir(), "split")
-	if _, err := shapes.WriteSplit(ctx, dir, shapes.Split{Name: "attn", Seed: 11, Count: 3}, shapes.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	var progress []int
-	st, err := b.AttentionStats(ctx, dir, AttentionStatsOptions{Captions: 2, Workers: 2,
-		Thresholds: heads.DefaultPatternThresholds(), Progress: func(done, total int) {
-			if total != 3 {
-				t.Errorf("progress total %d, want 3", total)
-			}
-			progress = append(progress, done)
-		}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Images != 3 || st.Pairs != 6 || st.Heads != b.Manifest.Model.NumAttentionHeads {
-		t.Errorf("got %d images, %d pairs, %d heads; want 3, 6, %d", st.Images, st.Pairs, st.Heads, b.Manifest.Model.NumAttentionHeads)
-	}
-	if len(progress) != 3 || progress[2] != 3 {
-		t.Errorf("progress calls %v, want 1, 2, 3", progress)
-	}
-	if len(st.Counts.Layers) != b.Manifest.Model.NumHiddenLayers {
-		t.Fatalf("%d layers counted, want %d", len(st.Counts.Layers), b.Manifest.Model.NumHiddenLayers)
-	}
-	for l, counts := range st.Counts.Layers {
-		n := 0
-		for _, c := range counts {
-			n += c
-		}
-		if n != st.Pairs*st.Heads {
-			t.Errorf("layer %d: %d heads counted, want %d pairs × %d heads", l, n, st.Pairs, st.Heads)
-		}
-	}
-
-	// Bad thresholds and a folder without a split are errors, not panics.
-	bad := heads.DefaultPatternThresholds()
-	bad.Block = 2
-	if _, err := b.AttentionStats(ctx, dir, AttentionStatsOptions{Thresholds: bad}); err == nil {
-		t.Error("invalid thresholds: got no error")
-	}
-	if _, err := b.AttentionStats(ctx, t.TempDir(), AttentionStatsOptions{Thresholds: heads.DefaultPatternThresholds()}); err == nil {
-		t.Error("folder without annotations: got no error")
-	}
-}
-
-func TestEnsureSplit(t *testing.T) {
-	ctx := context.Background()
-	if _, err := EnsureSplit(ctx, t.TempDir(), "no-such-split"); err == nil {
-		t.Error("unknown split without annotations: got no error")
-	}
-	dir := t.TempDir()
-	if _, err := shapes.WriteSplit(ctx, dir, shapes.Split{Name: "x", Seed: 1, Count: 1}, shapes.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	gen, err := EnsureSplit(ctx, dir, "no-such-split")
-	if err != nil || gen {
-		t.Errorf("existing split: generated %v, err %v; want false, nil", gen, err)
 	}
 }

@@ -1,4 +1,4 @@
-package models
+package pipeline
 
 import (
 	"context"
@@ -14,24 +14,26 @@ import (
 	"github.com/uniter-serve/uniter/textproc"
 )
 
-// pair is one (text, regions) input of an encoder batch.
-type pair struct {
-	text    *textproc.Encoding
-	regions *detector.Prepared
+// Pair is one (text, regions) input of an encoder batch.
+type Pair struct {
+	Text    *textproc.Encoding
+	Regions *detector.Prepared
 }
 
-// encoded holds one batch's encoder outputs in the padded layout [text T | regions N].
-type encoded struct {
-	pairs     []pair
-	T, N, H   int
+// Encoded holds one batch's encoder outputs in the padded layout [text T | regions N]. Its
+// fields are read-only for callers.
+type Encoded struct {
+	Pairs     []Pair
+	T, N, H   int       // padded text length, padded region count, hidden size
 	itm       []float32 // B × 2
 	hidden    []float32 // B × (T+N) × H
 	attention []float32 // B × layers × heads × (T+N) × (T+N); nil unless asked for
 }
 
-// encode runs the encoder on pairs in one padded batch: ids and masks 0 on padding, features
-// and locations 0 on padded regions (the layout the exporter and the goldens use).
-func (b *Bundle) encode(ctx context.Context, pairs []pair, withAttention bool) (*encoded, error) {
+// Encode runs the encoder on pairs in one padded batch: ids and masks 0 on padding, features
+// and locations 0 on padded regions (the layout the exporter and the goldens use). The run
+// waits for the bundle's scheduler.
+func (b *Bundle) Encode(ctx context.Context, pairs []Pair, withAttention bool) (*Encoded, error) {
 	sess := b.encoder
 	if withAttention {
 		if b.attention == nil {
@@ -42,8 +44,8 @@ func (b *Bundle) encode(ctx context.Context, pairs []pair, withAttention bool) (
 	B, D := len(pairs), b.Manifest.Model.FeatureDim
 	T, N := 0, 0
 	for _, p := range pairs {
-		T = max(T, len(p.text.Tokens))
-		N = max(N, p.regions.Len())
+		T = max(T, len(p.Text.Tokens))
+		N = max(N, p.Regions.Len())
 	}
 	ids := make([]int64, B*T)
 	tmask := make([]int64, B*T)
@@ -51,12 +53,12 @@ func (b *Bundle) encode(ctx context.Context, pairs []pair, withAttention bool) (
 	loc := make([]float32, B*N*detector.LocationDim)
 	imask := make([]int64, B*N)
 	for i, p := range pairs {
-		for j, tok := range p.text.Tokens {
+		for j, tok := range p.Text.Tokens {
 			ids[i*T+j] = tok.ID
 			tmask[i*T+j] = 1
 		}
-		copy(feat[i*N*D:], p.regions.Features)
-		for j, l := range p.regions.Locations {
+		copy(feat[i*N*D:], p.Regions.Features)
+		for j, l := range p.Regions.Locations {
 			copy(loc[(i*N+j)*detector.LocationDim:], l[:])
 			imask[i*N+j] = 1
 		}
@@ -84,7 +86,7 @@ func (b *Bundle) encode(ctx context.Context, pairs []pair, withAttention bool) (
 		}
 		return nil
 	}
-	e := &encoded{pairs: pairs, T: T, N: N, H: b.Manifest.Model.HiddenSize,
+	e := &Encoded{Pairs: pairs, T: T, N: N, H: b.Manifest.Model.HiddenSize,
 		itm: idx("itm_logits"), hidden: idx("hidden")}
 	if withAttention {
 		e.attention = idx("attention")
@@ -95,30 +97,31 @@ func (b *Bundle) encode(ctx context.Context, pairs []pair, withAttention bool) (
 	return e, nil
 }
 
-// row is hidden state position s of pair i.
-func (e *encoded) row(i, s int) []float32 {
+// Row is the hidden state at padded position s of pair i (a view: do not modify).
+func (e *Encoded) Row(i, s int) []float32 {
 	off := (i*(e.T+e.N) + s) * e.H
 	return e.hidden[off : off+e.H]
 }
 
-// textHidden and regionHidden are pair i's unpadded hidden states.
-func (e *encoded) textHidden(i int) [][]float32 {
-	rows := make([][]float32, len(e.pairs[i].text.Tokens))
+// TextHidden and RegionHidden are pair i's unpadded hidden states (views: do not modify).
+func (e *Encoded) TextHidden(i int) [][]float32 {
+	rows := make([][]float32, len(e.Pairs[i].Text.Tokens))
 	for s := range rows {
-		rows[s] = e.row(i, s)
+		rows[s] = e.Row(i, s)
 	}
 	return rows
 }
 
-func (e *encoded) regionHidden(i int) [][]float32 {
-	rows := make([][]float32, e.pairs[i].regions.Len())
+func (e *Encoded) RegionHidden(i int) [][]float32 {
+	rows := make([][]float32, e.Pairs[i].Regions.Len())
 	for s := range rows {
-		rows[s] = e.row(i, e.T+s)
+		rows[s] = e.Row(i, e.T+s)
 	}
 	return rows
 }
 
-func (e *encoded) match(i int) heads.Match {
+// Match is pair i's ITM score.
+func (e *Encoded) Match(i int) heads.Match {
 	return heads.MatchFromLogits([2]float32{e.itm[2*i], e.itm[2*i+1]})
 }
 
@@ -191,13 +194,13 @@ func (b *Bundle) Match(ctx context.Context, in Input, texts []string) (*MatchOut
 	if max := b.opts.MaxTexts; max > 0 && len(texts) > max {
 		return nil, inputErr(CodeTooManyTexts, "texts: %d texts, at most %d per request", len(texts), max)
 	}
-	pairs := make([]pair, len(texts))
+	pairs := make([]Pair, len(texts))
 	for i, t := range texts {
 		enc, err := b.tokenize(fmt.Sprintf("texts[%d]", i), t)
 		if err != nil {
 			return nil, err
 		}
-		pairs[i].text = enc
+		pairs[i].Text = enc
 	}
 	out := &MatchOutput{}
 	regions, det, err := b.resolve(ctx, in, &out.Timing)
@@ -206,10 +209,10 @@ func (b *Bundle) Match(ctx context.Context, in Input, texts []string) (*MatchOut
 	}
 	out.Image = det
 	for i := range pairs {
-		pairs[i].regions = regions
+		pairs[i].Regions = regions
 	}
 	start := time.Now()
-	e, err := b.encode(ctx, pairs, false)
+	e, err := b.Encode(ctx, pairs, false)
 	if err != nil {
 		return nil, err
 	}
@@ -218,13 +221,13 @@ func (b *Bundle) Match(ctx context.Context, in Input, texts []string) (*MatchOut
 	out.Results = make([]MatchResult, len(texts))
 	// One plan per pair, on every core: with the encoder on a GPU, these are the slow part.
 	err = forEachParallel(len(pairs), func(i int) error {
-		plan, err := heads.Align(e.textHidden(i), e.regionHidden(i), heads.DefaultOTOptions())
+		plan, err := heads.Align(e.TextHidden(i), e.RegionHidden(i), heads.DefaultOTOptions())
 		if err != nil {
 			return err
 		}
-		m := e.match(i)
+		m := e.Match(i)
 		out.Results[i] = MatchResult{Text: texts[i], Score: m.Score, Logit: m.Logit, OTDistance: plan.Distance,
-			Tokens: len(pairs[i].text.Tokens), Truncated: pairs[i].text.Truncated}
+			Tokens: len(pairs[i].Text.Tokens), Truncated: pairs[i].Text.Truncated}
 		return nil
 	})
 	if err != nil {
@@ -347,7 +350,7 @@ func (b *Bundle) alignEncoding(ctx context.Context, regions *detector.Prepared, 
 	}
 	a := &Alignment{Text: text, Tokens: enc.Tokens, Words: enc.Words, Truncated: enc.Truncated, Regions: regions}
 	start := time.Now()
-	e, err := b.encode(ctx, []pair{{text: enc, regions: regions}}, opts.Attention)
+	e, err := b.Encode(ctx, []Pair{{Text: enc, Regions: regions}}, opts.Attention)
 	if err != nil {
 		return nil, err
 	}
@@ -357,7 +360,7 @@ func (b *Bundle) alignEncoding(ctx context.Context, regions *detector.Prepared, 
 		words[i] = t.Word
 	}
 	if opts.Attention {
-		if a.Attention, err = b.pairAttention(e, 0, heads.DefaultPatternThresholds()); err != nil {
+		if a.Attention, err = b.ClassifyAttention(e, 0, heads.DefaultPatternThresholds()); err != nil {
 			return nil, err
 		}
 		if a.CrossAttention, err = heads.CrossAttention(a.Attention.Maps, a.Attention.Layers, a.Attention.Heads, a.Attention.Layout); err != nil {
@@ -366,11 +369,11 @@ func (b *Bundle) alignEncoding(ctx context.Context, regions *detector.Prepared, 
 		a.AttentionWordRegions = heads.WordRegions(a.CrossAttention, words, opts.TopRegions)
 	}
 	start = time.Now()
-	plan, err := heads.Align(e.textHidden(0), e.regionHidden(0), heads.DefaultOTOptions())
+	plan, err := heads.Align(e.TextHidden(0), e.RegionHidden(0), heads.DefaultOTOptions())
 	if err != nil {
 		return nil, err
 	}
-	m := e.match(0)
+	m := e.Match(0)
 	a.Plan, a.OTDistance, a.Score, a.Logit = plan.Weights, plan.Distance, m.Score, m.Logit
 	a.WordRegions = heads.WordRegions(plan.Weights, words, opts.TopRegions)
 	a.Timing.OT = time.Since(start)

@@ -1,4 +1,4 @@
-package models
+package pipeline
 
 import (
 	"context"
@@ -20,13 +20,13 @@ func mlmAll(t *testing.T, b *Bundle, regions *detector.Prepared, text string, p 
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := b.encode(context.Background(), []pair{{text: enc, regions: regions}}, false)
+	e, err := b.Encode(context.Background(), []Pair{{Text: enc, Regions: regions}}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	T := len(enc.Tokens)
 	var hidden []float32
-	for _, r := range e.textHidden(0) {
+	for _, r := range e.TextHidden(0) {
 		hidden = append(hidden, r...)
 	}
 	out, err := b.RunGraph(context.Background(), GraphMLMHead, map[string]ort.Tensor{
@@ -51,8 +51,8 @@ func TestFillMask(t *testing.T) {
 	if len(out.Masks) != 2 {
 		t.Fatalf("got %d masks, want 2 (tokens %+v)", len(out.Masks), out.Tokens)
 	}
-	special := b.specialIDs()
-	blank := blankRegions(images[0])
+	special := b.SpecialIDs()
+	blank := images[0].Blanked()
 	for i, m := range out.Masks {
 		if got := string([]rune(text)[m.Start:m.End]); got != "[MASK]" {
 			t.Errorf("mask %d spans %q", i, got)
@@ -119,7 +119,7 @@ func TestRegionClasses(t *testing.T) {
 		t.Fatal(err)
 	}
 	enc, _ := b.Tokenize(texts[0])
-	e, err := b.encode(context.Background(), []pair{{text: enc, regions: images[0]}}, false)
+	e, err := b.Encode(context.Background(), []Pair{{Text: enc, Regions: images[0]}}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +130,7 @@ func TestRegionClasses(t *testing.T) {
 	// Independent: the head on the whole padded sequence's region rows, one region at a time.
 	for r := range N {
 		out, err := b.RunGraph(context.Background(), GraphMRCHead, map[string]ort.Tensor{
-			"hidden": {Shape: []int64{1, 1, int64(e.H)}, F32: e.row(0, e.T+r)}})
+			"hidden": {Shape: []int64{1, 1, int64(e.H)}, F32: e.Row(0, e.T+r)}})
 		if err != nil {
 			t.Fatal(err)
 		}

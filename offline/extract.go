@@ -1,4 +1,4 @@
-package models
+package offline
 
 import (
 	"archive/zip"
@@ -22,7 +22,8 @@ import (
 	"github.com/x448/float16"
 
 	"github.com/uniter-serve/uniter/detector"
-	"github.com/uniter-serve/uniter/models/shapes"
+	"github.com/uniter-serve/uniter/pipeline"
+	"github.com/uniter-serve/uniter/shapes"
 )
 
 // DefaultTruthMax is the largest truth matrix (captions × images, two bytes each: truth and
@@ -112,7 +113,7 @@ type falseCaptionLine struct {
 // vocabulary and extract.json (provenance, settings, counts, timings). Every file but
 // extract.json depends only on the split and the bundle (and its selection settings), not on
 // Workers or timing. Files are written under temporary names and renamed when complete.
-func (b *Bundle) ExtractSplit(ctx context.Context, splitDir, outDir string, opts ExtractOptions) (ExtractStats, error) {
+func ExtractSplit(ctx context.Context, b *pipeline.Bundle, splitDir, outDir string, opts ExtractOptions) (ExtractStats, error) {
 	start := time.Now()
 	var st ExtractStats
 	if !b.HasDetector() {
@@ -125,7 +126,7 @@ func (b *Bundle) ExtractSplit(ctx context.Context, splitDir, outDir string, opts
 	if err != nil {
 		return st, err
 	}
-	recs, err := readAnnotations(filepath.Join(splitDir, "annotations.jsonl"))
+	recs, err := shapes.ReadRecords(splitDir)
 	if err != nil {
 		return st, err
 	}
@@ -192,7 +193,7 @@ func (b *Bundle) ExtractSplit(ctx context.Context, splitDir, outDir string, opts
 	if workers <= 0 {
 		workers = runtime.NumCPU()
 	}
-	if capacity := cap(b.sched.slots) + int(b.sched.queued); workers > capacity {
+	if capacity := b.Capacity(); workers > capacity {
 		workers = capacity // more would get ErrBusy from the scheduler
 	}
 	st.Workers = workers
@@ -204,7 +205,7 @@ func (b *Bundle) ExtractSplit(ctx context.Context, splitDir, outDir string, opts
 	defer spools.remove()
 	offsets := make([]int64, 1, len(recs)+1)
 	var rowBuf []byte
-	err = b.detectAll(ctx, splitDir, recs, workers, func(i int, det *DetectedImage) error {
+	err = detectAll(ctx, b, splitDir, recs, workers, func(i int, det *pipeline.DetectedImage) error {
 		r := recs[i]
 		p := det.Prepared
 		n := p.Len()
@@ -332,7 +333,7 @@ func (b *Bundle) ExtractSplit(ctx context.Context, splitDir, outDir string, opts
 	st.Seconds = time.Since(start).Seconds()
 	st.ImagesPerSecond = float64(st.Images) / max(st.DetectSeconds, 1e-9)
 
-	info, err := json.MarshalIndent(b.extractInfo(splitDir, splitInfo, st), "", "  ")
+	info, err := json.MarshalIndent(extractInfo(b, splitDir, splitInfo, st), "", "  ")
 	if err != nil {
 		return st, err
 	}
@@ -340,7 +341,7 @@ func (b *Bundle) ExtractSplit(ctx context.Context, splitDir, outDir string, opts
 }
 
 // extractInfo is extract.json: where the data came from and how it was made.
-func (b *Bundle) extractInfo(splitDir string, split json.RawMessage, st ExtractStats) map[string]any {
+func extractInfo(b *pipeline.Bundle, splitDir string, split json.RawMessage, st ExtractStats) map[string]any {
 	m := b.Manifest
 	sel := b.SelectionSpec()
 	abs, err := filepath.Abs(splitDir)
@@ -360,12 +361,12 @@ func (b *Bundle) extractInfo(splitDir string, split json.RawMessage, st ExtractS
 		"bundle": map[string]any{
 			"name": m.Name, "dir": bundleDir, "random_weights": m.RandomWeights, "provenance": m.Provenance,
 			"feature_dim": m.Model.FeatureDim, "label_dim": m.Model.LabelDim, "vocab_size": m.Model.VocabSize,
-			"max_text_length": b.tokenizer.MaxLength(), "lowercase": b.tokenizer.Lowercase(),
+			"max_text_length": b.Tokenizer().MaxLength(), "lowercase": b.Tokenizer().Lowercase(),
 		},
 		"source": map[string]any{"split_dir": abs, "split": split, "annotations": "annotations.jsonl"},
 		"selection": map[string]any{
 			"nms_iou": sel.NMSIoU, "min_confidence": sel.MinConfidence, "min_boxes": sel.MinBoxes,
-			"max_boxes": sel.MaxBoxes, "background": sel.Background, "max_regions": b.opts.MaxRegions,
+			"max_boxes": sel.MaxBoxes, "background": sel.Background, "max_regions": b.MaxRegions(),
 			"min_box_size": b.MinBoxSize(),
 		},
 		"preprocess": pre,
@@ -387,13 +388,13 @@ func (b *Bundle) extractInfo(splitDir string, split json.RawMessage, st ExtractS
 
 // detectAll detects recs' images with workers goroutines and calls emit for each, in order,
 // from the calling goroutine. At most 4·workers results wait to be emitted.
-func (b *Bundle) detectAll(ctx context.Context, splitDir string, recs []shapes.Record, workers int,
-	emit func(i int, det *DetectedImage) error) error {
+func detectAll(ctx context.Context, b *pipeline.Bundle, splitDir string, recs []shapes.Record, workers int,
+	emit func(i int, det *pipeline.DetectedImage) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type result struct {
 		i   int
-		det *DetectedImage
+		det *pipeline.DetectedImage
 		err error
 	}
 	window := make(chan struct{}, 4*workers) // bounds results waiting for an earlier image
@@ -405,7 +406,7 @@ func (b *Bundle) detectAll(ctx context.Context, splitDir string, recs []shapes.R
 			for i := range jobs {
 				r := recs[i]
 				raw, err := os.ReadFile(filepath.Join(splitDir, r.File))
-				var det *DetectedImage
+				var det *pipeline.DetectedImage
 				if err == nil {
 					det, _, err = b.Detect(ctx, raw)
 				}
@@ -437,7 +438,7 @@ func (b *Bundle) detectAll(ctx context.Context, splitDir string, recs []shapes.R
 	}()
 	go func() { wg.Wait(); close(results) }()
 
-	pending := map[int]*DetectedImage{}
+	pending := map[int]*pipeline.DetectedImage{}
 	next := 0
 	var firstErr error
 	for r := range results {
@@ -555,25 +556,6 @@ func readSplitInfo(dir string) (json.RawMessage, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
-}
-
-func readAnnotations(path string) ([]shapes.Record, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("extract: %w", err)
-	}
-	defer f.Close()
-	var recs []shapes.Record
-	dec := json.NewDecoder(bufio.NewReaderSize(f, 1<<20))
-	for {
-		var r shapes.Record
-		if err := dec.Decode(&r); errors.Is(err, io.EOF) {
-			return recs, nil
-		} else if err != nil {
-			return nil, fmt.Errorf("extract: %s record %d: %w", path, len(recs)+1, err)
-		}
-		recs = append(recs, r)
-	}
 }
 
 // appendF16 appends vs as little-endian IEEE half floats (round to nearest even, as numpy's

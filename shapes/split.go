@@ -5,9 +5,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"image"
 	"image/png"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -43,6 +45,30 @@ func KnownSplit(name string) (Split, bool) {
 
 // KnownSplits lists the named splits.
 func KnownSplits() []Split { return slices.Clone(knownSplits) }
+
+// AnnotationsFile is the split folder's list of Records, one JSON object per line.
+const AnnotationsFile = "annotations.jsonl"
+
+// ReadRecords reads a split folder's annotations (as WriteSplit writes them), in order.
+func ReadRecords(dir string) ([]Record, error) {
+	path := filepath.Join(dir, AnnotationsFile)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var recs []Record
+	dec := json.NewDecoder(bufio.NewReaderSize(f, 1<<20))
+	for {
+		var r Record
+		if err := dec.Decode(&r); errors.Is(err, io.EOF) {
+			return recs, nil
+		} else if err != nil {
+			return nil, fmt.Errorf("%s record %d: %w", path, len(recs)+1, err)
+		}
+		recs = append(recs, r)
+	}
+}
 
 // Record is one line of annotations.jsonl: an image, its scene, its true captions and one false
 // caption per true caption.
@@ -185,7 +211,7 @@ func WriteSplit(ctx context.Context, dir string, sp Split, opt Options) (Summary
 	}()
 	go func() { wg.Wait(); close(results) }()
 
-	annPath := filepath.Join(dir, "annotations.jsonl")
+	annPath := filepath.Join(dir, AnnotationsFile)
 	tmp := annPath + ".tmp"
 	f, err := os.Create(tmp)
 	if err != nil {
@@ -241,7 +267,7 @@ func WriteSplit(ctx context.Context, dir string, sp Split, opt Options) (Summary
 		return sum, err
 	}
 	info, err := json.MarshalIndent(SplitInfo{Split: sp, Version: Version, CaptionsPerImage: CaptionsPerImage,
-		Annotations: "annotations.jsonl", Images: "images/"}, "", "  ")
+		Annotations: AnnotationsFile, Images: "images/"}, "", "  ")
 	if err != nil {
 		return sum, err
 	}
