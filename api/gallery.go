@@ -18,7 +18,6 @@ import (
 	"github.com/uniter-serve/uniter/detector"
 	"github.com/uniter-serve/uniter/gallery"
 	"github.com/uniter-serve/uniter/gallery/retrieval"
-	"github.com/uniter-serve/uniter/pipeline"
 )
 
 // Gallery is what the gallery handlers need: ingest and search (retrieval.Service) and the
@@ -110,7 +109,7 @@ type ImageUploadResponse struct {
 	Regions   int     `json:"regions"`
 	Width     int     `json:"width"`
 	Height    int     `json:"height"`
-	TimingMS  float64 `json:"timing_ms"`
+	Timings   TotalTiming `json:"timings_ms"`
 }
 
 func (s *Server) addImage(c *gin.Context) (any, error) {
@@ -141,7 +140,7 @@ func (s *Server) addImage(c *gin.Context) (any, error) {
 		return nil, err
 	}
 	resp := ImageUploadResponse{ID: a.ID, Duplicate: a.Duplicate, SHA256: a.SHA256, Regions: a.Regions,
-		Width: a.Width, Height: a.Height, TimingMS: since(start)}
+		Width: a.Width, Height: a.Height, Timings: TotalTiming{Total: since(start)}}
 	if a.Duplicate {
 		return resp, nil
 	}
@@ -288,9 +287,9 @@ func (s *Server) getImage(c *gin.Context) (any, error) {
 }
 
 // detectedOf presents stored regions as a detection, for the label listing of /v1/regions.
-func detectedOf(img *gallery.Image) *pipeline.DetectedImage {
+func detectedOf(img *gallery.Image) *detector.Detection {
 	r := img.Regions
-	d := &pipeline.DetectedImage{SHA256: img.SHA256, Format: img.Format, Width: img.Width, Height: img.Height,
+	d := &detector.Detection{SHA256: img.SHA256, Format: img.Format, Width: img.Width, Height: img.Height,
 		Regions: make([]detector.Region, r.Len()), ClassProbs: r.ClassProbs, ClassDim: r.ClassDim,
 		AttrProbs: r.AttrProbs, AttrDim: r.AttrDim}
 	for i := range d.Regions {
@@ -497,12 +496,12 @@ type SearchResponse struct {
 	Mentions    []string      `json:"mentions,omitempty"`
 	Image       *ImageInfo    `json:"image,omitempty"`
 	Model       string        `json:"model"`
-	TimingMS    float64       `json:"timing_ms"`
 	Timings     SearchTimings `json:"timings_ms"`
 }
 
 // SearchTimings split a search, in milliseconds.
 type SearchTimings struct {
+	Total      float64 `json:"total"`
 	Detect     float64 `json:"detect"`
 	FirstStage float64 `json:"first_stage"`
 	Scoring    float64 `json:"scoring"`
@@ -573,6 +572,6 @@ func (s *Server) searchResponse(res *retrieval.Results, start time.Time) SearchR
 			out.Results[i].Evidence = e
 		}
 	}
-	out.TimingMS = since(start)
+	out.Timings.Total = since(start)
 	return out
 }

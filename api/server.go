@@ -25,7 +25,7 @@ import (
 type Model interface {
 	Match(ctx context.Context, in pipeline.Input, texts []string) (*pipeline.MatchOutput, error)
 	Align(ctx context.Context, in pipeline.Input, text string, opts pipeline.AlignOptions) (*pipeline.Alignment, error)
-	Detect(ctx context.Context, image []byte) (*pipeline.DetectedImage, bool, error)
+	Detect(ctx context.Context, image []byte) (*detector.Detection, bool, error)
 	FillMask(ctx context.Context, in pipeline.Input, text string, opts pipeline.FillMaskOptions) (*pipeline.FillMaskOutput, error)
 	RegionClasses(ctx context.Context, regions *detector.Prepared, text string) ([]float32, error)
 	CacheStats() pipeline.CacheStats
@@ -205,7 +205,7 @@ func (s *Server) match(c *gin.Context) (any, error) {
 		return nil, err
 	}
 	resp := NewMatchResponse(out, s.info.Name)
-	resp.TimingMS = since(start)
+	resp.Timings.Total = since(start)
 	return resp, nil
 }
 
@@ -232,7 +232,7 @@ func (s *Server) align(c *gin.Context) (any, error) {
 		return nil, err
 	}
 	resp := NewAlignResponse(a, s.labels, s.info.Name)
-	resp.TimingMS = since(start)
+	resp.Timings.Total = since(start)
 	return resp, nil
 }
 
@@ -266,7 +266,7 @@ func (s *Server) regions(c *gin.Context) (any, error) {
 		}
 		resp.addClassesGivenText(req.text, probs, s.labels, req.topLabels)
 	}
-	resp.TimingMS = since(start)
+	resp.Timings.Total = since(start)
 	return resp, nil
 }
 
@@ -296,6 +296,6 @@ func (s *Server) fillMask(c *gin.Context) (any, error) {
 		return nil, err
 	}
 	resp := NewFillMaskResponse(out, s.info.Name)
-	resp.TimingMS = since(start)
+	resp.Timings.Total = since(start)
 	return resp, nil
 }

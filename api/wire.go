@@ -10,8 +10,9 @@ import (
 
 	"encoding/json"
 	"fmt"
-	"github.com/x448/float16"
 	"slices"
+
+	"github.com/x448/float16"
 
 	"github.com/uniter-serve/uniter/detector"
 	"github.com/uniter-serve/uniter/heads"
@@ -65,7 +66,6 @@ type MatchResponse struct {
 	Results  []MatchResult `json:"results"`
 	Image    *ImageInfo    `json:"image,omitempty"`
 	Model    string        `json:"model"`
-	TimingMS float64       `json:"timing_ms"`
 	Timings  Timings       `json:"timings_ms"`
 }
 
@@ -80,9 +80,10 @@ type ImageInfo struct {
 	CacheHit  bool   `json:"cache_hit"`
 }
 
-// Timings split a request's model work, in milliseconds. The detector steps are zero for
-// regions input and on a cache hit.
+// Timings split a request's model work, in milliseconds: the whole request, then its steps.
+// The detector steps are zero for regions input and on a cache hit.
 type Timings struct {
+	Total      float64 `json:"total"`
 	Decode     float64 `json:"decode"`
 	Preprocess float64 `json:"preprocess"`
 	Detector   float64 `json:"detector"`
@@ -97,7 +98,12 @@ func newTimings(t pipeline.Timing) Timings {
 		Selection: ms(t.Selection), Encoder: ms(t.Encoder), OT: ms(t.OT)}
 }
 
-func newImageInfo(d *pipeline.DetectedImage, hit bool) *ImageInfo {
+// TotalTiming is the time a request took, in milliseconds, for answers without steps.
+type TotalTiming struct {
+	Total float64 `json:"total"`
+}
+
+func newImageInfo(d *detector.Detection, hit bool) *ImageInfo {
 	if d == nil {
 		return nil
 	}
@@ -161,7 +167,6 @@ type RegionsResponse struct {
 	Features *FeatureBlock `json:"features,omitempty"`
 	Text     string        `json:"text,omitempty"` // the request's text, when classes_given_text are present
 	Model    string        `json:"model"`
-	TimingMS float64       `json:"timing_ms"`
 	Timings  Timings       `json:"timings_ms"`
 }
 
@@ -201,7 +206,6 @@ type AlignResponse struct {
 	Attention   *AttentionJSON `json:"attention,omitempty"` // with "attention": true
 	Image       *ImageInfo     `json:"image,omitempty"`
 	Model       string         `json:"model"`
-	TimingMS    float64        `json:"timing_ms"`
 	Timings     Timings        `json:"timings_ms"`
 }
 
@@ -268,7 +272,7 @@ type ErrorDetail struct {
 	Message string `json:"message"`
 }
 
-// NewMatchResponse converts pipeline results to the wire form (TimingMS left to the caller).
+// NewMatchResponse converts pipeline results to the wire form (Timings.Total left to the caller).
 func NewMatchResponse(out *pipeline.MatchOutput, model string) MatchResponse {
 	resp := MatchResponse{Results: make([]MatchResult, len(out.Results)), Model: model,
 		Image: newImageInfo(out.Image, out.Timing.CacheHit), Timings: newTimings(out.Timing)}
@@ -279,7 +283,7 @@ func NewMatchResponse(out *pipeline.MatchOutput, model string) MatchResponse {
 	return resp
 }
 
-// NewAlignResponse converts an alignment to the wire form (TimingMS left to the caller).
+// NewAlignResponse converts an alignment to the wire form (Timings.Total left to the caller).
 func NewAlignResponse(a *pipeline.Alignment, labels Labels, model string) AlignResponse {
 	resp := AlignResponse{Text: a.Text, Truncated: a.Truncated, Plan: a.Plan, OTDistance: a.OTDistance,
 		Score: a.Score, Logit: a.Logit, Model: model, Image: newImageInfo(a.Image, a.Timing.CacheHit),
@@ -323,7 +327,7 @@ type Labels struct {
 
 // regions lists detected regions with their top labels and attributes (background and
 // "no attribute", index 0, excluded).
-func (l Labels) regions(d *pipeline.DetectedImage, top int) []Region {
+func (l Labels) regions(d *detector.Detection, top int) []Region {
 	out := make([]Region, len(d.Regions))
 	for i, r := range d.Regions {
 		conf := r.Confidence
@@ -356,10 +360,10 @@ func topLabels(probs []float32, names []string, skip, k int) []LabelProb {
 }
 
 // NewRegionsResponse converts a detection to the wire form; features only when asked for.
-func NewRegionsResponse(d *pipeline.DetectedImage, hit bool, labels Labels, topK int, features bool, model string) RegionsResponse {
+func NewRegionsResponse(d *detector.Detection, hit bool, labels Labels, topK int, features bool, model string) RegionsResponse {
 	resp := RegionsResponse{Image: *newImageInfo(d, hit), Regions: labels.regions(d, topK), Model: model}
 	if !hit {
-		resp.Timings = newTimings(d.Timing)
+		resp.Timings = newTimings(pipeline.Timing{Timing: d.Timing})
 	}
 	if features {
 		p := d.Prepared
@@ -465,11 +469,10 @@ type FillMaskResponse struct {
 	Masks     []MaskPrediction `json:"masks"`
 	Image     *ImageInfo       `json:"image,omitempty"`
 	Model     string           `json:"model"`
-	TimingMS  float64          `json:"timing_ms"`
 	Timings   Timings          `json:"timings_ms"`
 }
 
-// NewFillMaskResponse converts FillMask's answer to the wire form (TimingMS left to the caller).
+// NewFillMaskResponse converts FillMask's answer to the wire form (Timings.Total left to the caller).
 func NewFillMaskResponse(o *pipeline.FillMaskOutput, model string) FillMaskResponse {
 	resp := FillMaskResponse{Text: o.Text, Truncated: o.Truncated, Model: model,
 		Image: newImageInfo(o.Image, o.Timing.CacheHit), Timings: newTimings(o.Timing)}

@@ -59,36 +59,3 @@ func orderByScore(n int, score func(int) float32) []int {
 	}
 	return order
 }
-
-// NMS is torchvision.ops.nms: greedy non-maximum suppression over boxes [x1, y1, x2, y2] in
-// descending score order (ties: lower index first; NaN scores last). A box is dropped when its
-// IoU with an already kept box is strictly greater than iou (torchvision convention: area
-// without +1, see iouAbove). It returns the kept indices in that order. The threshold is
-// compared as float64(iou); to reproduce torchvision with a Python float threshold t, pass
-// float32(t) there too. It panics if len(scores) != len(boxes).
-func NMS(boxes []Box, scores []float32, iou float32) []int {
-	n := len(boxes)
-	if len(scores) != n {
-		panic("detector.NMS: len(scores) != len(boxes)")
-	}
-	areas := make([]float32, n)
-	for i := range areas {
-		areas[i] = boxArea(boxes[i])
-	}
-	order := orderByScore(n, func(i int) float32 { return scores[i] })
-	thr := float64(iou)
-	suppressed := make([]bool, n)
-	keep := make([]int, 0, n)
-	for k, i := range order {
-		if suppressed[i] {
-			continue
-		}
-		keep = append(keep, i)
-		for _, j := range order[k+1:] {
-			if !suppressed[j] && iouAbove(boxes[i], boxes[j], areas[i], areas[j], thr) {
-				suppressed[j] = true
-			}
-		}
-	}
-	return keep
-}

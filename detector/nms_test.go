@@ -13,7 +13,7 @@ func boxesFromFlat(v []float32) []Box {
 	return b
 }
 
-// NMS against torchvision.ops.nms (testdata/make_nms_golden.py): random boxes, ties,
+// nms against torchvision.ops.nms (testdata/make_nms_golden.py): random boxes, ties,
 // duplicates and zero-area boxes, thresholds 0 to 1.
 func TestNMSMatchesTorchvision(t *testing.T) {
 	var g struct {
@@ -29,7 +29,7 @@ func TestNMSMatchesTorchvision(t *testing.T) {
 	}
 	kept := 0
 	for n, c := range g.Cases {
-		got := NMS(boxesFromFlat(c.Boxes), c.Scores, float32(c.IoU))
+		got := nms(boxesFromFlat(c.Boxes), c.Scores, float32(c.IoU))
 		if !slices.Equal(got, c.Keep) {
 			t.Errorf("case %d (%d boxes, IoU %v): got %v\ntorchvision %v", n, len(c.Scores), c.IoU, got, c.Keep)
 		}
@@ -66,18 +66,43 @@ func TestNMSByHand(t *testing.T) {
 		{"chain", []Box{{0, 0, 10, 10}, {5, 0, 15, 10}, {10, 0, 20, 10}}, []float32{0.9, 0.8, 0.7}, 0.3, []int{0, 2}},
 		{"suppressed boxes do not suppress", []Box{{0, 0, 10, 10}, {5, 0, 15, 10}, {10, 0, 20, 10}}, []float32{0.8, 0.9, 0.7}, 0.3, []int{1}},
 	} {
-		got := NMS(tc.boxes, tc.scores, tc.iou)
+		got := nms(tc.boxes, tc.scores, tc.iou)
 		if !slices.Equal(got, tc.want) {
 			t.Errorf("%s: got %v, want %v", tc.name, got, tc.want)
 		}
 	}
 }
 
-func TestNMSPanicsOnLengthMismatch(t *testing.T) {
-	defer func() {
-		if recover() == nil {
-			t.Fatal("no panic")
+// nms is torchvision.ops.nms built on the primitives Select uses (iouAbove, orderByScore), so
+// that the goldens below check those primitives against torchvision: greedy non-maximum suppression over boxes [x1, y1, x2, y2] in
+// descending score order (ties: lower index first; NaN scores last). A box is dropped when its
+// IoU with an already kept box is strictly greater than iou (torchvision convention: area
+// without +1, see iouAbove). It returns the kept indices in that order. The threshold is
+// compared as float64(iou); to reproduce torchvision with a Python float threshold t, pass
+// float32(t) there too. It panics if len(scores) != len(boxes).
+func nms(boxes []Box, scores []float32, iou float32) []int {
+	n := len(boxes)
+	if len(scores) != n {
+		panic("nms: len(scores) != len(boxes)")
+	}
+	areas := make([]float32, n)
+	for i := range areas {
+		areas[i] = boxArea(boxes[i])
+	}
+	order := orderByScore(n, func(i int) float32 { return scores[i] })
+	thr := float64(iou)
+	suppressed := make([]bool, n)
+	keep := make([]int, 0, n)
+	for k, i := range order {
+		if suppressed[i] {
+			continue
 		}
-	}()
-	NMS([]Box{{0, 0, 1, 1}}, nil, 0.5)
+		keep = append(keep, i)
+		for _, j := range order[k+1:] {
+			if !suppressed[j] && iouAbove(boxes[i], boxes[j], areas[i], areas[j], thr) {
+				suppressed[j] = true
+			}
+		}
+	}
+	return keep
 }

@@ -33,10 +33,10 @@ func (s PreprocessSpec) Validate() error {
 		return bad("longer_side_max %d, want ≥ 0 (0 = no cap)", s.LongerSideMax)
 	}
 	for c := 0; c < 3; c++ {
-		if !finite(s.PixelMeans[c]) {
+		if !Finite(s.PixelMeans[c]) {
 			return bad("pixel_means[%d] is not finite", c)
 		}
-		if !finite(s.PixelStd[c]) || s.PixelStd[c] == 0 {
+		if !Finite(s.PixelStd[c]) || s.PixelStd[c] == 0 {
 			return bad("pixel_std[%d] = %v, want finite and non-zero", c, s.PixelStd[c])
 		}
 	}

@@ -1,6 +1,8 @@
-// Package detector turns images into UNITER's region inputs: region validation, the 7-d
-// location feature and (with the detector graph) bottom-up-attention region selection.
-// It never imports the runtime or the API: it is pure preprocessing and postprocessing.
+// Package detector turns images into UNITER's region inputs: decoding with limits, the
+// detector graph's preprocessing, running the graph (through the Graph interface, which the
+// serving pipeline fills with an ONNX Runtime session), bottom-up-attention region selection,
+// the 7-d location feature, and the validation of regions callers bring themselves. It never
+// imports the runtime or the API.
 package detector
 
 import (
@@ -70,7 +72,7 @@ func Prepare(r Regions, dim, maxRegions int) (*Prepared, error) {
 	W, H := float32(r.Width), float32(r.Height)
 	for i, b := range r.Boxes {
 		for _, v := range b {
-			if !finite(v) {
+			if !Finite(v) {
 				return bad("box %d has a non-finite coordinate", i)
 			}
 		}
@@ -85,7 +87,7 @@ func Prepare(r Regions, dim, maxRegions int) (*Prepared, error) {
 			return bad("feature row %d has %d values, the model's feature dimension is %d", i, len(f), dim)
 		}
 		for j, v := range f {
-			if !finite(v) {
+			if !Finite(v) {
 				return bad("feature row %d value %d is not finite", i, j)
 			}
 		}
@@ -95,7 +97,9 @@ func Prepare(r Regions, dim, maxRegions int) (*Prepared, error) {
 	return p, nil
 }
 
-func finite(v float32) bool { return !math.IsNaN(float64(v)) && !math.IsInf(float64(v), 0) }
+// Finite reports whether v is neither NaN nor infinite, as every box coordinate, location and
+// feature value must be.
+func Finite(v float32) bool { return !math.IsNaN(float64(v)) && !math.IsInf(float64(v), 0) }
 
 // Blanked keeps the regions' count and boxes but zeroes their features and locations: the
 // encoder sees as many image positions carrying no information (the masked-word probe's

@@ -33,7 +33,7 @@ func (s SelectionSpec) Validate(numClasses int) error {
 		return bad("%d classes, want ≥ 1", numClasses)
 	case s.Background < -1 || s.Background >= numClasses:
 		return bad("background_index %d outside [0, %d) (or −1 for none)", s.Background, numClasses)
-	case !finite(s.NMSIoU):
+	case !Finite(s.NMSIoU):
 		return bad("nms_iou is not finite")
 	case s.MinConfidence != s.MinConfidence:
 		return bad("min_confidence is NaN")
@@ -41,7 +41,7 @@ func (s SelectionSpec) Validate(numClasses int) error {
 		return bad("min_boxes %d, want ≥ 0", s.MinBoxes)
 	case s.MaxBoxes < 1 || s.MaxBoxes < s.MinBoxes:
 		return bad("max_boxes %d, want ≥ 1 and ≥ min_boxes (%d)", s.MaxBoxes, s.MinBoxes)
-	case !finite(s.MinSide) || s.MinSide < 0:
+	case !Finite(s.MinSide) || s.MinSide < 0:
 		return bad("min_box_size %v, want a finite value ≥ 0", s.MinSide)
 	}
 	return nil
@@ -50,7 +50,7 @@ func (s SelectionSpec) Validate(numClasses int) error {
 // Select is bottom-up-attention's region selection (docs/detector-contract.md, "Selection").
 // boxes are the P proposals (resized-image pixels), classProbs their P×numClasses
 // probabilities, row-major. Proposals narrower or lower than MinSide are dropped first (the
-// rest below means the proposals left). For every class but the background it runs NMS (as NMS does)
+// rest below means the proposals left). For every class but the background it runs torchvision's greedy NMS
 // over all P boxes scored by that class, and each kept proposal's confidence becomes the
 // maximum of its kept class scores (starting at 0). Proposals are sorted by confidence
 // descending, ties by lower index; those with confidence ≥ MinConfidence are kept, at least

@@ -199,11 +199,10 @@ func fromWebP(m image.Image) *Image {
 	u := make([]uint8, w)
 	v := make([]uint8, w)
 	for y := 0; y < h; y++ {
-		near, far := y/2, y/2 // as libwebp's EmitFancyRGB pairs rows; edges replicate
+		near := y / 2 // as libwebp's EmitFancyRGB pairs rows; edges replicate
+		far := min(near+1, ch-1)
 		if y%2 == 0 {
 			far = max(near-1, 0)
-		} else {
-			far = min(near+1, ch-1)
 		}
 		n0, f0 := c0+near*p.CStride, c0+far*p.CStride
 		webpFancy(u, p.Cb[n0:n0+cw], p.Cb[f0:f0+cw])

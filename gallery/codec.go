@@ -24,8 +24,6 @@ import (
 // files keep them.
 const regionsVersion = 1
 
-func finite(v float32) bool { return !math.IsNaN(float64(v)) && !math.IsInf(float64(v), 0) }
-
 // f16Table widens every float16 bit pattern, built once on first use: decoding is a lookup.
 var f16Table = sync.OnceValue(func() []float32 {
 	t := make([]float32, 1<<16)

@@ -275,19 +275,19 @@ func validateImage(img *Image, featureDim int) error {
 	}
 	for _, vs := range [][]float32{r.Features, r.Confidence, r.ClassProbs, r.AttrProbs} {
 		for i, v := range vs {
-			if !finite(v) {
+			if !detector.Finite(v) {
 				return bad("non-finite value at index %d", i)
 			}
 		}
 	}
 	for i, b := range r.Boxes {
 		for _, v := range b {
-			if !finite(v) {
+			if !detector.Finite(v) {
 				return bad("box %d has a non-finite coordinate", i)
 			}
 		}
 		for _, v := range r.Locations[i] {
-			if !finite(v) {
+			if !detector.Finite(v) {
 				return bad("location %d has a non-finite value", i)
 			}
 		}

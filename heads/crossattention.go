@@ -12,12 +12,10 @@ import (
 // reads like a transport plan (WordRegions takes either).
 //
 // Why a second alignment: the OT plan is computed from the cosine of final-layer hidden states,
-// which WRA pulls together for every token of a matching pair; without the plan distillation of
-// fine-tuning (which trains that cosine towards this very alignment) a noun's best region by
-// transport mass is rarely its object, and even with it the plan's uniform marginals make the
-// words of one phrase compete for their object's boxes, while the attention grounds each of them
-// (README "Grounding", "Plan distillation"). Nothing is learned or tuned here: every layer and
-// head counts the same.
+// which WRA pulls together for every token of a matching pair, and its uniform marginals make
+// the words of one phrase compete for their object's boxes, while the attention lets each word
+// attend to its object on its own (docs/model-card.md compares the two on the default model).
+// Nothing is learned or tuned here: every layer and head counts the same.
 //
 // maps holds layers × nheads maps of layout.Size()² values (row q is query q's attention over
 // the keys), in the layout of the attention analysis: text tokens first, then regions.

@@ -26,5 +26,5 @@
 // including [CLS] and [SEP]; column j is region j) and are computed in
 // float64. The reference implementation is models/uniter/ot.py; the golden
 // file testdata/ipot_golden.json is generated from it by
-// models/make_ot_golden.py.
+// python3 -m uniter.fixtures.ot_golden (make fixture).
 package heads

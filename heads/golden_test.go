@@ -31,7 +31,7 @@ func loadGolden(t *testing.T) []goldenCase {
 	t.Helper()
 	data, err := os.ReadFile("testdata/ipot_golden.json")
 	if err != nil {
-		t.Fatalf("%v (regenerate: /usr/bin/python3 models/make_ot_golden.py --out heads/testdata/ipot_golden.json)", err)
+		t.Fatalf("%v (regenerate: make fixture)", err)
 	}
 	var doc struct {
 		Cases []goldenCase `json:"cases"`

@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/uniter-serve/uniter/detector"
 	"github.com/uniter-serve/uniter/heads"
 	"github.com/uniter-serve/uniter/pipeline"
 	"github.com/uniter-serve/uniter/shapes"
@@ -112,7 +113,7 @@ func AttentionPatterns(ctx context.Context, b *pipeline.Bundle, splitDir string,
 	st := &AttentionStats{Split: filepath.Base(filepath.Clean(splitDir)), Model: b.Manifest.Name,
 		Counts: heads.NewPatternCounts(b.Manifest.Model.NumHiddenLayers), Heads: b.Manifest.Model.NumAttentionHeads,
 		Thresholds: opts.Thresholds}
-	err = detectAll(ctx, b, splitDir, recs, workers, func(i int, det *pipeline.DetectedImage) error {
+	err = detectAll(ctx, b, splitDir, recs, workers, func(i int, det *detector.Detection) error {
 		pairs, err := captionPairs(b, recs[i], det, opts.Captions)
 		if err != nil {
 			return err
@@ -145,7 +146,7 @@ func AttentionPatterns(ctx context.Context, b *pipeline.Bundle, splitDir string,
 }
 
 // captionPairs pairs an image's first n true captions (all when n <= 0) with its regions.
-func captionPairs(b *pipeline.Bundle, r shapes.Record, det *pipeline.DetectedImage, n int) ([]pipeline.Pair, error) {
+func captionPairs(b *pipeline.Bundle, r shapes.Record, det *detector.Detection, n int) ([]pipeline.Pair, error) {
 	caps := r.Captions
 	if n > 0 && n < len(caps) {
 		caps = caps[:n]

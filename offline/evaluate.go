@@ -188,7 +188,7 @@ func Evaluate(ctx context.Context, b *pipeline.Bundle, splitDir string, opts Eva
 	t0 := time.Now()
 	images := make([]*detector.Prepared, len(recs))
 	report := progress("detect")
-	err = detectAll(ctx, b, splitDir, recs, max(opts.Workers, 1), func(i int, det *pipeline.DetectedImage) error {
+	err = detectAll(ctx, b, splitDir, recs, max(opts.Workers, 1), func(i int, det *detector.Detection) error {
 		images[i] = det.Prepared
 		rep.Regions += det.Prepared.Len()
 		if report != nil {

@@ -205,7 +205,7 @@ func ExtractSplit(ctx context.Context, b *pipeline.Bundle, splitDir, outDir stri
 	defer spools.remove()
 	offsets := make([]int64, 1, len(recs)+1)
 	var rowBuf []byte
-	err = detectAll(ctx, b, splitDir, recs, workers, func(i int, det *pipeline.DetectedImage) error {
+	err = detectAll(ctx, b, splitDir, recs, workers, func(i int, det *detector.Detection) error {
 		r := recs[i]
 		p := det.Prepared
 		n := p.Len()
@@ -389,12 +389,12 @@ func extractInfo(b *pipeline.Bundle, splitDir string, split json.RawMessage, st 
 // detectAll detects recs' images with workers goroutines and calls emit for each, in order,
 // from the calling goroutine. At most 4·workers results wait to be emitted.
 func detectAll(ctx context.Context, b *pipeline.Bundle, splitDir string, recs []shapes.Record, workers int,
-	emit func(i int, det *pipeline.DetectedImage) error) error {
+	emit func(i int, det *detector.Detection) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type result struct {
 		i   int
-		det *pipeline.DetectedImage
+		det *detector.Detection
 		err error
 	}
 	window := make(chan struct{}, 4*workers) // bounds results waiting for an earlier image
@@ -406,7 +406,7 @@ func detectAll(ctx context.Context, b *pipeline.Bundle, splitDir string, recs []
 			for i := range jobs {
 				r := recs[i]
 				raw, err := os.ReadFile(filepath.Join(splitDir, r.File))
-				var det *pipeline.DetectedImage
+				var det *detector.Detection
 				if err == nil {
 					det, _, err = b.Detect(ctx, raw)
 				}
@@ -438,7 +438,7 @@ func detectAll(ctx context.Context, b *pipeline.Bundle, splitDir string, recs []
 	}()
 	go func() { wg.Wait(); close(results) }()
 
-	pending := map[int]*pipeline.DetectedImage{}
+	pending := map[int]*detector.Detection{}
 	next := 0
 	var firstErr error
 	for r := range results {

@@ -175,14 +175,13 @@ func EvalGallery(ctx context.Context, svc *retrieval.Service, splitDir string, o
 	rep.QueryPool, rep.Queries = len(pool), len(pick)
 
 	type acc struct {
-		lat             []float64
-		r1, r5, r10     int
-		pairs           int64
-		scoring         time.Duration
-		fallbacks       int
-		top10           [][]string
-		wall            time.Duration
-		candidatesAsked int
+		lat         []float64
+		r1, r5, r10 int
+		pairs       int64
+		scoring     time.Duration
+		fallbacks   int
+		top10       [][]string
+		wall        time.Duration
 	}
 	accs := make([]*acc, len(modes))
 	for i := range accs {
@@ -275,7 +274,6 @@ func EvalGallery(ctx context.Context, svc *retrieval.Service, splitDir string, o
 	}
 	return rep, nil
 }
-
 
 func meanOf(v []float64) float64 {
 	s := 0.0

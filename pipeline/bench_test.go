@@ -1,7 +1,7 @@
 package pipeline
 
 // Encoder and detector benchmarks. `make bench` runs them on a UNITER-base-sized random bundle
-// with a default-size detector (UNITER_BENCH_BUNDLE, exported by models/bench_reference.py)
+// with a default-size detector (UNITER_BENCH_BUNDLE, exported by python3 -m uniter.bench)
 // next to the PyTorch reference; without UNITER_BENCH_BUNDLE they run on the committed tiny
 // fixture, so that `go test -bench . ./models` always measures something real.
 //
@@ -13,8 +13,6 @@ package pipeline
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"image"
 	"image/color"
@@ -345,7 +343,7 @@ func benchDetectorBundle(b *testing.B, opts Options) *Bundle {
 
 // printDetectorInput writes, once per process, what the detector benchmarks feed the detector,
 // as configuration lines for scripts/bench.sh.
-func printDetectorInput(bundle *Bundle, data []byte, det *DetectedImage) {
+func printDetectorInput(bundle *Bundle, data []byte, det *detector.Detection) {
 	printDetectorConfig.Do(func() {
 		p := bundle.Manifest.Detector.Preprocess
 		fmt.Printf("detector-image: %dx%d %s, %d bytes, quality 90\n", det.Width, det.Height, strings.ToUpper(det.Format), len(data))
@@ -358,15 +356,13 @@ func printDetectorInput(bundle *Bundle, data []byte, det *DetectedImage) {
 }
 
 // BenchmarkDetector times the detector path of one image without the result cache
-// (Bundle.detect: decode, preprocessing, the detector graph in ONNX Runtime, region selection)
+// (the bundle's detector.Detector: decode, preprocessing, the detector graph in ONNX Runtime, region selection)
 // on benchJPEG, and reports images/s and each stage's mean time.
 func BenchmarkDetector(b *testing.B) {
 	bundle := benchDetectorBundle(b, Options{MaxRegions: servingMaxRegions})
 	ctx := context.Background()
 	data := benchJPEG(b)
-	sum := sha256.Sum256(data)
-	key := hex.EncodeToString(sum[:])
-	det, err := bundle.detect(ctx, data, key) // warm-up, and what the report describes
+	det, err := bundle.detector.Detect(ctx, data) // warm-up, and what the report describes
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -375,11 +371,11 @@ func BenchmarkDetector(b *testing.B) {
 	b.ResetTimer()
 	var st stageMS
 	for b.Loop() {
-		d, err := bundle.detect(ctx, data, key)
+		d, err := bundle.detector.Detect(ctx, data)
 		if err != nil {
 			b.Fatal(err)
 		}
-		st.add(d.Timing)
+		st.add(Timing{Timing: d.Timing})
 	}
 	if s := b.Elapsed().Seconds(); s > 0 {
 		b.ReportMetric(float64(st.n)/s, "images/s")

@@ -41,7 +41,7 @@ type Options struct {
 	Selection       SelectionOverride     // region selection settings that replace the manifest's
 	// DetectorOnCUDA runs the detector graph on the environment's CUDA provider; otherwise it
 	// runs on the CPU whatever the provider (with ONNX Runtime 1.29's plugin CUDA provider its
-	// first run crashes the process, README "GPU").
+	// first run crashes the process, docs/gpu.md).
 	DetectorOnCUDA bool
 }
 
@@ -57,17 +57,18 @@ type Bundle struct {
 	Manifest *Manifest
 	Dir      string
 
-	opts      Options
-	tokenizer *textproc.Tokenizer
-	labels    []string
-	encoder   *ort.Session
-	attention *ort.Session // nil when the bundle has no attention graph
-	mlm       *ort.Session // nil without an MLM head
-	mrc       *ort.Session // nil without an MRC head
-	detector  *ort.Session // nil when the bundle has no detector
-	attrs     []string     // detector attribute names; nil without an attribute head
-	sched     *Scheduler
-	cache     *resultCache[*DetectedImage]
+	opts          Options
+	tokenizer     *textproc.Tokenizer
+	labels        []string
+	encoder       *ort.Session
+	attention     *ort.Session       // nil when the bundle has no attention graph
+	mlm           *ort.Session       // nil without an MLM head
+	mrc           *ort.Session       // nil without an MRC head
+	detectorGraph *ort.Session       // nil when the bundle has no detector
+	detector      *detector.Detector // runs detectorGraph; nil when the bundle has no detector
+	attrs         []string           // detector attribute names; nil without an attribute head
+	sched         *Scheduler
+	cache         *resultCache[*detector.Detection]
 }
 
 // Load reads the bundle in dir and builds its sessions in env. On error nothing stays open.
@@ -90,7 +91,7 @@ func Load(env *ort.Environment, dir string, opts Options) (b *Bundle, err error)
 		opts.MaxQueue = 64
 	}
 	b = &Bundle{Manifest: m, Dir: dir, opts: opts, sched: NewScheduler(opts.MaxConcurrent, opts.MaxQueue),
-		cache: newResultCache(opts.CacheBytes, (*DetectedImage).size)}
+		cache: newResultCache(opts.CacheBytes, detectionSize)}
 	// Close what was opened if anything below fails. The deferred function uses its own
 	// reference: a `return nil, err` has already set the named result b to nil.
 	partial := b
@@ -160,7 +161,7 @@ func Load(env *ort.Environment, dir string, opts Options) (b *Bundle, err error)
 		return nil, err
 	}
 	if d := m.Detector; d != nil {
-		if b.detector, err = open(d.Graph); err != nil {
+		if b.detectorGraph, err = open(d.Graph); err != nil {
 			return nil, err
 		}
 		if err := b.SelectionSpec().Validate(m.Model.LabelDim); err != nil {
@@ -171,6 +172,7 @@ func Load(env *ort.Environment, dir string, opts Options) (b *Bundle, err error)
 				return nil, fmt.Errorf("bundle %s: attribute labels: %w", dir, err)
 			}
 		}
+		b.detector = b.newDetector()
 	}
 	return b, nil
 }
@@ -227,7 +229,7 @@ func readLines(path string) ([]string, error) {
 // Close destroys the bundle's sessions. It is safe on a partly loaded bundle.
 func (b *Bundle) Close() error {
 	var errs []error
-	for _, s := range []*ort.Session{b.encoder, b.attention, b.mlm, b.mrc, b.detector} {
+	for _, s := range []*ort.Session{b.encoder, b.attention, b.mlm, b.mrc, b.detectorGraph} {
 		if s != nil {
 			errs = append(errs, s.Close())
 		}
@@ -243,10 +245,10 @@ func (b *Bundle) RegionLabels() []string { return b.labels }
 
 // DetectorProvider is the execution provider the detector runs on ("" without a detector).
 func (b *Bundle) DetectorProvider() string {
-	if b.detector == nil {
+	if b.detectorGraph == nil {
 		return ""
 	}
-	return b.detector.Provider()
+	return b.detectorGraph.Provider()
 }
 
 // MaxRegions is the serving limit on regions per image.
@@ -268,14 +270,14 @@ func (b *Bundle) Warmup(ctx context.Context) error {
 		return nil
 	}
 	// A small image through the detector, bypassing the cache.
-	_, err := b.detect(ctx, warmupPNG(), "warm-up")
+	_, err := b.detector.Detect(ctx, warmupPNG())
 	return err
 }
 
 // RunGraph runs one of the bundle's graphs on raw named tensors and returns its outputs by
 // name. It is for parity checks and debugging; the pipelines do not use it.
 func (b *Bundle) RunGraph(ctx context.Context, role string, inputs map[string]ort.Tensor) (map[string]ort.Tensor, error) {
-	sessions := map[string]*ort.Session{GraphEncoder: b.encoder, GraphEncoderAttention: b.attention, GraphMLMHead: b.mlm, GraphMRCHead: b.mrc, GraphDetector: b.detector}
+	sessions := map[string]*ort.Session{GraphEncoder: b.encoder, GraphEncoderAttention: b.attention, GraphMLMHead: b.mlm, GraphMRCHead: b.mrc, GraphDetector: b.detectorGraph}
 	s := sessions[role]
 	if s == nil {
 		return nil, inputErr(CodeUnsupported, "bundle %s has no graph %q", b.Manifest.Name, role)

@@ -14,7 +14,7 @@ import (
 )
 
 // detectorGolden is testdata/golden/detector-tiny-random.json, written by
-// models/make_detector_fixture.py: PyTorch preprocessing, graph outputs and an independent
+// python3 -m uniter.fixtures.detector: PyTorch preprocessing, graph outputs and an independent
 // Python implementation of the selection contract.
 type detectorGolden struct {
 	Images []struct {
@@ -99,7 +99,7 @@ func TestDetectorGoldenParity(t *testing.T) {
 			t.Fatal(err)
 		}
 		b0 := bundleFor("fixture", 0.3, 0.2, 10, 100)
-		pixels, info, err := detector.Preprocess(img, b0.preprocessSpec())
+		pixels, info, err := detector.Preprocess(img, b0.detector.Preprocess)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -165,7 +165,7 @@ func TestDetectorGoldenParity(t *testing.T) {
 // TestDetectorMinBoxSizeGolden: with a min_box_size override, Go (ONNX Runtime graph, the size
 // converted to resized pixels by the image's scale, Go selection) selects the proposals the
 // Python reference selects from PyTorch's outputs (testdata/golden/detector-min-box-size.json,
-// models/make_min_box_golden.py), and no selected box is smaller than the size.
+// python3 -m uniter.fixtures.min_box), and no selected box is smaller than the size.
 func TestDetectorMinBoxSizeGolden(t *testing.T) {
 	var g struct {
 		Selection struct {

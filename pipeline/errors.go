@@ -34,6 +34,7 @@ const (
 	CodeUnsupportedImage = "unsupported_image_format"
 	CodeImageTooLarge    = "image_too_large"
 	CodeInvalidInput     = "invalid_input"
+	CodeNoRegions        = "no_regions"
 )
 
 // imageCode names an image decoding failure; the API maps the wrapped detector error to
@@ -52,7 +53,7 @@ func inputErr(code, format string, a ...any) *InputError {
 	return &InputError{Code: code, Message: fmt.Sprintf(format, a...)}
 }
 
-// classify turns errors of the lower rooms into InputErrors, prefixing the field they concern.
+// classify turns the input errors of the packages below into InputErrors, prefixing the field they concern.
 func classify(field string, err error) error {
 	prefix := ""
 	if field != "" {
@@ -63,6 +64,8 @@ func classify(field string, err error) error {
 		return &InputError{Code: CodeInvalidRegions, Message: prefix + err.Error(), Err: err}
 	case errors.Is(err, detector.ErrTooLarge), errors.Is(err, detector.ErrUnsupportedFormat), errors.Is(err, detector.ErrNotImage):
 		return &InputError{Code: imageCode(err), Message: prefix + err.Error(), Err: err}
+	case errors.Is(err, detector.ErrNoProposals):
+		return &InputError{Code: CodeNoRegions, Message: prefix + err.Error(), Err: err}
 	case errors.Is(err, textproc.ErrEmptyText):
 		return &InputError{Code: CodeEmptyText, Message: prefix + "text is empty", Err: err}
 	case errors.Is(err, textproc.ErrTokenize):

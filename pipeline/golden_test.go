@@ -15,7 +15,7 @@ import (
 	ort "github.com/uniter-serve/uniter/runtime"
 )
 
-// golden is testdata/golden/tiny-random.json, written by models/make_fixture.py from PyTorch.
+// golden is testdata/golden/tiny-random.json, written by python3 -m uniter.fixtures.tiny_random from PyTorch.
 type golden struct {
 	Pairs []struct {
 		Text      string       `json:"text"`

@@ -1,6 +1,8 @@
-// Package models loads UNITER model bundles (manifest, graphs, vocabulary, labels) and runs the
-// pipelines that compose the other rooms: text → textproc, regions → detector, graphs →
-// runtime, scores and alignments → heads. The Python side of the same folder makes bundles.
+// Package pipeline is the serving path: it loads UNITER model bundles (manifest, graphs,
+// vocabulary, labels) and runs the request pipelines that compose the packages below it: text →
+// textproc, images → detector, graphs → runtime, scores and alignments → heads. It caches
+// detections by the image's SHA-256 and bounds graph runs with a scheduler. Bundles are made by
+// the Python package in models/ (docs/bundle-format.md).
 package pipeline
 
 import (

@@ -151,6 +151,14 @@ func (b *Bundle) tokenize(field, text string) (*textproc.Encoding, error) {
 	return &enc, nil
 }
 
+// Timing splits a request's model work: the detection's steps (zero for regions input and for
+// a cache hit), the encoder and optimal transport.
+type Timing struct {
+	detector.Timing
+	Encoder, OT time.Duration
+	CacheHit    bool // the image's regions came from the cache
+}
+
 // Input is an image: encoded bytes that go through the detector, or regions with features
 // that the caller computed. Exactly one is set.
 type Input struct {
@@ -159,7 +167,7 @@ type Input struct {
 }
 
 // resolve turns an Input into the encoder's region input, timing the detector steps.
-func (b *Bundle) resolve(ctx context.Context, in Input, t *Timing) (*detector.Prepared, *DetectedImage, error) {
+func (b *Bundle) resolve(ctx context.Context, in Input, t *Timing) (*detector.Prepared, *detector.Detection, error) {
 	switch {
 	case (in.Image == nil) == (in.Regions == nil):
 		return nil, nil, inputErr(CodeInvalidInput, "give exactly one of image and regions")
@@ -174,7 +182,7 @@ func (b *Bundle) resolve(ctx context.Context, in Input, t *Timing) (*detector.Pr
 	if hit {
 		t.CacheHit = true
 	} else {
-		t.Decode, t.Preprocess, t.Detector, t.Selection = det.Timing.Decode, det.Timing.Preprocess, det.Timing.Detector, det.Timing.Selection
+		t.Timing = det.Timing
 	}
 	return det.Prepared, det, nil
 }
@@ -182,7 +190,7 @@ func (b *Bundle) resolve(ctx context.Context, in Input, t *Timing) (*detector.Pr
 // MatchOutput is Match's answer: one result per text, in order.
 type MatchOutput struct {
 	Results []MatchResult
-	Image   *DetectedImage // the detected regions when the input was an image
+	Image   *detector.Detection // the detected regions when the input was an image
 	Timing  Timing
 }
 
@@ -266,8 +274,7 @@ const (
 )
 
 // ResolveAlignBy checks a requested alignment source and fills in the default: attention when
-// the model has the attention graph (on the default model it finds a word's object about 8
-// times as often as the plan, README "Grounding"), otherwise the OT plan.
+// the model has the attention graph, otherwise the OT plan.
 func ResolveAlignBy(by string, hasAttention bool) (string, error) {
 	switch {
 	case by == "" && hasAttention:
@@ -285,7 +292,7 @@ func ResolveAlignBy(by string, hasAttention bool) (string, error) {
 // AlignOptions tune Align.
 type AlignOptions struct {
 	TopRegions int  // regions listed per word; 0 means 3
-	Attention  bool // also return every head's attention map and pattern (models/attention.go)
+	Attention  bool // also return every head's attention map and pattern (PairAttention)
 }
 
 // Alignment is the word-region alignment of one (text, image) pair.
@@ -295,7 +302,7 @@ type Alignment struct {
 	Words       []textproc.Word
 	Truncated   bool
 	Regions     *detector.Prepared
-	Image       *DetectedImage // the detected regions when the input was an image
+	Image       *detector.Detection // the detected regions when the input was an image
 	Timing      Timing
 	Plan        [][]float64 // tokens × regions transport plan, entries sum to 1
 	WordRegions []heads.WordAlignment
@@ -304,8 +311,7 @@ type Alignment struct {
 	Logit       float32
 	Attention   *PairAttention // with AlignOptions.Attention
 	// With AlignOptions.Attention: the alignment read from attention instead of transport
-	// (heads.CrossAttention, tokens × regions, sums to 1) and each word's regions by it. On the
-	// default model it finds a word's object far more often than the plan (README "Grounding").
+	// (heads.CrossAttention, tokens × regions, sums to 1) and each word's regions by it.
 	CrossAttention       [][]float64
 	AttentionWordRegions []heads.WordAlignment
 }
@@ -327,8 +333,7 @@ func (b *Bundle) Align(ctx context.Context, in Input, text string, opts AlignOpt
 		return nil, err
 	}
 	a.Image = det
-	a.Timing.Decode, a.Timing.Preprocess, a.Timing.Detector, a.Timing.Selection, a.Timing.CacheHit =
-		t.Decode, t.Preprocess, t.Detector, t.Selection, t.CacheHit
+	a.Timing.Timing, a.Timing.CacheHit = t.Timing, t.CacheHit
 	return a, nil
 }
 

@@ -45,7 +45,7 @@ type FillMaskOutput struct {
 	Tokens    []textproc.Token
 	Truncated bool
 	Masks     []MaskFill
-	Image     *DetectedImage // the detected regions when the input was an image
+	Image     *detector.Detection // the detected regions when the input was an image
 	Timing    Timing
 }
 

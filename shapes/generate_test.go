@@ -129,6 +129,13 @@ func TestWriteSplitFormat(t *testing.T) {
 			}
 		}
 	}
+	recs, err := ReadRecords(dir)
+	if err != nil || len(recs) != sp.Count || recs[sp.Count-1].ID != sp.Count-1 {
+		t.Errorf("ReadRecords: %d records, %v; want %d in order", len(recs), err, sp.Count)
+	}
+	if _, err := ReadRecords(t.TempDir()); err == nil {
+		t.Error("ReadRecords of a folder without annotations: got no error")
+	}
 	var info SplitInfo
 	raw, err = os.ReadFile(filepath.Join(dir, "split.json"))
 	if err != nil || json.Unmarshal(raw, &info) != nil {

@@ -92,8 +92,8 @@ func TestServe(t *testing.T) {
 					i, r.Tokens, r.Truncated, words+2)
 			}
 		}
-		if resp.Model != "tiny-random" || resp.TimingMS < 0 {
-			t.Errorf("model %q, timing_ms %v: want tiny-random, >= 0", resp.Model, resp.TimingMS)
+		if resp.Model != "tiny-random" || resp.Timings.Total <= 0 || resp.Timings.Total < resp.Timings.Encoder {
+			t.Errorf("model %q, timings_ms %+v: want tiny-random, a positive total covering the encoder", resp.Model, resp.Timings)
 		}
 		if a, b, c := resp.Results[0].Logit, resp.Results[1].Logit, resp.Results[2].Logit; a == b && b == c {
 			t.Errorf("all logits equal (%v): the scores do not depend on the text", a)

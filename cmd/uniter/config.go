@@ -19,7 +19,7 @@ import (
 
 // Config is every setting of the service. Sources, highest first: flags, UNITER_* environment
 // variables (dots become underscores: ort.provider → UNITER_ORT_PROVIDER), the --config file,
-// defaults. Each key is documented in the README's configuration table.
+// defaults. Each key is documented in docs/configuration.md.
 type Config struct {
 	Addr   string `mapstructure:"addr"`
 	Bundle string `mapstructure:"bundle"`

@@ -1,6 +1,7 @@
 // Command uniter serves UNITER over HTTP and runs its pipelines from the command line.
-// It only wires the rooms together: configuration, the ONNX Runtime environment, the bundle,
-// the HTTP server and the CLI output.
+// It only wires the packages together: configuration, the ONNX Runtime environment, the
+// bundle, the gallery, the HTTP server; each subcommand parses its flags, calls one package
+// function and prints its result.
 package main
 
 import (

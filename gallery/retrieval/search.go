@@ -15,7 +15,7 @@ import (
 	"github.com/uniter-serve/uniter/detector"
 	"github.com/uniter-serve/uniter/gallery"
 	"github.com/uniter-serve/uniter/heads"
-	"github.com/uniter-serve/uniter/models"
+	"github.com/uniter-serve/uniter/pipeline"
 	"github.com/uniter-serve/uniter/textproc"
 )
 
@@ -39,13 +39,13 @@ type Query struct {
 	Mode       Mode   // "" means Exact
 	Candidates int    // first-stage candidates (TwoStage); 0 means the configured default
 	Evidence   bool   // attach each hit's word-region alignment
-	EvidenceBy string // how evidence aligns words and regions (EvidenceByAttention, EvidenceByOT); "" means models.ResolveAlignBy's default
+	EvidenceBy string // how evidence aligns words and regions (EvidenceByAttention, EvidenceByOT); "" means pipeline.ResolveAlignBy's default
 }
 
-// The word-region alignments evidence can come from (models.ResolveAlignBy decides the default).
+// The word-region alignments evidence can come from (pipeline.ResolveAlignBy decides the default).
 const (
-	EvidenceByAttention = models.AlignByAttention
-	EvidenceByOT        = models.AlignByOT
+	EvidenceByAttention = pipeline.AlignByAttention
+	EvidenceByOT        = pipeline.AlignByOT
 )
 
 // Hit is one ranked item.
@@ -92,7 +92,7 @@ type Results struct {
 	FirstStage string // why a two-stage search scored everything, if it did
 	Mentions   []string
 	Timing     SearchTiming
-	Query      *models.DetectedImage // the detected query image (Image queries)
+	Query      *detector.Detection // the detected query image (Image queries)
 }
 
 // SearchTiming splits a search.
@@ -122,7 +122,7 @@ func (s *Service) checkQuery(q *Query) error {
 		return inputErr("invalid_evidence_by", "evidence_by: only with evidence")
 	}
 	if q.Evidence {
-		by, err := models.ResolveAlignBy(q.EvidenceBy, s.model.HasAttention())
+		by, err := pipeline.ResolveAlignBy(q.EvidenceBy, s.model.HasAttention())
 		if err != nil {
 			return inputErr("invalid_evidence_by", "evidence_by: %v", err)
 		}
@@ -239,7 +239,7 @@ func (s *Service) SearchImages(ctx context.Context, q Query) (*Results, error) {
 		return nil, inputErr("invalid_input", "image search takes a text, not an image")
 	}
 	if strings.TrimSpace(q.Text) == "" {
-		return nil, inputErr(models.CodeEmptyText, "text: empty")
+		return nil, inputErr(pipeline.CodeEmptyText, "text: empty")
 	}
 	enc, err := s.model.Tokenize(q.Text)
 	if err != nil {
@@ -355,11 +355,11 @@ func (s *Service) scoreImages(ctx context.Context, enc *textproc.Encoding, entri
 		if c.err != nil {
 			return nil, c.err
 		}
-		pairs := make([]models.ScorePair, len(c.prep))
+		pairs := make([]pipeline.ScorePair, len(c.prep))
 		for i := range pairs {
-			pairs[i] = models.ScorePair{Image: i}
+			pairs[i] = pipeline.ScorePair{Image: i}
 		}
-		matches, err := s.model.ScorePairs(ctx, c.prep, texts, pairs, models.ScoreOptions{BatchPairs: s.cfg.BatchPairs, Workers: s.cfg.Workers})
+		matches, err := s.model.ScorePairs(ctx, c.prep, texts, pairs, pipeline.ScoreOptions{BatchPairs: s.cfg.BatchPairs, Workers: s.cfg.Workers})
 		if err != nil {
 			return nil, err
 		}
@@ -459,7 +459,7 @@ func (s *Service) SearchTexts(ctx context.Context, q Query) (*Results, error) {
 	}
 	var matches []heads.Match
 	if len(encs) > 0 {
-		if matches, err = s.model.ScoreMatrix(ctx, []*detector.Prepared{prep}, encs, models.ScoreOptions{BatchPairs: s.cfg.BatchPairs, Workers: s.cfg.Workers}); err != nil {
+		if matches, err = s.model.ScoreMatrix(ctx, []*detector.Prepared{prep}, encs, pipeline.ScoreOptions{BatchPairs: s.cfg.BatchPairs, Workers: s.cfg.Workers}); err != nil {
 			return nil, err
 		}
 	}
@@ -493,7 +493,7 @@ var stopWords = map[string]bool{"a": true, "an": true, "the": true, "of": true, 
 // evidence aligns text with regions (by attention or by optimal transport, as by says) and
 // keeps the content words.
 func (s *Service) evidence(ctx context.Context, prep *detector.Prepared, regions *gallery.Regions, text, by string) (*Evidence, error) {
-	a, err := s.model.AlignPrepared(ctx, prep, text, models.AlignOptions{TopRegions: s.cfg.EvidenceRegions, Attention: by == EvidenceByAttention})
+	a, err := s.model.AlignPrepared(ctx, prep, text, pipeline.AlignOptions{TopRegions: s.cfg.EvidenceRegions, Attention: by == EvidenceByAttention})
 	if err != nil {
 		return nil, err
 	}

@@ -19,17 +19,17 @@ import (
 	"github.com/uniter-serve/uniter/detector"
 	"github.com/uniter-serve/uniter/gallery"
 	"github.com/uniter-serve/uniter/heads"
-	"github.com/uniter-serve/uniter/models"
+	"github.com/uniter-serve/uniter/pipeline"
 	"github.com/uniter-serve/uniter/textproc"
 )
 
-// Model is what retrieval needs from a loaded bundle (*models.Bundle satisfies it).
+// Model is what retrieval needs from a loaded bundle (*pipeline.Bundle satisfies it).
 type Model interface {
-	Detect(ctx context.Context, data []byte) (*models.DetectedImage, bool, error)
+	Detect(ctx context.Context, data []byte) (*detector.Detection, bool, error)
 	Tokenize(text string) (*textproc.Encoding, error)
-	ScorePairs(ctx context.Context, images []*detector.Prepared, texts []*textproc.Encoding, pairs []models.ScorePair, opts models.ScoreOptions) ([]heads.Match, error)
-	ScoreMatrix(ctx context.Context, images []*detector.Prepared, texts []*textproc.Encoding, opts models.ScoreOptions) ([]heads.Match, error)
-	AlignPrepared(ctx context.Context, regions *detector.Prepared, text string, opts models.AlignOptions) (*models.Alignment, error)
+	ScorePairs(ctx context.Context, images []*detector.Prepared, texts []*textproc.Encoding, pairs []pipeline.ScorePair, opts pipeline.ScoreOptions) ([]heads.Match, error)
+	ScoreMatrix(ctx context.Context, images []*detector.Prepared, texts []*textproc.Encoding, opts pipeline.ScoreOptions) ([]heads.Match, error)
+	AlignPrepared(ctx context.Context, regions *detector.Prepared, text string, opts pipeline.AlignOptions) (*pipeline.Alignment, error)
 	HasAttention() bool
 }
 
@@ -42,7 +42,7 @@ type Config struct {
 	MaxOffset       int    // largest offset of a search; default 1000
 	Candidates      int    // default first-stage candidates of a two-stage search; default 100
 	MaxCandidates   int    // largest candidates a request may ask for; default 10000
-	BatchPairs      int    // pairs per encoder run; default models.DefaultScoreBatch
+	BatchPairs      int    // pairs per encoder run; default pipeline.DefaultScoreBatch
 	Workers         int    // encoder batches in flight (one prepares while one runs); default 2
 	ChunkImages     int    // at most this many images' features are held at once by a search; default 4096
 	ChunkBytes      int64  // ... and about this many bytes of float32 features; default 64 MiB
@@ -61,7 +61,7 @@ func (c Config) withDefaults() Config {
 	def(&c.MaxOffset, 1000)
 	def(&c.Candidates, 100)
 	def(&c.MaxCandidates, 10000)
-	def(&c.BatchPairs, models.DefaultScoreBatch)
+	def(&c.BatchPairs, pipeline.DefaultScoreBatch)
 	def(&c.Workers, 2)
 	def(&c.ChunkImages, 4096)
 	if c.ChunkBytes <= 0 {
@@ -112,13 +112,13 @@ func (s *Service) Config() Config { return s.cfg }
 func (s *Service) Lexicon() *Lexicon { return s.lex }
 
 func inputErr(code, format string, a ...any) error {
-	return &models.InputError{Code: code, Message: fmt.Sprintf(format, a...)}
+	return &pipeline.InputError{Code: code, Message: fmt.Sprintf(format, a...)}
 }
 
 // storeInput turns the store's validation errors into input errors (400) naming the problem.
 func storeInput(err error) error {
 	if errors.Is(err, gallery.ErrInvalid) {
-		return &models.InputError{Code: "invalid_record", Message: err.Error(), Err: err}
+		return &pipeline.InputError{Code: "invalid_record", Message: err.Error(), Err: err}
 	}
 	return err
 }
@@ -176,7 +176,7 @@ func (s *Service) PrepareImage(ctx context.Context, data []byte, id string, meta
 }
 
 // RegionsOf is a detection in the gallery's form.
-func RegionsOf(det *models.DetectedImage) *gallery.Regions {
+func RegionsOf(det *detector.Detection) *gallery.Regions {
 	p := det.Prepared
 	r := &gallery.Regions{Boxes: p.Boxes, Locations: p.Locations, Dim: p.Dim, Features: p.Features,
 		ClassDim: det.ClassDim, ClassProbs: det.ClassProbs, AttrDim: det.AttrDim, AttrProbs: det.AttrProbs,
@@ -233,9 +233,9 @@ func (s *Service) AddTexts(ctx context.Context, texts []*gallery.Text) ([]galler
 			return nil, inputErr("empty_text", "texts[%d].text: empty", i)
 		}
 		if _, err := s.model.Tokenize(t.Text); err != nil {
-			var ie *models.InputError
+			var ie *pipeline.InputError
 			if errors.As(err, &ie) {
-				return nil, &models.InputError{Code: ie.Code, Message: fmt.Sprintf("texts[%d]: %s", i, ie.Message), Err: err}
+				return nil, &pipeline.InputError{Code: ie.Code, Message: fmt.Sprintf("texts[%d]: %s", i, ie.Message), Err: err}
 			}
 			return nil, err
 		}

@@ -21,25 +21,25 @@ import (
 	"github.com/uniter-serve/uniter/gallery"
 	"github.com/uniter-serve/uniter/heads"
 	"github.com/uniter-serve/uniter/internal/testenv"
-	"github.com/uniter-serve/uniter/models"
+	"github.com/uniter-serve/uniter/pipeline"
 )
 
 var ctx = context.Background()
 
 // fixture is the tiny random bundle with an empty gallery.
 type fixture struct {
-	bundle *models.Bundle
+	bundle *pipeline.Bundle
 	store  *gallery.Bolt
 	svc    *Service
 }
 
-func bundleLabels(b *models.Bundle) Labels {
+func bundleLabels(b *pipeline.Bundle) Labels {
 	return Labels{Classes: b.RegionLabels(), Attributes: b.AttributeLabels(), Background: b.Manifest.Detector.BackgroundIndex, NoAttribute: 0}
 }
 
 func newFixture(t *testing.T, cfg Config) *fixture {
 	t.Helper()
-	b, err := models.Load(testenv.Env(t), testenv.FixtureBundle(t), models.Options{MaxRegions: 100, MaxTexts: 8, CacheBytes: 16 << 20})
+	b, err := pipeline.Load(testenv.Env(t), testenv.FixtureBundle(t), pipeline.Options{MaxRegions: 100, MaxTexts: 8, CacheBytes: 16 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +91,7 @@ func (f *fixture) addImages(t *testing.T, n int) []string {
 }
 
 func inputCode(err error) string {
-	var ie *models.InputError
+	var ie *pipeline.InputError
 	if errors.As(err, &ie) {
 		return ie.Code
 	}
@@ -163,7 +163,7 @@ func TestAddImage(t *testing.T) {
 		meta string
 		code string
 	}{
-		"not an image": {[]byte("hello"), "", "", models.CodeInvalidImage},
+		"not an image": {[]byte("hello"), "", "", pipeline.CodeInvalidImage},
 		"bad id":       {testPNG(4), "a b", "", "invalid_record"},
 		"bad metadata": {testPNG(4), "", "[1, 2]", "invalid_record"},
 	} {
@@ -191,7 +191,7 @@ func (f *fixture) independent(t *testing.T, text string, ids []string) map[strin
 		for i := range r.Boxes {
 			r.Features = append(r.Features, img.Regions.Features[i*img.Regions.Dim:(i+1)*img.Regions.Dim])
 		}
-		m, err := f.bundle.Match(ctx, models.Input{Regions: &r}, []string{text})
+		m, err := f.bundle.Match(ctx, pipeline.Input{Regions: &r}, []string{text})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -343,7 +343,7 @@ func TestSearchImages(t *testing.T) {
 		if h.Evidence.By != EvidenceByAttention {
 			t.Errorf("hit %s: evidence by %q, want %q by default", h.ID, h.Evidence.By, EvidenceByAttention)
 		}
-		checkEvidence(t, f, h, text, func(a *models.Alignment) []heads.WordAlignment { return a.AttentionWordRegions })
+		checkEvidence(t, f, h, text, func(a *pipeline.Alignment) []heads.WordAlignment { return a.AttentionWordRegions })
 	}
 	byOT, err := f.svc.SearchImages(ctx, Query{Text: text, Limit: 2, Evidence: true, EvidenceBy: EvidenceByOT})
 	if err != nil {
@@ -353,7 +353,7 @@ func TestSearchImages(t *testing.T) {
 		if h.Evidence == nil || h.Evidence.By != EvidenceByOT {
 			t.Fatalf("hit %s: evidence %+v, want by %q", h.ID, h.Evidence, EvidenceByOT)
 		}
-		checkEvidence(t, f, h, text, func(a *models.Alignment) []heads.WordAlignment { return a.WordRegions })
+		checkEvidence(t, f, h, text, func(a *pipeline.Alignment) []heads.WordAlignment { return a.WordRegions })
 	}
 
 	// A deleted image disappears from the next search.
@@ -386,7 +386,7 @@ func TestSearchTexts(t *testing.T) {
 	}
 	want := map[string]float32{}
 	for lo := 0; lo < len(texts); lo += 8 {
-		m, err := f.bundle.Match(ctx, models.Input{Regions: &r}, texts[lo:min(lo+8, len(texts))])
+		m, err := f.bundle.Match(ctx, pipeline.Input{Regions: &r}, texts[lo:min(lo+8, len(texts))])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -441,7 +441,7 @@ func TestQueryErrors(t *testing.T) {
 		"candidates for exact":   {Query{Text: "a", Candidates: 5}, "invalid_candidates"},
 		"candidates below page":  {Query{Text: "a", Mode: TwoStage, Candidates: 5, Limit: 4, Offset: 2}, "invalid_candidates"},
 		"candidates above max":   {Query{Text: "a", Mode: TwoStage, Candidates: 501}, "invalid_candidates"},
-		"empty text":             {Query{Text: "  "}, models.CodeEmptyText},
+		"empty text":             {Query{Text: "  "}, pipeline.CodeEmptyText},
 		"image for image search": {Query{Text: "a", ImageID: "x"}, "invalid_input"},
 		"evidence_by unknown":    {Query{Text: "a", Evidence: true, EvidenceBy: "gradcam"}, "invalid_evidence_by"},
 		"evidence_by alone":      {Query{Text: "a", EvidenceBy: EvidenceByOT}, "invalid_evidence_by"},
@@ -491,13 +491,13 @@ func TestScoreIsSortable(t *testing.T) {
 
 // checkEvidence compares a hit's evidence with the word regions (chosen by pick) of the
 // model's own alignment of the text with the hit image's stored regions.
-func checkEvidence(t *testing.T, f *fixture, h Hit, text string, pick func(*models.Alignment) []heads.WordAlignment) {
+func checkEvidence(t *testing.T, f *fixture, h Hit, text string, pick func(*pipeline.Alignment) []heads.WordAlignment) {
 	t.Helper()
 	img, err := f.store.Image(ctx, h.ID, gallery.PartRegions)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := f.bundle.AlignPrepared(ctx, img.Regions.Prepared(img.Width, img.Height), text, models.AlignOptions{Attention: true})
+	a, err := f.bundle.AlignPrepared(ctx, img.Regions.Prepared(img.Width, img.Height), text, pipeline.AlignOptions{Attention: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -519,7 +519,7 @@ func checkEvidence(t *testing.T, f *fixture, h Hit, text string, pick func(*mode
 }
 
 // noAttention is a model without an attention graph.
-type noAttention struct{ *models.Bundle }
+type noAttention struct{ *pipeline.Bundle }
 
 func (noAttention) HasAttention() bool { return false }
 

@@ -189,7 +189,7 @@ async function run() {
         state.captions = captions;
         renderScores(m);
         results.hidden = false;
-        setStatus(`${m.image?.regions ?? "?"} regions; ${captions.length} caption${captions.length === 1 ? "" : "s"} scored in ${Math.round(m.timing_ms)} ms.`, false);
+        setStatus(`${m.image?.regions ?? "?"} regions; ${captions.length} caption${captions.length === 1 ? "" : "s"} scored in ${Math.round(m.timings_ms.total)} ms.`, false);
         await selectCaption(0);
     }
     catch (e) {

@@ -54,7 +54,7 @@ export class Search {
             if (id !== this.request)
                 return;
             this.results.replaceChildren(...resp.results.map((hit, rank) => this.renderHit(hit, rank)));
-            this.status.textContent = `${resp.results.length} of ${resp.gallery_size} images (${resp.mode}, ${resp.candidates} scored, ${Math.round(resp.timing_ms)} ms)`;
+            this.status.textContent = `${resp.results.length} of ${resp.gallery_size} images (${resp.mode}, ${resp.candidates} scored, ${Math.round(resp.timings_ms.total)} ms)`;
         }
         catch (e) {
             if (id !== this.request)

@@ -24,7 +24,10 @@ export interface MatchResult {
   text: string; score: number; logit: number; ot_distance: number; tokens: number; truncated: boolean;
 }
 
-export interface MatchResponse { results: MatchResult[]; image?: ImageInfo; model: string; timing_ms: number; }
+/** Milliseconds: `total` for the whole request, then its steps. */
+export interface Timings { total: number; }
+
+export interface MatchResponse { results: MatchResult[]; image?: ImageInfo; model: string; timings_ms: Timings; }
 
 export type PatternName = "vertical" | "diagonal" | "vertical_diagonal" | "block" | "heterogeneous" | "reversed_block";
 
@@ -51,7 +54,7 @@ export interface AttentionJSON {
 export interface AlignResponse {
   text: string; tokens: Token[]; truncated: boolean; regions: Region[]; plan: number[][];
   ot_distance: number; score: number; logit: number; attention?: AttentionJSON; image?: ImageInfo;
-  model: string; timing_ms: number;
+  model: string; timings_ms: Timings;
 }
 
 export interface TokenPrediction { token: string; id: number; probability: number; }

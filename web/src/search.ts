@@ -3,14 +3,14 @@
 // Hits are thumbnails with their scores; with evidence, each hit lists the regions its words
 // align to and outlines them on the thumbnail.
 
-import { ApiError, describe, getJSON, postJSON } from "./api.js";
+import { ApiError, describe, getJSON, postJSON, type Timings } from "./api.js";
 import { fmt, h, pct } from "./dom.js";
 
 // The wire types of api/gallery.go that the page reads.
 interface RegionEvidence { region: number; share: number; box: [number, number, number, number]; label?: string; attribute?: string; }
 interface WordEvidence { word: string; start: number; end: number; regions: RegionEvidence[]; }
 interface Hit { id: string; score: number; logit: number; metadata?: unknown; evidence?: { by: "attention" | "ot"; ot_distance: number; words: WordEvidence[] }; }
-interface SearchResponse { results: Hit[]; mode: string; gallery_size: number; candidates: number; timing_ms: number; }
+interface SearchResponse { results: Hit[]; mode: string; gallery_size: number; candidates: number; timings_ms: Timings; }
 interface GalleryImage { id: string; width: number; height: number; }
 interface ImageList { images: GalleryImage[]; }
 
@@ -67,7 +67,7 @@ export class Search {
       const resp = await postJSON<SearchResponse>("/v1/search/images", { text, limit: 12, evidence: true });
       if (id !== this.request) return;
       this.results.replaceChildren(...resp.results.map((hit, rank) => this.renderHit(hit, rank)));
-      this.status.textContent = `${resp.results.length} of ${resp.gallery_size} images (${resp.mode}, ${resp.candidates} scored, ${Math.round(resp.timing_ms)} ms)`;
+      this.status.textContent = `${resp.results.length} of ${resp.gallery_size} images (${resp.mode}, ${resp.candidates} scored, ${Math.round(resp.timings_ms.total)} ms)`;
     } catch (e) {
       if (id !== this.request) return;
       this.error.textContent = describe(e);
