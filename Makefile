@@ -7,7 +7,7 @@ PY_PKGS := python3-torch python3-torchvision python3-onnx python3-numpy python3-
 GO_TEST_FLAGS ?=
 export UNITER_ORT_LIBRARY := $(ORT_LIB)
 
-.PHONY: run test test-go test-py build ort pydeps fixture bench bench-gallery fuzz clean shapes-model web web-check browser-deps screenshot
+.PHONY: run test test-go test-py lint build ort pydeps fixture bench bench-gallery fuzz clean shapes-model web web-check browser-deps screenshot docs
 
 run: build ort
 	./bin/uniter serve
@@ -28,24 +28,31 @@ test: build ort pydeps web-check browser-deps test-go test-py
 
 # The browser test (tests/browser_test.go) fails rather than skips here when its tools are missing.
 test-go: export UNITER_BROWSER_TEST := require
-test-go: ort browser-deps
-	go vet ./...
+test-go: ort browser-deps lint
 	go test -race -count=1 $(GO_TEST_FLAGS) ./...
 
+# go.mod and go.sum as `go mod tidy` leaves them; go vet and staticcheck (pinned in go.mod's
+# tool block) report nothing.
+lint:
+	@go mod tidy -diff || { echo "go.mod/go.sum are not tidy: run 'go mod tidy'"; exit 1; }
+	go vet ./...
+	go tool staticcheck ./...
+
 test-py: build ort pydeps
-	cd models && UNITER_BIN=$(CURDIR)/bin/uniter OMP_NUM_THREADS=1 $(PY) -m pytest -q tests
+	cd models && UNITER_BIN=$(CURDIR)/bin/uniter OMP_NUM_THREADS=1 $(PY) -m pytest -q
 
 # Trains the default model end to end (Shapes World data, detector, features through the serving
 # pipeline, pre-training, ITM fine-tuning, bundle, evaluation, the no-WRA ablation): hours on
-# 2 cores; resumable. See scripts/train-shapes.sh and README "Default model".
+# 2 cores; resumable. See scripts/train-shapes.sh and docs/model-card.md.
 shapes-model: build ort pydeps
 	PY=$(PY) bash scripts/train-shapes.sh
 
 # Regenerates the committed fixture bundle and its PyTorch goldens.
 fixture: pydeps
-	$(PY) models/make_fixture.py --out testdata
-	$(PY) models/make_detector_fixture.py --out testdata
-	$(PY) models/make_ot_golden.py --out heads/testdata/ipot_golden.json
+	PYTHONPATH=$(CURDIR)/models $(PY) -m uniter.fixtures.tiny_random --out testdata
+	PYTHONPATH=$(CURDIR)/models $(PY) -m uniter.fixtures.detector --out testdata
+	PYTHONPATH=$(CURDIR)/models $(PY) -m uniter.fixtures.ot_golden --out heads/testdata/ipot_golden.json
+	PYTHONPATH=$(CURDIR)/models $(PY) -m uniter.fixtures.min_box --out testdata
 
 # Encoder throughput (pairs/s at batch 1, 8, 32): the Go pipeline next to PyTorch eager on this
 # machine, as a table (also .cache/bench/report.md). The UNITER-base-sized random bundle is
@@ -95,3 +102,8 @@ fuzz:
 
 clean:
 	rm -rf bin .cache/bench
+
+# Rewrites the generated sections of README.md and docs/*.md (the figures, from the default
+# bundle's reports and manifest); `make test` fails when they are stale. See tests/docs_test.go.
+docs:
+	go test ./tests -run '^TestGeneratedDocs$$' -count=1 -args -update-docs

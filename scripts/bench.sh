@@ -5,8 +5,8 @@
 #   1. export a UNITER-base-sized random bundle with a default-size detector into .cache/bench/
 #      (cached; never committed)
 #   2. in each of BENCH_RUNS rounds, time PyTorch eager on the same weights
-#      (models/bench_reference.py torch), then the Go pipeline: BenchmarkEncoder (Bundle.Match)
-#      and BenchmarkEncoderGraphOnly (the encoder run alone) in models/bench_test.go; each at
+#      (python3 -m uniter.bench torch), then the Go pipeline: BenchmarkEncoder (Bundle.Match)
+#      and BenchmarkEncoderGraphOnly (the encoder run alone) in pipeline/bench_test.go; each at
 #      batch 1, 8 and 32
 #   3. then, in each of BENCH_RUNS rounds, BenchmarkDetector (decode, preprocessing, detector,
 #      selection of one 640×480 JPEG, no cache) and BenchmarkColdMatch (Bundle.Match on an
@@ -22,11 +22,13 @@
 # round's stages, not minima from different rounds). Other knobs: BENCH_PAIRS (pairs per Go
 # run, default 32), BENCH_IMAGES (timed images per detector and cold-match run, default 5),
 # BENCH_SECONDS (seconds per PyTorch run, at least one call; default 2), BENCH_TORCH_THREADS
-# and BENCH_OPENBLAS_THREADS (default: bench_reference.py's, the fastest measured on 2 cores).
+# and BENCH_OPENBLAS_THREADS (default: uniter.bench's, the fastest measured on 2 cores).
 # ONNX Runtime uses the tests' settings (internal/testenv.CPUConfig: 2 intra-op threads).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+# The Python side is the package models/uniter, run as python3 -m uniter.NAME.
+export PYTHONPATH="$root/models${PYTHONPATH:+:$PYTHONPATH}"
 PY=${PY:-/usr/bin/python3}
 out=.cache/bench
 bundle=$out/uniter-base-random
@@ -68,7 +70,7 @@ wait_quiet() { # wait_quiet STEP: waits (bounded) until other jobs leave the CPU
 
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
-step export "$PY" models/bench_reference.py export --out "$bundle"
+step export "$PY" -m uniter.bench export --out "$bundle"
 
 torch_args=(--bundle "$bundle" --seconds "$seconds" --repeats 1 --meta "$out/torch-meta.json")
 [ -n "${BENCH_TORCH_THREADS:-}" ] && torch_args+=(--threads "$BENCH_TORCH_THREADS")
@@ -78,19 +80,19 @@ go_round() { # one run of both Go benchmarks at each batch size
   local b n
   for b in "${batches[@]}"; do
     n=$(( (pairs + b - 1) / b )) # calls of $b pairs: about $pairs pairs per run
-    UNITER_BENCH_BUNDLE="$root/$bundle" "$out/models.test" -test.run '^$' \
+    UNITER_BENCH_BUNDLE="$root/$bundle" "$out/pipeline.test" -test.run '^$' \
       -test.bench "^BenchmarkEncoder(GraphOnly)?\$/^batch=$b\$" -test.benchtime "${n}x" \
       | tee -a "$out/go.txt" >&2
   done
 }
 
 det_round() { # one run of the detector and cold-match benchmarks
-  UNITER_BENCH_BUNDLE="$root/$bundle" "$out/models.test" -test.run '^$' \
+  UNITER_BENCH_BUNDLE="$root/$bundle" "$out/pipeline.test" -test.run '^$' \
     -test.bench '^Benchmark(Detector|ColdMatch)$' -test.benchtime "${images}x" \
     | tee -a "$out/det.txt" >&2
 }
 
-step go-build go test -c -o "$out/models.test" ./models
+step go-build go test -c -o "$out/pipeline.test" ./pipeline
 : >"$out/go.txt"
 : >"$out/det.txt"
 rm -f "$out"/torch-*.json
@@ -98,7 +100,7 @@ rm -f "$out"/torch-*.json
 # each side rather than every run of one side.
 for r in $(seq "$runs"); do
   wait_quiet "pytorch-$r"
-  step "pytorch-$r" "$PY" models/bench_reference.py torch "${torch_args[@]}" \
+  step "pytorch-$r" "$PY" -m uniter.bench torch "${torch_args[@]}" \
     --json "$out/torch-$r.json" >/dev/null
   wait_quiet "go-$r"
   step "go-$r" go_round

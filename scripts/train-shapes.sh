@@ -19,55 +19,52 @@
 #   PRE_BATCH     pre-training pairs per batch (32) PRE_WARMUP  its warm-up steps (1000)
 #   FT_NEGATIVES  hard-negative mining in fine-tuning: each ITM negative is the model's
 #                 highest-scoring of FT_NEGATIVES images the caption is false on (default
-#                 8; README "Default model": 4 rejected fewer size and shape edits)
+#                 8; docs/model-card.md, "What was tried": 4 rejected fewer size and shape edits)
 #   FT_NEAR       share of those candidates drawn among the caption's near misses (images it is
 #                 false on that hold its objects in another number or arrangement, or one
 #                 attribute off: shapes.NearMiss, truth.npz's near), the rest among all false
-#                 images (default 0; README "Near-miss negatives")
-#   PLAN_DISTILL  weight of the plan distillation in fine-tuning (pretrain.py --plan-distill):
+#                 images (default 0; docs/model-card.md, "What was tried")
+#   PLAN_DISTILL  weight of the plan distillation in fine-tuning (uniter.pretrain --plan-distill):
 #                 the cosine of final states, which the OT plan reads, pulled towards the
-#                 model's own token-region attention (default 2; 0: none, as the paper; README "Plan distillation")
+#                 model's own token-region attention (default 2; 0: none, as the paper; docs/model-card.md, "What was tried")
 #   PLAN_ABSORB   1: [CLS] and [SEP] join the distillation, pulled towards the regions the words
 #                 leave unclaimed, so that the plan sends objects the caption does not name to them
-#                 rather than to its nouns (pretrain.py --plan-absorb; default 1; ignored with PLAN_DISTILL=0)
-#   DEVICE        cpu (default) or cuda for pre-training and fine-tuning (README "Default model":
+#                 rather than to its nouns (uniter.pretrain --plan-absorb; default 1; ignored with PLAN_DISTILL=0)
+#   DEVICE        cpu (default) or cuda for pre-training and fine-tuning (docs/model-card.md, "What was tried":
 #                 batch 128 with warm-up 500 started learning ITM in ~4x fewer steps than 32)
 #   GROUNDED_STEPS  the grounding warm-up: the first 2000 pre-training steps (default) are MLM
 #                 batches on the detector's colour words and shape words, in turn, before the
-#                 paper's recipe (pretrain.py --grounded-mlm-steps); 0: the recipe from step 1.
-#                 Without it the encoder never learned to read colours (README "Default model")
+#                 paper's recipe (uniter.pretrain --grounded-mlm-steps); 0: the recipe from step 1.
+#                 Without it the encoder never learned to read colours (docs/model-card.md)
 #   SIZE_STEPS    the size stage between pre-training and fine-tuning: SIZE_STEPS MLM steps
 #                 (default 1000, lr 1e-3) from the pre-trained model in which every caption has
 #                 its size word (small, large) masked; 0: none (fine-tune the pre-trained model).
 #                 The recipe's random 15% masking never taught the encoder to read sizes from
-#                 the 7-d locations (README "Default model")
+#                 the 7-d locations (docs/model-card.md)
 #   CONT_STEPS    continued fine-tuning: the fine-tuning recipe run again from the fine-tuned
 #                 model for CONT_STEPS steps (a warm restart: warm-up 200, linear decay; default
-#                 21000; 0: none). Image R@1 on test-1k grows with fine-tuning length: 71.7% after
-#                 3,000 steps, 78.4% after 12,000 in one run, and the default's 3,000 + 21,000
-#                 (README "Continued fine-tuning"); ~70 min per model here
+#                 21000; 0: none): image retrieval keeps improving with fine-tuning length
+#                 (docs/model-card.md, "What was tried"); ~70 min per model here
 #   PLAN_STEPS    the plan stage after the continued fine-tuning (and its MLM head re-fit):
 #                 PLAN_STEPS more steps of the fine-tuning recipe (warm restart) at PLAN_LR with
 #                 the distillation's targets made what the OT plan can follow: each word's target
-#                 is its attention's argmax region (smoothed, pretrain.py --plan-argmax 0.3), every
+#                 is its attention's argmax region (smoothed, uniter.pretrain --plan-argmax 0.3), every
 #                 token that names no object absorbs (--plan-naming-words: the detector's labels
 #                 and the size words), and the regions' side is distilled too (--plan-columns).
-#                 Default 6000; 0: none. It raised the plan's noun grounding on test-1k from 59.0%
-#                 to 73.0% with image R@1 kept (80.7%); 3000 steps gave 69.6% (image R@1 80.6%),
-#                 and at lr 3e-4 74.1% but image R@1 fell to 79.2% (README "Plan targets").
-#                 With PLAN_ROWS (below) it reaches 85.4%, image R@1 81.1%
+#                 Default 6000; 0: none. Without it the plan grounds nouns far less often than the
+#                 attention does; fewer steps ground fewer, a higher lr costs image retrieval
+#                 (docs/model-card.md, "What was tried")
 #   PLAN_LR       the plan stage's peak learning rate (default 3e-5)
-#   PLAN_ROWS     the plan stage's plan-rows loss weight (pretrain.py --plan-rows, default 0.5;
+#   PLAN_ROWS     the plan stage's plan-rows loss weight (uniter.pretrain --plan-rows, default 0.5;
 #                 0: none): each naming word's row of the OT plan itself, differentiated through
 #                 the solver, pulled onto its attention's argmax region. Without it the plan gave
-#                 a noun's object to the phrase's colour and size words (README "Plan rows")
-#   HEAD_STEPS    after fine-tuning, the MLM head alone (pretrain.py --train-only mlm-head: the
+#                 a noun's object to the phrase's colour and size words (docs/model-card.md, "What was tried")
+#   HEAD_STEPS    after fine-tuning, the MLM head alone (uniter.pretrain --train-only mlm-head: the
 #                 encoder and the other heads frozen) re-learns colour, shape and size words in
 #                 turn for HEAD_STEPS steps (default 1500): the size stage leaves it predicting
 #                 only size words; 0: none (the bundle takes the fine-tuned model as it is). With
 #                 a plan stage it runs twice: on the continued model (the plan stage starts from
-#                 that, the model served before the plan stage existed) and on the plan stage's
-#                 model (the one the bundle serves)
+#                 that) and on the plan stage's model (the one the bundle serves)
 #   MIN_BOX_SIZE  the bundles' selection.min_box_size (original-image pixels): proposals
 #                 smaller than it are dropped before selection, for extraction and serving
 #                 alike (default 0: keep all, as the committed model was trained; about 16% of
@@ -76,6 +73,8 @@
 #   PY            python with torch (default /usr/bin/python3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The Python side is the package models/uniter, run as python3 -m uniter.NAME.
+export PYTHONPATH="$PWD/models${PYTHONPATH:+:$PYTHONPATH}"
 
 PY=${PY:-/usr/bin/python3}
 WORK=${WORK:-.cache/shapes-train}
@@ -101,7 +100,7 @@ PLAN_LR=${PLAN_LR:-3e-5}
 PLAN_ROWS=${PLAN_ROWS:-0.5}
 UNITER=bin/uniter
 ORT=.cache/onnxruntime/lib/libonnxruntime.so
-# The small UNITER (why this size: README "Default model").
+# The small UNITER (why this size: docs/model-card.md).
 CONFIG='{"hidden_size":128,"num_hidden_layers":4,"num_attention_heads":4,"intermediate_size":512}'
 
 step() { printf '\n== %s\n' "$*" >&2; }
@@ -121,17 +120,17 @@ done
 
 if [ ! -f "$WORK/vocab.txt" ]; then
   step "vocabulary"
-  "$PY" models/make_vocab.py --split "$WORK/train" --out "$WORK/vocab.txt"
+  "$PY" -m uniter.make_vocab --split "$WORK/train" --out "$WORK/vocab.txt"
 fi
 
 if [ ! -f "$WORK/detector/detector.pt" ]; then
   step "detector (shape classes + colour attributes)"
-  "$PY" models/train_detector.py --data "$WORK/train" --val "$WORK/val" --out "$WORK/detector" --no-progress
+  "$PY" -m uniter.train_detector --data "$WORK/train" --val "$WORK/val" --out "$WORK/detector" --no-progress
 fi
 
 if [ ! -f "$WORK/bundle-init/manifest.json" ]; then
   step "extraction bundle (trained detector, random encoder)"
-  "$PY" models/make_shapes_bundle.py --detector "$WORK/detector/detector.pt" --vocab "$WORK/vocab.txt" \
+  "$PY" -m uniter.shapes_bundle --detector "$WORK/detector/detector.pt" --vocab "$WORK/vocab.txt" \
     --config <(echo "$CONFIG") --min-box-size "$MIN_BOX_SIZE" --out "$WORK/bundle-init"
 fi
 
@@ -163,7 +162,7 @@ for s in train val; do
   fi
 done
 
-# The grammar's size words (models/shapes/vocab.go), for the size stage and the MLM head re-fit.
+# The grammar's size words (shapes/vocab.go), for the size stage and the MLM head re-fit.
 printf 'small\nlarge\n' > "$WORK/size_words.txt"
 
 # The plan stage's flags refine the distillation with absorbers: without them it has nothing to refine.
@@ -188,7 +187,7 @@ train() {
   local name=$1 ot=$2
   if [ ! -f "$WORK/pre-$name/final.pt" ]; then
     step "pre-training $name (OT weight $ot, $PRE_STEPS steps)"
-    "$PY" models/pretrain.py --data "$WORK/feat-train" --val "$WORK/feat-val" --out "$WORK/pre-$name" \
+    "$PY" -m uniter.pretrain --data "$WORK/feat-train" --val "$WORK/feat-val" --out "$WORK/pre-$name" \
       --config "$CONFIG" --steps "$PRE_STEPS" --batch-size "$PRE_BATCH" --lr 1e-3 --warmup "$PRE_WARMUP" \
       --grounded-words "$WORK/bundle-init/attribute_labels.txt,$WORK/bundle-init/region_labels.txt" \
       --grounded-mlm-steps "$GROUNDED_STEPS" --ot-weight "$ot" --ckpt-every 2000 --log-every 200 --threads 1 --blas-threads 1 --device "$DEVICE" --no-progress
@@ -199,8 +198,8 @@ train() {
     if [ ! -f "$init/final.pt" ]; then
       step "size stage $name ($SIZE_STEPS MLM steps on the size words)"
       # Size words alone: in turn with colour and shape words they were read less well and
-      # fine-tuning did not carry them into ITM (README "Default model").
-      "$PY" models/pretrain.py --data "$WORK/feat-train" --val "$WORK/feat-val" --out "$init" \
+      # fine-tuning did not carry them into ITM (docs/model-card.md).
+      "$PY" -m uniter.pretrain --data "$WORK/feat-train" --val "$WORK/feat-val" --out "$init" \
         --config "$WORK/pre-$name/config.json" --init "$WORK/pre-$name/final.pt" \
         --grounded-words "$WORK/size_words.txt" \
         --grounded-mlm-steps "$SIZE_STEPS" --steps "$SIZE_STEPS" --lr 1e-3 --warmup 50 --ot-weight "$ot" \
@@ -215,7 +214,7 @@ train() {
   finetune() {
     local to=$1 from=$2 steps=$3 every=$4
     shift 4
-    "$PY" models/pretrain.py --data "$WORK/feat-train" --val "$WORK/feat-val" --out "$to" \
+    "$PY" -m uniter.pretrain --data "$WORK/feat-train" --val "$WORK/feat-val" --out "$to" \
       --config "$WORK/pre-$name/config.json" --init "$from/final.pt" --mix itm:1 \
       --itm-hard-negatives "$FT_NEGATIVES" --itm-near-negatives "$FT_NEAR" --plan-distill "$PLAN_DISTILL" $absorb \
       --steps "$steps" --lr 3e-4 --warmup 200 --ot-weight "$ot" \
@@ -245,7 +244,7 @@ EOF
     fi
     if [ ! -f "$to/final.pt" ]; then
       step "MLM head re-fit $name of $from ($HEAD_STEPS steps on colour, shape and size words; the rest frozen)"
-      "$PY" models/pretrain.py --data "$WORK/feat-train" --val "$WORK/feat-val" --out "$to" \
+      "$PY" -m uniter.pretrain --data "$WORK/feat-train" --val "$WORK/feat-val" --out "$to" \
         --config "$WORK/pre-$name/config.json" --init "$from/final.pt" --train-only mlm-head \
         --grounded-words "$WORK/bundle-init/attribute_labels.txt,$WORK/bundle-init/region_labels.txt,$WORK/size_words.txt" \
         --grounded-mlm-steps "$HEAD_STEPS" --steps "$HEAD_STEPS" --lr 1e-3 --warmup 50 --ot-weight "$ot" \
@@ -289,13 +288,12 @@ bundle() {
   run=$(served "$name")
   prov=$("$PY" - "$WORK" "$name" "$TRAIN_IMAGES" "$run" "$(tuned "$name")" "$(continued "$name")" "$(plan_init "$name")" <<'EOF'
 import json, sys
-sys.path.insert(0, "models")
 from uniter.provenance import stage_record as keep
 work, name, n, served, tuned, cont, start = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6], sys.argv[7]
 pre = json.load(open(f"{work}/pre-{name}/final.json"))
 ft = json.load(open(f"{work}/ft-{name}/final.json"))
 det = json.load(open(f"{work}/detector/eval_val.json"))
-print(json.dumps({"data": {"generator": "uniter synth (models/shapes)", "train": {"split": "train", "seed": 1, "images": n},
+print(json.dumps({"data": {"generator": "uniter synth (shapes)", "train": {"split": "train", "seed": 1, "images": n},
                            "val": {"split": "val", "seed": 2}},
                   "detector_val": {k: det[k] for k in ("images", "map50", "color_accuracy", "region_recall", "selected_mean")},
                   "pretraining": keep(pre), "finetuning": keep(ft),
@@ -308,7 +306,7 @@ print(json.dumps({"data": {"generator": "uniter synth (models/shapes)", "train":
 EOF
 )
   step "bundle $name → $out"
-  "$PY" models/make_shapes_bundle.py --detector "$WORK/detector/detector.pt" --vocab "$WORK/vocab.txt" \
+  "$PY" -m uniter.shapes_bundle --detector "$WORK/detector/detector.pt" --vocab "$WORK/vocab.txt" \
     --checkpoint "$run/final.pt" --config "$run/config.json" \
     --name "shapes-uniter${name#wra}" --provenance "$prov" --min-box-size "$MIN_BOX_SIZE" --out "$out"
 }
@@ -333,7 +331,6 @@ train wra 0.1
 cp "$WORK/eval-wra-test-1k.json" "$WORK/eval-wra-test-100.json" "$BUNDLE/"
 "$PY" - "$BUNDLE" <<'EOF'
 import json, sys
-sys.path.insert(0, "models")
 from uniter.provenance import evaluation_summary
 b = sys.argv[1]
 m = json.load(open(f"{b}/manifest.json"))

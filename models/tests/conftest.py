@@ -1,20 +1,11 @@
-"""Shared pytest setup for the Python model tests.
-
-Puts models/ on sys.path so `from uniter.model import ...` works whether pytest runs from
-models/ (`cd models && python3 -m pytest -q tests`) or from the repository root.
+"""Shared pytest setup for the Python model tests: `cd models && python3 -m pytest -q` (the
+pytest settings in models/pyproject.toml put models/ on the import path; this folder's helper
+module uniter_testing is importable as pytest imports the tests from here).
 """
 import os
-import sys
 
 import pytest
 import torch
-
-TESTS = os.path.dirname(os.path.abspath(__file__))
-MODELS = os.path.dirname(TESTS)
-REPO = os.path.dirname(MODELS)
-for p in (MODELS, TESTS):
-    if p not in sys.path:
-        sys.path.insert(0, p)
 
 torch.set_num_threads(1)
 

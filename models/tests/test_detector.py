@@ -1,5 +1,5 @@
 """The region detector (models/uniter/detector.py, detector_export.py) and its fixture
-(models/make_detector_fixture.py), against docs/detector-contract.md.
+(python3 -m uniter.fixtures.detector), against docs/detector-contract.md.
 
 ONNX Runtime parity goes through the Go binary like test_export.py (no onnxruntime for Python
 here): those tests skip with a message when UNITER_BIN is unset. By hand:
@@ -24,7 +24,8 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.image_list import ImageList
 from torchvision.ops import nms
 
-import make_detector_fixture as fixture
+from uniter.fixtures import detector as fixture
+from uniter.fixtures import min_box
 from uniter.detector import (BUTD_PREPROCESS, BUTD_SELECTION, Detector, DetectorConfig,
                              batch_images, load_rgb, location7, nms_reference, preprocess,
                              resized_size, select_regions)
@@ -52,7 +53,7 @@ OTHER = dict(num_classes=11, num_attributes=0, feature_dim=64,
 
 @pytest.fixture(scope="module", autouse=True)
 def _threads():
-    """Convolutional work is fastest with 2 torch threads here (environment.md)."""
+    """Convolutional work is fastest with 2 torch threads here."""
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     yield
@@ -248,10 +249,10 @@ def test_fixture_manifest_section():
     assert attrs == fixture.ATTRIBUTES and attrs[0] == "__no_attribute__" and len(attrs) == 9
     with open(os.path.join(BUNDLE, "region_labels.txt"), encoding="utf-8") as f:
         assert len(f.read().splitlines()) == m["model"]["label_dim"] == 11
-    # The encoder's part of the manifest is untouched: still the make_fixture.py layout.
+    # The encoder's part of the manifest is untouched: still uniter.fixtures.tiny_random's layout.
     assert list(m) == ["format_version", "name", "description", "random_weights", "model", "text",
                        "regions", "heads", "graphs", "detector", "provenance"]
-    assert m["provenance"]["created_by"] == "models/make_fixture.py"
+    assert m["provenance"]["created_by"] == "python3 -m uniter.fixtures.tiny_random"
 
 
 def test_write_detector_defaults_and_no_attributes(tmp_path, other_bundle):
@@ -491,7 +492,7 @@ def test_golden_preprocessing_and_outputs(golden, fixture_model):
 
 
 def test_min_box_size_golden(golden):
-    """testdata/golden/detector-min-box-size.json (models/make_min_box_golden.py, which the Go
+    """testdata/golden/detector-min-box-size.json (python3 -m uniter.fixtures.min_box, which the Go
     pipeline test reads) is still the reference selection of the recorded outputs."""
     with open(os.path.join(os.path.dirname(GOLDEN), "detector-min-box-size.json")) as f:
         g = json.load(f)
@@ -504,6 +505,9 @@ def test_min_box_size_golden(golden):
                            scale=ref["scale"], width=ref["width"], height=ref["height"],
                            selection=g["selection"])
         assert r["indices"] == im["indices"], im["file"]
+    # ... and the generator makes it again from the detector golden.
+    again = min_box.build(golden, g["base_selection"], g["selection"]["min_box_size"])
+    assert again == g
 
 
 def test_golden_selections(golden):

@@ -23,7 +23,7 @@ TOL = 1e-5
 
 def official_keys(H=768, L=12, I=3072, V=28996, IMG=2048, LABELS=1601, P=512, TV=2):
     """The 230 keys of the official pre-training checkpoint with their shapes, written out from
-    uniter-reference.md §1 (independently of model.py)."""
+    the official UNITER checkpoint's layout (independently of model.py)."""
     k = {}
 
     def lin(name, out_f, in_f, bias=True):

@@ -1,24 +1,18 @@
 """Tests of the IPOT reference (models/uniter/ot.py).
 
 Run:  cd models && /usr/bin/python3 -m pytest -q tests/test_ot.py
-  or, from the repository root, /usr/bin/python3 -m pytest -q models/tests/test_ot.py
 """
 
 import json
 import math
 import os
-import sys
 
 import numpy as np
 import pytest
 import torch
 
-MODELS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REPO = os.path.dirname(MODELS)
-if MODELS not in sys.path:  # `cd models && pytest tests` has it already
-    sys.path.insert(0, MODELS)
-
-from uniter.ot import cost_matrix_cosine, ipot, ipot_log_rows, ipot_region_potential, optimal_transport_dist  # noqa: E402
+from uniter.ot import cost_matrix_cosine, ipot, ipot_log_rows, ipot_region_potential, optimal_transport_dist
+from uniter_testing import REPO
 
 GOLDEN = os.path.join(REPO, "heads", "testdata", "ipot_golden.json")
 

@@ -1,5 +1,5 @@
 """Tests of the pre-training recipe (models/uniter/pretrain.py), its data format and loader
-(models/uniter/data.py) and the CLI (models/pretrain.py), on tiny synthetic data written to
+(models/uniter/data.py) and its command line (python3 -m uniter.pretrain), on tiny synthetic data written to
 tmp_path in the on-disk split format.
 
 Run:  cd models && /usr/bin/python3 -m pytest -q tests/test_pretrain.py
@@ -679,15 +679,14 @@ def test_wra_off_and_all_tasks_run(ds, tmp_path):
 
 
 def test_cli(split, tmp_path):
-    out = subprocess.run([sys.executable, os.path.join(MODELS, "pretrain.py"), "--help"],
+    out = subprocess.run([sys.executable, "-m", "uniter.pretrain", "--help"], cwd=MODELS,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0
     for flag in ("--data", "--val", "--out", "--config", "--steps", "--batch-size", "--lr",
                  "--warmup", "--mix", "--ot-weight", "--seed", "--log-every", "--ckpt-every",
                  "--threads"):
         assert flag in out.stdout
-    sys.path.insert(0, MODELS)
-    import pretrain as cli
+    from uniter import pretrain as cli
     rc = cli.main(["--data", split, "--val", split, "--out", str(tmp_path / "run"),
                    "--config", json.dumps(TINY), "--steps", "4", "--batch-size", "8",
                    "--lr", "1e-3", "--log-every", "2", "--ckpt-every", "0", "--no-progress"])
@@ -888,8 +887,7 @@ def test_near_misses_must_be_false_pairs_of_truths_shape(tmp_path):
 
 
 def test_cli_near_negatives(split, tmp_path):
-    sys.path.insert(0, MODELS)
-    import pretrain as cli
+    from uniter import pretrain as cli
     base = ["--config", json.dumps(TINY), "--steps", "2", "--batch-size", "8", "--mix", "itm:1",
             "--no-progress", "--ckpt-every", "0"]
     with pytest.raises(SystemExit, match="near misses"):
@@ -903,8 +901,7 @@ def test_cli_near_negatives(split, tmp_path):
 
 
 def test_cli_plan_absorb(split, tmp_path):
-    sys.path.insert(0, MODELS)
-    import pretrain as cli
+    from uniter import pretrain as cli
     base = ["--data", split, "--config", json.dumps(TINY), "--steps", "2", "--batch-size", "8", "--mix", "itm:1",
             "--no-progress", "--ckpt-every", "0"]
     with pytest.raises(SystemExit, match="need --plan-distill"):

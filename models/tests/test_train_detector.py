@@ -1,4 +1,4 @@
-"""Smoke tests for train_detector.py (detector training on Shapes World) and make_vocab.py."""
+"""Smoke tests for uniter.train_detector (detector training on Shapes World) and uniter.make_vocab."""
 import json
 import math
 import os
@@ -8,8 +8,8 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-import make_vocab
-import train_detector as td
+from uniter import make_vocab
+from uniter import train_detector as td
 from uniter import wordpiece
 from uniter.detector import Detector
 

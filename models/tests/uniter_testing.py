@@ -1,6 +1,6 @@
 """Helpers shared by test_model.py and test_export.py: small random models, padded batches and an
-independent functional UNITER forward (written from uniter-reference.md §1, reading only the
-state dict) used as a second implementation."""
+independent functional UNITER forward (written from the UNITER paper's description of the model,
+reading only the state dict) used as a second implementation; and running the Go binary."""
 from __future__ import annotations
 
 import json
@@ -174,6 +174,19 @@ def ref_packed(sd, cfg: UniterConfig, pairs: List[dict]) -> List[Dict[str, torch
         t, n = len(p["ids"]), len(p["feat"])
         out.append({"text": h[b, :t], "regions": h[b, t:t + n], "pooled": pooled[b], "itm": itm[b]})
     return out
+
+
+def run_uniter(bin_path, args, timeout=300):
+    """Runs the Go binary from the repository root (as the Makefile does); fails the test on a
+    non-zero exit."""
+    env = dict(os.environ)
+    if "UNITER_ORT_LIBRARY" not in env:  # the config default is relative to the repository root
+        env["UNITER_ORT_LIBRARY"] = os.path.join(REPO, ".cache", "onnxruntime", "lib", "libonnxruntime.so")
+    env.setdefault("UNITER_LOG_LEVEL", "warn")
+    proc = subprocess.run([bin_path] + list(args), env=env, cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, f"uniter {args} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc
 
 
 def run_bundle_graph(bin_path, bundle_dir, graph, inputs, tmp):

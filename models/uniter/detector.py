@@ -1,8 +1,9 @@
 """A small Faster R-CNN region detector built from torchvision parts (docs/detector-contract.md).
 
-It plays the role of bottom-up-attention's ResNet-101 Faster R-CNN (uniter-reference.md §5) at a
-size that trains on a CPU: a plain conv backbone at stride 16, torchvision's RPN, RoIAlign 7×7
-and a two-layer box head whose output (D = the encoder's feature_dim) is the region feature.
+It plays the role of bottom-up-attention's ResNet-101 Faster R-CNN (whose region features UNITER
+was trained on: Anderson et al., CVPR 2018) at a size that trains on a CPU: a plain conv backbone
+at stride 16, torchvision's RPN, RoIAlign 7×7 and a two-layer box head whose output (D = the
+encoder's feature_dim) is the region feature.
 
 Module layout (names are what a trainer and the state dict see):
 
@@ -388,7 +389,7 @@ def preprocess(rgb, pre: dict):
 # ---------------------------------------------------------------------- selection (reference)
 
 def location7(box: Sequence[float], w: float, h: float) -> List[float]:
-    """uniter-reference.md §5: [x1/W, y1/H, x2/W, y2/H, w/W, h/H, (w/W)·(h/H)]."""
+    """UNITER's 7-d region location: [x1/W, y1/H, x2/W, y2/H, w/W, h/H, (w/W)·(h/H)]."""
     x1, y1, x2, y2 = (float(v) for v in box)
     bw, bh = (x2 - x1) / w, (y2 - y1) / h
     return [x1 / w, y1 / h, x2 / w, y2 / h, bw, bh, bw * bh]

@@ -12,16 +12,21 @@ A bundle is a folder the Go service loads without guessing anything:
     region_labels.txt       one detector class name per line, background first
 
 The encoder takes the padded layout: text padded to T, regions padded to N, with masks that are
-1 on real positions; this gives the official packed layout's outputs (uniter-reference.md §1).
+1 on real positions. UNITER's own code packs each pair's text and regions with no gap between
+them; the masks make the padded layout give the same outputs.
+
+Command line (``python3 -m uniter.export --help``): an official-format checkpoint to a bundle.
 """
 from __future__ import annotations
 
+import argparse
 import datetime
 import hashlib
 import inspect
 import json
 import os
 import shutil
+import sys
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -30,7 +35,7 @@ import torch
 from onnx import numpy_helper
 from torch import nn
 
-from .model import LOC_DIM, UniterForPretraining
+from .model import LOC_DIM, UniterConfig, UniterForPretraining, load_checkpoint
 
 MANIFEST_FORMAT = 1
 OPSET = 17
@@ -303,3 +308,50 @@ def write_bundle(model: UniterForPretraining, out_dir: str, *, name: str, vocab_
         json.dump(manifest, f, indent=2)
         f.write("\n")
     return manifest
+
+
+CLI_DESCRIPTION = """Exports an official-format UNITER checkpoint to a model bundle the Go service loads.
+
+    python3 -m uniter.export --checkpoint uniter-base.pt --config uniter-base.json \\
+        --vocab vocab.txt --labels region_labels.txt --name uniter-base --out bundles/uniter-base
+
+(from models/, or with models/ on PYTHONPATH). The checkpoint is a flat state dict (`uniter.`
+prefix; legacy gamma/beta names and missing tied keys are handled). The key report is printed;
+--strict refuses any missing or unexpected key.
+"""
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python3 -m uniter.export", description=CLI_DESCRIPTION,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", required=True, help="official-format .pt state dict")
+    ap.add_argument("--config", required=True, help="official config JSON (uniter-base.json fields)")
+    ap.add_argument("--vocab", required=True, help="BERT WordPiece vocab.txt")
+    ap.add_argument("--labels", required=True, help="detector class names, one per line, background first")
+    ap.add_argument("--name", required=True)
+    ap.add_argument("--out", required=True, help="bundle folder to write")
+    ap.add_argument("--lowercase", action="store_true", help="uncased vocabulary (UNITER uses cased)")
+    ap.add_argument("--max-text-length", type=int, default=60)
+    ap.add_argument("--rank", action="store_true", help="keep a fine-tuned rank_output head")
+    ap.add_argument("--strict", action="store_true", help="fail on missing or unexpected keys")
+    ap.add_argument("--description", default="")
+    args = ap.parse_args(argv)
+
+    torch.set_num_threads(1)
+    cfg = UniterConfig.from_json(args.config)
+    model = UniterForPretraining(cfg, with_rank=args.rank)
+    report = load_checkpoint(model, args.checkpoint, strict=args.strict)
+    print(report, file=sys.stderr)
+    with open(args.labels, encoding="utf-8") as f:
+        labels = [line.rstrip("\n") for line in f if line.strip()]
+    write_bundle(model, args.out, name=args.name, vocab_path=args.vocab, region_labels=labels,
+                 lowercase=args.lowercase, max_text_length=args.max_text_length,
+                 random_weights=False, description=args.description,
+                 provenance={"checkpoint": os.path.abspath(args.checkpoint),
+                             "config": os.path.abspath(args.config),
+                             "missing_keys": report.missing, "unexpected_keys": report.unexpected})
+    print(f"wrote {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,8 +1,9 @@
 """Word-region alignment (WRA) by optimal transport: the IPOT solver of UNITER.
 
-Reference implementation, written from the description in
-``docs/uniter-reference.md`` section 3 (Chen et al., ECCV 2020, and the inexact
-proximal point method for optimal transport, Xie et al., 2019).
+Reference implementation, written from the UNITER paper's description of WRA
+(Chen et al., "UNITER: UNiversal Image-TExt Representation Learning", ECCV 2020,
+section 3.2) and the inexact proximal point method for optimal transport (IPOT,
+Xie et al., UAI 2019) it uses.
 
 Conventions (all tensors batched, ``B`` pairs):
 

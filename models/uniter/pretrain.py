@@ -1,4 +1,6 @@
-"""UNITER pre-training: the paper's recipe (uniter-reference.md §4) as a library.
+"""UNITER pre-training: the paper's recipe (Chen et al., "UNITER: UNiversal Image-TExt
+Representation Learning", ECCV 2020) as a library, and its command line
+(``python3 -m uniter.pretrain --help``, at the end of this module).
 
 Pieces, each usable on its own (the tests exercise them one by one):
 
@@ -27,6 +29,7 @@ negatives, masking, dropout, initialisation): the same seed gives the same losse
 """
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -36,15 +39,32 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
 
-from .data import PretrainDataset, Vocab, collate
-from .model import UniterConfig, UniterForPretraining
-from .ot import (DEFAULT_BETA, DEFAULT_ITERATIONS, cost_matrix_cosine, ipot_log_rows, ipot_region_potential,
-                 optimal_transport_dist)
+def _blas_threads_env(argv: Sequence[str]) -> None:
+    """OPENBLAS_NUM_THREADS from ``--blas-threads N`` in ``argv``, else the environment's, else 2.
+    OpenBLAS sizes its thread pool when it loads: run as a program, this module sets it before
+    importing numpy and torch."""
+    ap = argparse.ArgumentParser(add_help=False)
+    ap.add_argument("--blas-threads")
+    known, _ = ap.parse_known_args(argv)
+    if known.blas_threads is not None:
+        os.environ["OPENBLAS_NUM_THREADS"] = str(known.blas_threads)
+    else:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "2")
+
+
+if __name__ == "__main__":
+    _blas_threads_env(sys.argv[1:])
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+from .data import PretrainDataset, Vocab, collate  # noqa: E402
+from .model import UniterConfig, UniterForPretraining, load_checkpoint  # noqa: E402
+from .ot import (DEFAULT_BETA, DEFAULT_ITERATIONS, cost_matrix_cosine, ipot_log_rows,  # noqa: E402
+                 ipot_region_potential, optimal_transport_dist)
 
 try:  # the progress bar is a nicety: training works without python3-tqdm
     from tqdm import tqdm as _tqdm
@@ -142,7 +162,7 @@ class TrainConfig:
     # target region, the argmax of ``plan_rows_target``: "attention" (as plan_argmax) or
     # "cosine" (the token's own WRA cost). The distillation shapes the cosine a token at a time;
     # the plan's argmax is lost when a noun's colour and size words take its object's region
-    # mass and its rest piles onto one unnamed region (docs/plan-rows-2026-11-27). 0: none.
+    # mass and its rest piles onto one unnamed region. 0: none.
     plan_rows: float = 0.0
     plan_rows_target: str = "attention"
     # A grounding warm-up before the recipe: the first ``grounded_mlm_steps`` steps are MLM
@@ -308,7 +328,7 @@ def mask_grounded(input_ids: torch.Tensor, text_mask: torch.Tensor, group: Seque
     Why: with BERT's random 15% masking the few tokens that only the image can predict (colour,
     shape) share every batch with tokens the text predicts and with size and relation words the
     model cannot read yet; on Shapes World that noise keeps the model from learning to read
-    colours from the regions at all (README, "Default model"). A batch of one group's words,
+    colours from the regions at all (docs/model-card.md, "What was tried": the grounding warm-up). A batch of one group's words,
     groups alternating, teaches the text-to-region lookup in a few hundred steps."""
     grp = torch.as_tensor(list(group), dtype=input_ids.dtype)
     cand = text_mask.bool() & torch.isin(input_ids, grp)
@@ -519,8 +539,8 @@ def plan_distill_loss(h_txt: torch.Tensor, h_img: torch.Tensor, attn: Sequence[t
     (1 - argmax) one-hot + argmax uniform over the real regions. The plan is an OT solution: it
     reads the whole cost, and with the attention's spread a noun stays cheap for every object of
     its shape, so the plan gives it an unnamed one and its own object to the phrase's other
-    words. Flat tails take that away; measured, nouns gain only with more absorbers
-    (forward_task ``plan_naming_ids``) and the columns (docs/plan-targets-2026-11-27)."""
+    words. Flat tails take that away; they keep the noun's own object only together with more
+    absorbers (forward_task ``plan_naming_ids``) and the columns."""
     T = h_txt.size(1)
     real = img_mask.bool()[:, None, :]
     p = attention_alignment(attn, T).detach().masked_fill(~real, 0.0)
@@ -1058,3 +1078,272 @@ def pretrain(model: UniterForPretraining, train_ds: PretrainDataset, vocab: Voca
         final = os.path.join(out_dir, "final.pt")
         save_checkpoint(model, final, meta(total_steps))
     return {"history": history, "logs": logs, "final": final, "last_checkpoint": last_ckpt}
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+CLI_DESCRIPTION = """Pre-trains UNITER with the paper's recipe (MLM, MRFR, MRC/MRC-kl, ITM + WRA by optimal
+transport; one task per mini-batch drawn by mix ratio) on a split in the format described in
+uniter/data.py (regions.npz, captions.jsonl, optional truth.npz and vocab.txt).
+
+    python3 -m uniter.pretrain --data data/shapes/train --val data/shapes/val \\
+        --out runs/shapes-small --steps 20000 --lr 3e-4 --warmup 1000
+
+writes OUT/log.jsonl (per-task running losses every --log-every steps; validation at each
+checkpoint), OUT/ckpt/model_step_N.pt (+ .json: step, config, seed, losses) every --ckpt-every
+steps and at the end, OUT/final.pt (+ .json) and OUT/config.json. The checkpoints are flat
+official-layout state dicts: export them with
+
+    python3 -m uniter.export --checkpoint OUT/final.pt --config OUT/config.json ...
+
+The default model (no --config) is a small UNITER for 2 CPU cores: hidden 256, 4 layers, 4 heads,
+intermediate 1024, max 128 positions; vocab_size, img_dim and img_label_dim are read from the
+data. --config takes a JSON file or an inline JSON object of UNITER config fields overriding it.
+The paper's lr (5e-5) is for continuing from a pre-trained model; from scratch on small data use
+something like 3e-4 to 1e-3.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python3 -m uniter.pretrain", description=CLI_DESCRIPTION,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True, metavar="DIR", help="training split directory")
+    ap.add_argument("--val", metavar="DIR", help="validation split directory (evaluated at each checkpoint)")
+    ap.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    ap.add_argument("--config", metavar="JSON",
+                    help="UNITER config fields (file or inline JSON) overriding the small default")
+    ap.add_argument("--vocab", metavar="FILE",
+                    help="vocab.txt (default: DATA/vocab.txt; without one the special ids are "
+                         "[PAD]=0 [UNK]=1 [CLS]=2 [SEP]=3 [MASK]=4 and the size comes from --config or the data)")
+    ap.add_argument("--init", metavar="CKPT", help="start from this official-layout checkpoint")
+    ap.add_argument("--steps", type=int, default=10000, help="optimizer steps (default 10000)")
+    ap.add_argument("--minutes", type=float, default=0,
+                    help="wall-clock budget: after 200 steps the measured rate caps --steps so that "
+                         "training (its lr decay included) ends in about this many minutes; 0: none")
+    ap.add_argument("--batch-size", type=int, default=32, help="pairs per mini-batch (default 32)")
+    ap.add_argument("--lr", type=float, default=5e-5,
+                    help="peak learning rate (default 5e-5, the paper's; from scratch use ~3e-4..1e-3)")
+    ap.add_argument("--warmup", type=int, default=None, help="linear warm-up steps (default 10%% of --steps)")
+    ap.add_argument("--weight-decay", type=float, default=0.01)
+    ap.add_argument("--grad-clip", type=float, default=5.0)
+    ap.add_argument("--mix", default="itm:3,mlm:4,mrfr:2,mrc-kl:2",
+                    help="task mix ratios, tasks itm mlm mrfr mrc mrc-kl (default %(default)s)")
+    ap.add_argument("--loss-weights", default="", metavar="TASK:W,...",
+                    help="per-task loss multipliers, e.g. itm:10 (tasks not named: 1); default none")
+    ap.add_argument("--ot-weight", type=float, default=0.1,
+                    help="weight of the WRA optimal-transport loss in ITM batches; 0 disables it (default 0.1)")
+    ap.add_argument("--mask-prob", type=float, default=0.15)
+    ap.add_argument("--itm-neg-prob", type=float, default=0.5)
+    ap.add_argument("--itm-hard-negatives", type=int, default=0, metavar="K",
+                    help="each ITM negative is the model's highest-scoring of K false images (UNITER's "
+                         "hard-negative retrieval fine-tuning); 0: a random false image (default)")
+    ap.add_argument("--itm-text-negatives", type=float, default=0.0, metavar="P",
+                    help="share of ITM negatives that keep the image and take a minimal edit of the caption "
+                         "that is false on it (DATA/false_captions.jsonl); 0: only image negatives (default)")
+    ap.add_argument("--itm-near-negatives", type=float, default=0.0, metavar="P",
+                    help="share of ITM image negatives (hard-negative candidates with --itm-hard-negatives) "
+                         "drawn among the caption's near misses (DATA/truth.npz's near, written by uniter "
+                         "extract); 0: all among the false images (default)")
+    ap.add_argument("--plan-distill", type=float, default=0.0, metavar="W",
+                    help="weight of the plan distillation in ITM batches: on matching pairs, each token's "
+                         "softmax over regions of the cosine of final states (the WRA cost) is pulled towards "
+                         "the model's own token-region attention; 0: none, as the paper (default)")
+    ap.add_argument("--plan-absorb", action="store_true",
+                    help="with --plan-distill: distil [CLS] and [SEP] too, towards the regions the words "
+                         "leave unclaimed, so that the plan sends unnamed objects to them, not to the nouns")
+    ap.add_argument("--plan-target", choices=("cosine", "plan"), default="cosine",
+                    help="with --plan-distill: distil into each token's softmax of the cosine over regions "
+                         "(cosine, default) or into the OT plan's row itself (plan: the cosine plus the "
+                         "plan's region potential)")
+    ap.add_argument("--plan-columns", action="store_true",
+                    help="with --plan-distill: distil the regions' side too, each region's softmax over the "
+                         "tokens towards the targets' column (which token a region's plan mass should go "
+                         "to); off by default")
+    ap.add_argument("--plan-argmax", type=float, default=None, metavar="D",
+                    help="with --plan-distill: each word's target is its attention's argmax region, "
+                         "(1-D) one-hot + D uniform over the real regions, not the attention's spread; "
+                         "off by default")
+    ap.add_argument("--plan-naming-words", default="", metavar="FILE[,FILE...]",
+                    help="with --plan-absorb: the words that name objects (e.g. the bundle's "
+                         "attribute_labels.txt,region_labels.txt and the size words); every other text "
+                         "token absorbs too; default: only [CLS] and [SEP]")
+    ap.add_argument("--plan-rows", type=float, default=0.0, metavar="W",
+                    help="with --plan-distill: weight of the plan-rows loss, each word's row of the OT plan "
+                         "itself (differentiated through the solver) pulled onto its target region; "
+                         "0: none (default)")
+    ap.add_argument("--plan-rows-target", choices=("attention", "cosine"), default="attention",
+                    help="with --plan-rows: a word's target region is the argmax of its attention "
+                         "(default) or of its cosine")
+    ap.add_argument("--grounded-words", default="", metavar="FILE[,FILE...]",
+                    help="word groups for --grounded-mlm-steps, one file per group, a word per line (e.g. "
+                         "the bundle's attribute_labels.txt,region_labels.txt); plurals in the vocabulary "
+                         "are added, __names__ skipped")
+    ap.add_argument("--grounded-mlm-steps", type=int, default=0, metavar="N",
+                    help="a grounding warm-up: the first N steps are MLM batches masking one word of one "
+                         "group per caption, groups taking turns (0: none, the paper's recipe throughout)")
+    ap.add_argument("--grounded-images", default="", metavar="FILE",
+                    help="a curriculum for the grounded steps: image indices of the training split, one "
+                         "per line; the first --grounded-images-steps steps draw captions only from them")
+    ap.add_argument("--grounded-images-steps", type=int, default=0, metavar="N",
+                    help="grounded steps on --grounded-images only (default 0; at most --grounded-mlm-steps)")
+    ap.add_argument("--train-only", default="", choices=["", "mlm-head"],
+                    help="mlm-head: only the MLM head's transform and bias learn, the rest of the "
+                         "loaded model is frozen (re-fitting the head on a fine-tuned encoder; needs "
+                         "every step to be MLM: --grounded-mlm-steps = --steps, or --mix mlm:1)")
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--log-every", type=int, default=50)
+    ap.add_argument("--ckpt-every", type=int, default=1000, help="0: only at the end")
+    ap.add_argument("--val-batches", type=int, default=20, help="validation batches per task")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch intra-op threads (default 1: fastest for transformer training on 2 cores)")
+    ap.add_argument("--blas-threads", type=int, default=None,
+                    help="OpenBLAS threads (default: $OPENBLAS_NUM_THREADS, else 2)")
+    ap.add_argument("--device", default="cpu",
+                    help="cpu (default), cuda, cuda:N, or auto (cuda when available)")
+    ap.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+    return ap
+
+
+def _load_config_arg(arg):
+    if not arg:
+        return {}
+    if arg.lstrip().startswith("{"):
+        return json.loads(arg)
+    with open(arg) as f:
+        return json.load(f)
+
+
+def _read_words(path: str, flag: str) -> list:
+    """The words of a word-list file, one per line (a flag's argument; a clear exit if unreadable)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().split()
+    except OSError as e:
+        raise SystemExit(f"{flag}: {e}") from None
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    # --blas-threads reached OPENBLAS_NUM_THREADS before numpy and torch were imported, when this
+    # module runs as a program (see _blas_threads_env); OpenBLAS reads it only when it loads.
+    torch.set_num_threads(args.threads)
+    parse_mix(args.mix)  # fail early on a bad mix
+    if args.loss_weights:
+        parse_mix(args.loss_weights)
+    user_cfg = _load_config_arg(args.config)
+    vocab_path = args.vocab or os.path.join(args.data, "vocab.txt")
+    vocab = Vocab.from_file(vocab_path) if os.path.exists(vocab_path) else None
+    if args.vocab and vocab is None:
+        raise SystemExit(f"--vocab {args.vocab}: no such file")
+    max_len = int(user_cfg.get("max_position_embeddings", 128))
+    train_ds = PretrainDataset(args.data, max_text_len=max_len, vocab=vocab)
+    cfg = resolve_config(user_cfg, train_ds, vocab)
+    if vocab is None:
+        vocab = Vocab(cfg.vocab_size)
+    train_ds.max_text_len = cfg.max_position_embeddings
+    val_ds = PretrainDataset(args.val, max_text_len=cfg.max_position_embeddings, vocab=vocab) \
+        if args.val else None
+    if val_ds is not None and (val_ds.regions.feat_dim != cfg.img_dim
+                               or val_ds.regions.label_dim != cfg.img_label_dim
+                               or val_ds.max_token_id() >= cfg.vocab_size):
+        raise SystemExit(f"--val {args.val}: dims or token ids do not match the training data")
+
+    if not 0 <= args.itm_text_negatives <= 1:
+        raise SystemExit(f"--itm-text-negatives {args.itm_text_negatives}: a share, 0..1")
+    if args.itm_text_negatives > 0 and not train_ds.false_captions:
+        raise SystemExit(f"--itm-text-negatives needs {args.data}/false_captions.jsonl (written by uniter extract)")
+    if not 0 <= args.itm_near_negatives <= 1:
+        raise SystemExit(f"--itm-near-negatives {args.itm_near_negatives}: a share, 0..1")
+    if args.itm_near_negatives > 0 and train_ds.near is None:
+        raise SystemExit(f"--itm-near-negatives needs near misses in {args.data}/truth.npz "
+                         "(written by uniter extract since near misses were added: extract again)")
+    if args.plan_distill < 0:
+        raise SystemExit(f"--plan-distill {args.plan_distill}: want >= 0")
+    if (args.plan_absorb or args.plan_columns or args.plan_target != "cosine"
+            or args.plan_argmax is not None) and args.plan_distill == 0:
+        raise SystemExit("--plan-absorb, --plan-columns, --plan-target and --plan-argmax need --plan-distill W > 0")
+    if args.plan_rows < 0:
+        raise SystemExit(f"--plan-rows {args.plan_rows}: want >= 0")
+    if args.plan_rows > 0 and args.plan_distill == 0:
+        raise SystemExit("--plan-rows needs --plan-distill W > 0 (it reads the same words)")
+    if args.plan_argmax is not None and not 0 <= args.plan_argmax < 1:
+        raise SystemExit(f"--plan-argmax {args.plan_argmax}: a share, 0 <= D < 1")
+    naming = ()
+    if args.plan_naming_words:
+        if not args.plan_absorb:
+            raise SystemExit("--plan-naming-words needs --plan-absorb")
+        try:
+            naming = tuple(sorted({i for g in grounded_groups(vocab, [_read_words(p, "--plan-naming-words")
+                                                                    for p in args.plan_naming_words.split(",")])
+                                   for i in g}))
+        except ValueError as e:
+            raise SystemExit(f"--plan-naming-words: {e}") from None
+    groups = ()
+    if args.grounded_mlm_steps < 0:
+        raise SystemExit(f"--grounded-mlm-steps {args.grounded_mlm_steps}: want >= 0")
+    if args.grounded_mlm_steps > 0:
+        if not args.grounded_words:
+            raise SystemExit("--grounded-mlm-steps needs --grounded-words")
+        lists = [_read_words(path, "--grounded-words") for path in args.grounded_words.split(",")]
+        try:
+            groups = grounded_groups(vocab, lists)
+        except ValueError as e:
+            raise SystemExit(f"--grounded-words: {e}") from None
+        print(f"grounding warm-up: {args.grounded_mlm_steps} steps over groups of "
+              f"{[len(g) for g in groups]} token ids", file=sys.stderr)
+    images = ()
+    if args.grounded_images_steps < 0 or args.grounded_images_steps > args.grounded_mlm_steps:
+        raise SystemExit(f"--grounded-images-steps {args.grounded_images_steps}: want 0..--grounded-mlm-steps")
+    if bool(args.grounded_images) != bool(args.grounded_images_steps):
+        raise SystemExit("--grounded-images and --grounded-images-steps go together")
+    if args.grounded_images:
+        try:
+            with open(args.grounded_images, encoding="utf-8") as f:
+                images = tuple(int(w) for w in f.read().split())
+            check_images(images, train_ds.num_images)
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"--grounded-images {args.grounded_images}: {e}") from None
+    model = build_model(cfg, args.seed)
+    if args.init:
+        report = load_checkpoint(model, args.init, strict=True)
+        print(f"initialised from {args.init}: {report}", file=sys.stderr)
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    model.to(device)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"data {args.data}: {len(train_ds)} captions, {train_ds.num_images} images, "
+          f"truth.npz {'yes' if train_ds.truth is not None else 'no'}; {vocab}", file=sys.stderr)
+    print(f"model: {json.dumps(cfg.to_dict())}; {n_params / 1e6:.2f}M parameters", file=sys.stderr)
+    print(f"device {device}; threads: torch {torch.get_num_threads()}, OPENBLAS_NUM_THREADS "
+          f"{os.environ.get('OPENBLAS_NUM_THREADS')}", file=sys.stderr)
+
+    tc = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
+                     weight_decay=args.weight_decay, grad_clip=args.grad_clip, mix=args.mix,
+                     loss_weights=args.loss_weights,
+                     ot_weight=args.ot_weight, mask_prob=args.mask_prob,
+                     itm_neg_prob=args.itm_neg_prob, itm_hard_negatives=args.itm_hard_negatives,
+                     itm_text_negatives=args.itm_text_negatives, itm_near_negatives=args.itm_near_negatives,
+                     plan_distill=args.plan_distill, plan_absorb=args.plan_absorb,
+                     plan_target=args.plan_target, plan_columns=args.plan_columns,
+                     plan_argmax=args.plan_argmax, plan_naming_ids=naming,
+                     plan_rows=args.plan_rows, plan_rows_target=args.plan_rows_target,
+                     grounded_mlm_steps=args.grounded_mlm_steps, grounded_groups=groups,
+                     grounded_images=images, grounded_images_steps=args.grounded_images_steps,
+                     train_only=args.train_only,
+                     seed=args.seed, minutes=args.minutes, log_every=args.log_every,
+                     ckpt_every=args.ckpt_every, val_batches=args.val_batches,
+                     progress=not args.no_progress)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "args.json"), "w") as f:
+        json.dump(vars(args), f, indent=2)
+        f.write("\n")
+    result = pretrain(model, train_ds, vocab, tc, out_dir=args.out, val_ds=val_ds,
+                      extra_meta={"init": args.init, "vocab": vocab_path if os.path.exists(vocab_path) else None})
+    print(f"wrote {result['final']}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

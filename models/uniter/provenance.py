@@ -2,7 +2,7 @@
 
 
 def stage_record(final: dict) -> dict:
-    """What a bundle's provenance keeps of a run's final.json (pretrain.py): steps, seed, task
+    """What a bundle's provenance keeps of a run's final.json (uniter.pretrain): steps, seed, task
     mix, init, the training settings that define the recipe, and the validation metrics."""
     t = final.get("train", {})
     return {"steps": final.get("step"), "seed": final.get("seed"), "mix": final.get("tasks"),

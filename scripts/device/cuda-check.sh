@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Device check of the CUDA execution provider (README "GPU"): the Go tests on the GPU, the
+# Device check of the CUDA execution provider (docs/gpu.md): the Go tests on the GPU, the
 # evaluation through the serving pipeline on CUDA, and throughput next to the CPU of the same
 # machine. The CUDA provider library (230 MB, 38 MB once reduced to sm_90 and compressed) does
 # not travel in one call together with the working tree (64 MiB), so the check is two calls on
@@ -7,7 +7,7 @@
 #
 #   here, once:
 #     go build -ldflags='-s -w' -o .gpu/a/uniter ./cmd/uniter
-#     for p in runtime models tests; do go test -c -o .gpu/a/$p.test ./$p; done
+#     for p in runtime pipeline tests; do go test -c -o .gpu/a/$p.test ./$p; done
 #     cp .cache/onnxruntime/lib/libonnxruntime{,_providers_shared}.so .gpu/a/
 #     (cd .gpu/a && xz uniter *.test libonnxruntime.so)
 #     for f in encoder.onnx encoder_attention.onnx manifest.json; do   # the graphs before the
@@ -18,9 +18,11 @@
 #   device run 2: bash scripts/device/cuda-check.sh cuda    (carry .gpu/b), at once after run 1
 #   optionally between them: bash scripts/device/cuda-check.sh bundles (carry .gpu/c: candidate
 #   bundles' UNITER graphs, .gpu/c/NAME/{encoder,encoder_attention,mlm_head,mrc_head}.onnx +
-#   manifest.json), and models-serial.test in .gpu/a (a build before a change, benchmarked beside)
+#   manifest.json), and pipeline-serial.test in .gpu/a (a build before a change, benchmarked beside)
 set -u
 cd "$(dirname "$0")/../.."
+# The Python side is the package models/uniter, run as python3 -m uniter.NAME.
+export PYTHONPATH="$PWD/models${PYTHONPATH:+:$PYTHONPATH}"
 G=${G:-/tmp/g}
 PY=${PY:-python3}
 OUT=${OUT:-$G/out}
@@ -61,9 +63,9 @@ stage)
   run 60 synth-test-100 "$U" synth -q --split test-100 --out "$G/test-100" --workers 16
   [ "${STAGE_CPU:-1}" = 1 ] && run 120 cpu-eval-test-100 eval_split cpu test-100
   [ "${EVAL_ONLY:-0}" = 1 ] && exit 0
-  run 180 export-base "$PY" models/bench_reference.py export --out "$G/bench" --threads 16
+  run 180 export-base "$PY" -m uniter.bench export --out "$G/bench" --threads 16
   [ "${STAGE_CPU:-1}" = 1 ] && UNITER_BENCH_BUNDLE=$G/bench UNITER_BENCH_BATCHES=1,8,32 UNITER_TEST_INTRA_OP_THREADS=16 \
-    run 120 cpu-bench-base "$G/models.test" -test.run '^$' -test.bench 'BenchmarkEncoder$' -test.benchtime 3x
+    run 120 cpu-bench-base "$G/pipeline.test" -test.run '^$' -test.bench 'BenchmarkEncoder$' -test.benchtime 3x
   ;;
 bundles)
   # Candidate models, in a call of their own between stage and cuda (carry .gpu/c):
@@ -85,7 +87,7 @@ cuda)
   if [ "${EVAL_ONLY:-0}" != 1 ]; then
   run 120 runtime-tests "$G/runtime.test" -test.run 'CUDA' -test.v
   run 120 e2e-TestCUDA bash -c "cd tests && '$G/tests.test' -test.run 'TestCUDA\$' -test.v"
-  UNITER_TEST_PROVIDER=cuda UNITER_TEST_CUDA_STRICT=1 run 180 models-tests-cuda-strict "$G/models.test"
+  UNITER_TEST_PROVIDER=cuda UNITER_TEST_CUDA_STRICT=1 run 180 pipeline-tests-cuda-strict "$G/pipeline.test"
   run 120 cuda-eval-test-100 eval_split cuda test-100
   # QUICK=1: leave out what an earlier full run checked (the old graphs, the detector on CUDA,
   # PyTorch).
@@ -98,12 +100,12 @@ cuda)
   TAG=-detector-on-cuda UNITER_ORT_DETECTOR_ON_CUDA=true run 60 cuda-detector-on-cuda eval_split cuda test-100 --no-retrieval
   fi
   UNITER_BENCH_BUNDLE=$G/bench UNITER_BENCH_BATCHES=1,8,32,128 UNITER_TEST_PROVIDER=cuda UNITER_TEST_CUDA_STRICT=1 \
-    run 120 cuda-bench-base "$G/models.test" -test.run '^$' -test.bench 'BenchmarkEncoder' -test.benchtime 2s
-  # models-serial.test (optional): the same benchmarks built from a commit before Match computed
+    run 120 cuda-bench-base "$G/pipeline.test" -test.run '^$' -test.bench 'BenchmarkEncoder' -test.benchtime 2s
+  # pipeline-serial.test (optional): the same benchmarks built from a commit before Match computed
   # its plans in parallel, side by side.
-  [ -x "$G/models-serial.test" ] && UNITER_BENCH_BUNDLE=$G/bench UNITER_BENCH_BATCHES=32,128 UNITER_TEST_PROVIDER=cuda \
-    UNITER_TEST_CUDA_STRICT=1 run 120 cuda-bench-base-serial "$G/models-serial.test" -test.run '^$' -test.bench 'BenchmarkEncoder$' -test.benchtime 2s
-  [ "${QUICK:-0}" != 1 ] && run 120 torch-cuda-base "$PY" models/bench_reference.py torch --bundle "$G/bench" --device cuda \
+  [ -x "$G/pipeline-serial.test" ] && UNITER_BENCH_BUNDLE=$G/bench UNITER_BENCH_BATCHES=32,128 UNITER_TEST_PROVIDER=cuda \
+    UNITER_TEST_CUDA_STRICT=1 run 120 cuda-bench-base-serial "$G/pipeline-serial.test" -test.run '^$' -test.bench 'BenchmarkEncoder$' -test.benchtime 2s
+  [ "${QUICK:-0}" != 1 ] && run 120 torch-cuda-base "$PY" -m uniter.bench torch --bundle "$G/bench" --device cuda \
     --batches 1,8,32,128 --seconds 2 --repeats 1 --threads 4
   SCORE_WORKERS=${SCORE_WORKERS:-4} SCORE_BATCH=${SCORE_BATCH:-1024} run "${FULL_LIMIT:-200}" cuda-eval-test-1k eval_split cuda test-1k
   fi

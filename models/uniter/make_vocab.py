@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Builds a BERT-format WordPiece vocab.txt for the Shapes World language.
 
 Order (deterministic):
@@ -10,7 +9,9 @@ Order (deterministic):
   4. their continuation forms ##a … ##9, ##! …
 so any lower-cased ASCII text tokenizes without [UNK] (unknown words fall back to characters).
 
-    /usr/bin/python3 models/make_vocab.py --split .cache/shapes-train/train --out vocab.txt
+    python3 -m uniter.make_vocab --split .cache/shapes-train/train --out vocab.txt
+
+(from models/, or with models/ on PYTHONPATH)
 """
 from __future__ import annotations
 
@@ -21,9 +22,7 @@ import string
 import sys
 from typing import Iterable, List
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from uniter.wordpiece import basic_split  # noqa: E402
+from .wordpiece import basic_split
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 CHARS = list(string.ascii_lowercase) + list(string.digits) + list(string.punctuation)
@@ -53,7 +52,7 @@ def build_vocab(texts: Iterable[str] = (), extra_words: Iterable[str] = ()) -> L
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
+    ap = argparse.ArgumentParser(prog="python3 -m uniter.make_vocab", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--split", action="append", default=[], metavar="DIR",
                     help="Shapes World split folder with annotations.jsonl (repeatable)")

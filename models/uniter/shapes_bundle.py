@@ -1,17 +1,18 @@
-#!/usr/bin/env python3
 """Assembles a Shapes World model bundle: UNITER encoder + the trained detector + vocab + labels.
 
 Two uses, one code path:
   * before pre-training, with no --checkpoint: a random-weight encoder of the chosen size next to
     the trained detector, so that `uniter extract` can run the serving pipeline over the splits
     (the encoder is not used by extraction; the bundle says random_weights: true);
-  * after pre-training, with --checkpoint (official layout, from models/pretrain.py): the model
+  * after pre-training, with --checkpoint (official layout, from uniter.pretrain): the model
     that is served.
 
-    /usr/bin/python3 models/make_shapes_bundle.py --detector .cache/shapes-train/run1/detector.pt \\
+    python3 -m uniter.shapes_bundle --detector .cache/shapes-train/run1/detector.pt \\
         --vocab .cache/shapes-train/vocab.txt --out .cache/shapes-train/bundle-init
-    /usr/bin/python3 models/make_shapes_bundle.py --detector ... --vocab ... \\
+    python3 -m uniter.shapes_bundle --detector ... --vocab ... \\
         --checkpoint RUN/final.pt --config RUN/config.json --name shapes-uniter --out bundles/shapes
+
+(from models/, or with models/ on PYTHONPATH)
 """
 from __future__ import annotations
 
@@ -22,20 +23,18 @@ import sys
 
 import torch
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-from train_detector import ATTRIBUTES, LABELS, PREPROCESS, SELECTION  # noqa: E402
-from train_detector import load_checkpoint as load_detector  # noqa: E402
-from uniter.detector_export import write_detector  # noqa: E402
-from uniter.export import write_bundle  # noqa: E402
-from uniter.model import UniterConfig, UniterForPretraining, load_checkpoint  # noqa: E402
-from uniter.pretrain import SMALL_CONFIG  # noqa: E402
+from .detector_export import write_detector
+from .export import write_bundle
+from .model import UniterConfig, UniterForPretraining, load_checkpoint
+from .pretrain import SMALL_CONFIG
+from .train_detector import ATTRIBUTES, LABELS, PREPROCESS, SELECTION
+from .train_detector import load_checkpoint as load_detector
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--detector", required=True, help="detector.pt from models/train_detector.py")
-    ap.add_argument("--vocab", required=True, help="vocab.txt from models/make_vocab.py")
+    ap = argparse.ArgumentParser(prog="python3 -m uniter.shapes_bundle", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--detector", required=True, help="detector.pt from uniter.train_detector")
+    ap.add_argument("--vocab", required=True, help="vocab.txt from uniter.make_vocab")
     ap.add_argument("--checkpoint", help="UNITER checkpoint (official layout); none: random weights")
     ap.add_argument("--config", help="UNITER config JSON (default: the pre-training's small config)")
     ap.add_argument("--out", required=True, help="bundle folder to write")
@@ -60,7 +59,7 @@ def main(argv=None):
     d.update(vocab_size=vocab_size, img_dim=det.config.feature_dim, img_label_dim=det.config.num_classes)
     cfg = UniterConfig.from_dict({k: v for k, v in d.items() if k != "extra"})
     model = UniterForPretraining(cfg)
-    provenance = {"created_by": "models/make_shapes_bundle.py", "detector": os.path.abspath(args.detector),
+    provenance = {"created_by": "python3 -m uniter.shapes_bundle", "detector": os.path.abspath(args.detector),
                   "detector_step": det_ck.get("step"), "detector_eval": det_ck.get("eval")}
     if args.checkpoint:
         report = load_checkpoint(model, args.checkpoint, strict=True)

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Trains the project's region detector (uniter/detector.py) on a Shapes World split.
 
 Classes: __background__ + the 8 shapes; attributes: __no_attribute__ + the 8 colours (each box's
@@ -16,7 +15,7 @@ makes the small objects hard to separate at stride 16.
     bin/uniter synth --split train --count 8000 --out .cache/shapes-train/train
     bin/uniter synth --split val --out .cache/shapes-train/val
     # train + evaluate on val (+ export into an existing encoder bundle)
-    OPENBLAS_NUM_THREADS=1 /usr/bin/python3 models/train_detector.py \\
+    PYTHONPATH=models OPENBLAS_NUM_THREADS=1 /usr/bin/python3 -m uniter.train_detector \\
         --data .cache/shapes-train/train --val .cache/shapes-train/val \\
         --out .cache/shapes-train/run1 [--export BUNDLE_DIR]
     # continue (same --steps: finish an interrupted run; larger --steps: a longer cosine tail,
@@ -48,13 +47,11 @@ import sys
 import time
 from typing import Dict, List, Optional, Sequence
 
-import numpy as np
-import torch
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from uniter.detector import (BUTD_PREPROCESS, BUTD_SELECTION, Detector,  # noqa: E402
-                             DetectorConfig, load_rgb, preprocess, select_regions)
+from .detector import (BUTD_PREPROCESS, BUTD_SELECTION, Detector,  # noqa: E402
+                       DetectorConfig, load_rgb, preprocess, select_regions)
 
 SHAPES = ["circle", "square", "triangle", "star", "diamond", "cross", "heart", "hexagon"]
 COLORS = ["red", "green", "blue", "yellow", "orange", "purple", "white", "black"]
@@ -338,7 +335,7 @@ def train_steps(model: Detector, recs: Sequence[dict], steps: int, *, batch_size
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description=__doc__,
+    ap = argparse.ArgumentParser(prog="python3 -m uniter.train_detector", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", metavar="DIR", help="training split (annotations.jsonl + images/)")
     ap.add_argument("--val", metavar="DIR", help="validation split (evaluated during and after training)")
@@ -437,14 +434,15 @@ def main(argv=None) -> int:
 
     if args.export:
         if os.path.exists(os.path.join(args.export, "manifest.json")):
-            from uniter.detector_export import write_detector
+            from .detector_export import write_detector
             write_detector(model, args.export, preprocess=PREPROCESS, selection=SELECTION,
                            labels=LABELS, attributes=ATTRIBUTES)
             print(f"exported detector.onnx into {args.export}", file=sys.stderr)
         else:
             print(f"{args.export} has no manifest.json (no encoder bundle yet): the detector is "
                   f"saved in {ckpt_path}; export it when the encoder bundle exists with\n"
-                  f"  {sys.executable} {os.path.abspath(__file__)} --steps 0 --resume {ckpt_path} "
+                  f"  PYTHONPATH={os.path.dirname(os.path.dirname(os.path.abspath(__file__)))} "
+                  f"{sys.executable} -m uniter.train_detector --steps 0 --resume {ckpt_path} "
                   f"--out {args.out} --export {args.export}", file=sys.stderr)
     log_f.close()
     return 0

@@ -1,8 +1,9 @@
-#!/usr/bin/env python3
 """Encoder benchmark, Python side: the UNITER-base-sized random bundle and the PyTorch reference.
 
-    /usr/bin/python3 models/bench_reference.py export --out .cache/bench/uniter-base-random
-    /usr/bin/python3 models/bench_reference.py torch --bundle .cache/bench/uniter-base-random
+    python3 -m uniter.bench export --out .cache/bench/uniter-base-random
+    python3 -m uniter.bench torch --bundle .cache/bench/uniter-base-random
+
+(from the repository root with models/ on PYTHONPATH, as scripts/bench.sh runs it)
 
 `export` writes a bundle with random weights and the official UNITER-base shape (hidden 768, 12
 layers, 12 heads, intermediate 3072, vocab 28996, 2048-d region features, 1601 region labels)
@@ -20,7 +21,7 @@ UniterForPretraining.init_weights(seed), so `torch` rebuilds exactly the same mo
 seed and checks the fingerprint before timing anything.
 
 `torch` times PyTorch eager (eval, no_grad) on the module the exporter turns into encoder.onnx
-(backbone + ITM head, models/uniter/export.py EncoderGraph) on batches of 20 tokens + 36
+(backbone + ITM head, uniter/export.py EncoderGraph) on batches of 20 tokens + 36
 regions after one warm-up call, keeps the best of --repeats runs (other jobs on a shared machine
 only slow a run down), and prints {"batch": pairs_per_s, ...} as JSON on stdout (and to --json).
 Progress goes to stderr. The bundle is a benchmark artefact: never commit it; its scores mean
@@ -38,7 +39,6 @@ import os
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 BENCH_FORMAT = 1  # bump when the encoder part's contents change, to invalidate cached exports
 DETECTOR_FORMAT = 1  # the same for the detector part (detector_key in bench.json)
 
@@ -57,11 +57,11 @@ REGIONS = 36   # bottom-up-attention's usual 36 boxes per image
 
 
 def log(msg: str):
-    print(f"[bench_reference] {msg}", file=sys.stderr, flush=True)
+    print(f"[uniter.bench] {msg}", file=sys.stderr, flush=True)
 
 
 def base_config():
-    from uniter.model import UniterConfig
+    from .model import UniterConfig
     return UniterConfig(vocab_size=28996, hidden_size=768, num_hidden_layers=12,
                         num_attention_heads=12, intermediate_size=3072,
                         max_position_embeddings=512, img_dim=2048, img_label_dim=1601)
@@ -69,7 +69,7 @@ def base_config():
 
 def synthetic_vocab(size: int) -> list:
     """BERT specials first, then the fixture's real words and pieces, then [unusedN] filler."""
-    from make_fixture import make_vocab
+    from .fixtures.tiny_random import make_vocab
     vocab = make_vocab()  # [PAD] [UNK] [CLS] [SEP] [MASK], words, ##pieces, characters
     vocab += [f"[unused{i}]" for i in range(size - len(vocab))]
     assert len(vocab) == size and len(set(vocab)) == size
@@ -77,19 +77,19 @@ def synthetic_vocab(size: int) -> list:
 
 
 def region_labels(n: int) -> list:
-    from make_fixture import REGION_LABELS
+    from .fixtures.tiny_random import REGION_LABELS
     return REGION_LABELS + [f"vg_class_{i}" for i in range(len(REGION_LABELS), n)]
 
 
 def build_model(cfg, seed: int):
-    from uniter.model import UniterForPretraining
+    from .model import UniterForPretraining
     return UniterForPretraining(cfg).init_weights(seed).eval()
 
 
 def fingerprint(model) -> list:
     """ITM logits on the exporter's fixed example inputs: identifies the weights."""
     import torch
-    from uniter.export import EncoderGraph, example_inputs
+    from .export import EncoderGraph, example_inputs
     with torch.no_grad():
         return EncoderGraph(model, False)(*example_inputs(model))[0].tolist()
 
@@ -102,7 +102,7 @@ def bench_key(cfg, seed: int) -> dict:
 def detector_config(cfg):
     """The project's detector at its default DetectorConfig size (backbone, anchors, RPN top-n,
     RoIAlign, box head), with the encoder's feature and label dimensions."""
-    from uniter.detector import DetectorConfig
+    from .detector import DetectorConfig
     return DetectorConfig(num_classes=cfg.img_label_dim, num_attributes=DETECTOR_ATTRIBUTES,
                           feature_dim=cfg.img_dim)
 
@@ -114,13 +114,13 @@ DETECTOR_ATTRIBUTES = 401  # Visual Genome's 400 attributes + __no_attribute__, 
 
 
 def attribute_labels(n: int) -> list:
-    from uniter.detector_export import NO_ATTRIBUTE
+    from .detector_export import NO_ATTRIBUTE
     return [NO_ATTRIBUTE] + [f"vg_attr_{i}" for i in range(1, n)]
 
 
 def detector_key(cfg, seed: int) -> dict:
     """What the cached bundle's detector must match to be reused."""
-    from uniter.detector import BUTD_PREPROCESS, BUTD_SELECTION
+    from .detector import BUTD_PREPROCESS, BUTD_SELECTION
     key = {"format": DETECTOR_FORMAT, "seed": seed, "config": detector_config(cfg).to_dict(),
            "preprocess": BUTD_PREPROCESS, "selection": BUTD_SELECTION}
     return json.loads(json.dumps(key))  # as bench.json reads back: tuples become lists
@@ -128,8 +128,8 @@ def detector_key(cfg, seed: int) -> dict:
 
 def export_detector(cfg, out: str, seed: int, meta: dict, meta_path: str):
     """Adds the detector to the encoder bundle in out (in place) and records detector_key."""
-    from uniter.detector import BUTD_PREPROCESS, BUTD_SELECTION, Detector
-    from uniter.detector_export import write_detector
+    from .detector import BUTD_PREPROCESS, BUTD_SELECTION, Detector
+    from .detector_export import write_detector
 
     # Forget the old key first: an export that stops half-way is redone next time.
     meta.pop("detector_key", None)
@@ -152,7 +152,7 @@ def export_detector(cfg, out: str, seed: int, meta: dict, meta_path: str):
         manifest = json.load(f)
     manifest["description"] = DESCRIPTION
     manifest.setdefault("provenance", {})["detector"] = {
-        "created_by": "models/bench_reference.py export", "seed": seed,
+        "created_by": "python3 -m uniter.bench export", "seed": seed,
         "weights": "Detector.init_weights(seed)", "config": dcfg.to_dict()}
     with open(mpath, "w") as f:
         json.dump(manifest, f, indent=2)
@@ -167,7 +167,7 @@ def export_detector(cfg, out: str, seed: int, meta: dict, meta_path: str):
 def cmd_export(args):
     import shutil
     import torch
-    from uniter.export import write_bundle
+    from .export import write_bundle
 
     cfg = base_config()
     key = bench_key(cfg, args.seed)
@@ -205,7 +205,7 @@ def cmd_export(args):
                  region_labels=region_labels(cfg.img_label_dim), lowercase=False,
                  max_text_length=60, random_weights=True, graphs=["encoder"],
                  description=DESCRIPTION,
-                 provenance={"created_by": "models/bench_reference.py export", "seed": args.seed,
+                 provenance={"created_by": "python3 -m uniter.bench export", "seed": args.seed,
                              "weights": "UniterForPretraining.init_weights(seed)"})
     os.remove(vocab_path)
     log(f"exported in {time.time() - t0:.1f}s")
@@ -231,7 +231,7 @@ def bench_inputs(cfg, batch: int, gen):
 
 def cmd_torch(args):
     import torch
-    from uniter.export import EncoderGraph
+    from .export import EncoderGraph
 
     torch.set_num_threads(args.threads)
     with open(os.path.join(args.bundle, "bench.json")) as f:
@@ -288,7 +288,7 @@ def cmd_torch(args):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__,
+    ap = argparse.ArgumentParser(prog="python3 -m uniter.bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     ex = sub.add_parser("export", help="write the UNITER-base-sized random bundle with its "
@@ -315,7 +315,6 @@ def main():
 
     if args.cmd == "torch" and args.openblas_threads > 0:
         os.environ["OPENBLAS_NUM_THREADS"] = str(args.openblas_threads)  # read when torch loads
-    sys.path.insert(0, HERE)
     {"export": cmd_export, "torch": cmd_torch}[args.cmd](args)
 
 
