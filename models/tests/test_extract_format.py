@@ -1,4 +1,4 @@
-"""`uniter extract` (Go writer, models/extract.go) against models/uniter/data.py (Python reader).
+"""`uniter extract` (Go writer, offline/extract.go) against models/uniter/data.py (Python reader).
 
 A 5-image Shapes World split is made with `uniter synth`, its images are detected with the
 fixture bundle by `uniter extract`, and the result is loaded with PretrainDataset and collated:
