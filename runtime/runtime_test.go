@@ -123,6 +123,39 @@ func TestCancel(t *testing.T) {
 	}
 }
 
+// TestCloseWaitsForRuns closes a session while a long run is in progress: Close must wait for
+// the run to return (destroying the native session under it crashes the process), and runs
+// after Close fail with ErrClosed.
+func TestCloseWaitsForRuns(t *testing.T) {
+	env := testenv.Env(t)
+	s := slowSession(t, env)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ran := make(chan error, 1)
+	go func() {
+		_, err := s.Run(ctx, []ort.Tensor{square(512)})
+		ran <- err
+	}()
+	time.Sleep(50 * time.Millisecond) // let the run start
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) while a run was in progress", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	cancel() // the run stops; Close may now destroy the session
+	if err := <-ran; !errors.Is(err, context.Canceled) {
+		t.Fatalf("run: %v, want context.Canceled", err)
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Run(context.Background(), []ort.Tensor{square(4)}); !errors.Is(err, ort.ErrClosed) {
+		t.Fatalf("run after Close: %v, want ErrClosed", err)
+	}
+}
+
 func TestConcurrentRuns(t *testing.T) {
 	env := testenv.Env(t)
 	s := slowSession(t, env)

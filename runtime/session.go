@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	onnx "github.com/yalue/onnxruntime_go"
 )
@@ -54,7 +55,15 @@ type Session struct {
 	inputs   []IOSpec
 	outputs  []IOSpec
 	s        *onnx.DynamicAdvancedSession
+
+	// runs is held for reading by every Run and for writing by Close, so that the native
+	// session is destroyed only after every run has returned.
+	runs   sync.RWMutex
+	closed bool // guarded by runs
 }
+
+// ErrClosed is Run's error on a closed session.
+var ErrClosed = errors.New("the session is closed")
 
 // NewSession loads the graph at path and checks that its inputs and outputs are exactly the
 // declared ones (names, order-insensitive; element types; ranks; fixed dims), so that a wrong
@@ -187,6 +196,11 @@ func (s *Session) Run(ctx context.Context, inputs []Tensor) ([]Tensor, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	s.runs.RLock()
+	defer s.runs.RUnlock()
+	if s.closed {
+		return nil, fmt.Errorf("graph %s: %w", s.name, ErrClosed)
+	}
 	if len(inputs) != len(s.inputs) {
 		return nil, fmt.Errorf("graph %s: %d inputs given, want %d", s.name, len(inputs), len(s.inputs))
 	}
@@ -290,8 +304,12 @@ func copyOut(spec IOSpec, v onnx.Value) (Tensor, error) {
 	return Tensor{}, fmt.Errorf("unsupported dtype %s", spec.DType)
 }
 
-// Close destroys the native session. Calls to Run must have returned.
+// Close waits for the runs in progress to return, then destroys the native session; later
+// runs fail with ErrClosed. Cancel long runs first (their contexts) to close promptly.
 func (s *Session) Close() error {
+	s.runs.Lock()
+	s.closed = true
+	s.runs.Unlock()
 	s.env.mu.Lock()
 	_, open := s.env.sessions[s]
 	delete(s.env.sessions, s)
