@@ -108,6 +108,56 @@ func matchMagic(magic string, b []byte) bool {
 	return true
 }
 
+// DecodeConfig reads only the header of an encoded image and returns its size (before EXIF
+// orientation), with every check Decode makes before decoding pixels.
+func DecodeConfig(data []byte, limits DecodeLimits) (width, height int, err error) {
+	_, cfg, err := decodeHeader(data, limits)
+	return cfg.Width, cfg.Height, err
+}
+
+// decodeHeader checks the byte count, identifies the format and reads the header, refusing
+// images with no pixels or more than the limit.
+func decodeHeader(data []byte, limits DecodeLimits) (f *format, cfg image.Config, err error) {
+	limits = limits.withDefaults()
+	if int64(len(data)) > limits.MaxBytes {
+		return nil, cfg, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(data), limits.MaxBytes)
+	}
+	if len(data) == 0 {
+		return nil, cfg, fmt.Errorf("%w: empty input", ErrNotImage)
+	}
+	for i := range formats {
+		if matchMagic(formats[i].magic, data) {
+			f = &formats[i]
+			break
+		}
+	}
+	if f == nil {
+		what, isImage := sniffUnsupported(data)
+		if !isImage {
+			return nil, cfg, fmt.Errorf("%w: %s (supported: JPEG, PNG, GIF, WebP, BMP)", ErrNotImage, what)
+		}
+		return nil, cfg, fmt.Errorf("%w: %s (supported: JPEG, PNG, GIF, WebP, BMP)", ErrUnsupportedFormat, what)
+	}
+	name := strings.ToUpper(f.name)
+	defer func() {
+		if r := recover(); r != nil {
+			f, err = nil, fmt.Errorf("%w: the %s decoder failed on this input (%v)", ErrNotImage, name, r)
+		}
+	}()
+	cfg, err = f.config(bytes.NewReader(data))
+	if err != nil {
+		return nil, cfg, decodeError(name, err)
+	}
+	if cfg.Width <= 0 || cfg.Height <= 0 {
+		return nil, cfg, fmt.Errorf("%w: %s header declares a %d×%d image (no pixels)", ErrNotImage, name, cfg.Width, cfg.Height)
+	}
+	if hi, n := bits.Mul64(uint64(cfg.Width), uint64(cfg.Height)); hi != 0 || n > uint64(limits.MaxPixels) {
+		return nil, cfg, fmt.Errorf("%w: %d×%d = %d pixels, limit %d", ErrTooLarge, cfg.Width, cfg.Height,
+			uint64(cfg.Width)*uint64(cfg.Height), limits.MaxPixels)
+	}
+	return f, cfg, nil
+}
+
 // Decode decodes a JPEG, PNG, GIF (first frame), WebP or BMP image into packed RGB, applying
 // the EXIF orientation of JPEGs. Size limits are checked before decoding: the byte count first,
 // then the pixel count the header declares (image.DecodeConfig semantics, per format).
@@ -125,26 +175,9 @@ func matchMagic(magic string, b []byte) bool {
 //
 // Decode never panics: a decoder panic becomes ErrNotImage.
 func Decode(data []byte, limits DecodeLimits) (img *Image, err error) {
-	limits = limits.withDefaults()
-	if int64(len(data)) > limits.MaxBytes {
-		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(data), limits.MaxBytes)
-	}
-	if len(data) == 0 {
-		return nil, fmt.Errorf("%w: empty input", ErrNotImage)
-	}
-	var f *format
-	for i := range formats {
-		if matchMagic(formats[i].magic, data) {
-			f = &formats[i]
-			break
-		}
-	}
-	if f == nil {
-		what, isImage := sniffUnsupported(data)
-		if !isImage {
-			return nil, fmt.Errorf("%w: %s (supported: JPEG, PNG, GIF, WebP, BMP)", ErrNotImage, what)
-		}
-		return nil, fmt.Errorf("%w: %s (supported: JPEG, PNG, GIF, WebP, BMP)", ErrUnsupportedFormat, what)
+	f, _, err := decodeHeader(data, limits)
+	if err != nil {
+		return nil, err
 	}
 	name := strings.ToUpper(f.name)
 	defer func() {
@@ -152,19 +185,7 @@ func Decode(data []byte, limits DecodeLimits) (img *Image, err error) {
 			img, err = nil, fmt.Errorf("%w: the %s decoder failed on this input (%v)", ErrNotImage, name, r)
 		}
 	}()
-
-	cfg, err := f.config(bytes.NewReader(data))
-	if err != nil {
-		return nil, decodeError(name, err)
-	}
-	if cfg.Width <= 0 || cfg.Height <= 0 {
-		return nil, fmt.Errorf("%w: %s header declares a %d×%d image (no pixels)", ErrNotImage, name, cfg.Width, cfg.Height)
-	}
-	if hi, n := bits.Mul64(uint64(cfg.Width), uint64(cfg.Height)); hi != 0 || n > uint64(limits.MaxPixels) {
-		return nil, fmt.Errorf("%w: %d×%d = %d pixels, limit %d", ErrTooLarge, cfg.Width, cfg.Height,
-			uint64(cfg.Width)*uint64(cfg.Height), limits.MaxPixels)
-	}
-
+	limits = limits.withDefaults()
 	m, err := f.decode(bytes.NewReader(data))
 	if err != nil {
 		return nil, decodeError(name, err)

@@ -40,6 +40,8 @@ type Detector struct {
 	ClassDim   int           // classes of ClassProbs, background included
 	FeatureDim int
 	AttrDim    int // attributes of AttrProbs; 0 without an attribute head
+	// Gate, when set, bounds decoding and preprocessing across detections (CPU and memory).
+	Gate *Gate
 }
 
 // Timing splits one detection.
@@ -64,25 +66,67 @@ type Detection struct {
 	Timing        Timing // of the detection that produced it
 }
 
-// Detect runs the whole path on one encoded image.
+// Detect runs the whole path on one encoded image. It stops with ctx's error when ctx ends
+// (while waiting at the gate, in the graph's queue or during its run).
 func (d *Detector) Detect(ctx context.Context, data []byte) (*Detection, error) {
 	var t Timing
+	if d.Gate != nil {
+		w, h, err := DecodeConfig(data, d.Limits)
+		if err != nil {
+			return nil, err
+		}
+		r, err := d.Gate.reserve(ctx, w, h, d.Preprocess)
+		if err != nil {
+			return nil, err
+		}
+		defer r.done()
+		if err := d.Gate.cpuSlot(ctx); err != nil {
+			return nil, err
+		}
+		in, err := d.decode(data, &t)
+		d.Gate.freeCPU()
+		r.pixelsDone()
+		if err != nil {
+			return nil, err
+		}
+		return d.detect(ctx, in, &t)
+	}
+	in, err := d.decode(data, &t)
+	if err != nil {
+		return nil, err
+	}
+	return d.detect(ctx, in, &t)
+}
+
+// graphInput is a decoded, preprocessed image.
+type graphInput struct {
+	pixels []float32
+	info   ScaleInfo
+	format string
+}
+
+// decode decodes and preprocesses the image into the graph's input.
+func (d *Detector) decode(data []byte, t *Timing) (graphInput, error) {
 	start := time.Now()
 	img, err := Decode(data, d.Limits)
 	if err != nil {
-		return nil, err
+		return graphInput{}, err
 	}
 	t.Decode = time.Since(start)
-
 	start = time.Now()
 	pixels, info, err := Preprocess(img, d.Preprocess)
 	if err != nil {
-		return nil, err
+		return graphInput{}, err
 	}
 	t.Preprocess = time.Since(start)
+	return graphInput{pixels: pixels, info: info, format: img.Format}, nil
+}
 
-	start = time.Now()
-	out, err := d.Graph.Run(ctx, pixels, info.ResizedHeight, info.ResizedWidth)
+// detect runs the graph on the preprocessed image and selects its regions.
+func (d *Detector) detect(ctx context.Context, in graphInput, t *Timing) (*Detection, error) {
+	info := in.info
+	start := time.Now()
+	out, err := d.Graph.Run(ctx, in.pixels, info.ResizedHeight, info.ResizedWidth)
 	if err != nil {
 		return nil, err
 	}
@@ -112,7 +156,7 @@ func (d *Detector) Detect(ctx context.Context, data []byte) (*Detection, error) 
 	if len(regions) > d.MaxRegions {
 		regions, idx = regions[:d.MaxRegions], idx[:d.MaxRegions]
 	}
-	det := &Detection{Format: img.Format, Width: info.Width, Height: info.Height, Scale: info.Scale,
+	det := &Detection{Format: in.format, Width: info.Width, Height: info.Height, Scale: info.Scale,
 		Proposals: P, Regions: regions, ClassProbs: GatherRows(out.ClassProbs, C, idx), ClassDim: C}
 	if A > 0 {
 		det.AttrProbs, det.AttrDim = GatherRows(out.AttrProbs, A, idx), A
@@ -125,6 +169,6 @@ func (d *Detector) Detect(ctx context.Context, data []byte) (*Detection, error) 
 	}
 	det.Prepared = prep
 	t.Selection = time.Since(start)
-	det.Timing = t
+	det.Timing = *t
 	return det, nil
 }

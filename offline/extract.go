@@ -193,9 +193,6 @@ func ExtractSplit(ctx context.Context, b *pipeline.Bundle, splitDir, outDir stri
 	if workers <= 0 {
 		workers = runtime.NumCPU()
 	}
-	if capacity := b.Capacity(); workers > capacity {
-		workers = capacity // more would get ErrBusy from the scheduler
-	}
 	st.Workers = workers
 	detStart := time.Now()
 	spools, err := newSpools(outDir, "features", "locations", "soft_labels", "boxes")

@@ -31,12 +31,14 @@ var (
 type Options struct {
 	MaxRegions    int // regions per image
 	MaxTexts      int // texts per Match call; 0: no limit
-	MaxConcurrent int // encoder runs at once; 0 means 1
-	MaxQueue      int // encoder runs waiting; 0 means 64
+	MaxConcurrent int // graph runs at once; 0 means 1
 	MaxTextLength int // 0: the manifest's text.max_length; otherwise at most that
 	// VerifyChecksums compares each graph file with its manifest sha256 at load.
 	VerifyChecksums bool
 	Decode          detector.DecodeLimits // image bytes and pixels; zero fields take detector's defaults
+	// ImageMemory bounds the bytes of pixels decoded and preprocessed at once, across requests
+	// (detector.Gate); 0 means 512 MiB.
+	ImageMemory int64
 	CacheBytes      int64                 // detector result cache bound; 0 disables caching
 	Selection       SelectionOverride     // region selection settings that replace the manifest's
 	// DetectorOnCUDA runs the detector graph on the environment's CUDA provider; otherwise it
@@ -87,10 +89,10 @@ func Load(env *ort.Environment, dir string, opts Options) (b *Bundle, err error)
 	if opts.MaxConcurrent <= 0 {
 		opts.MaxConcurrent = 1
 	}
-	if opts.MaxQueue <= 0 {
-		opts.MaxQueue = 64
+	if opts.ImageMemory <= 0 {
+		opts.ImageMemory = 512 << 20
 	}
-	b = &Bundle{Manifest: m, Dir: dir, opts: opts, sched: NewScheduler(opts.MaxConcurrent, opts.MaxQueue),
+	b = &Bundle{Manifest: m, Dir: dir, opts: opts, sched: NewScheduler(opts.MaxConcurrent),
 		cache: newResultCache(opts.CacheBytes, detectionSize)}
 	// Close what was opened if anything below fails. The deferred function uses its own
 	// reference: a `return nil, err` has already set the named result b to nil.
@@ -254,9 +256,8 @@ func (b *Bundle) DetectorProvider() string {
 // MaxRegions is the serving limit on regions per image.
 func (b *Bundle) MaxRegions() int { return b.opts.MaxRegions }
 
-// Capacity is the most graph runs the bundle admits at once, running and queued; callers
-// beyond it get ErrBusy.
-func (b *Bundle) Capacity() int { return b.sched.Capacity() }
+// MaxConcurrent is the most graph runs at once.
+func (b *Bundle) MaxConcurrent() int { return b.sched.Running() }
 
 // Warmup runs one small batch through the encoder so that the first request does not pay for
 // ONNX Runtime's lazy initialisation.

@@ -29,10 +29,14 @@ type cacheEntry[V any] struct {
 	size int64
 }
 
+// call is one computation in flight. Its context is cancelled when the last caller waiting
+// for it leaves: a shared detection runs only while somebody wants its result.
 type call[V any] struct {
-	done chan struct{}
-	val  V
-	err  error
+	done    chan struct{}
+	val     V
+	err     error
+	waiters int // guarded by resultCache.mu
+	cancel  context.CancelFunc
 }
 
 func newResultCache[V any](maxBytes int64, sizeOf func(V) int64) *resultCache[V] {
@@ -41,9 +45,11 @@ func newResultCache[V any](maxBytes int64, sizeOf func(V) int64) *resultCache[V]
 }
 
 // get returns the cached value for key or computes it with fn. hit reports whether fn was
-// avoided. Errors are not cached. A waiter whose ctx ends stops waiting; the computation goes on
-// for the others.
-func (c *resultCache[V]) get(ctx context.Context, key [32]byte, fn func() (V, error)) (v V, hit bool, err error) {
+// avoided. Errors are not cached. Concurrent callers for one key share one computation, which
+// runs in its own goroutine with a context of its own (ctx's values, not its deadline); a
+// caller whose ctx ends stops waiting, and when no caller is left the computation is
+// cancelled and forgotten, so that a later caller starts afresh.
+func (c *resultCache[V]) get(ctx context.Context, key [32]byte, fn func(context.Context) (V, error)) (v V, hit bool, err error) {
 	c.mu.Lock()
 	if el, ok := c.entries[key]; ok {
 		c.order.MoveToFront(el)
@@ -51,32 +57,65 @@ func (c *resultCache[V]) get(ctx context.Context, key [32]byte, fn func() (V, er
 		c.hits.Add(1)
 		return el.Value.(*cacheEntry[V]).val, true, nil
 	}
-	if cl, ok := c.inflight[key]; ok {
-		c.mu.Unlock()
-		select {
-		case <-cl.done:
-			if cl.err == nil {
-				c.hits.Add(1)
-			}
-			return cl.val, cl.err == nil, cl.err
-		case <-ctx.Done():
-			return v, false, ctx.Err()
-		}
+	cl, shared := c.inflight[key]
+	if !shared {
+		callCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		cl = &call[V]{done: make(chan struct{}), cancel: cancel}
+		c.inflight[key] = cl
+		c.misses.Add(1)
+		go c.compute(callCtx, key, cl, fn)
 	}
-	cl := &call[V]{done: make(chan struct{})}
-	c.inflight[key] = cl
+	cl.waiters++
 	c.mu.Unlock()
-	c.misses.Add(1)
 
-	cl.val, cl.err = fn()
+	select {
+	case <-cl.done:
+		if shared && cl.err == nil {
+			c.hits.Add(1)
+		}
+		return cl.val, shared && cl.err == nil, cl.err
+	case <-ctx.Done():
+		c.mu.Lock()
+		if cl.waiters--; cl.waiters == 0 {
+			cl.cancel()
+			if c.inflight[key] == cl {
+				delete(c.inflight, key)
+			}
+		}
+		c.mu.Unlock()
+		return v, false, ctx.Err()
+	}
+}
+
+func (c *resultCache[V]) compute(ctx context.Context, key [32]byte, cl *call[V], fn func(context.Context) (V, error)) {
+	defer cl.cancel()
+	cl.val, cl.err = fn(ctx)
 	c.mu.Lock()
-	delete(c.inflight, key)
-	if cl.err == nil {
-		c.add(key, cl.val)
+	if c.inflight[key] == cl {
+		delete(c.inflight, key)
+		if cl.err == nil {
+			c.add(key, cl.val)
+		}
 	}
 	c.mu.Unlock()
 	close(cl.done)
-	return cl.val, false, cl.err
+}
+
+// waitersOf is the number of callers waiting for key's computation (for tests).
+func (c *resultCache[V]) waitersOf(key [32]byte) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cl, ok := c.inflight[key]; ok {
+		return cl.waiters
+	}
+	return 0
+}
+
+// inflightCount is the number of computations running for a waiter (for tests).
+func (c *resultCache[V]) inflightCount() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.inflight)
 }
 
 // add stores a value and evicts least recently used ones past the bound; c.mu is held.

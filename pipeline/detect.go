@@ -70,6 +70,7 @@ func (b *Bundle) newDetector() *detector.Detector {
 		ClassDim:   m.Model.LabelDim,
 		FeatureDim: m.Model.FeatureDim,
 		AttrDim:    len(b.attrs),
+		Gate:       detector.NewGate(b.opts.ImageMemory),
 	}
 }
 
@@ -102,15 +103,15 @@ func (g detectorGraph) Run(ctx context.Context, pixels []float32, height, width 
 
 // Detect runs the detector on encoded image bytes (JPEG, PNG, GIF, WebP, BMP) and selects regions
 // as bottom-up-attention does. Results are cached by the SHA-256 of the bytes; concurrent
-// requests for the same image share one detection, which runs to completion even if the
-// request that started it goes away (its result serves the others and later retries).
+// requests for the same image share one detection, which is cancelled (decoding, the queue,
+// the graph run) once no request waits for it any more.
 func (b *Bundle) Detect(ctx context.Context, data []byte) (*detector.Detection, bool, error) {
 	if b.detector == nil {
 		return nil, false, inputErr(CodeUnsupported, "model %s has no detector: send regions with features instead of an image", b.Manifest.Name)
 	}
 	key := sha256.Sum256(data)
-	det, hit, err := b.cache.get(ctx, key, func() (*detector.Detection, error) {
-		det, err := b.detector.Detect(context.WithoutCancel(ctx), data)
+	det, hit, err := b.cache.get(ctx, key, func(ctx context.Context) (*detector.Detection, error) {
+		det, err := b.detector.Detect(ctx, data)
 		if err != nil {
 			return nil, err
 		}

@@ -8,9 +8,6 @@ import (
 	"github.com/uniter-serve/uniter/textproc"
 )
 
-// ErrBusy reports that the inference queue is full; the caller may retry later.
-var ErrBusy = errors.New("inference queue is full")
-
 // InputError is a problem with the caller's input. Code is stable and machine-readable;
 // the message names the field and the problem and is safe to show to clients.
 type InputError struct {

@@ -1,36 +1,25 @@
 package pipeline
 
-import (
-	"context"
-	"sync/atomic"
-)
+import "context"
 
-// Scheduler bounds graph executions: at most `running` at once and `queued` waiting; beyond
-// that callers get ErrBusy at once rather than piling up memory and latency.
+// Scheduler bounds graph executions: at most `running` at once. It refuses nobody: how many
+// callers may wait is decided once per request, at admission (the api package), before any
+// work was done for it.
 type Scheduler struct {
-	slots   chan struct{}
-	waiting atomic.Int64
-	queued  int64
+	slots chan struct{}
 }
 
-// NewScheduler makes a scheduler; running and queued must be positive.
-func NewScheduler(running, queued int) *Scheduler {
-	return &Scheduler{slots: make(chan struct{}, running), queued: int64(queued)}
+// NewScheduler makes a scheduler; running must be positive.
+func NewScheduler(running int) *Scheduler {
+	return &Scheduler{slots: make(chan struct{}, running)}
 }
 
-// Acquire waits for a slot; it fails with ErrBusy when the queue is full and with ctx's error
-// when the caller goes away. Each successful Acquire is paired with one Release.
+// Acquire waits for a slot; it fails with ctx's error when the caller goes away. Each
+// successful Acquire is paired with one Release.
 func (s *Scheduler) Acquire(ctx context.Context) error {
-	select {
-	case s.slots <- struct{}{}:
-		return nil
-	default:
+	if err := ctx.Err(); err != nil {
+		return err
 	}
-	if s.waiting.Add(1) > s.queued {
-		s.waiting.Add(-1)
-		return ErrBusy
-	}
-	defer s.waiting.Add(-1)
 	select {
 	case s.slots <- struct{}{}:
 		return nil
@@ -42,6 +31,5 @@ func (s *Scheduler) Acquire(ctx context.Context) error {
 // Release frees a slot taken by Acquire.
 func (s *Scheduler) Release() { <-s.slots }
 
-// Capacity is the most callers the scheduler admits at once, running and waiting; one more
-// gets ErrBusy.
-func (s *Scheduler) Capacity() int { return cap(s.slots) + int(s.queued) }
+// Running is the most graph runs at once.
+func (s *Scheduler) Running() int { return cap(s.slots) }
