@@ -104,6 +104,8 @@ clean:
 	rm -rf bin .cache/bench
 
 # Rewrites the generated sections of README.md and docs/*.md (the figures, from the default
-# bundle's reports and manifest); `make test` fails when they are stale. See tests/docs_test.go.
+# bundle's reports and manifest; the bad-input table, from api/badinput_test.go); `make test`
+# fails when they are stale. See tests/docs_test.go.
 docs:
 	go test ./tests -run '^TestGeneratedDocs$$' -count=1 -args -update-docs
+	go test ./api -run '^TestBadInputs$$' -count=1 -args -update-docs

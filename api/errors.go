@@ -38,8 +38,6 @@ func statusOf(err error, log *slog.Logger) (int, ErrorDetail) {
 		return http.StatusUnsupportedMediaType, ErrorDetail{Code: ie.Code, Message: ie.Message}
 	case errors.As(err, &ie):
 		return http.StatusBadRequest, ErrorDetail{Code: ie.Code, Message: ie.Message}
-	case errors.Is(err, pipeline.ErrBusy):
-		return http.StatusServiceUnavailable, ErrorDetail{Code: "busy", Message: "the server is at capacity; retry later"}
 	case errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout, ErrorDetail{Code: "timeout", Message: "the request took too long"}
 	case errors.Is(err, context.Canceled):

@@ -34,12 +34,6 @@ type Gallery interface {
 // answer 503. Call it before Handler.
 func (s *Server) SetGallery(g Gallery) { s.gallery = g }
 
-// Listing limits of GET /v1/images and /v1/texts.
-const (
-	DefaultListLimit = 50
-	MaxListLimit     = 1000
-)
-
 func (s *Server) galleryRoutes(r *gin.Engine) {
 	// Like handle, plus: no gallery → 503, the store's errors → their statuses, created →
 	// 201, and handlers that wrote the answer themselves (errWritten).
@@ -64,17 +58,19 @@ func (s *Server) galleryRoutes(r *gin.Engine) {
 			c.JSON(http.StatusOK, res)
 		}
 	}
-	r.POST("/v1/images", h(s.addImage))
-	r.GET("/v1/images", h(s.listImages))
-	r.GET("/v1/images/:id", h(s.getImage))
-	r.GET("/v1/images/:id/thumbnail", h(s.thumbnail))
-	r.DELETE("/v1/images/:id", h(s.deleteImage))
-	r.POST("/v1/texts", h(s.addTexts))
-	r.GET("/v1/texts", h(s.listTexts))
-	r.GET("/v1/texts/:id", h(s.getText))
-	r.DELETE("/v1/texts/:id", h(s.deleteText))
-	r.POST("/v1/search/images", h(s.searchImages))
-	r.POST("/v1/search/texts", h(s.searchTexts))
+	admit := s.admit.middleware(s)
+	read, write := s.authorize(ScopeRead), s.authorize(ScopeWrite)
+	r.POST("/v1/images", write, admit, h(s.addImage))
+	get(r, "/v1/images", read, h(s.listImages))
+	get(r, "/v1/images/:id", read, h(s.getImage))
+	get(r, "/v1/images/:id/thumbnail", read, h(s.thumbnail))
+	r.DELETE("/v1/images/:id", write, h(s.deleteImage))
+	r.POST("/v1/texts", write, h(s.addTexts))
+	get(r, "/v1/texts", read, h(s.listTexts))
+	get(r, "/v1/texts/:id", read, h(s.getText))
+	r.DELETE("/v1/texts/:id", write, h(s.deleteText))
+	r.POST("/v1/search/images", read, admit, h(s.searchImages))
+	r.POST("/v1/search/texts", read, admit, h(s.searchTexts))
 }
 
 // galleryErr gives the store's errors their statuses (requestError is what statusOf maps).
@@ -103,12 +99,12 @@ type ImageUploadRequest struct {
 // ImageUploadResponse answers POST /v1/images: 201 when stored, 200 with duplicate: true when
 // the same bytes were already stored (id is then the stored image's).
 type ImageUploadResponse struct {
-	ID        string  `json:"id"`
-	Duplicate bool    `json:"duplicate"`
-	SHA256    string  `json:"sha256"`
-	Regions   int     `json:"regions"`
-	Width     int     `json:"width"`
-	Height    int     `json:"height"`
+	ID        string      `json:"id"`
+	Duplicate bool        `json:"duplicate"`
+	SHA256    string      `json:"sha256"`
+	Regions   int         `json:"regions"`
+	Width     int         `json:"width"`
+	Height    int         `json:"height"`
 	Timings   TotalTiming `json:"timings_ms"`
 }
 
@@ -181,7 +177,7 @@ func readUploadMultipart(c *gin.Context) (data []byte, id string, meta json.RawM
 		case "metadata":
 			meta = raw
 		default:
-			return nil, "", nil, badRequest("unknown_field", "multipart: unknown field %q (want image, id, metadata)", name)
+			return nil, "", nil, badRequest("unknown_field", "multipart: unknown field %s (want image, id, metadata)", quoteInput(name))
 		}
 	}
 	if data == nil {
@@ -220,18 +216,16 @@ func galleryImage(img *gallery.Image) GalleryImage {
 
 // listParams reads ?limit= and ?cursor= (an opaque token: the last ID of the previous page).
 func listParams(c *gin.Context) (after string, limit int, err error) {
-	limit = DefaultListLimit
+	limit = fieldListLimit.def
 	if v, ok := c.GetQuery("limit"); ok {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > MaxListLimit {
-			return "", 0, badRequest("invalid_limit", "limit: %q is not an integer in [1, %d]", v, MaxListLimit)
+		if limit, err = fieldListLimit.parse(v); err != nil {
+			return "", 0, err
 		}
-		limit = n
 	}
 	if v := c.Query("cursor"); v != "" {
 		raw, err := base64.RawURLEncoding.DecodeString(v)
 		if err != nil || gallery.ValidID(string(raw)) != nil {
-			return "", 0, badRequest("invalid_cursor", "cursor: %q is not a cursor this server issued", v)
+			return "", 0, badRequest("invalid_cursor", "cursor: %s is not a cursor this server issued", quoteInput(v))
 		}
 		after = string(raw)
 	}
@@ -266,7 +260,7 @@ func (s *Server) getImage(c *gin.Context) (any, error) {
 	if v, ok := c.GetQuery("features"); ok {
 		var err error
 		if features, err = strconv.ParseBool(v); err != nil {
-			return nil, badRequest("invalid_features", "features: %q is not a boolean", v)
+			return nil, badRequest("invalid_features", "features: %s is not a boolean", quoteInput(v))
 		}
 	}
 	img, err := s.gallery.Store().Image(c.Request.Context(), c.Param("id"), gallery.PartRegions)

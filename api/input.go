@@ -100,7 +100,7 @@ func (s *Server) readMultipart(c *gin.Context, fields map[string]bool) (request,
 			}
 			req.input.Image = raw
 		case !fields[name]:
-			return req, badRequest("unknown_field", "multipart: unknown field %q", name)
+			return req, badRequest("unknown_field", "multipart: unknown field %s", quoteInput(name))
 		default:
 			if err := req.setField(name, string(raw)); err != nil {
 				return req, err
@@ -122,38 +122,31 @@ func multipartErr(err error) error {
 }
 
 func (r *request) setField(name, value string) error {
-	atoi := func() (int, error) {
-		n, err := strconv.Atoi(strings.TrimSpace(value))
-		if err != nil {
-			return 0, badRequest("invalid_"+name, "%s: %q is not an integer", name, value)
-		}
-		return n, nil
-	}
 	var err error
 	switch name {
 	case "text":
 		r.texts = append(r.texts, value)
 		r.text = value
 	case "top_regions":
-		r.topRegions, err = atoi()
+		r.topRegions, err = fieldTopRegions.parse(value)
 	case "top_labels":
-		r.topLabels, err = atoi()
+		r.topLabels, err = fieldTopLabels.parse(value)
 	case "top_k":
-		r.topK, err = atoi()
+		r.topK, err = fieldTopK.parse(value)
 	case "without_image":
 		r.withoutImage, err = strconv.ParseBool(strings.TrimSpace(value))
 		if err != nil {
-			err = badRequest("invalid_without_image", "without_image: %q is not a boolean", value)
+			err = badRequest("invalid_without_image", "without_image: %s is not a boolean", quoteInput(value))
 		}
 	case "attention":
 		r.attention, err = strconv.ParseBool(strings.TrimSpace(value))
 		if err != nil {
-			err = badRequest("invalid_attention", "attention: %q is not a boolean", value)
+			err = badRequest("invalid_attention", "attention: %s is not a boolean", quoteInput(value))
 		}
 	case "features":
 		r.features, err = strconv.ParseBool(strings.TrimSpace(value))
 		if err != nil {
-			err = badRequest("invalid_features", "features: %q is not a boolean", value)
+			err = badRequest("invalid_features", "features: %s is not a boolean", quoteInput(value))
 		}
 	default:
 		err = fmt.Errorf("unhandled field %q", name)

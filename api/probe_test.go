@@ -78,7 +78,7 @@ func TestFillMaskErrors(t *testing.T) {
 	}{
 		{"no mask", map[string]any{"image": img, "text": "a red square"}, 400, "invalid_text", "no [MASK]"},
 		{"empty text", map[string]any{"image": img, "text": ""}, 400, "empty_text", "text"},
-		{"top_k too large", map[string]any{"image": img, "text": "a [MASK]", "top_k": 51}, 400, "invalid_top_k", "between 1 and 50"},
+		{"top_k too large", map[string]any{"image": img, "text": "a [MASK]", "top_k": 51}, 400, "invalid_top_k", "out of range [1, 50]"},
 		{"top_k negative", map[string]any{"image": img, "text": "a [MASK]", "top_k": -2}, 400, "invalid_top_k", "-2"},
 		{"no image", map[string]any{"text": "a [MASK]"}, 400, "missing_input", ""},
 		{"unknown field", map[string]any{"image": img, "text": "a [MASK]", "k": 3}, 400, "unknown_field", `"k"`},

@@ -11,7 +11,9 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -37,6 +39,11 @@ type Config struct {
 	IndexHTML      []byte        // the page served at /; none when empty
 	Assets         fs.FS         // the page's files, served under /static/; none when nil
 	RequestTimeout time.Duration // per-request deadline for model work; 0: none
+	// MaxInFlight is the most model requests (match, align, regions, fill-mask, image
+	// uploads, searches) in the server at once, running or waiting; one more gets 503 before
+	// its body is read. 0 means 65.
+	MaxInFlight int
+	Access      Access // keys, hosts and origins
 }
 
 // Server routes requests to one model.
@@ -47,6 +54,8 @@ type Server struct {
 	labels Labels
 	log    *slog.Logger
 	ready  atomic.Bool
+	admit  *admission
+	active sync.WaitGroup // requests in a handler
 	// gallery serves /v1/images, /v1/texts and /v1/search (api/gallery.go); nil: none.
 	gallery Gallery
 }
@@ -57,7 +66,10 @@ func New(cfg Config, model Model, info ModelInfo, labels Labels, log *slog.Logge
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Server{cfg: cfg, model: model, info: info, labels: labels, log: log}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = 65
+	}
+	return &Server{cfg: cfg, model: model, info: info, labels: labels, log: log, admit: newAdmission(cfg.MaxInFlight)}
 }
 
 // SetReady marks the models loaded and warmed up (GET /readyz).
@@ -69,11 +81,17 @@ func (s *Server) Handler() http.Handler {
 	r := gin.New()
 	_ = r.SetTrustedProxies(nil)
 	r.HandleMethodNotAllowed = true
+	r.RedirectTrailingSlash = false // a 301 to another path is no answer for an API client: 404
+	r.Use(func(c *gin.Context) {
+		s.active.Add(1)
+		defer s.active.Done()
+		c.Next()
+	})
 	r.Use(gin.CustomRecoveryWithWriter(io.Discard, func(c *gin.Context, rec any) {
 		s.log.Error("panic in handler", "panic", rec, "path", c.Request.URL.Path)
 		s.writeError(c, fmt.Errorf("panic: %v", rec))
 	}))
-	r.Use(s.limitBody)
+	r.Use(s.checkHost, s.crossOrigin, s.limitBody)
 	r.NoRoute(func(c *gin.Context) {
 		s.writeError(c, &requestError{status: http.StatusNotFound, code: "not_found", message: "no route " + c.Request.URL.Path})
 	})
@@ -83,31 +101,56 @@ func (s *Server) Handler() http.Handler {
 	})
 	if len(s.cfg.IndexHTML) > 0 {
 		// c.Data, not FileFromFS: gin's FileFromFS redirects index.html forever.
-		r.GET("/", func(c *gin.Context) { c.Data(http.StatusOK, "text/html; charset=utf-8", s.cfg.IndexHTML) })
+		get(r, "/", func(c *gin.Context) { c.Data(http.StatusOK, "text/html; charset=utf-8", s.cfg.IndexHTML) })
 	}
 	if s.cfg.Assets != nil {
-		r.GET("/static/*path", s.static)
+		get(r, "/static/*path", s.static)
 	}
-	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
-	r.GET("/readyz", func(c *gin.Context) {
+	get(r, "/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	get(r, "/readyz", func(c *gin.Context) {
 		if !s.ready.Load() {
 			s.writeError(c, &requestError{status: http.StatusServiceUnavailable, code: "not_ready", message: "models are loading"})
 			return
 		}
 		c.JSON(http.StatusOK, gin.H{"status": "ready"})
 	})
-	r.GET("/v1/models", s.handle(func(c *gin.Context) (any, error) {
+	read := s.authorize(ScopeRead)
+	get(r, "/v1/models", read, s.handle(func(c *gin.Context) (any, error) {
 		info := s.info
 		st := s.model.CacheStats()
 		info.DetectorCache = &CacheInfo{Hits: st.Hits, Misses: st.Misses, Entries: st.Entries, Bytes: st.Bytes, MaxBytes: st.MaxBytes}
 		return ModelsResponse{Models: []ModelInfo{info}}, nil
 	}))
-	r.POST("/v1/match", s.handle(s.match))
-	r.POST("/v1/align", s.handle(s.align))
-	r.POST("/v1/regions", s.handle(s.regions))
-	r.POST("/v1/fill-mask", s.handle(s.fillMask))
+	admit := s.admit.middleware(s)
+	r.POST("/v1/match", read, admit, s.handle(s.match))
+	r.POST("/v1/align", read, admit, s.handle(s.align))
+	r.POST("/v1/regions", read, admit, s.handle(s.regions))
+	r.POST("/v1/fill-mask", read, admit, s.handle(s.fillMask))
 	s.galleryRoutes(r)
 	return r
+}
+
+// Wait returns once no request is in a handler any more, or with ctx's error. Call it after
+// the HTTP server stopped taking requests (http.Server.Shutdown or Close), before closing
+// what the handlers use.
+func (s *Server) Wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		s.active.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// get serves a GET route and its HEAD (net/http drops the body of a HEAD answer).
+func get(r gin.IRoutes, path string, h ...gin.HandlerFunc) {
+	r.GET(path, h...)
+	r.HEAD(path, h...)
 }
 
 // limitBody caps every request body; reading past the cap fails with *http.MaxBytesError.
@@ -157,7 +200,7 @@ func (s *Server) context(c *gin.Context) (context.Context, context.CancelFunc) {
 func (s *Server) decodeJSON(c *gin.Context, dst any) error {
 	if ct := c.ContentType(); ct != "" && ct != "application/json" {
 		return &requestError{status: http.StatusUnsupportedMediaType, code: "unsupported_media_type",
-			message: fmt.Sprintf("content type %q: send application/json or multipart/form-data", ct)}
+			message: fmt.Sprintf("content type %s: send application/json or multipart/form-data", quoteInput(ct))}
 	}
 	dec := json.NewDecoder(c.Request.Body)
 	dec.DisallowUnknownFields()
@@ -179,9 +222,10 @@ func (s *Server) decodeJSON(c *gin.Context, dst any) error {
 	case errors.As(err, &syntaxErr):
 		return badRequest("malformed_json", "malformed JSON at byte %d: %v", syntaxErr.Offset, err)
 	case errors.As(err, &typeErr):
-		return badRequest("malformed_json", "field %q: got JSON %s, want %s", typeErr.Field, typeErr.Value, typeErr.Type)
-	case strings.HasPrefix(err.Error(), "json: unknown field"):
-		return badRequest("unknown_field", "%s", strings.TrimPrefix(err.Error(), "json: "))
+		return badRequest("malformed_json", "%s: got JSON %s, want %s", jsonPath(typeErr.Field), cut(typeErr.Value), jsonType(typeErr.Type))
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		name, _ := strconv.Unquote(strings.TrimPrefix(err.Error(), "json: unknown field "))
+		return badRequest("unknown_field", "unknown field %s", quoteInput(name))
 	}
 	return badRequest("malformed_json", "malformed JSON: %v", err)
 }
@@ -219,8 +263,8 @@ func (s *Server) align(c *gin.Context) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if req.topRegions < 0 {
-		return nil, badRequest("invalid_top_regions", "top_regions: must not be negative, got %d", req.topRegions)
+	if req.topRegions, err = fieldTopRegions.resolve(req.topRegions); err != nil {
+		return nil, err
 	}
 	if len(req.texts) > 1 {
 		return nil, badRequest("invalid_input", "text: one text per alignment, got %d", len(req.texts))
@@ -246,11 +290,8 @@ func (s *Server) regions(c *gin.Context) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if req.topLabels < 0 {
-		return nil, badRequest("invalid_top_labels", "top_labels: must not be negative, got %d", req.topLabels)
-	}
-	if req.topLabels == 0 {
-		req.topLabels = 3
+	if req.topLabels, err = fieldTopLabels.resolve(req.topLabels); err != nil {
+		return nil, err
 	}
 	ctx, cancel := s.context(c)
 	defer cancel()
@@ -270,9 +311,6 @@ func (s *Server) regions(c *gin.Context) (any, error) {
 	return resp, nil
 }
 
-// maxTopK bounds top_k of /v1/fill-mask.
-const maxTopK = 50
-
 func (s *Server) fillMask(c *gin.Context) (any, error) {
 	start := time.Now()
 	var body FillMaskRequest
@@ -283,11 +321,11 @@ func (s *Server) fillMask(c *gin.Context) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	switch {
-	case len(req.texts) != 1:
+	if len(req.texts) != 1 {
 		return nil, badRequest("invalid_input", "text: exactly one text with [MASK] tokens is needed, got %d", len(req.texts))
-	case req.topK < 0 || req.topK > maxTopK:
-		return nil, badRequest("invalid_top_k", "top_k: must be between 1 and %d (0 or absent: 5), got %d", maxTopK, req.topK)
+	}
+	if req.topK, err = fieldTopK.resolve(req.topK); err != nil {
+		return nil, err
 	}
 	ctx, cancel := s.context(c)
 	defer cancel()

@@ -92,7 +92,7 @@ func TestErrors(t *testing.T) {
 		{"empty body", "/v1/match", "application/json", ``, 400, "malformed_json", "empty"},
 		{"trailing data", "/v1/match", "application/json", `{} {}`, 400, "malformed_json", "trailing"},
 		{"unknown field", "/v1/match", "application/json", `{"txts": ["a"]}`, 400, "unknown_field", `"txts"`},
-		{"wrong type", "/v1/match", "application/json", `{"texts": "a dog"}`, 400, "malformed_json", `"texts"`},
+		{"wrong type", "/v1/match", "application/json", `{"texts": "a dog"}`, 400, "malformed_json", "texts: got JSON string, want an array"},
 		{"content type", "/v1/match", "text/plain", `{}`, 415, "unsupported_media_type", "application/json"},
 		{"missing regions", "/v1/match", "", `{"texts": ["a"]}`, 400, "missing_input", "regions"},
 		{"feature dim", "/v1/match", "", js(map[string]any{"regions": badFeat, "texts": []string{"a"}}), 400, "invalid_regions", "feature dimension is 64"},

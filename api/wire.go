@@ -63,10 +63,10 @@ type MatchResult struct {
 
 // MatchResponse answers POST /v1/match: one result per text, in request order.
 type MatchResponse struct {
-	Results  []MatchResult `json:"results"`
-	Image    *ImageInfo    `json:"image,omitempty"`
-	Model    string        `json:"model"`
-	Timings  Timings       `json:"timings_ms"`
+	Results []MatchResult `json:"results"`
+	Image   *ImageInfo    `json:"image,omitempty"`
+	Model   string        `json:"model"`
+	Timings Timings       `json:"timings_ms"`
 }
 
 // ImageInfo describes an uploaded image and its detection.

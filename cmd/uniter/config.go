@@ -45,6 +45,7 @@ type Config struct {
 		MaxQueue       int           `mapstructure:"max_queue"`
 		MaxImageBytes  int64         `mapstructure:"max_image_bytes"`
 		MaxImagePixels int64         `mapstructure:"max_image_pixels"`
+		ImageMemory    int64         `mapstructure:"image_memory_bytes"`
 	} `mapstructure:"limits"`
 	Detector struct {
 		CacheBytes    int64   `mapstructure:"cache_bytes"`
@@ -61,6 +62,8 @@ type Config struct {
 	DataDir string        `mapstructure:"data_dir"`
 	Gallery GalleryConfig `mapstructure:"gallery"`
 	Search  SearchConfig  `mapstructure:"search"`
+	Auth    AuthConfig    `mapstructure:"auth"`
+	HTTP    HTTPConfig    `mapstructure:"http"`
 }
 
 // defaults lists every key; viper's Unmarshal ignores environment-only keys without one.
@@ -80,6 +83,7 @@ var defaults = map[string]any{
 	"limits.max_body_bytes":     int64(24 << 20),
 	"limits.max_image_bytes":    int64(16 << 20),
 	"limits.max_image_pixels":   int64(40_000_000),
+	"limits.image_memory_bytes": int64(512 << 20),
 	"detector.cache_bytes":      int64(256 << 20),
 	"detector.nms_iou":          float32(0),
 	"detector.min_confidence":   float32(-1),
@@ -89,7 +93,7 @@ var defaults = map[string]any{
 	"limits.max_texts":          32,
 	"limits.max_regions":        100,
 	"limits.max_text_length":    0,
-	"limits.request_timeout":    60 * time.Second,
+	"limits.request_timeout":    20 * time.Second,
 	"limits.max_concurrent":     1,
 	"limits.max_queue":          64,
 	"log.level":                 "info",
@@ -103,7 +107,22 @@ var defaults = map[string]any{
 	"search.max_candidates":     10000,
 	"search.batch_pairs":        64,
 	"search.workers":            2,
+	"auth.keys":                 []string{},
+	"auth.keys_file":            "",
+	"auth.insecure_no_auth":     false,
+	"http.allowed_hosts":        []string{},
+	"http.cors_origins":         []string{},
 }
+
+// maxRequestTimeout bounds limits.request_timeout; the shutdown grace is the request timeout
+// plus shutdownMargin, so a request admitted before SIGTERM can always finish.
+const (
+	maxRequestTimeout = 10 * time.Minute
+	shutdownMargin    = 5 * time.Second
+)
+
+// shutdownGrace is how long SIGTERM waits for requests in flight before cancelling them.
+func (c *Config) shutdownGrace() time.Duration { return c.Limits.RequestTimeout + shutdownMargin }
 
 // loadConfig merges defaults, the optional file, the environment and the flags that were set.
 func loadConfig(file string, flags *pflag.FlagSet, flagKeys map[string]string) (*Config, error) {
@@ -169,7 +188,8 @@ func (c *Config) Validate() error {
 			bad(key, "must be positive, got %d", v)
 		}
 	}
-	for key, v := range map[string]int64{"limits.max_image_bytes": c.Limits.MaxImageBytes, "limits.max_image_pixels": c.Limits.MaxImagePixels} {
+	for key, v := range map[string]int64{"limits.max_image_bytes": c.Limits.MaxImageBytes, "limits.max_image_pixels": c.Limits.MaxImagePixels,
+		"limits.image_memory_bytes": c.Limits.ImageMemory} {
 		if v <= 0 {
 			bad(key, "must be positive, got %d", v)
 		}
@@ -192,8 +212,8 @@ func (c *Config) Validate() error {
 	if c.Limits.MaxTextLength < 0 {
 		bad("limits.max_text_length", "must not be negative")
 	}
-	if c.Limits.RequestTimeout < 0 {
-		bad("limits.request_timeout", "must not be negative")
+	if c.Limits.RequestTimeout <= 0 || c.Limits.RequestTimeout > maxRequestTimeout {
+		bad("limits.request_timeout", "%v: want a duration in (0, %v]", c.Limits.RequestTimeout, maxRequestTimeout)
 	}
 	if _, err := c.logLevel(); err != nil {
 		bad("log.level", "%v", err)
@@ -230,9 +250,10 @@ func (c *Config) logger() *slog.Logger {
 func (c *Config) modelOptions() pipeline.Options {
 	o := pipeline.Options{
 		MaxRegions: c.Limits.MaxRegions, MaxTexts: c.Limits.MaxTexts, MaxTextLength: c.Limits.MaxTextLength,
-		MaxConcurrent: c.Limits.MaxConcurrent, MaxQueue: c.Limits.MaxQueue, VerifyChecksums: true,
+		MaxConcurrent: c.Limits.MaxConcurrent, VerifyChecksums: true,
 		DetectorOnCUDA: c.ORT.DetectorOnCUDA,
 		Decode:         detector.DecodeLimits{MaxBytes: c.Limits.MaxImageBytes, MaxPixels: c.Limits.MaxImagePixels},
+		ImageMemory:    c.Limits.ImageMemory,
 		CacheBytes:     c.Detector.CacheBytes,
 	}
 	d := c.Detector

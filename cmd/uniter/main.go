@@ -32,6 +32,8 @@ var rootFlags = map[string]string{
 	"log-level":   "log.level",
 	"addr":        "addr",
 	"data-dir":    "data_dir",
+	// serve's
+	"insecure-no-auth": "auth.insecure_no_auth",
 }
 
 func main() {
@@ -60,7 +62,7 @@ func newRoot() *cobra.Command {
 		return loadConfig(configFile, cmd.Flags(), rootFlags)
 	}
 	root.AddCommand(serveCmd(load), matchCmd(load), alignCmd(load), regionsCmd(load), runGraphCmd(load), extractCmd(load), evalCmd(load))
-	root.AddCommand(synthCmd())
+	root.AddCommand(synthCmd(), keygenCmd())
 	root.AddCommand(indexCmd(load), indexTextsCmd(load), importFeaturesCmd(load), evalGalleryCmd(load))
 	root.AddCommand(attentionStatsCmd(load))
 	return root
@@ -101,18 +103,26 @@ func serveCmd(load func(*cobra.Command) (*Config, error)) *cobra.Command {
 		},
 	}
 	cmd.Flags().String("addr", "", "listen address (config addr, default 127.0.0.1:8080)")
+	cmd.Flags().Bool("insecure-no-auth", false, "serve beyond loopback without API keys (config auth.insecure_no_auth)")
 	return cmd
 }
 
 func serve(parent context.Context, cfg *Config) error {
 	log := cfg.logger()
+	access, err := cfg.access()
+	if err != nil {
+		return err
+	}
+	if len(access.Keys) == 0 {
+		log.Warn("no API keys: anyone who reaches this address may read and change the gallery", "addr", cfg.Addr)
+	}
 	ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	svc, err := openService(cfg, log)
 	if err != nil {
 		return err
 	}
-	defer func() {
+	defer func() { // last: every request has returned (srv.Wait below) and every run with it
 		if err := svc.Close(); err != nil {
 			log.Error("closing model", "err", err)
 		}
@@ -121,18 +131,24 @@ func serve(parent context.Context, cfg *Config) error {
 	if err != nil {
 		return err
 	}
-	defer func() { // after the HTTP server has shut down: no request uses it any more
+	defer func() {
 		if err := gal.Close(); err != nil {
 			log.Error("closing gallery", "err", err)
 		}
 	}()
-	srv := api.New(api.Config{MaxBodyBytes: cfg.Limits.MaxBodyBytes, RequestTimeout: cfg.Limits.RequestTimeout, IndexHTML: web.IndexHTML, Assets: web.Assets},
-		svc.bundle, svc.info, api.LabelsFor(svc.bundle), log)
+	srv := api.New(api.Config{MaxBodyBytes: cfg.Limits.MaxBodyBytes, RequestTimeout: cfg.Limits.RequestTimeout,
+		MaxInFlight: cfg.Limits.MaxConcurrent + cfg.Limits.MaxQueue, Access: access,
+		IndexHTML: web.IndexHTML, Assets: web.Assets}, svc.bundle, svc.info, api.LabelsFor(svc.bundle), log)
 	srv.SetGallery(gal.service)
+	// Every request's context derives from requests, so that the end of the shutdown grace
+	// cancels the model work still running (ONNX Runtime runs are terminated).
+	requests, cancelRequests := context.WithCancel(context.Background())
+	defer cancelRequests()
 	httpServer := &http.Server{
 		Addr: cfg.Addr, Handler: srv.Handler(),
-		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second,
-		WriteTimeout: cfg.Limits.RequestTimeout + 30*time.Second, IdleTimeout: 120 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return requests },
+		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: cfg.Limits.RequestTimeout,
+		WriteTimeout: cfg.Limits.RequestTimeout + 10*time.Second, IdleTimeout: 120 * time.Second,
 	}
 	// Take the port before warming up, so that a taken address fails at once.
 	listener, err := net.Listen("tcp", cfg.Addr)
@@ -142,7 +158,7 @@ func serve(parent context.Context, cfg *Config) error {
 	errc := make(chan error, 1)
 	go func() { errc <- httpServer.Serve(listener) }() // exits when the server is shut down
 	log.Info("serving", "addr", cfg.Addr, "model", svc.info.Name, "provider", svc.info.Provider,
-		"random_weights", svc.info.RandomWeights)
+		"random_weights", svc.info.RandomWeights, "api_keys", len(access.Keys))
 	if err := svc.bundle.Warmup(ctx); err != nil {
 		_ = httpServer.Close()
 		return fmt.Errorf("warm-up: %w", err)
@@ -154,15 +170,33 @@ func serve(parent context.Context, cfg *Config) error {
 		return err
 	case <-ctx.Done():
 	}
+	return shutdown(httpServer, srv, cancelRequests, cfg.shutdownGrace(), log)
+}
+
+// shutdown stops taking requests and lets those in flight finish within grace (no request
+// may run longer: grace exceeds the request timeout). Past it, their work is cancelled and
+// slow connections closed. It returns once no handler runs, so that the model and the gallery
+// can be closed safely after it.
+func shutdown(httpServer *http.Server, srv *api.Server, cancelRequests context.CancelFunc, grace time.Duration, log *slog.Logger) error {
 	srv.SetReady(false)
-	log.Info("shutting down")
-	shutdown, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	log.Info("shutting down", "grace", grace)
+	graceCtx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
-	if err := httpServer.Shutdown(shutdown); err != nil {
-		return err
+	if err := httpServer.Shutdown(graceCtx); err != nil {
+		log.Warn("shutdown grace over: cancelling the requests still in flight and closing their connections", "err", err)
+		cancelRequests()
+		_ = httpServer.Close()
 	}
-	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
-		return err
+	// Cancelled work returns within moments (ONNX Runtime terminates its runs); bound the wait
+	// all the same, and say so if it was not enough.
+	drain, cancelDrain := context.WithTimeout(context.Background(), shutdownMargin)
+	defer cancelDrain()
+	if err := srv.Wait(drain); err != nil {
+		cancelRequests()
+		if err := srv.Wait(context.Background()); err != nil {
+			return err
+		}
 	}
+	log.Info("stopped")
 	return nil
 }
