@@ -19,7 +19,8 @@ const browserTimeout = 4 * time.Minute
 // TestBrowserPage drives the alignment page in real headless Chromium (tests/browser/page.mjs
 // through playwright-core): upload, captions, region boxes, word tints, the attention view,
 // the probe, search or its absence, a readable API error, a narrow screen; any browser console
-// error fails it. Screenshots go to .cache/browser/ (or $UNITER_BROWSER_OUT).
+// error fails it; once without keys, once with a key the page must ask for. Screenshots go to
+// .cache/browser/NAME/ (or $UNITER_BROWSER_OUT/NAME/).
 //
 // It needs Node.js, Chromium ($CHROMIUM or /usr/bin/chromium) and tests/browser/node_modules
 // (`make browser-deps` installs all three). Without them it skips, unless
@@ -27,21 +28,36 @@ const browserTimeout = 4 * time.Minute
 func TestBrowserPage(t *testing.T) {
 	t.Parallel()
 	node, chromium, script := browserDeps(t)
+	t.Run("without keys", func(t *testing.T) {
+		t.Parallel()
+		// min_boxes 30 keeps regions below the confidence threshold, so the page's
+		// low-confidence toggle has something to hide.
+		runPage(t, node, chromium, script, "page", uniterEnv(t, "UNITER_DETECTOR_MIN_BOXES=30"))
+	})
+	t.Run("with a key", func(t *testing.T) {
+		t.Parallel()
+		// The page must ask for the key on the first 401, then work as without keys.
+		runPage(t, node, chromium, script, "page-keyed", keyedEnv(t, "UNITER_DETECTOR_MIN_BOXES=30"), "--key", e2eWriteKey)
+	})
+}
 
-	// min_boxes 30 keeps regions below the confidence threshold, so the page's low-confidence
-	// toggle has something to hide.
-	s := startServe(t, uniterEnv(t, "UNITER_DETECTOR_MIN_BOXES=30"))
+// runPage serves with env and runs the page script against it; screenshots go to
+// .cache/browser/<name>/ (or $UNITER_BROWSER_OUT/<name>/).
+func runPage(t *testing.T, node, chromium, script, name string, env []string, extra ...string) {
+	s := startServe(t, env)
 	out := os.Getenv("UNITER_BROWSER_OUT")
 	if out == "" {
 		out = testenv.Path(t, ".cache", "browser")
 	}
+	out = filepath.Join(out, name)
 	if err := os.RemoveAll(out); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), browserTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, node, script, "test", "--url", s.url, "--out", out,
-		"--image", testenv.Path(t, "testdata", "images", "shapes-160x128.png"), "--want-low", "yes")
+	args := append([]string{script, "test", "--url", s.url, "--out", out,
+		"--image", testenv.Path(t, "testdata", "images", "shapes-160x128.png"), "--want-low", "yes"}, extra...)
+	cmd := exec.CommandContext(ctx, node, args...)
 	cmd.Env = append(os.Environ(), "CHROMIUM="+chromium)
 	cmd.WaitDelay = killTimeout
 	output, err := cmd.CombinedOutput()

@@ -1,16 +1,22 @@
 // Drives the alignment page in real headless Chromium (Debian's, through playwright-core).
 //
-//   node tests/browser/page.mjs test --url URL --out DIR --image PNG [--want-low yes]
+//   node tests/browser/page.mjs test --url URL --out DIR --image PNG [--want-low yes] [--key K]
 //       the browser test (tests/browser_test.go runs it against `uniter serve`): loads the page,
 //       uploads the image, enters captions, waits for the result, checks the region boxes
 //       against POST /v1/regions, hovers words and checks the region tints change (and match
-//       the transport plan), opens an attention map, runs the masked-word probe, checks a
-//       readable API error and a narrow screen, and saves screenshots to DIR. It fails on any
-//       browser console error or uncaught page error.
+//       the transport plan), opens an attention map, runs the masked-word probe, searches the
+//       gallery (when there is one) and checks its thumbnails load, checks a readable API error
+//       and a narrow screen, and saves screenshots to DIR. It fails on any browser console
+//       error or uncaught page error.
+//       With --key K the server must have been started with API keys, K one that may add
+//       images to the gallery: the API must answer 401 without a key, the page must show its
+//       key form at load; the script enters a wrong key (refused, the form stays), then K, and
+//       runs the scenario above with it; then "Forget key", an Align refused with 401, the key
+//       entered again and Align pressed again. Without --key no key form may appear.
 //
-//   node tests/browser/page.mjs screenshot --url URL --out FILE [--sample N] [--word W]
+//   node tests/browser/page.mjs screenshot --url URL --out FILE [--sample N] [--word W] [--key K]
 //       the README screenshot: sample N of the page's Shapes World samples with its captions,
-//       word W of the first caption selected (make screenshot).
+//       word W of the first caption selected (make screenshot); K is stored as the page's key.
 //
 // Chromium: $CHROMIUM, else /usr/bin/chromium. Exit status 0 on success, 1 on a failed check.
 
@@ -75,34 +81,55 @@ async function visibleBoxes(page) {
   return page.$$eval(".region-box", (els) => els.filter((e) => !e.hidden && e.getBoundingClientRect().width > 0).length);
 }
 
+/** enterKey types key into the page's key form and submits it. */
+async function enterKey(page, key) {
+  await page.locator("#key-form").waitFor({ state: "visible" });
+  await page.getByLabel("API key", { exact: true }).fill(key);
+  await page.getByRole("button", { name: "Use key" }).click();
+}
+
 async function runTest(opts) {
   mkdirSync(opts.out, { recursive: true });
   const base = opts.url.replace(/\/$/, "");
   const image = readFileSync(opts.image);
+  const key = opts.key ?? "";
+  /** The headers of the script's own API calls. */
+  const auth = key ? { "X-API-Key": key } : {};
+
+  if (key) {
+    // The server must want the key: 401 with the error body and a WWW-Authenticate challenge.
+    const r = await fetch(`${base}/v1/models`);
+    const body = await r.text();
+    check(r.status === 401, `GET /v1/models without a key: HTTP ${r.status}, want 401 (was the server started with keys?)`);
+    check(/^Bearer\b/i.test(r.headers.get("www-authenticate") ?? ""), `401 without WWW-Authenticate: Bearer (${r.headers.get("www-authenticate")})`);
+    check(JSON.parse(body)?.error?.code === "unauthorized", `401 body ${body}, want {"error":{"code":"unauthorized",…}}`);
+  }
 
   // What the page should draw, asked of the API directly.
   const form = new FormData();
   form.append("image", new Blob([image], { type: "image/png" }), "fixture.png");
-  const regionsResp = await fetch(`${base}/v1/regions`, { method: "POST", body: form });
+  const regionsResp = await fetch(`${base}/v1/regions`, { method: "POST", body: form, headers: auth });
   check(regionsResp.ok, `POST /v1/regions: HTTP ${regionsResp.status}`);
   const regionsBody = await regionsResp.json();
   const expected = regionsBody.regions;
   const { width: W, height: H } = regionsBody.image;
-  const models = await (await fetch(`${base}/v1/models`)).json();
+  const modelsResp = await fetch(`${base}/v1/models`, { headers: auth });
+  check(modelsResp.ok, `GET /v1/models: HTTP ${modelsResp.status}`);
+  const models = await modelsResp.json();
   const model = models.models[0];
   const minConf = model.detector.min_confidence;
   const confident = expected.filter((r) => r.confidence >= minConf).length;
   log(`expecting ${expected.length} regions (${confident} at or above ${minConf}), ${model.layers}×${model.attention_heads} heads`);
 
   // With a gallery, store the image so that the page's search finds it.
-  const galleryResp = await fetch(`${base}/v1/images?limit=1`);
+  const galleryResp = await fetch(`${base}/v1/images?limit=1`, { headers: auth });
   const hasGallery = galleryResp.ok;
   if (hasGallery) {
     const up = new FormData();
     up.append("image", new Blob([image], { type: "image/png" }), "fixture.png");
     up.append("id", "browser-test");
-    const r = await fetch(`${base}/v1/images`, { method: "POST", body: up });
-    check(r.ok, `POST /v1/images: HTTP ${r.status} ${await r.text()}`);
+    const r = await fetch(`${base}/v1/images`, { method: "POST", body: up, headers: auth });
+    check(r.ok, `POST /v1/images: HTTP ${r.status} ${await r.text()}` + (r.status === 403 ? " (--key must be a key that may add images)" : ""));
   }
   log(hasGallery ? "the server has a gallery: search is tested" : `no gallery (GET /v1/images: ${galleryResp.status}): the search box must stay hidden`);
 
@@ -111,11 +138,34 @@ async function runTest(opts) {
     const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
     const page = await context.newPage();
     page.setDefaultTimeout(TIMEOUT);
-    // Provoked on purpose: the gallery probe when there is none, the corrupt upload.
-    const errors = watchConsole(page, [["/v1/images", 404], ["/v1/images", 503], ["/v1/match", 400]]);
+    // Provoked on purpose: the gallery probe when there is none, the corrupt upload; with a key,
+    // the calls made before it is entered (or after it is forgotten), or with a wrong one.
+    const errors = watchConsole(page, [["/v1/images", 404], ["/v1/images", 503], ["/v1/match", 400],
+      ...(key ? [["/v1/models", 401], ["/v1/images", 401], ["/v1/match", 401]] : [])]);
 
     await page.goto(base + "/", { waitUntil: "load" });
-    await page.waitForFunction(() => !document.getElementById("model-info").textContent.startsWith("Loading"));
+    if (key) {
+      // No key yet: the start-up calls get 401 and the page asks for one.
+      await page.locator("#key-form").waitFor({ state: "visible" });
+      check(await page.locator("#api-key").getAttribute("type") === "password", "the key input is not a password field");
+      check(/docs\/api\.md.*Authentication/.test(await page.locator("#key-message").innerText()), "the key form does not say where operators find keys");
+      await page.waitForFunction(() => /API key/.test(document.getElementById("model-info").textContent));
+      check(await page.evaluate(() => document.activeElement?.id) === "api-key", "the key input does not have the focus");
+      await page.screenshot({ path: join(opts.out, "page-key.png") });
+      // A wrong key is refused: the form comes back, saying so.
+      await enterKey(page, "wrong-" + key);
+      await page.waitForFunction(() => /refused/.test(document.getElementById("key-message").textContent)
+        && !document.getElementById("key-form").hidden);
+      await enterKey(page, key);
+      await page.waitForFunction(() => document.getElementById("model-info").textContent.startsWith("Model "));
+      check(await page.locator("#key-form").isHidden(), "the key form stays after the right key");
+      check(await page.evaluate(() => localStorage.getItem("uniter.apiKey")) === key, "the key is not kept in localStorage uniter.apiKey");
+      check(await page.getByRole("button", { name: "Forget key" }).isVisible(), "no Forget key button with a key set");
+      log("key form ok: shown on 401, a wrong key refused, the right one kept");
+    } else {
+      await page.waitForFunction(() => !document.getElementById("model-info").textContent.startsWith("Loading"));
+      check(await page.locator("#key-form").isHidden(), "key form shown by a server without keys");
+    }
     check((await page.locator("#samples button").count()) > 0, "no sample buttons");
 
     // Upload, caption, run.
@@ -172,14 +222,14 @@ async function runTest(opts) {
     check(second.some((s, j) => Math.abs(s - first[j]) > 1e-9), "tints did not change between two words");
     const token0 = Number(await words.nth(1).getAttribute("data-token"));
     // The page's shares equal the alignment's: the word's rows summed and normalised.
-    const align = await page.evaluate(async ([text]) => {
+    const align = await page.evaluate(async ([text, headers]) => {
       const img = await (await fetch(document.getElementById("preview").src)).blob();
       const f = new FormData();
       f.append("image", img, "x.png");
       f.append("text", text);
       f.append("attention", "true");
-      return (await fetch("/v1/align", { method: "POST", body: f })).json();
-    }, [captions[0]]);
+      return (await fetch("/v1/align", { method: "POST", body: f, headers })).json();
+    }, [captions[0], auth]);
     const word = align.tokens[token0].word;
     const rows = align.tokens.flatMap((t, i) => (t.word === word ? [i] : []));
     const sharesOf = (matrix, name, got) => {
@@ -260,11 +310,35 @@ async function runTest(opts) {
       await page.waitForSelector("#search-results > li");
       const hit = await page.locator("#search-results > li").first().innerText();
       check(hit.includes("browser-test") && /P\(match\) \d\.\d{3}/.test(hit), `search hit: ${hit}`);
-      await page.waitForFunction(() => document.querySelector("#search-results img")?.complete);
-      check(await page.locator("#search-results img").first().evaluate((img) => img.naturalWidth > 0), "thumbnail did not load");
+      // Thumbnails come through the API helper (with the key) as object URLs.
+      await page.waitForFunction(() => {
+        const imgs = [...document.querySelectorAll("#search-results img")];
+        return imgs.length > 0 && imgs.every((i) => i.classList.contains("missing") || (i.src.startsWith("blob:") && i.complete));
+      });
+      const thumbs = await page.$$eval("#search-results img", (imgs) => imgs.map((i) => [i.alt, i.naturalWidth]));
+      check(thumbs.every(([, w]) => w > 0), `thumbnails did not load: ${JSON.stringify(thumbs)}`);
+      log(`${thumbs.length} search thumbnail(s) loaded`);
       await page.locator("#search-panel").screenshot({ path: join(opts.out, "page-search.png") });
     } else {
       check(await page.locator("#search-panel").isHidden(), "search box shown without a gallery");
+    }
+
+    if (key) {
+      // Forgotten, the key is not sent: Align is refused, the form comes back; with the key
+      // entered again, pressing Align again works.
+      const aligned = await page.evaluate(() => document.body.dataset.aligned);
+      await page.getByRole("button", { name: "Forget key" }).click();
+      check(await page.evaluate(() => localStorage.getItem("uniter.apiKey")) === null, "Forget key left the key in localStorage");
+      await page.click("#run");
+      await page.waitForSelector("#error:not([hidden])");
+      const refused = await page.locator("#error").innerText();
+      check(/HTTP 401/.test(refused), `error after forgetting the key: ${refused}`);
+      await enterKey(page, key);
+      await page.locator("#error").waitFor({ state: "hidden" });
+      await page.click("#run");
+      await page.waitForFunction((before) => document.body.dataset.aligned !== before, aligned);
+      check(await page.locator("#error").isHidden(), `error after Align with the key again: ${await page.locator("#error").innerText()}`);
+      log("forget key ok: Align refused with 401, the key entered again, Align pressed again");
     }
 
     // A readable API error: a corrupt image.
@@ -304,6 +378,7 @@ async function runScreenshot(opts) {
     const page = await browser.newPage({ viewport: { width: 1280, height: 900 }, deviceScaleFactor: 1 });
     page.setDefaultTimeout(TIMEOUT);
     const errors = watchConsole(page, [["/v1/images", 404], ["/v1/images", 503]]);
+    if (opts.key) await page.addInitScript((k) => localStorage.setItem("uniter.apiKey", k), opts.key);
     await page.goto(opts.url.replace(/\/$/, "") + "/", { waitUntil: "load" });
     await page.locator("#samples button").nth(Number(opts.sample ?? 0)).click();
     await page.locator("#preview").waitFor({ state: "visible" });

@@ -1,5 +1,6 @@
 // The service's wire types (api/wire.go, api/attention.go) and the one way this page calls it:
-// every failure becomes an ApiError whose message is fit to show as it is.
+// every failure becomes an ApiError whose message is fit to show as it is. The API key, when the
+// server wants one, lives here too: every call sends it as X-API-Key.
 /** ApiError is a failed call: the server's {"error": {code, message}}, or why there was none. */
 export class ApiError extends Error {
     constructor(message, status, code) {
@@ -18,14 +19,63 @@ export function describe(err) {
         return err.message;
     return String(err);
 }
-async function call(path, init) {
+// ---- The API key ------------------------------------------------------------------------
+/** Where the page keeps the key between visits. */
+const KEY_STORAGE = "uniter.apiKey";
+function readStoredKey() {
+    try {
+        return localStorage.getItem(KEY_STORAGE) ?? "";
+    }
+    catch {
+        return ""; // storage blocked: the key lasts as long as the page
+    }
+}
+/** The key every call sends; read once at start, changed by setApiKey and forgetApiKey. */
+let apiKey = readStoredKey();
+const unauthorizedListeners = [];
+export function getApiKey() {
+    return apiKey;
+}
+/** setApiKey keeps the key for this page and the next visits (localStorage "uniter.apiKey"). */
+export function setApiKey(key) {
+    apiKey = key.trim();
+    try {
+        if (apiKey)
+            localStorage.setItem(KEY_STORAGE, apiKey);
+        else
+            localStorage.removeItem(KEY_STORAGE);
+    }
+    catch {
+        // storage blocked: kept in memory only
+    }
+}
+export function forgetApiKey() {
+    setApiKey("");
+}
+/** onUnauthorized calls listener whenever a call is refused with HTTP 401 (no key, or a wrong one). */
+export function onUnauthorized(listener) {
+    unauthorizedListeners.push(listener);
+}
+/** isUnauthorized: the call failed for want of a (valid) API key. */
+export function isUnauthorized(err) {
+    return err instanceof ApiError && err.status === 401;
+}
+// ---- Calls ------------------------------------------------------------------------------
+/** send makes the request with the key, turning a network failure or a non-2xx answer into an ApiError. */
+async function send(path, init) {
+    const headers = new Headers(init.headers);
+    const sentKey = apiKey;
+    if (sentKey)
+        headers.set("X-API-Key", sentKey);
     let resp;
     try {
-        resp = await fetch(path, init);
+        resp = await fetch(path, { ...init, headers });
     }
     catch (e) {
         throw new ApiError(`Could not reach the server for ${path}: ${e instanceof Error ? e.message : e}`, 0, "network");
     }
+    if (resp.ok)
+        return resp;
     const text = await resp.text();
     let body = undefined;
     try {
@@ -34,10 +84,24 @@ async function call(path, init) {
     catch {
         // Not JSON: a proxy's error page, or a truncated answer.
     }
-    if (!resp.ok) {
-        const detail = body?.error;
-        const message = detail?.message ?? (text.trim().slice(0, 200) || resp.statusText || "request failed");
-        throw new ApiError(`${path}: ${message}`, resp.status, detail?.code ?? "http_" + resp.status);
+    const detail = body?.error;
+    const message = detail?.message ?? (text.trim().slice(0, 200) || resp.statusText || "request failed");
+    const err = new ApiError(`${path}: ${message}`, resp.status, detail?.code ?? "http_" + resp.status);
+    // A 401 for a key that has since been replaced is stale: the new key has not been refused.
+    if (resp.status === 401 && sentKey === apiKey)
+        for (const l of unauthorizedListeners)
+            l(err);
+    throw err;
+}
+async function call(path, init) {
+    const resp = await send(path, init);
+    const text = await resp.text();
+    let body = undefined;
+    try {
+        body = text === "" ? undefined : JSON.parse(text);
+    }
+    catch {
+        // handled below
     }
     if (body === undefined)
         throw new ApiError(`${path}: the server's answer is not JSON`, resp.status, "bad_response");
@@ -58,4 +122,9 @@ export function postImage(path, image, fields) {
     for (const [k, v] of fields)
         form.append(k, v);
     return call(path, { method: "POST", body: form, headers: { Accept: "application/json" } });
+}
+/** getBlob fetches a binary resource (a thumbnail) with the key, which an <img src> cannot send. */
+export async function getBlob(path) {
+    const resp = await send(path, { method: "GET" });
+    return resp.blob();
 }

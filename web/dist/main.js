@@ -1,9 +1,11 @@
 // The alignment page: choose an image and captions, score them (POST /v1/match), then show the
 // selected caption's regions, word-region alignment and attention (POST /v1/align with
-// "attention": true) and probe its words (POST /v1/fill-mask).
-import { describe, getJSON, postImage } from "./api.js";
+// "attention": true) and probe its words (POST /v1/fill-mask). A server with API keys answers
+// 401 without one: the key form (auth.ts) asks for it and the page loads again with it.
+import { describe, getJSON, isUnauthorized, postImage } from "./api.js";
 import { AlignmentView } from "./align.js";
 import { AttentionView } from "./attention.js";
+import { KeyForm } from "./auth.js";
 import { byId, fmt, h, setBusy } from "./dom.js";
 import { Probe } from "./probe.js";
 import { RegionLayer } from "./regions.js";
@@ -44,13 +46,16 @@ const alignment = new AlignmentView(byId("tokens"), byId("heatmap"), regions, by
 const attention = new AttentionView(byId("attention-grid"), byId("pattern-chart"), byId("attention-note"), byId("attention-dialog"));
 const probe = new Probe(probePanel, byId("probe-words"), byId("probe-result"));
 const search = new Search(byId("search-panel"), byId("search-form"), byId("search-query"), byId("search-status"), byId("search-error"), byId("search-results"));
-function showError(message) {
+/** showError shows message; auth marks an error that only wanted an API key (cleared once one is entered). */
+function showError(message, auth = false) {
     errorBox.textContent = message;
+    errorBox.dataset.auth = String(auth);
     errorBox.hidden = false;
 }
 function hideError() {
     errorBox.hidden = true;
     errorBox.textContent = "";
+    errorBox.dataset.auth = "false";
 }
 function setStatus(text, busy) {
     runStatus.textContent = text;
@@ -63,6 +68,7 @@ async function loadModel() {
         const resp = await getJSON("/v1/models");
         const m = resp.models[0];
         state.model = m;
+        el.className = "";
         el.textContent = `Model ${m.name}: ${m.layers} layers × ${m.attention_heads} heads, hidden ${m.hidden}, on ${m.provider}.`;
         if (m.random_weights) {
             el.className = "warn";
@@ -74,7 +80,9 @@ async function loadModel() {
             probe.disable(`Model ${m.name} has no MLM head: the probe needs one.`);
     }
     catch (e) {
-        el.textContent = "Could not load the model's description: " + describe(e);
+        el.textContent = isUnauthorized(e)
+            ? "The server needs an API key to describe its model: enter one below."
+            : "Could not load the model's description: " + describe(e);
         el.className = "error";
     }
 }
@@ -193,7 +201,7 @@ async function run() {
         await selectCaption(0);
     }
     catch (e) {
-        showError(describe(e));
+        showError(describe(e), isUnauthorized(e));
         setStatus("", false);
     }
     finally {
@@ -226,7 +234,7 @@ async function selectCaption(i) {
     }
     catch (e) {
         if (id === state.alignRequest)
-            showError(describe(e));
+            showError(describe(e), isUnauthorized(e));
     }
     finally {
         if (id === state.alignRequest)
@@ -261,9 +269,19 @@ document.addEventListener("keydown", (e) => {
     if (e.key === "Escape" && !byId("attention-dialog").open)
         alignment.clearSelection();
 });
-void loadModel();
+/** startUp loads what the page needs from the API; it runs again once the user enters a key. */
+function startUp() {
+    void loadModel();
+    void galleryState().then((g) => {
+        if (g !== "none")
+            search.enable(g === "empty");
+    }, () => { });
+}
+new KeyForm(() => {
+    if (errorBox.dataset.auth === "true")
+        hideError();
+    search.keyEntered();
+    startUp();
+});
 void loadSamples();
-void galleryState().then((g) => {
-    if (g !== "none")
-        search.enable(g === "empty");
-}, () => { });
+startUp();

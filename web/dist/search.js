@@ -1,20 +1,24 @@
 // Gallery search (POST /v1/search/images): shown only when the server has a gallery, i.e. when
 // GET /v1/images answers (an older server has no route; one without a gallery answers 503).
 // Hits are thumbnails with their scores; with evidence, each hit lists the regions its words
-// align to and outlines them on the thumbnail.
-import { ApiError, describe, getJSON, postJSON } from "./api.js";
+// align to and outlines them on the thumbnail. Thumbnails come through the API helper (the key
+// goes in a header, which an <img src> cannot send) as object URLs, revoked with their results.
+import { ApiError, describe, getBlob, getJSON, isUnauthorized, postJSON } from "./api.js";
 import { fmt, h, pct } from "./dom.js";
 function regionLabel(r) {
     return `#${r.region}` + (r.label ? ` ${r.label}` : "") + (r.attribute ? ` (${r.attribute})` : "");
 }
-/** galleryState asks GET /v1/images?limit=1: "none" (no route, or 503 no_gallery), "empty" or "ready". */
+/**
+ * galleryState asks GET /v1/images?limit=1: "none" (no route, or 503 no_gallery), "empty" or
+ * "ready". A 401 is thrown, not "none": the page asks again once it has a key.
+ */
 export async function galleryState() {
     try {
         const list = await getJSON("/v1/images?limit=1");
         return list.images.length > 0 ? "ready" : "empty";
     }
     catch (e) {
-        if (e instanceof ApiError)
+        if (e instanceof ApiError && !isUnauthorized(e))
             return "none";
         throw e;
     }
@@ -27,6 +31,10 @@ export class Search {
         this.error = error;
         this.results = results;
         this.request = 0;
+        /** The request whose results are shown. */
+        this.shown = 0;
+        /** The object URLs of the thumbnails shown, revoked when the results are replaced. */
+        this.thumbnails = [];
         form.addEventListener("submit", (e) => {
             e.preventDefault();
             void this.run();
@@ -37,6 +45,11 @@ export class Search {
         if (empty)
             this.status.textContent = "The gallery is empty: add images with POST /v1/images or `uniter index DIR`.";
     }
+    /** keyEntered hides an error that said the server wanted a key (the user can search again). */
+    keyEntered() {
+        if (this.error.dataset.auth === "true")
+            this.error.hidden = true;
+    }
     async run() {
         const text = this.query.value.trim();
         this.error.hidden = true;
@@ -46,6 +59,7 @@ export class Search {
             return;
         }
         const id = ++this.request;
+        this.error.dataset.auth = "false";
         this.status.textContent = "Searching…";
         this.status.classList.add("busy");
         this.panel.setAttribute("aria-busy", "true");
@@ -53,13 +67,18 @@ export class Search {
             const resp = await postJSON("/v1/search/images", { text, limit: 12, evidence: true });
             if (id !== this.request)
                 return;
-            this.results.replaceChildren(...resp.results.map((hit, rank) => this.renderHit(hit, rank)));
+            for (const url of this.thumbnails)
+                URL.revokeObjectURL(url);
+            this.thumbnails = [];
+            this.shown = id;
+            this.results.replaceChildren(...resp.results.map((hit, rank) => this.renderHit(hit, rank, id)));
             this.status.textContent = `${resp.results.length} of ${resp.gallery_size} images (${resp.mode}, ${resp.candidates} scored, ${Math.round(resp.timings_ms.total)} ms)`;
         }
         catch (e) {
             if (id !== this.request)
                 return;
             this.error.textContent = describe(e);
+            this.error.dataset.auth = String(isUnauthorized(e));
             this.error.hidden = false;
             this.status.textContent = "";
         }
@@ -70,10 +89,11 @@ export class Search {
             }
         }
     }
-    renderHit(hit, rank) {
+    renderHit(hit, rank, request) {
         const path = `/v1/images/${encodeURIComponent(hit.id)}`;
-        const img = h("img", { src: `${path}/thumbnail`, alt: `Result ${rank + 1}: image ${hit.id}`, loading: "lazy" });
+        const img = h("img", { alt: `Result ${rank + 1}: image ${hit.id}` });
         const thumb = h("div", { class: "thumb" }, img);
+        void this.thumbnail(`${path}/thumbnail`, img, request);
         const ev = hit.evidence?.words ?? [];
         const li = h("li", {}, thumb, h("div", {}, h("strong", {}, `${rank + 1}. ${hit.id}`)), h("div", {}, `P(match) ${fmt(hit.score, 3)} · logit ${fmt(hit.logit, 2)}`), ev.length ? h("ul", { class: "evidence", title: `aligned by ${hit.evidence.by === "ot" ? "optimal transport" : "attention"}` }, ...ev.filter((w) => w.regions.length > 0).map((w) => h("li", {
             title: `${w.word}: ` + w.regions.map((r) => `${regionLabel(r)} ${pct(r.share)}`).join(", "),
@@ -81,6 +101,23 @@ export class Search {
         if (ev.length)
             void this.outline(path, thumb, ev);
         return li;
+    }
+    /** thumbnail loads the hit's thumbnail with the key and shows it as an object URL. */
+    async thumbnail(path, img, request) {
+        try {
+            const blob = await getBlob(path);
+            if (request !== this.shown)
+                return; // results replaced meanwhile: nothing to show it in
+            const url = URL.createObjectURL(blob);
+            this.thumbnails.push(url);
+            img.src = url;
+        }
+        catch (e) {
+            if (request !== this.shown)
+                return;
+            img.alt += ` (no thumbnail: ${describe(e)})`;
+            img.classList.add("missing");
+        }
     }
     /** outline draws the evidence regions on the thumbnail, once the image's size is known. */
     async outline(path, thumb, ev) {

@@ -1,10 +1,12 @@
 // The alignment page: choose an image and captions, score them (POST /v1/match), then show the
 // selected caption's regions, word-region alignment and attention (POST /v1/align with
-// "attention": true) and probe its words (POST /v1/fill-mask).
+// "attention": true) and probe its words (POST /v1/fill-mask). A server with API keys answers
+// 401 without one: the key form (auth.ts) asks for it and the page loads again with it.
 
-import { describe, getJSON, postImage, type AlignResponse, type MatchResponse, type ModelInfo, type ModelsResponse } from "./api.js";
+import { describe, getJSON, isUnauthorized, postImage, type AlignResponse, type MatchResponse, type ModelInfo, type ModelsResponse } from "./api.js";
 import { AlignmentView } from "./align.js";
 import { AttentionView } from "./attention.js";
+import { KeyForm } from "./auth.js";
 import { byId, fmt, h, setBusy } from "./dom.js";
 import { Probe } from "./probe.js";
 import { RegionLayer } from "./regions.js";
@@ -54,14 +56,17 @@ const probe = new Probe(probePanel, byId("probe-words"), byId("probe-result"));
 const search = new Search(byId("search-panel"), byId<HTMLFormElement>("search-form"), byId<HTMLInputElement>("search-query"),
   byId("search-status"), byId("search-error"), byId("search-results"));
 
-function showError(message: string): void {
+/** showError shows message; auth marks an error that only wanted an API key (cleared once one is entered). */
+function showError(message: string, auth = false): void {
   errorBox.textContent = message;
+  errorBox.dataset.auth = String(auth);
   errorBox.hidden = false;
 }
 
 function hideError(): void {
   errorBox.hidden = true;
   errorBox.textContent = "";
+  errorBox.dataset.auth = "false";
 }
 
 function setStatus(text: string, busy: boolean): void {
@@ -77,6 +82,7 @@ async function loadModel(): Promise<void> {
     const resp = await getJSON<ModelsResponse>("/v1/models");
     const m = resp.models[0];
     state.model = m;
+    el.className = "";
     el.textContent = `Model ${m.name}: ${m.layers} layers × ${m.attention_heads} heads, hidden ${m.hidden}, on ${m.provider}.`;
     if (m.random_weights) {
       el.className = "warn";
@@ -85,7 +91,9 @@ async function loadModel(): Promise<void> {
     if (!m.detector) showError(`Model ${m.name} has no detector: this page needs one to take images.`);
     if (!m.heads["mlm"]) probe.disable(`Model ${m.name} has no MLM head: the probe needs one.`);
   } catch (e) {
-    el.textContent = "Could not load the model's description: " + describe(e);
+    el.textContent = isUnauthorized(e)
+      ? "The server needs an API key to describe its model: enter one below."
+      : "Could not load the model's description: " + describe(e);
     el.className = "error";
   }
 }
@@ -209,7 +217,7 @@ async function run(): Promise<void> {
     setStatus(`${m.image?.regions ?? "?"} regions; ${captions.length} caption${captions.length === 1 ? "" : "s"} scored in ${Math.round(m.timings_ms.total)} ms.`, false);
     await selectCaption(0);
   } catch (e) {
-    showError(describe(e));
+    showError(describe(e), isUnauthorized(e));
     setStatus("", false);
   } finally {
     runButton.disabled = false;
@@ -236,7 +244,7 @@ async function selectCaption(i: number): Promise<void> {
     if (id !== state.alignRequest) return;
     showAlignment(a, withAttention, analysed);
   } catch (e) {
-    if (id === state.alignRequest) showError(describe(e));
+    if (id === state.alignRequest) showError(describe(e), isUnauthorized(e));
   } finally {
     if (id === state.alignRequest) for (const p of [alignmentPanel, attentionPanel]) setBusy(p, false);
   }
@@ -268,8 +276,18 @@ document.addEventListener("keydown", (e) => {
   if (e.key === "Escape" && !byId<HTMLDialogElement>("attention-dialog").open) alignment.clearSelection();
 });
 
-void loadModel();
+/** startUp loads what the page needs from the API; it runs again once the user enters a key. */
+function startUp(): void {
+  void loadModel();
+  void galleryState().then((g) => {
+    if (g !== "none") search.enable(g === "empty");
+  }, () => { /* no search box (yet: a 401 shows the key form, and startUp runs again) */ });
+}
+
+new KeyForm(() => {
+  if (errorBox.dataset.auth === "true") hideError();
+  search.keyEntered();
+  startUp();
+});
 void loadSamples();
-void galleryState().then((g) => {
-  if (g !== "none") search.enable(g === "empty");
-}, () => { /* no search box */ });
+startUp();

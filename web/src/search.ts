@@ -1,9 +1,10 @@
 // Gallery search (POST /v1/search/images): shown only when the server has a gallery, i.e. when
 // GET /v1/images answers (an older server has no route; one without a gallery answers 503).
 // Hits are thumbnails with their scores; with evidence, each hit lists the regions its words
-// align to and outlines them on the thumbnail.
+// align to and outlines them on the thumbnail. Thumbnails come through the API helper (the key
+// goes in a header, which an <img src> cannot send) as object URLs, revoked with their results.
 
-import { ApiError, describe, getJSON, postJSON, type Timings } from "./api.js";
+import { ApiError, describe, getBlob, getJSON, isUnauthorized, postJSON, type Timings } from "./api.js";
 import { fmt, h, pct } from "./dom.js";
 
 // The wire types of api/gallery.go that the page reads.
@@ -18,19 +19,26 @@ function regionLabel(r: RegionEvidence): string {
   return `#${r.region}` + (r.label ? ` ${r.label}` : "") + (r.attribute ? ` (${r.attribute})` : "");
 }
 
-/** galleryState asks GET /v1/images?limit=1: "none" (no route, or 503 no_gallery), "empty" or "ready". */
+/**
+ * galleryState asks GET /v1/images?limit=1: "none" (no route, or 503 no_gallery), "empty" or
+ * "ready". A 401 is thrown, not "none": the page asks again once it has a key.
+ */
 export async function galleryState(): Promise<"none" | "empty" | "ready"> {
   try {
     const list = await getJSON<ImageList>("/v1/images?limit=1");
     return list.images.length > 0 ? "ready" : "empty";
   } catch (e) {
-    if (e instanceof ApiError) return "none";
+    if (e instanceof ApiError && !isUnauthorized(e)) return "none";
     throw e;
   }
 }
 
 export class Search {
   private request = 0;
+  /** The request whose results are shown. */
+  private shown = 0;
+  /** The object URLs of the thumbnails shown, revoked when the results are replaced. */
+  private thumbnails: string[] = [];
 
   constructor(
     private readonly panel: HTMLElement,
@@ -51,6 +59,11 @@ export class Search {
     if (empty) this.status.textContent = "The gallery is empty: add images with POST /v1/images or `uniter index DIR`.";
   }
 
+  /** keyEntered hides an error that said the server wanted a key (the user can search again). */
+  keyEntered(): void {
+    if (this.error.dataset.auth === "true") this.error.hidden = true;
+  }
+
   private async run(): Promise<void> {
     const text = this.query.value.trim();
     this.error.hidden = true;
@@ -60,17 +73,22 @@ export class Search {
       return;
     }
     const id = ++this.request;
+    this.error.dataset.auth = "false";
     this.status.textContent = "Searching…";
     this.status.classList.add("busy");
     this.panel.setAttribute("aria-busy", "true");
     try {
       const resp = await postJSON<SearchResponse>("/v1/search/images", { text, limit: 12, evidence: true });
       if (id !== this.request) return;
-      this.results.replaceChildren(...resp.results.map((hit, rank) => this.renderHit(hit, rank)));
+      for (const url of this.thumbnails) URL.revokeObjectURL(url);
+      this.thumbnails = [];
+      this.shown = id;
+      this.results.replaceChildren(...resp.results.map((hit, rank) => this.renderHit(hit, rank, id)));
       this.status.textContent = `${resp.results.length} of ${resp.gallery_size} images (${resp.mode}, ${resp.candidates} scored, ${Math.round(resp.timings_ms.total)} ms)`;
     } catch (e) {
       if (id !== this.request) return;
       this.error.textContent = describe(e);
+      this.error.dataset.auth = String(isUnauthorized(e));
       this.error.hidden = false;
       this.status.textContent = "";
     } finally {
@@ -81,10 +99,11 @@ export class Search {
     }
   }
 
-  private renderHit(hit: Hit, rank: number): HTMLElement {
+  private renderHit(hit: Hit, rank: number, request: number): HTMLElement {
     const path = `/v1/images/${encodeURIComponent(hit.id)}`;
-    const img = h("img", { src: `${path}/thumbnail`, alt: `Result ${rank + 1}: image ${hit.id}`, loading: "lazy" });
+    const img = h("img", { alt: `Result ${rank + 1}: image ${hit.id}` });
     const thumb = h("div", { class: "thumb" }, img);
+    void this.thumbnail(`${path}/thumbnail`, img, request);
     const ev = hit.evidence?.words ?? [];
     const li = h("li", {},
       thumb,
@@ -95,6 +114,21 @@ export class Search {
       }, h("strong", {}, w.word), ` → ${regionLabel(w.regions[0])} ${pct(w.regions[0].share)}`))) : "");
     if (ev.length) void this.outline(path, thumb, ev);
     return li;
+  }
+
+  /** thumbnail loads the hit's thumbnail with the key and shows it as an object URL. */
+  private async thumbnail(path: string, img: HTMLImageElement, request: number): Promise<void> {
+    try {
+      const blob = await getBlob(path);
+      if (request !== this.shown) return; // results replaced meanwhile: nothing to show it in
+      const url = URL.createObjectURL(blob);
+      this.thumbnails.push(url);
+      img.src = url;
+    } catch (e) {
+      if (request !== this.shown) return;
+      img.alt += ` (no thumbnail: ${describe(e)})`;
+      img.classList.add("missing");
+    }
   }
 
   /** outline draws the evidence regions on the thumbnail, once the image's size is known. */
