@@ -1,7 +1,8 @@
 # UNITER service image: the binary, the ONNX Runtime library (from npm, integrity-checked by
 # scripts/install-ort.sh, as `make ort` does) and the default bundle. Build: docker build -t uniter .
-# Run: docker run -p 8080:8080 -v uniter-data:/data uniter   (serves on 0.0.0.0:8080 inside the
-# container; the gallery lives in /data)
+# Run: docker run -p 8080:8080 -e UNITER_AUTH_KEYS=name:write:sha256:<hex> -v uniter-data:/data uniter
+# (serves on 0.0.0.0:8080 inside the container, which needs API keys: `uniter keygen` makes one;
+# the gallery lives in /data)
 
 FROM golang:1.26-bookworm AS build
 RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends npm openssl \
