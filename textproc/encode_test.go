@@ -172,7 +172,7 @@ func TestTruncation(t *testing.T) {
 		want      []string // all tokens
 		words     []string
 		truncated bool
-		full      int
+		full      int // tokens before truncation; FullLength counts only up to maxLength + 1
 	}{
 		{"fits exactly", 5, "the red dog", []string{"[CLS]", "the", "red", "dog", "[SEP]"}, []string{"the", "red", "dog"}, false, 5},
 		{"one over", 4, "the red dog", []string{"[CLS]", "the", "red", "[SEP]"}, []string{"the", "red"}, true, 5},
@@ -201,8 +201,8 @@ func TestTruncation(t *testing.T) {
 			if enc.Truncated != tt.truncated {
 				t.Errorf("Truncated: got %v, want %v", enc.Truncated, tt.truncated)
 			}
-			if enc.FullLength != tt.full {
-				t.Errorf("FullLength: got %d, want %d", enc.FullLength, tt.full)
+			if want := min(tt.full, tt.maxLength+1); enc.FullLength != want {
+				t.Errorf("FullLength: got %d, want %d", enc.FullLength, want)
 			}
 			// The truncated encoding is a prefix of the full one.
 			full := encodeOK(t, newTest(t, true, 1<<20), tt.text)
@@ -326,9 +326,10 @@ func TestChunkingInvisible(t *testing.T) {
 }
 
 func TestLongTextIsLinear(t *testing.T) {
-	// 400 KB of short words and punctuation: quadratic behaviour in the
-	// library (it copies the string on every slice) would take minutes.
-	tk := newTest(t, true, 512)
+	// 400 KB of short words and punctuation, all of it tokenised (MaxLength
+	// is larger): quadratic behaviour in the library (it copies the string
+	// on every slice) would take minutes.
+	tk := newTest(t, true, 1<<20)
 	text := strings.Repeat("the red, square; ", 25000)
 	enc := encodeOK(t, tk, text)
 	if got, want := enc.FullLength, 25000*5+2; got != want {
@@ -398,5 +399,49 @@ func BenchmarkEncode(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkEncodeHuge encodes 16 MB texts with MaxLength 512: text that
+// fills the sequence in its first KB, a single word, white space only.
+func BenchmarkEncodeHuge(b *testing.B) {
+	for _, bc := range []struct {
+		name  string
+		lower bool
+		unit  string
+	}{
+		{"uncased/sentences", true, "The woman, left of the green triangle. "},
+		{"cased/accents-cjk", false, "Café naïve Über İstanbul 中国人 🙂 a\u00a0b\u3000c. "},
+		{"uncased/one-word", true, "a"},
+		{"uncased/spaces", true, " "},
+	} {
+		text := hugeText(bc.unit)
+		b.Run(bc.name, func(b *testing.B) {
+			tk := newTest(b, bc.lower, 512)
+			b.ReportAllocs()
+			b.SetBytes(int64(len(text)))
+			for b.Loop() {
+				_, _ = tk.Encode(text)
+			}
+		})
+	}
+}
+
+// TestRead: the read part of a truncated text ends with its last kept token; an untruncated
+// text is read whole.
+func TestRead(t *testing.T) {
+	tk := newTest(t, true, 6)
+	for text, want := range map[string]string{
+		"a red circle":                    "a red circle",
+		"a red circle left of a square":   "a red circle left",
+		"  héllo wörld, ünïcode text ok ": "  héllo wörld, ün", // a word cut between its pieces
+	} {
+		enc, err := tk.Encode(text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := enc.Read(text); got != want {
+			t.Errorf("Read(%q) = %q, want %q (tokens %v)", text, got, want, enc.Tokens)
+		}
 	}
 }

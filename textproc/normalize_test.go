@@ -66,8 +66,15 @@ func checkNormalized(t *testing.T, in string, n *normalized) {
 		prev = sp[0]
 		i++
 	}
-	if i != len(n.spans) {
-		t.Errorf("%+q: got %d spans, want %d runes", in, len(n.spans), i)
+	if i != len(n.spans) || len(n.bytes) != len(n.spans) {
+		t.Errorf("%+q: got %d spans and %d byte spans, want %d runes", in, len(n.spans), len(n.bytes), i)
+		return
+	}
+	rb := runeBytes(in)
+	for k, sp := range n.spans {
+		if want := [2]int32{int32(rb[sp[0]]), int32(rb[sp[1]])}; n.bytes[k] != want {
+			t.Errorf("%+q: rune %d with span %v: got byte span %v, want %v", in, k, sp, n.bytes[k], want)
+		}
 	}
 }
 
@@ -90,6 +97,39 @@ func TestNormalizeMatchesReference(t *testing.T) {
 				t.Fatalf("lower=%v %+q: got %+q, want %+q", lower, in, got, want)
 			}
 			checkNormalized(t, in, &n)
+		}
+	}
+}
+
+// TestNormalizeParts checks that normalising a text in parts cut at random
+// rune boundaries, as Encode does window by window, gives what normalising
+// it at once gives: text, spans and byte spans.
+func TestNormalizeParts(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	extra := []string{"\U0001D16D", "\U0001D165", "\u0323", "\u0302", "\u0301\u0301\u0301", "\x01", "\u0344", "\u0e31"}
+	for range 2000 {
+		in := randomText(r, 1+r.IntN(30))
+		for range r.IntN(8) {
+			at := r.IntN(len(in) + 1)
+			in = in[:at] + extra[r.IntN(len(extra))] + in[at:]
+		}
+		rb := runeBytes(in)
+		for _, lower := range []bool{false, true} {
+			var whole, parts normalized
+			whole.normalize(in, 0, lower, &normScratch{})
+			sc := &normScratch{}
+			for k := 0; k < len(rb)-1; {
+				next := min(len(rb)-1, k+1+r.IntN(4))
+				got := parts.normalizePart(in[rb[k]:rb[next]], k, rb[k], lower, sc, next == len(rb)-1)
+				if got != next-k {
+					t.Fatalf("lower=%v %+q: part [%d,%d) gave %d runes", lower, in, k, next, got)
+				}
+				k = next
+			}
+			if !reflect.DeepEqual(parts.text, whole.text) || !reflect.DeepEqual(parts.spans, whole.spans) || !reflect.DeepEqual(parts.bytes, whole.bytes) {
+				t.Fatalf("lower=%v %+q: in parts got %+q %v %v, want %+q %v %v", lower, in, parts.text, parts.spans, parts.bytes, whole.text, whole.spans, whole.bytes)
+			}
+			checkNormalized(t, in, &whole)
 		}
 	}
 }

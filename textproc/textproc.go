@@ -49,10 +49,18 @@
 //
 // # Cost
 //
-// Time and memory are linear in the length of the text (the library is
-// fed chunks of at most a few hundred bytes, cut where it would split
-// anyway), but the library allocates heavily: about 0.1 ms and 1,000
-// allocations for a 70-byte sentence, about 1 ms per KB. Callers should
+// Encode reads the text window by window (about 1 KB each) and stops as
+// soon as it has found one content token more than MaxLength leaves room
+// for, so a long text that is truncated costs about as much as its first
+// few KB, whatever its length. The library is fed chunks of at most a few
+// hundred bytes, cut where it would split anyway, and allocates heavily:
+// about 0.1 ms and 1,000 allocations for a 70-byte sentence, about 1 ms
+// per KB read. Beyond that, only cheap linear scans touch the whole text:
+// counting its runes (for the offsets of [SEP]), and passing over runs of
+// white space and dropped characters, and over the middle of a word too
+// long to split (which is one [UNK] wherever it ends), at hundreds of MB/s
+// for ASCII and without normalising them; a text that has fewer tokens
+// than fit is normalised and tokenised to its end. Callers should still
 // bound the size of the text they accept.
 //
 // # Concurrency
@@ -132,7 +140,8 @@ type Tokenizer struct {
 	wp     wordpiece.WordPiece
 	pretok *pretokenizer.BertPreTokenizer
 
-	chunkBytes int // see defaultChunkBytes; tests lower it
+	chunkBytes  int // see defaultChunkBytes; tests lower it
+	windowBytes int // see defaultWindowBytes; tests lower it
 }
 
 type specialToken struct {
@@ -166,7 +175,8 @@ func New(cfg Config) (*Tokenizer, error) {
 		ids:       make(map[string]int64, len(tokens)),
 		pretok:    pretokenizer.NewBertPreTokenizer(),
 
-		chunkBytes: defaultChunkBytes,
+		chunkBytes:  defaultChunkBytes,
+		windowBytes: defaultWindowBytes,
 	}
 	libVocab := make(model.Vocab, len(tokens))
 	for i, tok := range tokens {
