@@ -29,7 +29,7 @@ type Model interface {
 	Align(ctx context.Context, in pipeline.Input, text string, opts pipeline.AlignOptions) (*pipeline.Alignment, error)
 	Detect(ctx context.Context, image []byte) (*detector.Detection, bool, error)
 	FillMask(ctx context.Context, in pipeline.Input, text string, opts pipeline.FillMaskOptions) (*pipeline.FillMaskOutput, error)
-	RegionClasses(ctx context.Context, regions *detector.Prepared, text string) ([]float32, error)
+	RegionClasses(ctx context.Context, regions *detector.Prepared, text string) (*pipeline.RegionClassesOutput, error)
 	CacheStats() pipeline.CacheStats
 }
 
@@ -301,11 +301,11 @@ func (s *Server) regions(c *gin.Context) (any, error) {
 	}
 	resp := NewRegionsResponse(det, hit, s.labels, req.topLabels, req.features, s.info.Name)
 	if req.text != "" {
-		probs, err := s.model.RegionClasses(ctx, det.Prepared, req.text)
+		classes, err := s.model.RegionClasses(ctx, det.Prepared, req.text)
 		if err != nil {
 			return nil, err
 		}
-		resp.addClassesGivenText(req.text, probs, s.labels, req.topLabels)
+		resp.addClassesGivenText(classes, s.labels, req.topLabels)
 	}
 	resp.Timings.Total = since(start)
 	return resp, nil

@@ -316,3 +316,25 @@ func FuzzMatchBody(f *testing.F) {
 		}
 	})
 }
+
+// TestHugeTextIsNotEchoed: a text far longer than the model reads is scored on its first
+// tokens and echoed only as far as they go.
+func TestHugeTextIsNotEchoed(t *testing.T) {
+	_, h := newServer(t)
+	huge := strings.Repeat("a red circle left of a blue square. ", 1500) // 54 KB
+	rec := postJSON(t, h, "/v1/match", map[string]any{"regions": fixtureRegions(2), "texts": []string{huge}})
+	if rec.Code != 200 {
+		t.Fatalf("%d %s", rec.Code, rec.Body)
+	}
+	var resp api.MatchResponse
+	if err := json.Unmarshal(rec.Body.Bytes(), &resp); err != nil {
+		t.Fatal(err)
+	}
+	r := resp.Results[0]
+	if !r.Truncated || len(r.Text) > 1000 || !strings.HasPrefix(huge, r.Text) || strings.HasSuffix(r.Text, " ") {
+		t.Errorf("truncated %v, echoed %d bytes ending %q; want the read prefix only", r.Truncated, len(r.Text), r.Text[max(0, len(r.Text)-20):])
+	}
+	if rec.Body.Len() > 4000 {
+		t.Errorf("the answer is %d bytes", rec.Body.Len())
+	}
+}

@@ -165,7 +165,7 @@ type RegionsResponse struct {
 	Image    ImageInfo     `json:"image"`
 	Regions  []Region      `json:"regions"`
 	Features *FeatureBlock `json:"features,omitempty"`
-	Text     string        `json:"text,omitempty"` // the request's text, when classes_given_text are present
+	Text     string        `json:"text,omitempty"` // the part of the request's text the model read, when classes_given_text are present
 	Model    string        `json:"model"`
 	Timings  Timings       `json:"timings_ms"`
 }
@@ -426,8 +426,9 @@ func LabelsFor(b *pipeline.Bundle) Labels {
 }
 
 // addClassesGivenText sets each region's MRC classes given text (probs: regions × classes).
-func (r *RegionsResponse) addClassesGivenText(text string, probs []float32, labels Labels, top int) {
-	r.Text = text
+func (r *RegionsResponse) addClassesGivenText(out *pipeline.RegionClassesOutput, labels Labels, top int) {
+	r.Text = out.Text
+	probs := out.Probs
 	C := len(probs) / max(len(r.Regions), 1)
 	for i := range r.Regions {
 		r.Regions[i].ClassesGivenText = topLabels(probs[i*C:(i+1)*C], labels.Classes, labels.Background, top)

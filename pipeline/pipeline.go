@@ -234,7 +234,7 @@ func (b *Bundle) Match(ctx context.Context, in Input, texts []string) (*MatchOut
 			return err
 		}
 		m := e.Match(i)
-		out.Results[i] = MatchResult{Text: texts[i], Score: m.Score, Logit: m.Logit, OTDistance: plan.Distance,
+		out.Results[i] = MatchResult{Text: pairs[i].Text.Read(texts[i]), Score: m.Score, Logit: m.Logit, OTDistance: plan.Distance,
 			Tokens: len(pairs[i].Text.Tokens), Truncated: pairs[i].Text.Truncated}
 		return nil
 	})
@@ -353,7 +353,7 @@ func (b *Bundle) alignEncoding(ctx context.Context, regions *detector.Prepared, 
 	if opts.TopRegions <= 0 {
 		opts.TopRegions = 3
 	}
-	a := &Alignment{Text: text, Tokens: enc.Tokens, Words: enc.Words, Truncated: enc.Truncated, Regions: regions}
+	a := &Alignment{Text: enc.Read(text), Tokens: enc.Tokens, Words: enc.Words, Truncated: enc.Truncated, Regions: regions}
 	start := time.Now()
 	e, err := b.Encode(ctx, []Pair{{Text: enc, Regions: regions}}, opts.Attention)
 	if err != nil {

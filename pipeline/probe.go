@@ -63,7 +63,7 @@ func (b *Bundle) FillMask(ctx context.Context, in Input, text string, opts FillM
 	if err != nil {
 		return nil, err
 	}
-	out := &FillMaskOutput{Text: text, Tokens: enc.Tokens, Truncated: enc.Truncated}
+	out := &FillMaskOutput{Text: enc.Read(text), Tokens: enc.Tokens, Truncated: enc.Truncated}
 	var positions []int
 	for i, t := range enc.Tokens {
 		if t.ID == b.tokenizer.MaskID() {
@@ -197,7 +197,7 @@ func (b *Bundle) MaskedWordLogits(ctx context.Context, hidden []float32, n int) 
 // RegionClasses is the MRC head's class distribution for every region of the image given a
 // text: the encoder reads the pair unmasked and the head classifies each region's hidden state.
 // probs[r*LabelDim+c] is region r's probability of class c (background at 0).
-func (b *Bundle) RegionClasses(ctx context.Context, regions *detector.Prepared, text string) (probs []float32, err error) {
+func (b *Bundle) RegionClasses(ctx context.Context, regions *detector.Prepared, text string) (*RegionClassesOutput, error) {
 	if b.mrc == nil {
 		return nil, inputErr(CodeUnsupported, "model %s has no MRC head", b.Manifest.Name)
 	}
@@ -219,9 +219,17 @@ func (b *Bundle) RegionClasses(ctx context.Context, regions *detector.Prepared, 
 		return nil, err
 	}
 	C := b.Manifest.Model.LabelDim
-	probs = make([]float32, 0, len(logits))
+	out := &RegionClassesOutput{Text: enc.Read(text), Truncated: enc.Truncated, Probs: make([]float32, 0, len(logits))}
 	for r := range len(rows) {
-		probs = append(probs, softmax(logits[r*C:(r+1)*C])...)
+		out.Probs = append(out.Probs, softmax(logits[r*C:(r+1)*C])...)
 	}
-	return probs, nil
+	return out, nil
+}
+
+// RegionClassesOutput is each region's class distribution given a text (regions × classes,
+// row-major), and the part of the text the model read.
+type RegionClassesOutput struct {
+	Probs     []float32
+	Text      string
+	Truncated bool
 }

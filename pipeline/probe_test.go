@@ -114,10 +114,11 @@ func TestFillMaskErrors(t *testing.T) {
 func TestRegionClasses(t *testing.T) {
 	b := loadFixture(t, testenv.Env(t))
 	images, texts := goldenImages(t, b)
-	probs, err := b.RegionClasses(context.Background(), images[0], texts[0])
+	out, err := b.RegionClasses(context.Background(), images[0], texts[0])
 	if err != nil {
 		t.Fatal(err)
 	}
+	probs := out.Probs
 	enc, _ := b.Tokenize(texts[0])
 	e, err := b.Encode(context.Background(), []Pair{{Text: enc, Regions: images[0]}}, false)
 	if err != nil {
