@@ -70,6 +70,7 @@ type Bundle struct {
 	detector      *detector.Detector // runs detectorGraph; nil when the bundle has no detector
 	attrs         []string           // detector attribute names; nil without an attribute head
 	sched         *Scheduler
+	observer      Observer // nil: none; set by Observe before use
 	cache         *resultCache[*detector.Detection]
 }
 
@@ -256,6 +257,12 @@ func (b *Bundle) DetectorProvider() string {
 // MaxRegions is the serving limit on regions per image.
 func (b *Bundle) MaxRegions() int { return b.opts.MaxRegions }
 
+// Observe reports every graph run to o from now on; call it before the bundle is used.
+func (b *Bundle) Observe(o Observer) { b.observer = o }
+
+// GraphWaiting is the number of graph runs waiting for a slot now.
+func (b *Bundle) GraphWaiting() int { return b.sched.Waiting() }
+
 // MaxConcurrent is the most graph runs at once.
 func (b *Bundle) MaxConcurrent() int { return b.sched.Running() }
 
@@ -291,11 +298,11 @@ func (b *Bundle) RunGraph(ctx context.Context, role string, inputs map[string]or
 		}
 		in[i] = t
 	}
-	if err := b.sched.Acquire(ctx); err != nil {
-		return nil, err
+	batch := 1
+	if len(in) > 0 && len(in[0].Shape) > 0 {
+		batch = int(in[0].Shape[0])
 	}
-	out, err := s.Run(ctx, in)
-	b.sched.Release()
+	out, err := b.runGraph(ctx, role, s, in, batch)
 	if err != nil {
 		return nil, err
 	}

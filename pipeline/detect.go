@@ -81,11 +81,7 @@ type detectorGraph struct{ b *Bundle }
 func (g detectorGraph) Run(ctx context.Context, pixels []float32, height, width int) (detector.Outputs, error) {
 	b := g.b
 	in := ort.Tensor{Shape: []int64{1, 3, int64(height), int64(width)}, F32: pixels}
-	if err := b.sched.Acquire(ctx); err != nil {
-		return detector.Outputs{}, err
-	}
-	out, err := b.detectorGraph.Run(ctx, []ort.Tensor{in})
-	b.sched.Release()
+	out, err := b.runGraph(ctx, GraphDetector, b.detectorGraph, []ort.Tensor{in}, 1)
 	if err != nil {
 		return detector.Outputs{}, err
 	}

@@ -70,11 +70,11 @@ func (b *Bundle) Encode(ctx context.Context, pairs []Pair, withAttention bool) (
 		{Shape: []int64{int64(B), int64(N), detector.LocationDim}, F32: loc},
 		{Shape: []int64{int64(B), int64(N)}, I64: imask},
 	}
-	if err := b.sched.Acquire(ctx); err != nil {
-		return nil, err
+	role := GraphEncoder
+	if withAttention {
+		role = GraphEncoderAttention
 	}
-	out, err := sess.Run(ctx, in)
-	b.sched.Release()
+	out, err := b.runGraph(ctx, role, sess, in, B)
 	if err != nil {
 		return nil, err
 	}

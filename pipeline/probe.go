@@ -97,7 +97,7 @@ func (b *Bundle) FillMask(ctx context.Context, in Input, text string, opts FillM
 			hidden = append(hidden, e.Row(i, p)...)
 		}
 	}
-	logits, err := b.runHead(ctx, b.mlm, []int64{int64(len(pairs)), int64(len(positions)), int64(e.H)}, hidden)
+	logits, err := b.runHead(ctx, GraphMLMHead, b.mlm, []int64{int64(len(pairs)), int64(len(positions)), int64(e.H)}, hidden)
 	if err != nil {
 		return nil, err
 	}
@@ -173,12 +173,8 @@ func softmax(logits []float32) []float32 {
 
 // runHead runs a head graph (one float32 input [batch, positions, hidden], one output) under
 // the scheduler and returns its output.
-func (b *Bundle) runHead(ctx context.Context, sess *ort.Session, shape []int64, hidden []float32) ([]float32, error) {
-	if err := b.sched.Acquire(ctx); err != nil {
-		return nil, err
-	}
-	out, err := sess.Run(ctx, []ort.Tensor{{Shape: shape, F32: hidden}})
-	b.sched.Release()
+func (b *Bundle) runHead(ctx context.Context, role string, sess *ort.Session, shape []int64, hidden []float32) ([]float32, error) {
+	out, err := b.runGraph(ctx, role, sess, []ort.Tensor{{Shape: shape, F32: hidden}}, int(shape[0]))
 	if err != nil {
 		return nil, err
 	}
@@ -191,7 +187,7 @@ func (b *Bundle) MaskedWordLogits(ctx context.Context, hidden []float32, n int) 
 	if b.mlm == nil {
 		return nil, inputErr(CodeUnsupported, "model %s has no MLM head", b.Manifest.Name)
 	}
-	return b.runHead(ctx, b.mlm, []int64{int64(n), 1, int64(b.Manifest.Model.HiddenSize)}, hidden)
+	return b.runHead(ctx, GraphMLMHead, b.mlm, []int64{int64(n), 1, int64(b.Manifest.Model.HiddenSize)}, hidden)
 }
 
 // RegionClasses is the MRC head's class distribution for every region of the image given a
@@ -214,7 +210,7 @@ func (b *Bundle) RegionClasses(ctx context.Context, regions *detector.Prepared, 
 	for _, r := range rows {
 		hidden = append(hidden, r...)
 	}
-	logits, err := b.runHead(ctx, b.mrc, []int64{1, int64(len(rows)), int64(e.H)}, hidden)
+	logits, err := b.runHead(ctx, GraphMRCHead, b.mrc, []int64{1, int64(len(rows)), int64(e.H)}, hidden)
 	if err != nil {
 		return nil, err
 	}
