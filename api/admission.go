@@ -30,10 +30,12 @@ func (a *admission) middleware(s *Server) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		if a.inFlight.Add(1) > a.capacity {
 			a.inFlight.Add(-1)
+			s.metrics.rejected.Inc()
 			c.Header("Retry-After", strconv.Itoa(a.retryAfter()))
 			s.writeError(c, errBusy)
 			return
 		}
+		s.metrics.admitted.Inc()
 		start := time.Now()
 		defer func() {
 			a.inFlight.Add(-1)

@@ -544,6 +544,11 @@ func (s *Server) searchTexts(c *gin.Context) (any, error) {
 }
 
 func (s *Server) searchResponse(res *retrieval.Results, start time.Time) SearchResponse {
+	t := res.Timing
+	s.metrics.stage("search_detect", t.Detect)
+	s.metrics.stage("search_first_stage", t.FirstStage)
+	s.metrics.stage("search_scoring", t.Scoring)
+	s.metrics.stage("search_evidence", t.Evidence)
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 	out := SearchResponse{Results: make([]SearchHit, len(res.Hits)), Mode: string(res.Mode), GallerySize: res.Gallery,
 		Candidates: res.Candidates, FirstStage: res.FirstStage, Mentions: res.Mentions, Model: s.info.Name,

@@ -31,6 +31,8 @@ type Model interface {
 	FillMask(ctx context.Context, in pipeline.Input, text string, opts pipeline.FillMaskOptions) (*pipeline.FillMaskOutput, error)
 	RegionClasses(ctx context.Context, regions *detector.Prepared, text string) (*pipeline.RegionClassesOutput, error)
 	CacheStats() pipeline.CacheStats
+	GraphWaiting() int
+	Observe(o pipeline.Observer) // called once, by New
 }
 
 // Config holds the HTTP limits.
@@ -54,8 +56,9 @@ type Server struct {
 	labels Labels
 	log    *slog.Logger
 	ready  atomic.Bool
-	admit  *admission
-	active sync.WaitGroup // requests in a handler
+	admit   *admission
+	metrics *metrics
+	active  sync.WaitGroup // requests in a handler
 	// gallery serves /v1/images, /v1/texts and /v1/search (api/gallery.go); nil: none.
 	gallery Gallery
 }
@@ -69,7 +72,10 @@ func New(cfg Config, model Model, info ModelInfo, labels Labels, log *slog.Logge
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = 65
 	}
-	return &Server{cfg: cfg, model: model, info: info, labels: labels, log: log, admit: newAdmission(cfg.MaxInFlight)}
+	s := &Server{cfg: cfg, model: model, info: info, labels: labels, log: log, admit: newAdmission(cfg.MaxInFlight)}
+	s.metrics = newMetrics(s)
+	model.Observe(s.metrics)
+	return s
 }
 
 // SetReady marks the models loaded and warmed up (GET /readyz).
@@ -86,9 +92,9 @@ func (s *Server) Handler() http.Handler {
 		s.active.Add(1)
 		defer s.active.Done()
 		c.Next()
-	})
+	}, s.observe)
 	r.Use(gin.CustomRecoveryWithWriter(io.Discard, func(c *gin.Context, rec any) {
-		s.log.Error("panic in handler", "panic", rec, "path", c.Request.URL.Path)
+		s.logger(c).Error("panic in handler", "panic", rec, "route", c.FullPath())
 		s.writeError(c, fmt.Errorf("panic: %v", rec))
 	}))
 	r.Use(s.checkHost, s.crossOrigin, s.limitBody)
@@ -106,6 +112,7 @@ func (s *Server) Handler() http.Handler {
 	if s.cfg.Assets != nil {
 		get(r, "/static/*path", s.static)
 	}
+	get(r, "/metrics", s.serveMetrics)
 	get(r, "/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	get(r, "/readyz", func(c *gin.Context) {
 		if !s.ready.Load() {
@@ -184,7 +191,7 @@ func (s *Server) handle(h func(c *gin.Context) (any, error)) gin.HandlerFunc {
 }
 
 func (s *Server) writeError(c *gin.Context, err error) {
-	status, detail := statusOf(err, s.log)
+	status, detail := statusOf(err, s.logger(c))
 	c.AbortWithStatusJSON(status, ErrorBody{Error: detail})
 }
 
@@ -248,6 +255,7 @@ func (s *Server) match(c *gin.Context) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.metrics.timing(out.Timing)
 	resp := NewMatchResponse(out, s.info.Name)
 	resp.Timings.Total = since(start)
 	return resp, nil
@@ -275,6 +283,7 @@ func (s *Server) align(c *gin.Context) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.metrics.timing(a.Timing)
 	resp := NewAlignResponse(a, s.labels, s.info.Name)
 	resp.Timings.Total = since(start)
 	return resp, nil
@@ -298,6 +307,9 @@ func (s *Server) regions(c *gin.Context) (any, error) {
 	det, hit, err := s.model.Detect(ctx, req.input.Image)
 	if err != nil {
 		return nil, err
+	}
+	if !hit {
+		s.metrics.timing(pipeline.Timing{Timing: det.Timing})
 	}
 	resp := NewRegionsResponse(det, hit, s.labels, req.topLabels, req.features, s.info.Name)
 	if req.text != "" {
@@ -333,6 +345,7 @@ func (s *Server) fillMask(c *gin.Context) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.metrics.timing(out.Timing)
 	resp := NewFillMaskResponse(out, s.info.Name)
 	resp.Timings.Total = since(start)
 	return resp, nil
