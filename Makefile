@@ -104,8 +104,10 @@ clean:
 	rm -rf bin .cache/bench
 
 # Rewrites the generated sections of README.md and docs/*.md (the figures, from the default
-# bundle's reports and manifest; the bad-input table, from api/badinput_test.go); `make test`
+# bundle's reports and manifest; the bad-input table, from api/badinput_test.go; the example
+# configuration docs/uniter.example.yaml, from the defaults); `make test`
 # fails when they are stale. See tests/docs_test.go.
 docs:
 	go test ./tests -run '^TestGeneratedDocs$$' -count=1 -args -update-docs
 	go test ./api -run '^TestBadInputs$$' -count=1 -args -update-docs
+	go test ./cmd/uniter -run '^TestExampleConfig$$' -count=1 -args -update-example
