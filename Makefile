@@ -7,7 +7,7 @@ PY_PKGS := python3-torch python3-torchvision python3-onnx python3-numpy python3-
 GO_TEST_FLAGS ?=
 export UNITER_ORT_LIBRARY := $(ORT_LIB)
 
-.PHONY: run test test-go test-py lint build ort pydeps fixture bench bench-gallery fuzz clean shapes-model web web-check browser-deps screenshot docs
+.PHONY: run test test-go test-py lint build ort pydeps fixture bench bench-gallery bench-load fuzz clean shapes-model web web-check browser-deps screenshot docs
 
 run: build ort
 	./bin/uniter serve
@@ -62,6 +62,11 @@ bench: build ort pydeps
 
 # Only the gallery part of `make bench`: exact vs two-stage search on Shapes test-1k with the
 # trained bundle (BUNDLE=DIR, default bundles/shapes-uniter; CANDIDATES, QUERIES).
+# Closed-loop HTTP load at concurrency 4…256 with fresh and cached images; BASE=<rev> measures
+# that revision side by side (docs/benchmarks.md).
+bench-load: ort
+	bash scripts/bench-load.sh
+
 bench-gallery: build ort
 	bash scripts/bench-gallery.sh
 
