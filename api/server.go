@@ -50,12 +50,12 @@ type Config struct {
 
 // Server routes requests to one model.
 type Server struct {
-	cfg    Config
-	model  Model
-	info   ModelInfo
-	labels Labels
-	log    *slog.Logger
-	ready  atomic.Bool
+	cfg     Config
+	model   Model
+	info    ModelInfo
+	labels  Labels
+	log     *slog.Logger
+	ready   atomic.Bool
 	admit   *admission
 	metrics *metrics
 	active  sync.WaitGroup // requests in a handler
@@ -114,6 +114,7 @@ func (s *Server) Handler() http.Handler {
 	}
 	get(r, "/metrics", s.serveMetrics)
 	get(r, "/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	get(r, "/openapi.json", s.openAPI)
 	get(r, "/readyz", func(c *gin.Context) {
 		if !s.ready.Load() {
 			s.writeError(c, &requestError{status: http.StatusServiceUnavailable, code: "not_ready", message: "models are loading"})

@@ -307,10 +307,10 @@ func NewAlignResponse(a *pipeline.Alignment, labels Labels, model string) AlignR
 
 // wireWordRegions names each aligned word by its text and offsets.
 func wireWordRegions(words []textproc.Word, aligned []heads.WordAlignment) []WordRegions {
-	var out []WordRegions
+	out := make([]WordRegions, 0, len(aligned)) // [] rather than null when no word aligns
 	for _, w := range aligned {
 		word := words[w.Word]
-		wr := WordRegions{Word: w.Word, Text: word.Text, Start: word.Start, End: word.End}
+		wr := WordRegions{Word: w.Word, Text: word.Text, Start: word.Start, End: word.End, Regions: []RegionShare{}}
 		for _, r := range w.Regions {
 			wr.Regions = append(wr.Regions, RegionShare{Region: r.Region, Share: r.Share})
 		}

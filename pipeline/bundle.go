@@ -39,8 +39,8 @@ type Options struct {
 	// ImageMemory bounds the bytes of pixels decoded and preprocessed at once, across requests
 	// (detector.Gate); 0 means 512 MiB.
 	ImageMemory int64
-	CacheBytes      int64                 // detector result cache bound; 0 disables caching
-	Selection       SelectionOverride     // region selection settings that replace the manifest's
+	CacheBytes  int64             // detector result cache bound; 0 disables caching
+	Selection   SelectionOverride // region selection settings that replace the manifest's
 	// DetectorOnCUDA runs the detector graph on the environment's CUDA provider; otherwise it
 	// runs on the CPU whatever the provider (with ONNX Runtime 1.29's plugin CUDA provider its
 	// first run crashes the process, docs/gpu.md).

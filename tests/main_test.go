@@ -45,7 +45,7 @@ func runMain(m *testing.M) int {
 	defer os.RemoveAll(dir)
 	// UNITER_E2E_BIN: a binary built elsewhere (a machine with a GPU and no Go toolchain).
 	if uniterBin = os.Getenv("UNITER_E2E_BIN"); uniterBin != "" {
-		return m.Run()
+		return runTests(m)
 	}
 	uniterBin = filepath.Join(dir, "uniter")
 	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
@@ -56,7 +56,7 @@ func runMain(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "tests: go build ./cmd/uniter: %v\n%s", err, out)
 		return 1
 	}
-	return m.Run()
+	return runTests(m)
 }
 
 // repoRoot is the folder holding go.mod, for TestMain (which has no testing.TB for testenv).
@@ -229,7 +229,8 @@ func startServeAt(t testing.TB, addr string, env []string, args ...string) *serv
 	return s
 }
 
-var client = &http.Client{Timeout: 20 * time.Second}
+// client validates every answer against api/openapi.yaml (tests/openapi_test.go).
+var client = &http.Client{Timeout: 20 * time.Second, Transport: specTransport()}
 
 func (s *server) waitReady(t testing.TB) {
 	t.Helper()
@@ -266,7 +267,7 @@ func (s *server) do(t testing.TB, method, path, contentType string, body []byte)
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
-	resp, err := client.Do(req)
+	resp, err := client.Do(withSpecTest(req, t))
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
 	}
