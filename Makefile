@@ -97,13 +97,12 @@ browser-deps: tests/browser/node_modules/.package-lock.json
 screenshot: build ort browser-deps
 	BUNDLE=$(BUNDLE) SAMPLE=$(SAMPLE) WORD=$(WORD) OUT=$(or $(OUT),docs/page.png) bash scripts/screenshot.sh
 
-fuzz:
-	go test ./textproc -run='^$$' -fuzz=FuzzEncode -fuzztime=60s
-	go test ./detector -run='^$$' -fuzz=FuzzDecode -fuzztime=60s
-	go test ./api -run='^$$' -fuzz=FuzzMatchBody -fuzztime=60s
-	go test ./api -run='^$$' -fuzz=FuzzGalleryBody -fuzztime=60s
-	go test ./gallery/featimport -run='^$$' -fuzz=FuzzParseNPY -fuzztime=60s
-	go test ./gallery/lmdb -run='^$$' -fuzz=FuzzOpen -fuzztime=60s
+fuzz: ort
+	go test ./textproc -run='^$$' -fuzz=FuzzEncode -fuzztime=60s -fuzzminimizetime=1s
+	go test ./detector -run='^$$' -fuzz=FuzzDecode -fuzztime=60s -fuzzminimizetime=1s
+	go test ./api -run='^$$' -fuzz=FuzzHandler -fuzztime=60s -fuzzminimizetime=1s
+	go test ./gallery/featimport -run='^$$' -fuzz=FuzzParseNPY -fuzztime=60s -fuzzminimizetime=1s
+	go test ./gallery/lmdb -run='^$$' -fuzz=FuzzOpen -fuzztime=60s -fuzzminimizetime=1s
 
 clean:
 	rm -rf bin .cache/bench

@@ -378,23 +378,3 @@ func galleryGolden(t *testing.T, name string, body []byte) {
 	t.Helper()
 	goldenWithin(t, name, body, 1e-3)
 }
-
-// FuzzGalleryBody: no body makes a gallery endpoint answer 5xx.
-func FuzzGalleryBody(f *testing.F) {
-	f.Add([]byte(`{"text": "a red circle", "limit": 3, "mode": "two_stage", "candidates": 5, "evidence": true}`))
-	f.Add([]byte(`{"image_id": "img-0", "offset": 1}`))
-	f.Add([]byte(`{"texts": [{"id": "x", "text": "two stars", "metadata": {"k": [1, 2]}}]}`))
-	f.Add([]byte(`{"image": {"data": "iVBORw0KGgo="}, "id": "a:b", "metadata": null}`))
-	f.Add([]byte(`{"text": "\u0000\u00ad", "limit": 1e3, "offset": -0}`))
-	h, _ := newGalleryServer(f, 0)
-	do(f, h, http.MethodPost, "/v1/images", "application/json", bytes.NewReader([]byte(js(map[string]any{
-		"id": "img-0", "image": map[string]string{"data": base64.StdEncoding.EncodeToString(galleryPNG(f, 1, 40, 40))}}))))
-	f.Fuzz(func(t *testing.T, body []byte) {
-		for _, path := range []string{"/v1/search/images", "/v1/search/texts", "/v1/texts", "/v1/images"} {
-			rec := do(t, h, http.MethodPost, path, "application/json", bytes.NewReader(body))
-			if rec.Code >= 500 {
-				t.Fatalf("%s %q: got %d %s", path, body, rec.Code, rec.Body)
-			}
-		}
-	})
-}

@@ -300,23 +300,6 @@ func TestAlignGolden(t *testing.T) {
 	golden(t, "align", rec.Body.Bytes())
 }
 
-// FuzzMatchBody: no request body makes the server panic or answer 5xx.
-func FuzzMatchBody(f *testing.F) {
-	f.Add([]byte(`{"regions": {"width": 10, "height": 10, "boxes": [[0,0,5,5]], "features": [[1]]}, "texts": ["a"]}`))
-	f.Add([]byte(`{"texts": [null], "regions": null}`))
-	f.Add([]byte(`{"regions": {"width": -1}}`))
-	f.Add([]byte(js(map[string]any{"regions": fixtureRegions(2), "texts": []string{"a dog", "\x00\u00ad"}})))
-	_, h := newServer(f)
-	f.Fuzz(func(t *testing.T, body []byte) {
-		for _, path := range []string{"/v1/match", "/v1/align"} {
-			rec := do(t, h, http.MethodPost, path, "application/json", bytes.NewReader(body))
-			if rec.Code >= 500 {
-				t.Fatalf("%s %q: got %d %s", path, body, rec.Code, rec.Body)
-			}
-		}
-	})
-}
-
 // TestHugeTextIsNotEchoed: a text far longer than the model reads is scored on its first
 // tokens and echoed only as far as they go.
 func TestHugeTextIsNotEchoed(t *testing.T) {
