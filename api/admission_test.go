@@ -10,8 +10,6 @@ import (
 	"testing"
 
 	"github.com/uniter-serve/uniter/api"
-	"github.com/uniter-serve/uniter/internal/testenv"
-	"github.com/uniter-serve/uniter/pipeline"
 )
 
 // countingReader counts the bytes read from it.
@@ -30,14 +28,7 @@ func (c *countingReader) Read(p []byte) (int, error) {
 // before a byte of its body is read; requests that need no model work are not counted; once
 // the admitted request is done the next one is admitted.
 func TestAdmission(t *testing.T) {
-	env := testenv.Env(t)
-	b, err := pipeline.Load(env, testenv.FixtureBundle(t), pipeline.Options{MaxRegions: 10, MaxTexts: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	s := api.New(api.Config{MaxBodyBytes: 1 << 20, MaxInFlight: 1}, b, api.DescribeModel(b, env.Provider(), "", env.Version()), api.LabelsFor(b), nil)
-	s.SetReady(true)
+	s := newTestServer(t, serverOptions{config: api.Config{MaxBodyBytes: 1 << 20, MaxInFlight: 1}})
 	h := s.Handler()
 	body := js(map[string]any{"regions": fixtureRegions(2), "texts": []string{"a red circle"}})
 

@@ -15,7 +15,6 @@ import (
 
 	"github.com/uniter-serve/uniter/api"
 	"github.com/uniter-serve/uniter/detector"
-	"github.com/uniter-serve/uniter/gallery"
 	"github.com/uniter-serve/uniter/gallery/retrieval"
 	"github.com/uniter-serve/uniter/internal/testenv"
 	"github.com/uniter-serve/uniter/pipeline"
@@ -41,33 +40,13 @@ type badInput struct {
 // allowed host, and limits small enough to reach: 256 KiB bodies, 200 KB images of at most
 // 1 Mpx, 4 texts a request.
 func badInputServer(t *testing.T) http.Handler {
-	env := testenv.Env(t)
-	b, err := pipeline.Load(env, testenv.FixtureBundle(t), pipeline.Options{MaxRegions: 10, MaxTexts: 4, CacheBytes: 16 << 20,
-		Decode: detector.DecodeLimits{MaxBytes: 200_000, MaxPixels: 1_000_000}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	st, err := gallery.Open(t.TempDir(), gallery.Options{FeatureDim: b.Manifest.Model.FeatureDim})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	labels := api.LabelsFor(b)
-	svc := retrieval.New(st, b, retrieval.Config{Source: "detector:tiny-random", MaxLimit: 20, MaxOffset: 50, MaxCandidates: 100,
-		Labels: retrieval.Labels{Classes: labels.Classes, Attributes: labels.Attributes, Background: labels.Background}})
-	var keys []api.Key
-	for _, e := range []string{"reader:read:" + readKey, "writer:write:" + api.HashKey(writeKey)} {
-		k, err := api.ParseKey(e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		keys = append(keys, k)
-	}
-	s := api.New(api.Config{MaxBodyBytes: 256 << 10, Access: api.Access{Keys: keys, AllowedHosts: []string{"example.com"}}},
-		b, api.DescribeModel(b, env.Provider(), "", env.Version()), labels, nil)
-	s.SetGallery(svc)
-	s.SetReady(true)
+	s := newTestServer(t, serverOptions{
+		config: api.Config{MaxBodyBytes: 256 << 10, Access: api.Access{
+			Keys:         parseKeys(t, "reader:read:"+readKey, "writer:write:"+api.HashKey(writeKey)),
+			AllowedHosts: []string{"example.com"}}},
+		pipeline: &pipeline.Options{MaxRegions: 10, MaxTexts: 4, CacheBytes: 16 << 20,
+			Decode: detector.DecodeLimits{MaxBytes: 200_000, MaxPixels: 1_000_000}},
+		gallery: true, search: retrieval.Config{MaxLimit: 20, MaxOffset: 50, MaxCandidates: 100}})
 	h := s.Handler()
 	if rec := send(h, withKey(jsonReq("POST", "/v1/images", js(map[string]any{"id": "taken", "image": b64Image(galleryPNG(t, 1, 40, 40))})), writeKey)); rec.Code != 201 {
 		t.Fatalf("seeding the gallery: %d %s", rec.Code, rec.Body)

@@ -33,7 +33,6 @@ import (
 	"github.com/uniter-serve/uniter/detector"
 	"github.com/uniter-serve/uniter/gallery"
 	"github.com/uniter-serve/uniter/gallery/retrieval"
-	"github.com/uniter-serve/uniter/internal/testenv"
 	"github.com/uniter-serve/uniter/pipeline"
 )
 
@@ -154,38 +153,19 @@ type fuzzServer struct {
 // newFuzzServer serves the fixture bundle with keys, allowed hosts, a CORS origin, the page and
 // a gallery holding fhImageID and two texts.
 func newFuzzServer(t testing.TB) *fuzzServer {
-	env := testenv.Env(t)
-	b, err := pipeline.Load(env, testenv.FixtureBundle(t), pipeline.Options{MaxRegions: 10, MaxTexts: 4, CacheBytes: 16 << 20,
-		Decode: detector.DecodeLimits{MaxBytes: 48 << 10, MaxPixels: 1 << 20}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	st, err := gallery.Open(fhTempDir(t), gallery.Options{FeatureDim: b.Manifest.Model.FeatureDim})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	labels := api.LabelsFor(b)
-	svc := retrieval.New(st, b, retrieval.Config{Source: "detector:tiny-random", MaxLimit: 20, MaxOffset: 50, Candidates: 4,
-		MaxCandidates: 20, Labels: retrieval.Labels{Classes: labels.Classes, Attributes: labels.Attributes, Background: labels.Background}})
-	var keys []api.Key
-	for _, entry := range []string{"reader:read:" + fhReadKey, "writer:write:" + fhWriteKey} {
-		k, err := api.ParseKey(entry)
-		if err != nil {
-			t.Fatal(err)
-		}
-		keys = append(keys, k)
-	}
 	log := &fhLog{}
-	cfg := api.Config{MaxBodyBytes: fhMaxBody, RequestTimeout: 10 * time.Second, MaxInFlight: 4,
-		IndexHTML: []byte("<!doctype html><title>uniter</title>"),
-		Assets:    fstest.MapFS{"app.js": {Data: []byte("let x = 1;")}, "css/style.css": {Data: []byte("body{}")}},
-		Access:    api.Access{Keys: keys, AllowedHosts: []string{fhHost, "localhost"}, CORSOrigins: []string{fhOrigin}}}
-	s := api.New(cfg, b, api.DescribeModel(b, env.Provider(), "", env.Version()), labels, slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelWarn})))
-	s.SetGallery(svc)
-	s.SetReady(true)
-	fs := &fuzzServer{h: s.Handler(), svc: svc, st: st, png: fhPNG(t, 0, 40, 32), log: log}
+	s := newTestServer(t, serverOptions{
+		config: api.Config{MaxBodyBytes: fhMaxBody, RequestTimeout: 10 * time.Second, MaxInFlight: 4,
+			IndexHTML: []byte("<!doctype html><title>uniter</title>"),
+			Assets:    fstest.MapFS{"app.js": {Data: []byte("let x = 1;")}, "css/style.css": {Data: []byte("body{}")}},
+			Access: api.Access{Keys: parseKeys(t, "reader:read:"+fhReadKey, "writer:write:"+fhWriteKey),
+				AllowedHosts: []string{fhHost, "localhost"}, CORSOrigins: []string{fhOrigin}}},
+		pipeline: &pipeline.Options{MaxRegions: 10, MaxTexts: 4, CacheBytes: 16 << 20,
+			Decode: detector.DecodeLimits{MaxBytes: 48 << 10, MaxPixels: 1 << 20}},
+		gallery: true, galleryDir: fhTempDir(t),
+		search: retrieval.Config{MaxLimit: 20, MaxOffset: 50, Candidates: 4, MaxCandidates: 20},
+		log:    slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	fs := &fuzzServer{h: s.Handler(), svc: s.svc, st: s.store, png: fhPNG(t, 0, 40, 32), log: log}
 	fhCoversRoutes(t, fs.h)
 	fs.reset(t)
 	return fs
@@ -558,7 +538,7 @@ func fhSeeds(t testing.TB, stored []byte) []fhSeed {
 	raw := byte(fhRawPath)
 	fresh := fhPNG(t, 1, 36, 28)
 	img := map[string]string{"data": base64.StdEncoding.EncodeToString(fresh)}
-	regions := fixtureRegionsFH(3)
+	regions := fixtureRegions(3)
 	form := func(fields ...string) []byte {
 		return bytes.Join(func() [][]byte {
 			out := make([][]byte, len(fields))
@@ -641,8 +621,8 @@ func fhSeeds(t testing.TB, stored []byte) []fhSeed {
 		{post, route("/v1/match"), "", fhJSON, append(bytes.Repeat([]byte("["), 10000), bytes.Repeat([]byte("]"), 10000)...), r},
 		{post, route("/v1/match"), "", fhJSON, []byte(`{"texts": ` + strings.Repeat("[", 20000) + strings.Repeat("]", 20000) + `}`), r},
 		{post, route("/v1/match"), "", fhJSON, []byte(`{"regions": {"width": -1}}`), r},
-		{post, route("/v1/align"), "", fhJSON, j(map[string]any{"regions": fixtureRegionsFH(2), "texts": []string{"a dog", "\x00\u00ad"}}), r},
-		{post, route("/v1/match"), "", fhJSON, j(map[string]any{"regions": fixtureRegionsFH(2), "texts": []string{"a dog", "\x00\u00ad"}}), r},
+		{post, route("/v1/align"), "", fhJSON, j(map[string]any{"regions": fixtureRegions(2), "texts": []string{"a dog", "\x00\u00ad"}}), r},
+		{post, route("/v1/match"), "", fhJSON, j(map[string]any{"regions": fixtureRegions(2), "texts": []string{"a dog", "\x00\u00ad"}}), r},
 		{post, route("/v1/search/images"), "", fhJSON, []byte(`{"text": "a red circle", "limit": 3, "mode": "two_stage", "candidates": 5, "evidence": true}`), r},
 		{post, route("/v1/search/texts"), "", fhJSON, []byte(`{"image_id": "img-0", "offset": 1}`), r},
 		{post, route("/v1/match"), "", fhJSON, []byte("{\"texts\": [\"\xff\xfe\xc0\xaf\", \"\x00\u00ad\"], \"regions\": {\"width\": -1}}"), r},
@@ -666,18 +646,4 @@ func fhSeeds(t testing.TB, stored []byte) []fhSeed {
 		{post, route("/v1/images"), "", fhRawMultipart, []byte("--fuzz\r\nContent-Disposition: form-data; name=\"id\"\r\n\r\nx"), w},
 	}
 	return seeds
-}
-
-// fixtureRegionsFH is a valid regions object for the fixture (feature dim 64).
-func fixtureRegionsFH(n int) map[string]any {
-	boxes := make([][]float32, n)
-	feats := make([][]float32, n)
-	for i := range n {
-		boxes[i] = []float32{float32(10 * i), float32(5 * i), float32(10*i + 40), float32(5*i + 30)}
-		feats[i] = make([]float32, 64)
-		for j := range feats[i] {
-			feats[i][j] = float32((i*31+j*7)%11) / 10
-		}
-	}
-	return map[string]any{"width": 200, "height": 120, "boxes": boxes, "features": feats}
 }

@@ -21,7 +21,6 @@ import (
 	"github.com/uniter-serve/uniter/detector"
 	"github.com/uniter-serve/uniter/gallery"
 	"github.com/uniter-serve/uniter/gallery/retrieval"
-	"github.com/uniter-serve/uniter/internal/testenv"
 	"github.com/uniter-serve/uniter/pipeline"
 )
 
@@ -31,25 +30,10 @@ var galleryCtx = context.Background()
 // bytes are refused by the decoder (413).
 func newGalleryServer(t testing.TB, maxImage int64) (http.Handler, *gallery.Bolt) {
 	t.Helper()
-	env := testenv.Env(t)
-	b, err := pipeline.Load(env, testenv.FixtureBundle(t), pipeline.Options{MaxRegions: 100, MaxTexts: 4, CacheBytes: 16 << 20,
-		Decode: detector.DecodeLimits{MaxBytes: maxImage}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	st, err := gallery.Open(t.TempDir(), gallery.Options{FeatureDim: b.Manifest.Model.FeatureDim})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	labels := api.LabelsFor(b)
-	svc := retrieval.New(st, b, retrieval.Config{Source: "detector:tiny-random", MaxLimit: 20, MaxOffset: 50,
-		Labels: retrieval.Labels{Classes: labels.Classes, Attributes: labels.Attributes, Background: labels.Background}})
-	s := api.New(api.Config{MaxBodyBytes: 256 << 10}, b, api.DescribeModel(b, env.Provider(), "", env.Version()), labels, nil)
-	s.SetGallery(svc)
-	s.SetReady(true)
-	return s.Handler(), st
+	ts := newTestServer(t, serverOptions{config: api.Config{MaxBodyBytes: 256 << 10},
+		pipeline: &pipeline.Options{MaxRegions: 100, MaxTexts: 4, CacheBytes: 16 << 20, Decode: detector.DecodeLimits{MaxBytes: maxImage}},
+		gallery:  true, search: retrieval.Config{MaxLimit: 20, MaxOffset: 50}})
+	return ts.Handler(), ts.store
 }
 
 // galleryPNG is a distinct small picture per seed.

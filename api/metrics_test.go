@@ -11,8 +11,6 @@ import (
 	"testing"
 
 	"github.com/uniter-serve/uniter/api"
-	"github.com/uniter-serve/uniter/internal/testenv"
-	"github.com/uniter-serve/uniter/pipeline"
 )
 
 // scrape reads /metrics into series → value ("name{labels}" as the text format writes it).
@@ -86,16 +84,8 @@ func TestMetrics(t *testing.T) {
 // TestRequestIDs: a well-formed X-Request-ID is kept, anything else replaced; every answer
 // carries one, and the access log line and the error log of that request carry it too.
 func TestRequestIDs(t *testing.T) {
-	env := testenv.Env(t)
-	b, err := pipeline.Load(env, testenv.FixtureBundle(t), pipeline.Options{MaxRegions: 10, MaxTexts: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
 	var logs bytes.Buffer
-	log := slog.New(slog.NewJSONHandler(&logs, nil))
-	s := api.New(api.Config{MaxBodyBytes: 1 << 20}, b, api.DescribeModel(b, env.Provider(), "", env.Version()), api.LabelsFor(b), log)
-	s.SetReady(true)
+	s := newTestServer(t, serverOptions{config: api.Config{MaxBodyBytes: 1 << 20}, log: slog.New(slog.NewJSONHandler(&logs, nil))})
 	h := s.Handler()
 
 	r := jsonReq("POST", "/v1/match", js(map[string]any{"regions": fixtureRegions(2), "texts": []string{"a"}}))

@@ -20,8 +20,6 @@ import (
 	"github.com/uniter-serve/uniter/gallery"
 	"github.com/uniter-serve/uniter/gallery/retrieval"
 	"github.com/uniter-serve/uniter/internal/openapitest"
-	"github.com/uniter-serve/uniter/internal/testenv"
-	"github.com/uniter-serve/uniter/pipeline"
 	"github.com/uniter-serve/uniter/web"
 )
 
@@ -95,29 +93,13 @@ func mustMarshal(t testing.TB, v any) string {
 // openAPIServer serves the fixture bundle with a gallery, the page and its files: every route.
 func openAPIServer(t testing.TB) (*gin.Engine, *gallery.Bolt) {
 	t.Helper()
-	env := testenv.Env(t)
-	b, err := pipeline.Load(env, testenv.FixtureBundle(t), pipeline.Options{MaxRegions: 10, MaxTexts: 4, CacheBytes: 16 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	st, err := gallery.Open(t.TempDir(), gallery.Options{FeatureDim: b.Manifest.Model.FeatureDim})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	labels := api.LabelsFor(b)
-	svc := retrieval.New(st, b, retrieval.Config{Source: "detector:tiny-random", MaxLimit: 20, MaxOffset: 50, MaxCandidates: 100,
-		Labels: retrieval.Labels{Classes: labels.Classes, Attributes: labels.Attributes, Background: labels.Background}})
-	s := api.New(api.Config{MaxBodyBytes: 256 << 10, IndexHTML: web.IndexHTML, Assets: web.Assets}, b,
-		api.DescribeModel(b, env.Provider(), "", env.Version()), labels, nil)
-	s.SetGallery(svc)
-	s.SetReady(true)
+	s := newTestServer(t, serverOptions{config: api.Config{MaxBodyBytes: 256 << 10, IndexHTML: web.IndexHTML, Assets: web.Assets},
+		gallery: true, search: retrieval.Config{MaxLimit: 20, MaxOffset: 50, MaxCandidates: 100}})
 	engine, ok := s.Handler().(*gin.Engine)
 	if !ok {
 		t.Fatalf("Handler is a %T, not a *gin.Engine", s.Handler())
 	}
-	return engine, st
+	return engine, s.store
 }
 
 // ginPath writes a gin route in OpenAPI's form: /v1/images/:id → /v1/images/{id}.

@@ -15,7 +15,6 @@ import (
 	"testing"
 
 	"github.com/uniter-serve/uniter/api"
-	"github.com/uniter-serve/uniter/internal/testenv"
 	"github.com/uniter-serve/uniter/pipeline"
 )
 
@@ -31,15 +30,8 @@ func newServer(t testing.TB) (*api.Server, http.Handler) {
 
 // newServerBundle is newServer with the bundle it serves.
 func newServerBundle(t testing.TB) (*api.Server, *pipeline.Bundle) {
-	env := testenv.Env(t)
-	b, err := pipeline.Load(env, testenv.FixtureBundle(t), pipeline.Options{MaxRegions: 10, MaxTexts: 4, CacheBytes: 64 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	s := api.New(api.Config{MaxBodyBytes: maxBody}, b, api.DescribeModel(b, env.Provider(), "", env.Version()), api.LabelsFor(b), nil)
-	s.SetReady(true)
-	return s, b
+	ts := newTestServer(t, serverOptions{config: api.Config{MaxBodyBytes: maxBody}})
+	return ts.Server, ts.bundle
 }
 
 // fixtureRegions is a valid R for the fixture (feature dim 64).
