@@ -44,6 +44,7 @@ const (
 	docManifest   = docBundle + "/manifest.json"
 	docAttention  = docBundle + "/attention-test-100.json"
 	docGallery    = docBundle + "/bench-gallery-test-1k.json"
+	docLoad       = "docs/reports/bench-load.json"
 	docEndMarker  = "<!-- end generated -->"
 )
 
@@ -68,6 +69,7 @@ func docSections() []docSection {
 		{"docs/model-card.md", "attention", []string{docAttention}, renderAttention},
 		{"docs/benchmarks.md", "gallery", []string{docGallery}, renderGalleryBench},
 		{"docs/benchmarks.md", "evaluation-runs", evals, renderEvalRuns},
+		{"docs/benchmarks.md", "load", []string{docLoad}, renderLoad},
 	}
 }
 
@@ -718,6 +720,68 @@ func renderGalleryBench(s *docSources) (out string, err error) {
 		fmt.Sprintf("\nTwo-stage against exact, same run: %.1f× faster per text query, %.1f× fewer cross-encoder passes "+
 			"(target ≥ 10×), R@10 retained %s (target ≥ 99%%), %s of exact search's top 10 kept.",
 			c.num("speedup"), c.num("passes_saved"), docPct(c.num("r10_retained")), docPct(c.num("top10_kept"))), nil
+}
+
+// renderLoad is make bench-load's report: two builds side by side, per mode and concurrency.
+func renderLoad(s *docSources) (out string, err error) {
+	defer docCatch(&err)
+	r, err := s.json(docLoad)
+	if err != nil {
+		return "", err
+	}
+	m, c := r.obj("machine"), r.obj("config")
+	var servers []string
+	for i, v := range r.list("servers") {
+		o, ok := v.(map[string]any)
+		if !ok {
+			return "", fmt.Errorf("%s: servers[%d] is not an object", docLoad, i)
+		}
+		servers = append(servers, docObj{docLoad, o}.str("label"))
+	}
+	results := make([]docObj, 0, len(r.list("results")))
+	for i, v := range r.list("results") {
+		o, ok := v.(map[string]any)
+		if !ok {
+			return "", fmt.Errorf("%s: results[%d] is not an object", docLoad, i)
+		}
+		results = append(results, docObj{fmt.Sprintf("%s: results[%d]", docLoad, i), o})
+	}
+	// The run alternates the builds; the table groups by mode, then clients, then build.
+	sort.SliceStable(results, func(i, j int) bool {
+		a, b := results[i], results[j]
+		if a.str("mode") != b.str("mode") {
+			return a.str("mode") == "fresh"
+		}
+		if a.num("concurrency") != b.num("concurrency") {
+			return a.num("concurrency") < b.num("concurrency")
+		}
+		return slices.Index(servers, a.str("server")) < slices.Index(servers, b.str("server"))
+	})
+	var rows [][]string
+	for _, x := range results {
+		rows = append(rows, []string{x.str("server"), x.str("mode"), docInt(x.num("concurrency")),
+			fmt.Sprintf("%.1f", x.num("accepted_per_s")), docInt(x.num("p50_ms")), docInt(x.num("p99_ms")),
+			docPct(x.num("shed_share")), docInt(x.num("rss_start_kb") / 1024), docInt(x.num("rss_peak_kb") / 1024),
+			fmt.Sprintf("%.2f", x.num("other_cpu_cores"))})
+	}
+	var heads []string
+	for i, v := range r.list("headlines") {
+		o, ok := v.(map[string]any)
+		if !ok {
+			return "", fmt.Errorf("%s: headlines[%d] is not an object", docLoad, i)
+		}
+		h := docObj{fmt.Sprintf("%s: headlines[%d]", docLoad, i), o}
+		heads = append(heads, fmt.Sprintf("- %s, %s images: %.1f accepted req/s at concurrency %s against %.1f at %s: **%.2f**; accepted p99 %s ms against %s ms (%.2f×)",
+			h.str("server"), h.str("mode"), h.num("overload_accepted_per_s"), docInt(h.num("overload_concurrency")),
+			h.num("capacity_accepted_per_s"), docInt(h.num("at_capacity_concurrency")), h.num("throughput_ratio"),
+			docInt(h.num("overload_p99_ms")), docInt(h.num("capacity_p99_ms")), h.num("p99_ratio")))
+	}
+	return fmt.Sprintf("%s, %s on %s (%s cores), %s s a level; capacity %s; clients: %s; builds %s, alternated per level.\n\n",
+		r.str("date")[:10], r.str("git_describe"), m.str("cpu_model"), docInt(m.num("cores")), docInt(c.num("duration_s")),
+		docInt(c.num("capacity")), c.str("backoff"), strings.Join(servers, " and ")) +
+		docTable([]string{"build", "images", "clients", "accepted req/s", "p50 ms", "p99 ms", "shed (503)", "RSS start MiB", "RSS peak MiB", "other processes' CPU"},
+			rows, "llrrrrrrrr") +
+		"\nAt twice the capacity against at capacity (accepted throughput ratio, target ≥ 0.80):\n\n" + strings.Join(heads, "\n"), nil
 }
 
 func renderEvalRuns(s *docSources) (out string, err error) {
