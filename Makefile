@@ -7,7 +7,7 @@ PY_PKGS := python3-torch python3-torchvision python3-onnx python3-numpy python3-
 GO_TEST_FLAGS ?=
 export UNITER_ORT_LIBRARY := $(ORT_LIB)
 
-.PHONY: run test test-go test-py lint build ort pydeps fixture bench bench-gallery bench-load fuzz clean shapes-model web web-check browser-deps screenshot docs
+.PHONY: run test test-go test-py lint build ort pydeps fixture bench bench-gallery bench-load image fuzz clean shapes-model web web-check browser-deps screenshot docs
 
 run: build ort
 	./bin/uniter serve
@@ -103,6 +103,13 @@ fuzz: ort
 	go test ./api -run='^$$' -fuzz=FuzzHandler -fuzztime=60s -fuzzminimizetime=1s
 	go test ./gallery/featimport -run='^$$' -fuzz=FuzzParseNPY -fuzztime=60s -fuzzminimizetime=1s
 	go test ./gallery/lmdb -run='^$$' -fuzz=FuzzOpen -fuzztime=60s -fuzzminimizetime=1s
+
+# The container image (Dockerfile), built here with podman from base images made locally
+# (scripts/base-images.sh: Debian by debootstrap, Go from the module proxy's toolchain module);
+# its last stage starts the server inside the build and checks a /v1/match answer. Needs root;
+# installs podman and debootstrap. Log: .cache/image/build.log.
+image:
+	bash scripts/image.sh
 
 clean:
 	rm -rf bin .cache/bench

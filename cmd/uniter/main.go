@@ -65,6 +65,7 @@ func newRoot() *cobra.Command {
 	root.AddCommand(synthCmd(), keygenCmd())
 	root.AddCommand(indexCmd(load), indexTextsCmd(load), importFeaturesCmd(load), evalGalleryCmd(load))
 	root.AddCommand(attentionStatsCmd(load))
+	root.AddCommand(healthcheckCmd(load))
 	return root
 }
 
