@@ -30,6 +30,9 @@ var (
 	// ErrIncompatible reports a data directory this build or this model cannot use (a newer
 	// schema, another feature dimension).
 	ErrIncompatible = errors.New("incompatible gallery")
+	// ErrUnavailable reports a store that cannot be reached now (a database server down or
+	// unreachable); the request may succeed later.
+	ErrUnavailable = errors.New("gallery unavailable")
 )
 
 // Image is one stored image.
