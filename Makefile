@@ -7,7 +7,7 @@ PY_PKGS := python3-torch python3-torchvision python3-onnx python3-numpy python3-
 GO_TEST_FLAGS ?=
 export UNITER_ORT_LIBRARY := $(ORT_LIB)
 
-.PHONY: run test test-go test-py lint build ort pydeps fixture bench bench-gallery bench-load image fuzz clean shapes-model web web-check browser-deps screenshot docs
+.PHONY: pgdeps run test test-go test-py lint build ort pydeps fixture bench bench-gallery bench-load image fuzz clean shapes-model web web-check browser-deps screenshot docs
 
 run: build ort
 	./bin/uniter serve
@@ -28,11 +28,16 @@ test: build ort pydeps web-check browser-deps test-go test-py
 
 # The browser test (tests/browser_test.go) fails rather than skips here when its tools are missing.
 test-go: export UNITER_BROWSER_TEST := require
-test-go: ort browser-deps lint
+test-go: export UNITER_POSTGRES_TEST := require
+test-go: ort browser-deps pgdeps lint
 	go test -race -count=1 $(GO_TEST_FLAGS) ./...
 
 # go.mod and go.sum as `go mod tidy` leaves them; go vet and staticcheck (pinned in go.mod's
 # tool block) report nothing.
+# Debian's PostgreSQL for the gallery's PostgreSQL tests (they start a throw-away server of their own).
+pgdeps:
+	@bash scripts/install-postgres.sh
+
 lint:
 	@go mod tidy -diff || { echo "go.mod/go.sum are not tidy: run 'go mod tidy'"; exit 1; }
 	go vet ./...

@@ -30,6 +30,25 @@ type Gallery interface {
 	Store() gallery.Store
 }
 
+// pinger is a store that can say whether its server is reachable (a database-backed one).
+type pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// pingGallery checks a database-backed gallery within a second; nil without one.
+func (s *Server) pingGallery(ctx context.Context) error {
+	if s.gallery == nil {
+		return nil
+	}
+	p, ok := s.gallery.Store().(pinger)
+	if !ok {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	return p.Ping(ctx)
+}
+
 // SetGallery serves g under /v1/images, /v1/texts and /v1/search; without one those routes
 // answer 503. Call it before Handler.
 func (s *Server) SetGallery(g Gallery) { s.gallery = g }
@@ -84,6 +103,9 @@ func galleryErr(err error) error {
 		return &requestError{status: http.StatusConflict, code: "conflict", message: err.Error()}
 	case errors.Is(err, gallery.ErrInvalid):
 		return badRequest("invalid_record", "%s", err.Error())
+	case errors.Is(err, gallery.ErrUnavailable):
+		return &requestError{status: http.StatusServiceUnavailable, code: "gallery_unavailable",
+			message: "the gallery's database cannot be reached now; retry later"}
 	}
 	return err
 }

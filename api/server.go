@@ -120,6 +120,11 @@ func (s *Server) Handler() http.Handler {
 			s.writeError(c, &requestError{status: http.StatusServiceUnavailable, code: "not_ready", message: "models are loading"})
 			return
 		}
+		if err := s.pingGallery(c.Request.Context()); err != nil {
+			s.logger(c).Warn("not ready: the gallery cannot be reached", "err", err)
+			s.writeError(c, &requestError{status: http.StatusServiceUnavailable, code: "not_ready", message: "the gallery's database cannot be reached"})
+			return
+		}
 		c.JSON(http.StatusOK, gin.H{"status": "ready"})
 	})
 	read := s.authorize(ScopeRead)

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -12,9 +15,18 @@ import (
 
 // GalleryConfig are the gallery keys (gallery.*).
 type GalleryConfig struct {
-	ThumbnailSize int `mapstructure:"thumbnail_size"`
-	MaxTextBatch  int `mapstructure:"max_text_batch"`
+	Backend       string `mapstructure:"backend"`  // bbolt (data_dir) or postgres (dsn)
+	DSN           string `mapstructure:"dsn"`      // PostgreSQL connection string; never logged
+	DSNFile       string `mapstructure:"dsn_file"` // a file holding it (a mounted secret)
+	ThumbnailSize int    `mapstructure:"thumbnail_size"`
+	MaxTextBatch  int    `mapstructure:"max_text_batch"`
 }
+
+// Gallery backends.
+const (
+	backendBolt     = "bbolt"
+	backendPostgres = "postgres"
+)
 
 // SearchConfig are the search keys (search.*).
 type SearchConfig struct {
@@ -31,8 +43,17 @@ func (c *Config) validateGallery() []error {
 	bad := func(key, format string, a ...any) {
 		errs = append(errs, fmt.Errorf("config %s: %s", key, fmt.Sprintf(format, a...)))
 	}
-	if c.DataDir == "" {
-		bad("data_dir", "must name a folder (the gallery lives there)")
+	switch c.Gallery.Backend {
+	case backendBolt:
+		if c.DataDir == "" {
+			bad("data_dir", "must name a folder (the gallery lives there)")
+		}
+	case backendPostgres:
+		if (c.Gallery.DSN == "") == (c.Gallery.DSNFile == "") {
+			bad("gallery.dsn", "gallery.backend postgres needs exactly one of gallery.dsn (UNITER_GALLERY_DSN) and gallery.dsn_file")
+		}
+	default:
+		bad("gallery.backend", "%q: want %s or %s", c.Gallery.Backend, backendBolt, backendPostgres)
 	}
 	for key, v := range map[string]int{"gallery.thumbnail_size": c.Gallery.ThumbnailSize, "gallery.max_text_batch": c.Gallery.MaxTextBatch,
 		"search.max_limit": c.Search.MaxLimit, "search.max_offset": c.Search.MaxOffset, "search.candidates": c.Search.Candidates, "search.max_candidates": c.Search.MaxCandidates,
@@ -52,15 +73,41 @@ func (c *Config) validateGallery() []error {
 
 // galleryService is the open gallery of a command: the store and the service over it.
 type galleryService struct {
-	store   *gallery.Bolt
+	store   gallery.Store
 	service *retrieval.Service
 }
 
-// openGallery opens the gallery in data_dir for the loaded model; close it once.
-func openGallery(cfg *Config, svc *service) (*galleryService, error) {
-	st, err := gallery.Open(cfg.DataDir, gallery.Options{FeatureDim: svc.bundle.Manifest.Model.FeatureDim})
+// openStore opens the configured store: the bbolt file in data_dir, or the PostgreSQL
+// database of gallery.dsn (the DSN stays out of every message).
+func openStore(ctx context.Context, cfg *Config, featureDim int) (gallery.Store, error) {
+	opts := gallery.Options{FeatureDim: featureDim}
+	if cfg.Gallery.Backend != backendPostgres {
+		st, err := gallery.Open(cfg.DataDir, opts)
+		if err != nil {
+			return nil, fmt.Errorf("config data_dir: %w", err)
+		}
+		return st, nil
+	}
+	dsn := cfg.Gallery.DSN
+	if cfg.Gallery.DSNFile != "" {
+		raw, err := os.ReadFile(cfg.Gallery.DSNFile)
+		if err != nil {
+			return nil, fmt.Errorf("config gallery.dsn_file: %w", err)
+		}
+		dsn = strings.TrimSpace(string(raw))
+	}
+	st, err := gallery.OpenPostgres(ctx, dsn, opts)
 	if err != nil {
-		return nil, fmt.Errorf("config data_dir: %w", err)
+		return nil, fmt.Errorf("config gallery.dsn: %w", err)
+	}
+	return st, nil
+}
+
+// openGallery opens the configured gallery for the loaded model; close it once.
+func openGallery(ctx context.Context, cfg *Config, svc *service) (*galleryService, error) {
+	st, err := openStore(ctx, cfg, svc.bundle.Manifest.Model.FeatureDim)
+	if err != nil {
+		return nil, err
 	}
 	labels := api.LabelsFor(svc.bundle)
 	rcfg := retrieval.Config{
@@ -82,6 +129,15 @@ func noAttribute(attrs []string) int {
 	return -1
 }
 
+// where names the gallery for the log: the bbolt file's folder, or the database without its
+// password.
+func (g *galleryService) where(cfg *Config) string {
+	if pg, ok := g.store.(*gallery.Postgres); ok {
+		return pg.Target()
+	}
+	return cfg.DataDir
+}
+
 func (g *galleryService) Close() error {
 	if g == nil {
 		return nil
@@ -97,7 +153,7 @@ func withGallery(cmd *cobra.Command, load loader, fn func(cfg *Config, s *servic
 		return err
 	}
 	return withService(cmd, load, func(s *service) error {
-		g, err := openGallery(cfg, s)
+		g, err := openGallery(cmd.Context(), cfg, s)
 		if err != nil {
 			return err
 		}

@@ -6,7 +6,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/uniter-serve/uniter/gallery"
 	"github.com/uniter-serve/uniter/gallery/featimport"
 	"github.com/uniter-serve/uniter/pipeline"
 )
@@ -49,9 +48,9 @@ func importFeaturesCmd(load loader) *cobra.Command {
 				return err
 			}
 			defer src.Close()
-			st, err := gallery.Open(cfg.DataDir, gallery.Options{FeatureDim: m.Model.FeatureDim})
+			st, err := openStore(cmd.Context(), cfg, m.Model.FeatureDim)
 			if err != nil {
-				return fmt.Errorf("config data_dir: %w", err)
+				return err
 			}
 			check, write := progressBar(cmd, quiet, "check", "records"), progressBar(cmd, quiet, "import", "records")
 			res, err := featimport.Import(cmd.Context(), st, src, featimport.ImportOptions{

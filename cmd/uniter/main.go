@@ -128,10 +128,11 @@ func serve(parent context.Context, cfg *Config) error {
 			log.Error("closing model", "err", err)
 		}
 	}()
-	gal, err := openGallery(cfg, svc)
+	gal, err := openGallery(ctx, cfg, svc)
 	if err != nil {
 		return err
 	}
+	log.Info("gallery", "backend", cfg.Gallery.Backend, "at", gal.where(cfg))
 	defer func() {
 		if err := gal.Close(); err != nil {
 			log.Error("closing gallery", "err", err)
