@@ -569,23 +569,29 @@ func (s *Postgres) Regions(ctx context.Context, ids []string) (_ []*Regions, err
 }
 
 // DeleteImage implements Store. Its thumbnail goes with it (ON DELETE CASCADE).
-func (s *Postgres) DeleteImage(ctx context.Context, id string) (err error) {
+func (s *Postgres) DeleteImage(ctx context.Context, id string) error {
+	return s.deleteRow(ctx, "image", "uniter_images", id, func(m *pgMeta) *int64 { return &m.images })
+}
+
+// deleteRow deletes the record id of table (kind names it in ErrNotFound) and counts it out
+// of the meta row's counter.
+func (s *Postgres) deleteRow(ctx context.Context, kind, table, id string, counter func(*pgMeta) *int64) (err error) {
 	defer func() { err = dbError(ctx, err) }()
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	if ValidID(id) != nil {
-		return notFound("image", id)
+		return notFound(kind, id)
 	}
 	return s.write(ctx, func(tx pgx.Tx, m *pgMeta) (bool, error) {
-		tag, err := tx.Exec(ctx, `DELETE FROM uniter_images WHERE id = $1`, id)
+		tag, err := tx.Exec(ctx, `DELETE FROM `+table+` WHERE id = $1`, id)
 		if err != nil {
 			return false, err
 		}
 		if tag.RowsAffected() == 0 {
-			return false, notFound("image", id)
+			return false, notFound(kind, id)
 		}
-		m.images--
+		*counter(m)--
 		return true, nil
 	})
 }
@@ -602,7 +608,15 @@ func listLimit(limit int) (int64, error) {
 }
 
 // ListImages implements Store.
-func (s *Postgres) ListImages(ctx context.Context, after string, limit int) (_ []*Image, _ string, err error) {
+func (s *Postgres) ListImages(ctx context.Context, after string, limit int) ([]*Image, string, error) {
+	return listPage(ctx, s, `SELECT `+imageColumns+` FROM uniter_images i WHERE i.id > $1 ORDER BY i.id LIMIT $2`,
+		after, limit, func(r pgx.Row) (*Image, error) { return scanImage(r) }, func(im *Image) string { return im.ID })
+}
+
+// listPage runs a page query (after, limit+1) and returns up to limit records, with the last
+// one's ID as the next cursor when more follow.
+func listPage[T any](ctx context.Context, s *Postgres, query, after string, limit int, scan func(pgx.Row) (T, error),
+	idOf func(T) string) (_ []T, _ string, err error) {
 	defer func() { err = dbError(ctx, err) }()
 	if err := ctx.Err(); err != nil {
 		return nil, "", err
@@ -611,16 +625,16 @@ func (s *Postgres) ListImages(ctx context.Context, after string, limit int) (_ [
 	if err != nil {
 		return nil, "", err
 	}
-	q, err := s.pool.Query(ctx, `SELECT `+imageColumns+` FROM uniter_images i WHERE i.id > $1 ORDER BY i.id LIMIT $2`, after, n)
+	q, err := s.pool.Query(ctx, query, after, n)
 	if err != nil {
 		return nil, "", err
 	}
-	out, err := pgx.CollectRows(q, func(row pgx.CollectableRow) (*Image, error) { return scanImage(row) })
+	out, err := pgx.CollectRows(q, func(row pgx.CollectableRow) (T, error) { return scan(row) })
 	if err != nil {
 		return nil, "", err
 	}
 	if len(out) > limit {
-		return out[:limit], out[limit-1].ID, nil
+		return out[:limit], idOf(out[limit-1]), nil
 	}
 	return out, "", nil
 }
@@ -776,49 +790,14 @@ func (s *Postgres) Text(ctx context.Context, id string) (_ *Text, err error) {
 }
 
 // DeleteText implements Store.
-func (s *Postgres) DeleteText(ctx context.Context, id string) (err error) {
-	defer func() { err = dbError(ctx, err) }()
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if ValidID(id) != nil {
-		return notFound("text", id)
-	}
-	return s.write(ctx, func(tx pgx.Tx, m *pgMeta) (bool, error) {
-		tag, err := tx.Exec(ctx, `DELETE FROM uniter_texts WHERE id = $1`, id)
-		if err != nil {
-			return false, err
-		}
-		if tag.RowsAffected() == 0 {
-			return false, notFound("text", id)
-		}
-		m.texts--
-		return true, nil
-	})
+func (s *Postgres) DeleteText(ctx context.Context, id string) error {
+	return s.deleteRow(ctx, "text", "uniter_texts", id, func(m *pgMeta) *int64 { return &m.texts })
 }
 
 // ListTexts implements Store.
-func (s *Postgres) ListTexts(ctx context.Context, after string, limit int) (_ []*Text, _ string, err error) {
-	defer func() { err = dbError(ctx, err) }()
-	if err := ctx.Err(); err != nil {
-		return nil, "", err
-	}
-	n, err := listLimit(limit)
-	if err != nil {
-		return nil, "", err
-	}
-	q, err := s.pool.Query(ctx, `SELECT id, content, metadata, created FROM uniter_texts WHERE id > $1 ORDER BY id LIMIT $2`, after, n)
-	if err != nil {
-		return nil, "", err
-	}
-	out, err := pgx.CollectRows(q, func(row pgx.CollectableRow) (*Text, error) { return scanText(row) })
-	if err != nil {
-		return nil, "", err
-	}
-	if len(out) > limit {
-		return out[:limit], out[limit-1].ID, nil
-	}
-	return out, "", nil
+func (s *Postgres) ListTexts(ctx context.Context, after string, limit int) ([]*Text, string, error) {
+	return listPage(ctx, s, `SELECT id, content, metadata, created FROM uniter_texts WHERE id > $1 ORDER BY id LIMIT $2`,
+		after, limit, scanText, func(t *Text) string { return t.ID })
 }
 
 // AllTexts implements Store.
