@@ -15,19 +15,43 @@ import (
 
 	"github.com/uniter-serve/uniter/api"
 	"github.com/uniter-serve/uniter/gallery"
+	"github.com/uniter-serve/uniter/internal/pgtest"
 )
 
 var galleryCtx = context.Background()
 
 // TestGalleryCrashSafety uploads many images to a real `uniter serve` from several clients at
 // once and SIGKILLs the server in the middle. Every upload the server had answered with
-// success must be in the gallery afterwards, and the gallery must open cleanly (bbolt's
-// consistency check) and serve again after a restart.
+// success must be in the gallery afterwards, and the gallery must open cleanly (the store's
+// consistency check) and serve again after a restart: with the bbolt file and with a
+// PostgreSQL replica.
 func TestGalleryCrashSafety(t *testing.T) {
 	t.Parallel()
-	env := uniterEnv(t)
-	data := filepath.Join(t.TempDir(), "data")
-	s := startServe(t, env, "--data-dir", data)
+	t.Run("bbolt", func(t *testing.T) {
+		t.Parallel()
+		data := filepath.Join(t.TempDir(), "data")
+		crashSafety(t, uniterEnv(t), []string{"--data-dir", data}, func(t *testing.T) gallery.Store { return openGalleryDir(t, data) })
+	})
+	t.Run("postgres", func(t *testing.T) {
+		t.Parallel()
+		dsn := pgtest.Start(t)
+		crashSafety(t, uniterEnv(t, "UNITER_GALLERY_BACKEND=postgres", "UNITER_GALLERY_DSN="+dsn), nil, func(t *testing.T) gallery.Store {
+			st, err := gallery.OpenPostgres(galleryCtx, dsn, gallery.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := st.Check(); err != nil {
+				t.Errorf("gallery consistency check: %v", err)
+			}
+			return st
+		})
+	})
+}
+
+// crashSafety runs the uploads and the SIGKILL against `uniter serve args...` in env, then
+// checks the store open gives.
+func crashSafety(t *testing.T, env, args []string, open func(t *testing.T) gallery.Store) {
+	s := startServe(t, env, args...)
 
 	const clients, perClient, killAfter = 4, 60, 30
 	var mu sync.Mutex
@@ -96,8 +120,8 @@ func TestGalleryCrashSafety(t *testing.T) {
 		t.Fatalf("every upload finished before the kill: the test killed nothing in flight")
 	}
 
-	// Straight from the file: consistent, and holding every acknowledged image.
-	st := openGalleryDir(t, data)
+	// Straight from the store: consistent, and holding every acknowledged image.
+	st := open(t)
 	stats, err := st.Stats(galleryCtx)
 	if err != nil {
 		t.Fatal(err)
@@ -136,7 +160,7 @@ func TestGalleryCrashSafety(t *testing.T) {
 	t.Logf("%d uploads acknowledged before SIGKILL, %d images in the gallery", len(acked), stats.Images)
 
 	// And the service comes back on it.
-	s = startServe(t, env, "--data-dir", data)
+	s = startServe(t, env, args...)
 	for id := range acked {
 		if status, raw := s.do(t, http.MethodGet, "/v1/images/"+id, "", nil); status != http.StatusOK {
 			t.Errorf("GET %s after restart: %d %s", id, status, raw)
