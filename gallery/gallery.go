@@ -109,6 +109,13 @@ type IndexEntry struct {
 	Labels  LabelSummary
 }
 
+// Claimer is a store shared by indexers on several machines (PostgreSQL): an indexer claims
+// an image's bytes before detecting them, so that no two detect the same image at once.
+type Claimer interface {
+	Claim(ctx context.Context, sha256Hex, owner string, lease time.Duration) (bool, error)
+	Release(ctx context.Context, owner string, sha256Hex []string) error
+}
+
 // Stats describe a store.
 type Stats struct {
 	Schema     int

@@ -66,6 +66,13 @@ CREATE TABLE uniter_texts (
 	metadata jsonb,
 	created  timestamptz NOT NULL
 );
+-- The shared work list of indexers on several machines: an image's bytes (by SHA-256) claimed
+-- by one of them until the claim's lease ends (Postgres.Claim).
+CREATE TABLE uniter_index_claims (
+	sha256  bytea PRIMARY KEY CHECK (length(sha256) = 32),
+	owner   text NOT NULL,
+	expires timestamptz NOT NULL
+);
 -- float16 features and JPEG bytes do not compress: store them out of line as they are.
 ALTER TABLE uniter_images ALTER COLUMN regions SET STORAGE EXTERNAL;
 ALTER TABLE uniter_thumbnails ALTER COLUMN jpeg SET STORAGE EXTERNAL;
@@ -158,6 +165,43 @@ func scrub(err error, secret string) error {
 
 // Target is the database, without the DSN's password.
 func (s *Postgres) Target() string { return s.target }
+
+// Claim takes the image with these bytes (hex SHA-256) for owner until lease ends, so that
+// indexers on several machines sharing the database never detect the same image at once: it
+// reports false while another owner's claim runs. A claim whose lease ended (its indexer was
+// killed) is taken over; owner's own claim is renewed. Release ends claims early.
+func (s *Postgres) Claim(ctx context.Context, sha256Hex, owner string, lease time.Duration) (_ bool, err error) {
+	defer func() { err = dbError(ctx, err) }()
+	sum, err := hex.DecodeString(sha256Hex)
+	if err != nil || len(sum) != 32 {
+		return false, fmt.Errorf("%w: claim: %q is not a hex SHA-256", ErrInvalid, sha256Hex)
+	}
+	var got string
+	err = s.pool.QueryRow(ctx, `
+		INSERT INTO uniter_index_claims (sha256, owner, expires) VALUES ($1, $2, now() + $3::interval)
+		ON CONFLICT (sha256) DO UPDATE SET owner = excluded.owner, expires = excluded.expires
+			WHERE uniter_index_claims.expires < now() OR uniter_index_claims.owner = excluded.owner
+		RETURNING owner`, sum, owner, lease.String()).Scan(&got)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil // another owner's claim runs
+	}
+	return err == nil, err
+}
+
+// Release ends owner's claims on these images (hex SHA-256s).
+func (s *Postgres) Release(ctx context.Context, owner string, sha256Hex []string) (err error) {
+	defer func() { err = dbError(ctx, err) }()
+	sums := make([][]byte, 0, len(sha256Hex))
+	for _, h := range sha256Hex {
+		sum, err := hex.DecodeString(h)
+		if err != nil || len(sum) != 32 {
+			return fmt.Errorf("%w: release: %q is not a hex SHA-256", ErrInvalid, h)
+		}
+		sums = append(sums, sum)
+	}
+	_, err = s.pool.Exec(ctx, `DELETE FROM uniter_index_claims WHERE owner = $1 AND sha256 = ANY($2)`, owner, sums)
+	return err
+}
 
 // Ping checks that the database answers (the server's readiness); ErrUnavailable when not.
 func (s *Postgres) Ping(ctx context.Context) error {

@@ -366,3 +366,48 @@ func TestPostgresErrorKinds(t *testing.T) {
 		t.Errorf("a cancelled call's error: got %v", err)
 	}
 }
+
+// TestPostgresClaims: an image claimed by one indexer is refused to another until the claim is
+// released or its lease ends (a killed indexer); the owner renews its own claim.
+func TestPostgresClaims(t *testing.T) {
+	dsn := pgtest.Start(t)
+	a, b := openPG(t, dsn), openPG(t, dsn) // two machines' indexers
+	sum := strings.Repeat("ab", 32)
+	claim := func(s *Postgres, owner string, lease time.Duration) bool {
+		t.Helper()
+		ok, err := s.Claim(ctx, sum, owner, lease)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	if !claim(a, "a", time.Minute) {
+		t.Fatal("the first claim was refused")
+	}
+	if claim(b, "b", time.Minute) {
+		t.Fatal("a second indexer took a running claim")
+	}
+	if !claim(a, "a", time.Minute) {
+		t.Fatal("the owner could not renew its claim")
+	}
+	if err := b.Release(ctx, "b", []string{sum}); err != nil {
+		t.Fatal(err)
+	}
+	if claim(b, "b", time.Minute) {
+		t.Fatal("another owner's release ended a's claim")
+	}
+	if err := a.Release(ctx, "a", []string{sum}); err != nil {
+		t.Fatal(err)
+	}
+	if !claim(b, "b", time.Millisecond) {
+		t.Fatal("a released image could not be claimed")
+	}
+	time.Sleep(20 * time.Millisecond) // b "dies": its lease ends
+	if !claim(a, "a", time.Minute) {
+		t.Fatal("a claim whose lease ended was not taken over")
+	}
+	if _, err := a.Claim(ctx, "not-hex", "a", time.Minute); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("a malformed key: %v, want ErrInvalid", err)
+	}
+	var _ Claimer = a
+}

@@ -4,11 +4,16 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/uniter-serve/uniter/internal/pgtest"
+	"github.com/uniter-serve/uniter/internal/testenv"
 )
 
 // TestReplicasShareAPostgresGallery: two `uniter serve` processes on one PostgreSQL database
@@ -75,4 +80,69 @@ func TestReplicasShareAPostgresGallery(t *testing.T) {
 		}
 		s.stop(t)
 	}
+}
+
+// TestIndexersShareAWorkList: two `uniter index` processes on one folder and one PostgreSQL
+// gallery at once add every image exactly once between them, each image either added by one
+// or found stored or held by the other; a run after them finds everything stored.
+func TestIndexersShareAWorkList(t *testing.T) {
+	t.Parallel()
+	dsn := pgtest.Start(t)
+	env := uniterEnv(t, "UNITER_GALLERY_BACKEND=postgres", "UNITER_GALLERY_DSN="+dsn)
+	work := t.TempDir()
+	imgs := filepath.Join(work, "photos")
+	if err := os.MkdirAll(imgs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const n = 40
+	for i := range n {
+		if err := os.WriteFile(filepath.Join(imgs, fmt.Sprintf("img-%02d.png", i)), galleryImage(t, uint64(500+i)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bundle := testenv.FixtureBundle(t)
+	line := regexp.MustCompile(`(\d+) images: (\d+) added, (\d+) already stored, (\d+) failed`)
+	elsewhere := regexp.MustCompile(`(\d+) images were being indexed by another indexer`)
+	type run struct {
+		code           int
+		stdout, stderr string
+	}
+	runs := make([]run, 2)
+	var wg sync.WaitGroup
+	for i := range runs {
+		wg.Go(func() {
+			code, stdout, stderr := runUniter(t, work, env, "index", "-q", "--workers", "2", "--bundle", bundle, imgs)
+			runs[i] = run{code, stdout, stderr}
+		})
+	}
+	wg.Wait()
+	added := 0
+	for i, r := range runs {
+		m := line.FindStringSubmatch(r.stdout)
+		if r.code != 0 || m == nil {
+			t.Fatalf("indexer %d: exit %d\nstdout: %s\nstderr: %s", i, r.code, r.stdout, r.stderr)
+		}
+		a, stored, failed := atoi(m[2]), atoi(m[3]), atoi(m[4])
+		other := 0
+		if e := elsewhere.FindStringSubmatch(r.stdout); e != nil {
+			other = atoi(e[1])
+		}
+		if a+stored+failed+other != n || failed != 0 {
+			t.Errorf("indexer %d: %d added + %d stored + %d failed + %d with the other ≠ %d\n%s", i, a, stored, failed, other, n, r.stdout)
+		}
+		added += a
+		t.Logf("indexer %d: %s", i, strings.TrimSpace(r.stdout))
+	}
+	if added != n {
+		t.Errorf("the two indexers added %d images between them, want %d", added, n)
+	}
+	code, stdout, stderr := runUniter(t, work, env, "index", "-q", "--bundle", bundle, imgs)
+	if code != 0 || !strings.Contains(stdout, fmt.Sprintf("%d images: 0 added, %d already stored, 0 failed", n, n)) {
+		t.Fatalf("a third run: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+}
+
+func atoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
 }

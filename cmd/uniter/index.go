@@ -44,6 +44,9 @@ func indexCmd(load loader) *cobra.Command {
 				bar.Finish()
 				fmt.Fprintf(cmd.OutOrStdout(), "%d images: %d added, %d already stored, %d failed in %.1fs (%.1f images/s)\n",
 					st.Total, st.Added, st.Skipped, st.Failed, st.Seconds, float64(st.Done)/max(st.Seconds, 1e-9))
+				if st.Elsewhere > 0 {
+					fmt.Fprintf(cmd.OutOrStdout(), "%d images were being indexed by another indexer on the shared gallery (run again to add any it did not finish)\n", st.Elsewhere)
+				}
 				switch {
 				case ctx.Err() != nil:
 					return fmt.Errorf("interrupted after %d of %d images (run again to continue): %w", st.Done, st.Total, ctx.Err())

@@ -6,6 +6,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -145,12 +148,23 @@ func readList(path string) ([]Item, error) {
 	return items, nil
 }
 
+// nonEmpty is sums without the empty key of an unshared store.
+func nonEmpty(sum string) []string {
+	if sum == "" {
+		return nil
+	}
+	return []string{sum}
+}
+
 // Stats count what Images did.
 type Stats struct {
 	Total, Added, Skipped, Failed int
-	Done                          int      // items read (of Total); fewer when cancelled
-	Failures                      []string // the first 20 failures, "path: error"
-	Seconds                       float64
+	// Elsewhere counts images another indexer was working on (a shared PostgreSQL gallery):
+	// left to it; a later run adds any it did not finish.
+	Elsewhere int
+	Done      int      // items read (of Total); fewer when cancelled
+	Failures  []string // the first 20 failures, "path: error"
+	Seconds   float64
 }
 
 // ImageOptions tune Images.
@@ -159,6 +173,52 @@ type ImageOptions struct {
 	Batch   int // images per transaction; 0 means 1
 	// Progress reports items done of total with a note of the counts; nil is silent.
 	Progress func(done, total int, note string)
+	// ClaimLease is how long an image claimed on a shared store (gallery.Claimer) stays this
+	// indexer's if it dies without releasing it; 0 means 10 minutes.
+	ClaimLease time.Duration
+}
+
+// claims are this run's claims on a shared store (nil when the store is not shared).
+type claims struct {
+	c     gallery.Claimer
+	owner string
+	lease time.Duration
+}
+
+func newClaims(store gallery.Store, lease time.Duration) *claims {
+	c, ok := store.(gallery.Claimer)
+	if !ok {
+		return nil
+	}
+	host, _ := os.Hostname()
+	var r [6]byte
+	_, _ = rand.Read(r[:])
+	if lease <= 0 {
+		lease = 10 * time.Minute
+	}
+	return &claims{c: c, owner: fmt.Sprintf("%s/%d/%x", host, os.Getpid(), r), lease: lease}
+}
+
+// claim reports whether this run may detect the image with these bytes.
+func (c *claims) claim(ctx context.Context, raw []byte) (sum string, ok bool, err error) {
+	if c == nil {
+		return "", true, nil
+	}
+	h := sha256.Sum256(raw)
+	sum = hex.EncodeToString(h[:])
+	ok, err = c.c.Claim(ctx, sum, c.owner, c.lease)
+	return sum, ok, err
+}
+
+// release ends claims once their images are stored (or failed); a failure only delays others
+// until the lease ends.
+func (c *claims) release(sums []string) {
+	if c == nil || len(sums) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = c.c.Release(ctx, c.owner, sums)
 }
 
 // Images detects items on opts.Workers goroutines (through svc: an image whose bytes are
@@ -169,11 +229,14 @@ type ImageOptions struct {
 func Images(ctx context.Context, svc *retrieval.Service, items []Item, opts ImageOptions) (*Stats, error) {
 	workers, batch := max(opts.Workers, 1), max(opts.Batch, 1)
 	store := svc.Store()
+	cl := newClaims(store, opts.ClaimLease)
 	type result struct {
-		item     Item
-		img      *gallery.Image
-		existing string
-		err      error
+		item      Item
+		img       *gallery.Image
+		existing  string
+		sum       string // the claim's key, when the store is shared
+		elsewhere bool   // another indexer holds the image
+		err       error
 	}
 	jobs := make(chan Item)
 	results := make(chan result, workers)
@@ -194,6 +257,11 @@ func Images(ctx context.Context, svc *retrieval.Service, items []Item, opts Imag
 				raw, err := os.ReadFile(it.Path)
 				r := result{item: it, err: err}
 				if err == nil {
+					var ok bool
+					r.sum, ok, r.err = cl.claim(ctx, raw)
+					r.elsewhere = r.err == nil && !ok
+				}
+				if r.err == nil && !r.elsewhere {
 					r.img, r.existing, r.err = svc.PrepareImage(ctx, raw, it.ID, it.Metadata)
 				}
 				results <- r
@@ -206,6 +274,7 @@ func Images(ctx context.Context, svc *retrieval.Service, items []Item, opts Imag
 	start := time.Now()
 	var pending []*gallery.Image
 	var pendingItems []Item
+	var pendingSums []string // claims to release once pending is committed
 	lastCommit := time.Now()
 	var commitErr error
 	commit := func() {
@@ -237,25 +306,38 @@ func Images(ctx context.Context, svc *retrieval.Service, items []Item, opts Imag
 				st.Added++
 			}
 		}
-		pending, pendingItems, lastCommit = pending[:0], pendingItems[:0], time.Now()
+		cl.release(pendingSums)
+		pending, pendingItems, pendingSums, lastCommit = pending[:0], pendingItems[:0], pendingSums[:0], time.Now()
 	}
 	for r := range results {
 		st.Done++
 		switch {
+		case r.elsewhere:
+			st.Elsewhere++
 		case r.err != nil && ctx.Err() != nil:
 			// interrupted: not a failure of this file
+			cl.release(nonEmpty(r.sum))
 		case r.err != nil:
 			st.fail(r.item.Path, r.err)
+			cl.release(nonEmpty(r.sum))
 		case r.img == nil:
 			st.Skipped++
+			cl.release(nonEmpty(r.sum))
 		default:
 			pending, pendingItems = append(pending, r.img), append(pendingItems, r.item)
+			if r.sum != "" {
+				pendingSums = append(pendingSums, r.sum)
+			}
 		}
 		if len(pending) >= batch || time.Since(lastCommit) > 5*time.Second {
 			commit()
 		}
 		if opts.Progress != nil {
-			opts.Progress(st.Done, st.Total, fmt.Sprintf("%d new, %d already stored, %d failed", st.Added+len(pending), st.Skipped, st.Failed))
+			note := fmt.Sprintf("%d new, %d already stored, %d failed", st.Added+len(pending), st.Skipped, st.Failed)
+			if st.Elsewhere > 0 {
+				note += fmt.Sprintf(", %d with another indexer", st.Elsewhere)
+			}
+			opts.Progress(st.Done, st.Total, note)
 		}
 	}
 	commit()
