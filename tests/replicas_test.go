@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/uniter-serve/uniter/internal/pgtest"
 	"github.com/uniter-serve/uniter/internal/testenv"
@@ -145,4 +146,36 @@ func TestIndexersShareAWorkList(t *testing.T) {
 func atoi(s string) int {
 	n, _ := strconv.Atoi(s)
 	return n
+}
+
+// TestServeFollowsADatabaseRestart: when the PostgreSQL server goes away, `uniter serve` stays
+// up but answers /readyz 503 and gallery requests 503 gallery_unavailable; when the server
+// comes back, both recover without a restart of uniter and nothing stored is lost.
+func TestServeFollowsADatabaseRestart(t *testing.T) {
+	t.Parallel()
+	db := pgtest.StartPrivate(t)
+	s := startServe(t, uniterEnv(t, "UNITER_GALLERY_BACKEND=postgres", "UNITER_GALLERY_DSN="+db.DSN()))
+	body := fmt.Sprintf(`{"id": "kept", "image": {"data": %q}}`, base64.StdEncoding.EncodeToString(galleryImage(t, 7)))
+	if status, raw, _ := s.call(t, "POST", "/v1/images", nil, body); status != 201 {
+		t.Fatalf("adding an image: %d %s", status, raw)
+	}
+
+	db.Stop(t)
+	if status, raw, _ := s.call(t, "GET", "/readyz", nil, ""); status != 503 {
+		t.Errorf("readyz with the database down: %d %s, want 503", status, raw)
+	}
+	status, raw, _ := s.call(t, "GET", "/v1/images/kept", nil, "")
+	wantError(t, "a gallery request with the database down", status, raw, 503, "gallery_unavailable")
+	if status, _, _ := s.call(t, "GET", "/healthz", nil, ""); status != 200 || s.exited() {
+		t.Fatalf("the process did not stay up (healthz %d)", status)
+	}
+
+	db.Start(t)
+	if !waitFor(15*time.Second, func() bool { status, _, _ := s.call(t, "GET", "/readyz", nil, ""); return status == 200 }) {
+		t.Fatal("readyz did not recover within 15 s of the database's return")
+	}
+	if status, raw, _ := s.call(t, "GET", "/v1/images/kept", nil, ""); status != 200 {
+		t.Fatalf("the stored image after the restart: %d %s", status, raw)
+	}
+	s.stop(t)
 }

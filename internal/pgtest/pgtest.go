@@ -1,7 +1,8 @@
 // Package pgtest gives tests a throw-away PostgreSQL server: Debian's postgresql, initdb into a
 // temporary directory, started on a private Unix socket (no TCP), with fsync off. One server
 // serves the whole test binary (started on the first Start); every Start creates a fresh
-// database and drops it when its test ends.
+// database and drops it when its test ends. StartPrivate gives a test a durable server of its
+// own that it may stop and start again (a database outage).
 //
 // The server is stopped (pg_ctl -m immediate) and its directory removed when the test binary
 // exits, however it exits: a small reaper process, started beside the server, waits for the
@@ -56,6 +57,25 @@ type server struct {
 	// reaper's end of the pipe is closed when this process exits, whatever the way; the
 	// variable keeps the file (and its finalizer) alive until then.
 	reaper *os.File
+	// durable keeps PostgreSQL's crash safety (fsync, synchronous commit): a private server
+	// that a test stops at once must keep what it committed; the shared one runs without.
+	durable bool
+}
+
+// pgStart starts (or starts again) the server on its socket and port and waits until it
+// accepts connections.
+func (s *server) pgStart() error {
+	data := filepath.Join(s.base, "data")
+	opts := fmt.Sprintf("-k '%s' -p %d -c listen_addresses='' -c max_connections=300", s.socket, s.port)
+	if !s.durable {
+		opts += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+	}
+	logFile := filepath.Join(s.base, "server.log")
+	if out, err := s.command("pg_ctl", "-D", data, "-l", logFile, "-o", opts, "-w", "-t", "120", "start").CombinedOutput(); err != nil {
+		log, _ := os.ReadFile(logFile)
+		return fmt.Errorf("pg_ctl start: %v\n%s\n%s", err, out, log)
+	}
+	return nil
 }
 
 var (
@@ -70,15 +90,7 @@ var (
 func Start(t testing.TB) string {
 	t.Helper()
 	srv, err := get()
-	if errors.Is(err, errNotInstalled) && os.Getenv(EnvRequire) != "require" {
-		t.Skipf("%v: skipping the PostgreSQL tests (install it with scripts/install-postgres.sh; %s=require makes this a failure)", err, EnvRequire)
-	}
-	if errors.Is(err, errNotInstalled) {
-		t.Fatalf("pgtest: %v, and %s=require: install it with scripts/install-postgres.sh (make test does)", err, EnvRequire)
-	}
-	if err != nil {
-		t.Fatalf("pgtest: %v", err)
-	}
+	check(t, err)
 	name := fmt.Sprintf("t%d_%s", dbCount.Add(1), dbName(t.Name()))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -94,6 +106,63 @@ func Start(t testing.TB) string {
 		}
 	})
 	return srv.dsn(name)
+}
+
+// check skips the test when PostgreSQL is not installed (fails it with UNITER_POSTGRES_TEST=
+// require) and fails it on any other error of starting the server.
+func check(t testing.TB, err error) {
+	t.Helper()
+	if errors.Is(err, errNotInstalled) && os.Getenv(EnvRequire) != "require" {
+		t.Skipf("%v: skipping the PostgreSQL tests (install it with scripts/install-postgres.sh; %s=require makes this a failure)", err, EnvRequire)
+	}
+	if errors.Is(err, errNotInstalled) {
+		t.Fatalf("pgtest: %v, and %s=require: install it with scripts/install-postgres.sh (make test does)", err, EnvRequire)
+	}
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+}
+
+// Private is a server of one test's own, which the test may stop and start again (a database
+// outage), with one database, "uniter".
+type Private struct{ s *server }
+
+// StartPrivate starts a server for t alone, with fsync on (what it committed survives Stop);
+// it is stopped and removed when t ends.
+func StartPrivate(t testing.TB) *Private {
+	t.Helper()
+	s, err := start(true)
+	check(t, err)
+	t.Cleanup(func() {
+		_ = s.stop()
+		_ = os.RemoveAll(s.base)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := s.admin(ctx, "CREATE DATABASE uniter"); err != nil {
+		t.Fatalf("pgtest: creating database uniter: %v", err)
+	}
+	return &Private{s: s}
+}
+
+// DSN is the database's connection string (the same after a restart).
+func (p *Private) DSN() string { return p.s.dsn("uniter") }
+
+// Stop stops the server at once, as a crash would (pg_ctl -m immediate): committed data
+// survives, connections end.
+func (p *Private) Stop(t testing.TB) {
+	t.Helper()
+	if err := p.s.stop(); err != nil {
+		t.Fatalf("pgtest: stopping the server: %v", err)
+	}
+}
+
+// Start starts the stopped server again on the same socket and port.
+func (p *Private) Start(t testing.TB) {
+	t.Helper()
+	if err := p.s.pgStart(); err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
 }
 
 // dbName makes a database name's readable part of a test name.
@@ -123,7 +192,7 @@ func get() (*server, error) {
 	mu.Lock()
 	defer mu.Unlock()
 	if shared == nil && failure == nil {
-		shared, failure = start()
+		shared, failure = start(false)
 	}
 	return shared, failure
 }
@@ -158,12 +227,12 @@ func binDir() (string, error) {
 	return "", errNotInstalled
 }
 
-func start() (_ *server, err error) {
+func start(durable bool) (_ *server, err error) {
 	bin, err := binDir()
 	if err != nil {
 		return nil, err
 	}
-	s := &server{bin: bin, port: 20000 + rand.IntN(40000)}
+	s := &server{bin: bin, port: 20000 + rand.IntN(40000), durable: durable}
 	root := os.TempDir()
 	if os.Geteuid() == 0 {
 		u, err := user.Lookup("postgres")
@@ -211,12 +280,8 @@ func start() (_ *server, err error) {
 	if err := s.startReaper(data); err != nil {
 		return nil, err
 	}
-	opts := fmt.Sprintf("-k '%s' -p %d -c listen_addresses='' -c fsync=off -c synchronous_commit=off "+
-		"-c full_page_writes=off -c max_connections=300", s.socket, s.port)
-	logFile := filepath.Join(s.base, "server.log")
-	if out, err := s.command("pg_ctl", "-D", data, "-l", logFile, "-o", opts, "-w", "-t", "120", "start").CombinedOutput(); err != nil {
-		log, _ := os.ReadFile(logFile)
-		return nil, fmt.Errorf("pg_ctl start: %v\n%s\n%s", err, out, log)
+	if err := s.pgStart(); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
