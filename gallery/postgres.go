@@ -10,6 +10,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -363,6 +364,23 @@ func dbError(ctx context.Context, err error) error {
 	return err
 }
 
+// sendInserts runs a batch of inserts (ON CONFLICT DO NOTHING); an insert marked in mustInsert
+// that wrote no row met a concurrent writer's row: errRace, and the write runs again.
+func sendInserts(ctx context.Context, tx pgx.Tx, batch *pgx.Batch, mustInsert []bool) error {
+	br := tx.SendBatch(ctx, batch)
+	for _, must := range mustInsert {
+		tag, err := br.Exec()
+		if err == nil && must && tag.RowsAffected() != 1 {
+			err = errRace
+		}
+		if err != nil {
+			_ = br.Close()
+			return err
+		}
+	}
+	return br.Close()
+}
+
 // jsonArg is metadata as a jsonb parameter (NULL when none).
 func jsonArg(m json.RawMessage) any {
 	if len(m) == 0 {
@@ -475,18 +493,7 @@ func (s *Postgres) PutImages(ctx context.Context, images []*Image) (_ []PutResul
 		if added == 0 {
 			return false, nil
 		}
-		br := tx.SendBatch(ctx, &batch)
-		for _, img := range isImage {
-			tag, err := br.Exec()
-			if err == nil && img && tag.RowsAffected() != 1 {
-				err = errRace
-			}
-			if err != nil {
-				_ = br.Close()
-				return false, err
-			}
-		}
-		if err := br.Close(); err != nil {
+		if err := sendInserts(ctx, tx, &batch, isImage); err != nil {
 			return false, err
 		}
 		m.featureDim = fd
@@ -780,18 +787,7 @@ func (s *Postgres) PutTexts(ctx context.Context, texts []*Text) (_ []PutResult, 
 		if added == 0 {
 			return false, nil
 		}
-		br := tx.SendBatch(ctx, &batch)
-		for range added {
-			tag, err := br.Exec()
-			if err == nil && tag.RowsAffected() != 1 {
-				err = errRace
-			}
-			if err != nil {
-				_ = br.Close()
-				return false, err
-			}
-		}
-		if err := br.Close(); err != nil {
+		if err := sendInserts(ctx, tx, &batch, slices.Repeat([]bool{true}, added)); err != nil {
 			return false, err
 		}
 		m.texts += int64(added)
