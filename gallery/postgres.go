@@ -23,7 +23,7 @@ import (
 // PostgresSchemaVersion is the table layout this build writes in PostgreSQL (versioned apart
 // from the bbolt layout). A database with an older version is migrated on open, in one
 // transaction under an advisory lock; a newer one is refused with ErrIncompatible.
-const PostgresSchemaVersion = 1
+const PostgresSchemaVersion = 2
 
 // schemaLockKey names the advisory lock that serialises schema creation and migrations among
 // replicas opening one database at once.
@@ -85,9 +85,10 @@ type pgMigration struct {
 	apply func(ctx context.Context, tx pgx.Tx) error
 }
 
-// pgMigrations lists every upgrade of the PostgreSQL layout, in order: none yet. A change of
-// layout adds an entry here and bumps PostgresSchemaVersion.
-var pgMigrations []pgMigration
+// pgMigrations lists every upgrade of the PostgreSQL layout, in order; a new database is
+// created at schema 1 and goes through all of them. A change of layout adds an entry here
+// and bumps PostgresSchemaVersion.
+var pgMigrations = []pgMigration{{from: 1, apply: addTermIndex}}
 
 // Postgres is the server-backed Store: a pool of connections to one PostgreSQL database, which
 // several replicas may share. Every write is one transaction that first locks the meta row,
@@ -237,8 +238,9 @@ func (s *Postgres) migrate(ctx context.Context, opts Options, current int, migs 
 			if _, err := tx.Exec(ctx, postgresSchema); err != nil {
 				return fmt.Errorf("creating the tables: %w", err)
 			}
-			_, err := tx.Exec(ctx, `INSERT INTO uniter_meta (schema) VALUES ($1)`, current)
-			return err
+			if _, err := tx.Exec(ctx, `INSERT INTO uniter_meta (schema) VALUES (1)`); err != nil {
+				return err
+			}
 		}
 		var v, fd int
 		var images int64
@@ -413,6 +415,7 @@ func (s *Postgres) PutImages(ctx context.Context, images []*Image) (_ []PutResul
 		meta           json.RawMessage
 		created        time.Time
 		regions, index []byte
+		terms          []WeightedTerm
 	}
 	rows := make([]row, len(images))
 	digests := make([][]byte, len(images))
@@ -429,7 +432,9 @@ func (s *Postgres) PutImages(ctx context.Context, images []*Image) (_ []PutResul
 			r.created = time.Now().UTC()
 		}
 		r.regions = encodeRegions(img.Regions)
-		r.index = encodeIndex(img.Regions.Len(), Summarize(img.Regions))
+		summary := Summarize(img.Regions)
+		r.index = encodeIndex(img.Regions.Len(), summary)
+		r.terms = summary.Terms(img.Regions.Len())
 		digests[i], ids[i] = r.digest, img.ID
 	}
 	var results []PutResult
@@ -477,11 +482,13 @@ func (s *Postgres) PutImages(ctx context.Context, images []*Image) (_ []PutResul
 			// ON CONFLICT DO NOTHING: a row that another transaction slipped in (which the meta
 			// lock rules out among this build's writers) shows as no row inserted: errRace.
 			batch.Queue(`INSERT INTO uniter_images (id, sha256, source, width, height, format, num_regions,
-				has_thumbnail, metadata, created, regions, label_index)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING`,
+				has_thumbnail, metadata, created, regions, label_index, terms)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING`,
 				img.ID, r.digest, img.Source, img.Width, img.Height, img.Format, img.Regions.Len(),
-				len(img.Thumbnail) > 0, jsonArg(r.meta), r.created, r.regions, r.index)
+				len(img.Thumbnail) > 0, jsonArg(r.meta), r.created, r.regions, r.index, termCodes(r.terms))
 			isImage = append(isImage, true)
+			queueImageTerms(&batch, img.ID, r.terms)
+			isImage = append(isImage, false)
 			if len(img.Thumbnail) > 0 {
 				batch.Queue(`INSERT INTO uniter_thumbnails (image_id, jpeg) VALUES ($1, $2)`, img.ID, img.Thumbnail)
 				isImage = append(isImage, false)
@@ -619,14 +626,15 @@ func (s *Postgres) Regions(ctx context.Context, ids []string) (_ []*Regions, err
 	return out, nil
 }
 
-// DeleteImage implements Store. Its thumbnail goes with it (ON DELETE CASCADE).
+// DeleteImage implements Store. Its thumbnail goes with it (ON DELETE CASCADE), its postings
+// by deleteImageSQL.
 func (s *Postgres) DeleteImage(ctx context.Context, id string) error {
-	return s.deleteRow(ctx, "image", "uniter_images", id, func(m *pgMeta) *int64 { return &m.images })
+	return s.deleteRow(ctx, "image", "uniter_images", deleteImageSQL, id, func(m *pgMeta) *int64 { return &m.images })
 }
 
-// deleteRow deletes the record id of table (kind names it in ErrNotFound) and counts it out
-// of the meta row's counter.
-func (s *Postgres) deleteRow(ctx context.Context, kind, table, id string, counter func(*pgMeta) *int64) (err error) {
+// deleteRow deletes the record id of table (kind names it in ErrNotFound) with the statement
+// del, and counts it out of the meta row's counter.
+func (s *Postgres) deleteRow(ctx context.Context, kind, table, del, id string, counter func(*pgMeta) *int64) (err error) {
 	defer func() { err = dbError(ctx, err) }()
 	if err := ctx.Err(); err != nil {
 		return err
@@ -635,12 +643,15 @@ func (s *Postgres) deleteRow(ctx context.Context, kind, table, id string, counte
 		return notFound(kind, id)
 	}
 	return s.write(ctx, func(tx pgx.Tx, m *pgMeta) (bool, error) {
-		tag, err := tx.Exec(ctx, `DELETE FROM `+table+` WHERE id = $1`, id)
-		if err != nil {
+		var exists bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+table+` WHERE id = $1)`, id).Scan(&exists); err != nil {
 			return false, err
 		}
-		if tag.RowsAffected() == 0 {
+		if !exists {
 			return false, notFound(kind, id)
+		}
+		if _, err := tx.Exec(ctx, del, id); err != nil {
+			return false, err
 		}
 		*counter(m)--
 		return true, nil
@@ -799,10 +810,11 @@ func (s *Postgres) PutTexts(ctx context.Context, texts []*Text) (_ []PutResult, 
 	return results, nil
 }
 
-func scanText(row pgx.Row) (*Text, error) {
+// scanText reads a text's id, content, metadata and created, then extra.
+func scanText(row pgx.Row, extra ...any) (*Text, error) {
 	var t Text
 	var meta []byte
-	if err := row.Scan(&t.ID, &t.Text, &meta, &t.Created); err != nil {
+	if err := row.Scan(append([]any{&t.ID, &t.Text, &meta, &t.Created}, extra...)...); err != nil {
 		return nil, err
 	}
 	t.Created = t.Created.UTC()
@@ -831,13 +843,13 @@ func (s *Postgres) Text(ctx context.Context, id string) (_ *Text, err error) {
 
 // DeleteText implements Store.
 func (s *Postgres) DeleteText(ctx context.Context, id string) error {
-	return s.deleteRow(ctx, "text", "uniter_texts", id, func(m *pgMeta) *int64 { return &m.texts })
+	return s.deleteRow(ctx, "text", "uniter_texts", deleteTextSQL, id, func(m *pgMeta) *int64 { return &m.texts })
 }
 
 // ListTexts implements Store.
 func (s *Postgres) ListTexts(ctx context.Context, after string, limit int) ([]*Text, string, error) {
 	return listPage(ctx, s, `SELECT id, content, metadata, created FROM uniter_texts WHERE id > $1 ORDER BY id LIMIT $2`,
-		after, limit, scanText, func(t *Text) string { return t.ID })
+		after, limit, func(r pgx.Row) (*Text, error) { return scanText(r) }, func(t *Text) string { return t.ID })
 }
 
 // AllTexts implements Store.
@@ -876,6 +888,20 @@ func (s *Postgres) Check() error {
 	}
 	if badThumbs > 0 {
 		errs = append(errs, fmt.Errorf("%d images whose thumbnail flag is wrong", badThumbs))
+	}
+	// Every row's postings are the ones its list of terms names, and no posting outlives its row.
+	for _, c := range [][3]string{{"image", "uniter_images", "uniter_image_terms p JOIN uniter_images r ON r.seq = p.image"},
+		{"text", "uniter_texts", "uniter_text_terms p JOIN uniter_texts r ON r.seq = p.text"}} {
+		var listed, postings, matching int64
+		err := s.pool.QueryRow(ctx, `SELECT (SELECT coalesce(sum(cardinality(terms)), 0) FROM `+c[1]+`),
+			(SELECT count(*) FROM `+strings.Fields(c[2])[0]+`), (SELECT count(*) FROM `+c[2]+` WHERE p.term = ANY(r.terms))`).
+			Scan(&listed, &postings, &matching)
+		if err != nil {
+			return err
+		}
+		if listed != postings || postings != matching {
+			errs = append(errs, fmt.Errorf("%s postings: rows list %d terms; %d postings, %d of them of a row that lists them", c[0], listed, postings, matching))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -2,9 +2,12 @@ package gallery
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -24,7 +27,7 @@ func postgresBackend() backend {
 		create: func(t *testing.T) string { return pgtest.Start(t) },
 		open:   func(dsn string, opts Options) (Store, error) { return OpenPostgres(ctx, dsn, opts) },
 		openAs: func(dsn string, current int, step func() error) (Store, error) {
-			mig := []pgMigration{{from: current - 1, apply: func(ctx context.Context, tx pgx.Tx) error {
+			mig := append(slices.Clone(pgMigrations), pgMigration{from: current - 1, apply: func(ctx context.Context, tx pgx.Tx) error {
 				if _, err := tx.Exec(ctx, `CREATE TABLE uniter_migrated (note text)`); err != nil {
 					return err
 				}
@@ -32,7 +35,7 @@ func postgresBackend() backend {
 					return nil
 				}
 				return step()
-			}}}
+			}})
 			return openPostgresWith(ctx, dsn, Options{}, current, mig)
 		},
 		marked: func(t *testing.T, dsn string) bool {
@@ -410,4 +413,73 @@ func TestPostgresClaims(t *testing.T) {
 		t.Fatalf("a malformed key: %v, want ErrInvalid", err)
 	}
 	var _ Claimer = a
+}
+
+// TestPostgresTermIndexMigration opens a schema-1 database holding images (written as the
+// schema-1 build wrote them) with this build: the migration lists each image's terms, writes
+// their postings, and ImagesByTerms finds them with their weights.
+func TestPostgresTermIndexMigration(t *testing.T) {
+	dsn := pgtest.Start(t)
+	old, err := openPostgresWith(ctx, dsn, Options{}, 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var images []*Image
+	for i := range 20 {
+		img := randomImage(fmt.Sprintf("old-%02d", i), uint64(i), 1+i%5, 8)
+		images = append(images, img)
+		digest, _ := hex.DecodeString(img.SHA256)
+		if _, err := old.pool.Exec(ctx, `INSERT INTO uniter_images (id, sha256, source, width, height, format, num_regions,
+			has_thumbnail, metadata, created, regions, label_index) VALUES ($1, $2, 'test', 1, 1, 'png', $3, false, NULL, now(), $4, $5)`,
+			img.ID, digest, img.Regions.Len(), encodeRegions(img.Regions), encodeIndex(img.Regions.Len(), Summarize(img.Regions))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := old.pool.Exec(ctx, `UPDATE uniter_meta SET images = 20, feature_dim = 8`); err != nil {
+		t.Fatal(err)
+	}
+	_ = old.Close()
+
+	s, err := OpenPostgres(ctx, dsn, Options{FeatureDim: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if st, err := s.Stats(ctx); err != nil || st.Schema != PostgresSchemaVersion || st.Images != 20 {
+		t.Fatalf("after migration: %+v, %v", st, err)
+	}
+	if err := s.Check(); err != nil {
+		t.Fatal(err)
+	}
+	// Every term of every image is found, with the image's support as its gain's weight.
+	const eps = 1e-3
+	for _, img := range images {
+		summary := Summarize(img.Regions)
+		for _, wt := range summary.Terms(img.Regions.Len()) {
+			got, err := s.ImagesByTerms(ctx, []int64{wt.Term.Code()}, eps, 1000)
+			if err != nil {
+				t.Fatal(err)
+			}
+			found := false
+			for _, c := range got {
+				if c.ID == img.ID {
+					found = true
+					if want := math.Log((float64(float32(wt.Weight)) + eps) / eps); math.Abs(c.Gain-want) > 1e-9 {
+						t.Errorf("%s term %v: gain %v, want %v", img.ID, wt.Term, c.Gain, want)
+					}
+				}
+			}
+			if !found {
+				t.Errorf("%s: term %v not found", img.ID, wt.Term)
+			}
+		}
+	}
+	// New images get postings as they are put; deleting one takes its postings.
+	mustPut(t, s, randomImage("new", 99, 3, 8))
+	if err := s.DeleteImage(ctx, "old-03"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Check(); err != nil {
+		t.Fatal(err)
+	}
 }

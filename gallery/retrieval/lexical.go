@@ -1,6 +1,9 @@
 package retrieval
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"math"
 	"slices"
 	"strconv"
@@ -20,7 +23,8 @@ import (
 // square"), or an attribute on its own ("something orange above ..."), with an optional count
 // ("two green crosses": at least two regions must match) and negation ("no purple hearts").
 // A region's support for a mention is P(class) · Π P(attribute) from its top labels; an
-// image's support is the largest over its regions (the n-th largest for a count n). The
+// image's support is the largest over its regions (the n-th largest for a count n), and none
+// below gallery.MinSupport (gallery.LabelSummary.Support). The
 // text's score on the image is Σ log(support + ε) over its mentions (log(1 − support + ε) for
 // a negated one): a soft AND of the mentions. Words that are not labels (relations, sizes,
 // function words) are left to the cross-encoder.
@@ -35,8 +39,13 @@ type Labels struct {
 // Lexicon maps words and phrases to label indices.
 type Lexicon struct {
 	classes, attrs map[string]int
-	longest        int // words in the longest label phrase
+	longest        int    // words in the longest label phrase
+	key            string // names the labels and the reading rules (Key)
 }
+
+// lexiconVersion changes whenever Parse or keyTerms reads a text differently, so that texts
+// indexed under the old rules are read again (Key).
+const lexiconVersion = "lexicon-1"
 
 // NewLexicon indexes the labels. A label may list synonyms separated by commas ("man,men");
 // class names also match their English plural. Names in double underscores
@@ -71,8 +80,15 @@ func NewLexicon(l Labels) *Lexicon {
 	}
 	add(lex.classes, l.Classes, l.Background, true)
 	add(lex.attrs, l.Attributes, l.NoAttribute, false)
+	raw, _ := json.Marshal(l)
+	sum := sha256.Sum256(append([]byte(lexiconVersion+"\n"), raw...))
+	lex.key = hex.EncodeToString(sum[:12])
 	return lex
 }
+
+// Key names the lexicon: two lexicons with one key read every text alike. A store's index of
+// text terms is valid for one key.
+func (lex *Lexicon) Key() string { return lex.key }
 
 func plurals(w string) []string {
 	switch {
@@ -175,39 +191,16 @@ const firstStageEpsilon = 1e-3
 // even odds (it can be neither confirmed nor ruled out by labels).
 var noMentionScore = math.Log(0.5 + firstStageEpsilon)
 
-// Score is the first-stage score of mentions on an image's label summary (higher = better).
-// With no mentions it returns noMentionScore.
+// Score is the first-stage score of mentions on an image's label summary (higher = better):
+// Σ log(support + ε) over its mentions, log(1 − support + ε) for a negated one, with the
+// support of gallery.LabelSummary.Support. With no mentions it returns noMentionScore.
 func Score(mentions []Mention, s *gallery.LabelSummary, regions int) float64 {
 	if len(mentions) == 0 {
 		return noMentionScore
 	}
 	total := 0.0
-	support := make([]float64, regions)
 	for _, m := range mentions {
-		for r := range regions {
-			p := 1.0
-			if m.Class >= 0 {
-				p = probOf(s.RegionClasses(r), m.Class)
-			}
-			for _, a := range m.Attrs {
-				if p == 0 {
-					break
-				}
-				p *= probOf(s.RegionAttrs(r), a)
-			}
-			support[r] = p
-		}
-		v := 0.0
-		switch n := max(m.Count, 1); {
-		case n == 1:
-			for _, p := range support {
-				v = max(v, p)
-			}
-		case n <= regions:
-			// The n-th largest support: n regions at least this good.
-			slices.SortFunc(support, compareDesc)
-			v = support[n-1]
-		}
+		v := s.Support(regions, m.Class, m.Attrs, m.Count)
 		if m.Negated {
 			total += math.Log(max(1-v, 0) + firstStageEpsilon)
 		} else {
@@ -215,25 +208,6 @@ func Score(mentions []Mention, s *gallery.LabelSummary, regions int) float64 {
 		}
 	}
 	return total
-}
-
-func compareDesc(a, b float64) int {
-	switch {
-	case a > b:
-		return -1
-	case a < b:
-		return 1
-	}
-	return 0
-}
-
-func probOf(top []gallery.LabelProb, index int) float64 {
-	for _, lp := range top {
-		if int(lp.Index) == index {
-			return float64(lp.Prob)
-		}
-	}
-	return 0 // not among the region's top labels
 }
 
 // informative reports whether mentions can rank images at all.

@@ -118,7 +118,7 @@ func TestScore(t *testing.T) {
 func TestFirstStageTiesByID(t *testing.T) {
 	ids := []string{"d", "b", "a", "c", "e"}
 	scores := []float64{1, 2, 2, 0, 2}
-	got := firstStage(5, 3, func(i int) string { return ids[i] }, func(i int) float64 { return scores[i] })
+	got := rankLexical(5, 3, func(i int) string { return ids[i] }, func(i int) float64 { return scores[i] })
 	if want := []int{2, 1, 4}; !slices.Equal(got, want) { // a, b, e (score 2, by ID)
 		t.Errorf("got %v, want %v", got, want)
 	}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"slices"
 	"strconv"
@@ -207,8 +208,9 @@ func (t *topK) sorted() []hit {
 	return out
 }
 
-// firstStage ranks items by their lexical score (ties by ID) and keeps the best k.
-func firstStage(n, k int, id func(int) string, score func(int) float64) []int {
+// rankLexical ranks items by their lexical score (ties by ID) and keeps the best k: the first
+// stage in memory.
+func rankLexical(n, k int, id func(int) string, score func(int) float64) []int {
 	type scored struct {
 		i int
 		s float64
@@ -245,28 +247,11 @@ func (s *Service) SearchImages(ctx context.Context, q Query) (*Results, error) {
 	if err != nil {
 		return nil, err
 	}
-	entries, err := s.images(ctx)
+	res := &Results{Mode: q.Mode}
+	start := time.Now()
+	entries, cands, err := s.imageCandidates(ctx, q, res)
 	if err != nil {
 		return nil, err
-	}
-	res := &Results{Mode: q.Mode, Gallery: len(entries)}
-	start := time.Now()
-	cands := make([]int, len(entries))
-	for i := range cands {
-		cands[i] = i
-	}
-	if q.Mode == TwoStage {
-		mentions := s.lex.Parse(q.Text)
-		for _, m := range mentions {
-			res.Mentions = append(res.Mentions, mentionString(m))
-		}
-		switch {
-		case !informative(mentions):
-			res.FirstStage = "the text names no detector label: every image was scored"
-		case q.Candidates < len(entries):
-			cands = firstStage(len(entries), q.Candidates, func(i int) string { return entries[i].ID },
-				func(i int) float64 { return Score(mentions, &entries[i].Labels, entries[i].Regions) })
-		}
 	}
 	res.Timing.FirstStage = time.Since(start)
 	res.Candidates = len(cands)
@@ -299,6 +284,51 @@ func (s *Service) SearchImages(ctx context.Context, q Query) (*Results, error) {
 	}
 	res.Timing.Evidence = time.Since(start)
 	return res, nil
+}
+
+// imageCandidates are the images a text query scores with the cross-encoder: entries, and
+// indices into them. It fills res's Gallery, Mentions and FirstStage.
+func (s *Service) imageCandidates(ctx context.Context, q Query, res *Results) ([]gallery.IndexEntry, []int, error) {
+	var mentions []Mention
+	if q.Mode == TwoStage {
+		mentions = s.lex.Parse(q.Text)
+		for _, m := range mentions {
+			res.Mentions = append(res.Mentions, mentionString(m))
+		}
+		if !informative(mentions) {
+			res.FirstStage = "the text names no detector label: every image was scored"
+		}
+	}
+	firstStage := q.Mode == TwoStage && informative(mentions)
+	if ti, ok := s.store.(gallery.TermIndex); ok && firstStage {
+		st, err := s.store.Stats(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		if res.Gallery = st.Images; q.Candidates < st.Images {
+			entries, err := s.indexedImages(ctx, ti, mentions, q.Candidates)
+			return entries, indices(len(entries)), err
+		}
+	}
+	entries, err := s.images(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	res.Gallery = len(entries)
+	if firstStage && q.Candidates < len(entries) {
+		return entries, rankLexical(len(entries), q.Candidates, func(i int) string { return entries[i].ID },
+			func(i int) float64 { return Score(mentions, &entries[i].Labels, entries[i].Regions) }), nil
+	}
+	return entries, indices(len(entries)), nil
+}
+
+// indices is 0, 1, …, n−1.
+func indices(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i
+	}
+	return out
 }
 
 // scoreImages scores text against the images cands (indices into entries) and returns the k
@@ -434,29 +464,15 @@ func (s *Service) SearchTexts(ctx context.Context, q Query) (*Results, error) {
 		regions, width, height, res.Query = RegionsOf(det), det.Width, det.Height, det
 	}
 	res.Timing.Detect = time.Since(start)
-	idx, err := s.texts(ctx)
+	start = time.Now()
+	texts, encs, err := s.textCandidates(ctx, q, regions, res)
 	if err != nil {
 		return nil, err
 	}
-	res.Gallery = len(idx.texts)
-	start = time.Now()
-	cands := make([]int, len(idx.texts))
-	for i := range cands {
-		cands[i] = i
-	}
-	if q.Mode == TwoStage && q.Candidates < len(cands) {
-		summary := gallery.Summarize(regions)
-		cands = firstStage(len(cands), q.Candidates, func(i int) string { return idx.texts[i].ID },
-			func(i int) float64 { return Score(idx.mentions[i], &summary, regions.Len()) })
-	}
 	res.Timing.FirstStage = time.Since(start)
-	res.Candidates = len(cands)
+	res.Candidates = len(texts)
 	start = time.Now()
 	prep := regions.Prepared(width, height)
-	encs := make([]*textproc.Encoding, len(cands))
-	for j, i := range cands {
-		encs[j] = idx.encs[i]
-	}
 	var matches []heads.Match
 	if len(encs) > 0 {
 		if matches, err = s.model.ScoreMatrix(ctx, []*detector.Prepared{prep}, encs, pipeline.ScoreOptions{BatchPairs: s.cfg.BatchPairs, Workers: s.cfg.Workers}); err != nil {
@@ -465,14 +481,13 @@ func (s *Service) SearchTexts(ctx context.Context, q Query) (*Results, error) {
 	}
 	top := &topK{k: q.Offset + q.Limit}
 	for j, m := range matches {
-		i := cands[j]
-		top.add(hit{index: i, id: idx.texts[i].ID, score: m.Score, logit: m.Logit})
+		top.add(hit{index: j, id: texts[j].ID, score: m.Score, logit: m.Logit})
 	}
 	ranked := top.sorted()
 	res.Timing.Scoring = time.Since(start)
 	start = time.Now()
 	for _, h := range ranked[min(q.Offset, len(ranked)):] {
-		t := idx.texts[h.index]
+		t := texts[h.index]
 		out := Hit{ID: t.ID, Score: h.score, Logit: h.logit, Text: t.Text, Metadata: t.Metadata}
 		if q.Evidence {
 			if out.Evidence, err = s.evidence(ctx, prep, regions, t.Text, q.EvidenceBy); err != nil {
@@ -483,6 +498,47 @@ func (s *Service) SearchTexts(ctx context.Context, q Query) (*Results, error) {
 	}
 	res.Timing.Evidence = time.Since(start)
 	return res, nil
+}
+
+// textCandidates are the texts an image query scores with the cross-encoder, with their
+// encodings. It fills res.Gallery.
+func (s *Service) textCandidates(ctx context.Context, q Query, regions *gallery.Regions, res *Results) ([]*gallery.Text, []*textproc.Encoding, error) {
+	if ti, ok := s.store.(gallery.TermIndex); ok && q.Mode == TwoStage {
+		st, err := s.store.Stats(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		if res.Gallery = st.Texts; q.Candidates < st.Texts {
+			summary := gallery.Summarize(regions)
+			texts, err := s.indexedTexts(ctx, ti, &summary, regions.Len(), q.Candidates)
+			if err != nil {
+				return nil, nil, err
+			}
+			encs := make([]*textproc.Encoding, len(texts))
+			for i, t := range texts {
+				if encs[i], err = s.model.Tokenize(t.Text); err != nil {
+					return nil, nil, fmt.Errorf("stored text %q: %w", t.ID, err)
+				}
+			}
+			return texts, encs, nil
+		}
+	}
+	idx, err := s.texts(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	res.Gallery = len(idx.texts)
+	cands := indices(len(idx.texts))
+	if q.Mode == TwoStage && q.Candidates < len(cands) {
+		summary := gallery.Summarize(regions)
+		cands = rankLexical(len(cands), q.Candidates, func(i int) string { return idx.texts[i].ID },
+			func(i int) float64 { return Score(idx.mentions[i], &summary, regions.Len()) })
+	}
+	texts, encs := make([]*gallery.Text, len(cands)), make([]*textproc.Encoding, len(cands))
+	for j, i := range cands {
+		texts[j], encs[j] = idx.texts[i], idx.encs[i]
+	}
+	return texts, encs, nil
 }
 
 // stopWords get no evidence: they name nothing in the image.

@@ -289,7 +289,7 @@ func TestSearchImages(t *testing.T) {
 		t.Fatal(err)
 	}
 	mentions := f.svc.Lexicon().Parse(text)
-	first := firstStage(len(idx), 5, func(i int) string { return idx[i].ID }, func(i int) float64 { return Score(mentions, &idx[i].Labels, idx[i].Regions) })
+	first := rankLexical(len(idx), 5, func(i int) string { return idx[i].ID }, func(i int) float64 { return Score(mentions, &idx[i].Labels, idx[i].Regions) })
 	wantTwo := map[string]float32{}
 	for _, i := range first {
 		wantTwo[idx[i].ID] = want[idx[i].ID]
