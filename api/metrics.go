@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/uniter-serve/uniter/gallery"
 	"github.com/uniter-serve/uniter/pipeline"
 )
 
@@ -147,33 +148,72 @@ func (s *Server) serveMetrics(c *gin.Context) {
 	promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{ErrorLog: nil}).ServeHTTP(c.Writer, c.Request)
 }
 
-// galleryCollector reports the gallery's size at each scrape.
+// galleryCollector reports the gallery at each scrape: whether its store answers, its size,
+// and, for a server-backed store (PostgreSQL), its connection pool.
 type galleryCollector struct {
-	s             *Server
-	images, texts *prometheus.Desc
+	s                                                 *Server
+	up, images, texts                                 *prometheus.Desc
+	conns, maxConns, acquires, waited, canceled, wait *prometheus.Desc
+	opened                                            *prometheus.Desc
 }
 
+// poolReporter is a store with a connection pool (gallery.Postgres).
+type poolReporter interface{ PoolStats() gallery.PoolStats }
+
 func newGalleryCollector(s *Server) *galleryCollector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(name, help, labels, nil)
+	}
 	return &galleryCollector{s: s,
-		images: prometheus.NewDesc("uniter_gallery_images", "Images stored in the gallery.", nil, nil),
-		texts:  prometheus.NewDesc("uniter_gallery_texts", "Texts stored in the gallery.", nil, nil)}
+		up:       d("uniter_gallery_up", "1 if the gallery's store answered this scrape, 0 if it could not be reached."),
+		images:   d("uniter_gallery_images", "Images stored in the gallery."),
+		texts:    d("uniter_gallery_texts", "Texts stored in the gallery."),
+		conns:    d("uniter_gallery_db_connections", "Database connections of this process, by state (acquired, idle, constructing).", "state"),
+		maxConns: d("uniter_gallery_db_max_connections", "The connection pool's bound."),
+		acquires: d("uniter_gallery_db_acquires_total", "Connections handed out of the pool."),
+		waited:   d("uniter_gallery_db_acquires_waited_total", "Connections that a request had to wait for (the pool was exhausted)."),
+		canceled: d("uniter_gallery_db_acquires_canceled_total", "Waits for a connection given up because the request ended."),
+		wait:     d("uniter_gallery_db_acquire_wait_seconds_total", "Time spent waiting for connections."),
+		opened:   d("uniter_gallery_db_connections_opened_total", "Connections opened to the database.")}
 }
 
 func (g *galleryCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- g.images
-	ch <- g.texts
+	for _, d := range []*prometheus.Desc{g.up, g.images, g.texts, g.conns, g.maxConns, g.acquires, g.waited, g.canceled, g.wait, g.opened} {
+		ch <- d
+	}
 }
 
 func (g *galleryCollector) Collect(ch chan<- prometheus.Metric) {
 	if g.s.gallery == nil {
 		return
 	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v float64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v)
+	}
+	store := g.s.gallery.Store()
+	if p, ok := store.(poolReporter); ok {
+		st := p.PoolStats()
+		gauge(g.conns, float64(st.Acquired), "acquired")
+		gauge(g.conns, float64(st.Idle), "idle")
+		gauge(g.conns, float64(st.Constructing), "constructing")
+		gauge(g.maxConns, float64(st.Max))
+		counter(g.acquires, float64(st.Acquires))
+		counter(g.waited, float64(st.WaitedAcquires))
+		counter(g.canceled, float64(st.CanceledAcquires))
+		counter(g.wait, st.AcquireWait.Seconds())
+		counter(g.opened, float64(st.NewConnections))
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	st, err := g.s.gallery.Store().Stats(ctx)
+	st, err := store.Stats(ctx)
 	if err != nil {
+		gauge(g.up, 0)
 		return
 	}
-	ch <- prometheus.MustNewConstMetric(g.images, prometheus.GaugeValue, float64(st.Images))
-	ch <- prometheus.MustNewConstMetric(g.texts, prometheus.GaugeValue, float64(st.Texts))
+	gauge(g.up, 1)
+	gauge(g.images, float64(st.Images))
+	gauge(g.texts, float64(st.Texts))
 }

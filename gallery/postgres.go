@@ -905,3 +905,21 @@ func (s *Postgres) Check() error {
 	}
 	return errors.Join(errs...)
 }
+
+// PoolStats describe the connection pool of a server-backed store, for metrics.
+type PoolStats struct {
+	Max, Total, Acquired, Idle, Constructing int
+	Acquires         int64         // connections handed out so far
+	WaitedAcquires   int64         // ... of which had to wait for a connection
+	CanceledAcquires int64         // waits given up (the caller's context ended)
+	AcquireWait      time.Duration // total time spent waiting for connections
+	NewConnections   int64         // connections opened so far
+}
+
+// PoolStats implements the metrics' view of the pool.
+func (s *Postgres) PoolStats() PoolStats {
+	st := s.pool.Stat()
+	return PoolStats{Max: int(st.MaxConns()), Total: int(st.TotalConns()), Acquired: int(st.AcquiredConns()), Idle: int(st.IdleConns()),
+		Constructing: int(st.ConstructingConns()), Acquires: st.AcquireCount(), WaitedAcquires: st.EmptyAcquireCount(),
+		CanceledAcquires: st.CanceledAcquireCount(), AcquireWait: st.AcquireDuration(), NewConnections: st.NewConnsCount()}
+}

@@ -46,6 +46,9 @@ type ModeReport struct {
 	QueriesPerSecond float64 `json:"queries_per_second"`
 	PairsPerQuery    float64 `json:"pairs_per_query"` // cross-encoder passes
 	PairsPerSecond   float64 `json:"pairs_per_second"`
+	// The first stage alone (two-stage only): the lexical ranking, in memory or in the database.
+	FirstStageMedianMS float64 `json:"first_stage_median_ms,omitempty"`
+	FirstStageP90MS    float64 `json:"first_stage_p90_ms,omitempty"`
 	Fallbacks        int     `json:"fallbacks,omitempty"` // two-stage queries that scored everything
 }
 
@@ -176,6 +179,7 @@ func EvalGallery(ctx context.Context, svc *retrieval.Service, splitDir string, o
 
 	type acc struct {
 		lat         []float64
+		first       []float64 // first-stage ms
 		r1, r5, r10 int
 		pairs       int64
 		scoring     time.Duration
@@ -220,6 +224,7 @@ func EvalGallery(ctx context.Context, svc *retrieval.Service, splitDir string, o
 			a.wall += d
 			a.pairs += int64(res.Candidates)
 			a.scoring += res.Timing.Scoring
+			a.first = append(a.first, float64(res.Timing.FirstStage.Microseconds())/1000)
 			if m == retrieval.TwoStage && res.Candidates == res.Gallery && res.FirstStage != "" {
 				a.fallbacks++
 			}
@@ -255,6 +260,7 @@ func EvalGallery(ctx context.Context, svc *retrieval.Service, splitDir string, o
 			PairsPerSecond: float64(a.pairs) / max(a.scoring.Seconds(), 1e-9), Fallbacks: a.fallbacks}
 		if m == retrieval.TwoStage {
 			mr.Candidates = k
+			mr.FirstStageMedianMS, mr.FirstStageP90MS = quantileOf(a.first, 0.5), quantileOf(a.first, 0.9)
 		}
 		rep.Modes = append(rep.Modes, mr)
 	}
@@ -320,6 +326,9 @@ func (r *GalleryEvalReport) WriteTable(w io.Writer) {
 		}
 		fmt.Fprintf(w, "%-10s %5s %6.2f%% %6.2f%% %6.2f%% %10.1f %10.1f %9.2f %11.1f %9.0f\n", m.Mode, k, 100*m.R1, 100*m.R5, 100*m.R10,
 			m.MeanMS, m.P90MS, m.QueriesPerSecond, m.PairsPerQuery, m.PairsPerSecond)
+		if m.Mode == string(retrieval.TwoStage) {
+			fmt.Fprintf(w, "  first stage alone: median %.2f ms, p90 %.2f ms\n", m.FirstStageMedianMS, m.FirstStageP90MS)
+		}
 		if m.Fallbacks > 0 {
 			fmt.Fprintf(w, "  (%d two-stage queries named no label and scored everything)\n", m.Fallbacks)
 		}
