@@ -65,14 +65,15 @@ fixture: pydeps
 bench: build ort pydeps
 	PY=$(PY) bash scripts/bench.sh
 
-# Only the gallery part of `make bench`: exact vs two-stage search on Shapes test-1k with the
-# trained bundle (BUNDLE=DIR, default bundles/shapes-uniter; CANDIDATES, QUERIES).
 # Closed-loop HTTP load at concurrency 4…256 with fresh and cached images; BASE=<rev> measures
 # that revision side by side (docs/benchmarks.md).
 bench-load: ort
 	bash scripts/bench-load.sh
 
-bench-gallery: build ort
+# Only the gallery part of `make bench`: exact vs two-stage search on Shapes test-1k with the
+# trained bundle (BUNDLE=DIR, default bundles/shapes-uniter; CANDIDATES, QUERIES), then bbolt
+# and PostgreSQL at 1k/10k/100k images and ingest with one and two indexers (SIZES).
+bench-gallery: build ort pgdeps
 	bash scripts/bench-gallery.sh
 
 # The page's scripts: web/src/*.ts → web/dist/*.js with the pinned TypeScript (web/package-lock.json).

@@ -45,6 +45,7 @@ const (
 	docAttention  = docBundle + "/attention-test-100.json"
 	docGallery    = docBundle + "/bench-gallery-test-1k.json"
 	docLoad       = "docs/reports/bench-load.json"
+	docScale      = "docs/reports/bench-gallery-scale.json"
 	docEndMarker  = "<!-- end generated -->"
 )
 
@@ -68,6 +69,7 @@ func docSections() []docSection {
 		{"docs/model-card.md", "training", []string{docManifest}, renderTraining},
 		{"docs/model-card.md", "attention", []string{docAttention}, renderAttention},
 		{"docs/benchmarks.md", "gallery", []string{docGallery}, renderGalleryBench},
+		{"docs/benchmarks.md", "gallery-scale", []string{docScale}, renderGalleryScale},
 		{"docs/benchmarks.md", "evaluation-runs", evals, renderEvalRuns},
 		{"docs/benchmarks.md", "load", []string{docLoad}, renderLoad},
 	}
@@ -720,6 +722,56 @@ func renderGalleryBench(s *docSources) (out string, err error) {
 		fmt.Sprintf("\nTwo-stage against exact, same run: %.1f× faster per text query, %.1f× fewer cross-encoder passes "+
 			"(target ≥ 10×), R@10 retained %s (target ≥ 99%%), %s of exact search's top 10 kept.",
 			c.num("speedup"), c.num("passes_saved"), docPct(c.num("r10_retained")), docPct(c.num("top10_kept"))), nil
+}
+
+// renderGalleryScale is the scale part of make bench-gallery: both backends at each size, the
+// first stage's recall at 1k, the issue's goals, and ingest.
+func renderGalleryScale(s *docSources) (out string, err error) {
+	defer docCatch(&err)
+	r, err := s.json(docScale)
+	if err != nil {
+		return "", err
+	}
+	runs := map[string]map[int]docObj{}
+	var rows [][]string
+	for i, v := range r.list("runs") {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return "", fmt.Errorf("%s: runs[%d] is not an object", docScale, i)
+		}
+		o := docObj{fmt.Sprintf("%s: runs[%d]", docScale, i), m}
+		b, n := o.str("backend"), int(o.num("images"))
+		if runs[b] == nil {
+			runs[b] = map[int]docObj{}
+		}
+		runs[b][n] = o
+		rows = append(rows, []string{b, docInt(float64(n)), fmt.Sprintf("%.1f", o.num("first_stage_p50_ms")),
+			fmt.Sprintf("%.1f", o.num("first_stage_p90_ms")), fmt.Sprintf("%.1f", o.num("two_stage_p50_ms")),
+			fmt.Sprintf("%.1f", o.num("two_stage_p90_ms")), docPct(o.num("two_stage_r10")), docInt(o.num("fill_images_per_second"))})
+	}
+	pg := runs["postgres"]
+	small, large := pg[1000], pg[100000]
+	if small.m == nil || large.m == nil {
+		return "", fmt.Errorf("%s: no postgres runs at 1,000 and 100,000 images", docScale)
+	}
+	var recall []string
+	for _, b := range []string{"bbolt", "postgres"} {
+		if o, ok := runs[b][1000]; ok && o.has("first_stage_recall_of_exact_top10") {
+			recall = append(recall, fmt.Sprintf("%s %s", b, docPct(o.num("first_stage_recall_of_exact_top10"))))
+		}
+	}
+	in := r.obj("ingest")
+	return fmt.Sprintf("`%s`, %s queries (test-1k captions, evenly spaced over its %s), k = %s, on %s; %s; %s, %s.\n\n",
+		r.str("model"), docInt(r.num("queries")), docInt(r.num("query_pool")), docInt(r.num("candidates")), r.str("machine"),
+		r.str("postgres"), r.str("git_describe"), r.str("date")[:10]) +
+		docTable([]string{"backend", "images", "first stage p50 ms", "p90 ms", "two-stage p50 ms", "p90 ms", "R@10", "fill images/s"}, rows, "lrrrrrrr") +
+		fmt.Sprintf("\nPostgreSQL at 100,000 images: first stage p50 **%.1f ms** (goal ≤ 50 ms); two-stage p50 %.1f ms, **%.2f×** its 1,000-image %.1f ms (goal ≤ 2×). "+
+			"First stage's recall of exact search's top 10 on test-1k (k = %s): %s. "+
+			"Ingest of test-1k's 1,000 image files with `uniter index`: bbolt %.1f images/s; PostgreSQL %.1f with one process, %.1f with two at once on one database.",
+			large.num("first_stage_p50_ms"), large.num("two_stage_p50_ms"), large.num("two_stage_p50_ms")/small.num("two_stage_p50_ms"),
+			small.num("two_stage_p50_ms"), docInt(r.num("candidates")), strings.Join(recall, ", "),
+			in.num("bbolt_one_process_images_per_second"), in.num("postgres_one_process_images_per_second"),
+			in.num("postgres_two_processes_images_per_second")), nil
 }
 
 // renderLoad is make bench-load's report: two builds side by side, per mode and concurrency.
