@@ -52,9 +52,11 @@ test-py: build ort pydeps
 shapes-model: build ort pydeps
 	PY=$(PY) bash scripts/train-shapes.sh
 
-# Regenerates the committed fixture bundle and its PyTorch goldens.
+# Regenerates the committed fixture bundles (pre-training and one per fine-tuned class) and
+# their PyTorch goldens.
 fixture: pydeps
 	PYTHONPATH=$(CURDIR)/models $(PY) -m uniter.fixtures.tiny_random --out testdata
+	PYTHONPATH=$(CURDIR)/models $(PY) -m uniter.fixtures.tiny_tasks --out testdata
 	PYTHONPATH=$(CURDIR)/models $(PY) -m uniter.fixtures.detector --out testdata
 	PYTHONPATH=$(CURDIR)/models $(PY) -m uniter.fixtures.ot_golden --out heads/testdata/ipot_golden.json
 	PYTHONPATH=$(CURDIR)/models $(PY) -m uniter.fixtures.min_box --out testdata

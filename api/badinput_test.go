@@ -46,7 +46,7 @@ func badInputServer(t *testing.T) http.Handler {
 			AllowedHosts: []string{"example.com"}}},
 		pipeline: &pipeline.Options{MaxRegions: 10, MaxTexts: 4, CacheBytes: 16 << 20,
 			Decode: detector.DecodeLimits{MaxBytes: 200_000, MaxPixels: 1_000_000}},
-		gallery: true, search: retrieval.Config{MaxLimit: 20, MaxOffset: 50, MaxCandidates: 100}})
+		gallery: true, search: retrieval.Config{MaxLimit: 20, MaxOffset: 50, MaxCandidates: 100}, tasks: true})
 	h := s.Handler()
 	if rec := send(h, withKey(jsonReq("POST", "/v1/images", js(map[string]any{"id": "taken", "image": b64Image(galleryPNG(t, 1, 40, 40))})), writeKey)); rec.Code != 201 {
 		t.Fatalf("seeding the gallery: %d %s", rec.Code, rec.Body)
@@ -192,6 +192,18 @@ func badInputs() []badInput {
 			return multipartReq(t, "/v1/align", small(t), [2]string{"text", "a"}, [2]string{"text", "b"})
 		}},
 		{"fill-mask without [MASK]", 400, "invalid_text", post("/v1/fill-mask", map[string]any{"regions": regions(2), "text": "a red circle"})},
+		// Models and tasks.
+		{"a model that is not served", 404, "unknown_model", match(map[string]any{"model": "nope"})},
+		{"a task the model was not fine-tuned for (VQA on a pre-training model)", 400, "task_unavailable", post("/v1/vqa", map[string]any{"regions": regions(2), "question": "what colour?"})},
+		{"matching on a model with neither itm nor rank head", 400, "task_unavailable", match(map[string]any{"model": "tiny-vqa"})},
+		{"a VQA question with no token", 400, "empty_text", post("/v1/vqa", map[string]any{"regions": regions(2), "question": " ", "model": "tiny-vqa"})},
+		{"NLVR2 with one image", 400, "invalid_pair", post("/v1/nlvr2", map[string]any{"regions": []any{regions(2)}, "statement": "a", "model": "tiny-nlvr2-paired"})},
+		{"NLVR2 with three images", 400, "invalid_pair", post("/v1/nlvr2", map[string]any{"regions": []any{regions(2), regions(2), regions(2)}, "statement": "a", "model": "tiny-nlvr2-paired"})},
+		{"NLVR2 with images and regions", 400, "invalid_input", post("/v1/nlvr2", map[string]any{"regions": []any{regions(2), regions(2)}, "images": []any{map[string]string{"data": "AAAA"}, map[string]string{"data": "AAAA"}}, "statement": "a"})},
+		{"NLVR2 with one image file in multipart", 400, "invalid_pair", func(t *testing.T) *http.Request {
+			return multipartReq(t, "/v1/nlvr2", small(t), [2]string{"statement", "a"}, [2]string{"model", "tiny-nlvr2-paired"})
+		}},
+		{"images for a model without a detector (send regions)", 400, "unsupported", post("/v1/nlvr2", map[string]any{"images": []any{map[string]string{"data": "AAAA"}, map[string]string{"data": "AAAA"}}, "statement": "a", "model": "tiny-nlvr2-paired"})},
 		// Numbers: every one has a range, checked before anything is allocated for it.
 		{"top_labels of 1,000,000,000", 400, "invalid_top_labels", withImage("/v1/regions", small, map[string]any{"top_labels": 1_000_000_000})},
 		{"top_labels of 10^18", 400, "invalid_top_labels", withImage("/v1/regions", small, map[string]any{"top_labels": int64(1e18)})},

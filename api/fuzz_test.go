@@ -89,7 +89,7 @@ var fhMethods = [8]string{http.MethodGet, http.MethodHead, http.MethodPost, http
 // "?query", a further segment, a trailing slash).
 var fhRoutes = []string{
 	"/healthz", "/readyz", "/v1/models",
-	"/v1/match", "/v1/align", "/v1/regions", "/v1/fill-mask",
+	"/v1/match", "/v1/align", "/v1/regions", "/v1/fill-mask", "/v1/vqa", "/v1/entailment", "/v1/nlvr2", "/v1/refer",
 	"/v1/images", "/v1/images/", "/v1/texts", "/v1/texts/",
 	"/v1/search/images", "/v1/search/texts",
 	"/", "/static/", "/metrics", "/openapi.json",

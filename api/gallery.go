@@ -290,7 +290,7 @@ func (s *Server) getImage(c *gin.Context) (any, error) {
 		return nil, err
 	}
 	resp := galleryImage(img)
-	resp.Regions = s.labels.regions(detectedOf(img), 3)
+	resp.Regions = s.def().labels.regions(detectedOf(img), 3)
 	if features {
 		r := img.Regions
 		buf := make([]byte, 2*len(r.Features))
@@ -573,7 +573,7 @@ func (s *Server) searchResponse(res *retrieval.Results, start time.Time) SearchR
 	s.metrics.stage("search_evidence", t.Evidence)
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 	out := SearchResponse{Results: make([]SearchHit, len(res.Hits)), Mode: string(res.Mode), GallerySize: res.Gallery,
-		Candidates: res.Candidates, FirstStage: res.FirstStage, Mentions: res.Mentions, Model: s.info.Name,
+		Candidates: res.Candidates, FirstStage: res.FirstStage, Mentions: res.Mentions, Model: s.def().info.Name,
 		Timings: SearchTimings{Detect: ms(res.Timing.Detect), FirstStage: ms(res.Timing.FirstStage),
 			Scoring: ms(res.Timing.Scoring), Evidence: ms(res.Timing.Evidence)}}
 	if res.Query != nil {

@@ -28,7 +28,11 @@ type serverOptions struct {
 	galleryDir string
 	search     retrieval.Config // the gallery's search settings; Source and Labels are set here
 	log        *slog.Logger
+	tasks      bool // also serve the fine-tuned task fixtures (testdata/bundles/tiny-<layout>)
 }
+
+// taskBundles are the fixture bundles of the official fine-tuned classes, by manifest name.
+var taskBundles = []string{"tiny-retrieval", "tiny-vqa", "tiny-ve", "tiny-re", "tiny-nlvr2-paired", "tiny-nlvr2-triplet", "tiny-nlvr2-paired-attn"}
 
 // newTestServer builds a server the way cmd/uniter wires one, closing everything at cleanup.
 func newTestServer(t testing.TB, o serverOptions) *testServer {
@@ -46,6 +50,18 @@ func newTestServer(t testing.TB, o serverOptions) *testServer {
 	labels := api.LabelsFor(b)
 	ts := &testServer{bundle: b}
 	ts.Server = api.New(o.config, b, api.DescribeModel(b, env.Provider(), "", env.Version()), labels, o.log)
+	if o.tasks {
+		for _, name := range taskBundles {
+			tb, err := pipeline.Load(env, testenv.Path(t, "testdata", "bundles", name), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { tb.Close() })
+			if err := ts.AddModel(tb, api.DescribeModel(tb, env.Provider(), "", env.Version()), api.LabelsFor(tb)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	if o.gallery {
 		dir := o.galleryDir
 		if dir == "" {

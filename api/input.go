@@ -31,6 +31,9 @@ type request struct {
 	topK         int
 	withoutImage bool
 	attention    bool
+	model        string           // the served model named, "" for the default
+	images       [][]byte         // every image file, in order (multipart: input.Image is the first)
+	pair         []pipeline.Input // NLVR2's two images
 }
 
 // toInput turns the JSON body's image or regions into a model input (exactly one is needed).
@@ -60,7 +63,8 @@ func toInput(img *ImageJSON, regions *RegionsJSON, imageOnly bool) (pipeline.Inp
 }
 
 // readRequest parses the body of an image endpoint. jsonBody is the endpoint's JSON type;
-// fields lists the multipart fields it accepts besides the "image" file.
+// fields lists the multipart fields it accepts besides the "image" file and "model";
+// fields["images"] accepts several image files (NLVR2's pair).
 func (s *Server) readRequest(c *gin.Context, jsonBody any, fromJSON func() (request, error), fields map[string]bool) (request, error) {
 	if c.ContentType() != "multipart/form-data" {
 		if err := s.decodeJSON(c, jsonBody); err != nil {
@@ -92,13 +96,18 @@ func (s *Server) readMultipart(c *gin.Context, fields map[string]bool) (request,
 		}
 		switch {
 		case name == "image":
-			if req.input.Image != nil {
+			if req.input.Image != nil && !fields["images"] {
 				return req, badRequest("invalid_input", "multipart: more than one image field")
 			}
 			if len(raw) == 0 {
 				return req, badRequest("invalid_image", "image: the file is empty")
 			}
-			req.input.Image = raw
+			if req.input.Image == nil {
+				req.input.Image = raw
+			}
+			req.images = append(req.images, raw)
+		case name == "model":
+			req.model = string(raw)
 		case !fields[name]:
 			return req, badRequest("unknown_field", "multipart: unknown field %s", quoteInput(name))
 		default:
@@ -124,7 +133,7 @@ func multipartErr(err error) error {
 func (r *request) setField(name, value string) error {
 	var err error
 	switch name {
-	case "text":
+	case "text", "question", "hypothesis", "expression", "statement":
 		r.texts = append(r.texts, value)
 		r.text = value
 	case "top_regions":

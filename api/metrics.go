@@ -66,9 +66,21 @@ func newMetrics(s *Server) *metrics {
 	f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "uniter_admission_capacity",
 		Help: "Most model requests admitted at once (limits.max_concurrent + limits.max_queue)."}, func() float64 { return float64(s.admit.capacity) }))
 	f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "uniter_graph_queue_waiting",
-		Help: "Graph executions waiting for a free slot now."}, func() float64 { return float64(s.model.GraphWaiting()) }))
+		Help: "Graph executions waiting for a free slot now."}, func() float64 {
+		n := 0
+		for _, m := range s.models {
+			n += m.model.GraphWaiting()
+		}
+		return float64(n)
+	}))
 	cache := func(name, help string, counter bool, v func(pipeline.CacheStats) float64) {
-		get := func() float64 { return v(s.model.CacheStats()) }
+		get := func() float64 { // every model's cache together
+			total := 0.0
+			for _, m := range s.models {
+				total += v(m.model.CacheStats())
+			}
+			return total
+		}
 		if counter {
 			f(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, get))
 		} else {
@@ -82,7 +94,7 @@ func newMetrics(s *Server) *metrics {
 	cache("uniter_detector_cache_bytes", "Memory held by the cached detections.", false, func(c pipeline.CacheStats) float64 { return float64(c.Bytes) })
 	cache("uniter_detector_cache_max_bytes", "The cache's bound (detector.cache_bytes).", false, func(c pipeline.CacheStats) float64 { return float64(c.MaxBytes) })
 	f(newGalleryCollector(s))
-	info := s.info
+	info := s.def().info
 	f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "uniter_build_info",
 		Help: "Always 1; the labels describe the build, ONNX Runtime and the model served.",
 		ConstLabels: prometheus.Labels{"version": buildVersion(), "onnxruntime_version": info.ONNXRuntime, "model": info.Name,

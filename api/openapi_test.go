@@ -94,7 +94,7 @@ func mustMarshal(t testing.TB, v any) string {
 func openAPIServer(t testing.TB) (*gin.Engine, *gallery.Bolt) {
 	t.Helper()
 	s := newTestServer(t, serverOptions{config: api.Config{MaxBodyBytes: 256 << 10, IndexHTML: web.IndexHTML, Assets: web.Assets},
-		gallery: true, search: retrieval.Config{MaxLimit: 20, MaxOffset: 50, MaxCandidates: 100}})
+		gallery: true, search: retrieval.Config{MaxLimit: 20, MaxOffset: 50, MaxCandidates: 100}, tasks: true})
 	engine, ok := s.Handler().(*gin.Engine)
 	if !ok {
 		t.Fatalf("Handler is a %T, not a *gin.Engine", s.Handler())
@@ -386,6 +386,15 @@ func TestOpenAPIAnswers(t *testing.T) {
 	postJS("/v1/align", map[string]any{"image": b64Image(png), "text": "a red square", "top_regions": 2}, 200)
 	postJS("/v1/regions", map[string]any{"image": b64Image(png), "features": true, "top_labels": 2, "text": "a red square"}, 200)
 	postJS("/v1/fill-mask", map[string]any{"regions": regions, "text": "a [MASK] square", "top_k": 3, "without_image": true}, 200)
+	postJS("/v1/match", map[string]any{"regions": regions, "texts": []string{"a red square"}, "model": "tiny-retrieval"}, 200)
+	postJS("/v1/vqa", map[string]any{"regions": regions, "question": "what colour is the square?", "top_k": 3, "model": "tiny-vqa"}, 200)
+	ct, mp = multipartBody(t, png, map[string][]string{"question": {"what colour is it?"}, "model": {"tiny-vqa"}})
+	call(http.MethodPost, "/v1/vqa", ct, mp.Bytes(), 400) // the VQA fixture has no detector: an image cannot be read
+	postJS("/v1/entailment", map[string]any{"regions": regions, "hypothesis": "there is a red square", "model": "tiny-ve"}, 200)
+	postJS("/v1/nlvr2", map[string]any{"regions": []any{regions, fixtureRegions(2)}, "statement": "the left image has more squares", "model": "tiny-nlvr2-paired-attn"}, 200)
+	postJS("/v1/refer", map[string]any{"regions": regions, "expression": "the red square", "top_k": 2, "model": "tiny-re"}, 200)
+	postJS("/v1/vqa", map[string]any{"regions": regions, "question": "what colour?"}, 400) // the default model has no VQA head
+	postJS("/v1/vqa", map[string]any{"regions": regions, "question": "what colour?", "model": "nope"}, 404)
 	postJS("/v1/images", map[string]any{"image": b64Image(png), "id": "img-1", "metadata": map[string]any{"k": 1}}, 201)
 	postJS("/v1/images", map[string]any{"image": b64Image(png)}, 200) // the same bytes: a duplicate
 	ct, mp = multipartBody(t, galleryPNG(t, 4, 40, 40), map[string][]string{"id": {"img-2"}, "metadata": {`{"k": 2}`}})

@@ -30,9 +30,13 @@ type Model interface {
 	Detect(ctx context.Context, image []byte) (*detector.Detection, bool, error)
 	FillMask(ctx context.Context, in pipeline.Input, text string, opts pipeline.FillMaskOptions) (*pipeline.FillMaskOutput, error)
 	RegionClasses(ctx context.Context, regions *detector.Prepared, text string) (*pipeline.RegionClassesOutput, error)
+	VQA(ctx context.Context, in pipeline.Input, question string, topK int) (*pipeline.VQAOutput, error)
+	Entail(ctx context.Context, in pipeline.Input, hypothesis string) (*pipeline.EntailmentOutput, error)
+	NLVR2(ctx context.Context, in [2]pipeline.Input, statement string) (*pipeline.NLVR2Output, error)
+	Refer(ctx context.Context, in pipeline.Input, expression string, topK int) (*pipeline.ReferOutput, error)
 	CacheStats() pipeline.CacheStats
 	GraphWaiting() int
-	Observe(o pipeline.Observer) // called once, by New
+	Observe(o pipeline.Observer) // called once, by New or AddModel
 }
 
 // Config holds the HTTP limits.
@@ -48,12 +52,19 @@ type Config struct {
 	Access      Access // keys, hosts and origins
 }
 
-// Server routes requests to one model.
+// served is one loaded bundle the server answers for.
+type served struct {
+	model  Model
+	info   ModelInfo
+	labels Labels
+}
+
+// Server routes requests to its models: the first is the default, a request's "model" field
+// picks another. Each model has its own graph queue (its bundle's scheduler); admission is
+// shared.
 type Server struct {
 	cfg     Config
-	model   Model
-	info    ModelInfo
-	labels  Labels
+	models  []*served // the default first
 	log     *slog.Logger
 	ready   atomic.Bool
 	admit   *admission
@@ -72,10 +83,42 @@ func New(cfg Config, model Model, info ModelInfo, labels Labels, log *slog.Logge
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = 65
 	}
-	s := &Server{cfg: cfg, model: model, info: info, labels: labels, log: log, admit: newAdmission(cfg.MaxInFlight)}
+	s := &Server{cfg: cfg, models: []*served{{model: model, info: info, labels: labels}}, log: log, admit: newAdmission(cfg.MaxInFlight)}
 	s.metrics = newMetrics(s)
 	model.Observe(s.metrics)
 	return s
+}
+
+// AddModel serves one more model, named by info.Name in requests' "model" field. Call it
+// before Handler; names must differ.
+func (s *Server) AddModel(model Model, info ModelInfo, labels Labels) error {
+	for _, m := range s.models {
+		if m.info.Name == info.Name {
+			return fmt.Errorf("two models are named %q: each served model needs its own name", info.Name)
+		}
+	}
+	s.models = append(s.models, &served{model: model, info: info, labels: labels})
+	model.Observe(s.metrics)
+	return nil
+}
+
+// def is the default model (the first).
+func (s *Server) def() *served { return s.models[0] }
+
+// pick is the model a request names; "" is the default.
+func (s *Server) pick(name string) (*served, error) {
+	if name == "" {
+		return s.def(), nil
+	}
+	var names []string
+	for _, m := range s.models {
+		if m.info.Name == name {
+			return m, nil
+		}
+		names = append(names, strconv.Quote(m.info.Name))
+	}
+	return nil, &requestError{status: http.StatusNotFound, code: "unknown_model",
+		message: fmt.Sprintf("model %s is not served here; served: %s (GET /v1/models)", quoteInput(name), strings.Join(names, ", "))}
 }
 
 // SetReady marks the models loaded and warmed up (GET /readyz).
@@ -129,16 +172,24 @@ func (s *Server) Handler() http.Handler {
 	})
 	read := s.authorize(ScopeRead)
 	get(r, "/v1/models", read, s.handle(func(c *gin.Context) (any, error) {
-		info := s.info
-		st := s.model.CacheStats()
-		info.DetectorCache = &CacheInfo{Hits: st.Hits, Misses: st.Misses, Entries: st.Entries, Bytes: st.Bytes, MaxBytes: st.MaxBytes}
-		return ModelsResponse{Models: []ModelInfo{info}}, nil
+		var resp ModelsResponse
+		for _, m := range s.models {
+			info := m.info
+			st := m.model.CacheStats()
+			info.DetectorCache = &CacheInfo{Hits: st.Hits, Misses: st.Misses, Entries: st.Entries, Bytes: st.Bytes, MaxBytes: st.MaxBytes}
+			resp.Models = append(resp.Models, info)
+		}
+		return resp, nil
 	}))
 	admit := s.admit.middleware(s)
 	r.POST("/v1/match", read, admit, s.handle(s.match))
 	r.POST("/v1/align", read, admit, s.handle(s.align))
 	r.POST("/v1/regions", read, admit, s.handle(s.regions))
 	r.POST("/v1/fill-mask", read, admit, s.handle(s.fillMask))
+	r.POST("/v1/vqa", read, admit, s.handle(s.vqa))
+	r.POST("/v1/entailment", read, admit, s.handle(s.entailment))
+	r.POST("/v1/nlvr2", read, admit, s.handle(s.nlvr2))
+	r.POST("/v1/refer", read, admit, s.handle(s.refer))
 	s.galleryRoutes(r)
 	return r
 }
@@ -250,19 +301,23 @@ func (s *Server) match(c *gin.Context) (any, error) {
 	var body MatchRequest
 	req, err := s.readRequest(c, &body, func() (request, error) {
 		in, err := toInput(body.Image, body.Regions, false)
-		return request{input: in, texts: body.Texts}, err
+		return request{input: in, texts: body.Texts, model: body.Model}, err
 	}, map[string]bool{"text": true})
+	if err != nil {
+		return nil, err
+	}
+	m, err := s.pick(req.model)
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := s.context(c)
 	defer cancel()
-	out, err := s.model.Match(ctx, req.input, req.texts)
+	out, err := m.model.Match(ctx, req.input, req.texts)
 	if err != nil {
 		return nil, err
 	}
 	s.metrics.timing(out.Timing)
-	resp := NewMatchResponse(out, s.info.Name)
+	resp := NewMatchResponse(out, m.info.Name)
 	resp.Timings.Total = since(start)
 	return resp, nil
 }
@@ -272,8 +327,12 @@ func (s *Server) align(c *gin.Context) (any, error) {
 	var body AlignRequest
 	req, err := s.readRequest(c, &body, func() (request, error) {
 		in, err := toInput(body.Image, body.Regions, false)
-		return request{input: in, text: body.Text, topRegions: body.TopRegions, attention: body.Attention}, err
+		return request{input: in, text: body.Text, topRegions: body.TopRegions, attention: body.Attention, model: body.Model}, err
 	}, map[string]bool{"text": true, "top_regions": true, "attention": true})
+	if err != nil {
+		return nil, err
+	}
+	m, err := s.pick(req.model)
 	if err != nil {
 		return nil, err
 	}
@@ -285,12 +344,12 @@ func (s *Server) align(c *gin.Context) (any, error) {
 	}
 	ctx, cancel := s.context(c)
 	defer cancel()
-	a, err := s.model.Align(ctx, req.input, req.text, pipeline.AlignOptions{TopRegions: req.topRegions, Attention: req.attention})
+	a, err := m.model.Align(ctx, req.input, req.text, pipeline.AlignOptions{TopRegions: req.topRegions, Attention: req.attention})
 	if err != nil {
 		return nil, err
 	}
 	s.metrics.timing(a.Timing)
-	resp := NewAlignResponse(a, s.labels, s.info.Name)
+	resp := NewAlignResponse(a, m.labels, m.info.Name)
 	resp.Timings.Total = since(start)
 	return resp, nil
 }
@@ -300,8 +359,12 @@ func (s *Server) regions(c *gin.Context) (any, error) {
 	var body RegionsRequest
 	req, err := s.readRequest(c, &body, func() (request, error) {
 		in, err := toInput(body.Image, nil, true)
-		return request{input: in, features: body.Features, topLabels: body.TopLabels, text: body.Text}, err
+		return request{input: in, features: body.Features, topLabels: body.TopLabels, text: body.Text, model: body.Model}, err
 	}, map[string]bool{"features": true, "top_labels": true, "text": true})
+	if err != nil {
+		return nil, err
+	}
+	m, err := s.pick(req.model)
 	if err != nil {
 		return nil, err
 	}
@@ -310,20 +373,20 @@ func (s *Server) regions(c *gin.Context) (any, error) {
 	}
 	ctx, cancel := s.context(c)
 	defer cancel()
-	det, hit, err := s.model.Detect(ctx, req.input.Image)
+	det, hit, err := m.model.Detect(ctx, req.input.Image)
 	if err != nil {
 		return nil, err
 	}
 	if !hit {
 		s.metrics.timing(pipeline.Timing{Timing: det.Timing})
 	}
-	resp := NewRegionsResponse(det, hit, s.labels, req.topLabels, req.features, s.info.Name)
+	resp := NewRegionsResponse(det, hit, m.labels, req.topLabels, req.features, m.info.Name)
 	if req.text != "" {
-		classes, err := s.model.RegionClasses(ctx, det.Prepared, req.text)
+		classes, err := m.model.RegionClasses(ctx, det.Prepared, req.text)
 		if err != nil {
 			return nil, err
 		}
-		resp.addClassesGivenText(classes, s.labels, req.topLabels)
+		resp.addClassesGivenText(classes, m.labels, req.topLabels)
 	}
 	resp.Timings.Total = since(start)
 	return resp, nil
@@ -334,8 +397,12 @@ func (s *Server) fillMask(c *gin.Context) (any, error) {
 	var body FillMaskRequest
 	req, err := s.readRequest(c, &body, func() (request, error) {
 		in, err := toInput(body.Image, body.Regions, false)
-		return request{input: in, text: body.Text, texts: []string{body.Text}, topK: body.TopK, withoutImage: body.WithoutImage}, err
+		return request{input: in, text: body.Text, texts: []string{body.Text}, topK: body.TopK, withoutImage: body.WithoutImage, model: body.Model}, err
 	}, map[string]bool{"text": true, "top_k": true, "without_image": true})
+	if err != nil {
+		return nil, err
+	}
+	m, err := s.pick(req.model)
 	if err != nil {
 		return nil, err
 	}
@@ -347,12 +414,12 @@ func (s *Server) fillMask(c *gin.Context) (any, error) {
 	}
 	ctx, cancel := s.context(c)
 	defer cancel()
-	out, err := s.model.FillMask(ctx, req.input, req.text, pipeline.FillMaskOptions{TopK: req.topK, WithoutImage: req.withoutImage})
+	out, err := m.model.FillMask(ctx, req.input, req.text, pipeline.FillMaskOptions{TopK: req.topK, WithoutImage: req.withoutImage})
 	if err != nil {
 		return nil, err
 	}
 	s.metrics.timing(out.Timing)
-	resp := NewFillMaskResponse(out, s.info.Name)
+	resp := NewFillMaskResponse(out, m.info.Name)
 	resp.Timings.Total = since(start)
 	return resp, nil
 }

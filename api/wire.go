@@ -49,6 +49,8 @@ type MatchRequest struct {
 	Image   *ImageJSON   `json:"image,omitempty"`
 	Regions *RegionsJSON `json:"regions,omitempty"`
 	Texts   []string     `json:"texts"`
+	// Model names the served model that answers (GET /v1/models); absent: the default.
+	Model string `json:"model,omitempty"`
 }
 
 // MatchResult is one text's score.
@@ -56,6 +58,7 @@ type MatchResult struct {
 	Text       string  `json:"text"`
 	Score      float32 `json:"score"`
 	Logit      float32 `json:"logit"`
+	Head       string  `json:"head"` // the head that scored: rank or itm
 	OTDistance float64 `json:"ot_distance"`
 	Tokens     int     `json:"tokens"`
 	Truncated  bool    `json:"truncated"`
@@ -118,6 +121,8 @@ type AlignRequest struct {
 	Text       string       `json:"text"`
 	TopRegions int          `json:"top_regions,omitempty"`
 	Attention  bool         `json:"attention,omitempty"` // also return every head's attention map and pattern
+	// Model names the served model that answers (GET /v1/models); absent: the default.
+	Model string `json:"model,omitempty"`
 }
 
 // Token is one WordPiece token with its span in the request text (Unicode code points,
@@ -158,6 +163,8 @@ type RegionsRequest struct {
 	TopLabels int        `json:"top_labels,omitempty"`
 	// Text, when set, adds each region's class as the MRC head predicts it given this text.
 	Text string `json:"text,omitempty"`
+	// Model names the served model that answers (GET /v1/models); absent: the default.
+	Model string `json:"model,omitempty"`
 }
 
 // RegionsResponse answers POST /v1/regions.
@@ -203,6 +210,7 @@ type AlignResponse struct {
 	OTDistance  float64        `json:"ot_distance"`
 	Score       float32        `json:"score"`
 	Logit       float32        `json:"logit"`
+	Head        string         `json:"head,omitempty"`      // the head of score and logit; "" (both 0) without itm or rank
 	Attention   *AttentionJSON `json:"attention,omitempty"` // with "attention": true
 	Image       *ImageInfo     `json:"image,omitempty"`
 	Model       string         `json:"model"`
@@ -225,12 +233,21 @@ type ModelInfo struct {
 	MaxTextLength    int             `json:"max_text_length"`
 	MaxRegions       int             `json:"max_regions"`
 	Lowercase        bool            `json:"lowercase"`
+	Task             TaskInfo        `json:"task"`
 	Heads            map[string]bool `json:"heads"`
 	Graphs           []string        `json:"graphs"`
 	Provenance       map[string]any  `json:"provenance"`
 	ONNXRuntime      string          `json:"onnxruntime_version"`
 	Detector         *DetectorInfo   `json:"detector,omitempty"`
 	DetectorCache    *CacheInfo      `json:"detector_cache,omitempty"`
+}
+
+// TaskInfo is what a bundle's checkpoint was fine-tuned for.
+type TaskInfo struct {
+	Name   string `json:"name"`             // pretrain, retrieval, vqa, ve, nlvr2, re
+	Class  string `json:"class"`            // the official model class
+	Labels int    `json:"labels,omitempty"` // VQA answers, entailment classes
+	Layout string `json:"layout,omitempty"` // NLVR2: paired, triplet, paired_attn
 }
 
 // DetectorInfo summarises the bundle's detector: how images are resized and regions selected.
@@ -277,7 +294,7 @@ func NewMatchResponse(out *pipeline.MatchOutput, model string) MatchResponse {
 	resp := MatchResponse{Results: make([]MatchResult, len(out.Results)), Model: model,
 		Image: newImageInfo(out.Image, out.Timing.CacheHit), Timings: newTimings(out.Timing)}
 	for i, r := range out.Results {
-		resp.Results[i] = MatchResult{Text: r.Text, Score: r.Score, Logit: r.Logit, OTDistance: r.OTDistance,
+		resp.Results[i] = MatchResult{Text: r.Text, Score: r.Score, Logit: r.Logit, Head: r.Head, OTDistance: r.OTDistance,
 			Tokens: r.Tokens, Truncated: r.Truncated}
 	}
 	return resp
@@ -286,7 +303,7 @@ func NewMatchResponse(out *pipeline.MatchOutput, model string) MatchResponse {
 // NewAlignResponse converts an alignment to the wire form (Timings.Total left to the caller).
 func NewAlignResponse(a *pipeline.Alignment, labels Labels, model string) AlignResponse {
 	resp := AlignResponse{Text: a.Text, Truncated: a.Truncated, Plan: a.Plan, OTDistance: a.OTDistance,
-		Score: a.Score, Logit: a.Logit, Model: model, Image: newImageInfo(a.Image, a.Timing.CacheHit),
+		Score: a.Score, Logit: a.Logit, Head: a.MatchHead, Model: model, Image: newImageInfo(a.Image, a.Timing.CacheHit),
 		Timings: newTimings(a.Timing)}
 	resp.Tokens = wireTokens(a.Tokens)
 	if a.Attention != nil {
@@ -398,7 +415,11 @@ func DescribeModel(b *pipeline.Bundle, provider, fallback, ortVersion string) Mo
 		LabelDim: m.Model.LabelDim, MaxTextLength: b.Tokenizer().MaxLength(), MaxRegions: b.MaxRegions(),
 		Lowercase: m.Text.Lowercase, Provenance: m.Provenance, ONNXRuntime: ortVersion,
 		Heads: map[string]bool{"itm": m.Heads.ITM, "rank": m.Heads.Rank, "mlm": m.Heads.MLM, "mrc": m.Heads.MRC,
-			"attention": m.Heads.Attention},
+			"attention": m.Heads.Attention, "vqa": m.Heads.VQA, "ve": m.Heads.VE, "nlvr2": m.Heads.NLVR2, "re": m.Heads.RE},
+		Task: TaskInfo{Name: m.TaskName(), Class: "UniterForPretraining", Labels: len(b.TaskLabels())},
+	}
+	if t := m.Task; t != nil {
+		info.Task.Class, info.Task.Layout = t.Class, t.Layout
 	}
 	for g := range m.Graphs {
 		info.Graphs = append(info.Graphs, g)
@@ -444,6 +465,8 @@ type FillMaskRequest struct {
 	// WithoutImage also predicts with the image blanked out (regions kept, features and
 	// locations zero): the difference shows what the model reads from the image.
 	WithoutImage bool `json:"without_image,omitempty"`
+	// Model names the served model that answers (GET /v1/models); absent: the default.
+	Model string `json:"model,omitempty"`
 }
 
 // TokenPrediction is one predicted token.

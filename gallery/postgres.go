@@ -909,11 +909,11 @@ func (s *Postgres) Check() error {
 // PoolStats describe the connection pool of a server-backed store, for metrics.
 type PoolStats struct {
 	Max, Total, Acquired, Idle, Constructing int
-	Acquires         int64         // connections handed out so far
-	WaitedAcquires   int64         // ... of which had to wait for a connection
-	CanceledAcquires int64         // waits given up (the caller's context ended)
-	AcquireWait      time.Duration // total time spent waiting for connections
-	NewConnections   int64         // connections opened so far
+	Acquires                                 int64         // connections handed out so far
+	WaitedAcquires                           int64         // ... of which had to wait for a connection
+	CanceledAcquires                         int64         // waits given up (the caller's context ended)
+	AcquireWait                              time.Duration // total time spent waiting for connections
+	NewConnections                           int64         // connections opened so far
 }
 
 // PoolStats implements the metrics' view of the pool.

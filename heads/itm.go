@@ -30,6 +30,13 @@ func MatchFromLogits(logits [2]float32) Match {
 	}
 }
 
+// MatchFromRank converts the score of a fine-tuned retrieval head (rank_output, one logit
+// per pair) into a [Match]: Logit is the score retrieval ranks by, Score its logistic
+// function, a ranking score in [0, 1] (the head was trained to rank, not calibrated).
+func MatchFromRank(logit float32) Match {
+	return Match{Score: float32(sigmoid(float64(logit))), Logit: logit}
+}
+
 // ErrLogitsShape reports an ITM output whose length is not a multiple of 2.
 var ErrLogitsShape = errors.New("heads: ITM logits must have shape [B, 2]")
 

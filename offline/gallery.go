@@ -49,7 +49,7 @@ type ModeReport struct {
 	// The first stage alone (two-stage only): the lexical ranking, in memory or in the database.
 	FirstStageMedianMS float64 `json:"first_stage_median_ms,omitempty"`
 	FirstStageP90MS    float64 `json:"first_stage_p90_ms,omitempty"`
-	Fallbacks        int     `json:"fallbacks,omitempty"` // two-stage queries that scored everything
+	Fallbacks          int     `json:"fallbacks,omitempty"` // two-stage queries that scored everything
 }
 
 // ModeComparison compares two-stage with exact on the same queries in the same run.

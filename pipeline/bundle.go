@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"image"
@@ -21,11 +22,31 @@ import (
 )
 
 // The encoder's I/O contract: the exporter (models/uniter/export.py) writes these names and
-// the manifest declares them; Load refuses a bundle whose encoder differs.
-var (
-	encoderInputs  = []string{"input_ids", "text_mask", "img_feat", "img_loc", "img_mask"}
-	encoderOutputs = []string{"itm_logits", "pooled", "hidden"}
+// the manifest declares them; Load refuses a bundle whose encoder differs. Every encoder
+// returns pooled and hidden, and one output per head it carries (encoderOutputs).
+var encoderInputs = []string{"input_ids", "text_mask", "img_feat", "img_loc", "img_mask"}
+
+// Encoder outputs of the heads.
+const (
+	outITM   = "itm_logits"  // [batch, 2]
+	outRank  = "rank_logits" // [batch, 1]
+	outVQA   = "vqa_logits"  // [batch, answers]
+	outVE    = "ve_logits"   // [batch, 3]
+	outRE    = "re_logits"   // [batch, regions]
+	outNLVR2 = "nlvr2_logits"
 )
+
+// encoderOutputs are the outputs an encoder with heads h must have.
+func encoderOutputs(h HeadSet) []string {
+	out := []string{"pooled", "hidden"}
+	for name, has := range map[string]bool{outITM: h.ITM, outRank: h.Rank, outVQA: h.VQA, outVE: h.VE, outRE: h.RE} {
+		if has {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
 
 // Options are the serving limits applied on top of the manifest.
 type Options struct {
@@ -66,6 +87,8 @@ type Bundle struct {
 	attention     *ort.Session       // nil when the bundle has no attention graph
 	mlm           *ort.Session       // nil without an MLM head
 	mrc           *ort.Session       // nil without an MRC head
+	nlvr2         *ort.Session       // nil unless the task is NLVR2
+	taskLabels    []string           // the task head's labels (VQA answers, entailment classes); nil for other tasks
 	detectorGraph *ort.Session       // nil when the bundle has no detector
 	detector      *detector.Detector // runs detectorGraph; nil when the bundle has no detector
 	attrs         []string           // detector attribute names; nil without an attribute head
@@ -148,7 +171,7 @@ func Load(env *ort.Environment, dir string, opts Options) (b *Bundle, err error)
 		}
 		return env.NewSession(role, path, in, out, tuning)
 	}
-	if err := checkEncoderContract(m.Graphs[GraphEncoder]); err != nil {
+	if err := checkEncoderContract(m.Graphs[GraphEncoder], m.Heads); err != nil {
 		return nil, fmt.Errorf("bundle %s: %w", dir, err)
 	}
 	if b.encoder, err = open(GraphEncoder); err != nil {
@@ -162,6 +185,17 @@ func Load(env *ort.Environment, dir string, opts Options) (b *Bundle, err error)
 	}
 	if b.mrc, err = open(GraphMRCHead); err != nil {
 		return nil, err
+	}
+	if b.nlvr2, err = open(GraphNLVR2); err != nil {
+		return nil, err
+	}
+	if t := m.Task; t != nil && t.Labels != "" {
+		if b.taskLabels, err = readLines(filepath.Join(dir, t.Labels)); err != nil {
+			return nil, fmt.Errorf("bundle %s: task labels: %w", dir, err)
+		}
+		if err := checkTaskLabels(m, len(b.taskLabels)); err != nil {
+			return nil, fmt.Errorf("bundle %s: %w", dir, err)
+		}
 	}
 	if d := m.Detector; d != nil {
 		if b.detectorGraph, err = open(d.Graph); err != nil {
@@ -180,7 +214,7 @@ func Load(env *ort.Environment, dir string, opts Options) (b *Bundle, err error)
 	return b, nil
 }
 
-func checkEncoderContract(g Graph) error {
+func checkEncoderContract(g Graph, h HeadSet) error {
 	var in, out []string
 	for _, t := range g.Inputs {
 		in = append(in, t.Name)
@@ -191,9 +225,28 @@ func checkEncoderContract(g Graph) error {
 	if !slices.Equal(in, encoderInputs) {
 		return fmt.Errorf("encoder inputs %v, this build needs %v", in, encoderInputs)
 	}
-	for _, name := range encoderOutputs {
+	for _, name := range encoderOutputs(h) {
 		if !slices.Contains(out, name) {
 			return fmt.Errorf("encoder outputs %v lack %q", out, name)
+		}
+	}
+	return nil
+}
+
+// checkTaskLabels compares the label count with the width the encoder declares for the
+// task's output (when the dimension is a number).
+func checkTaskLabels(m *Manifest, n int) error {
+	out := map[string]string{TaskVQA: outVQA, TaskVE: outVE}[m.TaskName()]
+	if n == 0 {
+		return fmt.Errorf("task labels file %s is empty", m.Task.Labels)
+	}
+	for _, o := range m.Graphs[GraphEncoder].Outputs {
+		if o.Name != out || len(o.Shape) != 2 {
+			continue
+		}
+		var width int
+		if json.Unmarshal(o.Shape[1], &width) == nil && width != n {
+			return fmt.Errorf("%d task labels in %s, the encoder's %s has %d", n, m.Task.Labels, out, width)
 		}
 	}
 	return nil
@@ -232,7 +285,7 @@ func readLines(path string) ([]string, error) {
 // Close destroys the bundle's sessions. It is safe on a partly loaded bundle.
 func (b *Bundle) Close() error {
 	var errs []error
-	for _, s := range []*ort.Session{b.encoder, b.attention, b.mlm, b.mrc, b.detectorGraph} {
+	for _, s := range []*ort.Session{b.encoder, b.attention, b.mlm, b.mrc, b.nlvr2, b.detectorGraph} {
 		if s != nil {
 			errs = append(errs, s.Close())
 		}
@@ -271,8 +324,14 @@ func (b *Bundle) MaxConcurrent() int { return b.sched.Running() }
 func (b *Bundle) Warmup(ctx context.Context) error {
 	dim := b.Manifest.Model.FeatureDim
 	r := detector.Regions{Width: 2, Height: 2, Boxes: []detector.Box{{0, 0, 1, 1}}, Features: [][]float32{make([]float32, dim)}}
-	if _, err := b.Match(ctx, Input{Regions: &r}, []string{"warm up"}); err != nil {
+	var t Timing
+	if _, _, err := b.encodeOne(ctx, Input{Regions: &r}, "text", "warm up", &t); err != nil {
 		return err
+	}
+	if b.nlvr2 != nil {
+		if _, err := b.NLVR2(ctx, [2]Input{{Regions: &r}, {Regions: &r}}, "warm up"); err != nil {
+			return err
+		}
 	}
 	if b.detector == nil {
 		return nil

@@ -32,6 +32,7 @@ const (
 	CodeImageTooLarge    = "image_too_large"
 	CodeInvalidInput     = "invalid_input"
 	CodeNoRegions        = "no_regions"
+	CodeTaskUnavailable  = "task_unavailable" // the bundle has no head for what was asked
 )
 
 // imageCode names an image decoding failure; the API maps the wrapped detector error to

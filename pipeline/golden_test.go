@@ -162,7 +162,7 @@ func TestGoldenParity(t *testing.T) {
 				t.Logf("%s %s: max abs diff %.3g", name, what, d)
 			}
 		}
-		check("itm_logits", e.itm, flatten(gb.ITMLogits))
+		check("itm_logits", e.heads[outITM], flatten(gb.ITMLogits))
 		check("hidden", e.hidden, flatten(gb.Hidden))
 
 		ea, err := b.Encode(ctx, pairs, true)
@@ -170,7 +170,7 @@ func TestGoldenParity(t *testing.T) {
 			t.Fatal(err)
 		}
 		check("attention", ea.attention, flatten(gb.Attention))
-		check("attention graph itm_logits", ea.itm, flatten(gb.ITMLogits))
+		check("attention graph itm_logits", ea.heads[outITM], flatten(gb.ITMLogits))
 
 		// The heads take the encoder's hidden states: text positions for MLM, regions for MRC.
 		B, T, N, H := int64(len(pairs)), int64(e.T), int64(e.N), int64(e.H)

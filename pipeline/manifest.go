@@ -27,6 +27,25 @@ const (
 	GraphMLMHead          = "mlm_head"
 	GraphMRCHead          = "mrc_head"
 	GraphDetector         = "detector"
+	GraphNLVR2            = "nlvr2"
+)
+
+// Tasks a bundle's checkpoint was fine-tuned for (manifest task.name). A bundle without a
+// task section is a pre-training one.
+const (
+	TaskPretrain  = "pretrain"
+	TaskRetrieval = "retrieval"
+	TaskVQA       = "vqa"
+	TaskVE        = "ve"
+	TaskNLVR2     = "nlvr2"
+	TaskRE        = "re"
+)
+
+// The NLVR2 layouts of the official code (task.layout).
+const (
+	NLVR2Paired     = "paired"
+	NLVR2Triplet    = "triplet"
+	NLVR2PairedAttn = "paired_attn"
 )
 
 // Manifest is manifest.json: everything the Go side must know about a bundle. Nothing about a
@@ -39,6 +58,7 @@ type Manifest struct {
 	Model         ModelDims        `json:"model"`
 	Text          TextSpec         `json:"text"`
 	Regions       RegionSpec       `json:"regions"`
+	Task          *TaskSpec        `json:"task,omitempty"`
 	Heads         HeadSet          `json:"heads"`
 	Graphs        map[string]Graph `json:"graphs"`
 	Detector      *DetectorSpec    `json:"detector,omitempty"`
@@ -73,13 +93,35 @@ type RegionSpec struct {
 	BackgroundIndex int    `json:"background_index"`
 }
 
-// HeadSet says which heads the bundle carries.
+// TaskSpec says what the checkpoint was fine-tuned for.
+type TaskSpec struct {
+	Name   string `json:"name"`             // TaskPretrain, TaskRetrieval, …
+	Class  string `json:"class"`            // the official model class, e.g. UniterForVisualQuestionAnswering
+	Labels string `json:"labels,omitempty"` // vqa: the answers, ve: the three classes; one per line, in logit order
+	Layout string `json:"layout,omitempty"` // nlvr2: NLVR2Paired, NLVR2Triplet or NLVR2PairedAttn
+	REMLP  int    `json:"re_mlp,omitempty"` // re: 1 (linear) or 2 (two-layer) re_output
+}
+
+// HeadSet says which heads the bundle carries: only heads whose weights were in the
+// checkpoint are exported and declared.
 type HeadSet struct {
 	ITM       bool `json:"itm"`
 	Rank      bool `json:"rank"`
 	MLM       bool `json:"mlm"`
 	MRC       bool `json:"mrc"`
 	Attention bool `json:"attention"`
+	VQA       bool `json:"vqa,omitempty"`
+	VE        bool `json:"ve,omitempty"`
+	NLVR2     bool `json:"nlvr2,omitempty"`
+	RE        bool `json:"re,omitempty"`
+}
+
+// TaskName is the bundle's task (TaskPretrain without a task section).
+func (m *Manifest) TaskName() string {
+	if m.Task == nil {
+		return TaskPretrain
+	}
+	return m.Task.Name
 }
 
 // Graph is one ONNX file and its declared I/O.
@@ -172,7 +214,9 @@ func (m *Manifest) Validate() error {
 	if _, ok := m.Graphs[GraphEncoder]; !ok {
 		bad("graphs.%s is missing", GraphEncoder)
 	}
-	need := map[string]bool{GraphEncoderAttention: m.Heads.Attention, GraphMLMHead: m.Heads.MLM, GraphMRCHead: m.Heads.MRC}
+	errs = append(errs, m.validateTask()...)
+	need := map[string]bool{GraphEncoderAttention: m.Heads.Attention, GraphMLMHead: m.Heads.MLM, GraphMRCHead: m.Heads.MRC,
+		GraphNLVR2: m.Heads.NLVR2}
 	for g, want := range need {
 		if _, ok := m.Graphs[g]; ok != want {
 			bad("heads and graphs disagree about %s", g)
@@ -192,6 +236,39 @@ func (m *Manifest) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validateTask checks the task section against the heads: a task's head is there, and no
+// other task's.
+func (m *Manifest) validateTask() []error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf("task."+format, a...)) }
+	name := m.TaskName()
+	h := m.Heads
+	switch name {
+	case TaskPretrain, TaskRetrieval, TaskVQA, TaskVE, TaskNLVR2, TaskRE:
+	default:
+		bad("name %q: want one of %s", name, strings.Join([]string{TaskPretrain, TaskRetrieval, TaskVQA, TaskVE, TaskNLVR2, TaskRE}, ", "))
+		return errs
+	}
+	for task, has := range map[string]bool{TaskVQA: h.VQA, TaskVE: h.VE, TaskNLVR2: h.NLVR2, TaskRE: h.RE} {
+		if has != (name == task) {
+			bad("name %q and heads.%s = %v disagree", name, task, has)
+		}
+	}
+	if name == TaskRetrieval && !h.Rank {
+		bad("name %q needs heads.rank", name)
+	}
+	t := m.Task
+	if (name == TaskVQA || name == TaskVE) && (t == nil || t.Labels == "") {
+		bad("labels: a %s bundle names its label file", name)
+	}
+	if name == TaskNLVR2 {
+		if l := t.Layout; l != NLVR2Paired && l != NLVR2Triplet && l != NLVR2PairedAttn {
+			bad("layout %q: want %s, %s or %s", l, NLVR2Paired, NLVR2Triplet, NLVR2PairedAttn)
+		}
+	}
+	return errs
 }
 
 // DetectorSpec declares the bundle's Faster R-CNN (docs/detector-contract.md): which graph and

@@ -24,10 +24,11 @@ type Pair struct {
 // fields are read-only for callers.
 type Encoded struct {
 	Pairs     []Pair
-	T, N, H   int       // padded text length, padded region count, hidden size
-	itm       []float32 // B × 2
-	hidden    []float32 // B × (T+N) × H
-	attention []float32 // B × layers × heads × (T+N) × (T+N); nil unless asked for
+	T, N, H   int                  // padded text length, padded region count, hidden size
+	heads     map[string][]float32 // each head's output by name (outITM, outRank, …), B rows
+	pooled    []float32            // B × H
+	hidden    []float32            // B × (T+N) × H
+	attention []float32            // B × layers × heads × (T+N) × (T+N); nil unless asked for
 }
 
 // Encode runs the encoder on pairs in one padded batch: ids and masks 0 on padding, features
@@ -78,23 +79,38 @@ func (b *Bundle) Encode(ctx context.Context, pairs []Pair, withAttention bool) (
 	if err != nil {
 		return nil, err
 	}
-	idx := func(name string) []float32 {
-		for i, o := range sess.Outputs() {
-			if o.Name == name {
-				return out[i].F32
-			}
+	e := &Encoded{Pairs: pairs, T: T, N: N, H: b.Manifest.Model.HiddenSize, heads: map[string][]float32{}}
+	for i, o := range sess.Outputs() {
+		switch o.Name {
+		case "hidden":
+			e.hidden = out[i].F32
+		case "pooled":
+			e.pooled = out[i].F32
+		case "attention":
+			e.attention = out[i].F32
+		default:
+			e.heads[o.Name] = out[i].F32
 		}
-		return nil
 	}
-	e := &Encoded{Pairs: pairs, T: T, N: N, H: b.Manifest.Model.HiddenSize,
-		itm: idx("itm_logits"), hidden: idx("hidden")}
-	if withAttention {
-		e.attention = idx("attention")
+	if len(e.hidden) != B*(T+N)*e.H || len(e.pooled) != B*e.H {
+		return nil, fmt.Errorf("encoder returned %d pooled and %d hidden values for batch %d×(%d+%d)", len(e.pooled), len(e.hidden), B, T, N)
 	}
-	if len(e.itm) != 2*B || len(e.hidden) != B*(T+N)*e.H {
-		return nil, fmt.Errorf("encoder returned %d logits and %d hidden values for batch %d×(%d+%d)", len(e.itm), len(e.hidden), B, T, N)
+	for name, v := range e.heads {
+		if len(v)%B != 0 || name == outITM && len(v) != 2*B || name == outRank && len(v) != B || name == outRE && len(v) != B*N {
+			return nil, fmt.Errorf("encoder output %s has %d values for batch %d×(%d+%d)", name, len(v), B, T, N)
+		}
 	}
 	return e, nil
+}
+
+// headRow is pair i's row of a head's output (a view: do not modify); nil without the head.
+func (e *Encoded) headRow(name string, i int) []float32 {
+	v := e.heads[name]
+	if v == nil {
+		return nil
+	}
+	w := len(v) / len(e.Pairs)
+	return v[i*w : (i+1)*w]
 }
 
 // Row is the hidden state at padded position s of pair i (a view: do not modify).
@@ -120,16 +136,54 @@ func (e *Encoded) RegionHidden(i int) [][]float32 {
 	return rows
 }
 
-// Match is pair i's ITM score.
+// The heads that can score a match (MatchResult.Head).
+const (
+	MatchByRank = "rank" // the image-text retrieval head of a fine-tuned checkpoint
+	MatchByITM  = "itm"  // the pre-training ITM head
+)
+
+// MatchHead is the head that scores matches: the retrieval head when the bundle has one
+// (what the checkpoint was fine-tuned to rank with), else ITM; "" when it has neither.
+func (b *Bundle) MatchHead() string {
+	switch {
+	case b.Manifest.Heads.Rank:
+		return MatchByRank
+	case b.Manifest.Heads.ITM:
+		return MatchByITM
+	}
+	return ""
+}
+
+// needMatchHead refuses a match on a bundle that cannot score one.
+func (b *Bundle) needMatchHead() error {
+	if b.MatchHead() == "" {
+		return b.taskUnavailable("image-text matching", "an itm or rank head")
+	}
+	return nil
+}
+
+// taskUnavailable is the error for a request the bundle's heads cannot answer.
+func (b *Bundle) taskUnavailable(what, needs string) error {
+	return inputErr(CodeTaskUnavailable, "model %s (task %s) cannot do %s: it has no %s", b.Manifest.Name, b.Manifest.TaskName(), what, needs)
+}
+
+// Match is pair i's match score by MatchHead; the zero Match when the bundle has no match head.
 func (e *Encoded) Match(i int) heads.Match {
-	return heads.MatchFromLogits([2]float32{e.itm[2*i], e.itm[2*i+1]})
+	if r := e.headRow(outRank, i); r != nil {
+		return heads.MatchFromRank(r[0])
+	}
+	if l := e.headRow(outITM, i); l != nil {
+		return heads.MatchFromLogits([2]float32{l[0], l[1]})
+	}
+	return heads.Match{}
 }
 
 // MatchResult scores one text against an image's regions.
 type MatchResult struct {
 	Text       string
-	Score      float32 // P(match) = softmax(itm_logits)[1]
-	Logit      float32 // raw match logit, what zero-shot retrieval ranks by
+	Score      float32 // ITM: P(match) = softmax(itm_logits)[1]; rank: σ(rank logit), a ranking score
+	Logit      float32 // the raw match logit retrieval ranks by (itm_logits[1] or the rank score)
+	Head       string  // MatchByRank or MatchByITM
 	OTDistance float64 // optimal-transport distance, lower = better aligned
 	Tokens     int     // tokens scored, [CLS] and [SEP] included
 	Truncated  bool    // the text was longer than the model's maximum and was cut
@@ -196,6 +250,9 @@ type MatchOutput struct {
 
 // Match scores every text against the image in one batch.
 func (b *Bundle) Match(ctx context.Context, in Input, texts []string) (*MatchOutput, error) {
+	if err := b.needMatchHead(); err != nil {
+		return nil, err
+	}
 	if len(texts) == 0 {
 		return nil, inputErr(CodeNoTexts, "texts: at least one text is needed")
 	}
@@ -234,7 +291,7 @@ func (b *Bundle) Match(ctx context.Context, in Input, texts []string) (*MatchOut
 			return err
 		}
 		m := e.Match(i)
-		out.Results[i] = MatchResult{Text: pairs[i].Text.Read(texts[i]), Score: m.Score, Logit: m.Logit, OTDistance: plan.Distance,
+		out.Results[i] = MatchResult{Text: pairs[i].Text.Read(texts[i]), Score: m.Score, Logit: m.Logit, Head: b.MatchHead(), OTDistance: plan.Distance,
 			Tokens: len(pairs[i].Text.Tokens), Truncated: pairs[i].Text.Truncated}
 		return nil
 	})
@@ -309,6 +366,7 @@ type Alignment struct {
 	OTDistance  float64
 	Score       float32
 	Logit       float32
+	MatchHead   string         // the head of Score and Logit (MatchByRank, MatchByITM); "" and both 0 without one
 	Attention   *PairAttention // with AlignOptions.Attention
 	// With AlignOptions.Attention: the alignment read from attention instead of transport
 	// (heads.CrossAttention, tokens × regions, sums to 1) and each word's regions by it.
@@ -379,7 +437,7 @@ func (b *Bundle) alignEncoding(ctx context.Context, regions *detector.Prepared, 
 		return nil, err
 	}
 	m := e.Match(0)
-	a.Plan, a.OTDistance, a.Score, a.Logit = plan.Weights, plan.Distance, m.Score, m.Logit
+	a.Plan, a.OTDistance, a.Score, a.Logit, a.MatchHead = plan.Weights, plan.Distance, m.Score, m.Logit, b.MatchHead()
 	a.WordRegions = heads.WordRegions(plan.Weights, words, opts.TopRegions)
 	a.Timing.OT = time.Since(start)
 	return a, nil

@@ -41,6 +41,9 @@ const DefaultScoreBatch = 256
 // image i. Batches hold one image and texts sorted by token count, so that padding stays
 // small; the result does not depend on the batching (each pair is scored independently).
 func (b *Bundle) ScoreMatrix(ctx context.Context, images []*detector.Prepared, texts []*textproc.Encoding, opts ScoreOptions) ([]heads.Match, error) {
+	if err := b.needMatchHead(); err != nil {
+		return nil, err
+	}
 	if len(images) == 0 || len(texts) == 0 {
 		return nil, nil
 	}
@@ -73,6 +76,9 @@ type ScorePair struct{ Image, Text int }
 // ScorePairs scores the listed pairs with the ITM head; out[k] is pairs[k]'s match. Batches
 // group pairs of similar region and token counts.
 func (b *Bundle) ScorePairs(ctx context.Context, images []*detector.Prepared, texts []*textproc.Encoding, pairs []ScorePair, opts ScoreOptions) ([]heads.Match, error) {
+	if err := b.needMatchHead(); err != nil {
+		return nil, err
+	}
 	for _, p := range pairs {
 		if p.Image < 0 || p.Image >= len(images) || p.Text < 0 || p.Text >= len(texts) {
 			return nil, fmt.Errorf("models: pair %+v out of range (%d images, %d texts)", p, len(images), len(texts))

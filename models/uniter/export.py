@@ -1,15 +1,25 @@
-"""Exports a UNITER checkpoint to ONNX and writes a model bundle.
+"""Exports a UNITER checkpoint (pre-training or an official fine-tuned model) to ONNX and writes a
+model bundle.
 
 A bundle is a folder the Go service loads without guessing anything:
 
-    manifest.json           dims, graphs with their I/O names/dtypes/shapes, tokenizer, heads,
-                            label file, provenance (everything the Go side must know)
-    encoder.onnx            [text | regions] → itm_logits, pooled, hidden (+ rank_logits)
+    manifest.json           dims, task (name, official class, its label file / layout), heads,
+                            graphs with their I/O names/dtypes/shapes, tokenizer, label files,
+                            provenance (everything the Go side must know)
+    encoder.onnx            [text | regions] → pooled, hidden, then the heads that have weights:
+                            itm_logits, rank_logits, vqa_logits, ve_logits, re_logits
     encoder_attention.onnx  the same graph, also returning per-layer attention probabilities
-    mlm_head.onnx           hidden states of text positions → vocabulary logits
-    mrc_head.onnx           hidden states of region positions → detector-class logits
+    nlvr2.onnx              NLVR2 only: text + two images → nlvr2_logits (the official paired,
+                            triplet or paired-attention model); encoder.onnx is then one
+                            (text, image) pair with pooled and hidden only
+    mlm_head.onnx           hidden states of text positions → vocabulary logits (pretrain)
+    mrc_head.onnx           hidden states of region positions → detector-class logits (pretrain)
     vocab.txt               BERT WordPiece vocabulary
     region_labels.txt       one detector class name per line, background first
+    answers.txt             VQA: one answer a line, in label-index order
+    ve_labels.txt           VE: contradiction, entailment, neutral
+
+A head whose weights are not in the checkpoint is neither exported nor declared.
 
 The encoder takes the padded layout: text padded to T, regions padded to N, with masks that are
 1 on real positions. UNITER's own code packs each pair's text and regions with no gap between
@@ -27,7 +37,7 @@ import json
 import os
 import shutil
 import sys
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import onnx
@@ -35,13 +45,20 @@ import torch
 from onnx import numpy_helper
 from torch import nn
 
-from .model import LOC_DIM, UniterConfig, UniterForPretraining, load_checkpoint
+from .model import LOC_DIM, UniterForPretraining
+from .tasks import (ENCODER_HEAD_OUTPUTS, HEADS, TASKS, VE_LABELS, build_model, detect_task,
+                    encoder_head_outputs, load_task_checkpoint, model_heads, resolve_config,
+                    task_manifest)
 
 MANIFEST_FORMAT = 1
 OPSET = 17
 
 
 class EncoderGraph(nn.Module):
+    """The pre-training model's encoder in the legacy output order (itm_logits, pooled, hidden,
+    rank_logits, attention): what bench.py times and fingerprints. Bundles are exported by
+    TaskEncoderGraph, which computes the same with `pooled` and `hidden` first."""
+
     def __init__(self, model: UniterForPretraining, with_attention: bool):
         super().__init__()
         self.m = model
@@ -55,6 +72,37 @@ class EncoderGraph(nn.Module):
         if self.with_attention:
             outs.append(torch.stack(attn, dim=1))  # [B, layers, heads, S, S]
         return tuple(outs)
+
+
+class TaskEncoderGraph(nn.Module):
+    """One (text, image) pair → pooled, hidden, then the outputs of `heads` (itm_logits,
+    rank_logits, vqa_logits, ve_logits, re_logits: tasks.ENCODER_HEAD_OUTPUTS order), then
+    attention [B, layers, heads, S, S] when asked."""
+
+    def __init__(self, model: nn.Module, heads: Sequence[str], with_attention: bool):
+        super().__init__()
+        self.m = model
+        self.heads = list(heads)
+        self.with_attention = with_attention
+
+    def forward(self, input_ids, text_mask, img_feat, img_loc, img_mask):
+        hidden, pooled, attn = self.m.uniter(input_ids, text_mask, img_feat, img_loc, img_mask)
+        outs = [pooled, hidden] + [t for _, t in encoder_head_outputs(
+            self.m, self.heads, pooled, hidden, text_mask, img_mask)]
+        if self.with_attention:
+            outs.append(torch.stack(attn, dim=1))
+        return tuple(outs)
+
+
+class Nlvr2Graph(nn.Module):
+    """The NLVR2 model on both images ([B, 2, N, ...]) → nlvr2_logits [B, 2]."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.m = model
+
+    def forward(self, input_ids, text_mask, img_feat, img_loc, img_mask):
+        return self.m(input_ids, text_mask, img_feat, img_loc, img_mask)
 
 
 class MLMHeadGraph(nn.Module):
@@ -79,26 +127,38 @@ def _io(name: str, dtype: str, shape: List) -> dict:
     return {"name": name, "dtype": dtype, "shape": shape}
 
 
-def encoder_io(model: UniterForPretraining, with_attention: bool):
+def encoder_inputs(model: nn.Module, images: int = 1) -> List[dict]:
     c = model.config
-    inputs = [
+    pre = ["batch", 2] if images == 2 else ["batch"]
+    return [
         _io("input_ids", "int64", ["batch", "text"]),
         _io("text_mask", "int64", ["batch", "text"]),
-        _io("img_feat", "float32", ["batch", "regions", c.img_dim]),
-        _io("img_loc", "float32", ["batch", "regions", LOC_DIM]),
-        _io("img_mask", "int64", ["batch", "regions"]),
+        _io("img_feat", "float32", pre + ["regions", c.img_dim]),
+        _io("img_loc", "float32", pre + ["regions", LOC_DIM]),
+        _io("img_mask", "int64", pre + ["regions"]),
     ]
-    outputs = [
-        _io("itm_logits", "float32", ["batch", 2]),
-        _io("pooled", "float32", ["batch", c.hidden_size]),
-        _io("hidden", "float32", ["batch", "sequence", c.hidden_size]),
-    ]
-    if model.rank_output is not None:
-        outputs.append(_io("rank_logits", "float32", ["batch", 1]))
+
+
+def head_output_shape(model: nn.Module, head: str) -> List:
+    return {"itm": ["batch", 2], "rank": ["batch", 1],
+            "vqa": ["batch", getattr(model, "num_answer", 0)], "ve": ["batch", 3],
+            "re": ["batch", "regions"]}[head]
+
+
+def encoder_io(model: nn.Module, with_attention: bool, heads: Optional[Sequence[str]] = None):
+    """Declared inputs and outputs of the encoder graphs; `heads` defaults to every head the
+    model has."""
+    c = model.config
+    heads = model_heads(model) if heads is None else heads
+    outputs = [_io("pooled", "float32", ["batch", c.hidden_size]),
+               _io("hidden", "float32", ["batch", "sequence", c.hidden_size])]
+    for head, name in ENCODER_HEAD_OUTPUTS:
+        if head in heads:
+            outputs.append(_io(name, "float32", head_output_shape(model, head)))
     if with_attention:
         outputs.append(_io("attention", "float32", ["batch", c.num_hidden_layers,
                                                      c.num_attention_heads, "sequence", "sequence"]))
-    return inputs, outputs
+    return encoder_inputs(model), outputs
 
 
 def _dynamic_axes(ios: List[dict]) -> Dict[str, Dict[int, str]]:
@@ -214,14 +274,16 @@ def _drop_unused(model: onnx.ModelProto):
             model.graph.node.remove(n)
 
 
-def example_inputs(model: UniterForPretraining, batch=2, text=5, regions=3):
+def example_inputs(model: nn.Module, batch=2, text=5, regions=3, images: int = 1):
+    """Tracing inputs; `images` 2 gives the NLVR2 graph's [B, 2, N, ...] image inputs."""
     c = model.config
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(5, c.vocab_size, (batch, text), generator=g)
+    pre = (batch, 2) if images == 2 else (batch,)
     return (ids, torch.ones(batch, text, dtype=torch.long),
-            torch.randn(batch, regions, c.img_dim, generator=g),
-            torch.rand(batch, regions, LOC_DIM, generator=g),
-            torch.ones(batch, regions, dtype=torch.long))
+            torch.randn(*pre, regions, c.img_dim, generator=g),
+            torch.rand(*pre, regions, LOC_DIM, generator=g),
+            torch.ones(*pre, regions, dtype=torch.long))
 
 
 def _sha256(path: str) -> str:
@@ -232,11 +294,24 @@ def _sha256(path: str) -> str:
     return h.hexdigest()
 
 
-def write_bundle(model: UniterForPretraining, out_dir: str, *, name: str, vocab_path: str,
+def default_graphs(model: nn.Module, heads: Sequence[str]) -> List[str]:
+    """The graphs a bundle of `model` gets: the head graphs only for heads with weights."""
+    if task_manifest(model)["name"] == "nlvr2":
+        return ["nlvr2", "encoder", "encoder_attention"]
+    return (["encoder", "encoder_attention"] + (["mlm_head"] if "mlm" in heads else [])
+            + (["mrc_head"] if "mrc" in heads else []))
+
+
+def write_bundle(model: nn.Module, out_dir: str, *, name: str, vocab_path: str,
                  region_labels: List[str], lowercase: bool, max_text_length: int,
                  random_weights: bool, provenance: dict, description: str = "",
-                 graphs: Optional[List[str]] = None) -> dict:
-    """Exports the graphs and writes manifest.json; returns the manifest."""
+                 graphs: Optional[List[str]] = None, heads: Optional[Sequence[str]] = None,
+                 answers: Optional[List[str]] = None) -> dict:
+    """Exports the graphs and writes manifest.json; returns the manifest.
+
+    `model` is UniterForPretraining or a tasks.py model. `heads` names the heads whose weights
+    are trained (came from the checkpoint); the default is every head the model has. Only those
+    are exported and declared. `answers` is the VQA answer list in label-index order."""
     c = model.config
     if len(region_labels) != c.img_label_dim:
         raise ValueError(f"{len(region_labels)} region labels for img_label_dim {c.img_label_dim}")
@@ -246,16 +321,36 @@ def write_bundle(model: UniterForPretraining, out_dir: str, *, name: str, vocab_
         raise ValueError(f"vocab has {vocab_size} tokens, config says {c.vocab_size}")
     if max_text_length > c.max_position_embeddings:
         raise ValueError("max_text_length exceeds max_position_embeddings")
-    graphs = graphs or ["encoder", "encoder_attention", "mlm_head", "mrc_head"]
+    task = task_manifest(model)
+    have = model_heads(model)
+    heads = have if heads is None else [h for h in HEADS if h in heads]
+    if set(heads) - set(have):
+        raise ValueError(f"heads {sorted(set(heads) - set(have))}: the model has no such head")
+    if task["name"] == "vqa":
+        if answers is None or len(answers) != model.num_answer:
+            raise ValueError(f"vqa: {model.num_answer} answers needed, got "
+                             f"{None if answers is None else len(answers)}")
+        bad = [a for a in answers if "\n" in a or "\r" in a]
+        if bad:
+            raise ValueError(f"vqa answers with a line break cannot be written one a line: {bad}")
+    graphs = graphs or default_graphs(model, heads)
+    for g, head in (("mlm_head", "mlm"), ("mrc_head", "mrc"), ("nlvr2", "nlvr2")):
+        if g in graphs and head not in heads:
+            raise ValueError(f"graph {g}: the {head} head has no trained weights")
     os.makedirs(out_dir, exist_ok=True)
     model.eval()
     ex = example_inputs(model)
+    enc_heads = [] if task["name"] == "nlvr2" else heads
     manifest_graphs = {}
     for g in graphs:
         path = os.path.join(out_dir, f"{g}.onnx")
         if g in ("encoder", "encoder_attention"):
-            ins, outs = encoder_io(model, g == "encoder_attention")
-            _export(EncoderGraph(model, g == "encoder_attention"), ex, ins, outs, path)
+            ins, outs = encoder_io(model, g == "encoder_attention", enc_heads)
+            _export(TaskEncoderGraph(model, enc_heads, g == "encoder_attention"), ex, ins, outs, path)
+        elif g == "nlvr2":
+            ins = encoder_inputs(model, images=2)
+            outs = [_io("nlvr2_logits", "float32", ["batch", 2])]
+            _export(Nlvr2Graph(model), example_inputs(model, images=2), ins, outs, path)
         elif g == "mlm_head":
             ins = [_io("hidden", "float32", ["batch", "text", c.hidden_size])]
             outs = [_io("mlm_logits", "float32", ["batch", "text", c.vocab_size])]
@@ -271,6 +366,16 @@ def write_bundle(model: UniterForPretraining, out_dir: str, *, name: str, vocab_
     shutil.copyfile(vocab_path, os.path.join(out_dir, "vocab.txt"))
     with open(os.path.join(out_dir, "region_labels.txt"), "w", encoding="utf-8") as f:
         f.write("\n".join(region_labels) + "\n")
+    if task["name"] == "vqa":
+        with open(os.path.join(out_dir, task["labels"]), "w", encoding="utf-8") as f:
+            f.write("".join(a + "\n" for a in answers))
+    elif task["name"] == "ve":
+        with open(os.path.join(out_dir, task["labels"]), "w", encoding="utf-8") as f:
+            f.write("".join(a + "\n" for a in VE_LABELS))
+    head_flags = {"itm": "itm" in heads, "rank": "rank" in heads,
+                  "mlm": "mlm_head" in graphs, "mrc": "mrc_head" in graphs,
+                  "attention": "encoder_attention" in graphs}
+    head_flags.update({h: h in heads for h in ("vqa", "ve", "nlvr2", "re")})
     manifest = {
         "format_version": MANIFEST_FORMAT,
         "name": name,
@@ -296,9 +401,8 @@ def write_bundle(model: UniterForPretraining, out_dir: str, *, name: str, vocab_
                                "unk": "[UNK]", "mask": "[MASK]"},
         },
         "regions": {"labels": "region_labels.txt", "background_index": 0},
-        "heads": {"itm": True, "rank": model.rank_output is not None,
-                  "mlm": "mlm_head" in graphs, "mrc": "mrc_head" in graphs,
-                  "attention": "encoder_attention" in graphs},
+        "task": task,
+        "heads": head_flags,
         "graphs": manifest_graphs,
         "provenance": dict(provenance, exported=datetime.datetime.now(datetime.timezone.utc)
                            .strftime("%Y-%m-%dT%H:%M:%SZ"), torch_version=torch.__version__,
@@ -310,14 +414,155 @@ def write_bundle(model: UniterForPretraining, out_dir: str, *, name: str, vocab_
     return manifest
 
 
+# ---------------------------------------------------------------------------------------------
+# Checkpoint → bundle
+
+
+def read_answers(path: str) -> List[str]:
+    """The VQA answers in label-index order from the official ans2label JSON ({answer: index},
+    utils/ans2label.json) or a label2ans JSON list."""
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    if isinstance(data, list):
+        return [str(a) for a in data]
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected an ans2label object {{answer: index}} or a list")
+    by_index = {}
+    for a, i in data.items():
+        if not isinstance(i, int) or i in by_index:
+            raise ValueError(f"{path}: answer {a!r} has index {i!r} (indices must be distinct ints)")
+        by_index[i] = a
+    if sorted(by_index) != list(range(len(by_index))):
+        raise ValueError(f"{path}: the indices are not 0..{len(by_index) - 1}")
+    return [by_index[i] for i in range(len(by_index))]
+
+
+def read_labels(path: str) -> List[str]:
+    with open(path, encoding="utf-8") as f:
+        return [line.rstrip("\n") for line in f if line.strip()]
+
+
+def onnxruntime_available() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def verify_bundle_onnxruntime(model: nn.Module, out_dir: str, manifest: dict, atol: float = 1e-4,
+                              batch: int = 3, text: int = 7, regions: int = 4) -> Dict[str, float]:
+    """Runs every graph of the bundle with ONNX Runtime (Python) on inputs of other sizes than
+    the tracing example's, with padding, and compares each output with PyTorch; returns the worst
+    absolute difference per graph/output. Raises when one exceeds `atol`."""
+    import onnxruntime as ort
+    worst = {}
+    g = torch.Generator().manual_seed(7)
+    for role, spec in manifest["graphs"].items():
+        sess = ort.InferenceSession(os.path.join(out_dir, spec["file"]),
+                                    providers=["CPUExecutionProvider"])
+        if role in ("encoder", "encoder_attention", "nlvr2"):
+            args = example_inputs(model, batch, text, regions, images=2 if role == "nlvr2" else 1)
+            args[1][0, text - 2:] = 0     # padded text and regions in the first row
+            args[4][0, ..., regions - 1:] = 0
+            args[2].abs_()
+            if role == "nlvr2":
+                want = [Nlvr2Graph(model)(*args)]
+            else:
+                enc_heads = [] if manifest["task"]["name"] == "nlvr2" else \
+                    [h for h in HEADS if manifest["heads"].get(h)]
+                want = list(TaskEncoderGraph(model, enc_heads, role == "encoder_attention")(*args))
+        else:
+            n = text if role == "mlm_head" else regions
+            args = (torch.randn(batch, n, model.config.hidden_size, generator=g),)
+            want = [(MLMHeadGraph(model) if role == "mlm_head" else MRCHeadGraph(model))(*args)]
+        feeds = {i["name"]: a.numpy() for i, a in zip(spec["inputs"], args)}
+        got = sess.run([o["name"] for o in spec["outputs"]], feeds)
+        for o, x, w in zip(spec["outputs"], got, want):
+            d = float(np.abs(x - w.detach().numpy()).max())
+            worst[f"{role}/{o['name']}"] = d
+            if not d <= atol:
+                raise ValueError(f"{role} {o['name']}: ONNX Runtime differs from PyTorch by {d:.3e}")
+    return worst
+
+
+def export_checkpoint(checkpoint: str, config: str, vocab: str, labels: str, out: str, name: str, *,
+                      task: Optional[str] = None, answers: Optional[str] = None,
+                      lowercase: bool = False, max_text_length: int = 60, rank: bool = False,
+                      strict: bool = False, description: str = "", random_weights: bool = False,
+                      provenance: Optional[dict] = None, verify: bool = True, log=None):
+    """What `python3 -m uniter.export` does: reads the checkpoint, finds its class (or `task`),
+    completes the config from the tensors, loads key for key, writes the bundle with the heads
+    whose weights the checkpoint holds, and checks it with ONNX Runtime when that is installed.
+    Returns (manifest, report, model)."""
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    sd = torch.load(checkpoint, map_location="cpu")
+    if "model" in sd and isinstance(sd["model"], dict):
+        sd = sd["model"]
+    region_labels = read_labels(labels)
+    answer_list = read_answers(answers) if answers else None
+    choice = detect_task(sd, task, answers_given=answer_list is not None)
+    if rank and choice.task == "pretrain":
+        choice.with_rank = True
+    with open(config) as f:
+        cfg_dict = json.load(f)
+    cfg = resolve_config(cfg_dict, sd, choice.task, label_count=len(region_labels))
+    num_answer = None
+    if choice.task == "vqa":
+        if answer_list is None:
+            raise ValueError("a VQA checkpoint needs its answers: pass --answers ans2label.json "
+                             "(the official utils/ans2label.json, answer → index)")
+        num_answer = len(answer_list)
+        rows = [v.shape[0] for k, v in sd.items() if k.endswith("vqa_output.3.weight")]
+        if rows and rows[0] != num_answer:
+            raise ValueError(f"the checkpoint's vqa_output has {rows[0]} answers, --answers "
+                             f"lists {num_answer}")
+    model = build_model(choice, cfg, num_answer)
+    report = load_task_checkpoint(model, sd, strict=strict, derive_rank=rank)
+    if choice.task == "retrieval" and "rank" not in report.heads:
+        raise ValueError("retrieval: the checkpoint has no rank_output (--rank derives it from "
+                         "itm_output row 1, as the official init_output)")
+    log(f"class {task_manifest(model)['class']}: task {choice.describe()}")
+    log(str(report))
+    prov = {"checkpoint": os.path.abspath(checkpoint), "config": os.path.abspath(config)}
+    prov.update(provenance or {})
+    prov.update(missing_keys=report.missing, unexpected_keys=report.unexpected)
+    if report.tied_filled:
+        prov["derived_keys"] = report.tied_filled
+    manifest = write_bundle(model.eval(), out, name=name, vocab_path=vocab,
+                            region_labels=region_labels, lowercase=lowercase,
+                            max_text_length=max_text_length, random_weights=random_weights,
+                            description=description, provenance=prov, heads=report.heads,
+                            answers=answer_list)
+    if verify and onnxruntime_available():
+        worst = verify_bundle_onnxruntime(model, out, manifest)
+        log(f"ONNX Runtime matches PyTorch: worst {max(worst.values()):.2e} over {len(worst)} outputs")
+    elif verify:
+        log("onnxruntime is not installed for Python: the graphs were not run here")
+    return manifest, report, model
+
+
 CLI_DESCRIPTION = """Exports an official-format UNITER checkpoint to a model bundle the Go service loads.
 
     python3 -m uniter.export --checkpoint uniter-base.pt --config uniter-base.json \\
         --vocab vocab.txt --labels region_labels.txt --name uniter-base --out bundles/uniter-base
 
-(from models/, or with models/ on PYTHONPATH). The checkpoint is a flat state dict (`uniter.`
-prefix; legacy gamma/beta names and missing tied keys are handled). The key report is printed;
---strict refuses any missing or unexpected key.
+(from models/, or with models/ on PYTHONPATH). The checkpoint is a flat state dict as the
+official code saves it (`uniter.` prefix; legacy gamma/beta names, a `module.` prefix and missing
+tied keys are handled). Its class is read from its keys (--task forces one):
+
+    pretrain   UniterForPretraining (cls, region_classifier, itm_output; rank_output with --rank)
+    retrieval  UniterForImageTextRetrieval (itm_output, rank_output)
+    vqa        UniterForVisualQuestionAnswering (vqa_output; needs --answers ans2label.json)
+    ve         UniterForVisualEntailment (vqa_output with 3 outputs)
+    nlvr2      UniterForNlvr2Paired / Triplet / PairedAttn (nlvr2_output, attn1/attn2/attn_pool)
+    re         UniterForReferringExpressionComprehension (re_output, linear or MLP)
+
+The official config JSON is taken as it is: img_dim comes from the checkpoint's tensors, the
+region label count from region_classifier or else from --labels. Only heads whose weights are in
+the checkpoint are exported and declared. The key report (missing, unexpected) is printed; a
+missing uniter.* key is refused, --strict refuses any missing or unexpected key. When onnxruntime
+is installed for Python, every graph is run and compared with PyTorch.
 """
 
 
@@ -325,31 +570,38 @@ def main(argv=None):
     ap = argparse.ArgumentParser(prog="python3 -m uniter.export", description=CLI_DESCRIPTION,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", required=True, help="official-format .pt state dict")
-    ap.add_argument("--config", required=True, help="official config JSON (uniter-base.json fields)")
+    ap.add_argument("--config", required=True,
+                    help="official config JSON (uniter-base.json fields; img_dim and "
+                         "img_label_dim may be absent: read from the checkpoint and --labels)")
     ap.add_argument("--vocab", required=True, help="BERT WordPiece vocab.txt")
-    ap.add_argument("--labels", required=True, help="detector class names, one per line, background first")
+    ap.add_argument("--labels", required=True,
+                    help="detector class names, one per line, background first (their count is "
+                         "img_label_dim when the checkpoint has no region_classifier)")
     ap.add_argument("--name", required=True)
     ap.add_argument("--out", required=True, help="bundle folder to write")
+    ap.add_argument("--task", default=None,
+                    help="force the class: " + ", ".join(TASKS) + ", or nlvr2-paired, "
+                         "nlvr2-triplet, nlvr2-paired-attn (default: read from the keys)")
+    ap.add_argument("--answers", default=None,
+                    help="VQA: the official ans2label JSON (answer → index); written to the "
+                         "bundle as answers.txt in index order")
     ap.add_argument("--lowercase", action="store_true", help="uncased vocabulary (UNITER uses cased)")
     ap.add_argument("--max-text-length", type=int, default=60)
-    ap.add_argument("--rank", action="store_true", help="keep a fine-tuned rank_output head")
+    ap.add_argument("--rank", action="store_true",
+                    help="pretrain checkpoint without rank_output: derive it from itm_output row 1 "
+                         "(the official init_output); a rank_output in the checkpoint is kept anyway")
     ap.add_argument("--strict", action="store_true", help="fail on missing or unexpected keys")
     ap.add_argument("--description", default="")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(1)
-    cfg = UniterConfig.from_json(args.config)
-    model = UniterForPretraining(cfg, with_rank=args.rank)
-    report = load_checkpoint(model, args.checkpoint, strict=args.strict)
-    print(report, file=sys.stderr)
-    with open(args.labels, encoding="utf-8") as f:
-        labels = [line.rstrip("\n") for line in f if line.strip()]
-    write_bundle(model, args.out, name=args.name, vocab_path=args.vocab, region_labels=labels,
-                 lowercase=args.lowercase, max_text_length=args.max_text_length,
-                 random_weights=False, description=args.description,
-                 provenance={"checkpoint": os.path.abspath(args.checkpoint),
-                             "config": os.path.abspath(args.config),
-                             "missing_keys": report.missing, "unexpected_keys": report.unexpected})
+    try:
+        export_checkpoint(args.checkpoint, args.config, args.vocab, args.labels, args.out, args.name,
+                          task=args.task, answers=args.answers, lowercase=args.lowercase,
+                          max_text_length=args.max_text_length, rank=args.rank, strict=args.strict,
+                          description=args.description)
+    except ValueError as e:
+        sys.exit(f"uniter.export: {e}")
     print(f"wrote {args.out}", file=sys.stderr)
 
 

@@ -220,14 +220,18 @@ class UniterModel(nn.Module):
         self.encoder = UniterEncoder(cfg)
         self.pooler = BertPooler(cfg)
 
-    def embed(self, input_ids, img_feat, img_loc, img_masks=None):
+    def embed(self, input_ids, img_feat, img_loc, img_masks=None, img_type_ids=None):
         txt = self.embeddings(input_ids)
-        img_type = self.embeddings.token_type_embeddings.weight[1]  # token type 1, broadcast over regions
+        if img_type_ids is None:
+            img_type = self.embeddings.token_type_embeddings.weight[1]  # token type 1, broadcast over regions
+        else:  # per-region token types [B, N] (NLVR2: 1 for the first image, 2 for the second)
+            img_type = self.embeddings.token_type_embeddings(img_type_ids)
         img = self.img_embeddings(img_feat, img_loc, img_type, img_masks)
         return torch.cat([txt, img], dim=1)
 
-    def forward(self, input_ids, text_mask, img_feat, img_loc, img_mask, img_masks=None):
-        x = self.embed(input_ids, img_feat, img_loc, img_masks)
+    def forward(self, input_ids, text_mask, img_feat, img_loc, img_mask, img_masks=None,
+                img_type_ids=None):
+        x = self.embed(input_ids, img_feat, img_loc, img_masks, img_type_ids)
         m = torch.cat([text_mask, img_mask], dim=1).to(x.dtype)
         additive = ((1.0 - m) * -10000.0)[:, None, None, :]
         hidden, attn = self.encoder(x, additive)
