@@ -136,11 +136,7 @@ func (s *Server) vqa(c *gin.Context) (any, error) {
 		return nil, err
 	}
 	s.metrics.timing(out.Timing)
-	resp := VQAResponse{Question: newTaskText(out.Question), Image: newImageInfo(out.Image, out.Timing.CacheHit),
-		Model: m.info.Name, Timings: newTimings(out.Timing)}
-	for _, a := range out.Answers {
-		resp.Answers = append(resp.Answers, AnswerJSON{Answer: a.Answer, Score: a.Score})
-	}
+	resp := NewVQAResponse(out, m.info.Name)
 	resp.Timings.Total = since(start)
 	return resp, nil
 }
@@ -166,11 +162,7 @@ func (s *Server) entailment(c *gin.Context) (any, error) {
 		return nil, err
 	}
 	s.metrics.timing(out.Timing)
-	resp := EntailmentResponse{Hypothesis: newTaskText(out.Hypothesis), Label: out.Label, Probabilities: map[string]float32{},
-		Image: newImageInfo(out.Image, out.Timing.CacheHit), Model: m.info.Name, Timings: newTimings(out.Timing)}
-	for _, p := range out.Probabilities {
-		resp.Probabilities[p.Label] = p.Probability
-	}
+	resp := NewEntailmentResponse(out, m.info.Name)
 	resp.Timings.Total = since(start)
 	return resp, nil
 }
@@ -228,13 +220,7 @@ func (s *Server) nlvr2(c *gin.Context) (any, error) {
 		return nil, err
 	}
 	s.metrics.timing(out.Timing)
-	resp := NLVR2Response{Statement: newTaskText(out.Statement), TrueProbability: out.TrueProbability, Label: out.True,
-		Layout: out.Layout, Model: m.info.Name, Timings: newTimings(out.Timing)}
-	if out.Images[0] != nil {
-		for _, d := range out.Images {
-			resp.Images = append(resp.Images, newImageInfo(d, false))
-		}
-	}
+	resp := NewNLVR2Response(out, m.info.Name)
 	resp.Timings.Total = since(start)
 	return resp, nil
 }
@@ -263,11 +249,49 @@ func (s *Server) refer(c *gin.Context) (any, error) {
 		return nil, err
 	}
 	s.metrics.timing(out.Timing)
+	resp := NewReferResponse(out, m.info.Name)
+	resp.Timings.Total = since(start)
+	return resp, nil
+}
+
+// NewVQAResponse converts a VQA answer to the wire form (Timings.Total left to the caller).
+func NewVQAResponse(out *pipeline.VQAOutput, model string) VQAResponse {
+	resp := VQAResponse{Question: newTaskText(out.Question), Image: newImageInfo(out.Image, out.Timing.CacheHit),
+		Model: model, Timings: newTimings(out.Timing), Answers: []AnswerJSON{}}
+	for _, a := range out.Answers {
+		resp.Answers = append(resp.Answers, AnswerJSON{Answer: a.Answer, Score: a.Score})
+	}
+	return resp
+}
+
+// NewEntailmentResponse converts an entailment answer to the wire form.
+func NewEntailmentResponse(out *pipeline.EntailmentOutput, model string) EntailmentResponse {
+	resp := EntailmentResponse{Hypothesis: newTaskText(out.Hypothesis), Label: out.Label, Probabilities: map[string]float32{},
+		Image: newImageInfo(out.Image, out.Timing.CacheHit), Model: model, Timings: newTimings(out.Timing)}
+	for _, p := range out.Probabilities {
+		resp.Probabilities[p.Label] = p.Probability
+	}
+	return resp
+}
+
+// NewNLVR2Response converts an NLVR2 answer to the wire form.
+func NewNLVR2Response(out *pipeline.NLVR2Output, model string) NLVR2Response {
+	resp := NLVR2Response{Statement: newTaskText(out.Statement), TrueProbability: out.TrueProbability, Label: out.True,
+		Layout: out.Layout, Model: model, Timings: newTimings(out.Timing)}
+	if out.Images[0] != nil && out.Images[1] != nil {
+		for _, d := range out.Images {
+			resp.Images = append(resp.Images, newImageInfo(d, false))
+		}
+	}
+	return resp
+}
+
+// NewReferResponse converts a referring-expression answer to the wire form.
+func NewReferResponse(out *pipeline.ReferOutput, model string) ReferResponse {
 	resp := ReferResponse{Expression: newTaskText(out.Expression), Image: newImageInfo(out.Image, out.Timing.CacheHit),
-		Model: m.info.Name, Timings: newTimings(out.Timing)}
+		Model: model, Timings: newTimings(out.Timing), Regions: []ReferredRegionJSON{}}
 	for _, r := range out.Regions {
 		resp.Regions = append(resp.Regions, ReferredRegionJSON{Index: r.Index, Box: r.Box, Score: r.Score, Probability: r.Probability})
 	}
-	resp.Timings.Total = since(start)
-	return resp, nil
+	return resp
 }

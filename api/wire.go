@@ -435,8 +435,12 @@ func DescribeModel(b *pipeline.Bundle, provider, fallback, ortVersion string) Mo
 	return info
 }
 
-// LabelsFor reads a bundle's detector class and attribute names.
+// LabelsFor reads the class and attribute names of the detector that reads a bundle's images
+// (its own, or the one it borrows).
 func LabelsFor(b *pipeline.Bundle) Labels {
+	if d := b.DetectorBundle(); d != nil && d != b {
+		b = d
+	}
 	l := Labels{Classes: b.RegionLabels(), Attributes: b.AttributeLabels()}
 	if d := b.Manifest.Detector; d != nil {
 		l.Background = d.BackgroundIndex

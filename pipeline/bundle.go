@@ -91,6 +91,7 @@ type Bundle struct {
 	taskLabels    []string           // the task head's labels (VQA answers, entailment classes); nil for other tasks
 	detectorGraph *ort.Session       // nil when the bundle has no detector
 	detector      *detector.Detector // runs detectorGraph; nil when the bundle has no detector
+	lender        *Bundle            // whose detector reads images when detector is nil (BorrowDetector); may be nil
 	attrs         []string           // detector attribute names; nil without an attribute head
 	sched         *Scheduler
 	observer      Observer // nil: none; set by Observe before use

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 
 	"github.com/uniter-serve/uniter/detector"
 	ort "github.com/uniter-serve/uniter/runtime"
@@ -15,8 +16,38 @@ func detectionSize(d *detector.Detection) int64 {
 	return int64(4*n + 256)
 }
 
-// HasDetector reports whether the bundle can take images.
-func (b *Bundle) HasDetector() bool { return b.detector != nil }
+// HasDetector reports whether the bundle can take images (with its own detector or a
+// borrowed one).
+func (b *Bundle) HasDetector() bool { return b.DetectorBundle() != nil }
+
+// DetectorBundle is the bundle whose detector reads this bundle's images: itself, the bundle
+// it borrows from (BorrowDetector), or nil.
+func (b *Bundle) DetectorBundle() *Bundle {
+	switch {
+	case b.detector != nil:
+		return b
+	case b.lender != nil:
+		return b.lender
+	}
+	return nil
+}
+
+// BorrowDetector makes a bundle without a detector read images with lender's (its detector,
+// selection and cache): a fine-tuned checkpoint's bundle served beside the bundle whose
+// detector its features come from. The feature dimensions must agree. Call it before use.
+func (b *Bundle) BorrowDetector(lender *Bundle) error {
+	switch {
+	case b.detector != nil:
+		return fmt.Errorf("bundle %s has a detector of its own", b.Manifest.Name)
+	case lender.detector == nil:
+		return fmt.Errorf("bundle %s has no detector to lend", lender.Manifest.Name)
+	case lender.Manifest.Model.FeatureDim != b.Manifest.Model.FeatureDim:
+		return fmt.Errorf("bundle %s reads %d-d features, %s's detector gives %d-d ones", b.Manifest.Name,
+			b.Manifest.Model.FeatureDim, lender.Manifest.Name, lender.Manifest.Model.FeatureDim)
+	}
+	b.lender = lender
+	return nil
+}
 
 // AttributeLabels are the detector's attribute names; nil without an attribute head.
 func (b *Bundle) AttributeLabels() []string { return b.attrs }
@@ -102,6 +133,9 @@ func (g detectorGraph) Run(ctx context.Context, pixels []float32, height, width 
 // requests for the same image share one detection, which is cancelled (decoding, the queue,
 // the graph run) once no request waits for it any more.
 func (b *Bundle) Detect(ctx context.Context, data []byte) (*detector.Detection, bool, error) {
+	if b.detector == nil && b.lender != nil {
+		return b.lender.Detect(ctx, data)
+	}
 	if b.detector == nil {
 		return nil, false, inputErr(CodeUnsupported, "model %s has no detector: send regions with features instead of an image", b.Manifest.Name)
 	}

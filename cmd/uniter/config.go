@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -23,6 +24,9 @@ import (
 type Config struct {
 	Addr   string `mapstructure:"addr"`
 	Bundle string `mapstructure:"bundle"`
+	// Models are more bundles served beside Bundle (the default model): bundle folders, or
+	// folders whose subfolders are bundles. Requests name them in their "model" field.
+	Models []string `mapstructure:"models"`
 	ORT    struct {
 		Library          string `mapstructure:"library"`
 		Provider         string `mapstructure:"provider"`
@@ -70,6 +74,7 @@ type Config struct {
 var defaults = map[string]any{
 	"addr":                      "127.0.0.1:8080",
 	"bundle":                    "bundles/shapes-uniter",
+	"models":                    []string{},
 	"ort.library":               ".cache/onnxruntime/lib/libonnxruntime.so",
 	"ort.provider":              ort.ProviderCPU,
 	"ort.cuda_device_id":        0,
@@ -170,6 +175,9 @@ func (c *Config) Validate() error {
 	} else if st, err := os.Stat(c.Bundle); err != nil || !st.IsDir() {
 		bad("bundle", "%q is not a folder", c.Bundle)
 	}
+	if _, err := c.modelDirs(); err != nil {
+		bad("models", "%v", err)
+	}
 	if c.ORT.Provider != ort.ProviderCPU && c.ORT.Provider != ort.ProviderCUDA {
 		bad("ort.provider", "%q: want %q or %q", c.ORT.Provider, ort.ProviderCPU, ort.ProviderCUDA)
 	}
@@ -250,6 +258,49 @@ func (c *Config) logger() *slog.Logger {
 }
 
 // modelOptions are the bundle options this configuration sets.
+// modelDirs are the folders of the bundles served beside Bundle: each entry of Models that
+// holds a manifest.json, and every subfolder holding one of each other entry (in name order),
+// Bundle's own folder left out.
+func (c *Config) modelDirs() ([]string, error) {
+	var dirs []string
+	same := func(a, b string) bool {
+		x, err1 := filepath.Abs(a)
+		y, err2 := filepath.Abs(b)
+		return err1 == nil && err2 == nil && x == y
+	}
+	isBundle := func(dir string) bool {
+		st, err := os.Stat(filepath.Join(dir, "manifest.json"))
+		return err == nil && !st.IsDir()
+	}
+	for _, m := range c.Models {
+		if st, err := os.Stat(m); err != nil || !st.IsDir() {
+			return nil, fmt.Errorf("%q is not a folder", m)
+		}
+		if isBundle(m) {
+			if !same(m, c.Bundle) {
+				dirs = append(dirs, m)
+			}
+			continue
+		}
+		entries, err := os.ReadDir(m)
+		if err != nil {
+			return nil, err
+		}
+		found := 0
+		for _, e := range entries {
+			if sub := filepath.Join(m, e.Name()); e.IsDir() && isBundle(sub) {
+				if found++; !same(sub, c.Bundle) {
+					dirs = append(dirs, sub)
+				}
+			}
+		}
+		if found == 0 {
+			return nil, fmt.Errorf("%q holds no manifest.json, and none of its subfolders does", m)
+		}
+	}
+	return dirs, nil
+}
+
 func (c *Config) modelOptions() pipeline.Options {
 	o := pipeline.Options{
 		MaxRegions: c.Limits.MaxRegions, MaxTexts: c.Limits.MaxTexts, MaxTextLength: c.Limits.MaxTextLength,

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"os/signal"
 	"syscall"
 	"time"
@@ -32,6 +33,7 @@ var rootFlags = map[string]string{
 	"log-level":   "log.level",
 	"addr":        "addr",
 	"data-dir":    "data_dir",
+	"model":       "models",
 	// serve's
 	"insecure-no-auth": "auth.insecure_no_auth",
 }
@@ -53,7 +55,8 @@ func newRoot() *cobra.Command {
 	}
 	pf := root.PersistentFlags()
 	pf.StringVar(&configFile, "config", "", "config file (YAML, JSON or TOML)")
-	pf.String("bundle", "", "model bundle folder (config bundle)")
+	pf.String("bundle", "", "model bundle folder: the default model (config bundle)")
+	pf.StringSlice("model", nil, "more bundles to serve beside it, by folder or a folder of bundles; repeat for several (config models)")
 	pf.String("provider", "", "execution provider: cpu or cuda (config ort.provider)")
 	pf.String("ort-library", "", "path to libonnxruntime.so (config ort.library)")
 	pf.String("log-level", "", "debug, info, warn or error (config log.level)")
@@ -65,15 +68,33 @@ func newRoot() *cobra.Command {
 	root.AddCommand(synthCmd(), keygenCmd())
 	root.AddCommand(indexCmd(load), indexTextsCmd(load), importFeaturesCmd(load), evalGalleryCmd(load))
 	root.AddCommand(attentionStatsCmd(load))
+	root.AddCommand(vqaCmd(load), entailCmd(load), nlvr2Cmd(load), referCmd(load))
 	root.AddCommand(healthcheckCmd(load))
 	return root
 }
 
-// service is an open environment and bundle; close it once.
+// service is an open environment and its bundles; close it once.
 type service struct {
 	env    *ort.Environment
-	bundle *pipeline.Bundle
+	bundle *pipeline.Bundle // the default model
 	info   api.ModelInfo
+	extras []*pipeline.Bundle // config models, each with its own graph queue
+	infos  []api.ModelInfo    // of extras
+}
+
+// pick is the bundle a command names with --model-name; "" is the default.
+func (s *service) pick(name string) (*pipeline.Bundle, api.ModelInfo, error) {
+	if name == "" || name == s.info.Name {
+		return s.bundle, s.info, nil
+	}
+	names := []string{s.info.Name}
+	for i, b := range s.extras {
+		if s.infos[i].Name == name {
+			return b, s.infos[i], nil
+		}
+		names = append(names, s.infos[i].Name)
+	}
+	return nil, api.ModelInfo{}, fmt.Errorf("model %q is not loaded; loaded: %s (config bundle and models)", name, strings.Join(names, ", "))
 }
 
 func openService(cfg *Config, log *slog.Logger) (*service, error) {
@@ -85,11 +106,42 @@ func openService(cfg *Config, log *slog.Logger) (*service, error) {
 	if err != nil {
 		return nil, errors.Join(err, env.Close())
 	}
-	info := api.DescribeModel(b, env.Provider(), env.FallbackReason(), env.Version())
-	return &service{env: env, bundle: b, info: info}, nil
+	s := &service{env: env, bundle: b}
+	s.info = api.DescribeModel(b, env.Provider(), env.FallbackReason(), env.Version())
+	dirs, err := cfg.modelDirs()
+	if err != nil {
+		return nil, errors.Join(err, s.Close())
+	}
+	names := map[string]string{b.Manifest.Name: cfg.Bundle}
+	for _, dir := range dirs {
+		m, err := pipeline.Load(env, dir, cfg.modelOptions())
+		if err != nil {
+			return nil, errors.Join(fmt.Errorf("config models: %w", err), s.Close())
+		}
+		s.extras = append(s.extras, m)
+		if other, taken := names[m.Manifest.Name]; taken {
+			return nil, errors.Join(fmt.Errorf("config models: %s and %s are both named %q; requests could not tell them apart", other, dir, m.Manifest.Name), s.Close())
+		}
+		names[m.Manifest.Name] = dir
+		// A fine-tuned checkpoint's bundle usually has no detector: it reads images with the
+		// default model's, when the features agree.
+		if !m.HasDetector() && b.HasDetector() && m.Manifest.Model.FeatureDim == b.Manifest.Model.FeatureDim {
+			if err := m.BorrowDetector(b); err != nil {
+				return nil, errors.Join(err, s.Close())
+			}
+		}
+		s.infos = append(s.infos, api.DescribeModel(m, env.Provider(), env.FallbackReason(), env.Version()))
+	}
+	return s, nil
 }
 
-func (s *service) Close() error { return errors.Join(s.bundle.Close(), s.env.Close()) }
+func (s *service) Close() error {
+	errs := []error{s.bundle.Close()}
+	for _, m := range s.extras {
+		errs = append(errs, m.Close())
+	}
+	return errors.Join(append(errs, s.env.Close())...)
+}
 
 func serveCmd(load func(*cobra.Command) (*Config, error)) *cobra.Command {
 	cmd := &cobra.Command{
@@ -141,6 +193,11 @@ func serve(parent context.Context, cfg *Config) error {
 	srv := api.New(api.Config{MaxBodyBytes: cfg.Limits.MaxBodyBytes, RequestTimeout: cfg.Limits.RequestTimeout,
 		MaxInFlight: cfg.Limits.MaxConcurrent + cfg.Limits.MaxQueue, Access: access,
 		IndexHTML: web.IndexHTML, Assets: web.Assets}, svc.bundle, svc.info, api.LabelsFor(svc.bundle), log)
+	for i, m := range svc.extras {
+		if err := srv.AddModel(m, svc.infos[i], api.LabelsFor(m)); err != nil {
+			return err
+		}
+	}
 	srv.SetGallery(gal.service)
 	// Every request's context derives from requests, so that the end of the shutdown grace
 	// cancels the model work still running (ONNX Runtime runs are terminated).
@@ -159,11 +216,13 @@ func serve(parent context.Context, cfg *Config) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- httpServer.Serve(listener) }() // exits when the server is shut down
-	log.Info("serving", "addr", cfg.Addr, "model", svc.info.Name, "provider", svc.info.Provider,
+	log.Info("serving", "addr", cfg.Addr, "model", svc.info.Name, "more_models", len(svc.extras), "provider", svc.info.Provider,
 		"random_weights", svc.info.RandomWeights, "api_keys", len(access.Keys))
-	if err := svc.bundle.Warmup(ctx); err != nil {
-		_ = httpServer.Close()
-		return fmt.Errorf("warm-up: %w", err)
+	for _, b := range append([]*pipeline.Bundle{svc.bundle}, svc.extras...) {
+		if err := b.Warmup(ctx); err != nil {
+			_ = httpServer.Close()
+			return fmt.Errorf("warm-up of %s: %w", b.Manifest.Name, err)
+		}
 	}
 	srv.SetReady(true)
 	log.Info("ready")
