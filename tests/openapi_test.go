@@ -7,7 +7,7 @@ package tests
 // sent without one, the whole run at the end of TestMain, with the list.
 //
 // TestDocExamples runs the examples of README.md and docs/api.md against a server of the
-// default model: every curl command of a ```sh block, and every ```json block as its marker
+// default model (and the fine-tuned fixtures beside it): every curl command of a ```sh block, and every ```json block as its marker
 // comment says (<!-- example: … -->, the line before the block):
 //
 //	request METHOD PATH   the body of a request, sent; the answer must be 2xx
@@ -130,8 +130,9 @@ func TestDocExamples(t *testing.T) {
 	t.Parallel()
 	root := repoRoot()
 	addr := freeAddr(t)
+	// The task examples of docs/api.md ask the fine-tuned fixtures, served beside the default model.
 	s := startServeAt(t, addr, uniterEnv(t), "serve", "--addr", addr, "--bundle", filepath.Join(root, defaultBundle),
-		"--data-dir", t.TempDir())
+		"--model", filepath.Join(root, "testdata", "bundles"), "--data-dir", t.TempDir())
 
 	// The running binary serves the document the tests validate with.
 	status, raw := s.do(t, http.MethodGet, "/openapi.json", "", nil)
