@@ -296,13 +296,16 @@ func (s *Server) decodeJSON(c *gin.Context, dst any) error {
 
 func since(t time.Time) float64 { return float64(time.Since(t).Microseconds()) / 1000 }
 
-func (s *Server) match(c *gin.Context) (any, error) {
+// modelCall is the work of a model endpoint once its request is read: it returns the answer,
+// the model's timing (for the stage metrics) and where the answer's total time goes.
+type modelCall func(ctx context.Context, m *served, req request) (resp any, t pipeline.Timing, total *float64, err error)
+
+// serveModel is every model endpoint: it reads the request (JSON through fromJSON, or
+// multipart with fields), picks the model it names, runs call under the request's context and
+// deadline, and records the timings.
+func (s *Server) serveModel(c *gin.Context, body any, fromJSON func() (request, error), fields map[string]bool, call modelCall) (any, error) {
 	start := time.Now()
-	var body MatchRequest
-	req, err := s.readRequest(c, &body, func() (request, error) {
-		in, err := toInput(body.Image, body.Regions, false)
-		return request{input: in, texts: body.Texts, model: body.Model}, err
-	}, map[string]bool{"text": true})
+	req, err := s.readRequest(c, body, fromJSON, fields)
 	if err != nil {
 		return nil, err
 	}
@@ -312,114 +315,100 @@ func (s *Server) match(c *gin.Context) (any, error) {
 	}
 	ctx, cancel := s.context(c)
 	defer cancel()
-	out, err := m.model.Match(ctx, req.input, req.texts)
+	resp, t, total, err := call(ctx, m, req)
 	if err != nil {
 		return nil, err
 	}
-	s.metrics.timing(out.Timing)
-	resp := NewMatchResponse(out, m.info.Name)
-	resp.Timings.Total = since(start)
+	s.metrics.timing(t)
+	*total = since(start)
 	return resp, nil
+}
+
+func (s *Server) match(c *gin.Context) (any, error) {
+	var body MatchRequest
+	return s.serveModel(c, &body, func() (request, error) {
+		in, err := toInput(body.Image, body.Regions, false)
+		return request{input: in, texts: body.Texts, model: body.Model}, err
+	}, map[string]bool{"text": true}, func(ctx context.Context, m *served, req request) (any, pipeline.Timing, *float64, error) {
+		out, err := m.model.Match(ctx, req.input, req.texts)
+		if err != nil {
+			return nil, pipeline.Timing{}, nil, err
+		}
+		resp := NewMatchResponse(out, m.info.Name)
+		return &resp, out.Timing, &resp.Timings.Total, nil
+	})
 }
 
 func (s *Server) align(c *gin.Context) (any, error) {
-	start := time.Now()
 	var body AlignRequest
-	req, err := s.readRequest(c, &body, func() (request, error) {
+	return s.serveModel(c, &body, func() (request, error) {
 		in, err := toInput(body.Image, body.Regions, false)
 		return request{input: in, text: body.Text, topRegions: body.TopRegions, attention: body.Attention, model: body.Model}, err
-	}, map[string]bool{"text": true, "top_regions": true, "attention": true})
-	if err != nil {
-		return nil, err
-	}
-	m, err := s.pick(req.model)
-	if err != nil {
-		return nil, err
-	}
-	if req.topRegions, err = fieldTopRegions.resolve(req.topRegions); err != nil {
-		return nil, err
-	}
-	if len(req.texts) > 1 {
-		return nil, badRequest("invalid_input", "text: one text per alignment, got %d", len(req.texts))
-	}
-	ctx, cancel := s.context(c)
-	defer cancel()
-	a, err := m.model.Align(ctx, req.input, req.text, pipeline.AlignOptions{TopRegions: req.topRegions, Attention: req.attention})
-	if err != nil {
-		return nil, err
-	}
-	s.metrics.timing(a.Timing)
-	resp := NewAlignResponse(a, m.labels, m.info.Name)
-	resp.Timings.Total = since(start)
-	return resp, nil
+	}, map[string]bool{"text": true, "top_regions": true, "attention": true}, func(ctx context.Context, m *served, req request) (any, pipeline.Timing, *float64, error) {
+		top, err := fieldTopRegions.resolve(req.topRegions)
+		if err != nil {
+			return nil, pipeline.Timing{}, nil, err
+		}
+		if len(req.texts) > 1 {
+			return nil, pipeline.Timing{}, nil, badRequest("invalid_input", "text: one text per alignment, got %d", len(req.texts))
+		}
+		a, err := m.model.Align(ctx, req.input, req.text, pipeline.AlignOptions{TopRegions: top, Attention: req.attention})
+		if err != nil {
+			return nil, pipeline.Timing{}, nil, err
+		}
+		resp := NewAlignResponse(a, m.labels, m.info.Name)
+		return &resp, a.Timing, &resp.Timings.Total, nil
+	})
 }
 
 func (s *Server) regions(c *gin.Context) (any, error) {
-	start := time.Now()
 	var body RegionsRequest
-	req, err := s.readRequest(c, &body, func() (request, error) {
+	return s.serveModel(c, &body, func() (request, error) {
 		in, err := toInput(body.Image, nil, true)
 		return request{input: in, features: body.Features, topLabels: body.TopLabels, text: body.Text, model: body.Model}, err
-	}, map[string]bool{"features": true, "top_labels": true, "text": true})
-	if err != nil {
-		return nil, err
-	}
-	m, err := s.pick(req.model)
-	if err != nil {
-		return nil, err
-	}
-	if req.topLabels, err = fieldTopLabels.resolve(req.topLabels); err != nil {
-		return nil, err
-	}
-	ctx, cancel := s.context(c)
-	defer cancel()
-	det, hit, err := m.model.Detect(ctx, req.input.Image)
-	if err != nil {
-		return nil, err
-	}
-	if !hit {
-		s.metrics.timing(pipeline.Timing{Timing: det.Timing})
-	}
-	resp := NewRegionsResponse(det, hit, m.labels, req.topLabels, req.features, m.info.Name)
-	if req.text != "" {
-		classes, err := m.model.RegionClasses(ctx, det.Prepared, req.text)
+	}, map[string]bool{"features": true, "top_labels": true, "text": true}, func(ctx context.Context, m *served, req request) (any, pipeline.Timing, *float64, error) {
+		top, err := fieldTopLabels.resolve(req.topLabels)
 		if err != nil {
-			return nil, err
+			return nil, pipeline.Timing{}, nil, err
 		}
-		resp.addClassesGivenText(classes, m.labels, req.topLabels)
-	}
-	resp.Timings.Total = since(start)
-	return resp, nil
+		det, hit, err := m.model.Detect(ctx, req.input.Image)
+		if err != nil {
+			return nil, pipeline.Timing{}, nil, err
+		}
+		var t pipeline.Timing // a cache hit did no detector work
+		if !hit {
+			t.Timing = det.Timing
+		}
+		resp := NewRegionsResponse(det, hit, m.labels, top, req.features, m.info.Name)
+		if req.text != "" {
+			classes, err := m.model.RegionClasses(ctx, det.Prepared, req.text)
+			if err != nil {
+				return nil, pipeline.Timing{}, nil, err
+			}
+			resp.addClassesGivenText(classes, m.labels, top)
+		}
+		return &resp, t, &resp.Timings.Total, nil
+	})
 }
 
 func (s *Server) fillMask(c *gin.Context) (any, error) {
-	start := time.Now()
 	var body FillMaskRequest
-	req, err := s.readRequest(c, &body, func() (request, error) {
+	return s.serveModel(c, &body, func() (request, error) {
 		in, err := toInput(body.Image, body.Regions, false)
 		return request{input: in, text: body.Text, texts: []string{body.Text}, topK: body.TopK, withoutImage: body.WithoutImage, model: body.Model}, err
-	}, map[string]bool{"text": true, "top_k": true, "without_image": true})
-	if err != nil {
-		return nil, err
-	}
-	m, err := s.pick(req.model)
-	if err != nil {
-		return nil, err
-	}
-	if len(req.texts) != 1 {
-		return nil, badRequest("invalid_input", "text: exactly one text with [MASK] tokens is needed, got %d", len(req.texts))
-	}
-	if req.topK, err = fieldTopK.resolve(req.topK); err != nil {
-		return nil, err
-	}
-	ctx, cancel := s.context(c)
-	defer cancel()
-	out, err := m.model.FillMask(ctx, req.input, req.text, pipeline.FillMaskOptions{TopK: req.topK, WithoutImage: req.withoutImage})
-	if err != nil {
-		return nil, err
-	}
-	s.metrics.timing(out.Timing)
-	resp := NewFillMaskResponse(out, m.info.Name)
-	resp.Timings.Total = since(start)
-	return resp, nil
+	}, map[string]bool{"text": true, "top_k": true, "without_image": true}, func(ctx context.Context, m *served, req request) (any, pipeline.Timing, *float64, error) {
+		if len(req.texts) != 1 {
+			return nil, pipeline.Timing{}, nil, badRequest("invalid_input", "text: exactly one text with [MASK] tokens is needed, got %d", len(req.texts))
+		}
+		top, err := fieldTopK.resolve(req.topK)
+		if err != nil {
+			return nil, pipeline.Timing{}, nil, err
+		}
+		out, err := m.model.FillMask(ctx, req.input, req.text, pipeline.FillMaskOptions{TopK: top, WithoutImage: req.withoutImage})
+		if err != nil {
+			return nil, pipeline.Timing{}, nil, err
+		}
+		resp := NewFillMaskResponse(out, m.info.Name)
+		return &resp, out.Timing, &resp.Timings.Total, nil
+	})
 }

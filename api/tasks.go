@@ -1,7 +1,7 @@
 package api
 
 import (
-	"time"
+	"context"
 
 	"github.com/gin-gonic/gin"
 
@@ -113,64 +113,42 @@ type ReferResponse struct {
 }
 
 func (s *Server) vqa(c *gin.Context) (any, error) {
-	start := time.Now()
 	var body VQARequest
-	req, err := s.readRequest(c, &body, func() (request, error) {
+	return s.serveModel(c, &body, func() (request, error) {
 		in, err := toInput(body.Image, body.Regions, false)
 		return request{input: in, text: body.Question, topK: body.TopK, model: body.Model}, err
-	}, map[string]bool{"question": true, "top_k": true})
-	if err != nil {
-		return nil, err
-	}
-	if req.topK, err = fieldTopK.resolve(req.topK); err != nil {
-		return nil, err
-	}
-	m, err := s.pick(req.model)
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := s.context(c)
-	defer cancel()
-	out, err := m.model.VQA(ctx, req.input, req.text, req.topK)
-	if err != nil {
-		return nil, err
-	}
-	s.metrics.timing(out.Timing)
-	resp := NewVQAResponse(out, m.info.Name)
-	resp.Timings.Total = since(start)
-	return resp, nil
+	}, map[string]bool{"question": true, "top_k": true}, func(ctx context.Context, m *served, req request) (any, pipeline.Timing, *float64, error) {
+		top, err := fieldTopK.resolve(req.topK)
+		if err != nil {
+			return nil, pipeline.Timing{}, nil, err
+		}
+		out, err := m.model.VQA(ctx, req.input, req.text, top)
+		if err != nil {
+			return nil, pipeline.Timing{}, nil, err
+		}
+		resp := NewVQAResponse(out, m.info.Name)
+		return &resp, out.Timing, &resp.Timings.Total, nil
+	})
 }
 
 func (s *Server) entailment(c *gin.Context) (any, error) {
-	start := time.Now()
 	var body EntailmentRequest
-	req, err := s.readRequest(c, &body, func() (request, error) {
+	return s.serveModel(c, &body, func() (request, error) {
 		in, err := toInput(body.Image, body.Regions, false)
 		return request{input: in, text: body.Hypothesis, model: body.Model}, err
-	}, map[string]bool{"hypothesis": true})
-	if err != nil {
-		return nil, err
-	}
-	m, err := s.pick(req.model)
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := s.context(c)
-	defer cancel()
-	out, err := m.model.Entail(ctx, req.input, req.text)
-	if err != nil {
-		return nil, err
-	}
-	s.metrics.timing(out.Timing)
-	resp := NewEntailmentResponse(out, m.info.Name)
-	resp.Timings.Total = since(start)
-	return resp, nil
+	}, map[string]bool{"hypothesis": true}, func(ctx context.Context, m *served, req request) (any, pipeline.Timing, *float64, error) {
+		out, err := m.model.Entail(ctx, req.input, req.text)
+		if err != nil {
+			return nil, pipeline.Timing{}, nil, err
+		}
+		resp := NewEntailmentResponse(out, m.info.Name)
+		return &resp, out.Timing, &resp.Timings.Total, nil
+	})
 }
 
 func (s *Server) nlvr2(c *gin.Context) (any, error) {
-	start := time.Now()
 	var body NLVR2Request
-	req, err := s.readRequest(c, &body, func() (request, error) {
+	return s.serveModel(c, &body, func() (request, error) {
 		req := request{text: body.Statement, model: body.Model}
 		switch {
 		case body.Images != nil && body.Regions != nil:
@@ -183,7 +161,6 @@ func (s *Server) nlvr2(c *gin.Context) (any, error) {
 				}
 				req.images = append(req.images, in.Image)
 			}
-			return req, nil
 		case body.Regions != nil:
 			for i := range body.Regions {
 				in, err := toInput(nil, &body.Regions[i], false)
@@ -192,66 +169,47 @@ func (s *Server) nlvr2(c *gin.Context) (any, error) {
 				}
 				req.pair = append(req.pair, in)
 			}
-			return req, nil
+		default:
+			return req, badRequest("missing_input", "give images (two, base64: left, right) or regions (two sets of regions with features)")
 		}
-		return req, badRequest("missing_input", "give images (two, base64: left, right) or regions (two sets of regions with features)")
-	}, map[string]bool{"statement": true, "images": true})
-	if err != nil {
-		return nil, err
-	}
-	for _, img := range req.images {
-		req.pair = append(req.pair, pipeline.Input{Image: img})
-	}
-	if len(req.pair) != 2 {
-		field := "images"
-		if body.Regions != nil {
-			field = "regions"
+		return req, nil
+	}, map[string]bool{"statement": true, "images": true}, func(ctx context.Context, m *served, req request) (any, pipeline.Timing, *float64, error) {
+		for _, img := range req.images {
+			req.pair = append(req.pair, pipeline.Input{Image: img})
 		}
-		return nil, badRequest("invalid_pair", "%s: NLVR2 takes two images (left, right), got %d", field, len(req.pair))
-	}
-	m, err := s.pick(req.model)
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := s.context(c)
-	defer cancel()
-	out, err := m.model.NLVR2(ctx, [2]pipeline.Input{req.pair[0], req.pair[1]}, req.text)
-	if err != nil {
-		return nil, err
-	}
-	s.metrics.timing(out.Timing)
-	resp := NewNLVR2Response(out, m.info.Name)
-	resp.Timings.Total = since(start)
-	return resp, nil
+		if len(req.pair) != 2 {
+			field := "images"
+			if len(req.images) == 0 {
+				field = "regions"
+			}
+			return nil, pipeline.Timing{}, nil, badRequest("invalid_pair", "%s: NLVR2 takes two images (left, right), got %d", field, len(req.pair))
+		}
+		out, err := m.model.NLVR2(ctx, [2]pipeline.Input{req.pair[0], req.pair[1]}, req.text)
+		if err != nil {
+			return nil, pipeline.Timing{}, nil, err
+		}
+		resp := NewNLVR2Response(out, m.info.Name)
+		return &resp, out.Timing, &resp.Timings.Total, nil
+	})
 }
 
 func (s *Server) refer(c *gin.Context) (any, error) {
-	start := time.Now()
 	var body ReferRequest
-	req, err := s.readRequest(c, &body, func() (request, error) {
+	return s.serveModel(c, &body, func() (request, error) {
 		in, err := toInput(body.Image, body.Regions, false)
 		return request{input: in, text: body.Expression, topK: body.TopK, model: body.Model}, err
-	}, map[string]bool{"expression": true, "top_k": true})
-	if err != nil {
-		return nil, err
-	}
-	if req.topK, err = fieldTopK.resolve(req.topK); err != nil {
-		return nil, err
-	}
-	m, err := s.pick(req.model)
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := s.context(c)
-	defer cancel()
-	out, err := m.model.Refer(ctx, req.input, req.text, req.topK)
-	if err != nil {
-		return nil, err
-	}
-	s.metrics.timing(out.Timing)
-	resp := NewReferResponse(out, m.info.Name)
-	resp.Timings.Total = since(start)
-	return resp, nil
+	}, map[string]bool{"expression": true, "top_k": true}, func(ctx context.Context, m *served, req request) (any, pipeline.Timing, *float64, error) {
+		top, err := fieldTopK.resolve(req.topK)
+		if err != nil {
+			return nil, pipeline.Timing{}, nil, err
+		}
+		out, err := m.model.Refer(ctx, req.input, req.text, top)
+		if err != nil {
+			return nil, pipeline.Timing{}, nil, err
+		}
+		resp := NewReferResponse(out, m.info.Name)
+		return &resp, out.Timing, &resp.Timings.Total, nil
+	})
 }
 
 // NewVQAResponse converts a VQA answer to the wire form (Timings.Total left to the caller).
