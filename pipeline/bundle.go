@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"time"
 
 	"github.com/uniter-serve/uniter/detector"
 	ort "github.com/uniter-serve/uniter/runtime"
@@ -53,6 +54,12 @@ type Options struct {
 	MaxRegions    int // regions per image
 	MaxTexts      int // texts per Match call; 0: no limit
 	MaxConcurrent int // graph runs at once; 0 means 1
+	// BatchPairs > 1 coalesces concurrent callers' encoder runs (without attention) into
+	// batches of at most this many pairs; 0 or 1 runs each caller's pairs alone.
+	BatchPairs int
+	// BatchWait is how long a coalesced batch that is not full waits for more callers before
+	// it runs; 0 runs it as soon as a slot is free (callers queued meanwhile still join).
+	BatchWait time.Duration
 	MaxTextLength int // 0: the manifest's text.max_length; otherwise at most that
 	// VerifyChecksums compares each graph file with its manifest sha256 at load.
 	VerifyChecksums bool
@@ -88,6 +95,7 @@ type Bundle struct {
 	mlm           *ort.Session       // nil without an MLM head
 	mrc           *ort.Session       // nil without an MRC head
 	nlvr2         *ort.Session       // nil unless the task is NLVR2
+	batcher       *batcher           // coalesces concurrent encoder runs; nil when batching is off
 	taskLabels    []string           // the task head's labels (VQA answers, entailment classes); nil for other tasks
 	detectorGraph *ort.Session       // nil when the bundle has no detector
 	detector      *detector.Detector // runs detectorGraph; nil when the bundle has no detector
@@ -198,6 +206,9 @@ func Load(env *ort.Environment, dir string, opts Options) (b *Bundle, err error)
 			return nil, fmt.Errorf("bundle %s: %w", dir, err)
 		}
 	}
+	if opts.BatchPairs > 1 {
+		b.batcher = newBatcher(b, opts.BatchPairs, opts.BatchWait)
+	}
 	if d := m.Detector; d != nil {
 		if b.detectorGraph, err = open(d.Graph); err != nil {
 			return nil, err
@@ -285,6 +296,9 @@ func readLines(path string) ([]string, error) {
 
 // Close destroys the bundle's sessions. It is safe on a partly loaded bundle.
 func (b *Bundle) Close() error {
+	if b.batcher != nil {
+		b.batcher.close()
+	}
 	var errs []error
 	for _, s := range []*ort.Session{b.encoder, b.attention, b.mlm, b.mrc, b.nlvr2, b.detectorGraph} {
 		if s != nil {

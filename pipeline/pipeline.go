@@ -33,8 +33,25 @@ type Encoded struct {
 
 // Encode runs the encoder on pairs in one padded batch: ids and masks 0 on padding, features
 // and locations 0 on padded regions (the layout the exporter and the goldens use). The run
-// waits for the bundle's scheduler.
+// waits for the bundle's scheduler. With batching on (Options.BatchPairs), a run without
+// attention joins concurrent callers' pairs in one batch (batcher.go); the outputs are those
+// of the padded layout either way.
 func (b *Bundle) Encode(ctx context.Context, pairs []Pair, withAttention bool) (*Encoded, error) {
+	if b.batcher != nil && !withAttention {
+		return b.batcher.encode(ctx, pairs)
+	}
+	return b.encode(ctx, pairs, withAttention, nil)
+}
+
+// encodeHeld is Encode for a caller that holds a scheduler slot already (the batcher), since
+// waited.
+func (b *Bundle) encodeHeld(ctx context.Context, pairs []Pair, withAttention bool, waited time.Duration) (*Encoded, error) {
+	return b.encode(ctx, pairs, withAttention, &waited)
+}
+
+// encode runs the encoder; held is nil when it must take a scheduler slot, else the time the
+// holder waited for one.
+func (b *Bundle) encode(ctx context.Context, pairs []Pair, withAttention bool, held *time.Duration) (*Encoded, error) {
 	sess := b.encoder
 	if withAttention {
 		if b.attention == nil {
@@ -75,7 +92,13 @@ func (b *Bundle) Encode(ctx context.Context, pairs []Pair, withAttention bool) (
 	if withAttention {
 		role = GraphEncoderAttention
 	}
-	out, err := b.runGraph(ctx, role, sess, in, B)
+	var out []ort.Tensor
+	var err error
+	if held == nil {
+		out, err = b.runGraph(ctx, role, sess, in, B)
+	} else {
+		out, err = b.runHeld(ctx, role, sess, in, B, *held)
+	}
 	if err != nil {
 		return nil, err
 	}

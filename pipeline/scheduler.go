@@ -65,11 +65,16 @@ func (b *Bundle) runGraph(ctx context.Context, role string, sess *ort.Session, i
 	if err := b.sched.Acquire(ctx); err != nil {
 		return nil, err
 	}
-	acquired := time.Now()
+	defer b.sched.Release()
+	return b.runHeld(ctx, role, sess, in, batch, time.Since(start))
+}
+
+// runHeld is runGraph for a caller that holds a scheduler slot, after waiting waited for it.
+func (b *Bundle) runHeld(ctx context.Context, role string, sess *ort.Session, in []ort.Tensor, batch int, waited time.Duration) ([]ort.Tensor, error) {
+	start := time.Now()
 	out, err := sess.Run(ctx, in)
-	b.sched.Release()
 	if o := b.observer; o != nil && err == nil {
-		o.GraphRun(role, batch, acquired.Sub(start), time.Since(acquired))
+		o.GraphRun(role, batch, waited, time.Since(start))
 	}
 	return out, err
 }

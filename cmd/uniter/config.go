@@ -47,6 +47,8 @@ type Config struct {
 		RequestTimeout time.Duration `mapstructure:"request_timeout"`
 		MaxConcurrent  int           `mapstructure:"max_concurrent"`
 		MaxQueue       int           `mapstructure:"max_queue"`
+		BatchPairs     int           `mapstructure:"batch_pairs"`
+		BatchWait      time.Duration `mapstructure:"batch_wait"`
 		MaxImageBytes  int64         `mapstructure:"max_image_bytes"`
 		MaxImagePixels int64         `mapstructure:"max_image_pixels"`
 		ImageMemory    int64         `mapstructure:"image_memory_bytes"`
@@ -101,6 +103,8 @@ var defaults = map[string]any{
 	"limits.request_timeout":    20 * time.Second,
 	"limits.max_concurrent":     1,
 	"limits.max_queue":          64,
+	"limits.batch_pairs":        32,
+	"limits.batch_wait":         time.Duration(0),
 	"log.level":                 "info",
 	"log.format":                "text",
 	"data_dir":                  "data",
@@ -208,6 +212,12 @@ func (c *Config) Validate() error {
 	if c.Detector.CacheBytes < 0 {
 		bad("detector.cache_bytes", "must not be negative (0 disables the cache)")
 	}
+	if c.Limits.BatchPairs < 0 || c.Limits.BatchPairs > 1024 {
+		bad("limits.batch_pairs", "%d: want 0 or 1 (no batching across requests) up to 1024", c.Limits.BatchPairs)
+	}
+	if c.Limits.BatchWait < 0 || c.Limits.BatchWait > time.Second {
+		bad("limits.batch_wait", "%v: want 0 (run as soon as the graph is free) up to 1s", c.Limits.BatchWait)
+	}
 	if c.Detector.NMSIoU < 0 || c.Detector.NMSIoU > 1 {
 		bad("detector.nms_iou", "%v: want 0 (the bundle's) or a value in (0, 1]", c.Detector.NMSIoU)
 	}
@@ -305,6 +315,7 @@ func (c *Config) modelOptions() pipeline.Options {
 	o := pipeline.Options{
 		MaxRegions: c.Limits.MaxRegions, MaxTexts: c.Limits.MaxTexts, MaxTextLength: c.Limits.MaxTextLength,
 		MaxConcurrent: c.Limits.MaxConcurrent, VerifyChecksums: true,
+		BatchPairs: c.Limits.BatchPairs, BatchWait: c.Limits.BatchWait,
 		DetectorOnCUDA: c.ORT.DetectorOnCUDA,
 		Decode:         detector.DecodeLimits{MaxBytes: c.Limits.MaxImageBytes, MaxPixels: c.Limits.MaxImagePixels},
 		ImageMemory:    c.Limits.ImageMemory,
