@@ -122,7 +122,9 @@ func TestBatcherCancel(t *testing.T) {
 	var errA, errB error
 	var outB *MatchOutput
 	wg.Go(func() { _, errA = b.Match(leaving, Input{Regions: batchRegions(3, 64, 1)}, []string{"a red square"}) })
-	wg.Go(func() { outB, errB = b.Match(context.Background(), Input{Regions: batchRegions(4, 64, 2)}, []string{"a blue star"}) })
+	wg.Go(func() {
+		outB, errB = b.Match(context.Background(), Input{Regions: batchRegions(4, 64, 2)}, []string{"a blue star"})
+	})
 	deadline := time.Now().Add(10 * time.Second)
 	for b.batcher.pending() < 2 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)

@@ -59,7 +59,7 @@ type Options struct {
 	BatchPairs int
 	// BatchWait is how long a coalesced batch that is not full waits for more callers before
 	// it runs; 0 runs it as soon as a slot is free (callers queued meanwhile still join).
-	BatchWait time.Duration
+	BatchWait     time.Duration
 	MaxTextLength int // 0: the manifest's text.max_length; otherwise at most that
 	// VerifyChecksums compares each graph file with its manifest sha256 at load.
 	VerifyChecksums bool
