@@ -34,6 +34,8 @@ var tsWireTypes = map[string]string{
 	"PatternThresholds": "PatternThresholds", "AttentionJSON": "AttentionJSON", "AlignResponse": "AlignResponse",
 	"TokenPrediction": "TokenPrediction", "MaskPrediction": "MaskPrediction", "FillMaskResponse": "FillMaskResponse",
 	"DetectorInfo": "DetectorInfo", "ModelInfo": "ModelInfo", "ModelsResponse": "ModelsResponse",
+	"TaskText": "TaskText", "VQAResponse": "VQAResponse", "EntailmentResponse": "EntailmentResponse",
+	"NLVR2Response": "NLVR2Response", "ReferResponse": "ReferResponse",
 	// web/src/search.ts
 	"RegionEvidence": "RegionEvidence", "WordEvidence": "WordEvidence", "Hit": "SearchHit",
 	"SearchResponse": "SearchResponse", "GalleryImage": "GalleryImage", "ImageList": "ImageListResponse",

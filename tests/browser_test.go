@@ -18,9 +18,12 @@ const browserTimeout = 4 * time.Minute
 
 // TestBrowserPage drives the alignment page in real headless Chromium (tests/browser/page.mjs
 // through playwright-core): upload, captions, region boxes, word tints, the attention view,
-// the probe, search or its absence, a readable API error, a narrow screen; any browser console
-// error fails it; once without keys, once with a key the page must ask for. Screenshots go to
-// .cache/browser/NAME/ (or $UNITER_BROWSER_OUT/NAME/).
+// the probe, search or its absence, a readable API error, a narrow screen; then, the server
+// serving the task fixtures too (--model testdata/bundles), the model selector and each task's
+// view (VQA answer bars, entailment probabilities, NLVR2's two images and verdict, the referred
+// region) next to the alignment views; any browser console error fails it; once without keys,
+// once with a key the page must ask for. Screenshots go to .cache/browser/NAME/ (or
+// $UNITER_BROWSER_OUT/NAME/).
 //
 // It needs Node.js, Chromium ($CHROMIUM or /usr/bin/chromium) and tests/browser/node_modules
 // (`make browser-deps` installs all three). Without them it skips, unless
@@ -41,10 +44,10 @@ func TestBrowserPage(t *testing.T) {
 	})
 }
 
-// runPage serves with env and runs the page script against it; screenshots go to
-// .cache/browser/<name>/ (or $UNITER_BROWSER_OUT/<name>/).
+// runPage serves the default fixture and the task fixtures with env and runs the page script
+// against it; screenshots go to .cache/browser/<name>/ (or $UNITER_BROWSER_OUT/<name>/).
 func runPage(t *testing.T, node, chromium, script, name string, env []string, extra ...string) {
-	s := startServe(t, env)
+	s := startServe(t, env, "--model", testenv.Path(t, "testdata", "bundles"))
 	out := os.Getenv("UNITER_BROWSER_OUT")
 	if out == "" {
 		out = testenv.Path(t, ".cache", "browser")
@@ -56,7 +59,8 @@ func runPage(t *testing.T, node, chromium, script, name string, env []string, ex
 	ctx, cancel := context.WithTimeout(context.Background(), browserTimeout)
 	defer cancel()
 	args := append([]string{script, "test", "--url", s.url, "--out", out,
-		"--image", testenv.Path(t, "testdata", "images", "shapes-160x128.png"), "--want-low", "yes"}, extra...)
+		"--image", testenv.Path(t, "testdata", "images", "shapes-160x128.png"),
+		"--image2", testenv.Path(t, "testdata", "images", "shapes-300x140.png"), "--want-low", "yes"}, extra...)
 	cmd := exec.CommandContext(ctx, node, args...)
 	cmd.Env = append(os.Environ(), "CHROMIUM="+chromium)
 	cmd.WaitDelay = killTimeout
@@ -68,7 +72,8 @@ func runPage(t *testing.T, node, chromium, script, name string, env []string, ex
 		t.Fatalf("page run failed (%v):\n%s", err, output)
 	}
 	t.Logf("%s", output)
-	for _, name := range []string{"page-word.png", "page-attention.png", "page-narrow.png"} {
+	for _, name := range []string{"page-word.png", "page-attention.png", "page-narrow.png",
+		"page-vqa.png", "page-ve.png", "page-nlvr2.png", "page-refer.png"} {
 		raw, err := os.ReadFile(filepath.Join(out, name))
 		if err != nil {
 			t.Errorf("screenshot %s: %v", name, err)

@@ -1,6 +1,6 @@
 // Drives the alignment page in real headless Chromium (Debian's, through playwright-core).
 //
-//   node tests/browser/page.mjs test --url URL --out DIR --image PNG [--want-low yes] [--key K]
+//   node tests/browser/page.mjs test --url URL --out DIR --image PNG [--image2 PNG] [--want-low yes] [--key K]
 //       the browser test (tests/browser_test.go runs it against `uniter serve`): loads the page,
 //       uploads the image, enters captions, waits for the result, checks the region boxes
 //       against POST /v1/regions, hovers words and checks the region tints change (and match
@@ -8,6 +8,13 @@
 //       gallery (when there is one) and checks its thumbnails load, checks a readable API error
 //       and a narrow screen, and saves screenshots to DIR. It fails on any browser console
 //       error or uncaught page error.
+//       When the server also serves the task fixtures (tiny-vqa, tiny-ve, tiny-nlvr2-paired,
+//       tiny-re: `uniter serve --model testdata/bundles`), it then picks each in the model
+//       selector and checks its view next to the alignment views: VQA's five answer bars, the
+//       three entailment probabilities with the label marked, NLVR2's two images (the second
+//       is --image2) side by side with P(true) and the verdict, the referred region's box and
+//       the ranked regions; a task's API error shown readably (page-vqa.png, page-ve.png,
+//       page-nlvr2.png, page-refer.png).
 //       With --key K the server must have been started with API keys, K one that may add
 //       images to the gallery: the API must answer 401 without a key, the page must show its
 //       key form at load; the script enters a wrong key (refused, the form stays), then K, and
@@ -88,6 +95,44 @@ async function enterKey(page, key) {
   await page.getByRole("button", { name: "Use key" }).click();
 }
 
+/** chooseModel picks name in the page's model selector and waits for its view. */
+async function chooseModel(page, name, view) {
+  await page.getByLabel("Model", { exact: true }).selectOption(name);
+  await page.waitForFunction((v) => document.body.dataset.view === v, view);
+  check(await page.locator("#results").isHidden(), `results of the previous model still shown after choosing ${name}`);
+  check(/^Model /.test(await page.locator("#model-info").innerText()) && (await page.locator("#model-info").innerText()).includes(name),
+    `the header does not describe ${name}: ${await page.locator("#model-info").innerText()}`);
+}
+
+/**
+ * askTask types text into the task box labelled label, submits it with Enter and waits for the
+ * answer of path, its view (results[data-view=view]) and the text's alignment; it checks that
+ * model answered both (the answers name it) and returns the API's answer.
+ */
+async function askTask(page, { path, model, view, label, text }) {
+  const aligned = await page.evaluate(() => document.body.dataset.aligned);
+  const box = page.getByLabel(label, { exact: true });
+  await box.fill(text);
+  const isPost = (p) => (r) => new URL(r.url()).pathname === p && r.request().method() === "POST";
+  const [resp, alignResp] = await Promise.all([page.waitForResponse(isPost(path)), page.waitForResponse(isPost("/v1/align")), box.press("Enter")]);
+  const body = await resp.json();
+  check(resp.status() === 200, `${path}: HTTP ${resp.status()} ${JSON.stringify(body)}`);
+  check(body.model === model, `${path} answered by ${body.model}, want ${model}`);
+  const alignBody = await alignResp.json();
+  check(alignResp.status() === 200 && alignBody.model === model, `/v1/align: HTTP ${alignResp.status()}, answered by ${alignBody.model}, want ${model}`);
+  await page.waitForSelector(`#results:not([hidden])[data-view="${view}"]`);
+  await page.waitForFunction((before) => document.body.dataset.aligned !== before, aligned);
+  check(await page.locator("#error").isHidden(), `error after ${path}: ${await page.locator("#error").innerText()}`);
+  // The alignment views stay next to the task's: the text's tokens, one heat-map row each.
+  const textOf = body.question ?? body.hypothesis ?? body.statement ?? body.expression;
+  const tokens = await page.locator("#tokens .token").count();
+  check(tokens === textOf.tokens, `${tokens} tokens in the alignment view, the model read ${textOf.tokens}`);
+  check((await page.locator("#alignment-caption").innerText()).includes(text), "the alignment view is not of the task's text");
+  check(await page.locator("#image-panel").isVisible() && (await page.locator(".region-box").count()) > 0, "no regions next to the task view");
+  check(await page.locator("#scores-panel").isHidden(), "the captions' scores shown for a task model");
+  return body;
+}
+
 async function runTest(opts) {
   mkdirSync(opts.out, { recursive: true });
   const base = opts.url.replace(/\/$/, "");
@@ -140,7 +185,7 @@ async function runTest(opts) {
     page.setDefaultTimeout(TIMEOUT);
     // Provoked on purpose: the gallery probe when there is none, the corrupt upload; with a key,
     // the calls made before it is entered (or after it is forgotten), or with a wrong one.
-    const errors = watchConsole(page, [["/v1/images", 404], ["/v1/images", 503], ["/v1/match", 400],
+    const errors = watchConsole(page, [["/v1/images", 404], ["/v1/images", 503], ["/v1/match", 400], ["/v1/refer", 400],
       ...(key ? [["/v1/models", 401], ["/v1/images", 401], ["/v1/match", 401]] : [])]);
 
     await page.goto(base + "/", { waitUntil: "load" });
@@ -349,11 +394,168 @@ async function runTest(opts) {
     check(/HTTP 400/.test(err) && err.length < 400, `error message: ${err}`);
     log(`API error shown: ${err}`);
 
+    if (["tiny-vqa", "tiny-ve", "tiny-nlvr2-paired", "tiny-re"].every((n) => models.models.some((m) => m.name === n))) {
+      await taskViews(page, opts);
+    } else {
+      log("the server serves no task fixtures: the task views are not tested");
+      check(!opts.image2, "--image2 given but the server serves no task fixtures (start it with --model testdata/bundles)");
+    }
+
     check(errors.length === 0, errors.join("\n"));
     log("all checks passed; screenshots in", opts.out);
   } finally {
     await browser.close();
   }
+}
+
+/** taskViews picks each task fixture in the model selector and checks its view. */
+async function taskViews(page, opts) {
+  check(opts.image2, "the task views need --image2 (NLVR2's right image)");
+  await page.setViewportSize({ width: 1280, height: 900 });
+  const options = await page.$$eval("#model-select option", (os) => os.map((o) => o.value));
+  check(options.length === 8, `model selector lists ${options}, want the default and seven task fixtures`);
+  await page.setInputFiles("#file-input", opts.image);
+  await page.locator("#preview").waitFor({ state: "visible" });
+
+  // A retrieval model keeps the captions view; its rank head's scores are no P(match).
+  await chooseModel(page, "tiny-retrieval", "match");
+  check(await page.locator("#captions").isVisible() && await page.locator("#task-input").isHidden(), "the retrieval model does not show the captions box");
+  const alignedBefore = await page.evaluate(() => document.body.dataset.aligned);
+  const [matchResp] = await Promise.all([page.waitForResponse((r) => new URL(r.url()).pathname === "/v1/match"), page.click("#run")]);
+  const match = await matchResp.json();
+  check(matchResp.status() === 200 && match.model === "tiny-retrieval" && match.results.every((r) => r.head === "rank"),
+    `/v1/match for tiny-retrieval: HTTP ${matchResp.status()} ${JSON.stringify(match).slice(0, 300)}`);
+  await page.waitForFunction((before) => document.body.dataset.aligned !== before, alignedBefore);
+  check(await page.locator("#score-head").innerText() === "Rank score", `score column "${await page.locator("#score-head").innerText()}" for a rank head`);
+  check(/no MLM head/.test(await page.locator("#probe-words").innerText()), "the probe does not say the retrieval model has no MLM head");
+
+  // VQA: a question box, the top five answers as bars as long as their scores.
+  await chooseModel(page, "tiny-vqa", "vqa");
+  check(await page.locator("#captions").isHidden() && await page.locator("#second-image").isHidden(), "VQA shows the captions box or a second image");
+  check(await page.locator("#run").innerText() === "Answer", "the run button does not say Answer for VQA");
+  // A question is needed: said readably, the box focused.
+  await page.click("#run");
+  await page.locator("#error").waitFor({ state: "visible" });
+  check(/Type a question first/.test(await page.locator("#error").innerText()), `no readable error for a missing question: ${await page.locator("#error").innerText()}`);
+  check(await page.evaluate(() => document.activeElement?.id) === "task-text", "the question box does not get the focus");
+  const vqa = await askTask(page, { path: "/v1/vqa", model: "tiny-vqa", view: "vqa", label: "Question", text: "what color is the square?" });
+  const bars = await page.$$eval("#vqa-answers li", (lis) => lis.map((li) => ({
+    answer: li.dataset.answer, score: Number(li.dataset.score), text: li.innerText,
+    fill: li.querySelector(".meter-fill").getBoundingClientRect().width, track: li.querySelector(".meter").getBoundingClientRect().width })));
+  check(bars.length === 5, `${bars.length} answer bars, want 5`);
+  bars.forEach((b, i) => {
+    check(b.score >= 0 && b.score <= 1, `answer ${b.answer}: score ${b.score} outside [0,1]`);
+    check(b.answer === vqa.answers[i].answer && Math.abs(b.score - vqa.answers[i].score) < 1e-6, `bar ${i} ${b.answer} ${b.score}, the API ${JSON.stringify(vqa.answers[i])}`);
+    check(b.text.includes(b.score.toFixed(3)), `bar ${i} does not show its score: ${b.text}`);
+    check(Math.abs(b.fill - b.score * b.track) < 1.5, `bar ${i} is ${b.fill}px of ${b.track}px, want score ${b.score}`);
+  });
+  check(/no MLM head/.test(await page.locator("#probe-words").innerText()), "the probe does not say the VQA model has no MLM head");
+  log(`VQA ok: ${bars.map((b) => `${b.answer} ${b.score.toFixed(3)}`).join(", ")}`);
+  await page.mouse.move(0, 0);
+  await page.screenshot({ path: join(opts.out, "page-vqa.png"), fullPage: true });
+
+  // VE: a hypothesis box, three probabilities summing to 1, the label marked.
+  await chooseModel(page, "tiny-ve", "ve");
+  check(await page.getByLabel("Hypothesis", { exact: true }).inputValue() === "", "the question carried over into the hypothesis box");
+  const ve = await askTask(page, { path: "/v1/entailment", model: "tiny-ve", view: "ve", label: "Hypothesis", text: "there is a red square" });
+  const probs = await page.$$eval("#ve-probabilities li", (lis) => lis.map((li) => ({
+    label: li.dataset.label, p: Number(li.dataset.probability), chosen: li.classList.contains("chosen"), current: li.getAttribute("aria-current"), text: li.innerText })));
+  check(probs.length === 3, `${probs.length} entailment rows, want 3`);
+  const total = probs.reduce((a, r) => a + r.p, 0);
+  check(Math.abs(total - 1) < 1e-3 && probs.every((r) => r.p >= 0 && r.p <= 1), `entailment probabilities ${JSON.stringify(probs)} (sum ${total})`);
+  const marked = probs.filter((r) => r.chosen);
+  check(marked.length === 1 && marked[0].label === ve.label && marked[0].current === "true" && /chosen/.test(marked[0].text),
+    `marked ${JSON.stringify(marked)}, want ${ve.label}`);
+  check(probs.every((r) => r.p <= marked[0].p), `the marked label ${marked[0].label} is not the most probable: ${JSON.stringify(probs)}`);
+  check(probs.every((r) => Math.abs(r.p - ve.probabilities[r.label]) < 1e-6), "entailment rows differ from the API's probabilities");
+  log(`VE ok: ${probs.map((r) => `${r.label} ${r.p.toFixed(3)}`).join(", ")}; marked ${ve.label}`);
+  await page.screenshot({ path: join(opts.out, "page-ve.png"), fullPage: true });
+
+  // NLVR2: a second image, the two side by side, P(true) and the verdict.
+  await chooseModel(page, "tiny-nlvr2-paired", "nlvr2");
+  await page.locator("#second-image").waitFor({ state: "visible" });
+  await page.click("#run"); // no statement yet
+  await page.locator("#error").waitFor({ state: "visible" });
+  check(/Type a statement first/.test(await page.locator("#error").innerText()), "no readable error for a missing statement");
+  await page.getByLabel("Statement", { exact: true }).fill("there is a red square");
+  await page.click("#run"); // no right image yet
+  check(/right image/.test(await page.locator("#error").innerText()), `no readable error for a missing right image: ${await page.locator("#error").innerText()}`);
+  await page.setInputFiles("#file-input-2", opts.image2);
+  await page.locator("#preview-2").waitFor({ state: "visible" });
+  const inputs = await Promise.all(["#preview", "#preview-2"].map((s) => page.locator(s).boundingBox()));
+  check(inputs[1].x > inputs[0].x + inputs[0].width - 1, `the two image inputs are not side by side: ${JSON.stringify(inputs)}`);
+  const nl = await askTask(page, { path: "/v1/nlvr2", model: "tiny-nlvr2-paired", view: "nlvr2", label: "Statement", text: "there is a red square" });
+  await page.waitForFunction(() => {
+    const imgs = [...document.querySelectorAll("#nlvr2-pair img")];
+    return imgs.length === 2 && imgs.every((i) => i.complete && i.naturalWidth > 0);
+  });
+  const pics = await page.$$eval("#nlvr2-pair img", (imgs) => imgs.map((i) => {
+    const r = i.getBoundingClientRect();
+    return { x: r.x, y: r.y, w: r.width, h: r.height, nw: i.naturalWidth };
+  }));
+  check(Math.abs(pics[0].y - pics[1].y) < 2 && pics[1].x >= pics[0].x + pics[0].w - 1 && pics.every((p) => p.w > 50),
+    `the two images are not side by side: ${JSON.stringify(pics)}`);
+  check(pics[0].nw === nl.images[0].width && pics[1].nw === nl.images[1].width, `images shown ${pics.map((p) => p.nw)} wide, the API read ${nl.images.map((i) => i.width)}`);
+  const verdict = await page.locator("#nlvr2-verdict .verdict").evaluate((e) => ({ p: Number(e.dataset.probability), label: e.dataset.label, text: e.innerText }));
+  const verdictText = await page.locator("#nlvr2-verdict").innerText();
+  check(verdict.p >= 0 && verdict.p <= 1 && Math.abs(verdict.p - nl.true_probability) < 1e-6 && verdict.text.includes(verdict.p.toFixed(3)),
+    `P(true) shown ${JSON.stringify(verdict)}, the API ${nl.true_probability}`);
+  check(verdict.label === String(nl.label) && new RegExp(`Verdict: . ${nl.label}`).test(verdictText), `verdict ${verdictText}, the API's label ${nl.label}`);
+  check((await page.locator(".region-box").count()) === nl.images[0].regions, "the regions shown are not the left image's");
+  // The alignment with the right image instead.
+  const alignedLeft = await page.evaluate(() => document.body.dataset.aligned);
+  await page.getByRole("button", { name: "Align with the right image" }).click();
+  await page.waitForFunction((before) => document.body.dataset.aligned !== before, alignedLeft);
+  check(/right image/.test(await page.locator("#alignment-caption").innerText()), "the alignment view does not say it shows the right image");
+  check(await page.locator("#stage-image").getAttribute("src") === await page.locator("#nlvr2-pair img").nth(1).getAttribute("src"), "the regions are not drawn on the right image");
+  check((await page.locator(".region-box").count()) === nl.images[1].regions, "the regions shown are not the right image's");
+  log(`NLVR2 ok: P(true) ${verdict.p.toFixed(3)}, verdict ${nl.label}, images ${pics.map((p) => `${Math.round(p.w)}px`).join(" | ")}`);
+  await page.mouse.move(0, 0);
+  await page.screenshot({ path: join(opts.out, "page-nlvr2.png"), fullPage: true });
+  // The widest task view still fits a narrow screen.
+  await page.setViewportSize({ width: 390, height: 844 });
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  check(overflow <= 1, `the NLVR2 view is ${overflow}px wider than a 390px screen`);
+  await page.setViewportSize({ width: 1280, height: 900 });
+
+  // RE: an expression box, the best region drawn with its probability and score, the ranked list.
+  await chooseModel(page, "tiny-re", "re");
+  const re = await askTask(page, { path: "/v1/refer", model: "tiny-re", view: "re", label: "Referring expression", text: "the red square on the left" });
+  await page.waitForFunction(() => document.getElementById("refer-image").complete);
+  const ranked = await page.$$eval("#refer-list .refer-item", (bs) => bs.map((b) => ({ index: Number(b.dataset.index), p: Number(b.dataset.probability), pressed: b.getAttribute("aria-pressed") })));
+  check(ranked.length === re.regions.length && ranked.length >= 2, `${ranked.length} ranked regions, the API ${re.regions.length}`);
+  check(ranked.every((r) => r.p <= ranked[0].p), `the first ranked region is not the most probable: ${JSON.stringify(ranked)}`);
+  check(ranked[0].index === re.regions[0].index && ranked[0].pressed === "true", `first ranked ${JSON.stringify(ranked[0])}, the API's best ${re.regions[0].index}`);
+  const drawn = async () => page.locator(".refer-box").evaluate((e) => {
+    const r = e.getBoundingClientRect(), img = document.getElementById("refer-image").getBoundingClientRect();
+    return { index: Number(e.dataset.index), label: e.innerText, style: ["left", "top", "width", "height"].map((k) => parseFloat(e.style[k])),
+      box: [r.x, r.y, r.width, r.height], img: [img.x, img.y, img.width, img.height] };
+  });
+  check((await page.locator(".refer-box").count()) === 1, "not exactly one referred box drawn");
+  const best = await drawn();
+  const { width: RW, height: RH } = re.image;
+  const [x1, y1, x2, y2] = re.regions[0].box;
+  const want = [100 * x1 / RW, 100 * y1 / RH, 100 * (x2 - x1) / RW, 100 * (y2 - y1) / RH];
+  best.style.forEach((v, k) => check(Math.abs(v - want[k]) < 1e-3, `referred box ${best.style}, want ${want}`));
+  check(best.index === re.regions[0].index && best.box[2] > 5 && best.box[3] > 5 && best.box[0] >= best.img[0] - 2 && best.box[0] + best.box[2] <= best.img[0] + best.img[2] + 2,
+    `referred box ${JSON.stringify(best)}`);
+  check(best.label.includes(re.regions[0].probability.toFixed(3)) && best.label.includes(re.regions[0].score.toFixed(3)), `the box's label ${best.label} lacks its probability or score`);
+  // Another ranked region, chosen with the keyboard, is drawn instead.
+  await page.locator("#refer-list .refer-item").nth(1).focus();
+  await page.keyboard.press("Enter");
+  check((await drawn()).index === ranked[1].index, "choosing the second ranked region does not draw it");
+  await page.locator("#refer-list .refer-item").nth(0).click();
+  log(`RE ok: best #${best.index} (${best.label}), ${ranked.length} ranked`);
+  await page.mouse.move(0, 0);
+  await page.screenshot({ path: join(opts.out, "page-refer.png"), fullPage: true });
+
+  // A task's API error is shown readably: a corrupt image.
+  await page.setInputFiles("#file-input", { name: "broken.png", mimeType: "image/png", buffer: Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), Buffer.from("not really")]) });
+  await page.click("#run");
+  await page.waitForSelector("#error:not([hidden])");
+  const err = await page.locator("#error").innerText();
+  check(/^\/v1\/refer: .*HTTP 400/.test(err) && err.length < 400, `task error message: ${err}`);
+  log(`task views ok; task API error shown: ${err}`);
 }
 
 /** waitReady polls GET /readyz (the server may still be loading its model). */

@@ -1,4 +1,5 @@
-// The service's wire types (api/wire.go, api/attention.go) and the one way this page calls it:
+// The service's wire types (api/wire.go, api/attention.go, the task answers of /v1/vqa,
+// /v1/entailment, /v1/nlvr2 and /v1/refer) and the one way this page calls it:
 // every failure becomes an ApiError whose message is fit to show as it is. The API key, when the
 // server wants one, lives here too: every call sends it as X-API-Key.
 /** ApiError is a failed call: the server's {"error": {code, message}}, or why there was none. */
@@ -117,8 +118,13 @@ export function postJSON(path, body) {
 }
 /** postImage sends the image as the multipart file field "image" with the given fields. */
 export function postImage(path, image, fields) {
+    return postImages(path, [image], fields);
+}
+/** postImages sends the images in order, each as a multipart file field "image" (NLVR2: left, right). */
+export function postImages(path, images, fields) {
     const form = new FormData();
-    form.append("image", image, image instanceof File ? image.name : "image");
+    for (const image of images)
+        form.append("image", image, image instanceof File ? image.name : "image");
     for (const [k, v] of fields)
         form.append(k, v);
     return call(path, { method: "POST", body: form, headers: { Accept: "application/json" } });

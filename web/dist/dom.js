@@ -36,3 +36,12 @@ export function pct(x) {
 export function codePoints(s) {
     return Array.from(s);
 }
+/** meter is a bar as long as fraction (0–1) of its track: decoration beside a number shown as text. */
+export function meter(fraction) {
+    const f = Number.isFinite(fraction) ? Math.min(1, Math.max(0, fraction)) : 0;
+    return h("span", { class: "meter", "aria-hidden": "true" }, h("span", { class: "meter-fill", style: `width:${(100 * f).toFixed(2)}%` }));
+}
+/** quoted is "Label: “text”", with " (truncated)" when the model read only its start. */
+export function quoted(label, text, truncated) {
+    return [`${label}: `, h("q", {}, text), truncated ? " (truncated to the model's maximum length)" : ""];
+}

@@ -1,30 +1,62 @@
-// The alignment page: choose an image and captions, score them (POST /v1/match), then show the
-// selected caption's regions, word-region alignment and attention (POST /v1/align with
-// "attention": true) and probe its words (POST /v1/fill-mask). A server with API keys answers
-// 401 without one: the key form (auth.ts) asks for it and the page loads again with it.
-import { describe, getJSON, isUnauthorized, postImage } from "./api.js";
+// The alignment page: choose a model (models.ts), an image and captions, score them (POST
+// /v1/match), then show the selected caption's regions, word-region alignment and attention
+// (POST /v1/align with "attention": true) and probe its words (POST /v1/fill-mask). A model
+// fine-tuned for a task gets its task's view instead of the captions: VQA (vqa.ts), visual
+// entailment (entail.ts), NLVR2 with a second image (nlvr2.ts) or referring expressions
+// (refer.ts), with the alignment views of the task's text below. Every request names the chosen
+// model. A server with API keys answers 401 without one: the key form (auth.ts) asks for it and
+// the page loads again with it.
+import { describe, getJSON, isUnauthorized, postImage, postImages, } from "./api.js";
 import { AlignmentView } from "./align.js";
 import { AttentionView } from "./attention.js";
 import { KeyForm } from "./auth.js";
 import { byId, fmt, h, setBusy } from "./dom.js";
+import { EntailmentView } from "./entail.js";
+import { ModelPicker, taskLabel, viewOf, VIEWS } from "./models.js";
+import { NLVR2View } from "./nlvr2.js";
 import { Probe } from "./probe.js";
+import { ReferView } from "./refer.js";
 import { RegionLayer } from "./regions.js";
 import { galleryState, Search } from "./search.js";
+import { VQAView } from "./vqa.js";
 /** Image types the service decodes (others get a readable 415 from it anyway). */
 const IMAGE_TYPES = ["image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp"];
 const state = {
+    /** The chosen model; requests name it. */
     model: null,
+    /** The default model's detector: it reads the images of fine-tuned models that have none. */
+    detector: undefined,
     image: null,
     imageURL: "",
-    /** The image the results below were computed on (the chosen one may have changed since). */
+    /** NLVR2's right image. */
+    image2: null,
+    image2URL: "",
+    image2Name: "",
+    imageName: "",
+    /** The image the alignment below was computed on (the chosen one may have changed since). */
     analysed: null,
+    /** The images of the NLVR2 answer shown (left, right). */
+    pair: [],
     captions: [],
+    /** The task text (question, hypothesis, statement, expression) of the task answer shown. */
+    text: "",
     selected: -1,
+    runRequest: 0,
     alignRequest: 0,
+    /** The task box's text for each view, kept while another model is chosen. */
+    texts: new Map(),
     /** Ground truth of the chosen sample's captions (Shapes World knows it); empty for uploads. */
     truth: new Map(),
 };
 const form = byId("run-form");
+const modelSelect = byId("model-select");
+const captionsInput = byId("captions-input");
+const taskInput = byId("task-input");
+const taskText = byId("task-text");
+const secondImage = byId("second-image");
+const fileInput2 = byId("file-input-2");
+const preview2 = byId("preview-2");
+const taskPanels = { match: byId("scores-panel"), vqa: byId("vqa-panel"), ve: byId("ve-panel"), nlvr2: byId("nlvr2-panel"), re: byId("refer-panel") };
 const runButton = byId("run");
 const runStatus = byId("run-status");
 const errorBox = byId("error");
@@ -45,6 +77,17 @@ const regions = new RegionLayer(byId("boxes"), byId("show-low"), byId("show-low-
 const alignment = new AlignmentView(byId("tokens"), byId("heatmap"), regions, byId("align-by"), byId("align-note"), byId("heatmap-summary"));
 const attention = new AttentionView(byId("attention-grid"), byId("pattern-chart"), byId("attention-note"), byId("attention-dialog"));
 const probe = new Probe(probePanel, byId("probe-words"), byId("probe-result"));
+const vqa = new VQAView(byId("vqa-question"), byId("vqa-answers"));
+const entailment = new EntailmentView(byId("ve-hypothesis"), byId("ve-probabilities"), byId("ve-verdict"));
+const nlvr2 = new NLVR2View(byId("nlvr2-statement"), byId("nlvr2-pair"), byId("nlvr2-verdict"), (side) => {
+    const chosen = state.pair[side];
+    if (!chosen)
+        return;
+    state.analysed = chosen;
+    void align(state.text, ` with the ${side === 0 ? "left" : "right"} image`);
+});
+const refer = new ReferView(byId("refer-expression"), byId("refer-image"), byId("refer-boxes"), byId("refer-list"));
+const picker = new ModelPicker(modelSelect, (m) => chooseModel(m));
 const search = new Search(byId("search-panel"), byId("search-form"), byId("search-query"), byId("search-status"), byId("search-error"), byId("search-results"));
 /** showError shows message; auth marks an error that only wanted an API key (cleared once one is entered). */
 function showError(message, auth = false) {
@@ -66,18 +109,17 @@ async function loadModel() {
     const el = byId("model-info");
     try {
         const resp = await getJSON("/v1/models");
-        const m = resp.models[0];
-        state.model = m;
-        el.className = "";
-        el.textContent = `Model ${m.name}: ${m.layers} layers × ${m.attention_heads} heads, hidden ${m.hidden}, on ${m.provider}.`;
-        if (m.random_weights) {
-            el.className = "warn";
-            el.textContent += " It has random weights: its scores, regions and attention mean nothing.";
+        const first = resp.models[0];
+        state.detector = first.detector;
+        const m = picker.set(resp.models);
+        if (m.name !== state.model?.name)
+            chooseModel(m);
+        else {
+            state.model = m;
+            describeModel(m);
         }
-        if (!m.detector)
-            showError(`Model ${m.name} has no detector: this page needs one to take images.`);
-        if (!m.heads["mlm"])
-            probe.disable(`Model ${m.name} has no MLM head: the probe needs one.`);
+        if (!first.detector)
+            showError(`Model ${first.name} has no detector: this page needs one to take images.`);
     }
     catch (e) {
         el.textContent = isUnauthorized(e)
@@ -86,18 +128,77 @@ async function loadModel() {
         el.className = "error";
     }
 }
+/** describeModel says what the chosen model is in the header. */
+function describeModel(m) {
+    const el = byId("model-info");
+    el.className = "";
+    el.textContent = `Model ${m.name}, ${taskLabel(m)}: ${m.layers} layers × ${m.attention_heads} heads, hidden ${m.hidden}, on ${m.provider}.`;
+    if (!m.detector && state.detector)
+        el.textContent += " Its images are read by the default model's detector.";
+    if (m.random_weights) {
+        el.className = "warn";
+        el.textContent += " It has random weights: its scores, answers, regions and attention mean nothing.";
+    }
+}
+/** viewNow is the chosen model's view. */
+function viewNow() {
+    return state.model ? viewOf(state.model) : "match";
+}
+/** chooseModel switches the page to m's view; answers still on their way are for the previous model and dropped. */
+function chooseModel(m) {
+    const before = viewNow();
+    if (state.model)
+        state.texts.set(before, taskText.value);
+    state.model = m;
+    const view = viewOf(m);
+    const v = VIEWS[view];
+    state.runRequest++;
+    state.alignRequest++;
+    runButton.disabled = false;
+    setStatus("", false);
+    hideError();
+    results.hidden = true;
+    describeModel(m);
+    byId("input-title").textContent = v.title;
+    captionsInput.hidden = view !== "match";
+    taskInput.hidden = view === "match";
+    byId("task-label").textContent = v.label;
+    taskText.placeholder = v.placeholder;
+    if (view !== before)
+        taskText.value = state.texts.get(view) ?? "";
+    secondImage.hidden = view !== "nlvr2";
+    byId("image-inputs").classList.toggle("pair", view === "nlvr2");
+    byId("image-1-title").hidden = view !== "nlvr2";
+    runButton.textContent = v.run;
+    byId("run-hint").textContent = view === "match" ? "Ctrl+Enter in the box runs it too." : "Enter in the box runs it too.";
+    probe.disable(m.heads["mlm"] ? "" : `Model ${m.name} has no MLM head: the probe needs one.`);
+    document.body.dataset.view = view;
+}
 // ---- Choosing an image -----------------------------------------------------------------
+/** release revokes an object URL that no image of the page uses any more. */
+function release(url) {
+    const used = [state.imageURL, state.image2URL, state.analysed?.url, ...state.pair.map((p) => p.url)];
+    if (url && !used.includes(url))
+        URL.revokeObjectURL(url);
+}
+/** unreadable is "" for an image type the service reads, else why not. */
+function unreadable(blob, name) {
+    return blob.type && !IMAGE_TYPES.includes(blob.type)
+        ? `${name} is ${blob.type}, not an image this service reads (PNG, JPEG, GIF, WebP or BMP).` : "";
+}
 function setImage(blob, name) {
-    if (blob.type && !IMAGE_TYPES.includes(blob.type)) {
-        showError(`${name} is ${blob.type}, not an image this service reads (PNG, JPEG, GIF, WebP or BMP).`);
+    const why = unreadable(blob, name);
+    if (why) {
+        showError(why);
         return;
     }
     hideError();
     state.truth.clear();
-    if (state.imageURL && state.imageURL !== state.analysed?.url)
-        URL.revokeObjectURL(state.imageURL);
+    const old = state.imageURL;
     state.image = blob;
+    state.imageName = name;
     state.imageURL = URL.createObjectURL(blob);
+    release(old);
     preview.src = state.imageURL;
     preview.alt = `Chosen image: ${name}`;
     preview.hidden = false;
@@ -106,27 +207,50 @@ function setImage(blob, name) {
         b.setAttribute("aria-pressed", String(b.dataset.file === name));
     }
 }
-byId("choose-file").addEventListener("click", () => fileInput.click());
-fileInput.addEventListener("change", () => {
-    const f = fileInput.files?.[0];
-    if (f)
-        setImage(f, f.name);
-});
-for (const ev of ["dragenter", "dragover"]) {
-    dropZone.addEventListener(ev, (e) => {
+/** setImage2 makes blob NLVR2's right image. */
+function setImage2(blob, name) {
+    const why = unreadable(blob, name);
+    if (why) {
+        showError(why);
+        return;
+    }
+    hideError();
+    const old = state.image2URL;
+    state.image2 = blob;
+    state.image2Name = name;
+    state.image2URL = URL.createObjectURL(blob);
+    release(old);
+    preview2.src = state.image2URL;
+    preview2.alt = `Chosen right image: ${name}`;
+    preview2.hidden = false;
+    byId("image-name-2").textContent = `${name} (${Math.round(blob.size / 1024)} KB)`;
+}
+/** acceptImages takes files from a "choose a file" button, its file input and drops on zone. */
+function acceptImages(button, input, zone, take) {
+    button.addEventListener("click", () => input.click());
+    input.addEventListener("change", () => {
+        const f = input.files?.[0];
+        if (f)
+            take(f);
+    });
+    for (const ev of ["dragenter", "dragover"]) {
+        zone.addEventListener(ev, (e) => {
+            e.preventDefault();
+            zone.classList.add("over");
+        });
+    }
+    for (const ev of ["dragleave", "drop"]) {
+        zone.addEventListener(ev, () => zone.classList.remove("over"));
+    }
+    zone.addEventListener("drop", (e) => {
         e.preventDefault();
-        dropZone.classList.add("over");
+        const f = e.dataTransfer?.files?.[0];
+        if (f)
+            take(f);
     });
 }
-for (const ev of ["dragleave", "drop"]) {
-    dropZone.addEventListener(ev, () => dropZone.classList.remove("over"));
-}
-dropZone.addEventListener("drop", (e) => {
-    e.preventDefault();
-    const f = e.dataTransfer?.files?.[0];
-    if (f)
-        setImage(f, f.name);
-});
+acceptImages(byId("choose-file"), fileInput, dropZone, (f) => setImage(f, f.name));
+acceptImages(byId("choose-file-2"), fileInput2, byId("drop-zone-2"), (f) => setImage2(f, f.name));
 document.addEventListener("paste", (e) => {
     const f = [...(e.clipboardData?.files ?? [])].find((x) => x.type.startsWith("image/"));
     if (f)
@@ -145,6 +269,9 @@ async function loadSamples() {
                         throw new Error(`sample ${s.file}: HTTP ${resp.status}`);
                     setImage(await resp.blob(), s.file);
                     captionsBox.value = s.captions.join("\n");
+                    // A sample's caption is a fair hypothesis, statement or expression to start from.
+                    if (!taskText.value && viewNow() !== "vqa" && viewNow() !== "match")
+                        taskText.value = s.captions[0];
                     s.captions.forEach((c, i) => state.truth.set(c, s.truth[i]));
                 }
                 catch (e) {
@@ -167,6 +294,11 @@ function truthBadge(text) {
     return h("span", { class: t ? "truth yes" : "truth no", title: t ? "true of this image (Shapes World ground truth)" : "false of this image (Shapes World ground truth)" }, t ? " ✓ true" : " ✗ false");
 }
 function renderScores(m) {
+    // A retrieval checkpoint scores with its rank head: σ(logit) ranks, it is no probability.
+    const rank = m.results.some((r) => r.head === "rank");
+    const head = byId("score-head");
+    head.textContent = rank ? "Rank score" : "P(match)";
+    head.title = rank ? "σ(rank logit): the retrieval head's ranking score, not a probability" : "softmax(ITM logits)[1]";
     scoresBody.replaceChildren(...m.results.map((r, i) => {
         const button = h("button", { type: "button", "aria-label": `Show the alignment of caption ${i + 1}` }, "Show");
         button.addEventListener("click", () => void selectCaption(i));
@@ -174,58 +306,168 @@ function renderScores(m) {
         return row;
     }));
 }
+/** showResults shows the results with the view's panel next to the regions. */
+function showResults(view) {
+    for (const [k, p] of Object.entries(taskPanels))
+        p.hidden = k !== view;
+    results.dataset.view = view;
+    results.hidden = false;
+}
+/** setAnalysed makes a the image of the alignment views (pair: the NLVR2 answer's two images, or none). */
+function setAnalysed(a, pair) {
+    const old = [state.analysed?.url ?? "", ...state.pair.map((p) => p.url)];
+    state.analysed = a;
+    state.pair = pair;
+    for (const u of old)
+        release(u);
+}
 async function run() {
     hideError();
-    const captions = captionsBox.value.split("\n").map((s) => s.trim()).filter((s) => s !== "");
     if (!state.image) {
-        showError("Choose an image first: upload one, drop one on the box, or pick a sample.");
+        showError(viewNow() === "nlvr2"
+            ? "Choose the left image first: upload one, drop one on the box, or pick a sample."
+            : "Choose an image first: upload one, drop one on the box, or pick a sample.");
         return;
     }
+    const view = viewNow();
+    if (view !== "match" && state.model)
+        return runTask(view, state.model);
+    const captions = captionsBox.value.split("\n").map((s) => s.trim()).filter((s) => s !== "");
     if (captions.length === 0) {
         showError("Type at least one caption (one per line).");
         captionsBox.focus();
         return;
     }
+    const id = ++state.runRequest;
+    const model = state.model?.name ?? "";
     runButton.disabled = true;
     setStatus(`Detecting regions and scoring ${captions.length} caption${captions.length === 1 ? "" : "s"}…`, true);
     try {
         const image = state.image, url = state.imageURL;
-        const m = await postImage("/v1/match", image, captions.map((c) => ["text", c]));
-        if (state.analysed && state.analysed.url !== url && state.analysed.url !== state.imageURL)
-            URL.revokeObjectURL(state.analysed.url);
-        state.analysed = { image, url };
+        const fields = captions.map((c) => ["text", c]);
+        if (model)
+            fields.push(["model", model]);
+        const m = await postImage("/v1/match", image, fields);
+        if (id !== state.runRequest)
+            return;
+        setAnalysed({ image, url }, []);
         state.captions = captions;
         renderScores(m);
-        results.hidden = false;
+        showResults("match");
         setStatus(`${m.image?.regions ?? "?"} regions; ${captions.length} caption${captions.length === 1 ? "" : "s"} scored in ${Math.round(m.timings_ms.total)} ms.`, false);
         await selectCaption(0);
     }
     catch (e) {
+        if (id !== state.runRequest)
+            return;
         showError(describe(e), isUnauthorized(e));
         setStatus("", false);
     }
     finally {
-        runButton.disabled = false;
+        if (id === state.runRequest)
+            runButton.disabled = false;
+    }
+}
+/** runTask asks the chosen task model about the image(s) and the task box's text, then aligns that text. */
+async function runTask(view, m) {
+    const text = taskText.value.trim();
+    if (!text) {
+        showError(`Type a ${VIEWS[view].label.toLowerCase()} first.`);
+        taskText.focus();
+        return;
+    }
+    if (view === "nlvr2" && !state.image2) {
+        showError("Choose the right image too: NLVR2 judges a statement about two images.");
+        byId("choose-file-2").focus();
+        return;
+    }
+    const id = ++state.runRequest;
+    const left = { image: state.image, url: state.imageURL };
+    const fields = [["model", m.name]];
+    runButton.disabled = true;
+    setStatus(`Detecting regions and asking ${m.name}…`, true);
+    try {
+        let took = 0, regions, pair = [];
+        switch (view) {
+            case "vqa": {
+                const r = await postImage("/v1/vqa", left.image, [["question", text], ["top_k", "5"], ...fields]);
+                if (id !== state.runRequest)
+                    return;
+                vqa.set(r);
+                [took, regions] = [r.timings_ms.total, r.image?.regions];
+                break;
+            }
+            case "ve": {
+                const r = await postImage("/v1/entailment", left.image, [["hypothesis", text], ...fields]);
+                if (id !== state.runRequest)
+                    return;
+                entailment.set(r);
+                [took, regions] = [r.timings_ms.total, r.image?.regions];
+                break;
+            }
+            case "nlvr2": {
+                const right = { image: state.image2, url: state.image2URL };
+                const r = await postImages("/v1/nlvr2", [left.image, right.image], [["statement", text], ...fields]);
+                if (id !== state.runRequest)
+                    return;
+                pair = [left, right];
+                nlvr2.set(r, [left.url, right.url], [state.imageName, state.image2Name]);
+                [took, regions] = [r.timings_ms.total, r.images?.[0]?.regions];
+                break;
+            }
+            case "re": {
+                const r = await postImage("/v1/refer", left.image, [["expression", text], ["top_k", "5"], ...fields]);
+                if (id !== state.runRequest)
+                    return;
+                refer.set(r, left.url);
+                [took, regions] = [r.timings_ms.total, r.image?.regions];
+                break;
+            }
+        }
+        setAnalysed(left, pair);
+        state.text = text;
+        showResults(view);
+        document.body.dataset.answered = `${view}-${id}`;
+        setStatus(`${regions ?? "?"} regions${view === "nlvr2" ? " in the left image" : ""}; ${m.name} answered in ${Math.round(took)} ms.`, false);
+        await align(text, view === "nlvr2" ? " with the left image" : "");
+    }
+    catch (e) {
+        if (id !== state.runRequest)
+            return;
+        showError(describe(e), isUnauthorized(e));
+        setStatus("", false);
+    }
+    finally {
+        if (id === state.runRequest)
+            runButton.disabled = false;
     }
 }
 async function selectCaption(i) {
-    const analysed = state.analysed;
-    if (!analysed)
+    if (!state.analysed)
         return;
-    const id = ++state.alignRequest;
     state.selected = i;
     for (const tr of scoresBody.rows) {
         const current = Number(tr.dataset.caption) === i;
         tr.classList.toggle("current", current);
         tr.querySelector("button")?.setAttribute("aria-pressed", String(current));
     }
+    await align(state.captions[i], "");
+}
+/** align shows text's alignment with the analysed image (note: which image, when there are two) in the views below. */
+async function align(text, note) {
+    const analysed = state.analysed;
+    if (!analysed)
+        return;
+    const id = ++state.alignRequest;
     const withAttention = state.model?.heads["attention"] ?? false;
     for (const p of [alignmentPanel, attentionPanel])
         setBusy(p, true);
-    byId("alignment-caption").textContent = `— “${state.captions[i]}”`;
-    const fields = [["text", state.captions[i]]];
+    byId("alignment-caption").textContent = `— “${text}”${note}`;
+    const fields = [["text", text]];
     if (withAttention)
         fields.push(["attention", "true"]);
+    if (state.model)
+        fields.push(["model", state.model.name]);
     try {
         const a = await postImage("/v1/align", analysed.image, fields);
         if (id !== state.alignRequest)
@@ -243,7 +485,7 @@ async function selectCaption(i) {
     }
 }
 function showAlignment(a, withAttention, analysed) {
-    const minConf = state.model?.detector?.min_confidence ?? 0;
+    const minConf = (state.model?.detector ?? state.detector)?.min_confidence ?? 0;
     const width = a.image?.width ?? 1, height = a.image?.height ?? 1;
     stageImage.src = analysed.url;
     regions.set(a.regions, width, height, minConf);
@@ -252,7 +494,7 @@ function showAlignment(a, withAttention, analysed) {
         attention.set(a);
     else
         attention.unavailable(`Model ${state.model?.name ?? ""} has no attention graph (encoder_attention): no maps to show.`);
-    probe.set(analysed.image, a.text, a.tokens);
+    probe.set(analysed.image, a.text, a.tokens, state.model?.name ?? "");
     document.body.dataset.aligned = String(state.alignRequest);
 }
 form.addEventListener("submit", (e) => {

@@ -34,17 +34,20 @@ export class Probe {
         this.result = result;
         this.image = null;
         this.text = "";
+        this.model = "";
         this.request = 0;
         this.chips = [];
         this.disabledReason = "";
     }
-    /** disable says why the probe cannot run (e.g. the model has no MLM head). */
+    /** disable says why the probe cannot run (e.g. the model has no MLM head); "" enables it again. */
     disable(reason) {
         this.disabledReason = reason;
     }
-    set(image, text, tokens) {
+    /** set offers the words of text (read by model with image) to mask. */
+    set(image, text, tokens, model) {
         this.image = image;
         this.text = text;
+        this.model = model;
         this.request++;
         this.result.replaceChildren();
         if (this.disabledReason) {
@@ -70,7 +73,7 @@ export class Probe {
         setBusy(this.panel, true);
         this.result.replaceChildren(h("p", { class: "status busy" }, `Predicting “${w.text}” in “${masked}”…`));
         try {
-            const resp = await postImage("/v1/fill-mask", this.image, [["text", masked], ["top_k", "5"], ["without_image", "true"]]);
+            const resp = await postImage("/v1/fill-mask", this.image, [["text", masked], ["top_k", "5"], ["without_image", "true"], ["model", this.model]]);
             if (id !== this.request)
                 return;
             const m = resp.masks[0];

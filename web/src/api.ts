@@ -1,4 +1,5 @@
-// The service's wire types (api/wire.go, api/attention.go) and the one way this page calls it:
+// The service's wire types (api/wire.go, api/attention.go, the task answers of /v1/vqa,
+// /v1/entailment, /v1/nlvr2 and /v1/refer) and the one way this page calls it:
 // every failure becomes an ApiError whose message is fit to show as it is. The API key, when the
 // server wants one, lives here too: every call sends it as X-API-Key.
 
@@ -21,8 +22,9 @@ export interface ImageInfo {
   sha256: string; format: string; width: number; height: number; regions: number; proposals: number; cache_hit: boolean;
 }
 
+/** head: "rank" (a retrieval checkpoint's rank score, σ(logit)) or "itm" (score = P(match)). */
 export interface MatchResult {
-  text: string; score: number; logit: number; ot_distance: number; tokens: number; truncated: boolean;
+  text: string; score: number; logit: number; head: "rank" | "itm"; ot_distance: number; tokens: number; truncated: boolean;
 }
 
 /** Milliseconds: `total` for the whole request, then its steps. */
@@ -69,13 +71,44 @@ export interface FillMaskResponse { text: string; tokens: Token[]; truncated: bo
 
 export interface DetectorInfo { classes: number; attributes: number; min_confidence: number; min_boxes: number; max_boxes: number; }
 
+/** task.name: pretrain, retrieval, vqa, ve, nlvr2 or re (read as a string: a newer server may add one). */
 export interface ModelInfo {
   name: string; description: string; provider: string; random_weights: boolean;
   layers: number; attention_heads: number; hidden: number; max_text_length: number;
+  task: { name: string; class: string; labels?: number; layout?: "paired" | "triplet" | "paired_attn" };
   heads: Record<string, boolean>; graphs: string[]; detector?: DetectorInfo;
 }
 
+/** The first model is the default: the one a request without "model" gets. */
 export interface ModelsResponse { models: ModelInfo[]; }
+
+/** The request's text as the model read it (tokens counts [CLS] and [SEP]). */
+export interface TaskText { text: string; tokens: number; truncated: boolean; }
+
+/** POST /v1/vqa: the top answers, each score an independent sigmoid (they need not sum to 1). */
+export interface VQAResponse {
+  question: TaskText; answers: { answer: string; score: number }[]; image?: ImageInfo; model: string; timings_ms: Timings;
+}
+
+/** POST /v1/entailment: the three classes' probabilities (they sum to 1) and the most probable. */
+export interface EntailmentResponse {
+  hypothesis: TaskText; label: "contradiction" | "entailment" | "neutral";
+  probabilities: Record<"contradiction" | "entailment" | "neutral", number>;
+  image?: ImageInfo; model: string; timings_ms: Timings;
+}
+
+/** POST /v1/nlvr2: P(the statement is true of the two images) and the verdict (label). */
+export interface NLVR2Response {
+  statement: TaskText; true_probability: number; label: boolean; layout: "paired" | "triplet" | "paired_attn";
+  images?: [ImageInfo, ImageInfo]; model: string; timings_ms: Timings;
+}
+
+/** POST /v1/refer: the regions ranked by the RE head (score: its logit; probability: softmax over the regions); boxes in image pixels. */
+export interface ReferResponse {
+  expression: TaskText;
+  regions: { index: number; box: [number, number, number, number]; score: number; probability: number }[];
+  image?: ImageInfo; model: string; timings_ms: Timings;
+}
 
 /** ApiError is a failed call: the server's {"error": {code, message}}, or why there was none. */
 export class ApiError extends Error {
@@ -194,8 +227,13 @@ export function postJSON<T>(path: string, body: unknown): Promise<T> {
 
 /** postImage sends the image as the multipart file field "image" with the given fields. */
 export function postImage<T>(path: string, image: Blob, fields: [string, string][]): Promise<T> {
+  return postImages<T>(path, [image], fields);
+}
+
+/** postImages sends the images in order, each as a multipart file field "image" (NLVR2: left, right). */
+export function postImages<T>(path: string, images: Blob[], fields: [string, string][]): Promise<T> {
   const form = new FormData();
-  form.append("image", image, image instanceof File ? image.name : "image");
+  for (const image of images) form.append("image", image, image instanceof File ? image.name : "image");
   for (const [k, v] of fields) form.append(k, v);
   return call<T>(path, { method: "POST", body: form, headers: { Accept: "application/json" } });
 }

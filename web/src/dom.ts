@@ -42,3 +42,14 @@ export function pct(x: number): string {
 export function codePoints(s: string): string[] {
   return Array.from(s);
 }
+
+/** meter is a bar as long as fraction (0–1) of its track: decoration beside a number shown as text. */
+export function meter(fraction: number): HTMLElement {
+  const f = Number.isFinite(fraction) ? Math.min(1, Math.max(0, fraction)) : 0;
+  return h("span", { class: "meter", "aria-hidden": "true" }, h("span", { class: "meter-fill", style: `width:${(100 * f).toFixed(2)}%` }));
+}
+
+/** quoted is "Label: “text”", with " (truncated)" when the model read only its start. */
+export function quoted(label: string, text: string, truncated: boolean): (Node | string)[] {
+  return [`${label}: `, h("q", {}, text), truncated ? " (truncated to the model's maximum length)" : ""];
+}

@@ -34,20 +34,23 @@ export function maskWord(text: string, w: Word): string {
 export class Probe {
   private image: Blob | null = null;
   private text = "";
+  private model = "";
   private request = 0;
   private chips: HTMLButtonElement[] = [];
   private disabledReason = "";
 
   constructor(private readonly panel: HTMLElement, private readonly words: HTMLElement, private readonly result: HTMLElement) {}
 
-  /** disable says why the probe cannot run (e.g. the model has no MLM head). */
+  /** disable says why the probe cannot run (e.g. the model has no MLM head); "" enables it again. */
   disable(reason: string): void {
     this.disabledReason = reason;
   }
 
-  set(image: Blob, text: string, tokens: Token[]): void {
+  /** set offers the words of text (read by model with image) to mask. */
+  set(image: Blob, text: string, tokens: Token[], model: string): void {
     this.image = image;
     this.text = text;
+    this.model = model;
     this.request++;
     this.result.replaceChildren();
     if (this.disabledReason) {
@@ -74,7 +77,7 @@ export class Probe {
     this.result.replaceChildren(h("p", { class: "status busy" }, `Predicting “${w.text}” in “${masked}”…`));
     try {
       const resp = await postImage<FillMaskResponse>("/v1/fill-mask", this.image,
-        [["text", masked], ["top_k", "5"], ["without_image", "true"]]);
+        [["text", masked], ["top_k", "5"], ["without_image", "true"], ["model", this.model]]);
       if (id !== this.request) return;
       const m = resp.masks[0];
       if (!m) throw new ApiError("the answer has no prediction for the mask", 0, "bad_response");
