@@ -13,11 +13,12 @@ import (
 	"github.com/uniter-serve/uniter/internal/progress"
 	"github.com/uniter-serve/uniter/offline"
 	"github.com/uniter-serve/uniter/pipeline"
+	"github.com/uniter-serve/uniter/shapes"
 )
 
 // evalCmd measures the served bundle on a Shapes World split through the serving pipeline.
 func evalCmd(load loader) *cobra.Command {
-	var split, splitDir, dataDir, out string
+	var split, splitDir, dataDir, out, task, modelName string
 	var asJSON, noRetrieval, quiet bool
 	var workers, scoreBatch, scoreWorkers int
 	cmd := &cobra.Command{
@@ -48,6 +49,9 @@ func evalCmd(load loader) *cobra.Command {
 			}
 			if _, err := offline.EnsureSplit(cmd.Context(), splitDir, split); err != nil {
 				return err
+			}
+			if task != "" {
+				return evalTask(cmd, load, split, splitDir, task, modelName, out, asJSON, quiet, workers)
 			}
 			return withService(cmd, load, func(s *service) error {
 				stderr := cmd.ErrOrStderr()
@@ -89,8 +93,48 @@ func evalCmd(load loader) *cobra.Command {
 	f.IntVar(&scoreBatch, "score-batch", pipeline.DefaultScoreBatch, "pairs per encoder run")
 	f.IntVar(&scoreWorkers, "score-workers", 1, "encoder runs in flight (also bounded by limits.max_concurrent)")
 	f.BoolVarP(&quiet, "quiet", "q", false, "no progress on stderr")
+	f.StringVar(&task, "task", "", "measure a fine-tuned model on a Shapes World task instead: qa, ve, nlvr2 or ref "+
+		"(per-type accuracy, with the image's features blanked and the generator's text-only baselines)")
+	f.StringVar(&modelName, "model-name", "", "with --task: the loaded model to measure (config bundle and models; default: bundle)")
 	_ = cmd.MarkFlagRequired("split")
 	return cmd
+}
+
+// evalTask is `uniter eval --task`: the task's items of the split (written beside it first if
+// missing) through the model named.
+func evalTask(cmd *cobra.Command, load loader, split, splitDir, task, modelName, out string, asJSON, quiet bool, workers int) error {
+	if _, err := os.Stat(filepath.Join(splitDir, shapes.TaskFile(task))); err != nil {
+		sp, known := shapes.KnownSplit(split)
+		if !known || shapes.TaskFile(task) == "" {
+			return fmt.Errorf("%s has no %s items and %q is not a known split and task to generate (uniter synth --task)", splitDir, task, split)
+		}
+		if _, err := shapes.WriteTasks(cmd.Context(), splitDir, sp, []string{task}, shapes.Options{}); err != nil {
+			return err
+		}
+	}
+	return withService(cmd, load, func(s *service) error {
+		b, _, err := s.pick(modelName)
+		if err != nil {
+			return err
+		}
+		bar := progressBar(cmd, quiet, "eval "+task, "items")
+		rep, err := offline.EvaluateTask(cmd.Context(), b, splitDir, task, workers, bar.Func())
+		bar.Finish()
+		if err != nil {
+			return err
+		}
+		rep.Split = split
+		if out != "" {
+			if err := writeJSONFile(out, rep); err != nil {
+				return err
+			}
+		}
+		if asJSON {
+			return printJSON(cmd.OutOrStdout(), rep)
+		}
+		rep.WriteTable(cmd.OutOrStdout())
+		return nil
+	})
 }
 
 func writeJSONFile(path string, v any) error {
