@@ -62,9 +62,9 @@ func TestEvaluateTask(t *testing.T) {
 		for _, line := range lines {
 			var item struct {
 				Image, Left, Right, Question, Answer, Hypothesis, Statement, Expression, Type string
-				Label                                                                      json.RawMessage
-				Box                                                                        [4]float64
-				WithRelation                                                               bool `json:"with_relation"`
+				Label                                                                         json.RawMessage
+				Box                                                                           [4]float64
+				WithRelation                                                                  bool `json:"with_relation"`
 			}
 			if err := json.Unmarshal(line, &item); err != nil {
 				t.Fatal(err)
