@@ -467,3 +467,177 @@ func BenchmarkAlignBy(b *testing.B) {
 		})
 	}
 }
+
+// Task-head benchmark: what each official fine-tuned class's call costs over the encoder run it
+// is built on, at UNITER-base size. The task bundles are exported by
+// `python3 -m uniter.bench export-tasks` (scripts/bench.sh: `make bench`, or
+// `BENCH_ONLY=heads bash scripts/bench.sh` for this part alone) into UNITER_BENCH_TASKS (default
+// .cache/bench/tasks, one folder per layout); the baseline is the pre-training bundle of
+// UNITER_BENCH_BUNDLE (default .cache/bench/uniter-base-random, `python3 -m uniter.bench
+// export`). Without them BenchmarkTaskHeads is skipped: the tiny fixtures would time nothing
+// worth reporting.
+
+// taskBenchCase is one sub-benchmark of BenchmarkTaskHeads: the bundle's folder under the task
+// bundles' directory ("" for the pre-training bundle) and the call timed on it, which checks
+// what it got.
+type taskBenchCase struct {
+	name, layout string
+	call         func(ctx context.Context, bundle *Bundle, in Input, text string) error
+}
+
+// taskBenchCases are BenchmarkTaskHeads' sub-benchmarks in the order they run and are reported.
+var taskBenchCases = []taskBenchCase{
+	{"encoder", "", func(ctx context.Context, bundle *Bundle, in Input, text string) error {
+		var t Timing // the pair path the task calls share: tokenizer, region preparation, encoder run
+		e, _, err := bundle.encodeOne(ctx, in, "text", text, &t)
+		if err == nil && (len(e.Pairs) != 1 || len(e.Pairs[0].Text.Tokens) != benchTokens) {
+			err = fmt.Errorf("encoded %d pairs", len(e.Pairs))
+		}
+		return err
+	}},
+	{"vqa", "vqa", func(ctx context.Context, bundle *Bundle, in Input, text string) error {
+		out, err := bundle.VQA(ctx, in, text, 5)
+		if err == nil && (len(out.Answers) != 5 || out.Question.Tokens != benchTokens || isNaN32(out.Answers[0].Score)) {
+			err = fmt.Errorf("vqa: %+v", out)
+		}
+		return err
+	}},
+	{"ve", "ve", func(ctx context.Context, bundle *Bundle, in Input, text string) error {
+		out, err := bundle.Entail(ctx, in, text)
+		if err == nil && (len(out.Probabilities) != 3 || out.Hypothesis.Tokens != benchTokens || isNaN32(out.Probabilities[0].Probability)) {
+			err = fmt.Errorf("entailment: %+v", out)
+		}
+		return err
+	}},
+	{"re", "re", func(ctx context.Context, bundle *Bundle, in Input, text string) error {
+		out, err := bundle.Refer(ctx, in, text, 5)
+		if err == nil && (len(out.Regions) != 5 || out.Expression.Tokens != benchTokens || isNaN32(out.Regions[0].Probability)) {
+			err = fmt.Errorf("refer: %+v", out)
+		}
+		return err
+	}},
+	{"retrieval", "retrieval", func(ctx context.Context, bundle *Bundle, in Input, text string) error {
+		out, err := bundle.Match(ctx, in, []string{text})
+		if err == nil && (len(out.Results) != 1 || out.Results[0].Head != MatchByRank || out.Results[0].Tokens != benchTokens ||
+			isNaN32(out.Results[0].Score) || math.IsNaN(out.Results[0].OTDistance)) {
+			err = fmt.Errorf("match: %+v", out)
+		}
+		return err
+	}},
+	{"nlvr2-paired", "nlvr2-paired", nlvr2BenchCall(NLVR2Paired)},
+	{"nlvr2-triplet", "nlvr2-triplet", nlvr2BenchCall(NLVR2Triplet)},
+	{"nlvr2-paired-attn", "nlvr2-paired-attn", nlvr2BenchCall(NLVR2PairedAttn)},
+}
+
+// nlvr2BenchCall is Bundle.NLVR2 on the same regions for both images, checking the layout.
+func nlvr2BenchCall(layout string) func(ctx context.Context, bundle *Bundle, in Input, text string) error {
+	return func(ctx context.Context, bundle *Bundle, in Input, text string) error {
+		out, err := bundle.NLVR2(ctx, [2]Input{in, in}, text)
+		if err == nil && (out.Layout != layout || out.Statement.Tokens != benchTokens || isNaN32(out.TrueProbability)) {
+			err = fmt.Errorf("nlvr2 (want layout %s): %+v", layout, out)
+		}
+		return err
+	}
+}
+
+func isNaN32(v float32) bool { return math.IsNaN(float64(v)) }
+
+// benchDir is the folder $name names (a relative path is taken from the repository root), or
+// def under the repository root.
+func benchDir(b *testing.B, name string, def ...string) string {
+	dir := os.Getenv(name)
+	switch {
+	case dir == "":
+		return testenv.Path(b, def...)
+	case !filepath.IsAbs(dir):
+		return testenv.Path(b, dir)
+	}
+	return dir
+}
+
+// BenchmarkTaskHeads times, at batch 1 with BenchmarkEncoder's input (one text of 20 tokens, 36
+// regions), the encoder run of the UNITER-base-sized pre-training bundle (Bundle.Encode of one
+// pair, with its tokenizer and region preparation) as the baseline, then each fine-tuned task's
+// call on its UNITER-base-sized bundle: VQA top 5 (3,129 answers), Entail, Refer top 5, Match of
+// one text on the retrieval bundle (rank head, and the OT alignment Match always computes), and
+// NLVR2 on the paired, triplet and paired-attention layouts with the same regions for both
+// images. Each sub-benchmark loads its bundle (outside the timed loop), makes one untimed
+// warm-up call, times the loop and closes the bundle, so one bundle is open at a time besides
+// the environment; ns/op is the mean cost of one request, fastest-ms the quickest call's.
+func BenchmarkTaskHeads(b *testing.B) {
+	tasksDir := benchDir(b, "UNITER_BENCH_TASKS", ".cache", "bench", "tasks")
+	baseDir := benchDir(b, "UNITER_BENCH_BUNDLE", ".cache", "bench", "uniter-base-random")
+	dirs := map[string]string{}
+	var missing []string
+	for _, c := range taskBenchCases {
+		dirs[c.name] = baseDir
+		if c.layout != "" {
+			dirs[c.name] = filepath.Join(tasksDir, c.layout)
+		}
+		if _, err := os.Stat(filepath.Join(dirs[c.name], "manifest.json")); err != nil {
+			missing = append(missing, dirs[c.name])
+		}
+	}
+	if len(missing) > 0 {
+		b.Skipf("no UNITER-base-sized bundles to time the task heads on: %s missing (run "+
+			"`BENCH_ONLY=heads bash scripts/bench.sh`, or python3 -m uniter.bench export and "+
+			"export-tasks; UNITER_BENCH_BUNDLE and UNITER_BENCH_TASKS name other folders)",
+			strings.Join(missing, ", "))
+	}
+	// Every bundle must have the baseline's encoder dimensions, or "added over the encoder"
+	// compares different encoders.
+	base, err := ReadManifest(baseDir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range taskBenchCases[1:] {
+		m, err := ReadManifest(dirs[c.name])
+		if err != nil {
+			b.Fatal(err)
+		}
+		if d, w := m.Model, base.Model; d.HiddenSize != w.HiddenSize || d.NumHiddenLayers != w.NumHiddenLayers ||
+			d.NumAttentionHeads != w.NumAttentionHeads || d.IntermediateSize != w.IntermediateSize || d.FeatureDim != w.FeatureDim {
+			b.Fatalf("%s: encoder %+v, the baseline %s has %+v: export both with python3 -m uniter.bench",
+				dirs[c.name], d, baseDir, w)
+		}
+	}
+	env := testenv.Env(b)
+	printConfig.Do(func() {
+		m := base.Model
+		fmt.Printf("onnxruntime: %s\nbundle: %s (hidden %d, %d layers, feature dim %d)\n",
+			env.Version(), base.Name, m.HiddenSize, m.NumHiddenLayers, m.FeatureDim)
+	})
+	fmt.Printf("task-bundles: %s\n", tasksDir)
+	ctx := context.Background()
+	regions := benchRegionsFor(base.Model.FeatureDim)
+	for _, c := range taskBenchCases {
+		b.Run("task="+c.name, func(b *testing.B) {
+			bundle, err := Load(env, dirs[c.name], Options{MaxRegions: benchRegions})
+			if err != nil {
+				b.Fatalf("loading %s: %v", dirs[c.name], err)
+			}
+			b.Cleanup(func() {
+				if err := bundle.Close(); err != nil {
+					b.Errorf("closing %s: %v", dirs[c.name], err)
+				}
+			})
+			text := benchTextsFor(b, bundle, 1)[0]
+			in := Input{Regions: &regions}
+			if err := c.call(ctx, bundle, in, text); err != nil { // warm-up, and a sanity check
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			fastest := time.Duration(math.MaxInt64)
+			for b.Loop() {
+				start := time.Now()
+				if err := c.call(ctx, bundle, in, text); err != nil {
+					b.Fatal(err)
+				}
+				fastest = min(fastest, time.Since(start))
+			}
+			// The quickest call: on a shared machine, the figure other jobs disturb least.
+			b.ReportMetric(fastest.Seconds()*1000, "fastest-ms")
+		})
+	}
+}

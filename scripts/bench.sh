@@ -8,12 +8,23 @@
 #      (python3 -m uniter.bench torch), then the Go pipeline: BenchmarkEncoder (Bundle.Match)
 #      and BenchmarkEncoderGraphOnly (the encoder run alone) in pipeline/bench_test.go; each at
 #      batch 1, 8 and 32
-#   3. then, in each of BENCH_RUNS rounds, BenchmarkDetector (decode, preprocessing, detector,
+#   3. dynamic batching (BenchmarkDynamicBatching: one-text requests from 1, 4, 16 callers,
+#      batching off and on, and one 16-text request; .cache/bench/batching.md; BENCH_ONLY=batching
+#      runs only this part), then the task heads: export a UNITER-base-sized random bundle per official fine-tuned class
+#      into .cache/bench/tasks (python3 -m uniter.bench export-tasks; cached, never committed),
+#      then in each of BENCH_RUNS rounds BenchmarkTaskHeads: at batch 1 on the encoder input
+#      above, the pre-training bundle's encoder run of one pair (the baseline) and each task
+#      call (VQA top 5, Entail, Refer top 5, Match on the retrieval bundle, NLVR2 on the paired,
+#      triplet and paired-attention layouts), BENCH_HEAD_CALLS timed calls each
+#   4. then, in each of BENCH_RUNS rounds, BenchmarkDetector (decode, preprocessing, detector,
 #      selection of one 640×480 JPEG, no cache) and BenchmarkColdMatch (Bundle.Match on an
 #      image the cache has not seen, 5 texts), BENCH_IMAGES timed iterations each
-#   4. print the tables (encoder: batch | Go pairs/s | PyTorch pairs/s | ratio; detector
-#      images/s; cold /v1/match split by stage) with the machine, and write them to
-#      .cache/bench/report.md
+#   5. print the tables (encoder: batch | Go pairs/s | PyTorch pairs/s | ratio; detector
+#      images/s; cold /v1/match split by stage; task | ms per request | added over the encoder)
+#      with the machine, and write them to .cache/bench/report.md (the task-head part also to
+#      .cache/bench/heads.md)
+# BENCH_ONLY=heads runs only step 1 and the task-head part (step 3 and its table, written to
+# .cache/bench/heads.md; report.md is left alone): a few minutes instead of the full bench.
 # Every figure is the best of BENCH_RUNS rounds (default 3) of PyTorch-then-Go: on a shared
 # machine other jobs only ever slow a run down; the report also gives the spread. Before each
 # timed step the script waits up to BENCH_QUIET_WAIT seconds (default 20) for the CPUs to be
@@ -21,7 +32,8 @@
 # the best images/s and the cold-match split of the round with the lowest ms/request (one
 # round's stages, not minima from different rounds). Other knobs: BENCH_PAIRS (pairs per Go
 # run, default 32), BENCH_IMAGES (timed images per detector and cold-match run, default 5),
-# BENCH_SECONDS (seconds per PyTorch run, at least one call; default 2), BENCH_TORCH_THREADS
+# BENCH_SECONDS (seconds per PyTorch run, at least one call; default 2), BENCH_HEAD_CALLS
+# (timed calls per task and round, after one warm-up call; default 20), BENCH_TORCH_THREADS
 # and BENCH_OPENBLAS_THREADS (default: uniter.bench's, the fastest measured on 2 cores).
 # ONNX Runtime uses the tests' settings (internal/testenv.CPUConfig: 2 intra-op threads).
 set -euo pipefail
@@ -32,6 +44,14 @@ export PYTHONPATH="$root/models${PYTHONPATH:+:$PYTHONPATH}"
 PY=${PY:-/usr/bin/python3}
 out=.cache/bench
 bundle=$out/uniter-base-random
+tasks=$out/tasks
+only=${BENCH_ONLY:-}
+case $only in
+  "" | heads | batching) ;;
+  *) echo "BENCH_ONLY=$only: want heads (the task-head part alone), batching (the dynamic-batching part alone), or leave it unset" >&2; exit 2 ;;
+esac
+batch_calls=${BENCH_BATCH_CALLS:-96}
+head_calls=${BENCH_HEAD_CALLS:-20}
 runs=${BENCH_RUNS:-3}
 pairs=${BENCH_PAIRS:-32}
 images=${BENCH_IMAGES:-5}
@@ -86,6 +106,26 @@ go_round() { # one run of both Go benchmarks at each batch size
   done
 }
 
+heads_round() { # one run of the task-head benchmark: the encoder baseline, then every task
+  UNITER_BENCH_BUNDLE="$root/$bundle" UNITER_BENCH_TASKS="$root/$tasks" "$out/pipeline.test" \
+    -test.run '^$' -test.bench '^BenchmarkTaskHeads$' -test.benchtime "${head_calls}x" \
+    | tee -a "$out/heads.txt" >&2
+  grep -q '^BenchmarkTaskHeads/task=' "$out/heads.txt" || {
+    echo "== bench: BenchmarkTaskHeads timed nothing (skipped?)" >&2
+    return 1
+  }
+}
+
+batching_round() { # one run of the dynamic-batching benchmark: off, on, and one 16-text request
+  UNITER_BENCH_BUNDLE="$root/$bundle" "$out/pipeline.test" -test.run '^$' \
+    -test.bench '^BenchmarkDynamicBatching$' -test.benchtime "${batch_calls}x" \
+    | tee -a "$out/batching.txt" >&2
+  grep -q '^BenchmarkDynamicBatching/' "$out/batching.txt" || {
+    echo "== bench: BenchmarkDynamicBatching timed nothing" >&2
+    return 1
+  }
+}
+
 det_round() { # one run of the detector and cold-match benchmarks
   UNITER_BENCH_BUNDLE="$root/$bundle" "$out/pipeline.test" -test.run '^$' \
     -test.bench '^Benchmark(Detector|ColdMatch)$' -test.benchtime "${images}x" \
@@ -93,28 +133,202 @@ det_round() { # one run of the detector and cold-match benchmarks
 }
 
 step go-build go test -c -o "$out/pipeline.test" ./pipeline
-: >"$out/go.txt"
-: >"$out/det.txt"
-rm -f "$out"/torch-*.json
-# Rounds rather than back-to-back repeats, so that a burst of other jobs spoils one run of
-# each side rather than every run of one side.
-for r in $(seq "$runs"); do
-  wait_quiet "pytorch-$r"
-  step "pytorch-$r" "$PY" -m uniter.bench torch "${torch_args[@]}" \
-    --json "$out/torch-$r.json" >/dev/null
-  wait_quiet "go-$r"
-  step "go-$r" go_round
-done
-for r in $(seq "$runs"); do
-  wait_quiet "detector-$r"
-  step "detector-$r" det_round
-done
+: >"$out/heads.txt"
+if [ -z "$only" ]; then
+  : >"$out/go.txt"
+  : >"$out/det.txt"
+  rm -f "$out"/torch-*.json
+  # Rounds rather than back-to-back repeats, so that a burst of other jobs spoils one run of
+  # each side rather than every run of one side.
+  for r in $(seq "$runs"); do
+    wait_quiet "pytorch-$r"
+    step "pytorch-$r" "$PY" -m uniter.bench torch "${torch_args[@]}" \
+      --json "$out/torch-$r.json" >/dev/null
+    wait_quiet "go-$r"
+    step "go-$r" go_round
+  done
+fi
+# Dynamic batching: one-text requests from 1, 4 and 16 concurrent callers, batching off and
+# on, and one request carrying 16 texts, in one process per round.
+: >"$out/batching.txt"
+if [ -z "$only" ] || [ "$only" = batching ]; then
+  for r in $(seq "$runs"); do
+    wait_quiet "batching-$r"
+    step "batching-$r" batching_round
+  done
+fi
+# Step 3: the task heads. Each round times the baseline and every task side by side in one
+# process, one bundle loaded at a time.
+if [ "$only" != batching ]; then
+  step export-tasks "$PY" -m uniter.bench export-tasks --out "$tasks"
+  for r in $(seq "$runs"); do
+    wait_quiet "heads-$r"
+    step "heads-$r" heads_round
+  done
+fi
+if [ -z "$only" ]; then
+  for r in $(seq "$runs"); do
+    wait_quiet "detector-$r"
+    step "detector-$r" det_round
+  done
+fi
 
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# The dynamic-batching table, from batching.txt, into batching.md: the round with the highest
+# total pairs/s (other jobs only ever slow a round down), every row from that round.
+if [ -s "$out/batching.txt" ]; then
+  BENCH_CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//') BENCH_NPROC=$(nproc) \
+  BENCH_BUSY="${busy[*]}" BENCH_CALLS=$batch_calls "$PY" - "$out/batching.txt" "$out/batching.md" <<'EOF'
+import os, re, sys
+txt, md = sys.argv[1:]
+rounds, cur = [], None
+for line in open(txt):
+    m = re.match(r"BenchmarkDynamicBatching/(\S+?)(?:-\d+)?\s+\d+\s+\d+ ns/op\s+([\d.]+) pairs/s", line)
+    if not m:
+        continue
+    name, rate = m.group(1), float(m.group(2))
+    if cur is None or name in cur:
+        cur = {}
+        rounds.append(cur)
+    cur[name] = rate
+best = max(rounds, key=lambda r: sum(r.values()))
+def rate(name): return best.get(name, float("nan"))
+rows = []
+for mode in ("off", "on"):
+    for callers in (1, 4, 16):
+        rows.append(f"| {mode} | {callers} | {rate(f'batching={mode}/callers={callers}'):,.0f} |")
+one16 = rate("one_request_of_16_texts")
+on1, on16, off16 = rate("batching=on/callers=1"), rate("batching=on/callers=16"), rate("batching=off/callers=16")
+text = "\n".join([
+    "## Dynamic batching across requests",
+    "",
+    "`BenchmarkDynamicBatching`: `Bundle.Match` with one text and 36 regions per request from 1, 4 and 16 "
+    "concurrent callers, batching across callers off and on (`limits.batch_pairs` 32, `batch_wait` 0), "
+    f"{os.environ['BENCH_CALLS']} requests per row; the UNITER-base-sized random bundle; pairs/s.",
+    "",
+    "| batching | concurrent one-text callers | pairs/s |",
+    "|---|---:|---:|",
+    *rows,
+    f"| (one request of 16 texts) | 1 | {one16:,.0f} |",
+    "",
+    f"Batching on: 16 callers **{on16 / on1:.2f}×** the pairs/s of one caller (target ≥ 2.5×), "
+    f"**{100 * on16 / one16:.0f}%** of one request carrying 16 texts (target ≥ 80%); "
+    f"{on16 / off16:.2f}× batching off at 16 callers.",
+    "",
+    f"Machine: {os.environ['BENCH_CPU']}, {os.environ['BENCH_NPROC']} cores; CPU use by other jobs before each round: "
+    + ", ".join(re.findall(r"batching-\d+ \d+%", os.environ["BENCH_BUSY"]))
+    + f"; the best of {len(rounds)} rounds by total pairs/s.",
+])
+open(md, "w").write(text + "\n")
+print(text)
+EOF
+fi
+
+if [ "$only" != batching ]; then
+# The task-head table, from heads.txt (every round's BenchmarkTaskHeads lines), into heads.md.
+BENCH_CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//') \
+BENCH_NPROC=$(nproc) BENCH_MEM=$(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo) \
+BENCH_GO=$(go env GOVERSION) BENCH_LOAD="$load_before before, $load_after after" \
+BENCH_BUSY="${busy[*]}" BENCH_RUNS=$runs BENCH_HEAD_CALLS=$head_calls BENCH_TIMINGS="${timings[*]}" \
+  "$PY" - "$out/heads.txt" "$out/heads.md" <<'EOF'
+import os, re, sys
+
+heads_txt, heads_md = sys.argv[1:]
+e = os.environ
+# Every round's lines, in order: a round starts with its baseline ("encoder") line.
+ort, rounds = "unknown", []  # [{task: (mean ms per request, fastest call ms)}]
+for line in open(heads_txt):
+    if line.startswith("onnxruntime:"):
+        ort = line.split(":", 1)[1].strip()
+    m = re.match(r"BenchmarkTaskHeads/task=(\S+?)(?:-\d+)?\s+\d+\s+([\d.e+]+) ns/op", line)
+    fast = re.search(r"\s([\d.e+]+) fastest-ms", line)
+    if m and fast:
+        if m[1] == "encoder" or not rounds:
+            rounds.append({})
+        rounds[-1][m[1]] = (float(m[2]) / 1e6, float(fast[1]))
+rows = [("encoder", "encoder run of one pair (baseline; pre-training bundle, `Bundle.Encode`)"),
+        ("vqa", "VQA: `Bundle.VQA`, top 5 of 3,129 answers"),
+        ("ve", "VE: `Bundle.Entail`"),
+        ("re", "RE: `Bundle.Refer`, top 5 of 36 regions"),
+        ("retrieval", "retrieval: `Bundle.Match` of one text (rank head, OT alignment)"),
+        ("nlvr2-paired", "NLVR2 paired: `Bundle.NLVR2`"),
+        ("nlvr2-triplet", "NLVR2 triplet: `Bundle.NLVR2`"),
+        ("nlvr2-paired-attn", "NLVR2 paired-attn: `Bundle.NLVR2`")]
+# The round with the lowest total: other jobs only ever slow a round down, and every figure of
+# the table comes from that one round, the baseline and the tasks measured side by side
+# (minima from different rounds would compare a quiet moment with a busy one).
+complete = [r for r in rounds if all(k in r for k, _ in rows)] or rounds
+best_i = min(range(len(complete)), key=lambda i: sum(v[0] for v in complete[i].values()))
+best = complete[best_i]
+base = best.get("encoder", (None,))[0]
+lines = [
+    "## Task heads: each fine-tuned task's cost over the encoder",
+    "",
+    "UNITER-base-sized bundles with random weights (12 layers, hidden 768, 2048-d region "
+    "features), one per official fine-tuned class, exported from official-layout checkpoints "
+    "by `python3 -m uniter.bench export-tasks`; batch 1, one text of 20 tokens and 36 regions "
+    "per image (BenchmarkEncoder's input); the Go pipeline on ONNX Runtime "
+    "(`BenchmarkTaskHeads` in pipeline/bench_test.go).",
+    "",
+    "| task | ms per request | added over the encoder (ms, %) | fastest call (ms) |",
+    "|---|---:|---:|---:|",
+]
+for k, label in rows:
+    if k not in best:
+        lines.append(f"| {label} | n/a | n/a | n/a |")
+        continue
+    mean, fastest = best[k]
+    if k == "encoder":
+        add = "—"
+    elif base:
+        add = f"{mean - base:+.1f} ({100 * (mean - base) / base:+.0f}%)"
+    else:
+        add = "n/a"
+    lines.append(f"| {label} | {mean:.1f} | {add} | {fastest:.1f} |")
+spread = "; ".join(f"{k} " + "–".join(f"{f(r[k][0] for r in rounds if k in r):.1f}"
+                                      for f in (min, max))
+                   for k, _ in rows if any(k in r for r in rounds))
+busy = re.findall(r"heads-\d+ \d+%", e["BENCH_BUSY"])
+steps = re.findall(r"(?:export-tasks|heads-\d+) \d+ s", e["BENCH_TIMINGS"])
+lines += [
+    "",
+    "NLVR2's baseline is the same one-pair encoder run: paired and paired-attn run the encoder "
+    "twice (the text with each image's 36 regions), so they show about +100% over it, "
+    "paired-attn with its cross-attention and attention pooling on top; triplet runs it once "
+    "on a longer sequence (the text and both images' 72 regions). The other tasks run the "
+    "encoder once and add their head and its post-processing (retrieval: the rank head and the "
+    "OT alignment that `Match` always computes); those heads are small next to the encoder "
+    "(VQA's, the largest, about 6 M multiply-adds against about 4.9 G for the encoder's 56 "
+    "positions): a difference of a few percent from the baseline, either way, is run-to-run "
+    "noise, not the head.",
+    "",
+    f"Machine: {e['BENCH_NPROC']} cores ({e['BENCH_CPU']}), {e['BENCH_MEM']} memory; load "
+    f"average (1, 5, 15 min) {e['BENCH_LOAD']}; CPU use by other jobs just before each round: "
+    f"{', '.join(busy) or 'n/a'}. ONNX Runtime {ort} (CPU, 2 intra-op threads) through "
+    f"onnxruntime_go, {e['BENCH_GO']}.",
+    f"Figures of round {rounds.index(best) + 1} of {len(rounds)}, the one with the lowest "
+    "total (other jobs only ever slow a round down; every row from the same round, so the "
+    "tasks and the baseline are compared side by side). A round loads each bundle in turn, "
+    f"the baseline first, and times {e['BENCH_HEAD_CALLS']} calls of each after one warm-up "
+    "call: ms per request is their mean, fastest call the quickest of them. Spread of the "
+    f"means over the rounds, ms: {spread}. Steps: {', '.join(steps)}.",
+]
+text = "\n".join(lines) + "\n"
+print(text)
+with open(heads_md, "w") as f:
+    f.write(text)
+print(f"(written to {heads_md})", file=sys.stderr)
+EOF
+fi
+if [ -n "$only" ]; then
+  exit 0
+fi
+
 torch_version=$("$PY" -c 'import torch; print(torch.__version__)')
 torch_pkg=$(dpkg-query -W -f='${Version}' python3-torch 2>/dev/null || echo unknown)
 
-# Step 3: the report, from go.txt and the torch-R.json files (one per round).
+# Step 5: the report, from go.txt and the torch-R.json files (one per round).
 BENCH_CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//') \
 BENCH_NPROC=$(nproc) BENCH_MEM=$(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo) \
 BENCH_TORCH="$torch_version (Debian python3-torch $torch_pkg)" BENCH_GO=$(go env GOVERSION) \
@@ -266,7 +480,9 @@ with open(report, "w") as f:
 print(f"(written to {report})", file=sys.stderr)
 EOF
 
-# Step 4: gallery search, exact vs two-stage on Shapes test-1k (scripts/bench-gallery.sh; it
+cat "$out/batching.md" "$out/heads.md" >>"$out/report.md"
+
+# Step 6: gallery search, exact vs two-stage on Shapes test-1k (scripts/bench-gallery.sh; it
 # needs the trained Shapes bundle and says so when it is missing), appended to the report.
 step gallery bash scripts/bench-gallery.sh
 cat "$out/gallery.md" >>"$out/report.md"

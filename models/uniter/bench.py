@@ -2,6 +2,7 @@
 
     python3 -m uniter.bench export --out .cache/bench/uniter-base-random
     python3 -m uniter.bench torch --bundle .cache/bench/uniter-base-random
+    python3 -m uniter.bench export-tasks --out .cache/bench/tasks
 
 (from the repository root with models/ on PYTHONPATH, as scripts/bench.sh runs it)
 
@@ -27,6 +28,21 @@ only slow a run down), and prints {"batch": pairs_per_s, ...} as JSON on stdout 
 Progress goes to stderr. The bundle is a benchmark artefact: never commit it; its scores mean
 nothing.
 
+`export-tasks` writes one bundle per official fine-tuned class at the same size (base_config),
+for the Go benchmark of each task head's added cost (pipeline/bench_test.go BenchmarkTaskHeads):
+OUT/LAYOUT for LAYOUT in vqa (3,129 answers, as the official VQA answer list; synthetic answer
+names), ve, re (linear re_output, the official mlp=1), retrieval, nlvr2-paired, nlvr2-triplet,
+nlvr2-paired-attn. Each goes the way a real fine-tuned checkpoint goes: a random-weight model
+(TaskModel.init_weights(seed), the official BERT init) saved as a flat state dict in the official
+key layout, with the official config format (no img_dim / img_label_dim) and, for VQA, an
+ans2label.json, then uniter.export.export_checkpoint (strict key check, class read from the
+keys). Only the graphs the benchmark runs are written: encoder (and nlvr2 for NLVR2), not
+encoder_attention (export_checkpoint has no graph choice; its default_graphs is narrowed for the
+call). The checkpoint and source files are deleted after the export. Each graph holds the whole
+model (about 420 MB; NLVR2 bundles have two), so the seven bundles take about 4.2 GB and about
+6 minutes to export on 2 cores. Each bundle's bench.json records its key (format, seed, layout,
+config, answers, graphs); a bundle whose key matches is not exported again.
+
 Threads: --threads is torch.set_num_threads (element-wise ops, softmax, LayerNorm); Debian's
 torch does its matrix products in OpenBLAS, whose pool is --openblas-threads (set before torch
 is imported). Measured on the 2-core dev machine: see DEFAULT_THREADS below.
@@ -40,6 +56,7 @@ import sys
 import time
 
 BENCH_FORMAT = 1  # bump when the encoder part's contents change, to invalidate cached exports
+TASKS_FORMAT = 1  # the same for export-tasks' bundles
 DETECTOR_FORMAT = 1  # the same for the detector part (detector_key in bench.json)
 
 # Fastest inference setting on the 2-core dev machine (AMD EPYC, Debian torch 1.13.1 with
@@ -216,6 +233,183 @@ def cmd_export(args):
     log(f"wrote {args.out}")
 
 
+# export-tasks: the fine-tuned classes' layouts (the names uniter.fixtures.tiny_tasks uses),
+# in the order they are exported and reported.
+TASK_LAYOUTS = ["vqa", "ve", "re", "retrieval", "nlvr2-paired", "nlvr2-triplet",
+                "nlvr2-paired-attn"]
+VQA_ANSWERS = 3129  # the official VQA answer list (utils/ans2label.json)
+RE_MLP = 1          # the official RE default: re_output = Linear(h, 1)
+TASK_DESCRIPTION = ("UNITER-base-sized {cls} with random weights and a synthetic vocabulary, for "
+                    "the task-head benchmark only. Its answers mean nothing.")
+
+
+def task_graphs(layout: str) -> list:
+    """The graphs BenchmarkTaskHeads needs: the NLVR2 graph (and the encoder every bundle has)."""
+    return ["nlvr2", "encoder"] if layout.startswith("nlvr2") else ["encoder"]
+
+
+def task_key(cfg, layout: str, seed: int) -> dict:
+    """What a cached task bundle must match to be reused."""
+    key = {"format": TASKS_FORMAT, "seed": seed, "layout": layout, "config": cfg.to_dict(),
+           "graphs": task_graphs(layout)}
+    if layout == "vqa":
+        key["answers"] = VQA_ANSWERS
+    if layout == "re":
+        key["re_mlp"] = RE_MLP
+    return json.loads(json.dumps(key))
+
+
+def vqa_answers(n: int) -> list:
+    """n distinct answer strings: the tiny fixture's (a few real ones, "" included, as the
+    official list has it) then synthetic names."""
+    from .fixtures.tiny_tasks import ANSWERS
+    answers = ANSWERS + [f"vqa_answer_{i}" for i in range(len(ANSWERS), n)]
+    assert len(answers) == n and len(set(answers)) == n
+    return answers
+
+
+def task_model(layout: str, cfg):
+    from .tasks import (UniterForImageTextRetrieval, UniterForNlvr2Paired,
+                        UniterForNlvr2PairedAttn, UniterForNlvr2Triplet,
+                        UniterForReferringExpressionComprehension, UniterForVisualEntailment,
+                        UniterForVisualQuestionAnswering)
+    return {"retrieval": lambda: UniterForImageTextRetrieval(cfg),
+            "vqa": lambda: UniterForVisualQuestionAnswering(cfg, VQA_ANSWERS),
+            "ve": lambda: UniterForVisualEntailment(cfg),
+            "nlvr2-paired": lambda: UniterForNlvr2Paired(cfg),
+            "nlvr2-triplet": lambda: UniterForNlvr2Triplet(cfg),
+            "nlvr2-paired-attn": lambda: UniterForNlvr2PairedAttn(cfg),
+            "re": lambda: UniterForReferringExpressionComprehension(cfg, RE_MLP)}[layout]()
+
+
+class _OnlyGraphs:
+    """Narrows uniter.export.default_graphs, which export_checkpoint's write_bundle uses for its
+    graph list, to `graphs` for the duration of a with block. mock.patch.object fails when the
+    function is gone, rather than exporting every graph silently."""
+
+    def __init__(self, graphs: list):
+        self.graphs = graphs
+
+    def __enter__(self):
+        from unittest import mock
+        from . import export
+        orig = export.default_graphs
+        want = self.graphs
+
+        def narrowed(model, heads):
+            return [g for g in orig(model, heads) if g in want]
+        self.patch = mock.patch.object(export, "default_graphs", narrowed)
+        self.patch.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.patch.__exit__(*exc)
+
+
+def export_task(layout: str, cfg, out: str, seed: int, src: dict, threads: int):
+    """One task bundle into out (through out.tmp, then renamed): checkpoint → export_checkpoint."""
+    import shutil
+    import torch
+    from .export import export_checkpoint
+
+    tmp = out.rstrip("/") + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    t0 = time.time()
+    model = task_model(layout, cfg).init_weights(seed).eval()
+    cls = model.task_manifest()["class"]
+    n_params = sum(p.numel() for p in model.parameters())
+    ck = os.path.join(tmp, "checkpoint.pt")
+    # Official ModelSaver: {k: v.cpu()} of model.state_dict(), a flat dict.
+    torch.save({k: v.cpu() for k, v in model.state_dict().items()}, ck)
+    del model
+    log(f"{layout}: {cls} with random weights ({n_params / 1e6:.1f}M parameters) saved in the "
+        f"official layout in {time.time() - t0:.1f}s; exporting {', '.join(task_graphs(layout))} "
+        "through export_checkpoint...")
+    t0 = time.time()
+    with _OnlyGraphs(task_graphs(layout)):
+        manifest, _, _ = export_checkpoint(
+            ck, src["config"], src["vocab"], src["labels"], tmp, f"uniter-base-random-{layout}",
+            answers=src["answers"] if layout == "vqa" else None, lowercase=False,
+            max_text_length=60, strict=True, random_weights=True,
+            description=TASK_DESCRIPTION.format(cls=cls),
+            provenance={"created_by": "python3 -m uniter.bench export-tasks", "seed": seed,
+                        "weights": f"{cls}.init_weights(seed)",
+                        "checkpoint": "random weights in the official layout, deleted after "
+                                      "the export",
+                        "config": "base_config() in the official format"},
+            verify=False, log=lambda msg: log(f"{layout}: {msg}"))
+    os.remove(ck)
+    got = sorted(manifest["graphs"])
+    if got != sorted(task_graphs(layout)):
+        log(f"{layout}: export_checkpoint wrote graphs {got} (the benchmark needs "
+            f"{task_graphs(layout)}); keeping them")
+    if manifest["task"]["class"] != cls:
+        raise SystemExit(f"{layout}: export_checkpoint read the checkpoint as "
+                         f"{manifest['task']['class']}, not {cls}")
+    with open(os.path.join(tmp, "bench.json"), "w") as f:
+        json.dump({"key": task_key(cfg, layout, seed)}, f, indent=2)
+        f.write("\n")
+    shutil.rmtree(out, ignore_errors=True)
+    os.rename(tmp, out)
+    log(f"{layout}: exported in {time.time() - t0:.1f}s → {out}")
+
+
+def task_bundle_ok(out: str, key: dict) -> bool:
+    try:
+        with open(os.path.join(out, "bench.json")) as f:
+            meta = json.load(f)
+        with open(os.path.join(out, "manifest.json")) as f:
+            manifest = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return meta.get("key") == key and all(
+        os.path.exists(os.path.join(out, g["file"])) for g in manifest["graphs"].values())
+
+
+def cmd_export_tasks(args):
+    import shutil
+    import tempfile
+    import torch
+    from .fixtures.tiny_tasks import official_config
+
+    cfg = base_config()
+    torch.set_num_threads(args.threads)
+    todo = []
+    for i, layout in enumerate(TASK_LAYOUTS):
+        if layout not in args.layouts:
+            continue
+        seed = args.seed + i
+        out = os.path.join(args.out, layout)
+        if not args.force and task_bundle_ok(out, task_key(cfg, layout, seed)):
+            log(f"{out} is up to date (seed {seed}); not exporting again")
+        else:
+            todo.append((layout, seed, out))
+    if not todo:
+        return
+    os.makedirs(args.out, exist_ok=True)
+    # The official inputs of `python3 -m uniter.export`, written once for every layout.
+    srcdir = tempfile.mkdtemp(prefix=".src-", dir=args.out)
+    try:
+        src = {"vocab": os.path.join(srcdir, "vocab.txt"),
+               "config": os.path.join(srcdir, "uniter-base.json"),
+               "labels": os.path.join(srcdir, "region_labels.txt"),
+               "answers": os.path.join(srcdir, "ans2label.json")}
+        with open(src["vocab"], "w", encoding="utf-8") as f:
+            f.write("\n".join(synthetic_vocab(cfg.vocab_size)) + "\n")
+        with open(src["config"], "w") as f:
+            json.dump(official_config(cfg), f, indent=2)
+        with open(src["labels"], "w", encoding="utf-8") as f:
+            f.write("\n".join(region_labels(cfg.img_label_dim)) + "\n")
+        answers = vqa_answers(VQA_ANSWERS)
+        with open(src["answers"], "w") as f:  # official format: {answer: index}
+            json.dump({a: answers.index(a) for a in sorted(answers)}, f)
+        for layout, seed, out in todo:
+            export_task(layout, cfg, out, seed, src, args.threads)
+    finally:
+        shutil.rmtree(srcdir, ignore_errors=True)
+
+
 def bench_inputs(cfg, batch: int, gen):
     """A padded batch with every position real: 20 token ids, 36 regions with valid boxes."""
     import torch
@@ -297,6 +491,15 @@ def main():
     ex.add_argument("--seed", type=int, default=0, help="weight seed (init_weights)")
     ex.add_argument("--force", action="store_true", help="export even if the bundle is up to date")
     ex.add_argument("--threads", type=int, default=2, help="torch threads for the export")
+    et = sub.add_parser("export-tasks", help="write a UNITER-base-sized random bundle per "
+                                             "official fine-tuned class (cached)")
+    et.add_argument("--out", default=".cache/bench/tasks",
+                    help="folder of the bundles (OUT/LAYOUT)")
+    et.add_argument("--seed", type=int, default=100, help="weight seed of the first layout "
+                                                          "(the next ones: +1, +2, ...)")
+    et.add_argument("--layouts", nargs="+", default=TASK_LAYOUTS, choices=TASK_LAYOUTS)
+    et.add_argument("--force", action="store_true", help="export even if a bundle is up to date")
+    et.add_argument("--threads", type=int, default=2, help="torch threads for the export")
     tb = sub.add_parser("torch", help="time PyTorch eager on the bundle's weights")
     tb.add_argument("--bundle", default=".cache/bench/uniter-base-random")
     tb.add_argument("--batches", default="1,8,32", type=lambda s: [int(x) for x in s.split(",")],
@@ -315,7 +518,7 @@ def main():
 
     if args.cmd == "torch" and args.openblas_threads > 0:
         os.environ["OPENBLAS_NUM_THREADS"] = str(args.openblas_threads)  # read when torch loads
-    {"export": cmd_export, "torch": cmd_torch}[args.cmd](args)
+    {"export": cmd_export, "export-tasks": cmd_export_tasks, "torch": cmd_torch}[args.cmd](args)
 
 
 if __name__ == "__main__":
