@@ -9,8 +9,10 @@ export UNITER_ORT_LIBRARY := $(ORT_LIB)
 
 .PHONY: pgdeps run test test-go test-py lint build ort pydeps fixture bench bench-gallery bench-load image fuzz clean shapes-model web web-check browser-deps screenshot docs
 
+# The default model, with a demo gallery (Shapes World test-100, indexed in the background on
+# first start: gallery.demo) so that search works at once.
 run: build ort
-	./bin/uniter serve
+	UNITER_GALLERY_DEMO=$${UNITER_GALLERY_DEMO:-true} ./bin/uniter serve
 
 build:
 	go build -o bin/uniter ./cmd/uniter

@@ -113,6 +113,7 @@ var defaults = map[string]any{
 	"gallery.dsn_file":          "",
 	"gallery.thumbnail_size":    256,
 	"gallery.max_text_batch":    1000,
+	"gallery.demo":              false,
 	"search.max_limit":          100,
 	"search.max_offset":         1000,
 	"search.candidates":         100,

@@ -20,6 +20,8 @@ type GalleryConfig struct {
 	DSNFile       string `mapstructure:"dsn_file"` // a file holding it (a mounted secret)
 	ThumbnailSize int    `mapstructure:"thumbnail_size"`
 	MaxTextBatch  int    `mapstructure:"max_text_batch"`
+	// Demo fills an empty gallery with Shapes World test-100 in the background at `serve`.
+	Demo bool `mapstructure:"demo"`
 }
 
 // Gallery backends.

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -190,6 +191,10 @@ func serve(parent context.Context, cfg *Config) error {
 			log.Error("closing gallery", "err", err)
 		}
 	}()
+	// The demo filler (gallery.demo) stops, and is waited for, before the gallery closes.
+	demoCtx, cancelDemo := context.WithCancel(ctx)
+	var demo sync.WaitGroup
+	defer func() { cancelDemo(); demo.Wait() }()
 	srv := api.New(api.Config{MaxBodyBytes: cfg.Limits.MaxBodyBytes, RequestTimeout: cfg.Limits.RequestTimeout,
 		MaxInFlight: cfg.Limits.MaxConcurrent + cfg.Limits.MaxQueue, Access: access,
 		IndexHTML: web.IndexHTML, Assets: web.Assets}, svc.bundle, svc.info, api.LabelsFor(svc.bundle), log)
@@ -226,6 +231,9 @@ func serve(parent context.Context, cfg *Config) error {
 	}
 	srv.SetReady(true)
 	log.Info("ready")
+	if cfg.Gallery.Demo {
+		demo.Go(func() { fillDemo(demoCtx, cfg, gal, log) })
+	}
 	select {
 	case err := <-errc:
 		return err
