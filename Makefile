@@ -7,7 +7,7 @@ PY_PKGS := python3-torch python3-torchvision python3-onnx python3-numpy python3-
 GO_TEST_FLAGS ?=
 export UNITER_ORT_LIBRARY := $(ORT_LIB)
 
-.PHONY: pgdeps run test test-go test-py lint build ort pydeps fixture bench bench-gallery bench-load image fuzz clean shapes-model web web-check browser-deps screenshot docs
+.PHONY: task-models pgdeps run test test-go test-py lint build ort pydeps fixture bench bench-gallery bench-load image fuzz clean shapes-model web web-check browser-deps screenshot docs
 
 # The default model, with a demo gallery (Shapes World test-100, indexed in the background on
 # first start: gallery.demo) so that search works at once.
@@ -68,6 +68,12 @@ fixture: pydeps
 # exported once into .cache/bench/ and reused. See scripts/bench.sh.
 bench: build ort pydeps
 	PY=$(PY) bash scripts/bench.sh
+
+# Fine-tunes the default model for Shapes-QA, Ref, VE and NLVR2 (task data, features through the
+# serving pipeline, uniter.finetune with each task's official head): bundles in
+# .cache/tasks/TASK/bundle; about 50 min on 2 cores; resumable. See scripts/train-tasks.sh.
+task-models: build ort pydeps
+	PY=$(PY) bash scripts/train-tasks.sh
 
 # Closed-loop HTTP load at concurrency 4…256 with fresh and cached images; BASE=<rev> measures
 # that revision side by side (docs/benchmarks.md).
