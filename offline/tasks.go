@@ -20,7 +20,7 @@ import (
 
 // TaskEvalReport is what `uniter eval --task` measures: a fine-tuned model on one Shapes World
 // task of a split, through the serving pipeline (detector, tokenizer, the task's head), with
-// the same model on the image's features blanked out as a baseline, and the text-only baseline
+// the same model on the image blanked out as a baseline, and the text-only baseline
 // the generator computed (tasks.json).
 type TaskEvalReport struct {
 	Model    string               `json:"model"`
@@ -29,9 +29,9 @@ type TaskEvalReport struct {
 	Items    int                  `json:"items"`
 	Accuracy float64              `json:"accuracy"`
 	PerType  map[string]TypeScore `json:"per_type"`
-	// Blanked is the accuracy with every region's features zeroed (boxes kept): what the
-	// model gets from the text and the layout alone.
-	Blanked float64 `json:"features_blanked_accuracy"`
+	// Blanked is the accuracy with the image blanked out (every region's features and
+	// location zeroed, as fill-mask's without_image): what the model gets from the text alone.
+	Blanked float64 `json:"image_blanked_accuracy"`
 	// TextOnly is the generator's text-only baseline: the most frequent answer per question
 	// template, fitted on the other half of the images (tasks.json); 0 when not given.
 	TextOnly float64 `json:"text_only_baseline,omitempty"`
@@ -65,12 +65,14 @@ func EvaluateTask(ctx context.Context, b *pipeline.Bundle, splitDir, task string
 	rep := &TaskEvalReport{Model: b.Manifest.Name, Task: task, Split: filepath.Base(splitDir), Items: len(items),
 		PerType: map[string]TypeScore{}, Machine: machineDescription()}
 	rep.TextOnly = textOnlyBaseline(splitDir, task)
-	// Detections once per image (the bundle's cache holds them); the blanked copies beside.
-	regions := map[string]*detector.Regions{}
+	// Detections once per image; the blanked copies (regions kept, features and locations
+	// zeroed, as fill-mask's without_image) beside.
+	type prepared struct{ full, blank *detector.Prepared }
+	regions := map[string]prepared{}
 	var mu sync.Mutex
 	regionsOf := func(file string, blank bool) (pipeline.Input, error) {
 		mu.Lock()
-		r, ok := regions[file]
+		p, ok := regions[file]
 		mu.Unlock()
 		if !ok {
 			raw, err := os.ReadFile(filepath.Join(splitDir, file))
@@ -81,23 +83,15 @@ func EvaluateTask(ctx context.Context, b *pipeline.Bundle, splitDir, task string
 			if err != nil {
 				return pipeline.Input{}, fmt.Errorf("%s: %w", file, err)
 			}
-			r = &detector.Regions{Width: det.Width, Height: det.Height, Boxes: det.Prepared.Boxes}
-			dim := det.Prepared.Dim
-			for i := range det.Prepared.Boxes {
-				r.Features = append(r.Features, det.Prepared.Features[i*dim:(i+1)*dim])
-			}
+			p = prepared{full: det.Prepared, blank: det.Prepared.Blanked()}
 			mu.Lock()
-			regions[file] = r
+			regions[file] = p
 			mu.Unlock()
 		}
-		if !blank {
-			return pipeline.Input{Regions: r}, nil
+		if blank {
+			return pipeline.Input{Prepared: p.blank}, nil
 		}
-		zero := &detector.Regions{Width: r.Width, Height: r.Height, Boxes: r.Boxes, Features: make([][]float32, len(r.Features))}
-		for i, f := range r.Features {
-			zero.Features[i] = make([]float32, len(f))
-		}
-		return pipeline.Input{Regions: zero}, nil
+		return pipeline.Input{Prepared: p.full}, nil
 	}
 	right := make([]bool, len(items))
 	blankRight := make([]bool, len(items))
@@ -294,7 +288,7 @@ func (r *TaskEvalReport) WriteTable(w io.Writer) {
 		fmt.Fprintf(w, "%-24s %7d %8.1f%%\n", k, r.PerType[k].Items, 100*r.PerType[k].Accuracy)
 	}
 	fmt.Fprintf(w, "%-24s %7d %8.1f%%\n", "all", r.Items, 100*r.Accuracy)
-	fmt.Fprintf(w, "baselines: features blanked %.1f%%", 100*r.Blanked)
+	fmt.Fprintf(w, "baselines: image blanked %.1f%%", 100*r.Blanked)
 	if r.TextOnly > 0 {
 		fmt.Fprintf(w, ", text only (generator) %.1f%%", 100*r.TextOnly)
 	}

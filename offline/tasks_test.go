@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/uniter-serve/uniter/detector"
 	"github.com/uniter-serve/uniter/internal/testenv"
 	"github.com/uniter-serve/uniter/pipeline"
 	"github.com/uniter-serve/uniter/shapes"
@@ -78,11 +77,7 @@ func TestEvaluateTask(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				r := detector.Regions{Width: det.Width, Height: det.Height, Boxes: det.Prepared.Boxes}
-				for j := range det.Prepared.Boxes {
-					r.Features = append(r.Features, det.Prepared.Features[j*det.Prepared.Dim:(j+1)*det.Prepared.Dim])
-				}
-				return pipeline.Input{Regions: &r}
+				return pipeline.Input{Prepared: det.Prepared}
 			}
 			ok := false
 			switch task {

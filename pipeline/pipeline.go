@@ -241,12 +241,17 @@ type Timing struct {
 type Input struct {
 	Image   []byte
 	Regions *detector.Regions
+	// Prepared are regions already prepared for the encoder (a detection's, or their
+	// Blanked copy), used as they are; for offline runs, not the API.
+	Prepared *detector.Prepared
 }
 
 // resolve turns an Input into the encoder's region input, timing the detector steps.
 func (b *Bundle) resolve(ctx context.Context, in Input, t *Timing) (*detector.Prepared, *detector.Detection, error) {
 	switch {
-	case (in.Image == nil) == (in.Regions == nil):
+	case in.Prepared != nil && in.Image == nil && in.Regions == nil:
+		return in.Prepared, nil, nil
+	case (in.Image == nil) == (in.Regions == nil) || in.Prepared != nil:
 		return nil, nil, inputErr(CodeInvalidInput, "give exactly one of image and regions")
 	case in.Regions != nil:
 		p, err := b.prepare(*in.Regions)

@@ -94,7 +94,7 @@ func evalCmd(load loader) *cobra.Command {
 	f.IntVar(&scoreWorkers, "score-workers", 1, "encoder runs in flight (also bounded by limits.max_concurrent)")
 	f.BoolVarP(&quiet, "quiet", "q", false, "no progress on stderr")
 	f.StringVar(&task, "task", "", "measure a fine-tuned model on a Shapes World task instead: qa, ve, nlvr2 or ref "+
-		"(per-type accuracy, with the image's features blanked and the generator's text-only baselines)")
+		"(per-type accuracy, with the image blanked and the generator's text-only baselines)")
 	f.StringVar(&modelName, "model-name", "", "with --task: the loaded model to measure (config bundle and models; default: bundle)")
 	_ = cmd.MarkFlagRequired("split")
 	return cmd
