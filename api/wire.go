@@ -234,6 +234,7 @@ type ModelInfo struct {
 	MaxRegions       int             `json:"max_regions"`
 	Lowercase        bool            `json:"lowercase"`
 	Task             TaskInfo        `json:"task"`
+	Precision        string          `json:"precision"` // of the encoder graphs: fp32 or int8
 	Heads            map[string]bool `json:"heads"`
 	Graphs           []string        `json:"graphs"`
 	Provenance       map[string]any  `json:"provenance"`
@@ -416,7 +417,8 @@ func DescribeModel(b *pipeline.Bundle, provider, fallback, ortVersion string) Mo
 		Lowercase: m.Text.Lowercase, Provenance: m.Provenance, ONNXRuntime: ortVersion,
 		Heads: map[string]bool{"itm": m.Heads.ITM, "rank": m.Heads.Rank, "mlm": m.Heads.MLM, "mrc": m.Heads.MRC,
 			"attention": m.Heads.Attention, "vqa": m.Heads.VQA, "ve": m.Heads.VE, "nlvr2": m.Heads.NLVR2, "re": m.Heads.RE},
-		Task: TaskInfo{Name: m.TaskName(), Class: "UniterForPretraining", Labels: len(b.TaskLabels())},
+		Task:      TaskInfo{Name: m.TaskName(), Class: "UniterForPretraining", Labels: len(b.TaskLabels())},
+		Precision: m.PrecisionName(),
 	}
 	if t := m.Task; t != nil {
 		info.Task.Class, info.Task.Layout = t.Class, t.Layout

@@ -41,6 +41,15 @@ const (
 	TaskRE        = "re"
 )
 
+// Precisions of the encoder graphs (encoder, encoder_attention, nlvr2; manifest precision):
+// PrecisionInt8 graphs are dynamically quantized (int8 weights per output channel, uint8
+// activations quantized at run time, MatMulInteger: python3 -m uniter.quantize); the detector
+// and the MLM/MRC heads stay fp32.
+const (
+	PrecisionFP32 = "fp32"
+	PrecisionInt8 = "int8"
+)
+
 // The NLVR2 layouts of the official code (task.layout).
 const (
 	NLVR2Paired     = "paired"
@@ -55,6 +64,7 @@ type Manifest struct {
 	Name          string           `json:"name"`
 	Description   string           `json:"description"`
 	RandomWeights bool             `json:"random_weights"`
+	Precision     string           `json:"precision,omitempty"` // the encoder graphs': PrecisionFP32 (or absent) or PrecisionInt8
 	Model         ModelDims        `json:"model"`
 	Text          TextSpec         `json:"text"`
 	Regions       RegionSpec       `json:"regions"`
@@ -124,6 +134,14 @@ func (m *Manifest) TaskName() string {
 	return m.Task.Name
 }
 
+// PrecisionName is the encoder graphs' precision: PrecisionFP32 when the manifest has none.
+func (m *Manifest) PrecisionName() string {
+	if m.Precision == "" {
+		return PrecisionFP32
+	}
+	return m.Precision
+}
+
 // Graph is one ONNX file and its declared I/O.
 type Graph struct {
 	File    string   `json:"file"`
@@ -187,6 +205,9 @@ func (m *Manifest) Validate() error {
 	}
 	if m.Name == "" {
 		bad("name is empty")
+	}
+	if p := m.Precision; p != "" && p != PrecisionFP32 && p != PrecisionInt8 {
+		bad("precision %q: want %q or %q (absent means %s)", p, PrecisionFP32, PrecisionInt8, PrecisionFP32)
 	}
 	d := m.Model
 	if d.Architecture != "uniter" {

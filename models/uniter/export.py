@@ -25,6 +25,10 @@ The encoder takes the padded layout: text padded to T, regions padded to N, with
 1 on real positions. UNITER's own code packs each pair's text and regions with no gap between
 them; the masks make the padded layout give the same outputs.
 
+`precision="int8"` (``--precision int8``) writes the encoder graphs (encoder, encoder_attention,
+nlvr2) dynamically quantized (uniter.quantize: int8 weights per output channel, MatMulInteger) and
+records ``"precision": "int8"`` in the manifest; without it the manifest has no precision (fp32).
+
 Command line (``python3 -m uniter.export --help``): an official-format checkpoint to a bundle.
 """
 from __future__ import annotations
@@ -46,6 +50,7 @@ from onnx import numpy_helper
 from torch import nn
 
 from .model import LOC_DIM, UniterForPretraining
+from .quantize import PRECISIONS, quantize_bundle_graphs
 from .tasks import (ENCODER_HEAD_OUTPUTS, HEADS, TASKS, VE_LABELS, build_model, detect_task,
                     encoder_head_outputs, load_task_checkpoint, model_heads, resolve_config,
                     task_manifest)
@@ -306,13 +311,18 @@ def write_bundle(model: nn.Module, out_dir: str, *, name: str, vocab_path: str,
                  region_labels: List[str], lowercase: bool, max_text_length: int,
                  random_weights: bool, provenance: dict, description: str = "",
                  graphs: Optional[List[str]] = None, heads: Optional[Sequence[str]] = None,
-                 answers: Optional[List[str]] = None) -> dict:
+                 answers: Optional[List[str]] = None, precision: str = "fp32") -> dict:
     """Exports the graphs and writes manifest.json; returns the manifest.
+
+    `precision` "int8" quantizes the encoder graphs after export (uniter.quantize) and records
+    it in the manifest; "fp32" (the default) leaves the manifest without a precision.
 
     `model` is UniterForPretraining or a tasks.py model. `heads` names the heads whose weights
     are trained (came from the checkpoint); the default is every head the model has. Only those
     are exported and declared. `answers` is the VQA answer list in label-index order."""
     c = model.config
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r}: want one of {', '.join(PRECISIONS)}")
     if len(region_labels) != c.img_label_dim:
         raise ValueError(f"{len(region_labels)} region labels for img_label_dim {c.img_label_dim}")
     with open(vocab_path, encoding="utf-8") as f:
@@ -408,6 +418,8 @@ def write_bundle(model: nn.Module, out_dir: str, *, name: str, vocab_path: str,
                            .strftime("%Y-%m-%dT%H:%M:%SZ"), torch_version=torch.__version__,
                            opset=OPSET),
     }
+    if precision == "int8":
+        quantize_bundle_graphs(out_dir, manifest)
     with open(os.path.join(out_dir, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=2)
         f.write("\n")
@@ -451,10 +463,12 @@ def onnxruntime_available() -> bool:
 
 
 def verify_bundle_onnxruntime(model: nn.Module, out_dir: str, manifest: dict, atol: float = 1e-4,
-                              batch: int = 3, text: int = 7, regions: int = 4) -> Dict[str, float]:
+                              batch: int = 3, text: int = 7, regions: int = 4,
+                              int8_atol: float = 0.1) -> Dict[str, float]:
     """Runs every graph of the bundle with ONNX Runtime (Python) on inputs of other sizes than
     the tracing example's, with padding, and compares each output with PyTorch; returns the worst
-    absolute difference per graph/output. Raises when one exceeds `atol`."""
+    absolute difference per graph/output. Raises when one exceeds `atol` (`int8_atol` for the
+    quantized graphs of an int8 bundle: they differ from PyTorch's fp32 by quantization error)."""
     import onnxruntime as ort
     worst = {}
     g = torch.Generator().manual_seed(7)
@@ -481,7 +495,9 @@ def verify_bundle_onnxruntime(model: nn.Module, out_dir: str, manifest: dict, at
         for o, x, w in zip(spec["outputs"], got, want):
             d = float(np.abs(x - w.detach().numpy()).max())
             worst[f"{role}/{o['name']}"] = d
-            if not d <= atol:
+            tol = int8_atol if (manifest.get("precision") == "int8"
+                                and role in ("encoder", "encoder_attention", "nlvr2")) else atol
+            if not d <= tol:
                 raise ValueError(f"{role} {o['name']}: ONNX Runtime differs from PyTorch by {d:.3e}")
     return worst
 
@@ -490,7 +506,8 @@ def export_checkpoint(checkpoint: str, config: str, vocab: str, labels: str, out
                       task: Optional[str] = None, answers: Optional[str] = None,
                       lowercase: bool = False, max_text_length: int = 60, rank: bool = False,
                       strict: bool = False, description: str = "", random_weights: bool = False,
-                      provenance: Optional[dict] = None, verify: bool = True, log=None):
+                      provenance: Optional[dict] = None, verify: bool = True, log=None,
+                      precision: str = "fp32"):
     """What `python3 -m uniter.export` does: reads the checkpoint, finds its class (or `task`),
     completes the config from the tensors, loads key for key, writes the bundle with the heads
     whose weights the checkpoint holds, and checks it with ONNX Runtime when that is installed.
@@ -533,7 +550,7 @@ def export_checkpoint(checkpoint: str, config: str, vocab: str, labels: str, out
                             region_labels=region_labels, lowercase=lowercase,
                             max_text_length=max_text_length, random_weights=random_weights,
                             description=description, provenance=prov, heads=report.heads,
-                            answers=answer_list)
+                            answers=answer_list, precision=precision)
     if verify and onnxruntime_available():
         worst = verify_bundle_onnxruntime(model, out, manifest)
         log(f"ONNX Runtime matches PyTorch: worst {max(worst.values()):.2e} over {len(worst)} outputs")
@@ -592,6 +609,10 @@ def main(argv=None):
                          "(the official init_output); a rank_output in the checkpoint is kept anyway")
     ap.add_argument("--strict", action="store_true", help="fail on missing or unexpected keys")
     ap.add_argument("--description", default="")
+    ap.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                    help="int8: quantize the encoder graphs dynamically (int8 weights per output "
+                         "channel, MatMulInteger; uniter.quantize) and record \"precision\": \"int8\" "
+                         "in the manifest (default: %(default)s)")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(1)
@@ -599,7 +620,7 @@ def main(argv=None):
         export_checkpoint(args.checkpoint, args.config, args.vocab, args.labels, args.out, args.name,
                           task=args.task, answers=args.answers, lowercase=args.lowercase,
                           max_text_length=args.max_text_length, rank=args.rank, strict=args.strict,
-                          description=args.description)
+                          description=args.description, precision=args.precision)
     except ValueError as e:
         sys.exit(f"uniter.export: {e}")
     print(f"wrote {args.out}", file=sys.stderr)
