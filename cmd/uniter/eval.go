@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -67,18 +68,7 @@ func evalCmd(load loader) *cobra.Command {
 					return err
 				}
 				rep.Split = split
-				if out != "" {
-					if err := writeJSONFile(out, rep); err != nil {
-						return err
-					}
-				}
-				if asJSON {
-					enc := json.NewEncoder(cmd.OutOrStdout())
-					enc.SetIndent("", "  ")
-					return enc.Encode(rep)
-				}
-				rep.WriteTable(cmd.OutOrStdout())
-				return nil
+				return emitReport(cmd, rep, out, asJSON)
 			})
 		},
 	}
@@ -124,17 +114,23 @@ func evalTask(cmd *cobra.Command, load loader, split, splitDir, task, modelName,
 			return err
 		}
 		rep.Split = split
-		if out != "" {
-			if err := writeJSONFile(out, rep); err != nil {
-				return err
-			}
-		}
-		if asJSON {
-			return printJSON(cmd.OutOrStdout(), rep)
-		}
-		rep.WriteTable(cmd.OutOrStdout())
-		return nil
+		return emitReport(cmd, rep, out, asJSON)
 	})
+}
+
+// emitReport writes a measurement's report to the file out (JSON, when given) and prints it:
+// as JSON with asJSON, else as its table.
+func emitReport(cmd *cobra.Command, rep interface{ WriteTable(io.Writer) }, out string, asJSON bool) error {
+	if out != "" {
+		if err := writeJSONFile(out, rep); err != nil {
+			return err
+		}
+	}
+	if asJSON {
+		return printJSON(cmd.OutOrStdout(), rep)
+	}
+	rep.WriteTable(cmd.OutOrStdout())
+	return nil
 }
 
 func writeJSONFile(path string, v any) error {
@@ -177,16 +173,7 @@ func evalGalleryCmd(load loader) *cobra.Command {
 					return err
 				}
 				rep.Model = s.info.Name
-				if out != "" {
-					if err := writeJSONFile(out, rep); err != nil {
-						return err
-					}
-				}
-				if asJSON {
-					return printJSON(cmd.OutOrStdout(), rep)
-				}
-				rep.WriteTable(cmd.OutOrStdout())
-				return nil
+				return emitReport(cmd, rep, out, asJSON)
 			})
 		},
 	}
