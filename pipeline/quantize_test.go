@@ -7,19 +7,13 @@ package pipeline
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"math"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 	"testing"
-
-	ortgo "github.com/yalue/onnxruntime_go"
 
 	"github.com/uniter-serve/uniter/detector"
 	"github.com/uniter-serve/uniter/internal/testenv"
@@ -213,201 +207,10 @@ type profileEvent struct {
 	} `json:"args"`
 }
 
-// opProfile is the time ONNX Runtime spent per operator type over the profiled runs.
-type opProfile struct {
-	Op       string
-	Provider string
-	Nodes    int     // distinct nodes of this type
-	Micros   float64 // per run
-}
-
-// profileGraph runs the ONNX file at path runs+1 times with ONNX Runtime's profiler on the CPU
-// provider (the environment's intra-op threads) and returns the kernel time per run and operator
-// type, largest first; the first run is a warm-up and is not counted.
-func profileGraph(t testing.TB, path string, inputs map[string]ortgo.Value, order []string, outputs []string, runs int) []opProfile {
-	t.Helper()
-	opts, err := ortgo.NewSessionOptions()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer opts.Destroy()
-	if n := testenv.CPUConfig(t).IntraOpThreads; n > 0 {
-		if err := opts.SetIntraOpNumThreads(n); err != nil {
-			t.Fatal(err)
-		}
-	}
-	prefix := filepath.Join(t.TempDir(), "profile")
-	if err := opts.EnableProfiling(prefix); err != nil {
-		t.Fatal(err)
-	}
-	s, err := ortgo.NewDynamicAdvancedSession(path, order, outputs, opts)
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	in := make([]ortgo.Value, len(order))
-	for i, n := range order {
-		in[i] = inputs[n]
-	}
-	for range runs + 1 {
-		out := make([]ortgo.Value, len(outputs))
-		if err := s.Run(in, out); err != nil {
-			t.Fatal(err)
-		}
-		for _, o := range out {
-			o.Destroy()
-		}
-	}
-	if err := s.Destroy(); err != nil { // writes the profile
-		t.Fatal(err)
-	}
-	files, _ := filepath.Glob(prefix + "*.json")
-	if len(files) != 1 {
-		t.Fatalf("profile files %v, want one", files)
-	}
-	raw, err := os.ReadFile(files[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	var events []profileEvent
-	if err := json.Unmarshal(raw, &events); err != nil {
-		t.Fatalf("%s: %v", files[0], err)
-	}
-	// Per node: the kernel time of every run; the first (warm-up) run is dropped.
-	type nodeTimes struct {
-		op, provider string
-		durs         []int64
-	}
-	nodes := map[string]*nodeTimes{}
-	for _, e := range events {
-		if e.Cat != "Node" || !strings.HasSuffix(e.Name, "_kernel_time") {
-			continue
-		}
-		n := nodes[e.Name]
-		if n == nil {
-			n = &nodeTimes{op: e.Args.OpName, provider: e.Args.Provider}
-			nodes[e.Name] = n
-		}
-		n.durs = append(n.durs, e.Dur)
-	}
-	byOp := map[string]*opProfile{}
-	for _, n := range nodes {
-		key := n.op + "\x00" + n.provider
-		p := byOp[key]
-		if p == nil {
-			p = &opProfile{Op: n.op, Provider: n.provider}
-			byOp[key] = p
-		}
-		p.Nodes++
-		var sum int64
-		for _, d := range n.durs[min(1, len(n.durs)-1):] {
-			sum += d
-		}
-		p.Micros += float64(sum) / float64(max(1, len(n.durs)-1))
-	}
-	var out []opProfile
-	for _, p := range byOp {
-		out = append(out, *p)
-	}
-	slices.SortFunc(out, func(a, b opProfile) int {
-		if a.Micros != b.Micros {
-			if a.Micros > b.Micros {
-				return -1
-			}
-			return 1
-		}
-		return strings.Compare(a.Op, b.Op)
-	})
-	return out
-}
-
-// encoderInputsFor makes the encoder's five inputs for batch pairs of tokens text tokens and
-// regions regions (random ids, all positions real, non-negative features, valid locations).
-func encoderInputsFor(t testing.TB, m *Manifest, batch, tokens, regions int) map[string]ortgo.Value {
-	t.Helper()
-	rng := rand.New(rand.NewPCG(5, 6))
-	B, T, N, F := int64(batch), int64(tokens), int64(regions), int64(m.Model.FeatureDim)
-	ids := make([]int64, B*T)
-	for i := range ids {
-		ids[i] = 5 + rng.Int64N(int64(m.Model.VocabSize-5))
-	}
-	ones := func(n int64) []int64 {
-		v := make([]int64, n)
-		for i := range v {
-			v[i] = 1
-		}
-		return v
-	}
-	feat := make([]float32, B*N*F)
-	for i := range feat {
-		feat[i] = float32(rng.ExpFloat64())
-	}
-	loc := make([]float32, B*N*7)
-	for i := 0; i < len(loc); i += 7 {
-		x1, y1 := rng.Float32()*0.6, rng.Float32()*0.6
-		w, h := 0.05+rng.Float32()*0.35, 0.05+rng.Float32()*0.35
-		copy(loc[i:], []float32{x1, y1, x1 + w, y1 + h, w, h, w * h})
-	}
-	mk := func(v ortgo.Value, err error) ortgo.Value {
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { v.Destroy() })
-		return v
-	}
-	return map[string]ortgo.Value{
-		"input_ids": mk(ortgo.NewTensor(ortgo.NewShape(B, T), ids)),
-		"text_mask": mk(ortgo.NewTensor(ortgo.NewShape(B, T), ones(B*T))),
-		"img_feat":  mk(ortgo.NewTensor(ortgo.NewShape(B, N, F), feat)),
-		"img_loc":   mk(ortgo.NewTensor(ortgo.NewShape(B, N, 7), loc)),
-		"img_mask":  mk(ortgo.NewTensor(ortgo.NewShape(B, N), ones(B*N))),
-	}
-}
-
 // integerMatMulOps are the kernels ONNX Runtime runs a rewritten MatMul with: MatMulInteger as
 // written, or its CPU fusions with the Cast and Mul after it (MatMulIntegerToFloat) and with the
 // DynamicQuantizeLinear before it (DynamicQuantizeMatMul).
 var integerMatMulOps = []string{"MatMulInteger", "MatMulIntegerToFloat", "DynamicQuantizeMatMul"}
-
-func encoderOutputNames(m *Manifest) []string {
-	var out []string
-	for _, o := range m.Graphs[GraphEncoder].Outputs {
-		out = append(out, o.Name)
-	}
-	return out
-}
-
-// TestInt8RunsIntegerMatMulsOnCPU profiles the int8 fixture encoder: every MatMul the
-// quantizer rewrote runs as an integer kernel on the CPU provider.
-func TestInt8RunsIntegerMatMulsOnCPU(t *testing.T) {
-	qdir := quantizeBundle(t, testenv.FixtureBundle(t))
-	testenv.Env(t)
-	m, err := ReadManifest(qdir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	quant, _ := m.Provenance["quantization"].(map[string]any)
-	graphs, _ := quant["graphs"].(map[string]any)
-	enc, _ := graphs[GraphEncoder].(map[string]any)
-	want, ok := enc["quantized_nodes"].(float64)
-	if !ok || want < 1 {
-		t.Fatalf("provenance.quantization.graphs.encoder.quantized_nodes missing: %v", m.Provenance["quantization"])
-	}
-	in := encoderInputsFor(t, m, 2, 7, 5)
-	prof := profileGraph(t, filepath.Join(qdir, m.Graphs[GraphEncoder].File), in, encoderInputs, encoderOutputNames(m), 2)
-	integer := 0
-	for _, p := range prof {
-		t.Logf("%-24s %-22s %2d nodes %8.1f µs/run", p.Op, p.Provider, p.Nodes, p.Micros)
-		if slices.Contains(integerMatMulOps, p.Op) {
-			if p.Provider != "CPUExecutionProvider" {
-				t.Errorf("%s runs on %s, want the CPU provider", p.Op, p.Provider)
-			}
-			integer += p.Nodes
-		}
-	}
-	if integer != int(want) {
-		t.Errorf("%d integer MatMul kernels (%v) ran, the quantizer rewrote %d MatMul/Gemm nodes", integer, integerMatMulOps, int(want))
-	}
-}
 
 // matMulIntegerProbe writes a graph Y = MatMulInteger(A, B, a_zero_point, b_zero_point) with
 // A uint8 [M, K] an input, B int8 [K, N], a scalar a_zero_point and a per-column b_zero_point
@@ -428,96 +231,6 @@ onnx.checker.check_model(m)
 onnx.save(m, sys.argv[1])
 print(" ".join(str(int(v)) for v in b.reshape(-1)))
 `
-
-// TestMatMulIntegerPerColumnZeroPoint answers whether this ONNX Runtime's CPU MatMulInteger
-// takes a per-column b_zero_point of shape [N] (the ONNX spec allows it): it does, and computes
-// Σ_k (A-a_zp)(B-b_zp[n]). The quantizer does not need it (its weights are symmetric, zero point
-// 0, with the per-column scale applied after the integer product), but an asymmetric per-column
-// scheme could use it.
-func TestMatMulIntegerPerColumnZeroPoint(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "probe.onnx")
-	out := strings.Fields(runPython(t, "-c", matMulIntegerProbe, path))
-	testenv.Env(t)
-	const M, K, N = 2, 5, 3
-	var b [K * N]int32
-	for i, s := range out {
-		fmt.Sscan(s, &b[i])
-	}
-	a := []uint8{0, 255, 131, 7, 200, 90, 131, 250, 1, 13}
-	bzp := [N]int32{3, -7, 0}
-	at, err := ortgo.NewTensor(ortgo.NewShape(M, K), a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer at.Destroy()
-	yt, err := ortgo.NewEmptyTensor[int32](ortgo.NewShape(M, N))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer yt.Destroy()
-	s, err := ortgo.NewDynamicAdvancedSession(path, []string{"a"}, []string{"y"}, nil)
-	if err != nil {
-		t.Fatalf("ONNX Runtime %s refuses MatMulInteger with a [N] b_zero_point: %v", ortgo.GetVersion(), err)
-	}
-	defer s.Destroy()
-	if err := s.Run([]ortgo.Value{at}, []ortgo.Value{yt}); err != nil {
-		t.Fatalf("ONNX Runtime %s: MatMulInteger with a [N] b_zero_point: %v", ortgo.GetVersion(), err)
-	}
-	got := yt.GetData()
-	for i := range M {
-		for n := range N {
-			var want int32
-			for k := range K {
-				want += (int32(a[i*K+k]) - 131) * (b[k*N+n] - bzp[n])
-			}
-			if got[i*N+n] != want {
-				t.Errorf("y[%d,%d] = %d, want %d", i, n, got[i*N+n], want)
-			}
-		}
-	}
-}
-
-// TestInt8OpProfile prints where the encoder's time goes, per operator type, for the fp32 and
-// int8 versions of a bundle: UNITER_QUANT_PROFILE_BUNDLE=DIR (fp32; its int8 copy is made in a
-// temporary folder, or UNITER_QUANT_PROFILE_INT8=DIR names one), batch
-// UNITER_QUANT_PROFILE_BATCH (8), 20 tokens and 36 regions as the benchmarks. Skipped without it.
-func TestInt8OpProfile(t *testing.T) {
-	dir := os.Getenv("UNITER_QUANT_PROFILE_BUNDLE")
-	if dir == "" {
-		t.Skip("set UNITER_QUANT_PROFILE_BUNDLE to an fp32 bundle to profile it and its int8 copy")
-	}
-	if !filepath.IsAbs(dir) {
-		dir = testenv.Path(t, dir)
-	}
-	qdir := os.Getenv("UNITER_QUANT_PROFILE_INT8")
-	switch {
-	case qdir == "":
-		qdir = quantizeBundle(t, dir)
-	case !filepath.IsAbs(qdir):
-		qdir = testenv.Path(t, qdir)
-	}
-	batch := 8
-	if v := os.Getenv("UNITER_QUANT_PROFILE_BATCH"); v != "" {
-		fmt.Sscan(v, &batch)
-	}
-	testenv.Env(t)
-	for _, d := range []string{dir, qdir} {
-		m, err := ReadManifest(d)
-		if err != nil {
-			t.Fatal(err)
-		}
-		in := encoderInputsFor(t, m, batch, benchTokens, benchRegions)
-		prof := profileGraph(t, filepath.Join(d, m.Graphs[GraphEncoder].File), in, encoderInputs, encoderOutputNames(m), 5)
-		var total float64
-		for _, p := range prof {
-			total += p.Micros
-		}
-		fmt.Printf("%s (%s), batch %d: %.1f ms/run in kernels\n", m.Name, m.PrecisionName(), batch, total/1000)
-		for _, p := range prof {
-			fmt.Printf("  %-24s %3d nodes %9.2f ms/run %5.1f%%\n", p.Op, p.Nodes, p.Micros/1000, 100*p.Micros/total)
-		}
-	}
-}
 
 // TestInt8TaskFixtures quantizes every fine-tuned task fixture (the NLVR2 ones have a third
 // encoder graph, nlvr2) and checks that each loads with its checksums and runs (Warmup runs the

@@ -3,7 +3,7 @@
 # at UNITER-base size, on this machine, reproducibly. Everything it writes goes to $OUT
 # (default .cache/quant; never committed).
 #
-#   scripts/quantize-eval.sh [accuracy|speed|profile|all]     (default: accuracy then speed)
+#   scripts/quantize-eval.sh [accuracy|speed|all]     (default: accuracy then speed)
 #
 # accuracy  makes the int8 copy of bundles/shapes-uniter ($OUT/shapes-uniter-int8) and runs
 #           `uniter eval --split $SPLIT --json` on the fp32 bundle and on it (the split is
@@ -16,8 +16,6 @@
 #           (the encoder run alone, 20 tokens and 36 regions a pair) at batch 1, 8 and 32 on each,
 #           alternating fp32 and int8 for $ROUNDS rounds (default 3), $BENCHTIME (default 20x)
 #           each, and prints the best pairs/s of each with the ratio, the CPU and its VNNI flags.
-# profile   ONNX Runtime's per-operator profile of both base-size encoders at batch
-#           $PROFILE_BATCH (default 8): TestInt8OpProfile in pipeline/quantize_test.go.
 #
 # The machine may be shared: before each timed run the script waits up to QUIET_WAIT seconds
 # (default 180) for the CPUs to be under 25% busy, and records how busy they were.
@@ -33,7 +31,6 @@ what=${1:-all}
 SPLIT=${SPLIT:-test-1k}
 ROUNDS=${ROUNDS:-3}
 BENCHTIME=${BENCHTIME:-20x}
-PROFILE_BATCH=${PROFILE_BATCH:-8}
 PY=${PYTHON:-/usr/bin/python3}
 OUT=${OUT:-.cache/quant}
 QUANT_ARGS=${QUANT_ARGS:-}
@@ -156,18 +153,9 @@ for b in sorted({b for _, b in best}):
 EOF
 }
 
-profile() {
-  local fp32=.cache/bench/uniter-base-random int8="$OUT/uniter-base-random-int8"
-  [ -s "$int8/manifest.json" ] || quantize "$fp32" "$int8"
-  UNITER_QUANT_PROFILE_BUNDLE="$root/$fp32" UNITER_QUANT_PROFILE_INT8="$root/$int8" \
-    UNITER_QUANT_PROFILE_BATCH="$PROFILE_BATCH" \
-    go test ./pipeline -run TestInt8OpProfile -count=1 -v | grep -v '^=== RUN\|^--- \|^PASS\|^ok'
-}
-
 case $what in
   accuracy) accuracy ;;
   speed) speed ;;
-  profile) profile ;;
   all) accuracy; speed ;;
-  *) echo "usage: $0 [accuracy|speed|profile|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [accuracy|speed|all]" >&2; exit 2 ;;
 esac
