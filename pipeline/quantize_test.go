@@ -196,42 +196,6 @@ func TestInt8FixtureMatchesFP32(t *testing.T) {
 	}
 }
 
-// profileEvent is one entry of ONNX Runtime's profile (Chrome trace format).
-type profileEvent struct {
-	Cat  string `json:"cat"`
-	Name string `json:"name"`
-	Dur  int64  `json:"dur"` // µs
-	Args struct {
-		OpName   string `json:"op_name"`
-		Provider string `json:"provider"`
-	} `json:"args"`
-}
-
-// integerMatMulOps are the kernels ONNX Runtime runs a rewritten MatMul with: MatMulInteger as
-// written, or its CPU fusions with the Cast and Mul after it (MatMulIntegerToFloat) and with the
-// DynamicQuantizeLinear before it (DynamicQuantizeMatMul).
-var integerMatMulOps = []string{"MatMulInteger", "MatMulIntegerToFloat", "DynamicQuantizeMatMul"}
-
-// matMulIntegerProbe writes a graph Y = MatMulInteger(A, B, a_zero_point, b_zero_point) with
-// A uint8 [M, K] an input, B int8 [K, N], a scalar a_zero_point and a per-column b_zero_point
-// of shape [N] (non-zero), all initializers, and returns its path.
-const matMulIntegerProbe = `
-import sys, numpy as np, onnx
-from onnx import TensorProto, helper, numpy_helper
-rng = np.random.default_rng(0)
-b = rng.integers(-127, 128, size=(5, 3)).astype(np.int8)
-nodes = [helper.make_node("MatMulInteger", ["a", "b", "a_zp", "b_zp"], ["y"])]
-inits = [numpy_helper.from_array(b, "b"), numpy_helper.from_array(np.array(131, np.uint8), "a_zp"),
-         numpy_helper.from_array(np.array([3, -7, 0], np.int8), "b_zp")]
-g = helper.make_graph(nodes, "probe", [helper.make_tensor_value_info("a", TensorProto.UINT8, [None, 5])],
-                      [helper.make_tensor_value_info("y", TensorProto.INT32, [None, 3])], inits)
-m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-m.ir_version = 8
-onnx.checker.check_model(m)
-onnx.save(m, sys.argv[1])
-print(" ".join(str(int(v)) for v in b.reshape(-1)))
-`
-
 // TestInt8TaskFixtures quantizes every fine-tuned task fixture (the NLVR2 ones have a third
 // encoder graph, nlvr2) and checks that each loads with its checksums and runs (Warmup runs the
 // encoder and, for NLVR2, the nlvr2 graph) with exactly its encoder graphs quantized.
