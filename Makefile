@@ -31,6 +31,7 @@ test: build ort pydeps web-check browser-deps test-go test-py
 # The browser test (tests/browser_test.go) fails rather than skips here when its tools are missing.
 test-go: export UNITER_BROWSER_TEST := require
 test-go: export UNITER_POSTGRES_TEST := require
+test-go: export UNITER_INT8_TEST := require
 test-go: ort browser-deps pgdeps lint
 	go test -race -count=1 $(GO_TEST_FLAGS) ./...
 

@@ -28,14 +28,16 @@ func (s *LabelSummary) Support(regions, class int, attrs []int, n int) float64 {
 	if n > regions {
 		return 0
 	}
-	support := make([]float64, regions)
-	for r := range regions {
-		support[r] = s.regionSupport(r, class, attrs)
-	}
 	var v float64
-	if n == 1 {
-		v = slices.Max(support)
+	if n == 1 { // the common case, on the first stage's hot path: no allocation
+		for r := range regions {
+			v = max(v, s.regionSupport(r, class, attrs))
+		}
 	} else {
+		support := make([]float64, regions)
+		for r := range regions {
+			support[r] = s.regionSupport(r, class, attrs)
+		}
 		slices.SortFunc(support, func(a, b float64) int { return cmp.Compare(b, a) })
 		v = support[n-1]
 	}

@@ -375,7 +375,7 @@ def cmd_export_tasks(args):
 
     cfg = base_config()
     torch.set_num_threads(args.threads)
-    todo = []
+    to_export = []
     for i, layout in enumerate(TASK_LAYOUTS):
         if layout not in args.layouts:
             continue
@@ -384,8 +384,8 @@ def cmd_export_tasks(args):
         if not args.force and task_bundle_ok(out, task_key(cfg, layout, seed)):
             log(f"{out} is up to date (seed {seed}); not exporting again")
         else:
-            todo.append((layout, seed, out))
-    if not todo:
+            to_export.append((layout, seed, out))
+    if not to_export:
         return
     os.makedirs(args.out, exist_ok=True)
     # The official inputs of `python3 -m uniter.export`, written once for every layout.
@@ -404,7 +404,7 @@ def cmd_export_tasks(args):
         answers = vqa_answers(VQA_ANSWERS)
         with open(src["answers"], "w") as f:  # official format: {answer: index}
             json.dump({a: answers.index(a) for a in sorted(answers)}, f)
-        for layout, seed, out in todo:
+        for layout, seed, out in to_export:
             export_task(layout, cfg, out, seed, src, args.threads)
     finally:
         shutil.rmtree(srcdir, ignore_errors=True)
