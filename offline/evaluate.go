@@ -58,6 +58,15 @@ type EvalReport struct {
 	MinimalEditByKind    map[string]float64 `json:"minimal_edit_by_kind"`
 	MinimalEditCaptions  int                `json:"minimal_edit_captions"`
 
+	// Edit probe: every true caption's deterministic minimal edits (shapes.ProbeEdits: relation
+	// swapped, the colours of its two objects exchanged, count one more or less, a size flipped or
+	// added), each false on the caption's image, scored on that image beside the caption itself;
+	// per kind (shapes.ProbeKinds). Unlike minimal_edit_*, which scores the split's one drawn false
+	// caption per true caption, it takes every applicable edit and compares logits. Only for a
+	// bundle that matches by its ITM head; EditProbeSkipped says why it did not run otherwise.
+	EditProbe        map[string]EditProbeKind `json:"edit_probe,omitempty"`
+	EditProbeSkipped string                   `json:"edit_probe_skipped,omitempty"`
+
 	// Retrieval over the whole split, every pair scored by the cross-encoder and ranked by the
 	// match logit. A hit at K: one of the top K images (captions) is one the caption is true of.
 	Retrieval bool    `json:"retrieval"`
@@ -103,6 +112,18 @@ type EvalReport struct {
 	DetectorCache pipeline.CacheStats `json:"-"`
 }
 
+// EditProbeKind is what the edit probe measured for one kind of edit.
+type EditProbeKind struct {
+	Captions int `json:"captions"` // edited captions scored
+	// Rejected is the share of edited captions with P(match) ≤ 0.5 on their image.
+	Rejected float64 `json:"rejected"`
+	// Lowered is the share whose ITM logit on the image (itm_logits[1], the logit /v1/match
+	// returns and retrieval ranks by) is below the original caption's.
+	Lowered float64 `json:"lowered"`
+	// MedianLogitChange is the median of (edited − original) ITM logit on the image.
+	MedianLogitChange float64 `json:"median_logit_change"`
+}
+
 // WriteTable writes the report as a two-column table.
 func (r *EvalReport) WriteTable(w io.Writer) {
 	pct := func(v float64) string { return fmt.Sprintf("%6.2f%%", 100*v) }
@@ -120,6 +141,15 @@ func (r *EvalReport) WriteTable(w io.Writer) {
 		}
 		rows = append(rows, [2]string{"minimal_edit_rejection", pct(r.MinimalEditRejection) +
 			fmt.Sprintf("  (%d captions; %s)", r.MinimalEditCaptions, strings.Join(by, ", "))})
+	}
+	if r.EditProbe != nil {
+		for _, kind := range shapes.ProbeKinds() {
+			k := r.EditProbe[kind]
+			rows = append(rows, [2]string{"edit_probe " + kind, fmt.Sprintf("%s rejected, %s lowered, median logit change %+.3f  (%d captions)",
+				strings.TrimSpace(pct(k.Rejected)), strings.TrimSpace(pct(k.Lowered)), k.MedianLogitChange, k.Captions)})
+		}
+	} else if r.EditProbeSkipped != "" {
+		rows = append(rows, [2]string{"edit_probe", "skipped: " + r.EditProbeSkipped})
 	}
 	if r.Retrieval {
 		rows = append(rows,
@@ -271,6 +301,11 @@ func Evaluate(ctx context.Context, b *pipeline.Bundle, splitDir string, opts Eva
 	if err := evalMinimalEdits(ctx, b, recs, images, sopts, rep); err != nil {
 		return nil, err
 	}
+	t0 = time.Now()
+	if err := evalEditProbe(ctx, b, recs, images, sopts, rep); err != nil {
+		return nil, err
+	}
+	stage("edit_probe", t0)
 
 	t0 = time.Now()
 	if err := evalGrounding(ctx, b, recs, images, caps, opts, rep, progress("grounding")); err != nil {
@@ -287,32 +322,52 @@ func Evaluate(ctx context.Context, b *pipeline.Bundle, splitDir string, opts Eva
 	return rep, nil
 }
 
+// imageText is a text to score on one image of the split.
+type imageText struct {
+	image int    // index into the split's images
+	what  string // names the text in a tokenizer error
+	text  string
+}
+
+// scoreOnImages tokenizes each text and scores it on its image with the match head (one
+// ScorePairs call; no progress reported); out[k] is items[k]'s match.
+func scoreOnImages(ctx context.Context, b *pipeline.Bundle, images []*detector.Prepared, items []imageText,
+	sopts pipeline.ScoreOptions) ([]heads.Match, error) {
+	if len(items) == 0 {
+		return nil, nil
+	}
+	texts := make([]*textproc.Encoding, len(items))
+	pairs := make([]pipeline.ScorePair, len(items))
+	for k, it := range items {
+		enc, err := tokenize(b, it.what, it.text)
+		if err != nil {
+			return nil, err
+		}
+		texts[k], pairs[k] = enc, pipeline.ScorePair{Image: it.image, Text: k}
+	}
+	sopts.Progress = nil
+	return b.ScorePairs(ctx, images, texts, pairs, sopts)
+}
+
 // evalMinimalEdits scores every minimal-edit false caption of the split with its own image.
 func evalMinimalEdits(ctx context.Context, b *pipeline.Bundle, recs []shapes.Record, images []*detector.Prepared,
 	sopts pipeline.ScoreOptions, rep *EvalReport) error {
-	var texts []*textproc.Encoding
-	var pairs []pipeline.ScorePair
+	var items []imageText
 	var kinds []string
 	for i, r := range recs {
 		for k, f := range r.FalseCaptions {
 			if f.Edit == shapes.EditRandom {
 				continue
 			}
-			enc, err := tokenize(b, fmt.Sprintf("image %d false caption %d", r.ID, k), f.Text)
-			if err != nil {
-				return err
-			}
-			pairs = append(pairs, pipeline.ScorePair{Image: i, Text: len(texts)})
-			texts = append(texts, enc)
+			items = append(items, imageText{image: i, what: fmt.Sprintf("image %d false caption %d", r.ID, k), text: f.Text})
 			kinds = append(kinds, f.Edit)
 		}
 	}
-	rep.MinimalEditCaptions = len(pairs)
-	if len(pairs) == 0 {
+	rep.MinimalEditCaptions = len(items)
+	if len(items) == 0 {
 		return nil
 	}
-	sopts.Progress = nil
-	scores, err := b.ScorePairs(ctx, images, texts, pairs, sopts)
+	scores, err := scoreOnImages(ctx, b, images, items, sopts)
 	if err != nil {
 		return err
 	}
@@ -325,12 +380,79 @@ func evalMinimalEdits(ctx context.Context, b *pipeline.Bundle, recs []shapes.Rec
 			all++
 		}
 	}
-	rep.MinimalEditRejection = ratio(all, len(pairs))
+	rep.MinimalEditRejection = ratio(all, len(items))
 	rep.MinimalEditByKind = map[string]float64{}
 	for kind, n := range total {
 		rep.MinimalEditByKind[kind] = ratio(rejected[kind], n)
 	}
 	return nil
+}
+
+// evalEditProbe scores the edit probe: every true caption that has probe edits
+// (shapes.ProbeEdits) on its own image, and each of its edits on that image, in one scoring run.
+func evalEditProbe(ctx context.Context, b *pipeline.Bundle, recs []shapes.Record, images []*detector.Prepared,
+	sopts pipeline.ScoreOptions, rep *EvalReport) error {
+	if head := b.MatchHead(); head != pipeline.MatchByITM {
+		rep.EditProbeSkipped = fmt.Sprintf("model %s matches by its %q head, not ITM: the probe reads the ITM head's P(match) and logit", b.Manifest.Name, head)
+		if head == "" {
+			rep.EditProbeSkipped = fmt.Sprintf("model %s has no ITM head", b.Manifest.Name)
+		}
+		return nil
+	}
+	type probe struct {
+		kind       string
+		orig, edit int // indices into items
+	}
+	var items []imageText
+	var probes []probe
+	for i, r := range recs {
+		s := r.Scene()
+		for k, c := range r.Captions {
+			edits := shapes.ProbeEdits(s, c)
+			if len(edits) == 0 {
+				continue
+			}
+			orig := len(items)
+			items = append(items, imageText{image: i, what: fmt.Sprintf("image %d caption %d", r.ID, k), text: c.Text})
+			for j, e := range edits {
+				probes = append(probes, probe{kind: e.Edit, orig: orig, edit: len(items)})
+				items = append(items, imageText{image: i, what: fmt.Sprintf("image %d caption %d probe edit %d", r.ID, k, j), text: e.Text})
+			}
+		}
+	}
+	scores, err := scoreOnImages(ctx, b, images, items, sopts)
+	if err != nil {
+		return err
+	}
+	changes := map[string][]float64{}
+	rejected, lowered := map[string]int{}, map[string]int{}
+	for _, p := range probes {
+		orig, edit := scores[p.orig], scores[p.edit]
+		changes[p.kind] = append(changes[p.kind], float64(edit.Logit)-float64(orig.Logit))
+		rejected[p.kind] += boolInt(edit.Score <= 0.5)
+		lowered[p.kind] += boolInt(edit.Logit < orig.Logit)
+	}
+	rep.EditProbe = map[string]EditProbeKind{}
+	for _, kind := range shapes.ProbeKinds() {
+		n := len(changes[kind])
+		rep.EditProbe[kind] = EditProbeKind{Captions: n, Rejected: ratio(rejected[kind], n), Lowered: ratio(lowered[kind], n),
+			MedianLogitChange: median(changes[kind])}
+	}
+	return nil
+}
+
+// median is the middle value of xs (the mean of the two middle ones for an even count), 0 for none;
+// xs is sorted in place.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	slices.Sort(xs)
+	n := len(xs)
+	if n%2 == 1 {
+		return xs[n/2]
+	}
+	return (xs[n/2-1] + xs[n/2]) / 2
 }
 
 func ratio(n, d int) float64 {

@@ -5,10 +5,12 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/uniter-serve/uniter/detector"
 	"github.com/uniter-serve/uniter/heads"
+	"github.com/uniter-serve/uniter/internal/testenv"
 	"github.com/uniter-serve/uniter/pipeline"
 	"github.com/uniter-serve/uniter/shapes"
 	"github.com/uniter-serve/uniter/textproc"
@@ -180,6 +182,8 @@ func TestEvaluateFixture(t *testing.T) {
 		}
 	}
 
+	checkEditProbe(t, b, dir, recs, rep)
+
 	// Grounding, recomputed through /v1/align's path: each true caption aligned one at a time
 	// by Align with attention, each span's word looked up in its word regions (OT and
 	// attention), and chance counted over the alignment's regions.
@@ -264,6 +268,118 @@ func TestMostAligned(t *testing.T) {
 	}{{[]int{0}, 0}, {[]int{1, 2}, 1}, {[]int{0, 1}, 0}, {[]int{2}, 1}} {
 		if got := mostAligned(w, c.toks); got != c.want {
 			t.Errorf("tokens %v: region %d, want %d", c.toks, got, c.want)
+		}
+	}
+}
+
+// checkEditProbe checks the report's edit probe against the probes shapes.ProbeEdits makes for
+// the split's true captions, each recomputed through the API's path: Match of the caption and its
+// edit on the image file. Pairs within tieEps of a decision (P(match) at 0.5, equal logits) may
+// fall either way between the two paths' batches.
+func checkEditProbe(t *testing.T, b *pipeline.Bundle, dir string, recs []shapes.Record, rep *EvalReport) {
+	t.Helper()
+	const tieEps = 1e-4
+	if rep.EditProbeSkipped != "" || len(rep.EditProbe) != len(shapes.ProbeKinds()) {
+		t.Fatalf("edit probe %v skipped %q: want every kind of %v", rep.EditProbe, rep.EditProbeSkipped, shapes.ProbeKinds())
+	}
+	type tally struct{ n, rejected, lowered, ties int }
+	want := map[string]*tally{}
+	changes := map[string][]float64{}
+	for _, kind := range shapes.ProbeKinds() {
+		want[kind] = &tally{}
+	}
+	for _, r := range recs {
+		data, err := os.ReadFile(filepath.Join(dir, r.File))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range r.Captions {
+			for _, p := range shapes.ProbeEdits(r.Scene(), c) {
+				out, err := b.Match(context.Background(), pipeline.Input{Image: data}, []string{c.Text, p.Text})
+				if err != nil {
+					t.Fatal(err)
+				}
+				orig, edit := out.Results[0], out.Results[1]
+				w := want[p.Edit]
+				if w == nil {
+					t.Fatalf("probe %q: unknown kind %q", p.Text, p.Edit)
+				}
+				w.n++
+				w.rejected += boolInt(edit.Score <= 0.5)
+				w.lowered += boolInt(edit.Logit < orig.Logit)
+				change := float64(edit.Logit) - float64(orig.Logit)
+				if math.Abs(float64(edit.Score)-0.5) < tieEps || math.Abs(change) < tieEps {
+					w.ties++
+				}
+				changes[p.Edit] = append(changes[p.Edit], change)
+			}
+		}
+	}
+	total := 0
+	for kind, w := range want {
+		got := rep.EditProbe[kind]
+		total += got.Captions
+		if got.Captions != w.n {
+			t.Errorf("edit probe %s: %d captions, ProbeEdits makes %d", kind, got.Captions, w.n)
+			continue
+		}
+		for _, v := range []float64{got.Rejected, got.Lowered} {
+			if v < 0 || v > 1 || math.IsNaN(v) {
+				t.Errorf("edit probe %s: rate %v out of [0, 1]", kind, v)
+			}
+		}
+		rejected, lowered := int(math.Round(got.Rejected*float64(w.n))), int(math.Round(got.Lowered*float64(w.n)))
+		if abs(rejected-w.rejected) > w.ties || abs(lowered-w.lowered) > w.ties {
+			t.Errorf("edit probe %s: %d rejected, %d lowered of %d; Match gives %d and %d (%d near ties)",
+				kind, rejected, lowered, w.n, w.rejected, w.lowered, w.ties)
+		}
+		if m := median(changes[kind]); math.Abs(got.MedianLogitChange-m) > tieEps {
+			t.Errorf("edit probe %s: median logit change %v, Match gives %v", kind, got.MedianLogitChange, m)
+		}
+	}
+	if total == 0 {
+		t.Errorf("edit probe scored no captions")
+	}
+	t.Logf("edit probe: %+v", rep.EditProbe)
+	var table strings.Builder
+	rep.WriteTable(&table)
+	for _, kind := range shapes.ProbeKinds() {
+		if !strings.Contains(table.String(), "edit_probe "+kind) {
+			t.Errorf("the table has no edit_probe %s row:\n%s", kind, table.String())
+		}
+	}
+}
+
+func abs(x int) int { return max(x, -x) }
+
+// TestEditProbeSkipped: a bundle that matches by a rank head gets no edit probe, and says why.
+func TestEditProbeSkipped(t *testing.T) {
+	b, err := pipeline.Load(testenv.Env(t), testenv.Path(t, "testdata", "bundles", "tiny-retrieval"), pipeline.Options{MaxRegions: 100, MaxTexts: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	rep := &EvalReport{}
+	if err := evalEditProbe(context.Background(), b, nil, nil, pipeline.ScoreOptions{}, rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.EditProbe != nil || !strings.Contains(rep.EditProbeSkipped, "not ITM") {
+		t.Errorf("rank-head bundle: edit probe %v, skipped %q", rep.EditProbe, rep.EditProbeSkipped)
+	}
+	var table strings.Builder
+	rep.WriteTable(&table)
+	if !strings.Contains(table.String(), "edit_probe") || !strings.Contains(table.String(), "skipped") {
+		t.Errorf("the table does not say the probe was skipped:\n%s", table.String())
+	}
+}
+
+func TestMedian(t *testing.T) {
+	for _, c := range []struct {
+		xs   []float64
+		want float64
+	}{{nil, 0}, {[]float64{3}, 3}, {[]float64{3, -1, 2}, 2}, {[]float64{4, 1, -2, 3}, 2}} {
+		if got := median(c.xs); got != c.want {
+			t.Errorf("median(%v) = %v, want %v", c.xs, got, c.want)
 		}
 	}
 }

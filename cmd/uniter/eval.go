@@ -24,12 +24,16 @@ func evalCmd(load loader) *cobra.Command {
 	var workers, scoreBatch, scoreWorkers int
 	cmd := &cobra.Command{
 		Use:   "eval --split test-1k|test-100|NAME [--split-dir DIR] [--json] [--no-retrieval]",
-		Short: "measure the model on a Shapes World split: ITM, retrieval R@K, grounding, MLM colour probe",
+		Short: "measure the model on a Shapes World split: ITM, minimal edits, retrieval R@K, grounding, MLM colour probe",
 		Long: "Runs every image of the split through the detector pipeline and every caption through the\n" +
 			"tokenizer, exactly as the API does, and reports:\n\n" +
 			"  itm_accuracy              each caption with its own image and with one image it is false of\n" +
 			"  minimal_edit_rejection    share of minimal-edit false captions (one colour, shape, size,\n" +
 			"                            count or relation changed) rejected on their image, and per edit\n" +
+			"  edit_probe                per kind of deterministic edit of every true caption (relation_swap,\n" +
+			"                            color_swap, count, size; each false on the image): captions, the\n" +
+			"                            share rejected, the share whose ITM logit is below the original's,\n" +
+			"                            and the median logit change; ITM-head models only\n" +
 			"  ir_r1/5/10, tr_r1/5/10    image and text retrieval over the split, every caption × image pair\n" +
 			"                            scored by the cross-encoder; a hit is any image (caption) the\n" +
 			"                            caption is true of (by its logical form)\n" +
@@ -38,6 +42,8 @@ func evalCmd(load loader) *cobra.Command {
 			"  mlm_color_with_image      accuracy of [MASK] in place of a colour word, with the image\n" +
 			"  mlm_color_without_image   ... and with the image blanked (features and locations zero)\n" +
 			"  pairs_per_second          cross-encoder pairs/s of the retrieval scoring\n\n" +
+			"Retrieval scores every caption × image pair (5 million on test-1k) and takes most of the time;\n" +
+			"--no-retrieval leaves it out and measures everything else.\n\n" +
 			"A known split (test-1k, test-100, val, train) that is not on disk is generated first from its\n" +
 			"fixed seed (as `uniter synth` does) into --split-dir (default DATA/shapes/NAME).",
 		Args: cobra.NoArgs,
