@@ -183,6 +183,10 @@ func badInputs() []badInput {
 		{"features of the wrong dimension", 400, "invalid_regions", post("/v1/match", map[string]any{"regions": map[string]any{"width": 10, "height": 10,
 			"boxes": [][]float32{{1, 1, 5, 5}}, "features": [][]float32{make([]float32, 63)}}, "texts": []string{"a"}})},
 		{"more regions than limits.max_regions", 400, "invalid_regions", match(map[string]any{"regions": regions(11)})},
+		{"an inverted box (x2 < x1; zero width or height is valid)", 400, "invalid_regions", post("/v1/match", map[string]any{"regions": map[string]any{"width": 10, "height": 10,
+			"boxes": [][]float32{{5, 1, 4, 5}}, "features": [][]float32{make([]float32, 64)}}, "texts": []string{"a"}})},
+		{"a box outside the image", 400, "invalid_regions", post("/v1/match", map[string]any{"regions": map[string]any{"width": 10, "height": 10,
+			"boxes": [][]float32{{5, 1, 11, 5}}, "features": [][]float32{make([]float32, 64)}}, "texts": []string{"a"}})},
 		{"a feature beyond float32", 400, "malformed_json", raw("POST", "/v1/match", `{"regions": {"width": 1, "height": 1, "boxes": [[0,0,1,1]], "features": [[1e39]]}, "texts": ["a"]}`)},
 		// Texts.
 		{"no texts", 400, "no_texts", match(map[string]any{"texts": []string{}})},
@@ -215,6 +219,8 @@ func badInputs() []badInput {
 		{"top_labels not an integer in multipart", 400, "invalid_top_labels", func(t *testing.T) *http.Request {
 			return multipartReq(t, "/v1/regions", small(t), [2]string{"top_labels", "lots"})
 		}},
+		{"a feature_dtype other than float16 or float32", 400, "invalid_feature_dtype", withImage("/v1/regions", small, map[string]any{"features": true, "feature_dtype": "float64"})},
+		{"a feature_dtype without features", 400, "invalid_feature_dtype", withImage("/v1/regions", small, map[string]any{"feature_dtype": "float32"})},
 		{"top_k over 50", 400, "invalid_top_k", post("/v1/fill-mask", map[string]any{"regions": regions(2), "text": "a [MASK]", "top_k": 1_000_000_000})},
 		{"top_regions over 100", 400, "invalid_top_regions", post("/v1/align", map[string]any{"regions": regions(2), "text": "a", "top_regions": int64(1e18)})},
 		{"a listing limit over 1000", 400, "invalid_limit", raw("GET", "/v1/images?limit=1000000000", "")},

@@ -28,6 +28,7 @@ type request struct {
 	topRegions   int
 	topLabels    int
 	features     bool
+	featureDType string // /v1/regions: the features' encoding, "" for the default
 	topK         int
 	withoutImage bool
 	attention    bool
@@ -157,6 +158,8 @@ func (r *request) setField(name, value string) error {
 		if err != nil {
 			err = badRequest("invalid_features", "features: %s is not a boolean", quoteInput(value))
 		}
+	case "feature_dtype":
+		r.featureDType = strings.TrimSpace(value)
 	default:
 		err = fmt.Errorf("unhandled field %q", name)
 	}

@@ -34,6 +34,7 @@ var tsWireTypes = map[string]string{
 	"PatternThresholds": "PatternThresholds", "AttentionJSON": "AttentionJSON", "AlignResponse": "AlignResponse",
 	"TokenPrediction": "TokenPrediction", "MaskPrediction": "MaskPrediction", "FillMaskResponse": "FillMaskResponse",
 	"DetectorInfo": "DetectorInfo", "ModelInfo": "ModelInfo", "ModelsResponse": "ModelsResponse",
+	"UnknownWord": "UnknownWord", "VocabularyInfo": "VocabularyInfo",
 	"TaskText": "TaskText", "VQAResponse": "VQAResponse", "EntailmentResponse": "EntailmentResponse",
 	"NLVR2Response": "NLVR2Response", "ReferResponse": "ReferResponse",
 	// web/src/search.ts

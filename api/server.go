@@ -365,9 +365,13 @@ func (s *Server) regions(c *gin.Context) (any, error) {
 	var body RegionsRequest
 	return s.serveModel(c, &body, func() (request, error) {
 		in, err := toInput(body.Image, nil, true)
-		return request{input: in, features: body.Features, topLabels: body.TopLabels, text: body.Text, model: body.Model}, err
-	}, map[string]bool{"features": true, "top_labels": true, "text": true}, func(ctx context.Context, m *served, req request) (any, pipeline.Timing, *float64, error) {
+		return request{input: in, features: body.Features, featureDType: body.FeatureDType, topLabels: body.TopLabels, text: body.Text, model: body.Model}, err
+	}, map[string]bool{"features": true, "feature_dtype": true, "top_labels": true, "text": true}, func(ctx context.Context, m *served, req request) (any, pipeline.Timing, *float64, error) {
 		top, err := fieldTopLabels.resolve(req.topLabels)
+		if err != nil {
+			return nil, pipeline.Timing{}, nil, err
+		}
+		features, err := resolveFeatureDType(req.features, req.featureDType)
 		if err != nil {
 			return nil, pipeline.Timing{}, nil, err
 		}
@@ -379,7 +383,7 @@ func (s *Server) regions(c *gin.Context) (any, error) {
 		if !hit {
 			t.Timing = det.Timing
 		}
-		resp := NewRegionsResponse(det, hit, m.labels, top, req.features, m.info.Name)
+		resp := NewRegionsResponse(det, hit, m.labels, top, features, m.info.Name)
 		if req.text != "" {
 			classes, err := m.model.RegionClasses(ctx, det.Prepared, req.text)
 			if err != nil {

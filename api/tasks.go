@@ -23,13 +23,14 @@ type VQARequest struct {
 
 // TaskTextJSON is the request's text as the model read it.
 type TaskTextJSON struct {
-	Text      string `json:"text"`
-	Tokens    int    `json:"tokens"`
-	Truncated bool   `json:"truncated"`
+	Text         string        `json:"text"`
+	Tokens       int           `json:"tokens"`
+	Truncated    bool          `json:"truncated"`
+	UnknownWords []UnknownWord `json:"unknown_words,omitempty"` // words outside the vocabulary
 }
 
 func newTaskText(t pipeline.TaskText) TaskTextJSON {
-	return TaskTextJSON{Text: t.Text, Tokens: t.Tokens, Truncated: t.Truncated}
+	return TaskTextJSON{Text: t.Text, Tokens: t.Tokens, Truncated: t.Truncated, UnknownWords: wireUnknownWords(t.UnknownWords)}
 }
 
 // AnswerJSON is one VQA answer: score = σ(logit), as the head was trained with binary

@@ -5,6 +5,8 @@ import (
 	"cmp"
 	"encoding/base64"
 	"encoding/binary"
+	"errors"
+	"math"
 	"strconv"
 	"time"
 
@@ -62,6 +64,30 @@ type MatchResult struct {
 	OTDistance float64 `json:"ot_distance"`
 	Tokens     int     `json:"tokens"`
 	Truncated  bool    `json:"truncated"`
+	// UnknownWords are the text's words outside the model's vocabulary; absent when none.
+	UnknownWords []UnknownWord `json:"unknown_words,omitempty"`
+}
+
+// UnknownWord is a word of a request's text that the model's vocabulary does not know: it
+// became [UNK], or, for a bundle whose vocabulary is closed (GET /v1/models
+// vocabulary.closed), it could only be spelt in word pieces. Start and End are code point
+// offsets into the text, [start, end).
+type UnknownWord struct {
+	Word  string `json:"word"`
+	Start int    `json:"start"`
+	End   int    `json:"end"`
+}
+
+// wireUnknownWords converts the pipeline's unknown words; nil (absent) when none.
+func wireUnknownWords(ws []textproc.UnknownWord) []UnknownWord {
+	if len(ws) == 0 {
+		return nil
+	}
+	out := make([]UnknownWord, len(ws))
+	for i, w := range ws {
+		out[i] = UnknownWord{Word: w.Word, Start: w.Start, End: w.End}
+	}
+	return out
 }
 
 // MatchResponse answers POST /v1/match: one result per text, in request order.
@@ -158,9 +184,11 @@ type LabelProb struct {
 
 // RegionsRequest is the JSON body of POST /v1/regions.
 type RegionsRequest struct {
-	Image     *ImageJSON `json:"image"`
-	Features  bool       `json:"features,omitempty"`
-	TopLabels int        `json:"top_labels,omitempty"`
+	Image    *ImageJSON `json:"image"`
+	Features bool       `json:"features,omitempty"`
+	// FeatureDType is the features' encoding: FeaturesFloat16 (absent) or FeaturesFloat32.
+	FeatureDType string `json:"feature_dtype,omitempty"`
+	TopLabels    int    `json:"top_labels,omitempty"`
 	// Text, when set, adds each region's class as the MRC head predicts it given this text.
 	Text string `json:"text,omitempty"`
 	// Model names the served model that answers (GET /v1/models); absent: the default.
@@ -177,11 +205,86 @@ type RegionsResponse struct {
 	Timings  Timings       `json:"timings_ms"`
 }
 
-// FeatureBlock is the regions' features as base64 of little-endian IEEE float16, row-major.
+// FeatureBlock is the regions' features as base64 of little-endian IEEE floats (DType
+// FeaturesFloat16 or FeaturesFloat32), row-major.
 type FeatureBlock struct {
 	DType string `json:"dtype"`
 	Shape []int  `json:"shape"`
 	Data  string `json:"data"`
+}
+
+// The encodings of a FeatureBlock (RegionsRequest.FeatureDType).
+const (
+	// FeaturesFloat16 is the default: half the bytes, each value rounded to the nearest float16.
+	FeaturesFloat16 = "float16"
+	// FeaturesFloat32 is exactly what the encoder reads: regions sent back with these features
+	// score as the image does.
+	FeaturesFloat32 = "float32"
+)
+
+// resolveFeatureDType is the encoding of the features an answer carries: "" for none.
+func resolveFeatureDType(features bool, dtype string) (string, error) {
+	switch {
+	case dtype != "" && dtype != FeaturesFloat16 && dtype != FeaturesFloat32:
+		return "", badRequest("invalid_feature_dtype", "feature_dtype: %s, want %q or %q", quoteInput(dtype), FeaturesFloat16, FeaturesFloat32)
+	case !features && dtype != "":
+		return "", badRequest("invalid_feature_dtype", "feature_dtype: %s without features: true", quoteInput(dtype))
+	case !features:
+		return "", nil
+	case dtype == "":
+		return FeaturesFloat16, nil
+	}
+	return dtype, nil
+}
+
+// newFeatureBlock encodes n rows of dim features (row-major) as dtype.
+func newFeatureBlock(values []float32, n, dim int, dtype string) *FeatureBlock {
+	var buf []byte
+	if dtype == FeaturesFloat32 {
+		buf = make([]byte, 4*len(values))
+		for i, v := range values {
+			binary.LittleEndian.PutUint32(buf[4*i:], math.Float32bits(v))
+		}
+	} else {
+		dtype = FeaturesFloat16
+		buf = make([]byte, 2*len(values))
+		for i, v := range values {
+			binary.LittleEndian.PutUint16(buf[2*i:], float16.Fromfloat32(v).Bits())
+		}
+	}
+	return &FeatureBlock{DType: dtype, Shape: []int{n, dim}, Data: base64.StdEncoding.EncodeToString(buf)}
+}
+
+// Rows decodes the block into one row of features per region.
+func (f *FeatureBlock) Rows() ([][]float32, error) {
+	if len(f.Shape) != 2 || f.Shape[0] < 0 || f.Shape[1] < 0 {
+		return nil, fmt.Errorf("features: shape %v, want [regions, feature_dim]", f.Shape)
+	}
+	raw, err := base64.StdEncoding.DecodeString(f.Data)
+	if err != nil {
+		return nil, fmt.Errorf("features: data is not base64: %w", err)
+	}
+	size := map[string]int{FeaturesFloat16: 2, FeaturesFloat32: 4}[f.DType]
+	n, dim := f.Shape[0], f.Shape[1]
+	switch {
+	case size == 0:
+		return nil, fmt.Errorf("features: dtype %q, want %q or %q", f.DType, FeaturesFloat16, FeaturesFloat32)
+	case len(raw) != n*dim*size:
+		return nil, fmt.Errorf("features: %d bytes for shape %v of %s", len(raw), f.Shape, f.DType)
+	}
+	rows := make([][]float32, n)
+	for i := range rows {
+		rows[i] = make([]float32, dim)
+		for j := range rows[i] {
+			off := (i*dim + j) * size
+			if size == 4 {
+				rows[i][j] = math.Float32frombits(binary.LittleEndian.Uint32(raw[off:]))
+			} else {
+				rows[i][j] = float16.Frombits(binary.LittleEndian.Uint16(raw[off:])).Float32()
+			}
+		}
+	}
+	return rows, nil
 }
 
 // RegionShare is one region's share of a word's transport mass.
@@ -201,20 +304,21 @@ type WordRegions struct {
 
 // AlignResponse answers POST /v1/align.
 type AlignResponse struct {
-	Text        string         `json:"text"`
-	Tokens      []Token        `json:"tokens"`
-	Truncated   bool           `json:"truncated"`
-	Regions     []Region       `json:"regions"`
-	Plan        [][]float64    `json:"plan"`
-	WordRegions []WordRegions  `json:"word_regions"`
-	OTDistance  float64        `json:"ot_distance"`
-	Score       float32        `json:"score"`
-	Logit       float32        `json:"logit"`
-	Head        string         `json:"head,omitempty"`      // the head of score and logit; "" (both 0) without itm or rank
-	Attention   *AttentionJSON `json:"attention,omitempty"` // with "attention": true
-	Image       *ImageInfo     `json:"image,omitempty"`
-	Model       string         `json:"model"`
-	Timings     Timings        `json:"timings_ms"`
+	Text         string         `json:"text"`
+	Tokens       []Token        `json:"tokens"`
+	Truncated    bool           `json:"truncated"`
+	UnknownWords []UnknownWord  `json:"unknown_words,omitempty"` // the text's words outside the vocabulary
+	Regions      []Region       `json:"regions"`
+	Plan         [][]float64    `json:"plan"`
+	WordRegions  []WordRegions  `json:"word_regions"`
+	OTDistance   float64        `json:"ot_distance"`
+	Score        float32        `json:"score"`
+	Logit        float32        `json:"logit"`
+	Head         string         `json:"head,omitempty"`      // the head of score and logit; "" (both 0) without itm or rank
+	Attention    *AttentionJSON `json:"attention,omitempty"` // with "attention": true
+	Image        *ImageInfo     `json:"image,omitempty"`
+	Model        string         `json:"model"`
+	Timings      Timings        `json:"timings_ms"`
 }
 
 // ModelInfo describes a loaded bundle in GET /v1/pipeline.
@@ -233,6 +337,7 @@ type ModelInfo struct {
 	MaxTextLength    int             `json:"max_text_length"`
 	MaxRegions       int             `json:"max_regions"`
 	Lowercase        bool            `json:"lowercase"`
+	Vocabulary       VocabularyInfo  `json:"vocabulary"`
 	Task             TaskInfo        `json:"task"`
 	Precision        string          `json:"precision"` // of the encoder graphs: fp32 or int8
 	Heads            map[string]bool `json:"heads"`
@@ -243,6 +348,16 @@ type ModelInfo struct {
 	DetectorCache    *CacheInfo      `json:"detector_cache,omitempty"`
 }
 
+// VocabularyInfo describes the bundle's text vocabulary: which texts the model can read.
+type VocabularyInfo struct {
+	Size  int  `json:"size"`  // tokens, special ones included
+	Cased bool `json:"cased"` // false: texts are lower-cased and accents stripped
+	// Closed: a closed domain vocabulary, each word the model knows one token; a word spelt in
+	// word pieces is reported as unknown, as is one that becomes [UNK] (unknown_words).
+	Closed bool   `json:"closed"`
+	Domain string `json:"domain,omitempty"` // what texts it was made for, when the bundle says
+}
+
 // TaskInfo is what a bundle's checkpoint was fine-tuned for.
 type TaskInfo struct {
 	Name   string `json:"name"`             // pretrain, retrieval, vqa, ve, nlvr2, re
@@ -251,11 +366,14 @@ type TaskInfo struct {
 	Layout string `json:"layout,omitempty"` // NLVR2: paired, triplet, paired_attn
 }
 
-// DetectorInfo summarises the bundle's detector: how images are resized and regions selected.
+// DetectorInfo summarises the bundle's detector: what it is and knows, how images are
+// resized and regions selected.
 type DetectorInfo struct {
-	Provider      string  `json:"provider"` // the CPU unless ort.detector_on_cuda
-	Classes       int     `json:"classes"`
-	Attributes    int     `json:"attributes"`
+	Description   string  `json:"description,omitempty"` // the manifest's, when it has one
+	Domain        string  `json:"domain,omitempty"`      // the images it knows, when the manifest says
+	Provider      string  `json:"provider"`              // the CPU unless ort.detector_on_cuda
+	Classes       int     `json:"classes"`               // background included
+	Attributes    int     `json:"attributes"`            // "no attribute" included; 0 without an attribute head
 	ShorterSide   int     `json:"shorter_side"`
 	LongerSideMax int     `json:"longer_side_max"`
 	NMSIoU        float32 `json:"nms_iou"`
@@ -296,14 +414,14 @@ func NewMatchResponse(out *pipeline.MatchOutput, model string) MatchResponse {
 		Image: newImageInfo(out.Image, out.Timing.CacheHit), Timings: newTimings(out.Timing)}
 	for i, r := range out.Results {
 		resp.Results[i] = MatchResult{Text: r.Text, Score: r.Score, Logit: r.Logit, Head: r.Head, OTDistance: r.OTDistance,
-			Tokens: r.Tokens, Truncated: r.Truncated}
+			Tokens: r.Tokens, Truncated: r.Truncated, UnknownWords: wireUnknownWords(r.UnknownWords)}
 	}
 	return resp
 }
 
 // NewAlignResponse converts an alignment to the wire form (Timings.Total left to the caller).
 func NewAlignResponse(a *pipeline.Alignment, labels Labels, model string) AlignResponse {
-	resp := AlignResponse{Text: a.Text, Truncated: a.Truncated, Plan: a.Plan, OTDistance: a.OTDistance,
+	resp := AlignResponse{Text: a.Text, Truncated: a.Truncated, UnknownWords: wireUnknownWords(a.UnknownWords), Plan: a.Plan, OTDistance: a.OTDistance,
 		Score: a.Score, Logit: a.Logit, Head: a.MatchHead, Model: model, Image: newImageInfo(a.Image, a.Timing.CacheHit),
 		Timings: newTimings(a.Timing)}
 	resp.Tokens = wireTokens(a.Tokens)
@@ -377,21 +495,40 @@ func topLabels(probs []float32, names []string, skip, k int) []LabelProb {
 	return out
 }
 
-// NewRegionsResponse converts a detection to the wire form; features only when asked for.
-func NewRegionsResponse(d *detector.Detection, hit bool, labels Labels, topK int, features bool, model string) RegionsResponse {
+// NewRegionsResponse converts a detection to the wire form; features is their encoding
+// (FeaturesFloat16 or FeaturesFloat32), or "" for none.
+func NewRegionsResponse(d *detector.Detection, hit bool, labels Labels, topK int, features string, model string) RegionsResponse {
 	resp := RegionsResponse{Image: *newImageInfo(d, hit), Regions: labels.regions(d, topK), Model: model}
 	if !hit {
 		resp.Timings = newTimings(pipeline.Timing{Timing: d.Timing})
 	}
-	if features {
+	if features != "" {
 		p := d.Prepared
-		buf := make([]byte, 2*len(p.Features))
-		for i, v := range p.Features {
-			binary.LittleEndian.PutUint16(buf[2*i:], float16.Fromfloat32(v).Bits())
-		}
-		resp.Features = &FeatureBlock{DType: "float16", Shape: []int{p.Len(), p.Dim}, Data: base64.StdEncoding.EncodeToString(buf)}
+		resp.Features = newFeatureBlock(p.Features, p.Len(), p.Dim, features)
 	}
 	return resp
+}
+
+// RegionsInput turns an answer of POST /v1/regions that carries features back into the
+// regions input R of the model endpoints: the same boxes (as detected, zero-width or
+// zero-height ones included) and features. With FeaturesFloat32 features the encoder reads
+// exactly what it reads for the image.
+func (r *RegionsResponse) RegionsInput() (*RegionsJSON, error) {
+	if r.Features == nil {
+		return nil, errors.New("the regions answer has no features: ask for them with features: true")
+	}
+	rows, err := r.Features.Rows()
+	if err != nil {
+		return nil, err
+	}
+	if len(rows) != len(r.Regions) {
+		return nil, fmt.Errorf("%d feature rows for %d regions", len(rows), len(r.Regions))
+	}
+	out := &RegionsJSON{Width: r.Image.Width, Height: r.Image.Height, Boxes: make([][]float32, len(r.Regions)), Features: rows}
+	for i, reg := range r.Regions {
+		out.Boxes[i] = reg.Box[:]
+	}
+	return out, nil
 }
 
 // ParseRegions reads the wire form R (as in a request body) from raw JSON, for the CLI.
@@ -415,6 +552,8 @@ func DescribeModel(b *pipeline.Bundle, provider, fallback, ortVersion string) Mo
 		Layers: m.Model.NumHiddenLayers, AttentionHeads: m.Model.NumAttentionHeads, VocabSize: m.Model.VocabSize,
 		LabelDim: m.Model.LabelDim, MaxTextLength: b.Tokenizer().MaxLength(), MaxRegions: b.MaxRegions(),
 		Lowercase: m.Text.Lowercase, Provenance: m.Provenance, ONNXRuntime: ortVersion,
+		Vocabulary: VocabularyInfo{Size: b.Tokenizer().VocabSize(), Cased: !m.Text.Lowercase,
+			Closed: m.Text.ClosedVocabulary, Domain: m.Text.Domain},
 		Heads: map[string]bool{"itm": m.Heads.ITM, "rank": m.Heads.Rank, "mlm": m.Heads.MLM, "mrc": m.Heads.MRC,
 			"attention": m.Heads.Attention, "vqa": m.Heads.VQA, "ve": m.Heads.VE, "nlvr2": m.Heads.NLVR2, "re": m.Heads.RE},
 		Task:      TaskInfo{Name: m.TaskName(), Class: "UniterForPretraining", Labels: len(b.TaskLabels())},
@@ -428,7 +567,8 @@ func DescribeModel(b *pipeline.Bundle, provider, fallback, ortVersion string) Mo
 	}
 	if d := m.Detector; d != nil {
 		sel := b.SelectionSpec()
-		info.Detector = &DetectorInfo{Provider: b.DetectorProvider(), Classes: m.Model.LabelDim, Attributes: len(b.AttributeLabels()),
+		info.Detector = &DetectorInfo{Description: d.Description, Domain: d.Domain,
+			Provider: b.DetectorProvider(), Classes: m.Model.LabelDim, Attributes: len(b.AttributeLabels()),
 			ShorterSide: d.Preprocess.ShorterSide, LongerSideMax: d.Preprocess.LongerSideMax,
 			NMSIoU: sel.NMSIoU, MinConfidence: sel.MinConfidence, MinBoxes: sel.MinBoxes, MaxBoxes: sel.MaxBoxes,
 			MinBoxSize: b.MinBoxSize()}
@@ -493,18 +633,19 @@ type MaskPrediction struct {
 
 // FillMaskResponse answers POST /v1/fill-mask.
 type FillMaskResponse struct {
-	Text      string           `json:"text"`
-	Tokens    []Token          `json:"tokens"`
-	Truncated bool             `json:"truncated"`
-	Masks     []MaskPrediction `json:"masks"`
-	Image     *ImageInfo       `json:"image,omitempty"`
-	Model     string           `json:"model"`
-	Timings   Timings          `json:"timings_ms"`
+	Text         string           `json:"text"`
+	Tokens       []Token          `json:"tokens"`
+	Truncated    bool             `json:"truncated"`
+	UnknownWords []UnknownWord    `json:"unknown_words,omitempty"` // the text's words outside the vocabulary
+	Masks        []MaskPrediction `json:"masks"`
+	Image        *ImageInfo       `json:"image,omitempty"`
+	Model        string           `json:"model"`
+	Timings      Timings          `json:"timings_ms"`
 }
 
 // NewFillMaskResponse converts FillMask's answer to the wire form (Timings.Total left to the caller).
 func NewFillMaskResponse(o *pipeline.FillMaskOutput, model string) FillMaskResponse {
-	resp := FillMaskResponse{Text: o.Text, Truncated: o.Truncated, Model: model,
+	resp := FillMaskResponse{Text: o.Text, Truncated: o.Truncated, UnknownWords: wireUnknownWords(o.UnknownWords), Model: model,
 		Image: newImageInfo(o.Image, o.Timing.CacheHit), Timings: newTimings(o.Timing)}
 	resp.Tokens = wireTokens(o.Tokens)
 	conv := func(ps []pipeline.TokenProb) []TokenPrediction {

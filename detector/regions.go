@@ -50,7 +50,11 @@ func Location(b Box, width, height int) [LocationDim]float32 {
 }
 
 // Prepare validates r against the feature dimension and region limit and computes locations.
-// Boxes must lie inside the image and have positive width and height; every value is finite.
+// The one rule for boxes, the same for every input: every coordinate is finite, x1 ≤ x2 and
+// y1 ≤ y2 (an inverted box is refused), and the box lies inside the image, [0, W]×[0, H].
+// Boxes of zero width or height (x1 == x2 or y1 == y2) are valid: the detector keeps such
+// border slivers (docs/detector-contract.md, selection step 4) and a model trained with them
+// reads them, so a detection's regions sent back as regions are accepted as they are.
 func Prepare(r Regions, dim, maxRegions int) (*Prepared, error) {
 	bad := func(format string, a ...any) (*Prepared, error) {
 		return nil, fmt.Errorf("%w: %s", ErrInvalidRegions, fmt.Sprintf(format, a...))
@@ -76,11 +80,11 @@ func Prepare(r Regions, dim, maxRegions int) (*Prepared, error) {
 				return bad("box %d has a non-finite coordinate", i)
 			}
 		}
+		if b[2] < b[0] || b[3] < b[1] {
+			return bad("box %d %v is inverted: want x1 ≤ x2 and y1 ≤ y2 (zero width or height is allowed)", i, b)
+		}
 		if b[0] < 0 || b[1] < 0 || b[2] > W || b[3] > H {
 			return bad("box %d %v lies outside the %d×%d image", i, b, r.Width, r.Height)
-		}
-		if b[2] <= b[0] || b[3] <= b[1] {
-			return bad("box %d %v has no area (want x1 < x2 and y1 < y2)", i, b)
 		}
 		f := r.Features[i]
 		if len(f) != dim {

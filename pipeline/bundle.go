@@ -140,6 +140,7 @@ func Load(env *ort.Environment, dir string, opts Options) (b *Bundle, err error)
 	b.tokenizer, err = textproc.New(textproc.Config{
 		VocabPath: filepath.Join(dir, m.Text.Vocab), Lowercase: m.Text.Lowercase, MaxLength: maxLen,
 		CLS: sp["cls"], SEP: sp["sep"], PAD: sp["pad"], UNK: sp["unk"], Mask: sp["mask"],
+		ClosedVocabulary: m.Text.ClosedVocabulary,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("bundle %s: tokenizer: %w", dir, err)

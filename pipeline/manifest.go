@@ -13,6 +13,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	ort "github.com/uniter-serve/uniter/runtime"
 )
@@ -95,6 +97,39 @@ type TextSpec struct {
 	Lowercase     bool              `json:"lowercase"`
 	MaxLength     int               `json:"max_length"`
 	SpecialTokens map[string]string `json:"special_tokens"`
+	// Domain says, for people, what texts the vocabulary was made for (e.g. "Shapes World
+	// captions"); optional.
+	Domain string `json:"domain,omitempty"`
+	// ClosedVocabulary says the vocabulary is a closed domain vocabulary: every word the model
+	// was trained on is one token, its word pieces only spell the rest, so a word split into
+	// pieces is outside the model's domain, as is one that becomes [UNK]. Absent (BERT's open
+	// vocabulary): only [UNK] words are unknown.
+	ClosedVocabulary bool `json:"closed_vocabulary,omitempty"`
+}
+
+// maxDescribe bounds the descriptive texts of a manifest (text.domain, detector.description,
+// detector.domain), in bytes.
+const maxDescribe = 1000
+
+// checkDescribe checks one of a manifest's descriptive texts, which are shown to people as
+// they are: optional, but when given, words on one line.
+func checkDescribe(key, v string) error {
+	switch {
+	case v == "":
+		return nil
+	case strings.TrimSpace(v) == "":
+		return fmt.Errorf("%s is blank: give a description or leave the key out", key)
+	case len(v) > maxDescribe:
+		return fmt.Errorf("%s has %d bytes, at most %d", key, len(v), maxDescribe)
+	case !utf8.ValidString(v):
+		return fmt.Errorf("%s is not valid UTF-8", key)
+	}
+	for _, r := range v {
+		if unicode.IsControl(r) {
+			return fmt.Errorf("%s holds the control character %U: one line of text", key, r)
+		}
+	}
+	return nil
 }
 
 // RegionSpec names the detector-class label file of the MRC head.
@@ -229,6 +264,9 @@ func (m *Manifest) Validate() error {
 	if m.Text.MaxLength < 3 || m.Text.MaxLength > d.MaxPositionEmbeddings {
 		bad("text.max_length %d must be in [3, %d]", m.Text.MaxLength, d.MaxPositionEmbeddings)
 	}
+	if err := checkDescribe("text.domain", m.Text.Domain); err != nil {
+		errs = append(errs, err)
+	}
 	if m.Regions.BackgroundIndex < 0 || m.Regions.BackgroundIndex >= max(d.LabelDim, 1) {
 		bad("regions.background_index %d outside [0, %d)", m.Regions.BackgroundIndex, d.LabelDim)
 	}
@@ -295,9 +333,14 @@ func (m *Manifest) validateTask() []error {
 // DetectorSpec declares the bundle's Faster R-CNN (docs/detector-contract.md): which graph and
 // outputs, how images are preprocessed, and how regions are selected.
 type DetectorSpec struct {
-	Graph   string `json:"graph"`
-	Input   string `json:"input"`
-	Outputs struct {
+	// Description says what the detector is, for people (e.g. "Faster R-CNN trained on Shapes
+	// World"); Domain, the images it was trained for and knows (e.g. "Shapes World only: …;
+	// photographs are outside it"). Both optional, reported by GET /v1/models.
+	Description string `json:"description,omitempty"`
+	Domain      string `json:"domain,omitempty"`
+	Graph       string `json:"graph"`
+	Input       string `json:"input"`
+	Outputs     struct {
 		Boxes          string `json:"boxes"`
 		ClassProbs     string `json:"class_probs"`
 		Features       string `json:"features"`
@@ -329,6 +372,11 @@ type DetectorSpec struct {
 func (d *DetectorSpec) validate(m *Manifest) []error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf("detector."+format, a...)) }
+	for _, e := range []error{checkDescribe("detector.description", d.Description), checkDescribe("detector.domain", d.Domain)} {
+		if e != nil {
+			errs = append(errs, e)
+		}
+	}
 	g, ok := m.Graphs[d.Graph]
 	if !ok {
 		bad("graph %q is not in graphs", d.Graph)

@@ -210,6 +210,9 @@ type MatchResult struct {
 	OTDistance float64 // optimal-transport distance, lower = better aligned
 	Tokens     int     // tokens scored, [CLS] and [SEP] included
 	Truncated  bool    // the text was longer than the model's maximum and was cut
+	// UnknownWords are the text's words outside the model's vocabulary (Bundle.UnknownWords);
+	// nil when none.
+	UnknownWords []textproc.UnknownWord
 }
 
 func (b *Bundle) prepare(r detector.Regions) (*detector.Prepared, error) {
@@ -226,6 +229,14 @@ func (b *Bundle) tokenize(field, text string) (*textproc.Encoding, error) {
 		return nil, classify(field, err)
 	}
 	return &enc, nil
+}
+
+// UnknownWords are the words of an encoded text that the bundle's vocabulary does not know
+// (textproc.Tokenizer.UnknownWords): words that became [UNK] and, when the manifest declares
+// its vocabulary closed (text.closed_vocabulary), words spelt in word pieces. Every answer
+// that reports unknown words takes them from here.
+func (b *Bundle) UnknownWords(enc *textproc.Encoding) []textproc.UnknownWord {
+	return b.tokenizer.UnknownWords(*enc)
 }
 
 // Timing splits a request's model work: the detection's steps (zero for regions input and for
@@ -320,7 +331,7 @@ func (b *Bundle) Match(ctx context.Context, in Input, texts []string) (*MatchOut
 		}
 		m := e.Match(i)
 		out.Results[i] = MatchResult{Text: pairs[i].Text.Read(texts[i]), Score: m.Score, Logit: m.Logit, Head: b.MatchHead(), OTDistance: plan.Distance,
-			Tokens: len(pairs[i].Text.Tokens), Truncated: pairs[i].Text.Truncated}
+			Tokens: len(pairs[i].Text.Tokens), Truncated: pairs[i].Text.Truncated, UnknownWords: b.UnknownWords(pairs[i].Text)}
 		return nil
 	})
 	if err != nil {
@@ -382,20 +393,21 @@ type AlignOptions struct {
 
 // Alignment is the word-region alignment of one (text, image) pair.
 type Alignment struct {
-	Text        string
-	Tokens      []textproc.Token
-	Words       []textproc.Word
-	Truncated   bool
-	Regions     *detector.Prepared
-	Image       *detector.Detection // the detected regions when the input was an image
-	Timing      Timing
-	Plan        [][]float64 // tokens × regions transport plan, entries sum to 1
-	WordRegions []heads.WordAlignment
-	OTDistance  float64
-	Score       float32
-	Logit       float32
-	MatchHead   string         // the head of Score and Logit (MatchByRank, MatchByITM); "" and both 0 without one
-	Attention   *PairAttention // with AlignOptions.Attention
+	Text         string
+	Tokens       []textproc.Token
+	Words        []textproc.Word
+	Truncated    bool
+	UnknownWords []textproc.UnknownWord // words outside the vocabulary (Bundle.UnknownWords); nil when none
+	Regions      *detector.Prepared
+	Image        *detector.Detection // the detected regions when the input was an image
+	Timing       Timing
+	Plan         [][]float64 // tokens × regions transport plan, entries sum to 1
+	WordRegions  []heads.WordAlignment
+	OTDistance   float64
+	Score        float32
+	Logit        float32
+	MatchHead    string         // the head of Score and Logit (MatchByRank, MatchByITM); "" and both 0 without one
+	Attention    *PairAttention // with AlignOptions.Attention
 	// With AlignOptions.Attention: the alignment read from attention instead of transport
 	// (heads.CrossAttention, tokens × regions, sums to 1) and each word's regions by it.
 	CrossAttention       [][]float64
@@ -439,7 +451,8 @@ func (b *Bundle) alignEncoding(ctx context.Context, regions *detector.Prepared, 
 	if opts.TopRegions <= 0 {
 		opts.TopRegions = 3
 	}
-	a := &Alignment{Text: enc.Read(text), Tokens: enc.Tokens, Words: enc.Words, Truncated: enc.Truncated, Regions: regions}
+	a := &Alignment{Text: enc.Read(text), Tokens: enc.Tokens, Words: enc.Words, Truncated: enc.Truncated,
+		UnknownWords: b.UnknownWords(enc), Regions: regions}
 	start := time.Now()
 	e, err := b.Encode(ctx, []Pair{{Text: enc, Regions: regions}}, opts.Attention)
 	if err != nil {

@@ -41,12 +41,13 @@ type FillMaskOptions struct {
 
 // FillMaskOutput is FillMask's answer.
 type FillMaskOutput struct {
-	Text      string
-	Tokens    []textproc.Token
-	Truncated bool
-	Masks     []MaskFill
-	Image     *detector.Detection // the detected regions when the input was an image
-	Timing    Timing
+	Text         string
+	Tokens       []textproc.Token
+	Truncated    bool
+	UnknownWords []textproc.UnknownWord // words outside the vocabulary (Bundle.UnknownWords); nil when none
+	Masks        []MaskFill
+	Image        *detector.Detection // the detected regions when the input was an image
+	Timing       Timing
 }
 
 // FillMask predicts each [MASK] token (written in capitals, as BERT's tokenizers expect) of text from the text and the image with the MLM head.
@@ -63,7 +64,7 @@ func (b *Bundle) FillMask(ctx context.Context, in Input, text string, opts FillM
 	if err != nil {
 		return nil, err
 	}
-	out := &FillMaskOutput{Text: enc.Read(text), Tokens: enc.Tokens, Truncated: enc.Truncated}
+	out := &FillMaskOutput{Text: enc.Read(text), Tokens: enc.Tokens, Truncated: enc.Truncated, UnknownWords: b.UnknownWords(enc)}
 	var positions []int
 	for i, t := range enc.Tokens {
 		if t.ID == b.tokenizer.MaskID() {

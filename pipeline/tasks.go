@@ -20,13 +20,14 @@ import (
 
 // TaskText is the text of a task request as the model read it.
 type TaskText struct {
-	Text      string // what the model read (cut when Truncated)
-	Tokens    int    // tokens, [CLS] and [SEP] included
-	Truncated bool
+	Text         string // what the model read (cut when Truncated)
+	Tokens       int    // tokens, [CLS] and [SEP] included
+	Truncated    bool
+	UnknownWords []textproc.UnknownWord // words outside the vocabulary (Bundle.UnknownWords); nil when none
 }
 
-func taskText(text string, enc *textproc.Encoding) TaskText {
-	return TaskText{Text: enc.Read(text), Tokens: len(enc.Tokens), Truncated: enc.Truncated}
+func (b *Bundle) taskText(text string, enc *textproc.Encoding) TaskText {
+	return TaskText{Text: enc.Read(text), Tokens: len(enc.Tokens), Truncated: enc.Truncated, UnknownWords: b.UnknownWords(enc)}
 }
 
 // Answer is one VQA answer with its score σ(logit).
@@ -115,7 +116,7 @@ func (b *Bundle) VQA(ctx context.Context, in Input, question string, topK int) (
 	if err != nil {
 		return nil, err
 	}
-	out.Image, out.Question = det, taskText(question, e.Pairs[0].Text)
+	out.Image, out.Question = det, b.taskText(question, e.Pairs[0].Text)
 	logits := e.headRow(outVQA, 0)
 	if len(logits) != len(b.taskLabels) {
 		return nil, fmt.Errorf("vqa head gave %d logits for %d answers", len(logits), len(b.taskLabels))
@@ -136,7 +137,7 @@ func (b *Bundle) Entail(ctx context.Context, in Input, hypothesis string) (*Enta
 	if err != nil {
 		return nil, err
 	}
-	out.Image, out.Hypothesis = det, taskText(hypothesis, e.Pairs[0].Text)
+	out.Image, out.Hypothesis = det, b.taskText(hypothesis, e.Pairs[0].Text)
 	logits := e.headRow(outVE, 0)
 	if len(logits) != len(b.taskLabels) {
 		return nil, fmt.Errorf("ve head gave %d logits for %d classes", len(logits), len(b.taskLabels))
@@ -160,7 +161,7 @@ func (b *Bundle) Refer(ctx context.Context, in Input, expression string, topK in
 	if err != nil {
 		return nil, err
 	}
-	out.Image, out.Expression = det, taskText(expression, e.Pairs[0].Text)
+	out.Image, out.Expression = det, b.taskText(expression, e.Pairs[0].Text)
 	regions := e.Pairs[0].Regions
 	scores := e.headRow(outRE, 0)[:regions.Len()] // the rest is padding
 	probs := softmax(scores)
@@ -181,7 +182,7 @@ func (b *Bundle) NLVR2(ctx context.Context, in [2]Input, statement string) (*NLV
 	if err != nil {
 		return nil, err
 	}
-	out.Statement = taskText(statement, enc)
+	out.Statement = b.taskText(statement, enc)
 	var regions [2]*detector.Prepared
 	for k := range in {
 		var t Timing

@@ -123,6 +123,12 @@ type Config struct {
 	// Special token strings; an empty string means the BERT default
 	// ([CLS], [SEP], [PAD], [UNK], [MASK]). Each must be in the vocabulary.
 	CLS, SEP, PAD, UNK, Mask string
+	// ClosedVocabulary says the vocabulary is a closed domain vocabulary:
+	// every word the model was trained on is one token of it, and its
+	// word pieces only spell what lies outside. A word split into pieces
+	// is then an unknown word too (UnknownWords); with an open vocabulary
+	// (BERT's) only words that become [UNK] are.
+	ClosedVocabulary bool
 }
 
 // Tokenizer encodes text into BERT WordPiece tokens. Create it with New;
@@ -130,6 +136,7 @@ type Config struct {
 type Tokenizer struct {
 	lowercase bool
 	maxLength int
+	closed    bool // Config.ClosedVocabulary
 
 	tokens []string         // id -> token (line of vocab.txt)
 	ids    map[string]int64 // token -> id (last line wins)
@@ -171,6 +178,7 @@ func New(cfg Config) (*Tokenizer, error) {
 	t := &Tokenizer{
 		lowercase: cfg.Lowercase,
 		maxLength: cfg.MaxLength,
+		closed:    cfg.ClosedVocabulary,
 		tokens:    tokens,
 		ids:       make(map[string]int64, len(tokens)),
 		pretok:    pretokenizer.NewBertPreTokenizer(),
@@ -276,6 +284,10 @@ func (t *Tokenizer) MaskID() int64 { return t.mask.id }
 
 // Lowercase reports whether the tokenizer is uncased.
 func (t *Tokenizer) Lowercase() bool { return t.lowercase }
+
+// ClosedVocabulary reports whether the vocabulary is a closed domain
+// vocabulary (Config.ClosedVocabulary).
+func (t *Tokenizer) ClosedVocabulary() bool { return t.closed }
 
 // MaxLength is the maximum number of tokens of an Encoding, [CLS] and
 // [SEP] included.

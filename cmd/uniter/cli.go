@@ -99,14 +99,25 @@ func matchCmd(load loader) *cobra.Command {
 				}
 				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "SCORE\tLOGIT\tOT DIST\tTOKENS\tTEXT")
+				unknown := false
 				for _, r := range resp.Results {
 					trunc := ""
 					if r.Truncated {
 						trunc = " (truncated)"
 					}
+					if len(r.UnknownWords) > 0 {
+						trunc += " (unknown words: " + unknownList(r.UnknownWords) + ")"
+						unknown = true
+					}
 					fmt.Fprintf(tw, "%.4f\t%.4f\t%.4f\t%d\t%s%s\n", r.Score, r.Logit, r.OTDistance, r.Tokens, r.Text, trunc)
 				}
-				return tw.Flush()
+				if err := tw.Flush(); err != nil {
+					return err
+				}
+				if unknown {
+					fmt.Fprintf(cmd.OutOrStdout(), "\n%s\n", unknownNote(s.info))
+				}
+				return nil
 			})
 		},
 	}
@@ -158,6 +169,9 @@ func alignCmd(load loader) *cobra.Command {
 				}
 				out := cmd.OutOrStdout()
 				fmt.Fprintf(out, "score %.4f  logit %.4f  OT distance %.4f  model %s  aligned by %s\n\n", resp.Score, resp.Logit, resp.OTDistance, resp.Model, by)
+				if len(resp.UnknownWords) > 0 {
+					fmt.Fprintf(out, "unknown words: %s\n%s\n\n", unknownList(resp.UnknownWords), unknownNote(s.info))
+				}
 				tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "WORD\tCHARS\tBEST REGIONS (share)")
 				for _, w := range words {
@@ -252,15 +266,66 @@ func runGraphCmd(load loader) *cobra.Command {
 	return cmd
 }
 
+// unknownList names unknown words with their code point spans: "rose" (2–6), "✿" (7–8).
+func unknownList(ws []api.UnknownWord) string {
+	parts := make([]string, len(ws))
+	for i, w := range ws {
+		parts[i] = fmt.Sprintf("%q (%d–%d)", w.Word, w.Start, w.End)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// unknownNote says what unknown words are for the model described by info.
+func unknownNote(info api.ModelInfo) string {
+	if info.Vocabulary.Closed {
+		return fmt.Sprintf("unknown words are outside the closed vocabulary of model %s (spelt in word pieces, or [UNK]): its scores say little about them.", info.Name)
+	}
+	return fmt.Sprintf("unknown words are outside the vocabulary of model %s (they became [UNK]): its scores say little about them.", info.Name)
+}
+
+// describeModelDomain is what the model's detector and vocabulary know, one line each.
+func describeModelDomain(info api.ModelInfo) []string {
+	var lines []string
+	if d := info.Detector; d != nil {
+		line := fmt.Sprintf("detector: %d classes, %d attributes", d.Classes, d.Attributes)
+		if d.Description != "" {
+			line = "detector: " + d.Description + fmt.Sprintf(" (%d classes, %d attributes)", d.Classes, d.Attributes)
+		}
+		if d.Domain != "" {
+			line += "; domain: " + d.Domain
+		}
+		lines = append(lines, line)
+	}
+	v := info.Vocabulary
+	cased, closed := "uncased", "open"
+	if v.Cased {
+		cased = "cased"
+	}
+	if v.Closed {
+		closed = "closed"
+	}
+	line := fmt.Sprintf("vocabulary: %d tokens, %s, %s", v.Size, cased, closed)
+	if v.Domain != "" {
+		line += "; domain: " + v.Domain
+	}
+	return append(lines, line)
+}
+
 func regionsCmd(load loader) *cobra.Command {
 	var asJSON, features bool
-	var drawFile string
+	var drawFile, featureDType, regionsOut string
 	var top int
 	cmd := &cobra.Command{
 		Use:   "regions IMAGE",
 		Short: "detect an image's regions (boxes, confidences, labels) as the encoder sees them",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			switch {
+			case featureDType != api.FeaturesFloat16 && featureDType != api.FeaturesFloat32:
+				return fmt.Errorf("--feature-dtype %q: want %s or %s", featureDType, api.FeaturesFloat16, api.FeaturesFloat32)
+			case cmd.Flags().Changed("feature-dtype") && !features:
+				return fmt.Errorf("--feature-dtype needs --features")
+			}
 			raw, err := os.ReadFile(args[0])
 			if err != nil {
 				return err
@@ -270,9 +335,18 @@ func regionsCmd(load loader) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				resp := api.NewRegionsResponse(det, hit, api.LabelsFor(s.bundle), top, features, s.info.Name)
+				dtype := ""
+				if features {
+					dtype = featureDType
+				}
+				resp := api.NewRegionsResponse(det, hit, api.LabelsFor(s.bundle), top, dtype, s.info.Name)
 				if drawFile != "" {
 					if err := drawRegions(raw, resp, drawFile); err != nil {
+						return err
+					}
+				}
+				if regionsOut != "" {
+					if err := writeRegionsInput(det, hit, s.bundle, regionsOut); err != nil {
 						return err
 					}
 				}
@@ -287,15 +361,40 @@ func regionsCmd(load loader) *cobra.Command {
 					fmt.Fprintf(tw, "%d\t%.0f,%.0f,%.0f,%.0f\t%.3f\t%s\t%s\n", r.Index, r.Box[0], r.Box[1], r.Box[2], r.Box[3],
 						*r.Confidence, labelList(r.Labels), labelList(r.Attributes))
 				}
-				return tw.Flush()
+				if err := tw.Flush(); err != nil {
+					return err
+				}
+				// What the model knows: its regions and words mean something only inside it.
+				fmt.Fprintln(cmd.OutOrStdout())
+				for _, line := range describeModelDomain(s.info) {
+					fmt.Fprintln(cmd.OutOrStdout(), line)
+				}
+				return nil
 			})
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the API's JSON instead of a table")
-	cmd.Flags().BoolVar(&features, "features", false, "with --json, include the features (base64 float16)")
+	cmd.Flags().BoolVar(&features, "features", false, "with --json, include the features (base64, --feature-dtype)")
+	cmd.Flags().StringVar(&featureDType, "feature-dtype", api.FeaturesFloat16, "the features' encoding with --features: float16 or float32 (exactly what the encoder reads)")
+	cmd.Flags().StringVar(&regionsOut, "regions-out", "", "write the regions as the --regions input of match, align and the tasks reads them ({width, height, boxes, features}, float32 features)")
 	cmd.Flags().StringVar(&drawFile, "draw", "", "write the image with the boxes and labels drawn on it (PNG)")
 	cmd.Flags().IntVar(&top, "top", 3, "labels listed per region")
 	return cmd
+}
+
+// writeRegionsInput writes a detection as the regions input R (api.RegionsJSON), with the
+// float32 features the encoder reads: match --regions on it scores as match --image does.
+func writeRegionsInput(det *detector.Detection, hit bool, b *pipeline.Bundle, path string) error {
+	resp := api.NewRegionsResponse(det, hit, api.LabelsFor(b), 1, api.FeaturesFloat32, b.Manifest.Name)
+	r, err := resp.RegionsInput()
+	if err != nil {
+		return err
+	}
+	raw, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(raw, '\n'), 0o644)
 }
 
 func labelList(ls []api.LabelProb) string {

@@ -216,13 +216,25 @@ async function runTest(opts) {
     // Upload, caption, run.
     await page.setInputFiles("#file-input", opts.image);
     await page.locator("#preview").waitFor({ state: "visible" });
-    const captions = ["a red square left of a blue circle", "two green triangles"];
+    // The third caption has a word outside the vocabulary ("straße" is [UNK] in the fixture's).
+    const captions = ["a red square left of a blue circle", "two green triangles", "a red square near the straße"];
     await page.fill("#captions", captions.join("\n"));
     await page.click("#run");
     await page.waitForSelector("body[data-aligned]");
     check((await page.locator("#scores tbody tr").count()) === captions.length, "one score row per caption");
     const scoreText = await page.locator("#scores tbody tr").first().innerText();
     check(/\d\.\d{3}/.test(scoreText), `score row shows no numbers: ${scoreText}`);
+    // Unknown words: a visible warning next to the caption that has one, naming it; none elsewhere.
+    const warnings = await page.$$eval("#scores tbody tr", (rows) => rows.map((r) => {
+      const w = r.querySelector(".unknown-words");
+      return w ? { words: w.dataset.words, text: w.innerText, visible: w.getBoundingClientRect().height > 0 } : null;
+    }));
+    check(warnings[0] === null && warnings[1] === null, `unknown-word warnings on captions without unknown words: ${JSON.stringify(warnings)}`);
+    check(warnings[2] && warnings[2].visible && warnings[2].words === "straße" && /vocabulary/.test(warnings[2].text) && warnings[2].text.includes("straße"),
+      `no visible warning naming "straße" next to the third caption: ${JSON.stringify(warnings[2])}`);
+    check(/Vocabulary: \d+ tokens, uncased, open/.test(await page.locator("#model-domain").innerText()),
+      `the header does not describe the vocabulary: ${await page.locator("#model-domain").innerText()}`);
+    log(`unknown-word warning ok: ${warnings[2].text}`);
 
     // Region boxes: as many as the API's regions; the low-confidence toggle hides exactly those.
     const boxes = await page.locator(".region-box").count();

@@ -9,7 +9,7 @@ export class EntailmentView {
         this.verdict = verdict;
     }
     set(r) {
-        this.hypothesis.replaceChildren(...quoted("Hypothesis", r.hypothesis.text, r.hypothesis.truncated));
+        this.hypothesis.replaceChildren(...quoted("Hypothesis", r.hypothesis));
         this.list.replaceChildren(...LABELS.map((label) => {
             const p = r.probabilities[label];
             const chosen = label === r.label;

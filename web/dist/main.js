@@ -10,7 +10,7 @@ import { describe, getJSON, isUnauthorized, postImage, postImages, } from "./api
 import { AlignmentView } from "./align.js";
 import { AttentionView } from "./attention.js";
 import { KeyForm } from "./auth.js";
-import { byId, fmt, h, setBusy } from "./dom.js";
+import { byId, fmt, h, setBusy, unknownWords } from "./dom.js";
 import { EntailmentView } from "./entail.js";
 import { ModelPicker, taskLabel, viewOf, VIEWS } from "./models.js";
 import { NLVR2View } from "./nlvr2.js";
@@ -128,17 +128,33 @@ async function loadModel() {
         el.className = "error";
     }
 }
-/** describeModel says what the chosen model is in the header. */
+/** describeModel says what the chosen model is in the header, and what its detector and vocabulary know. */
 function describeModel(m) {
     const el = byId("model-info");
     el.className = "";
-    el.textContent = `Model ${m.name}, ${taskLabel(m)}: ${m.layers} layers × ${m.attention_heads} heads, hidden ${m.hidden}, on ${m.provider}.`;
+    let text = `Model ${m.name}, ${taskLabel(m)}: ${m.layers} layers × ${m.attention_heads} heads, hidden ${m.hidden}, on ${m.provider}.`;
     if (!m.detector && state.detector)
-        el.textContent += " Its images are read by the default model's detector.";
+        text += " Its images are read by the default model's detector.";
     if (m.random_weights) {
         el.className = "warn";
-        el.textContent += " It has random weights: its scores, answers, regions and attention mean nothing.";
+        text += " It has random weights: its scores, answers, regions and attention mean nothing.";
     }
+    el.replaceChildren(text, h("br"), h("span", { id: "model-domain", class: "small" }, domainText(m)));
+}
+/** domainText names the detector (the model's, or the default's that reads its images) and the vocabulary, with what each knows. */
+function domainText(m) {
+    const parts = [];
+    const d = m.detector ?? state.detector;
+    if (d) {
+        parts.push(`Detector: ${d.description ? `${d.description} (${d.classes} classes, ${d.attributes} attributes)` : `${d.classes} classes, ${d.attributes} attributes`}` +
+            (d.domain ? `; it knows ${d.domain}.` : "; the bundle does not say which images it knows."));
+    }
+    const v = m.vocabulary;
+    if (v) {
+        parts.push(`Vocabulary: ${v.size} tokens, ${v.cased ? "cased" : "uncased"}, ${v.closed ? "closed (a word spelt in pieces is unknown)" : "open"}` +
+            (v.domain ? `; ${v.domain}.` : "."));
+    }
+    return parts.join(" ");
 }
 /** viewNow is the chosen model's view. */
 function viewNow() {
@@ -302,7 +318,7 @@ function renderScores(m) {
     scoresBody.replaceChildren(...m.results.map((r, i) => {
         const button = h("button", { type: "button", "aria-label": `Show the alignment of caption ${i + 1}` }, "Show");
         button.addEventListener("click", () => void selectCaption(i));
-        const row = h("tr", { "data-caption": i }, h("td", {}, r.text + (r.truncated ? " (truncated)" : ""), truthBadge(r.text)), h("td", { class: "num" }, fmt(r.score, 3), h("span", { class: "bar", style: `width:${Math.round(40 * r.score)}px` })), h("td", { class: "num" }, fmt(r.logit, 3)), h("td", { class: "num" }, fmt(r.ot_distance, 4)), h("td", {}, button));
+        const row = h("tr", { "data-caption": i }, h("td", {}, r.text + (r.truncated ? " (truncated)" : ""), truthBadge(r.text), r.unknown_words?.length ? h("br") : "", unknownWords(r.unknown_words)), h("td", { class: "num" }, fmt(r.score, 3), h("span", { class: "bar", style: `width:${Math.round(40 * r.score)}px` })), h("td", { class: "num" }, fmt(r.logit, 3)), h("td", { class: "num" }, fmt(r.ot_distance, 4)), h("td", {}, button));
         return row;
     }));
 }
@@ -495,6 +511,11 @@ function showAlignment(a, withAttention, analysed) {
     else
         attention.unavailable(`Model ${state.model?.name ?? ""} has no attention graph (encoder_attention): no maps to show.`);
     probe.set(analysed.image, a.text, a.tokens, state.model?.name ?? "");
+    const caption = byId("alignment-caption");
+    caption.querySelector(".unknown-words")?.remove();
+    const warning = unknownWords(a.unknown_words);
+    if (warning)
+        caption.append(" ", warning);
     document.body.dataset.aligned = String(state.alignRequest);
 }
 form.addEventListener("submit", (e) => {

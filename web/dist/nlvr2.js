@@ -18,7 +18,7 @@ export class NLVR2View {
     }
     /** set shows the answer for the images at urls (left, right), named names. */
     set(r, urls, names) {
-        this.statement.replaceChildren(...quoted("Statement", r.statement.text, r.statement.truncated));
+        this.statement.replaceChildren(...quoted("Statement", r.statement));
         this.buttons = [];
         this.pair.replaceChildren(...SIDES.map((side, i) => {
             const info = r.images?.[i];

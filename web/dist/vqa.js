@@ -8,7 +8,7 @@ export class VQAView {
         this.answers = answers;
     }
     set(r) {
-        this.question.replaceChildren(...quoted("Question", r.question.text, r.question.truncated));
+        this.question.replaceChildren(...quoted("Question", r.question));
         if (r.answers.length === 0) {
             this.answers.replaceChildren(h("li", { class: "muted" }, "No answer."));
             return;

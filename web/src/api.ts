@@ -22,9 +22,13 @@ export interface ImageInfo {
   sha256: string; format: string; width: number; height: number; regions: number; proposals: number; cache_hit: boolean;
 }
 
+/** A word of a text outside the model's vocabulary ([UNK], or in pieces of a closed vocabulary); start/end in code points. */
+export interface UnknownWord { word: string; start: number; end: number; }
+
 /** head: "rank" (a retrieval checkpoint's rank score, σ(logit)) or "itm" (score = P(match)). */
 export interface MatchResult {
   text: string; score: number; logit: number; head: "rank" | "itm"; ot_distance: number; tokens: number; truncated: boolean;
+  unknown_words?: UnknownWord[];
 }
 
 /** Milliseconds: `total` for the whole request, then its steps. */
@@ -55,7 +59,7 @@ export interface AttentionJSON {
 }
 
 export interface AlignResponse {
-  text: string; tokens: Token[]; truncated: boolean; regions: Region[]; plan: number[][];
+  text: string; tokens: Token[]; truncated: boolean; unknown_words?: UnknownWord[]; regions: Region[]; plan: number[][];
   ot_distance: number; score: number; logit: number; attention?: AttentionJSON; image?: ImageInfo;
   model: string; timings_ms: Timings;
 }
@@ -69,21 +73,27 @@ export interface MaskPrediction {
 
 export interface FillMaskResponse { text: string; tokens: Token[]; truncated: boolean; masks: MaskPrediction[]; }
 
-export interface DetectorInfo { classes: number; attributes: number; min_confidence: number; min_boxes: number; max_boxes: number; }
+/** description and domain: what the detector is and the images it knows, when the bundle says. */
+export interface DetectorInfo {
+  description?: string; domain?: string; classes: number; attributes: number; min_confidence: number; min_boxes: number; max_boxes: number;
+}
+
+/** The text vocabulary: closed means a word in word pieces is outside it (reported as unknown). */
+export interface VocabularyInfo { size: number; cased: boolean; closed: boolean; domain?: string; }
 
 /** task.name: pretrain, retrieval, vqa, ve, nlvr2 or re (read as a string: a newer server may add one). */
 export interface ModelInfo {
   name: string; description: string; provider: string; random_weights: boolean;
   layers: number; attention_heads: number; hidden: number; max_text_length: number;
   task: { name: string; class: string; labels?: number; layout?: "paired" | "triplet" | "paired_attn" };
-  heads: Record<string, boolean>; graphs: string[]; detector?: DetectorInfo;
+  heads: Record<string, boolean>; graphs: string[]; detector?: DetectorInfo; vocabulary: VocabularyInfo;
 }
 
 /** The first model is the default: the one a request without "model" gets. */
 export interface ModelsResponse { models: ModelInfo[]; }
 
 /** The request's text as the model read it (tokens counts [CLS] and [SEP]). */
-export interface TaskText { text: string; tokens: number; truncated: boolean; }
+export interface TaskText { text: string; tokens: number; truncated: boolean; unknown_words?: UnknownWord[]; }
 
 /** POST /v1/vqa: the top answers, each score an independent sigmoid (they need not sum to 1). */
 export interface VQAResponse {

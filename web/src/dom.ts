@@ -1,6 +1,8 @@
 // Small DOM helpers: typed lookups and element construction without innerHTML (every text
 // from the server or the user goes in as text, never as markup).
 
+import type { TaskText, UnknownWord } from "./api.js";
+
 export function byId<T extends HTMLElement = HTMLElement>(id: string): T {
   const el = document.getElementById(id);
   if (!el) throw new Error(`page is missing #${id}`);
@@ -49,7 +51,20 @@ export function meter(fraction: number): HTMLElement {
   return h("span", { class: "meter", "aria-hidden": "true" }, h("span", { class: "meter-fill", style: `width:${(100 * f).toFixed(2)}%` }));
 }
 
-/** quoted is "Label: “text”", with " (truncated)" when the model read only its start. */
-export function quoted(label: string, text: string, truncated: boolean): (Node | string)[] {
-  return [`${label}: `, h("q", {}, text), truncated ? " (truncated to the model's maximum length)" : ""];
+/** quoted is "Label: “text”", with " (truncated)" when the model read only its start, and the warning of its unknown words. */
+export function quoted(label: string, t: TaskText): (Node | string)[] {
+  const warning = unknownWords(t.unknown_words);
+  return [`${label}: `, h("q", {}, t.text), t.truncated ? " (truncated to the model's maximum length)" : "", warning ? h("br") : "", warning];
+}
+
+/**
+ * unknownWords is the visible warning for a text's words outside the model's vocabulary (the
+ * server decides which: unknown_words), naming each; "" when there are none.
+ */
+export function unknownWords(words: UnknownWord[] | undefined): HTMLElement | string {
+  if (!words || words.length === 0) return "";
+  const names: (Node | string)[] = [];
+  words.forEach((w, i) => names.push(i === 0 ? "" : ", ", h("q", { "data-start": w.start, "data-end": w.end }, w.word)));
+  return h("span", { class: "warn unknown-words small", role: "note", style: "display:inline-block; margin-top:.25rem", "data-words": words.map((w) => w.word).join(" ") },
+    "⚠ Outside the model's vocabulary: ", ...names, ". Its scores say little about ", words.length === 1 ? "this word." : "these words.");
 }

@@ -10,7 +10,7 @@ export class EntailmentView {
   constructor(private readonly hypothesis: HTMLElement, private readonly list: HTMLUListElement, private readonly verdict: HTMLElement) {}
 
   set(r: EntailmentResponse): void {
-    this.hypothesis.replaceChildren(...quoted("Hypothesis", r.hypothesis.text, r.hypothesis.truncated));
+    this.hypothesis.replaceChildren(...quoted("Hypothesis", r.hypothesis));
     this.list.replaceChildren(...LABELS.map((label) => {
       const p = r.probabilities[label];
       const chosen = label === r.label;

@@ -20,7 +20,7 @@ export class ReferView {
 
   /** set shows the answer on the image at url. */
   set(r: ReferResponse, url: string): void {
-    this.expression.replaceChildren(...quoted("Expression", r.expression.text, r.expression.truncated));
+    this.expression.replaceChildren(...quoted("Expression", r.expression));
     this.ranked = [...r.regions].sort((a, b) => b.probability - a.probability);
     this.width = r.image?.width ?? (this.image.naturalWidth || 1);
     this.height = r.image?.height ?? (this.image.naturalHeight || 1);

@@ -9,7 +9,7 @@ export class VQAView {
   constructor(private readonly question: HTMLElement, private readonly answers: HTMLOListElement) {}
 
   set(r: VQAResponse): void {
-    this.question.replaceChildren(...quoted("Question", r.question.text, r.question.truncated));
+    this.question.replaceChildren(...quoted("Question", r.question));
     if (r.answers.length === 0) {
       this.answers.replaceChildren(h("li", { class: "muted" }, "No answer."));
       return;

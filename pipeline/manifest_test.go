@@ -1,0 +1,94 @@
+package pipeline
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/uniter-serve/uniter/internal/testenv"
+	"github.com/uniter-serve/uniter/textproc"
+)
+
+// TestManifestDomain: the default bundle says what its detector and vocabulary know and that
+// its vocabulary is closed; the fixture says nothing; the descriptive texts are checked.
+func TestManifestDomain(t *testing.T) {
+	m, err := ReadManifest(testenv.Path(t, "bundles", "shapes-uniter"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := m.Detector; !strings.Contains(d.Description, "Shapes World") || !strings.Contains(d.Domain, "Shapes World only") ||
+		!strings.Contains(d.Domain, "photographs are outside") {
+		t.Errorf("default detector description %q, domain %q: want Shapes World only, photographs outside", d.Description, d.Domain)
+	}
+	if !m.Text.ClosedVocabulary || !strings.Contains(m.Text.Domain, "Shapes World") {
+		t.Errorf("default text: closed_vocabulary %v, domain %q; want a closed Shapes World vocabulary", m.Text.ClosedVocabulary, m.Text.Domain)
+	}
+	f, err := ReadManifest(testenv.FixtureBundle(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Text.ClosedVocabulary || f.Text.Domain != "" || f.Detector.Description != "" || f.Detector.Domain != "" {
+		t.Errorf("the fixture declares a domain: text %+v, detector %q %q", f.Text, f.Detector.Description, f.Detector.Domain)
+	}
+	for _, c := range []struct {
+		value, want string
+	}{
+		{" \t", "blank"},
+		{"two\nlines", "control character"},
+		{"a\x00b", "control character"},
+		{strings.Repeat("x", 1001), "at most 1000"},
+		{"bad \xff utf-8", "UTF-8"},
+	} {
+		for _, key := range []string{"text.domain", "detector.description", "detector.domain"} {
+			bad := *m
+			d := *m.Detector
+			bad.Detector = &d
+			switch key {
+			case "text.domain":
+				bad.Text.Domain = c.value
+			case "detector.description":
+				d.Description = c.value
+			default:
+				d.Domain = c.value
+			}
+			if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), key) || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("%s = %q: error %v, want one naming %s, saying %q", key, c.value, err, key, c.want)
+			}
+		}
+	}
+}
+
+// TestBundleUnknownWords: a bundle's unknown words follow its manifest: with the default
+// bundle's closed vocabulary a word in pieces is unknown, with the fixture's open one only an
+// [UNK] word is.
+func TestBundleUnknownWords(t *testing.T) {
+	env := testenv.Env(t)
+	for _, c := range []struct {
+		dir  string
+		want []textproc.UnknownWord
+	}{
+		{testenv.Path(t, "bundles", "shapes-uniter"), []textproc.UnknownWord{{Word: "rose", Start: 2, End: 6}, {Word: "✿", Start: 19, End: 20}}},
+		{testenv.FixtureBundle(t), []textproc.UnknownWord{{Word: "✿", Start: 19, End: 20}}},
+	} {
+		b, err := Load(env, c.dir, Options{MaxRegions: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		enc, err := b.Tokenizer().Encode("a rose above a red ✿ circle")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := b.UnknownWords(&enc)
+		if len(got) != len(c.want) {
+			t.Errorf("%s: unknown words %+v, want %+v", b.Manifest.Name, got, c.want)
+		} else {
+			for i := range got {
+				if got[i] != c.want[i] {
+					t.Errorf("%s: unknown words %+v, want %+v", b.Manifest.Name, got, c.want)
+				}
+			}
+		}
+		if err := b.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
