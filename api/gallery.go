@@ -80,6 +80,7 @@ func (s *Server) galleryRoutes(r *gin.Engine) {
 	admit := s.admit.middleware(s)
 	read, write := s.authorize(ScopeRead), s.authorize(ScopeWrite)
 	r.POST("/v1/images", write, admit, h(s.addImage))
+	get(r, "/v1/gallery", read, h(s.galleryStatus))
 	get(r, "/v1/images", read, h(s.listImages))
 	get(r, "/v1/images/:id", read, h(s.getImage))
 	get(r, "/v1/images/:id/thumbnail", read, h(s.thumbnail))

@@ -95,6 +95,10 @@ func openAPIServer(t testing.TB) (*gin.Engine, *gallery.Bolt) {
 	t.Helper()
 	s := newTestServer(t, serverOptions{config: api.Config{MaxBodyBytes: 256 << 10, IndexHTML: web.IndexHTML, Assets: web.Assets},
 		gallery: true, search: retrieval.Config{MaxLimit: 20, MaxOffset: 50, MaxCandidates: 100}, tasks: true})
+	// A demo fill halfway, so that GET /v1/gallery's demo section is checked against the spec.
+	demo := &api.DemoProgress{}
+	demo.Set(api.DemoStatus{State: api.DemoIndexing, Split: "test-100", Images: 37, Total: 100})
+	s.SetDemo(demo)
 	engine, ok := s.Handler().(*gin.Engine)
 	if !ok {
 		t.Fatalf("Handler is a %T, not a *gin.Engine", s.Handler())
@@ -408,6 +412,7 @@ func TestOpenAPIAnswers(t *testing.T) {
 	ct, mp = multipartBody(t, galleryPNG(t, 4, 40, 40), map[string][]string{"id": {"img-2"}, "metadata": {`{"k": 2}`}})
 	call(http.MethodPost, "/v1/images", ct, mp.Bytes(), 201)
 	getBoth("/v1/images?limit=1", 200)
+	getBoth("/v1/gallery", 200)
 	getBoth("/v1/images/img-1?features=true", 200)
 	getBoth("/v1/images/img-1/thumbnail", 200)
 	postJS("/v1/texts", map[string]any{"texts": []map[string]any{{"id": "t1", "text": "a red square", "metadata": map[string]any{"k": 1}}, {"text": "a blue star"}}}, 200)

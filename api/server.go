@@ -72,6 +72,8 @@ type Server struct {
 	active  sync.WaitGroup // requests in a handler
 	// gallery serves /v1/images, /v1/texts and /v1/search (api/gallery.go); nil: none.
 	gallery Gallery
+	// demo is the demo gallery fill's progress (GET /v1/gallery); nil: none runs.
+	demo *DemoProgress
 }
 
 // New makes a server for model, described by info in GET /v1/pipeline. It is not ready until

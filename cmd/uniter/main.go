@@ -204,6 +204,10 @@ func serve(parent context.Context, cfg *Config) error {
 		}
 	}
 	srv.SetGallery(gal.service)
+	demoProgress := &api.DemoProgress{}
+	if cfg.Gallery.Demo {
+		srv.SetDemo(demoProgress)
+	}
 	// Every request's context derives from requests, so that the end of the shutdown grace
 	// cancels the model work still running (ONNX Runtime runs are terminated).
 	requests, cancelRequests := context.WithCancel(context.Background())
@@ -232,7 +236,7 @@ func serve(parent context.Context, cfg *Config) error {
 	srv.SetReady(true)
 	log.Info("ready")
 	if cfg.Gallery.Demo {
-		demo.Go(func() { fillDemo(demoCtx, cfg, gal, log) })
+		demo.Go(func() { fillDemo(demoCtx, cfg, gal, demoProgress, log) })
 	}
 	select {
 	case err := <-errc:

@@ -185,8 +185,8 @@ async function runTest(opts) {
     page.setDefaultTimeout(TIMEOUT);
     // Provoked on purpose: the gallery probe when there is none, the corrupt upload; with a key,
     // the calls made before it is entered (or after it is forgotten), or with a wrong one.
-    const errors = watchConsole(page, [["/v1/images", 404], ["/v1/images", 503], ["/v1/match", 400], ["/v1/refer", 400],
-      ...(key ? [["/v1/models", 401], ["/v1/images", 401], ["/v1/match", 401]] : [])]);
+    const errors = watchConsole(page, [["/v1/gallery", 503], ["/v1/match", 400], ["/v1/refer", 400],
+      ...(key ? [["/v1/models", 401], ["/v1/gallery", 401], ["/v1/match", 401]] : [])]);
 
     await page.goto(base + "/", { waitUntil: "load" });
     if (key) {
@@ -213,14 +213,24 @@ async function runTest(opts) {
     }
     check((await page.locator("#samples button").count()) > 0, "no sample buttons");
 
+    // The page opens on the first bundled sample, run: its captions scored and the first aligned.
+    await page.waitForSelector('body[data-opened="done"]');
+    check(await page.locator("#samples button").first().getAttribute("aria-pressed") === "true", "the first sample is not the chosen image at start");
+    const sampleRows = await page.locator("#scores tbody tr").count();
+    check(sampleRows === 3 && await page.locator("#results").isVisible() && (await page.locator(".region-box").count()) > 0,
+      `the page did not open on the sample's results: ${sampleRows} score rows`);
+    check(/✓ true/.test(await page.locator("#scores tbody tr").first().innerText()), "the sample's first caption has no ground-truth mark");
+    log(`opened on sample 0: ${sampleRows} captions scored, ${await page.locator(".region-box").count()} region boxes`);
+
     // Upload, caption, run.
     await page.setInputFiles("#file-input", opts.image);
     await page.locator("#preview").waitFor({ state: "visible" });
     // The third caption has a word outside the vocabulary ("straße" is [UNK] in the fixture's).
     const captions = ["a red square left of a blue circle", "two green triangles", "a red square near the straße"];
     await page.fill("#captions", captions.join("\n"));
+    const alignedAtStart = await page.evaluate(() => document.body.dataset.aligned);
     await page.click("#run");
-    await page.waitForSelector("body[data-aligned]");
+    await page.waitForFunction((before) => document.body.dataset.aligned !== before, alignedAtStart);
     check((await page.locator("#scores tbody tr").count()) === captions.length, "one score row per caption");
     const scoreText = await page.locator("#scores tbody tr").first().innerText();
     check(/\d\.\d{3}/.test(scoreText), `score row shows no numbers: ${scoreText}`);
@@ -561,6 +571,24 @@ async function taskViews(page, opts) {
   await page.mouse.move(0, 0);
   await page.screenshot({ path: join(opts.out, "page-refer.png"), fullPage: true });
 
+  // A sample in a task view brings its item of the task and the answer Shapes World computed;
+  // in NLVR2 also its partner as the right image. Editing the text hides the answer.
+  const samples = JSON.parse(readFileSync(new URL("../../web/samples/samples.json", import.meta.url), "utf8"));
+  await page.locator("#samples button").nth(1).click();
+  await page.waitForFunction((q) => document.getElementById("task-text").value === q, samples[1].tasks.expression);
+  check(await page.locator("#task-truth").isVisible() && (await page.locator("#task-truth").innerText()).includes("referent"),
+    `no Shapes World referent beside the sample's expression: ${await page.locator("#task-truth").innerText()}`);
+  await chooseModel(page, "tiny-vqa", "vqa");
+  check(await page.locator("#task-text").inputValue() === samples[1].tasks.question, "switching to VQA does not bring the sample's question");
+  check((await page.locator("#task-truth").innerText()) === `Shapes World's answer: ${samples[1].tasks.answer}`, `VQA truth: ${await page.locator("#task-truth").innerText()}`);
+  await page.fill("#task-text", "what shape is it?");
+  check(await page.locator("#task-truth").isHidden(), "the sample's answer stays beside a question of the user's");
+  await chooseModel(page, "tiny-nlvr2-paired", "nlvr2");
+  await page.waitForFunction((f) => document.getElementById("image-name-2").textContent.startsWith(f), samples[1].tasks.right);
+  check(await page.locator("#task-text").inputValue() === samples[1].tasks.statement, "switching to NLVR2 does not bring the sample's statement");
+  log("sample task items ok");
+  await chooseModel(page, "tiny-re", "re");
+
   // A task's API error is shown readably: a corrupt image.
   await page.setInputFiles("#file-input", { name: "broken.png", mimeType: "image/png", buffer: Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), Buffer.from("not really")]) });
   await page.click("#run");
@@ -591,13 +619,15 @@ async function runScreenshot(opts) {
   try {
     const page = await browser.newPage({ viewport: { width: 1280, height: 900 }, deviceScaleFactor: 1 });
     page.setDefaultTimeout(TIMEOUT);
-    const errors = watchConsole(page, [["/v1/images", 404], ["/v1/images", 503]]);
+    const errors = watchConsole(page, [["/v1/gallery", 503]]);
     if (opts.key) await page.addInitScript((k) => localStorage.setItem("uniter.apiKey", k), opts.key);
     await page.goto(opts.url.replace(/\/$/, "") + "/", { waitUntil: "load" });
+    await page.waitForSelector('body[data-opened="done"]'); // the page runs sample 0 at start
     await page.locator("#samples button").nth(Number(opts.sample ?? 0)).click();
     await page.locator("#preview").waitFor({ state: "visible" });
+    const before = await page.evaluate(() => document.body.dataset.aligned);
     await page.click("#run");
-    await page.waitForSelector("body[data-aligned]");
+    await page.waitForFunction((b) => document.body.dataset.aligned !== b, before);
     await page.locator("#tokens .token:not(.special)").nth(Number(opts.word ?? 2)).click();
     await page.mouse.move(0, 0);
     await page.screenshot({ path: opts.out, fullPage: true });

@@ -47,6 +47,9 @@ const state = {
     texts: new Map(),
     /** Ground truth of the chosen sample's captions (Shapes World knows it); empty for uploads. */
     truth: new Map(),
+    /** The bundled samples (samples.json), and the one chosen last (null after an upload). */
+    samples: [],
+    sample: null,
 };
 const form = byId("run-form");
 const modelSelect = byId("model-select");
@@ -182,6 +185,10 @@ function chooseModel(m) {
     taskText.placeholder = v.placeholder;
     if (view !== before)
         taskText.value = state.texts.get(view) ?? "";
+    if (view !== before && state.sample) {
+        // A sample chosen before: its item of this task, unless the box holds text of the user's.
+        void sampleTask(state.sample, view, !state.texts.has(view)).catch((e) => showError(describe(e)));
+    }
     secondImage.hidden = view !== "nlvr2";
     byId("image-inputs").classList.toggle("pair", view === "nlvr2");
     byId("image-1-title").hidden = view !== "nlvr2";
@@ -265,12 +272,18 @@ function acceptImages(button, input, zone, take) {
             take(f);
     });
 }
-acceptImages(byId("choose-file"), fileInput, dropZone, (f) => setImage(f, f.name));
+/** upload makes a file of the user's the image: no sample's ground truth applies any more. */
+function upload(f, name) {
+    state.sample = null;
+    byId("task-truth").hidden = true;
+    setImage(f, name);
+}
+acceptImages(byId("choose-file"), fileInput, dropZone, (f) => upload(f, f.name));
 acceptImages(byId("choose-file-2"), fileInput2, byId("drop-zone-2"), (f) => setImage2(f, f.name));
 document.addEventListener("paste", (e) => {
     const f = [...(e.clipboardData?.files ?? [])].find((x) => x.type.startsWith("image/"));
     if (f)
-        setImage(f, f.name || "pasted image");
+        upload(f, f.name || "pasted image");
 });
 async function loadSamples() {
     const box = byId("samples");
@@ -278,29 +291,62 @@ async function loadSamples() {
         const samples = await getJSON("/static/samples/samples.json");
         box.replaceChildren(h("span", { class: "muted small" }, "Samples:"), ...samples.map((s) => {
             const b = h("button", { type: "button", "data-file": s.file, "aria-pressed": "false", title: s.captions.join("\n") }, h("img", { src: `/static/samples/${s.file}`, alt: `Shapes World sample: ${s.captions[0]}`, width: 64, height: 64 }));
-            b.addEventListener("click", async () => {
-                try {
-                    const resp = await fetch(`/static/samples/${s.file}`);
-                    if (!resp.ok)
-                        throw new Error(`sample ${s.file}: HTTP ${resp.status}`);
-                    setImage(await resp.blob(), s.file);
-                    captionsBox.value = s.captions.join("\n");
-                    // A sample's caption is a fair hypothesis, statement or expression to start from.
-                    if (!taskText.value && viewNow() !== "vqa" && viewNow() !== "match")
-                        taskText.value = s.captions[0];
-                    s.captions.forEach((c, i) => state.truth.set(c, s.truth[i]));
-                }
-                catch (e) {
-                    showError(describe(e));
-                }
-            });
+            b.addEventListener("click", () => void pickSample(s).catch((e) => showError(describe(e))));
             return b;
         }));
+        state.samples = samples;
     }
     catch (e) {
         box.replaceChildren(h("span", { class: "muted small" }, "No samples: " + describe(e)));
     }
 }
+async function sampleBlob(file) {
+    const resp = await fetch(`/static/samples/${file}`);
+    if (!resp.ok)
+        throw new Error(`sample ${file}: HTTP ${resp.status}`);
+    return resp.blob();
+}
+/** pickSample makes s the image, its captions the captions and its task item the task text. */
+async function pickSample(s) {
+    setImage(await sampleBlob(s.file), s.file);
+    state.sample = s;
+    captionsBox.value = s.captions.join("\n");
+    s.captions.forEach((c, i) => state.truth.set(c, s.truth[i]));
+    state.texts.clear(); // texts typed for the previous image: each view now starts from the sample's item
+    await sampleTask(s, viewNow(), true);
+}
+/**
+ * sampleTask shows sample s's true answer for view's task beside the task box; with fill, it
+ * also puts the sample's item in the box (and, for NLVR2, the sample's partner as right image).
+ */
+async function sampleTask(s, view, fill) {
+    const t = s.tasks;
+    const items = {
+        match: ["", ""],
+        vqa: [t.question, `Shapes World's answer: ${t.answer}`],
+        ve: [t.hypothesis, `Shapes World's label: ${t.label}`],
+        nlvr2: [t.statement, `Shapes World: ${t.true ? "true" : "false"} of this pair (the right image is ${t.right})`],
+        re: [t.expression, `Shapes World's referent: the object in [${t.box.join(", ")}]`],
+    };
+    const [text, truth] = items[view];
+    if (fill && view !== "match") {
+        if (view === "nlvr2")
+            setImage2(await sampleBlob(t.right), t.right);
+        taskText.value = text;
+    }
+    showTaskTruth(truth, text);
+}
+/** showTaskTruth shows the sample's answer while the task box still holds the sample's text. */
+function showTaskTruth(truth, text) {
+    const el = byId("task-truth");
+    el.textContent = truth;
+    el.dataset.text = text;
+    el.hidden = !truth || taskText.value !== text;
+}
+taskText.addEventListener("input", () => {
+    const el = byId("task-truth");
+    el.hidden = !el.textContent || taskText.value !== el.dataset.text;
+});
 // ---- Scoring and aligning --------------------------------------------------------------
 /** truthBadge marks a sample's caption as true or false of its image (the generator knows). */
 function truthBadge(text) {
@@ -533,18 +579,37 @@ document.addEventListener("keydown", (e) => {
         alignment.clearSelection();
 });
 /** startUp loads what the page needs from the API; it runs again once the user enters a key. */
-function startUp() {
-    void loadModel();
+async function startUp(samples) {
     void galleryState().then((g) => {
-        if (g !== "none")
-            search.enable(g === "empty");
+        if (g)
+            search.enable(g);
     }, () => { });
+    await Promise.all([loadModel(), samples]);
+    await openOnSample();
 }
+/**
+ * openOnSample shows the product at once: on a page where nothing was chosen yet, the first
+ * bundled sample is picked and run with the chosen model, so its results are drawn.
+ */
+async function openOnSample() {
+    if (state.image || !state.model || state.samples.length === 0 || document.body.dataset.opened)
+        return;
+    document.body.dataset.opened = "running";
+    try {
+        await pickSample(state.samples[0]);
+        await run();
+        document.body.dataset.opened = "done";
+    }
+    catch (e) {
+        document.body.dataset.opened = "failed";
+        showError(describe(e));
+    }
+}
+const samplesLoaded = loadSamples();
 new KeyForm(() => {
     if (errorBox.dataset.auth === "true")
         hideError();
     search.keyEntered();
-    startUp();
+    void startUp(samplesLoaded);
 });
-void loadSamples();
-startUp();
+void startUp(samplesLoaded);

@@ -9,18 +9,30 @@ function regionLabel(r) {
     return `#${r.region}` + (r.label ? ` ${r.label}` : "") + (r.attribute ? ` (${r.attribute})` : "");
 }
 /**
- * galleryState asks GET /v1/images?limit=1: "none" (no route, or 503 no_gallery), "empty" or
- * "ready". A 401 is thrown, not "none": the page asks again once it has a key.
+ * galleryState asks GET /v1/gallery: null when the server has no gallery (503 no_gallery, or an
+ * older server without the route). A 401 is thrown: the page asks again once it has a key.
  */
 export async function galleryState() {
     try {
-        const list = await getJSON("/v1/images?limit=1");
-        return list.images.length > 0 ? "ready" : "empty";
+        return await getJSON("/v1/gallery");
     }
     catch (e) {
         if (e instanceof ApiError && !isUnauthorized(e))
-            return "none";
+            return null;
         throw e;
+    }
+}
+/** A demo fill still running is asked about again after this many milliseconds. */
+const DEMO_POLL_MS = 1500;
+/** demoText says how far the demo gallery's fill is. */
+function demoText(d) {
+    const what = `the demo gallery (Shapes World ${d.split})`;
+    switch (d.state) {
+        case "generating": return `Filling ${what}: generating its images…`;
+        case "indexing": return `Filling ${what}: ${d.images} of ${d.total || "?"} images indexed…`;
+        case "texts": return `Filling ${what}: storing its captions…`;
+        case "failed": return `Could not fill ${what}: ${d.error ?? "see the server's log"}.`;
+        default: return `Search ${what}: ${d.total} images, e.g. “a red circle above a square”.`;
     }
 }
 export class Search {
@@ -40,10 +52,21 @@ export class Search {
             void this.run();
         });
     }
-    enable(empty) {
+    /** enable shows the search box with what the gallery holds; while a demo fill runs it follows it. */
+    enable(g) {
         this.panel.hidden = false;
-        if (empty)
+        const d = g.demo;
+        const filling = d !== undefined && d.state !== "ready" && d.state !== "failed";
+        this.panel.dataset.demo = d?.state ?? "";
+        if (d)
+            this.status.textContent = demoText(d);
+        else if (g.images === 0)
             this.status.textContent = "The gallery is empty: add images with POST /v1/images or `uniter index DIR`.";
+        this.status.classList.toggle("busy", filling);
+        if (filling) {
+            setTimeout(() => void galleryState().then((next) => { if (next)
+                this.enable(next); }, () => { }), DEMO_POLL_MS);
+        }
     }
     /** keyEntered hides an error that said the server wanted a key (the user can search again). */
     keyEntered() {

@@ -13,23 +13,40 @@ interface WordEvidence { word: string; start: number; end: number; regions: Regi
 interface Hit { id: string; score: number; logit: number; metadata?: unknown; evidence?: { by: "attention" | "ot"; ot_distance: number; words: WordEvidence[] }; }
 interface SearchResponse { results: Hit[]; mode: string; gallery_size: number; candidates: number; timings_ms: Timings; }
 interface GalleryImage { id: string; width: number; height: number; }
-interface ImageList { images: GalleryImage[]; }
 
 function regionLabel(r: RegionEvidence): string {
   return `#${r.region}` + (r.label ? ` ${r.label}` : "") + (r.attribute ? ` (${r.attribute})` : "");
 }
 
+/** GET /v1/gallery: the gallery's counts and, while one runs, the demo gallery's fill. */
+export interface DemoStatus { state: "generating" | "indexing" | "texts" | "ready" | "failed"; split: string; images: number; total: number; error?: string; }
+export interface GalleryStatus { images: number; texts: number; demo?: DemoStatus; }
+
 /**
- * galleryState asks GET /v1/images?limit=1: "none" (no route, or 503 no_gallery), "empty" or
- * "ready". A 401 is thrown, not "none": the page asks again once it has a key.
+ * galleryState asks GET /v1/gallery: null when the server has no gallery (503 no_gallery, or an
+ * older server without the route). A 401 is thrown: the page asks again once it has a key.
  */
-export async function galleryState(): Promise<"none" | "empty" | "ready"> {
+export async function galleryState(): Promise<GalleryStatus | null> {
   try {
-    const list = await getJSON<ImageList>("/v1/images?limit=1");
-    return list.images.length > 0 ? "ready" : "empty";
+    return await getJSON<GalleryStatus>("/v1/gallery");
   } catch (e) {
-    if (e instanceof ApiError && !isUnauthorized(e)) return "none";
+    if (e instanceof ApiError && !isUnauthorized(e)) return null;
     throw e;
+  }
+}
+
+/** A demo fill still running is asked about again after this many milliseconds. */
+const DEMO_POLL_MS = 1500;
+
+/** demoText says how far the demo gallery's fill is. */
+function demoText(d: DemoStatus): string {
+  const what = `the demo gallery (Shapes World ${d.split})`;
+  switch (d.state) {
+    case "generating": return `Filling ${what}: generating its images…`;
+    case "indexing": return `Filling ${what}: ${d.images} of ${d.total || "?"} images indexed…`;
+    case "texts": return `Filling ${what}: storing its captions…`;
+    case "failed": return `Could not fill ${what}: ${d.error ?? "see the server's log"}.`;
+    default: return `Search ${what}: ${d.total} images, e.g. “a red circle above a square”.`;
   }
 }
 
@@ -54,9 +71,18 @@ export class Search {
     });
   }
 
-  enable(empty: boolean): void {
+  /** enable shows the search box with what the gallery holds; while a demo fill runs it follows it. */
+  enable(g: GalleryStatus): void {
     this.panel.hidden = false;
-    if (empty) this.status.textContent = "The gallery is empty: add images with POST /v1/images or `uniter index DIR`.";
+    const d = g.demo;
+    const filling = d !== undefined && d.state !== "ready" && d.state !== "failed";
+    this.panel.dataset.demo = d?.state ?? "";
+    if (d) this.status.textContent = demoText(d);
+    else if (g.images === 0) this.status.textContent = "The gallery is empty: add images with POST /v1/images or `uniter index DIR`.";
+    this.status.classList.toggle("busy", filling);
+    if (filling) {
+      setTimeout(() => void galleryState().then((next) => { if (next) this.enable(next); }, () => { /* asked again on the next start-up */ }), DEMO_POLL_MS);
+    }
   }
 
   /** keyEntered hides an error that said the server wanted a key (the user can search again). */
