@@ -4,10 +4,15 @@
 # (`make bench`). Steps, one heavy job at a time:
 #   1. export a UNITER-base-sized random bundle with a default-size detector into .cache/bench/
 #      (cached; never committed)
-#   2. in each of BENCH_RUNS rounds, time PyTorch eager on the same weights
-#      (python3 -m uniter.bench torch), then the Go pipeline: BenchmarkEncoder (Bundle.Match)
-#      and BenchmarkEncoderGraphOnly (the encoder run alone) in pipeline/bench_test.go; each at
-#      batch 1, 8 and 32
+#   2. pick the PyTorch peer's OpenBLAS kernels (python3 -m uniter.bench blas-probe, into
+#      .cache/bench/blas-probe.json): OpenBLAS's own choice and every core type the CPU's
+#      /proc/cpuinfo flags allow, each in a fresh process, checked against a float64 reference
+#      at the encoder's shapes and timed on one GEMM; the fastest correct one is used
+#      (BENCH_OPENBLAS_CORETYPE=NAME|default|inherit overrides: see `uniter.bench torch -h`).
+#      Then, in each of BENCH_RUNS rounds, time PyTorch eager on the same weights
+#      (python3 -m uniter.bench torch, which checks its products again before timing), then
+#      the Go pipeline: BenchmarkEncoder (Bundle.Match) and BenchmarkEncoderGraphOnly (the
+#      encoder run alone) in pipeline/bench_test.go; each at batch 1, 8 and 32
 #   3. dynamic batching (BenchmarkDynamicBatching: one-text requests from 1, 4, 16 callers,
 #      batching off and on, and one 16-text request; .cache/bench/batching.md; BENCH_ONLY=batching
 #      runs only this part), then the task heads: export a UNITER-base-sized random bundle per official fine-tuned class
@@ -28,7 +33,12 @@
 # Every figure is the best of BENCH_RUNS rounds (default 3) of PyTorch-then-Go: on a shared
 # machine other jobs only ever slow a run down; the report also gives the spread. Before each
 # timed step the script waits up to BENCH_QUIET_WAIT seconds (default 20) for the CPUs to be
-# under 25% busy, and the report says how busy they were when it started. Detector rounds keep
+# under 25% busy, and measures the share of the CPUs other jobs took during the step (CPU time
+# from /proc/stat less this script's own, from `times`). A round is busy when other jobs had
+# more than 25% before or during it: a table's figure comes from the quiet rounds only; when a
+# side of the encoder table has none after BENCH_RUNS rounds, up to BENCH_BUSY_RETRIES (default
+# 2) more rounds are run, and a figure with only busy rounds behind it is printed marked (†,
+# with a footnote), never as a clean result. Detector rounds keep
 # the best images/s and the cold-match split of the round with the lowest ms/request (one
 # round's stages, not minima from different rounds). Other knobs: BENCH_PAIRS (pairs per Go
 # run, default 32), BENCH_IMAGES (timed images per detector and cold-match run, default 5),
@@ -60,14 +70,37 @@ batches=(1 8 32)
 export UNITER_ORT_LIBRARY=${UNITER_ORT_LIBRARY:-$root/.cache/onnxruntime/lib/libonnxruntime.so}
 mkdir -p "$out"
 
+clk_tck=$(getconf CLK_TCK)
+busy_max=25 # % of the CPUs other jobs may use, before or during a timed step, for a quiet one
 timings=()
-step() { # step NAME COMMAND...: runs the command and records its wall time
-  local name=$1 t0=$SECONDS
+during=() # CPU use by other jobs during each step
+declare -A others_pct # step -> the larger of the two (before, during), in %
+cpu_busy_s() { # CPU seconds all processes have used, from /proc/stat
+  awk -v hz="$clk_tck" '/^cpu / {print ($2+$3+$4+$7+$8+$9) / hz}' /proc/stat
+}
+own_cpu_s() { # CPU seconds of this script's finished children, from a file `times` wrote
+  awk 'NR == 2 {gsub(",", "."); s = 0
+    for (i = 1; i <= 2; i++) {split($i, t, "m"); s += t[1] * 60 + t[2]}; print s}' "$1"
+}
+step() { # step NAME COMMAND...: runs the command, records its wall time and other jobs' CPU use
+  local name=$1 t0=$SECONDS w0=${EPOCHREALTIME/,/.} c0 o0 c1 o1 w1 pct
   shift
   echo "== bench: $name" >&2
+  times >"$out/.times" # in this shell: a subshell's `times` would not see our children
+  o0=$(own_cpu_s "$out/.times") c0=$(cpu_busy_s)
   "$@"
+  times >"$out/.times"
+  o1=$(own_cpu_s "$out/.times") c1=$(cpu_busy_s) w1=${EPOCHREALTIME/,/.}
+  pct=$(awk -v w0="$w0" -v w1="$w1" -v c0="$c0" -v c1="$c1" -v o0="$o0" -v o1="$o1" \
+    -v n="$(nproc)" 'BEGIN {w = w1 - w0; p = w > 0 ? 100 * ((c1 - c0) - (o1 - o0)) / (w * n) : 0
+      print (p < 0 ? 0 : int(p + 0.5))}')
+  during+=("$name ${pct}%")
+  if [ "$pct" -gt "${others_pct[$name]:-0}" ]; then others_pct[$name]=$pct; fi
   timings+=("$name $((SECONDS - t0)) s")
-  echo "== bench: $name took $((SECONDS - t0)) s" >&2
+  echo "== bench: $name took $((SECONDS - t0)) s; other jobs used ${pct}% of the CPUs" >&2
+}
+quiet() { # quiet STEP: whether other jobs used at most $busy_max% of the CPUs before and during it
+  [ -n "${others_pct[$1]+x}" ] && [ "${others_pct[$1]}" -le "$busy_max" ]
 }
 
 busy_pct() { # percentage of all cores' time spent busy over the next second
@@ -81,23 +114,30 @@ busy_pct() { # percentage of all cores' time spent busy over the next second
 busy=() # CPU use by other jobs measured just before each timed step
 wait_quiet() { # wait_quiet STEP: waits (bounded) until other jobs leave the CPUs mostly idle
   local deadline=$((SECONDS + ${BENCH_QUIET_WAIT:-20})) b
-  while b=$(busy_pct); [ "$b" -gt 25 ] && [ "$SECONDS" -lt "$deadline" ]; do
+  while b=$(busy_pct); [ "$b" -gt "$busy_max" ] && [ "$SECONDS" -lt "$deadline" ]; do
     echo "== bench: CPUs ${b}% busy with other jobs; waiting before $1" >&2
     sleep 4
   done
   busy+=("$1 ${b}%")
+  others_pct[$1]=$b
 }
 
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
 step export "$PY" -m uniter.bench export --out "$bundle"
 
-torch_args=(--bundle "$bundle" --seconds "$seconds" --repeats 1 --meta "$out/torch-meta.json")
-[ -n "${BENCH_TORCH_THREADS:-}" ] && torch_args+=(--threads "$BENCH_TORCH_THREADS")
-[ -n "${BENCH_OPENBLAS_THREADS:-}" ] && torch_args+=(--openblas-threads "$BENCH_OPENBLAS_THREADS")
+thread_args=()
+[ -n "${BENCH_TORCH_THREADS:-}" ] && thread_args+=(--threads "$BENCH_TORCH_THREADS")
+[ -n "${BENCH_OPENBLAS_THREADS:-}" ] && thread_args+=(--openblas-threads "$BENCH_OPENBLAS_THREADS")
+# The PyTorch peer's OpenBLAS core type: auto picks the fastest correct one from the probe
+# below (the rounds reuse it; each round still checks its products before timing).
+torch_args=(--bundle "$bundle" --seconds "$seconds" --repeats 1 --meta "$out/torch-meta.json"
+  --openblas-coretype "${BENCH_OPENBLAS_CORETYPE:-auto}" --blas-probe "$out/blas-probe.json"
+  "${thread_args[@]}")
 
-go_round() { # one run of both Go benchmarks at each batch size
+go_round() { # go_round STEP: one run of both Go benchmarks at each batch size
   local b n
+  echo "bench-round: $1" >>"$out/go.txt"
   for b in "${batches[@]}"; do
     n=$(( (pairs + b - 1) / b )) # calls of $b pairs: about $pairs pairs per run
     UNITER_BENCH_BUNDLE="$root/$bundle" "$out/pipeline.test" -test.run '^$' \
@@ -106,7 +146,8 @@ go_round() { # one run of both Go benchmarks at each batch size
   done
 }
 
-heads_round() { # one run of the task-head benchmark: the encoder baseline, then every task
+heads_round() { # heads_round STEP: the task-head benchmark: the encoder baseline, every task
+  echo "bench-round: $1" >>"$out/heads.txt"
   UNITER_BENCH_BUNDLE="$root/$bundle" UNITER_BENCH_TASKS="$root/$tasks" "$out/pipeline.test" \
     -test.run '^$' -test.bench '^BenchmarkTaskHeads$' -test.benchtime "${head_calls}x" \
     | tee -a "$out/heads.txt" >&2
@@ -116,7 +157,8 @@ heads_round() { # one run of the task-head benchmark: the encoder baseline, then
   }
 }
 
-batching_round() { # one run of the dynamic-batching benchmark: off, on, and one 16-text request
+batching_round() { # batching_round STEP: dynamic batching off, on, and one 16-text request
+  echo "bench-round: $1" >>"$out/batching.txt"
   UNITER_BENCH_BUNDLE="$root/$bundle" "$out/pipeline.test" -test.run '^$' \
     -test.bench '^BenchmarkDynamicBatching$' -test.benchtime "${batch_calls}x" \
     | tee -a "$out/batching.txt" >&2
@@ -126,7 +168,8 @@ batching_round() { # one run of the dynamic-batching benchmark: off, on, and one
   }
 }
 
-det_round() { # one run of the detector and cold-match benchmarks
+det_round() { # det_round STEP: one run of the detector and cold-match benchmarks
+  echo "bench-round: $1" >>"$out/det.txt"
   UNITER_BENCH_BUNDLE="$root/$bundle" "$out/pipeline.test" -test.run '^$' \
     -test.bench '^Benchmark(Detector|ColdMatch)$' -test.benchtime "${images}x" \
     | tee -a "$out/det.txt" >&2
@@ -137,15 +180,36 @@ step go-build go test -c -o "$out/pipeline.test" ./pipeline
 if [ -z "$only" ]; then
   : >"$out/go.txt"
   : >"$out/det.txt"
-  rm -f "$out"/torch-*.json
+  rm -f "$out"/torch-*.json "$out/blas-probe.json"
+  if [ "${BENCH_OPENBLAS_CORETYPE:-auto}" = auto ]; then
+    wait_quiet blas-probe
+    step blas-probe "$PY" -m uniter.bench blas-probe "${thread_args[@]}" \
+      --json "$out/blas-probe.json" >/dev/null
+  fi
   # Rounds rather than back-to-back repeats, so that a burst of other jobs spoils one run of
-  # each side rather than every run of one side.
-  for r in $(seq "$runs"); do
+  # each side rather than every run of one side. A side without a quiet round after $runs
+  # rounds gets up to BENCH_BUSY_RETRIES more.
+  r=0
+  while :; do
+    r=$((r + 1))
     wait_quiet "pytorch-$r"
     step "pytorch-$r" "$PY" -m uniter.bench torch "${torch_args[@]}" \
       --json "$out/torch-$r.json" >/dev/null
     wait_quiet "go-$r"
-    step "go-$r" go_round
+    step "go-$r" go_round "go-$r"
+    [ "$r" -lt "$runs" ] && continue
+    need=()
+    for side in pytorch go; do
+      ok=0
+      for i in $(seq "$r"); do quiet "$side-$i" && ok=1; done
+      [ "$ok" = 1 ] || need+=("$side")
+    done
+    [ ${#need[@]} -eq 0 ] && break
+    if [ "$r" -ge $((runs + ${BENCH_BUSY_RETRIES:-2})) ]; then
+      echo "== bench: no quiet round for ${need[*]} in $r rounds: its figures are marked busy" >&2
+      break
+    fi
+    echo "== bench: no quiet round yet for ${need[*]}: one more round" >&2
   done
 fi
 # Dynamic batching: one-text requests from 1, 4 and 16 concurrent callers, batching off and
@@ -154,7 +218,7 @@ fi
 if [ -z "$only" ] || [ "$only" = batching ]; then
   for r in $(seq "$runs"); do
     wait_quiet "batching-$r"
-    step "batching-$r" batching_round
+    step "batching-$r" batching_round "batching-$r"
   done
 fi
 # Step 3: the task heads. Each round times the baseline and every task side by side in one
@@ -163,17 +227,24 @@ if [ "$only" != batching ]; then
   step export-tasks "$PY" -m uniter.bench export-tasks --out "$tasks"
   for r in $(seq "$runs"); do
     wait_quiet "heads-$r"
-    step "heads-$r" heads_round
+    step "heads-$r" heads_round "heads-$r"
   done
 fi
 if [ -z "$only" ]; then
   for r in $(seq "$runs"); do
     wait_quiet "detector-$r"
-    step "detector-$r" det_round
+    step "detector-$r" det_round "detector-$r"
   done
 fi
 
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+# The busy steps, "STEP N% ...": other jobs used more than $busy_max% of the CPUs before or during
+# them. The tables take their figures from the other rounds, or mark them when there are none.
+busy_steps=""
+for k in "${!others_pct[@]}"; do
+  if [ "${others_pct[$k]}" -gt "$busy_max" ]; then busy_steps+="$k ${others_pct[$k]}% "; fi
+done
+export BENCH_BUSY_STEPS=$busy_steps BENCH_BUSY_MAX=$busy_max BENCH_DURING="${during[*]}"
 
 # The dynamic-batching table, from batching.txt, into batching.md: the round with the highest
 # total pairs/s (other jobs only ever slow a round down), every row from that round.
@@ -182,8 +253,10 @@ if [ -s "$out/batching.txt" ]; then
   BENCH_BUSY="${busy[*]}" BENCH_CALLS=$batch_calls "$PY" - "$out/batching.txt" "$out/batching.md" <<'EOF'
 import os, re, sys
 txt, md = sys.argv[1:]
-rounds, cur = [], None
+rounds, steps, cur, step = [], [], None, None
 for line in open(txt):
+    if line.startswith("bench-round: "):
+        cur, step = None, line.split()[1]
     m = re.match(r"BenchmarkDynamicBatching/(\S+?)(?:-\d+)?\s+\d+\s+\d+ ns/op\s+([\d.]+) pairs/s", line)
     if not m:
         continue
@@ -191,8 +264,14 @@ for line in open(txt):
     if cur is None or name in cur:
         cur = {}
         rounds.append(cur)
+        steps.append(step or f"batching-{len(rounds)}")
     cur[name] = rate
-best = max(rounds, key=lambda r: sum(r.values()))
+# Busy rounds (other jobs above BENCH_BUSY_MAX% of the CPUs before or during them) count only
+# when every round was busy, and then the table says so.
+busy = dict(re.findall(r"(\S+) (\d+)%", os.environ.get("BENCH_BUSY_STEPS", "")))
+during = dict(re.findall(r"(\S+) (\d+)%", os.environ.get("BENCH_DURING", "")))
+quiet = [r for r, st in zip(rounds, steps) if st not in busy]
+best = max(quiet or rounds, key=lambda r: sum(r.values()))
 def rate(name): return best.get(name, float("nan"))
 rows = []
 for mode in ("off", "on"):
@@ -211,14 +290,20 @@ text = "\n".join([
     "|---|---:|---:|",
     *rows,
     f"| (one request of 16 texts) | 1 | {one16:,.0f} |",
+    *([] if quiet else [
+        "", f"**Busy**: every round ran while other jobs used more than "
+        f"{os.environ.get('BENCH_BUSY_MAX', '25')}% of the CPUs ({', '.join(f'{k} {v}%' for k, v in busy.items() if k.startswith('batching-'))}): "
+        "these figures are lower bounds, not a clean result."]),
     "",
     f"Batching on: 16 callers **{on16 / on1:.2f}×** the pairs/s of one caller (target ≥ 2.5×), "
     f"**{100 * on16 / one16:.0f}%** of one request carrying 16 texts (target ≥ 80%); "
     f"{on16 / off16:.2f}× batching off at 16 callers.",
     "",
-    f"Machine: {os.environ['BENCH_CPU']}, {os.environ['BENCH_NPROC']} cores; CPU use by other jobs before each round: "
-    + ", ".join(re.findall(r"batching-\d+ \d+%", os.environ["BENCH_BUSY"]))
-    + f"; the best of {len(rounds)} rounds by total pairs/s.",
+    f"Machine: {os.environ['BENCH_CPU']}, {os.environ['BENCH_NPROC']} cores; CPU use by other jobs before / during each round: "
+    + ", ".join(f"{k} {v}% / {during.get(k, '?')}%"
+                for k, v in re.findall(r"(batching-\d+) (\d+)%", os.environ["BENCH_BUSY"]))
+    + (f"; the best by total pairs/s of the {len(quiet)} quiet rounds of {len(rounds)}." if quiet
+       else f"; the best by total pairs/s of {len(rounds)} rounds, all busy."),
 ])
 open(md, "w").write(text + "\n")
 print(text)
@@ -237,15 +322,18 @@ import os, re, sys
 heads_txt, heads_md = sys.argv[1:]
 e = os.environ
 # Every round's lines, in order: a round starts with its baseline ("encoder") line.
-ort, rounds = "unknown", []  # [{task: (mean ms per request, fastest call ms)}]
+ort, rounds, steps, step = "unknown", [], [], None  # [{task: (mean ms, fastest call ms)}]
 for line in open(heads_txt):
     if line.startswith("onnxruntime:"):
         ort = line.split(":", 1)[1].strip()
+    if line.startswith("bench-round: "):
+        step = line.split()[1]
     m = re.match(r"BenchmarkTaskHeads/task=(\S+?)(?:-\d+)?\s+\d+\s+([\d.e+]+) ns/op", line)
     fast = re.search(r"\s([\d.e+]+) fastest-ms", line)
     if m and fast:
         if m[1] == "encoder" or not rounds:
             rounds.append({})
+            steps.append(step or f"heads-{len(rounds)}")
         rounds[-1][m[1]] = (float(m[2]) / 1e6, float(fast[1]))
 rows = [("encoder", "encoder run of one pair (baseline; pre-training bundle, `Bundle.Encode`)"),
         ("vqa", "VQA: `Bundle.VQA`, top 5 of 3,129 answers"),
@@ -258,9 +346,15 @@ rows = [("encoder", "encoder run of one pair (baseline; pre-training bundle, `Bu
 # The round with the lowest total: other jobs only ever slow a round down, and every figure of
 # the table comes from that one round, the baseline and the tasks measured side by side
 # (minima from different rounds would compare a quiet moment with a busy one).
+# Busy rounds (other jobs above BENCH_BUSY_MAX% of the CPUs before or during them) count only
+# when every round was busy, and then the table says so.
+busy_steps = dict(re.findall(r"(\S+) (\d+)%", e.get("BENCH_BUSY_STEPS", "")))
+during = dict(re.findall(r"(\S+) (\d+)%", e.get("BENCH_DURING", "")))
 complete = [r for r in rounds if all(k in r for k, _ in rows)] or rounds
-best_i = min(range(len(complete)), key=lambda i: sum(v[0] for v in complete[i].values()))
-best = complete[best_i]
+quiet = [r for r in complete if steps[rounds.index(r)] not in busy_steps]
+pool = quiet or complete
+best_i = min(range(len(pool)), key=lambda i: sum(v[0] for v in pool[i].values()))
+best = pool[best_i]
 base = best.get("encoder", (None,))[0]
 lines = [
     "## Task heads: each fine-tuned task's cost over the encoder",
@@ -286,10 +380,16 @@ for k, label in rows:
     else:
         add = "n/a"
     lines.append(f"| {label} | {mean:.1f} | {add} | {fastest:.1f} |")
+if not quiet:
+    lines += ["", f"**Busy**: every round ran while other jobs used more than "
+              f"{e.get('BENCH_BUSY_MAX', '25')}% of the CPUs (" + ", ".join(
+                  f"{k} {v}%" for k, v in busy_steps.items() if k.startswith("heads-"))
+              + "): these figures are upper bounds, not a clean result."]
 spread = "; ".join(f"{k} " + "–".join(f"{f(r[k][0] for r in rounds if k in r):.1f}"
                                       for f in (min, max))
                    for k, _ in rows if any(k in r for r in rounds))
-busy = re.findall(r"heads-\d+ \d+%", e["BENCH_BUSY"])
+busy = [f"{k} {v}% / {during.get(k, '?')}%"
+        for k, v in re.findall(r"(heads-\d+) (\d+)%", e["BENCH_BUSY"])]
 steps = re.findall(r"(?:export-tasks|heads-\d+) \d+ s", e["BENCH_TIMINGS"])
 lines += [
     "",
@@ -304,11 +404,11 @@ lines += [
     "noise, not the head.",
     "",
     f"Machine: {e['BENCH_NPROC']} cores ({e['BENCH_CPU']}), {e['BENCH_MEM']} memory; load "
-    f"average (1, 5, 15 min) {e['BENCH_LOAD']}; CPU use by other jobs just before each round: "
-    f"{', '.join(busy) or 'n/a'}. ONNX Runtime {ort} (CPU, 2 intra-op threads) through "
+    f"average (1, 5, 15 min) {e['BENCH_LOAD']}; CPU use by other jobs just before / during each "
+    f"round: {', '.join(busy) or 'n/a'}. ONNX Runtime {ort} (CPU, 2 intra-op threads) through "
     f"onnxruntime_go, {e['BENCH_GO']}.",
-    f"Figures of round {rounds.index(best) + 1} of {len(rounds)}, the one with the lowest "
-    "total (other jobs only ever slow a round down; every row from the same round, so the "
+    f"Figures of round {rounds.index(best) + 1} of {len(rounds)}, the "
+    f"{'quiet one' if quiet else 'one'} with the lowest total (other jobs only ever slow a round down; every row from the same round, so the "
     "tasks and the baseline are compared side by side). A round loads each bundle in turn, "
     f"the baseline first, and times {e['BENCH_HEAD_CALLS']} calls of each after one warm-up "
     "call: ms per request is their mean, fastest call the quickest of them. Spread of the "
@@ -339,24 +439,50 @@ BENCH_RUNS=$runs BENCH_PAIRS=$pairs BENCH_IMAGES=$images BENCH_TIMINGS="${timing
 import json, os, re, sys
 
 go_txt, det_txt, meta_json, report, *torch_jsons = sys.argv[1:]
-go, graph, ort = {}, {}, "unknown"  # {batch: [pairs/s of each run]}
+e = os.environ
+# Steps during or just before which other jobs used more than BENCH_BUSY_MAX% of the CPUs.
+busy = dict(re.findall(r"(\S+) (\d+)%", e.get("BENCH_BUSY_STEPS", "")))
+
+
+def best(runs, pick=max):
+    """runs: {step: value}. The best of the quiet rounds, and False; when every round was busy,
+    the best of them and True: the figure is then marked, not given as a clean result."""
+    quiet = {st: v for st, v in runs.items() if st not in busy}
+    pool = quiet or runs
+    return pool[pick(pool, key=pool.get)], not quiet
+
+
+def fmt(v, marked, spec=".2f"):
+    return f"{v:{spec}}†" if marked else f"{v:{spec}}"
+
+
+go_runs, graph_runs, ort, step = {}, {}, "unknown", None  # {batch: {round's step: pairs/s}}
 for line in open(go_txt):
     if line.startswith("onnxruntime:"):
         ort = line.split(":", 1)[1].strip()
+    if line.startswith("bench-round: "):
+        step = line.split()[1]
     m = re.match(r"Benchmark(Encoder|EncoderGraphOnly)/batch=(\d+)-\d+\s", line)
     rate = re.search(r"\s([\d.e+]+) pairs/s", line)
     if m and rate:
-        (go if m[1] == "Encoder" else graph).setdefault(int(m[2]), []).append(float(rate[1]))
+        runs = (go_runs if m[1] == "Encoder" else graph_runs).setdefault(int(m[2]), {})
+        runs[step or f"go-{len(runs) + 1}"] = float(rate[1])
 meta = json.load(open(meta_json))
 torch_runs = {}
 for path in torch_jsons:
+    step = "pytorch-" + re.search(r"torch-(\d+)\.json$", path)[1]
     for b, v in json.load(open(path)).items():
-        torch_runs.setdefault(int(b), []).append(v)
-spread = {name: {b: f"{min(v):.2f}–{max(v):.2f}" for b, v in runs.items()}
-          for name, runs in (("Go", go), ("Go graph-only", graph), ("PyTorch", torch_runs))}
-go, graph = {b: max(v) for b, v in go.items()}, {b: max(v) for b, v in graph.items()}
-torch = {b: max(v) for b, v in torch_runs.items()}
-e = os.environ
+        torch_runs.setdefault(int(b), {})[step] = v
+spread = {name: {b: f"{min(v.values()):.2f}–{max(v.values()):.2f}" for b, v in runs.items()}
+          for name, runs in (("Go", go_runs), ("Go graph-only", graph_runs),
+                             ("PyTorch", torch_runs))}
+go = {b: best(v) for b, v in go_runs.items()}  # {batch: (pairs/s, marked)}
+graph = {b: best(v) for b, v in graph_runs.items()}
+torch = {b: best(v) for b, v in torch_runs.items()}
+marked = any(m for d in (go, graph, torch) for _, m in d.values())
+blas = meta.get("blas") or {}
+blas_cell = (f" (OpenBLAS {blas['core']}; threads: {blas['openblas_threads']} OpenBLAS, "
+             f"{blas['torch_threads']} torch)" if blas.get("core") else "")
 lines = [
     "## Encoder throughput: Go pipeline (ONNX Runtime) vs PyTorch eager",
     "",
@@ -365,36 +491,43 @@ lines = [
     "Go: `Bundle.Match` (tokenizer, batching, ONNX Runtime, ITM and OT heads), one image "
     "and `batch` texts per call. PyTorch: eager forward + ITM head under `torch.no_grad()`.",
     "",
-    "| batch | Go pairs/s | PyTorch pairs/s | ratio Go/PyTorch |",
+    f"| batch | Go pairs/s | PyTorch pairs/s{blas_cell} | ratio Go/PyTorch |",
     "|---:|---:|---:|---:|",
 ]
+nan = (float("nan"), False)
 for b in sorted(set(go) | set(torch)):
-    g, t = go.get(b), torch.get(b)
-    ratio = f"{g / t:.2f}" if g and t else "n/a"
-    lines.append(f"| {b} | {g or float('nan'):.2f} | {t or float('nan'):.2f} | {ratio} |")
+    (g, gm), (t, tm) = go.get(b, nan), torch.get(b, nan)
+    ratio = fmt(g / t, gm or tm) if g and t else "n/a"
+    lines.append(f"| {b} | {fmt(g, gm)} | {fmt(t, tm)} | {ratio} |")
 lines += ["", "Go encoder run alone (`BenchmarkEncoderGraphOnly`: batching + ONNX Runtime, text "
           "tokenized and regions prepared beforehand):", "",
           "| batch | graph-only pairs/s | full pipeline pairs/s | pipeline overhead |",
           "|---:|---:|---:|---:|"]
 for b in sorted(graph):
-    g = go.get(b)
-    over = f"{100 * (graph[b] / g - 1):.1f}%" if g else "n/a"
-    lines.append(f"| {b} | {graph[b]:.2f} | {g or float('nan'):.2f} | {over} |")
+    (gr, grm), (g, gm) = graph[b], go.get(b, nan)
+    over = fmt(100 * (gr / g - 1), grm or gm, ".1f") + "%" if g else "n/a"
+    lines.append(f"| {b} | {fmt(gr, grm)} | {fmt(g, gm)} | {over} |")
 
 # Detector and cold-match runs: "BenchmarkX-N  iters  v unit  v unit ..." and config lines.
-det_runs, cold_runs, cfg = [], [], {}
+det_runs, cold_runs, cfg, step = [], [], {}, None
 for line in open(det_txt):
+    if line.startswith("bench-round: "):
+        step = line.split()[1]
     m = re.match(r"(detector-\w+): (.*)", line)
     if m:
         cfg.setdefault(m[1], m[2].strip())
     m = re.match(r"Benchmark(Detector|ColdMatch)-\d+\s+\d+\s+(.*)", line)
     if m:
         metrics = {unit: float(v) for v, unit in re.findall(r"([-\d.e+]+) (\S+)", m[2])}
-        (det_runs if m[1] == "Detector" else cold_runs).append(metrics)
+        runs = det_runs if m[1] == "Detector" else cold_runs
+        metrics["step"] = step or f"detector-{len(runs) + 1}"
+        runs.append(metrics)
 inp = cfg.get("detector-input", "?").split(" (")[0]
 out_desc = cfg.get("detector-output", "?")
 if det_runs:
-    d = max(det_runs, key=lambda r: r["images/s"])
+    quiet = [r for r in det_runs if r["step"] not in busy]
+    d = max(quiet or det_runs, key=lambda r: r["images/s"])
+    marked = marked or not quiet
     rates = [r["images/s"] for r in det_runs]
     lines += [
         "",
@@ -410,16 +543,19 @@ if det_runs:
         "| preprocess ms | detector ms | selection ms |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         f"| {cfg.get('detector-image', '?').split(' ')[0]} JPEG | {inp} | {d['proposals']:.0f} "
-        f"| {d['regions']:.0f} | {d['images/s']:.2f} | {d['ns/op'] / 1e6:.0f} "
+        f"| {d['regions']:.0f} | {fmt(d['images/s'], not quiet)} | {d['ns/op'] / 1e6:.0f} "
         f"| {d['decode-ms']:.1f} | {d['preprocess-ms']:.1f} | {d['detector-ms']:.1f} "
         f"| {d['selection-ms']:.1f} |",
         "",
-        f"Best of {len(det_runs)} runs ({e['BENCH_IMAGES']} images each after one warm-up); "
+        f"Best of {len(quiet or det_runs)} {'quiet ' if quiet else ''}runs of {len(det_runs)} "
+        f"({e['BENCH_IMAGES']} images each after one warm-up); "
         f"images/s over the runs: {min(rates):.2f}–{max(rates):.2f}. Allocations: "
         f"{d['B/op'] / 2**20:.1f} MiB and {d['allocs/op']:.0f} allocations per image.",
     ]
 if cold_runs:
-    c = min(cold_runs, key=lambda r: r["ms/request"])
+    quiet = [r for r in cold_runs if r["step"] not in busy]
+    c = min(quiet or cold_runs, key=lambda r: r["ms/request"])
+    marked = marked or not quiet
     total = c["ms/request"]
     stages = [("decode", "decode-ms"), ("preprocessing", "preprocess-ms"),
               ("detector", "detector-ms"), ("selection", "selection-ms"),
@@ -442,9 +578,10 @@ if cold_runs:
         lines.append(f"| {name} | {c[k]:.1f} | {100 * c[k] / total:.1f}% |")
     tot = [r["ms/request"] for r in cold_runs]
     lines += [
-        f"| **total** | **{total:.1f}** | 100% |",
+        f"| **total** | **{fmt(total, not quiet, '.1f')}** | 100% |",
         "",
-        f"The round with the lowest total of {len(cold_runs)} ({e['BENCH_IMAGES']} requests "
+        f"The {'quiet ' if quiet else ''}round with the lowest total of {len(cold_runs)} "
+        f"({e['BENCH_IMAGES']} requests "
         f"each after one warm-up); totals over the runs: {min(tot):.0f}–{max(tot):.0f} ms. "
         f"Allocations: {c['B/op'] / 2**20:.1f} MiB and {c['allocs/op']:.0f} allocations per "
         "request.",
@@ -457,17 +594,62 @@ if cold_runs:
             "(UNITER's features: typically around 36), and the encoder and OT stages grow with "
             "the region count: the encoder table above is at 36 regions.",
         ]
+
+
+def blas_text():
+    """PyTorch's BLAS: the core type, how it was chosen, threads, the probe's candidates."""
+    if not blas.get("core"):
+        return (f"{meta['torch_threads']} torch threads, "
+                f"OPENBLAS_NUM_THREADS={meta['openblas_threads']}.")
+    cfg = (blas.get("openblas_config") or "").split()
+    probe = blas.get("probe")
+    how = ("the fastest correct one of the probe below" if probe
+           else f"`--openblas-coretype {blas.get('coretype_option')}`")
+    text = (f"matrix products in OpenBLAS {cfg[1] if len(cfg) > 1 else ''} (torch "
+            f"BLAS_INFO={blas.get('torch_blas')}), core type **{blas['core']}** ({how}); threads: "
+            f"{blas.get('openblas_threads')} OpenBLAS, {blas.get('torch_threads')} torch; "
+            "checked before timing: its float32 products at the encoder's shapes within "
+            f"{blas['max_err']:.1e} (limit {blas['gemm_tol']:g}) of the float64 reference.")
+    if probe:
+        cands = [(f"OpenBLAS's own choice ({r.get('core')})" if r["name"] == "default"
+                  else r["name"]) + (f" {r['gflops']:.0f}" if r["verdict"] == "ok"
+                                     else f" {r['verdict']} ({r['reason']})")
+                 for r in probe["candidates"]]
+        text += (f" Probe of the core types ({probe['timed_gemm']}; each in a fresh process, "
+                 "checked against float64 first), GFLOP/s: " + ", ".join(cands))
+        if probe.get("skipped"):
+            text += ("; not tried, the CPU lacks their instructions: "
+                     + ", ".join(x["name"] for x in probe["skipped"]))
+        if probe.get("inherited_coretype"):
+            text += f"; the environment had OPENBLAS_CORETYPE={probe['inherited_coretype']}"
+        text += "."
+        if "blas-probe" in busy:
+            text += (f" Other jobs used {busy['blas-probe']}% of the CPUs around the probe: its "
+                     "GFLOP/s are lower bounds.")
+    return text
+
+
+during = dict(re.findall(r"(\S+) (\d+)%", e.get("BENCH_DURING", "")))
+before_during = ", ".join(f"{k} {v}% / {during.get(k, '?')}%"
+                          for k, v in re.findall(r"(\S+) (\d+)%", e["BENCH_BUSY"]))
+n_rounds = len({st for v in torch_runs.values() for st in v})
 lines += [
     "",
+    *([f"† Every round behind this figure was busy: other jobs used more than "
+       f"{e.get('BENCH_BUSY_MAX', '25')}% of the CPUs just before or during it ("
+       + ", ".join(f"{k} {v}%" for k, v in busy.items() if re.match(r"(pytorch|go|detector)-", k))
+       + "). It is the best of those rounds, "
+       "not a clean result: rates are lower bounds, times upper bounds.", ""] if marked else []),
     f"Machine: {e['BENCH_NPROC']} cores ({e['BENCH_CPU']}), {e['BENCH_MEM']} memory; "
-    f"load average (1, 5, 15 min) {e['BENCH_LOAD']}; CPU use by other jobs just before each "
-    f"timed step: {e['BENCH_BUSY']}.",
-    f"ONNX Runtime {ort} (CPU, 2 intra-op threads) through onnxruntime_go, {e['BENCH_GO']}; "
-    f"PyTorch {e['BENCH_TORCH']}, {meta['torch_threads']} torch threads, "
-    f"OPENBLAS_NUM_THREADS={meta['openblas_threads']}.",
-    f"Each encoder figure is the best of {e['BENCH_RUNS']} rounds, each round timing PyTorch then Go at "
+    f"load average (1, 5, 15 min) {e['BENCH_LOAD']}; CPU use by other jobs just before / "
+    f"during each timed step: {before_during}.",
+    f"ONNX Runtime {ort} (CPU, 2 intra-op threads) through onnxruntime_go, {e['BENCH_GO']}. "
+    f"PyTorch {e['BENCH_TORCH']}: " + blas_text(),
+    f"Each encoder figure is the best of the quiet rounds among {n_rounds} (a round is busy when "
+    f"other jobs used more than {e.get('BENCH_BUSY_MAX', '25')}% of the CPUs just before or "
+    "during it), each round timing PyTorch then Go at "
     f"every batch size (Go: {e['BENCH_PAIRS']} pairs per run; PyTorch: at least "
-    f"{meta['seconds_per_run']} s per run; both after one warm-up call). Spread over the "
+    f"{meta['seconds_per_run']} s per run; both after one warm-up call). Spread over all the "
     "rounds, pairs/s: "
     + "; ".join(f"{name} " + ", ".join(f"b{b} {r}" for b, r in sorted(s.items()))
                 for name, s in spread.items()) + ".",

@@ -2,6 +2,7 @@
 
     python3 -m uniter.bench export --out .cache/bench/uniter-base-random
     python3 -m uniter.bench torch --bundle .cache/bench/uniter-base-random
+    python3 -m uniter.bench blas-probe --json .cache/bench/blas-probe.json
     python3 -m uniter.bench export-tasks --out .cache/bench/tasks
 
 (from the repository root with models/ on PYTHONPATH, as scripts/bench.sh runs it)
@@ -46,6 +47,17 @@ config, answers, graphs); a bundle whose key matches is not exported again.
 Threads: --threads is torch.set_num_threads (element-wise ops, softmax, LayerNorm); Debian's
 torch does its matrix products in OpenBLAS, whose pool is --openblas-threads (set before torch
 is imported). Measured on the 2-core dev machine: see DEFAULT_THREADS below.
+
+Kernels: OpenBLAS picks its kernels (the core type) when it loads, from CPUID or from
+OPENBLAS_CORETYPE. `blas-probe` runs OpenBLAS's own choice and every core type the CPU's
+/proc/cpuinfo flags allow, each in a fresh process: the float32 products at the encoder's shapes
+against a float64 reference (GEMM_TOL), then one GEMM's GFLOP/s; a crash (SIGILL), a wrong
+product or a core type OpenBLAS does not honour excludes a candidate, and the fastest correct one
+is chosen. `torch --openblas-coretype auto` (the default on the CPU) probes, or reuses the probe
+saved by --blas-probe FILE, and sets OPENBLAS_CORETYPE before torch loads; NAME, default
+(OpenBLAS's own choice) and inherit (the environment's) skip the probe. Whichever it is, `torch`
+checks that OpenBLAS runs the chosen core type and that its products match the float64 reference
+before timing, and records the core type, the threads and the probe in --meta.
 """
 from __future__ import annotations
 
@@ -410,6 +422,481 @@ def cmd_export_tasks(args):
         shutil.rmtree(srcdir, ignore_errors=True)
 
 
+# ---------------------------------------------------------------------------------------------
+# OpenBLAS core type: which kernels PyTorch's matrix products run on.
+#
+# Debian's torch does its float32 GEMMs in OpenBLAS (BLAS_INFO=generic: libblas.so.3 →
+# libopenblas.so.0), a DYNAMIC_ARCH build that picks its kernels ("core type") when it loads,
+# from CPUID, unless OPENBLAS_CORETYPE names one. A peer stuck on older kernels than the CPU
+# runs is not a fair peer, so `torch --openblas-coretype auto` probes every core type the CPU's
+# flags allow, each in a fresh process (the variable is read once, when the library loads):
+# the products at the encoder's shapes against a float64 reference, then one GEMM's GFLOP/s;
+# it keeps the fastest correct one. A core type whose instructions the CPU lacks dies of
+# SIGILL or computes garbage: the flag filter skips those, and a crash or a wrong result in a
+# probe excludes the candidate anyway.
+
+PROBE_FORMAT = 1  # bump when the probe's checks or key change (invalidates --blas-probe files)
+
+# The /proc/cpuinfo flags each core type's kernels need (SSE3 is "pni" there). The kernel
+# clears a flag whose register state the OS does not enable, so these are what may run.
+AVX512 = ("avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl")
+CORETYPE_FLAGS = {
+    "Prescott": ("sse2", "pni"),
+    "Core2": ("sse2", "pni", "ssse3"),
+    "Nehalem": ("sse2", "pni", "ssse3", "sse4_1", "sse4_2"),
+    "Sandybridge": ("sse4_2", "avx"),
+    "Bulldozer": ("avx", "fma4", "xop"),  # AMD before Zen: FMA4 kernels
+    "Piledriver": ("avx", "fma", "fma4", "xop"),
+    "Steamroller": ("avx", "fma", "fma4", "xop"),
+    "Excavator": ("avx2", "fma", "fma4", "xop"),
+    "Haswell": ("avx", "avx2", "fma"),
+    "Zen": ("avx", "avx2", "fma"),
+    "SkylakeX": ("avx2", "fma") + AVX512,
+    "Cooperlake": ("avx2", "fma") + AVX512 + ("avx512_bf16",),
+    # Newer than Debian 12's OpenBLAS 0.3.21 (it falls back to its own choice for a name it
+    # does not know: the probe reports such a candidate as not honoured).
+    "SapphireRapids": ("avx2", "fma") + AVX512 + ("avx512_bf16", "avx512_fp16", "amx_bf16",
+                                                   "amx_tile"),
+}
+DEFAULT_CORE = "default"   # OpenBLAS's own choice: OPENBLAS_CORETYPE removed
+INHERIT_CORE = "inherit"   # the environment as it is (what the bench did before the probe)
+
+# Float32 GEMM tolerance, as the relative Frobenius error ‖C − R‖ / ‖R‖ against the float64
+# product R of the same float32 inputs. float32's unit roundoff is u = 2⁻²⁴ ≈ 6e-8; with
+# inputs of random sign the rounding errors of a length-k dot product add up like a random
+# walk, about u·√(k/2) relative for plain sequential summation: 2.4e-6 at k = 3072, the longest
+# contraction of the encoder (the kernels here measure 2-6e-7). 1e-5 leaves 4× headroom
+# over that, while anything wrong is far above it: one entry of 1792 × 3072 off by its size is
+# ≈ 4e-4, an edge tile or a column left out 1e-2 or more, bf16 arithmetic (u = 2⁻⁸) ≈ 1e-3.
+GEMM_TOL = 1e-5
+# The float64 reference is itself computed by OpenBLAS (its double-precision kernels, not the
+# single-precision ones under test). It is checked without any BLAS: against Freivalds' test
+# (R·x against A·(B·x), with numpy's element-wise products and pairwise sums; float64 rounding
+# ≈ 1e-16·√k) on the big products and against exactly rounded sums (math.fsum) on a small one.
+REF_TOL = 1e-10
+SEQ = TEXT_LEN + REGIONS  # 56 positions per pair
+HEADS, HEAD_DIM, HIDDEN, INTERMEDIATE, IMG_DIM = 12, 64, 768, 3072, 2048
+
+
+def cpuinfo_text() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def cpu_flags(text: str | None = None) -> set:
+    """The first processor's flags in /proc/cpuinfo (empty when unknown)."""
+    text = cpuinfo_text() if text is None else text
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def cpu_model(text: str | None = None) -> str:
+    text = cpuinfo_text() if text is None else text
+    for line in text.splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+def coretype_candidates(flags: set, names=None) -> tuple:
+    """The core types whose kernels the CPU's flags allow, in CORETYPE_FLAGS order, and the
+    others as [(name, [missing flags])]. Unknown flags (an empty set: no /proc/cpuinfo) allow
+    nothing: only OpenBLAS's own choice is probed then."""
+    allowed, skipped = [], []
+    for name in (names or CORETYPE_FLAGS):
+        need = CORETYPE_FLAGS.get(name)
+        if need is None:
+            skipped.append((name, ["(not a core type this probe knows)"]))
+            continue
+        missing = [f for f in need if f not in flags]
+        (skipped.append((name, missing)) if missing else allowed.append(name))
+    return allowed, skipped
+
+
+def coretype_env(name: str, env=None) -> dict:
+    """The environment that makes OpenBLAS load with core type `name` (or default/inherit)."""
+    env = dict(os.environ if env is None else env)
+    if name == DEFAULT_CORE:
+        env.pop("OPENBLAS_CORETYPE", None)
+    elif name != INHERIT_CORE:
+        env["OPENBLAS_CORETYPE"] = name
+    return env
+
+
+def apply_coretype(name: str):
+    """Makes this process's OpenBLAS load with core type `name`: call before importing torch."""
+    env = coretype_env(name)
+    if "OPENBLAS_CORETYPE" in env:
+        os.environ["OPENBLAS_CORETYPE"] = env["OPENBLAS_CORETYPE"]
+    else:
+        os.environ.pop("OPENBLAS_CORETYPE", None)
+
+
+def openblas_state() -> dict:
+    """The OpenBLAS this process has loaded (torch's, once torch is imported): its file, the
+    core type it runs, its build config and thread count; {} when none is loaded."""
+    import ctypes
+    paths = []
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                p = line.split()[-1]
+                if "libopenblas" in os.path.basename(p) and p not in paths:
+                    paths.append(p)
+    except OSError:
+        pass
+    if not paths:
+        return {}
+    try:
+        lib = ctypes.CDLL(paths[0])  # already loaded: the same handle, not a second copy
+        lib.openblas_get_corename.restype = ctypes.c_char_p
+        lib.openblas_get_config.restype = ctypes.c_char_p
+        return {"library": paths[0] if len(paths) == 1 else paths,
+                "core": lib.openblas_get_corename().decode(),
+                "config": lib.openblas_get_config().decode(),
+                "threads": int(lib.openblas_get_num_threads())}
+    except (OSError, AttributeError) as e:
+        return {"library": paths, "error": str(e)}
+
+
+def torch_blas_info(torch) -> str:
+    import re
+    m = re.search(r"BLAS_INFO=(\w+)", torch.__config__.show())
+    return m[1] if m else "unknown"
+
+
+def gemm_cases(batch: int = 32) -> list:
+    """(label, op, shapes) of float32 products the encoder runs at `batch` pairs of 56
+    positions, plus odd sizes (edge tiles, k = 7, a single row). op: linear (x·Wᵀ + b, as
+    nn.Linear: the weight transposed), matmul, or attn (q·kᵀ, k a transposed view)."""
+    n = batch * SEQ
+    return [
+        (f"FFN in: linear [{n}, {HIDDEN}]·[{INTERMEDIATE}, {HIDDEN}]ᵀ", "linear",
+         ((n, HIDDEN), (INTERMEDIATE, HIDDEN))),
+        (f"FFN out: linear [{n}, {INTERMEDIATE}]·[{HIDDEN}, {INTERMEDIATE}]ᵀ", "linear",
+         ((n, INTERMEDIATE), (HIDDEN, INTERMEDIATE))),
+        (f"QKV/output: linear [{n}, {HIDDEN}]·[{HIDDEN}, {HIDDEN}]ᵀ", "linear",
+         ((n, HIDDEN), (HIDDEN, HIDDEN))),
+        (f"regions: linear [{batch * REGIONS}, {IMG_DIM}]·[{HIDDEN}, {IMG_DIM}]ᵀ", "linear",
+         ((batch * REGIONS, IMG_DIM), (HIDDEN, IMG_DIM))),
+        (f"attention scores: [{batch}, {HEADS}, {SEQ}, {HEAD_DIM}]·kᵀ", "attn",
+         ((batch, HEADS, SEQ, HEAD_DIM), (batch, HEADS, SEQ, HEAD_DIM))),
+        (f"attention context: [{batch}, {HEADS}, {SEQ}, {SEQ}]·[…, {SEQ}, {HEAD_DIM}]", "matmul",
+         ((batch, HEADS, SEQ, SEQ), (batch, HEADS, SEQ, HEAD_DIM))),
+        ("pooler, one row: linear [1, 768]·[768, 768]ᵀ", "linear", ((1, HIDDEN), (HIDDEN, HIDDEN))),
+        ("box positions, k = 7: linear [36, 7]·[768, 7]ᵀ", "linear", ((REGIONS, 7), (HIDDEN, 7))),
+        ("odd: matmul [77, 129]·[129, 35]", "matmul", ((77, 129), (129, 35))),
+        ("odd: matmul [31, 1001]·[1001, 17]", "matmul", ((31, 1001), (1001, 17))),
+    ]
+
+
+def torch_product(op: str, a, b, bias=None):
+    """The float32 product under test, as the encoder computes it."""
+    import torch
+    import torch.nn.functional as F
+    if op == "linear":
+        return F.linear(a, b, bias)
+    if op == "attn":
+        return torch.matmul(a, b.transpose(-1, -2))
+    return torch.matmul(a, b)
+
+
+def _as_gemm(op: str, a, b):
+    """float64 numpy operands (A, B) with the product A @ B, bias aside."""
+    import numpy as np
+    a64, b64 = a.double().numpy(), b.double().numpy()
+    if op in ("linear", "attn"):
+        b64 = np.ascontiguousarray(np.swapaxes(b64, -1, -2))
+    return a64, b64
+
+
+def rel_frobenius(got, ref) -> float:
+    """‖got − ref‖_F / ‖ref‖_F in float64; inf when got has a NaN or an infinity."""
+    import numpy as np
+    got = np.asarray(got, dtype=np.float64)
+    ref = np.asarray(ref, dtype=np.float64)
+    if got.shape != ref.shape or not np.isfinite(got).all():
+        return float("inf")
+    return float(np.linalg.norm((got - ref).ravel()) / max(np.linalg.norm(ref.ravel()), 1e-300))
+
+
+def freivalds_error(a64, b64, ref64, rng, vectors: int = 2) -> float:
+    """How far ref64 is from a64 @ b64, by Freivalds' test without BLAS: R·x against A·(B·x)
+    for random x, each product an element-wise multiply and a sum (numpy's own loops), as
+    ‖Rx − A(Bx)‖ / ‖A(Bx)‖ (for Gaussian x its square's mean is ‖R − AB‖²_F / ‖AB‖²_F)."""
+    import numpy as np
+    worst = 0.0
+    for _ in range(vectors):
+        x = rng.standard_normal(b64.shape[-1])
+        bx = (b64 * x).sum(-1)                      # [..., k]
+        abx = (a64 * bx[..., None, :]).sum(-1)      # [..., m]
+        rx = (ref64 * x).sum(-1)                    # [..., m]
+        worst = max(worst, rel_frobenius(rx, abx))
+    return worst
+
+
+def exact_product(a, b) -> list:
+    """a @ b for small float32 matrices, each entry math.fsum of the float64 products: float32
+    × float32 is exact in float64 and fsum rounds the sum once, so this is the exactly rounded
+    result, with no BLAS and no kernel at all."""
+    import math
+    a, b = a.double().tolist(), b.double().tolist()
+    return [[math.fsum(a[i][t] * b[t][j] for t in range(len(b))) for j in range(len(b[0]))]
+            for i in range(len(a))]
+
+
+def check_gemms(batch: int = 32, seed: int = 0, product=None) -> list:
+    """Each gemm_cases product in float32 (product(op, a, b, bias): the kernels under test,
+    torch_product by default) against its float64 reference; the reference checked without
+    BLAS. Returns [{case, err, ref_err, ok}]; one more case compares a small product and the
+    float64 BLAS with exactly rounded sums."""
+    import numpy as np
+    import torch
+    product = product or torch_product
+    gen = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    out = []
+    for label, op, (sa, sb) in gemm_cases(batch):
+        a, b = torch.randn(sa, generator=gen), torch.randn(sb, generator=gen)
+        bias = torch.randn(sb[0], generator=gen) if op == "linear" else None
+        with torch.no_grad():
+            got = product(op, a, b, bias).numpy()
+        a64, b64 = _as_gemm(op, a, b)
+        ref = a64 @ b64  # float64: OpenBLAS's dgemm, checked below without BLAS
+        ref_err = freivalds_error(a64, b64, ref, rng)
+        if bias is not None:
+            ref = ref + bias.double().numpy()
+        err = rel_frobenius(got, ref)
+        out.append({"case": label, "err": err, "ref_err": ref_err,
+                    "ok": err <= GEMM_TOL and ref_err <= REF_TOL})
+    # A small product against exactly rounded sums: checks the float32 kernel and the float64
+    # reference with no BLAS in the loop at all.
+    a, b = torch.randn(5, 300, generator=gen), torch.randn(300, 7, generator=gen)
+    exact = np.array(exact_product(a, b))
+    with torch.no_grad():
+        got = product("matmul", a, b).numpy()
+    ref_err = rel_frobenius(a.double().numpy() @ b.double().numpy(), exact)
+    err = rel_frobenius(got, exact)
+    out.append({"case": "small: matmul [5, 300]·[300, 7] against exact sums", "err": err,
+                "ref_err": ref_err, "ok": err <= GEMM_TOL and ref_err <= REF_TOL})
+    return out
+
+
+def time_gemm(batch: int = 32, repeats: int = 5) -> float:
+    """GFLOP/s of the FFN-in product (linear [batch·56, 768]·[3072, 768]ᵀ + bias), the best of
+    `repeats` calls after one warm-up call."""
+    import torch
+    import torch.nn.functional as F
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(batch * SEQ, HIDDEN, generator=gen)
+    w = torch.randn(INTERMEDIATE, HIDDEN, generator=gen)
+    bias = torch.randn(INTERMEDIATE, generator=gen)
+    flop = 2.0 * batch * SEQ * HIDDEN * INTERMEDIATE
+    best = float("inf")
+    with torch.no_grad():
+        F.linear(x, w, bias)
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            F.linear(x, w, bias)
+            best = min(best, time.perf_counter() - t0)
+    return flop / best / 1e9
+
+
+def probe_here(requested: str, batch: int = 32, repeats: int = 5, threads: int = 1) -> dict:
+    """One candidate, in this process (its environment already chosen): the core OpenBLAS
+    runs, the correctness of the products, the GFLOP/s. What a probe subprocess prints."""
+    import torch
+    torch.set_num_threads(threads)
+    t0 = time.time()
+    state = openblas_state()
+    checks = check_gemms(batch)
+    ok = all(c["ok"] for c in checks)
+    res = {"requested": requested, "core": state.get("core"), "openblas": state,
+           "torch_blas": torch_blas_info(torch), "torch_threads": torch.get_num_threads(),
+           "openblas_threads": state.get("threads"),
+           "env_coretype": os.environ.get("OPENBLAS_CORETYPE"),
+           "max_err": max(c["err"] for c in checks),
+           "max_ref_err": max(c["ref_err"] for c in checks), "checks": checks,
+           "correct": ok}
+    # Time only correct kernels: a wrong one's speed means nothing.
+    res["gflops"] = time_gemm(batch, repeats) if ok else None
+    res["seconds"] = round(time.time() - t0, 2)
+    return res
+
+
+PROBE_MARK = "BLAS-PROBE "
+
+
+def probe_command(name: str, batch: int, repeats: int, threads: int) -> list:
+    # --openblas-threads 0: OPENBLAS_NUM_THREADS comes from the parent's environment.
+    return [sys.executable, "-m", "uniter.bench", "blas-probe", "--one", name,
+            "--batch", str(batch), "--repeats", str(repeats), "--threads", str(threads),
+            "--openblas-threads", "0"]
+
+
+def probe_candidate(name: str, batch: int = 32, repeats: int = 5, threads: int = 1,
+                    timeout: float = 300, command=None, env=None) -> dict:
+    """Probes core type `name` (or default/inherit) in a fresh process and returns its verdict:
+    ok (correct; GFLOP/s measured), wrong (a product off the reference), crashed (a signal such
+    as SIGILL, an error exit, no result), timeout, or not-honoured (OpenBLAS ran another core
+    type than the one asked for: a name it does not know). `command` replaces the probe
+    command (tests)."""
+    import signal
+    import subprocess
+    env = coretype_env(name, env)
+    pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = pkg_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH")
+                                    else "")
+    cmd = command or probe_command(name, batch, repeats, threads)
+    base = {"name": name, "core": None, "gflops": None}
+    t0 = time.time()
+    try:
+        p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {**base, "verdict": "timeout", "reason": f"no result in {timeout:.0f}s"}
+    tail = " | ".join(p.stderr.strip().splitlines()[-2:])
+    if p.returncode < 0:
+        try:
+            sig = signal.Signals(-p.returncode).name
+        except ValueError:
+            sig = f"signal {-p.returncode}"
+        return {**base, "verdict": "crashed", "reason": f"killed by {sig}" +
+                (f" ({tail})" if tail else "")}
+    lines = [ln for ln in p.stdout.splitlines() if ln.startswith(PROBE_MARK)]
+    if p.returncode != 0 or not lines:
+        return {**base, "verdict": "crashed",
+                "reason": f"exit status {p.returncode}, no result" + (f" ({tail})" if tail else "")}
+    res = json.loads(lines[-1][len(PROBE_MARK):])
+    out = {**base, "core": res.get("core"), "gflops": res.get("gflops"),
+           "max_err": res.get("max_err"), "max_ref_err": res.get("max_ref_err"),
+           "torch_threads": res.get("torch_threads"),
+           "openblas_threads": res.get("openblas_threads"), "torch_blas": res.get("torch_blas"),
+           "openblas_config": (res.get("openblas") or {}).get("config"),
+           "seconds": round(time.time() - t0, 1)}
+    if name not in (DEFAULT_CORE, INHERIT_CORE) and (res.get("core") or "").lower() != name.lower():
+        return {**out, "gflops": None, "verdict": "not-honoured",
+                "reason": f"OpenBLAS ran {res.get('core')} instead"}
+    if not res.get("correct"):
+        bad = [c for c in res.get("checks", []) if not c["ok"]]
+        return {**out, "gflops": None, "verdict": "wrong",
+                "reason": "; ".join(f"{c['case']}: error {c['err']:.2e} (reference "
+                                    f"{c['ref_err']:.1e})" for c in bad[:3])}
+    return {**out, "verdict": "ok", "reason": ""}
+
+
+def pick_coretype(results: list):
+    """The fastest candidate whose products were correct, or None. Never one with another
+    verdict, whatever its speed."""
+    ok = [r for r in results if r.get("verdict") == "ok" and r.get("gflops")]
+    return max(ok, key=lambda r: r["gflops"]) if ok else None
+
+
+def probe_key(threads: int, openblas_threads) -> dict:
+    """What a saved probe (--blas-probe FILE) must match to be reused."""
+    return {"format": PROBE_FORMAT, "cpu": cpu_model(), "flags": sorted(cpu_flags()),
+            "python": sys.executable, "torch_threads": threads,
+            "openblas_threads": str(openblas_threads),
+            "inherited_coretype": os.environ.get("OPENBLAS_CORETYPE")}
+
+
+def probe_all(threads: int = 1, batch: int = 32, repeats: int = 5, names=None,
+              ignore_flags: bool = False, timeout: float = 300) -> dict:
+    """Probes OpenBLAS's own choice and every core type the CPU's flags allow, each in a fresh
+    process, and picks the fastest correct one. The summary goes into --meta."""
+    flags = cpu_flags()
+    if ignore_flags:
+        allowed, skipped = list(names or CORETYPE_FLAGS), []
+    else:
+        allowed, skipped = coretype_candidates(flags, names)
+    log(f"OpenBLAS core types: probing {DEFAULT_CORE} (OpenBLAS's own choice) and "
+        f"{', '.join(allowed) or 'no other'}; skipped for missing CPU flags: "
+        + (", ".join(f"{n} ({' '.join(m)})" for n, m in skipped) or "none"))
+    results = []
+    for name in [DEFAULT_CORE] + allowed:
+        r = probe_candidate(name, batch, repeats, threads, timeout)
+        results.append(r)
+        speed = f"{r['gflops']:.1f} GFLOP/s" if r.get("gflops") else "-"
+        err = f", max error {r['max_err']:.1e}" if r.get("max_err") is not None else ""
+        log(f"  {name:15s} core {r.get('core') or '?':12s} {r['verdict']:12s} {speed}{err}"
+            + (f": {r['reason']}" if r.get("reason") else ""))
+        if name == DEFAULT_CORE and r["verdict"] == "ok" and not r.get("core"):
+            log("  no OpenBLAS in torch's process: nothing to choose, OpenBLAS's default stands")
+            break
+    best = pick_coretype(results)
+    default = results[0]
+    summary = {"key": probe_key(threads, os.environ.get("OPENBLAS_NUM_THREADS", "unset")),
+               "cpu": cpu_model(), "batch": batch, "gemm_tol": GEMM_TOL,
+               "timed_gemm": f"linear [{batch * SEQ}, {HIDDEN}]·[{INTERMEDIATE}, {HIDDEN}]ᵀ "
+                             f"float32, best of {repeats}",
+               "inherited_coretype": os.environ.get("OPENBLAS_CORETYPE"),
+               "default_core": default.get("core"),
+               "openblas_config": default.get("openblas_config"),
+               "candidates": results,
+               "skipped": [{"name": n, "missing_flags": m} for n, m in skipped],
+               "chosen": best["name"] if best else None,
+               "chosen_core": best["core"] if best else None}
+    if best:
+        log(f"fastest correct: {best['name']} ({best['core']}, {best['gflops']:.1f} GFLOP/s)")
+    else:
+        log("no candidate computed correct products")
+    return summary
+
+
+def cmd_blas_probe(args):
+    if args.one:  # a probe subprocess: this process's OpenBLAS, as its environment made it
+        res = probe_here(args.one, args.batch, args.repeats, args.threads)
+        print(PROBE_MARK + json.dumps(res), flush=True)
+        return
+    summary = probe_all(args.threads, args.batch, args.repeats, args.coretypes,
+                        args.ignore_flags, args.timeout)
+    text = json.dumps(summary, indent=2)
+    print(text)
+    if args.json:
+        with open(args.json, "w") as f:
+            f.write(text + "\n")
+    if not summary["chosen"]:
+        sys.exit("blas-probe: no OpenBLAS core type computed correct products")
+
+
+def resolve_coretype(args) -> dict | None:
+    """Sets OPENBLAS_CORETYPE for `torch` before torch loads, as --openblas-coretype says;
+    returns the probe summary for auto (from --blas-probe FILE when its key matches)."""
+    want = args.openblas_coretype
+    if want is None:
+        want = "auto" if args.device == "cpu" else INHERIT_CORE
+        args.openblas_coretype = want
+    if want != "auto":
+        apply_coretype(want)
+        return None
+    summary = None
+    key = probe_key(args.threads, os.environ.get("OPENBLAS_NUM_THREADS", "unset"))
+    if args.blas_probe and os.path.exists(args.blas_probe):
+        with open(args.blas_probe) as f:
+            saved = json.load(f)
+        if saved.get("key") == key and saved.get("chosen"):
+            summary = saved
+            log(f"OpenBLAS core type from {args.blas_probe}: {saved['chosen']} "
+                f"({saved['chosen_core']})")
+        else:
+            log(f"{args.blas_probe} was probed with other settings; probing again")
+    if summary is None:
+        summary = probe_all(args.threads)
+        if args.blas_probe:
+            with open(args.blas_probe, "w") as f:
+                json.dump(summary, f, indent=2)
+                f.write("\n")
+    if not summary["chosen"]:
+        sys.exit("torch: no OpenBLAS core type computed correct products (see the log above); "
+                 "--openblas-coretype NAME|default|inherit runs one anyway")
+    apply_coretype(summary["chosen"])
+    return summary
+
+
 def bench_inputs(cfg, batch: int, gen):
     """A padded batch with every position real: 20 token ids, 36 regions with valid boxes."""
     import torch
@@ -421,6 +908,43 @@ def bench_inputs(cfg, batch: int, gen):
     return (ids, torch.ones(batch, TEXT_LEN, dtype=torch.long),
             torch.randn(batch, REGIONS, cfg.img_dim, generator=gen).abs(), loc,
             torch.ones(batch, REGIONS, dtype=torch.long))
+
+
+def torch_blas_state(args, torch) -> dict:
+    """The BLAS the timed run uses, checked before timing: the core type OpenBLAS loaded with
+    must be the one chosen, and (on the CPU) the products at the encoder's shapes must match the
+    float64 reference. Exits otherwise. Returns what --meta records."""
+    state = openblas_state()
+    probe = getattr(args, "probe_summary", None)
+    want = args.openblas_coretype
+    expect = (probe["chosen_core"] if probe else
+              None if want in (DEFAULT_CORE, INHERIT_CORE) else want)
+    if expect and not state:
+        sys.exit(f"torch: --openblas-coretype {want} asks for OpenBLAS's {expect} kernels, but "
+                 "torch has no OpenBLAS loaded here")
+    if expect and (state.get("core") or "").lower() != expect.lower():
+        sys.exit(f"torch: OpenBLAS runs core type {state.get('core')}, not the {expect} chosen "
+                 f"(OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')})")
+    blas = {"torch_blas": torch_blas_info(torch), "coretype_option": want,
+            "core": state.get("core"), "openblas_config": state.get("config"),
+            "openblas_threads": state.get("threads"), "torch_threads": torch.get_num_threads(),
+            "env_coretype": os.environ.get("OPENBLAS_CORETYPE")}
+    if args.device == "cpu":
+        t0 = time.time()
+        checks = check_gemms(32)
+        blas["max_err"] = max(c["err"] for c in checks)
+        blas["gemm_tol"] = GEMM_TOL
+        bad = [c for c in checks if not c["ok"]]
+        if bad:
+            sys.exit("torch: float32 products off the float64 reference with OpenBLAS core "
+                     f"{state.get('core')}: " + "; ".join(
+                         f"{c['case']}: {c['err']:.2e} (reference {c['ref_err']:.1e})"
+                         for c in bad))
+        log(f"products at the encoder's shapes match the float64 reference (max relative "
+            f"error {blas['max_err']:.1e} ≤ {GEMM_TOL:g}) in {time.time() - t0:.1f}s")
+    if probe:
+        blas["probe"] = {k: v for k, v in probe.items() if k != "key"}
+    return blas
 
 
 def cmd_torch(args):
@@ -442,8 +966,9 @@ def cmd_torch(args):
     device = torch.device(args.device)
     graph = EncoderGraph(model, False).eval().to(device)  # what encoder.onnx computes
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    log(f"torch {torch.__version__}: {args.threads} torch threads, OPENBLAS_NUM_THREADS="
-        f"{os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}; same weights as {args.bundle}")
+    blas = torch_blas_state(args, torch)
+    log(f"torch {torch.__version__}: {torch.get_num_threads()} torch threads, OpenBLAS core "
+        f"{blas['core']} with {blas['openblas_threads']} threads; same weights as {args.bundle}")
 
     gen = torch.Generator().manual_seed(0)
     results, runs = {}, {}
@@ -477,7 +1002,8 @@ def cmd_torch(args):
         with open(args.meta, "w") as f:
             json.dump({"torch_version": torch.__version__, "torch_threads": args.threads,
                        "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "unset"),
-                       "seconds_per_run": args.seconds, "runs_pairs_per_s": runs}, f)
+                       "seconds_per_run": args.seconds, "runs_pairs_per_s": runs,
+                       "blas": blas}, f)
             f.write("\n")
 
 
@@ -513,12 +1039,43 @@ def main():
                     help="OPENBLAS_NUM_THREADS (0: leave the environment alone)")
     tb.add_argument("--device", default="cpu", help="torch device: cpu or cuda")
     tb.add_argument("--json", help="also write the result here")
-    tb.add_argument("--meta", help="write the settings used (threads, torch version) here")
+    tb.add_argument("--meta", help="write the settings used (threads, torch version, BLAS) here")
+    tb.add_argument("--openblas-coretype", metavar="auto|default|inherit|NAME",
+                    help="OpenBLAS kernels for the matrix products: auto (default on the CPU) "
+                         "probes the core types the CPU allows and takes the fastest correct "
+                         "one; default: OpenBLAS's own choice (OPENBLAS_CORETYPE removed); "
+                         "inherit: the environment's (default with --device cuda); NAME: that "
+                         "core type (e.g. Haswell, SkylakeX, Cooperlake). The products are "
+                         "checked against a float64 reference before timing, whichever it is")
+    tb.add_argument("--blas-probe", metavar="FILE",
+                    help="auto: reuse the probe saved here when it was made with the same CPU "
+                         "and threads, else probe and save it here")
+    bp = sub.add_parser("blas-probe", help="probe OpenBLAS core types for PyTorch: correctness "
+                                           "against float64, GFLOP/s; pick the fastest correct")
+    bp.add_argument("--coretypes", nargs="+", metavar="NAME",
+                    help="probe only these (default: every core type the CPU's flags allow)")
+    bp.add_argument("--ignore-flags", action="store_true",
+                    help="probe --coretypes even when the CPU lacks their instructions (a "
+                         "crash or a wrong result then excludes them)")
+    bp.add_argument("--batch", type=int, default=32,
+                    help="pairs of 56 positions in the checked and timed products (default 32)")
+    bp.add_argument("--repeats", type=int, default=5, help="timed calls; the best counts")
+    bp.add_argument("--timeout", type=float, default=300, help="seconds per candidate, at most")
+    bp.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="torch.set_num_threads")
+    bp.add_argument("--openblas-threads", type=int, default=DEFAULT_OPENBLAS_THREADS,
+                    help="OPENBLAS_NUM_THREADS (0: leave the environment alone)")
+    bp.add_argument("--json", help="also write the summary here")
+    bp.add_argument("--one", metavar="NAME", help=argparse.SUPPRESS)  # a probe subprocess
     args = ap.parse_args()
 
-    if args.cmd == "torch" and args.openblas_threads > 0:
+    if args.cmd in ("torch", "blas-probe") and getattr(args, "openblas_threads", 0) > 0:
         os.environ["OPENBLAS_NUM_THREADS"] = str(args.openblas_threads)  # read when torch loads
-    {"export": cmd_export, "export-tasks": cmd_export_tasks, "torch": cmd_torch}[args.cmd](args)
+    if args.cmd == "blas-probe" and args.one:
+        apply_coretype(args.one)  # as the parent set it; also when run by hand
+    if args.cmd == "torch":
+        args.probe_summary = resolve_coretype(args)  # OPENBLAS_CORETYPE, before torch loads
+    {"export": cmd_export, "export-tasks": cmd_export_tasks, "torch": cmd_torch,
+     "blas-probe": cmd_blas_probe}[args.cmd](args)
 
 
 if __name__ == "__main__":
