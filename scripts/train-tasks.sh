@@ -9,7 +9,7 @@
 # Every step writes into $WORK (default .cache/tasks) and is skipped when its output exists; a
 # fine-tune that was interrupted continues from its last evaluation (--resume), and one whose
 # bundle exists is skipped. Delete a task's folder to train it again. Bundles stay under $WORK
-# ($WORK/TASK/bundle, named shapes-TASK); nothing is written to bundles/ or committed.
+# ($WORK/TASK/bundle, named shapes-TASK); with SHIP, also copied to SHIP/TASK.
 #
 # Knobs (environment):
 #   TASKS         tasks to train, in order (default "qa ref ve nlvr2")
@@ -23,6 +23,8 @@
 #   <TASK>_STAGES  the task's runs, "STEPS:LR[:STOP] …" (below); <TASK>_BATCH its batch size;
 #                 <TASK>_CONT_WARMUP the warm-up of the stages after the first (200)
 #   EXTRA         more uniter.finetune flags for every task
+#   SHIP          a folder (e.g. bundles/shapes-tasks, what `make run` serves): the bundles are
+#                 copied there as SHIP/TASK at the end, replacing what was there (default: none)
 #   PY            python with torch (default /usr/bin/python3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -151,3 +153,12 @@ print(f"{m['task']:6s} val acc {v['acc']:.4f}{rel} ({v['items']} items) {v['by_t
 EOF
   echo "       $WORK/$t/bundle"
 done
+
+if [ -n "${SHIP:-}" ]; then
+  step "shipping the bundles to $SHIP"
+  for t in $TASKS; do
+    [ -f "$WORK/$t/bundle/manifest.json" ] || { echo "$WORK/$t/bundle is missing" >&2; exit 1; }
+    rm -rf "${SHIP:?}/$t" && mkdir -p "$SHIP" && cp -r "$WORK/$t/bundle" "$SHIP/$t"
+    echo "       $SHIP/$t" >&2
+  done
+fi

@@ -47,7 +47,7 @@ def write_split(root):
              offsets=np.arange(0, R + 1, N_REGIONS, dtype=np.int64))
     with open(os.path.join(root, "annotations.jsonl"), "w") as f:
         for i in range(N_IMAGES):
-            f.write(json.dumps({"id": i, "file": f"images/{i:05d}.png"}) + "\n")
+            f.write(json.dumps({"id": i, "file": f"images/{i:05d}.png", "objects": [{}] * (i % 3 + 1)}) + "\n")
     qa, ve, nl, ref = [], [], [], []
     for i in range(N_IMAGES):
         for k in range(2):
@@ -185,3 +185,56 @@ def test_resume_continues_from_saved_step(env, tmp_path):
     assert set(a) == set(b)
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-6), k
+
+
+def test_bundle_has_no_attention_graph_and_export_only_rewrites_it(env, tmp_path):
+    out = tmp_path / "qa"
+    ft.run(args_for(env, "qa", out, "--steps", "2"))
+    bundle = out / "bundle"
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert set(manifest["graphs"]) == {"encoder"} and manifest["heads"]["attention"] is False
+    assert not (bundle / "encoder_attention.onnx").exists()
+    encoder = (bundle / "encoder.onnx").read_bytes()
+    (bundle / "stale.txt").write_text("left over")
+    # --export-only needs no --init: the run's config, vocabulary and answers are in OUT.
+    got = ft.run(ft.parse_args(["--task", "qa", "--split-dir", env["split"], "--val-dir", env["split"],
+                                "--init-bundle", env["bundle"], "--out", str(out), "--export-only",
+                                "--no-progress"]))
+    assert got == {"exported": True}
+    assert (bundle / "encoder.onnx").read_bytes() == encoder  # the same weights, the same graph
+    assert not (bundle / "stale.txt").exists()
+    assert json.loads((bundle / "manifest.json").read_text())["graphs"]["encoder"] == manifest["graphs"]["encoder"]
+    with pytest.raises(SystemExit):
+        ft.parse_args(["--task", "qa", "--split-dir", env["split"], "--val-dir", env["split"], "--out", str(out)])
+
+
+def test_types_and_max_objects_select_training_items(env, tmp_path, monkeypatch):
+    seen = {}
+    real = ft.batch_indices
+
+    def spy(n, batch, step, seed):
+        seen["n"] = n
+        return real(n, batch, step, seed)
+
+    monkeypatch.setattr(ft, "batch_indices", spy)
+    ft.run(args_for(env, "qa", tmp_path / "types", "--steps", "1", "--no-export", "--types", "relation_color"))
+    assert seen["n"] == N_IMAGES  # one relation_color question per image of the made-up split
+    with pytest.raises(SystemExit, match="no training item has type"):
+        ft.run(args_for(env, "qa", tmp_path / "bad", "--steps", "1", "--no-export", "--types", "count"))
+    counts = ft.scene_object_counts(env["split"])
+    assert counts == [i % 3 + 1 for i in range(N_IMAGES)]
+    ft.run(args_for(env, "qa", tmp_path / "objs", "--steps", "1", "--no-export", "--max-objects", "2"))
+    assert seen["n"] == 2 * sum(c <= 2 for c in counts)  # two questions an image
+
+
+def test_location_layer_gets_its_own_learning_rate(env):
+    tokens = ft.build_vocab(env["vocab"], WORDS, "extend")
+    cfg = ft.UniterConfig.from_dict(dict(env["cfg"].to_dict(), vocab_size=len(tokens)))
+    model = ft.build_task_model("qa", cfg, len(ANSWERS))
+    opt = ft.build_optimizer(model, 1e-4, 10.0, pos_lr_mul=30.0)
+    names = {id(p): n for n, p in model.named_parameters()}
+    muls = {names[id(p)]: g["lr_mul"] for g in opt.param_groups for p in g["params"]}
+    assert muls[ft.POS_PREFIX + "weight"] == muls[ft.POS_PREFIX + "bias"] == 30.0
+    assert all(m == 10.0 for n, m in muls.items() if n.startswith(ft.HEAD_PREFIXES))
+    assert all(m == 1.0 for n, m in muls.items() if not n.startswith(ft.HEAD_PREFIXES + (ft.POS_PREFIX,)))
+    assert len(muls) == len(list(model.parameters()))

@@ -507,10 +507,11 @@ def export_checkpoint(checkpoint: str, config: str, vocab: str, labels: str, out
                       lowercase: bool = False, max_text_length: int = 60, rank: bool = False,
                       strict: bool = False, description: str = "", random_weights: bool = False,
                       provenance: Optional[dict] = None, verify: bool = True, log=None,
-                      precision: str = "fp32"):
+                      precision: str = "fp32", attention: bool = True):
     """What `python3 -m uniter.export` does: reads the checkpoint, finds its class (or `task`),
     completes the config from the tensors, loads key for key, writes the bundle with the heads
     whose weights the checkpoint holds, and checks it with ONNX Runtime when that is installed.
+    `attention` False leaves out encoder_attention.onnx (no attention maps; a smaller bundle).
     Returns (manifest, report, model)."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
     sd = torch.load(checkpoint, map_location="cpu")
@@ -546,7 +547,8 @@ def export_checkpoint(checkpoint: str, config: str, vocab: str, labels: str, out
     prov.update(missing_keys=report.missing, unexpected_keys=report.unexpected)
     if report.tied_filled:
         prov["derived_keys"] = report.tied_filled
-    manifest = write_bundle(model.eval(), out, name=name, vocab_path=vocab,
+    graphs = [g for g in default_graphs(model, report.heads) if attention or g != "encoder_attention"]
+    manifest = write_bundle(model.eval(), out, name=name, vocab_path=vocab, graphs=graphs,
                             region_labels=region_labels, lowercase=lowercase,
                             max_text_length=max_text_length, random_weights=random_weights,
                             description=description, provenance=prov, heads=report.heads,
@@ -613,6 +615,9 @@ def main(argv=None):
                     help="int8: quantize the encoder graphs dynamically (int8 weights per output "
                          "channel, MatMulInteger; uniter.quantize) and record \"precision\": \"int8\" "
                          "in the manifest (default: %(default)s)")
+    ap.add_argument("--no-attention", dest="attention", action="store_false",
+                    help="leave out the attention graph (encoder_attention.onnx): the bundle serves "
+                         "everything but attention maps, at about half the size")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(1)
@@ -620,7 +625,8 @@ def main(argv=None):
         export_checkpoint(args.checkpoint, args.config, args.vocab, args.labels, args.out, args.name,
                           task=args.task, answers=args.answers, lowercase=args.lowercase,
                           max_text_length=args.max_text_length, rank=args.rank, strict=args.strict,
-                          description=args.description, precision=args.precision)
+                          description=args.description, precision=args.precision,
+                          attention=args.attention)
     except ValueError as e:
         sys.exit(f"uniter.export: {e}")
     print(f"wrote {args.out}", file=sys.stderr)

@@ -55,6 +55,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from typing import Dict, List, Optional, Sequence
@@ -131,6 +132,12 @@ def features_dir(split_dir: str, given: Optional[str] = None) -> str:
         return split_dir
     d = os.path.normpath(split_dir)
     return os.path.join(os.path.dirname(d), "feat-" + os.path.basename(d))
+
+
+def scene_object_counts(split_dir: str) -> List[int]:
+    """The number of objects of each image of a split, in image-id order (annotations.jsonl)."""
+    with open(os.path.join(split_dir, "annotations.jsonl"), encoding="utf-8") as f:
+        return [len(json.loads(line)["objects"]) for line in f if line.strip()]
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -345,15 +352,24 @@ def evaluate(model, task: str, data: TaskData, idx: Optional[Sequence[int]] = No
 # Optimiser and schedule
 
 
-def build_optimizer(model, lr: float, head_lr_mul: float, weight_decay: float = 0.01):
+# The location embedding's input layer (7-d box → hidden). Its inputs are fractions of the image
+# with little spread, so pre-training leaves the box a small ripple on a near-constant vector
+# (on the default model: across regions, 5% of the embedding's energy; the feature embedding
+# 45%); at the encoder's learning rate AdamW takes thousands of steps to make it loud enough
+# for a task to compare two boxes. --pos-lr-mul trains it faster.
+POS_PREFIX = "uniter.img_embeddings.pos_linear."
+
+
+def build_optimizer(model, lr: float, head_lr_mul: float, weight_decay: float = 0.01,
+                    pos_lr_mul: float = 1.0):
     groups = {}
     for n, p in model.named_parameters():
-        head = n.startswith(HEAD_PREFIXES)
+        kind = "head" if n.startswith(HEAD_PREFIXES) else "pos" if n.startswith(POS_PREFIX) else "encoder"
         decay = not (n.endswith(".bias") or isinstance(_module_of(model, n), torch.nn.LayerNorm))
-        groups.setdefault((head, decay), []).append(p)
-    params = [{"params": ps, "weight_decay": weight_decay if decay else 0.0,
-               "lr_mul": head_lr_mul if head else 1.0}
-              for (head, decay), ps in sorted(groups.items())]
+        groups.setdefault((kind, decay), []).append(p)
+    mul = {"head": head_lr_mul, "pos": pos_lr_mul, "encoder": 1.0}
+    params = [{"params": ps, "weight_decay": weight_decay if decay else 0.0, "lr_mul": mul[kind]}
+              for (kind, decay), ps in sorted(groups.items())]
     return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.98))
 
 
@@ -408,7 +424,8 @@ def export_bundle(args, out: str, cfg_path: str, vocab_path: str, answers_path: 
     return export_checkpoint(os.path.join(out, "final.pt"), cfg_path, vocab_path, labels_path, bundle,
                              f"shapes-{args.task}", task=task, answers=answers_path,
                              lowercase=True, max_text_length=args.max_text_length, strict=True,
-                             description=desc, provenance={"finetune": meta}, log=log)
+                             description=desc, provenance={"finetune": meta}, log=log,
+                             attention=False)  # task bundles are served without attention maps: half the size
 
 
 # ---------------------------------------------------------------------------------------------
@@ -422,11 +439,18 @@ def run(args) -> dict:
     say = (lambda s: _tqdm.write(s, file=sys.stderr)) if (_tqdm and args.progress) else \
         (lambda s: print(s, file=sys.stderr, flush=True))
     torch.manual_seed(args.seed)
+    if args.export_only:  # the run's own config, vocabulary and answers, as it trained with them
+        with open(os.path.join(out, "final.json")) as f:
+            meta = json.load(f)
+        answers_path = os.path.join(out, "answers.json") if args.task == "qa" else None
+        labels_path = args.labels or os.path.join(args.init_bundle, "region_labels.txt")
+        shutil.rmtree(os.path.join(out, "bundle"), ignore_errors=True)
+        export_bundle(args, out, os.path.join(out, "config.json"), os.path.join(out, "vocab.txt"),
+                      answers_path, labels_path, meta, log=say)
+        say(f"wrote {os.path.join(out, 'bundle')} from {os.path.join(out, 'final.pt')}")
+        return {"exported": True}
 
     # the init: a pre-training checkpoint (flat state dict) with its config.json beside it
-    init_sd = torch.load(args.init, map_location="cpu")
-    if "model" in init_sd and isinstance(init_sd["model"], dict):
-        init_sd = init_sd["model"]
     cfg_src = args.config or os.path.join(os.path.dirname(args.init), "config.json")
     with open(cfg_src) as f:
         cfg_dict = json.load(f)
@@ -458,12 +482,27 @@ def run(args) -> dict:
         answers_path = os.path.join(out, "answers.json")
         write_json(answers_path, answers)
 
+    init_sd = torch.load(args.init, map_location="cpu")
+    if "model" in init_sd and isinstance(init_sd["model"], dict):
+        init_sd = init_sd["model"]
     say(f"finetune {args.task}: loading data")
     train = TaskData(args.task, args.split_dir, features_dir(args.split_dir, args.train_features),
                      tok, answers, max_images=args.max_images, max_items=args.max_items, seed=args.seed)
     val = TaskData(args.task, args.val_dir, features_dir(args.val_dir, args.val_features), tok,
                    answers, max_items=0, seed=args.seed)
     train_idx = np.flatnonzero(train.trainable)
+    if args.types:
+        wanted = set(args.types.split(","))
+        if unknown := wanted - set(train.types):
+            raise SystemExit(f"--types: no training item has type {sorted(unknown)}")
+        train_idx = np.array([i for i in train_idx if train.types[i] in wanted], dtype=np.int64)
+    if args.max_objects:
+        objects = scene_object_counts(args.split_dir)
+        imgs = lambda i: train.images[i] if args.task == "nlvr2" else (train.images[i],)
+        train_idx = np.array([i for i in train_idx
+                              if all(objects[j] <= args.max_objects for j in imgs(i))], dtype=np.int64)
+    if len(train_idx) == 0:
+        raise SystemExit("no training item is left after --types / --max-objects")
     val_sub = np.sort(np.random.default_rng(args.seed + 1).permutation(len(val))[:args.val_items]) \
         if args.val_items and args.val_items < len(val) else np.arange(len(val))
     say(f"train items {len(train)} ({len(train_idx)} trainable), val {len(val)} "
@@ -474,7 +513,7 @@ def run(args) -> dict:
     init_info = init_from_pretrained(model, init_sd)
     lr_mul = args.head_lr_mul if args.head_lr_mul is not None else DEFAULT_HEAD_LR_MUL[args.task]
     lr = args.lr if args.lr is not None else DEFAULT_LR[args.task]
-    opt = build_optimizer(model, lr, lr_mul)
+    opt = build_optimizer(model, lr, lr_mul, pos_lr_mul=args.pos_lr_mul)
     warmup = args.warmup if args.warmup is not None else max(1, int(0.1 * args.steps))
 
     log_path = os.path.join(out, "log.jsonl")
@@ -491,10 +530,11 @@ def run(args) -> dict:
     elif os.path.exists(log_path):
         os.remove(log_path)
     meta_run = {"task": args.task, "init": os.path.abspath(args.init), "init_info": init_info,
-                "lr": lr, "head_lr_mul": lr_mul, "warmup": warmup, "steps": args.steps,
+                "lr": lr, "head_lr_mul": lr_mul, "pos_lr_mul": args.pos_lr_mul, "warmup": warmup, "steps": args.steps,
                 "batch": args.batch, "seed": args.seed, "vocab_mode": args.vocab_mode,
                 "train_items": len(train), "trainable_items": int(len(train_idx)),
-                "max_images": args.max_images, "nlvr2_layout": args.nlvr2_layout,
+                "max_images": args.max_images, "types": args.types,
+                "max_objects": args.max_objects, "nlvr2_layout": args.nlvr2_layout,
                 "re_mlp": args.re_mlp, "split_dir": os.path.abspath(args.split_dir),
                 "val_dir": os.path.abspath(args.val_dir)}
 
@@ -601,7 +641,7 @@ def parse_args(argv=None):
     ap.add_argument("--train-features", default=None, help="uniter extract output of --split-dir "
                     "(default: DIR/regions.npz, else feat-NAME beside it)")
     ap.add_argument("--val-features", default=None, help="the same for --val-dir")
-    ap.add_argument("--init", required=True, help="pre-trained checkpoint (official flat state "
+    ap.add_argument("--init", help="pre-trained checkpoint (official flat state "
                     "dict, e.g. uniter.recover's final.pt); config.json beside it")
     ap.add_argument("--config", default=None, help="model config JSON (default: config.json beside --init)")
     ap.add_argument("--init-bundle", default="../bundles/shapes-uniter",
@@ -615,12 +655,20 @@ def parse_args(argv=None):
     ap.add_argument("--lr", type=float, default=None, help="peak learning rate (default 5e-5)")
     ap.add_argument("--head-lr-mul", type=float, default=None,
                     help="head learning-rate multiplier (default: 10 for qa/ve as official lr_mul, 1 otherwise)")
+    ap.add_argument("--pos-lr-mul", type=float, default=1.0,
+                    help="learning-rate multiplier of the location embedding's input layer (default 1)")
     ap.add_argument("--warmup", type=int, default=None, help="warm-up steps (default 10%% of --steps)")
     ap.add_argument("--grad-norm", type=float, default=2.0)
     ap.add_argument("--dropout", type=float, default=None, help="override the config's dropout")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--max-images", type=int, default=0, help="train on items of the first N images only")
     ap.add_argument("--max-items", type=int, default=0, help="at most N training items (random)")
+    ap.add_argument("--types", default="",
+                    help="train on the items of these types only (comma-separated: QA question types, "
+                         "VE rules, NLVR2 statement types, Ref attribute|relation); validation keeps all")
+    ap.add_argument("--max-objects", type=int, default=0,
+                    help="train on items whose scenes hold at most N objects (a curriculum stage); "
+                         "validation keeps all")
     ap.add_argument("--val-items", type=int, default=2000, help="items per periodic evaluation (0: all)")
     ap.add_argument("--eval-every", type=int, default=250)
     ap.add_argument("--log-every", type=int, default=25)
@@ -632,8 +680,13 @@ def parse_args(argv=None):
     ap.add_argument("--resume", action="store_true", help="continue from OUT/state.pt")
     ap.add_argument("--stop-after", type=int, default=0, help="stop (as if interrupted) after step N")
     ap.add_argument("--no-export", action="store_true")
+    ap.add_argument("--export-only", action="store_true",
+                    help="write OUT/bundle again from a finished run (OUT/final.pt, final.json); no training")
     ap.add_argument("--no-progress", dest="progress", action="store_false")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    if not args.init and not args.export_only:
+        ap.error("--init is required (except with --export-only)")
+    return args
 
 
 def main(argv=None):
