@@ -17,6 +17,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	onnx "github.com/yalue/onnxruntime_go"
 )
@@ -70,6 +71,17 @@ type Environment struct {
 	closed         bool
 	sessions       map[*Session]struct{}
 	cudaPlugin     cudaPlugin
+	profileDir     string       // where new sessions write their profiles; "" none (ProfileTo)
+	profiles       atomic.Int64 // sessions profiled so far: numbers their profile files
+}
+
+// ProfileTo makes the sessions opened from now on record ONNX Runtime's per-node profile into
+// dir: each writes dir/GRAPH-N_<time>.json when it is closed (ReadProfile sums one per op).
+// "" stops it for later sessions.
+func (e *Environment) ProfileTo(dir string) {
+	e.mu.Lock()
+	e.profileDir = dir
+	e.mu.Unlock()
 }
 
 var (
@@ -141,6 +153,10 @@ func (e *Environment) Provider() string {
 	defer e.mu.Unlock()
 	return e.provider
 }
+
+// CUDAUseTF32 reports whether the CUDA provider is configured to use TF32 for fp32 matrix
+// products (Config.CUDAUseTF32); it says nothing about the provider in use (see Provider).
+func (e *Environment) CUDAUseTF32() bool { return e.cfg.CUDAUseTF32 }
 
 // FallbackReason says why CUDA was replaced by CPU; empty when it was not.
 func (e *Environment) FallbackReason() string {

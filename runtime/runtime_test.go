@@ -258,3 +258,45 @@ func TestCUDAProvider(t *testing.T) {
 		}
 	}
 }
+
+// TestProfile: a session opened after ProfileTo writes ONNX Runtime's profile when closed, and
+// ReadProfile counts its runs and the probe's one operator (Relu) once per run.
+func TestProfile(t *testing.T) {
+	env := testenv.Env(t)
+	dir := t.TempDir()
+	env.ProfileTo(dir)
+	s, err := env.NewSession("probe", testenv.Path(t, "runtime", "probe.onnx"), probeIn, probeOut, nil)
+	env.ProfileTo("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := s.Run(context.Background(), []ort.Tensor{{Shape: []int64{1}, F32: []float32{1}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "probe-*.json"))
+	if len(files) != 1 {
+		t.Fatalf("profile files %v, want one probe-N_<time>.json", files)
+	}
+	p, err := ort.ReadProfile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Runs != 3 || len(p.Ops) != 1 || p.Ops[0].Op != "Relu" || p.Ops[0].Calls != 3 || p.Total <= 0 {
+		t.Errorf("profile %+v, want 3 runs of one Relu", p)
+	}
+	if _, err := ort.ReadProfile(filepath.Join(dir, "missing.json")); err == nil {
+		t.Error("a missing profile read without an error")
+	}
+	bad := filepath.Join(dir, "bad.json")
+	if err := os.WriteFile(bad, []byte(`{"not": "a list"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ort.ReadProfile(bad); err == nil || !strings.Contains(err.Error(), "not an ONNX Runtime profile") {
+		t.Errorf("a file that is no profile: %v", err)
+	}
+}

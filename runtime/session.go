@@ -5,6 +5,8 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 
@@ -70,7 +72,7 @@ var ErrClosed = errors.New("the session is closed")
 // manifest fails at load and not at the first request.
 func (e *Environment) NewSession(name, path string, inputs, outputs []IOSpec, tuning *SessionTuning) (*Session, error) {
 	e.mu.Lock()
-	closed, provider := e.closed, e.provider
+	closed, provider, profileDir := e.closed, e.provider, e.profileDir
 	e.mu.Unlock()
 	if closed {
 		return nil, errors.New("onnx runtime environment is closed")
@@ -94,6 +96,14 @@ func (e *Environment) NewSession(name, path string, inputs, outputs []IOSpec, tu
 		return nil, fmt.Errorf("graph %s: session options for %s: %w", name, provider, err)
 	}
 	defer opts.Destroy()
+	if profileDir != "" {
+		if err := os.MkdirAll(profileDir, 0o755); err != nil {
+			return nil, fmt.Errorf("graph %s: profile folder: %w", name, err)
+		}
+		if err := opts.EnableProfiling(filepath.Join(profileDir, fmt.Sprintf("%s-%d", name, e.profiles.Add(1)))); err != nil {
+			return nil, fmt.Errorf("graph %s: profiling: %w", name, err)
+		}
+	}
 	s, err := onnx.NewDynamicAdvancedSession(path, names(inputs), names(outputs), opts)
 	if err != nil {
 		hint := ""

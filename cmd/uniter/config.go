@@ -38,6 +38,7 @@ type Config struct {
 		DetectorOnCUDA   bool   `mapstructure:"detector_on_cuda"`
 		IntraOpThreads   int    `mapstructure:"intra_op_threads"`
 		InterOpThreads   int    `mapstructure:"inter_op_threads"`
+		ProfileDir       string `mapstructure:"profile_dir"`
 	} `mapstructure:"ort"`
 	Limits struct {
 		MaxBodyBytes   int64         `mapstructure:"max_body_bytes"`
@@ -87,6 +88,7 @@ var defaults = map[string]any{
 	"ort.detector_on_cuda":      false,
 	"ort.intra_op_threads":      0,
 	"ort.inter_op_threads":      0,
+	"ort.profile_dir":           "",
 	"limits.max_body_bytes":     int64(24 << 20),
 	"limits.max_image_bytes":    int64(16 << 20),
 	"limits.max_image_pixels":   int64(40_000_000),

@@ -70,7 +70,7 @@ func newRoot() *cobra.Command {
 	root.AddCommand(indexCmd(load), indexTextsCmd(load), importFeaturesCmd(load), evalGalleryCmd(load))
 	root.AddCommand(attentionStatsCmd(load))
 	root.AddCommand(vqaCmd(load), entailCmd(load), nlvr2Cmd(load), referCmd(load))
-	root.AddCommand(healthcheckCmd(load))
+	root.AddCommand(healthcheckCmd(load), profileSummaryCmd())
 	return root
 }
 
@@ -102,6 +102,10 @@ func openService(cfg *Config, log *slog.Logger) (*service, error) {
 	env, err := ort.NewEnvironment(cfg.ortConfig(), log)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.ORT.ProfileDir != "" {
+		env.ProfileTo(cfg.ORT.ProfileDir)
+		log.Info("ONNX Runtime profiles every graph run; each graph's profile is written when the process stops", "dir", cfg.ORT.ProfileDir)
 	}
 	b, err := pipeline.Load(env, cfg.Bundle, cfg.modelOptions())
 	if err != nil {
