@@ -55,7 +55,7 @@ type Detection struct {
 	SHA256        string  // of the encoded bytes; set by whoever keys detections by it
 	Format        string  // the decoded format (SupportedFormats)
 	Width, Height int     // original (EXIF-oriented) size
-	Scale         float64 // the graph's input = original · Scale
+	Scale         float64 // the graph's input ≈ original · Scale (ScaleInfo.Scale)
 	Proposals     int     // proposals the graph scored
 	Regions       []Region
 	Prepared      *Prepared // the encoder's input: features and 7-d locations

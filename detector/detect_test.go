@@ -99,3 +99,34 @@ func TestDetect(t *testing.T) {
 		t.Errorf("text bytes: got %v, want ErrNotImage", err)
 	}
 }
+
+// Under the detectron2 rule a 16×9 image goes to the graph at 1000×562 (the port's size; the
+// default rule would give 1000×563) and boxes come back per axis: the resized image's lower
+// right quarter is the original's.
+func TestDetectDetectron2(t *testing.T) {
+	g := &fakeGraph{out: Outputs{
+		Boxes:      []float32{500, 281, 1000, 562, 0, 0, 1000, 562},
+		ClassProbs: []float32{0.1, 0.9, 0.5, 0.5},
+		Features:   []float32{1, 2},
+	}}
+	d := &Detector{Graph: g, Preprocess: PreprocessSpec{ChannelOrder: "BGR", PixelStd: [3]float32{1, 1, 1},
+		ShorterSide: 600, LongerSideMax: 1000, ResizeRule: ResizeDetectron2},
+		Selection:  SelectionSpec{NMSIoU: 0.3, MinConfidence: 0.2, MinBoxes: 1, MaxBoxes: 10},
+		MaxRegions: 10, ClassDim: 2, FeatureDim: 1}
+	det, err := d.Detect(context.Background(), pngBytes(t, 16, 9))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.width != 1000 || g.height != 562 || det.Scale != 62.5 {
+		t.Fatalf("graph input %d×%d, scale %v; want 1000×562, 62.5", g.width, g.height, det.Scale)
+	}
+	want := []Box{{8, 4.5, 16, 9}, {0, 0, 16, 9}}
+	if len(det.Regions) != 2 {
+		t.Fatalf("regions %+v", det.Regions)
+	}
+	for k, r := range det.Regions {
+		if r.Box != want[k] || det.Prepared.Boxes[k] != want[k] || det.Prepared.Locations[k] != Location(want[k], 16, 9) {
+			t.Errorf("region %d: box %v, prepared %v %v; want %v", k, r.Box, det.Prepared.Boxes[k], det.Prepared.Locations[k], want[k])
+		}
+	}
+}

@@ -9,6 +9,19 @@ import (
 // ErrInvalidSpec reports a preprocessing or selection spec that cannot be used.
 var ErrInvalidSpec = errors.New("invalid detector spec")
 
+// Resize rules: how the resized size is computed and how boxes map back to the original image
+// (the manifest's detector.preprocess.resize_rule; docs/detector-contract.md, Preprocessing
+// step 2 and Selection step 4).
+const (
+	// ResizeShorterSide is the default (an absent or empty rule): one scale for both axes,
+	// capped when the rounded longer side would exceed the cap; boxes map back by / scale.
+	ResizeShorterSide = "shorter_side"
+	// ResizeDetectron2 is the LXMERT demo port's ResizeShortestEdge (detectron2's): the
+	// shorter side becomes exactly ShorterSide, the longer one is capped on its unrounded
+	// length, each side rounded by int(x + 0.5); boxes map back per axis by W/Wr and H/Hr.
+	ResizeDetectron2 = "detectron2"
+)
+
 // PreprocessSpec is the manifest's detector.preprocess block (docs/detector-contract.md).
 type PreprocessSpec struct {
 	ChannelOrder  string     // "BGR" or "RGB": the order of the tensor's three channels
@@ -16,6 +29,13 @@ type PreprocessSpec struct {
 	PixelStd      [3]float32 // divided by per channel, in ChannelOrder
 	ShorterSide   int        // target length of the shorter side (> 0)
 	LongerSideMax int        // cap on the longer side; 0 = no cap
+	ResizeRule    string     // ResizeShorterSide (also "") or ResizeDetectron2
+}
+
+// ValidResizeRule reports whether rule names a resize rule ("" is the default,
+// ResizeShorterSide).
+func ValidResizeRule(rule string) bool {
+	return rule == "" || rule == ResizeShorterSide || rule == ResizeDetectron2
 }
 
 // Validate reports a spec Preprocess cannot use.
@@ -32,6 +52,9 @@ func (s PreprocessSpec) Validate() error {
 	if s.LongerSideMax < 0 {
 		return bad("longer_side_max %d, want ≥ 0 (0 = no cap)", s.LongerSideMax)
 	}
+	if !ValidResizeRule(s.ResizeRule) {
+		return bad("resize_rule %q, want %q (the default) or %q", s.ResizeRule, ResizeShorterSide, ResizeDetectron2)
+	}
 	for c := 0; c < 3; c++ {
 		if !Finite(s.PixelMeans[c]) {
 			return bad("pixel_means[%d] is not finite", c)
@@ -45,19 +68,35 @@ func (s PreprocessSpec) Validate() error {
 
 // ScaleInfo records how an image was resized for the detector.
 type ScaleInfo struct {
-	Scale                       float64 // resized = original · Scale (boxes map back by / Scale)
-	Width, Height               int     // original (oriented) size
-	ResizedWidth, ResizedHeight int     // the tensor's spatial size
+	// Scale is the factor the resize rule computed before rounding: resized ≈ original · Scale.
+	// Under ResizeShorterSide boxes map back by / Scale; under ResizeDetectron2 they map back per
+	// axis (ToOriginal) and Scale only sizes min_box_size.
+	Scale                       float64
+	Rule                        string // the spec's ResizeRule ("" = ResizeShorterSide)
+	Width, Height               int    // original (oriented) size
+	ResizedWidth, ResizedHeight int    // the tensor's spatial size
 }
 
-// ResizeScale computes the contract's scale and resized size for a w×h image:
-// scale = ShorterSide / min(w, h); if round(max(w, h)·scale) > LongerSideMax then
-// scale = LongerSideMax / max(w, h); wr = round(w·scale), hr = round(h·scale), rounding half
-// away from zero, each at least 1. A ShorterSide ≤ 0 means scale 1 (before the cap); w and h
-// must be positive (otherwise it returns 0, 0, 0).
+// ResizeScale computes the scale and resized size for a w×h image under spec.ResizeRule.
+//
+// ResizeShorterSide (the default): scale = ShorterSide / min(w, h); if round(max(w, h)·scale) >
+// LongerSideMax then scale = LongerSideMax / max(w, h); wr = round(w·scale), hr = round(h·scale),
+// rounding half away from zero.
+//
+// ResizeDetectron2 (the LXMERT port's ResizeShortestEdge, in float64 as Python computes it):
+// scale = ShorterSide / min(w, h); the shorter side becomes ShorterSide and the longer one
+// scale·max(w, h) (h < w: the height is the shorter one; a square takes the width as the
+// shorter); if the larger of the two exceeds LongerSideMax (unrounded) both are multiplied by
+// s2 = LongerSideMax / that larger one, and scale by s2; then each side is int(x + 0.5).
+//
+// Either way each side is at least 1, a ShorterSide ≤ 0 means scale 1 (before the cap) and a
+// LongerSideMax ≤ 0 no cap; w and h must be positive (otherwise it returns 0, 0, 0).
 func ResizeScale(w, h int, spec PreprocessSpec) (scale float64, wr, hr int) {
 	if w <= 0 || h <= 0 {
 		return 0, 0, 0
+	}
+	if spec.ResizeRule == ResizeDetectron2 {
+		return resizeDetectron2(w, h, spec)
 	}
 	short, long := float64(min(w, h)), float64(max(w, h))
 	scale = 1
@@ -72,6 +111,29 @@ func ResizeScale(w, h int, spec PreprocessSpec) (scale float64, wr, hr int) {
 	return scale, wr, hr
 }
 
+// resizeDetectron2 is ResizeShortestEdge.__call__ of the port (processing_image.py) operation
+// for operation. The explicit float64 conversions keep each product rounded on its own (Go may
+// otherwise fuse a multiply and the + 0.5 into one FMA on some CPUs).
+func resizeDetectron2(w, h int, spec PreprocessSpec) (scale float64, wr, hr int) {
+	size := float64(spec.ShorterSide)
+	if spec.ShorterSide <= 0 {
+		size = float64(min(w, h)) // scale 1
+	}
+	scale = size / float64(min(w, h))
+	var newh, neww float64
+	if h < w {
+		newh, neww = size, float64(scale*float64(w))
+	} else {
+		newh, neww = float64(scale*float64(h)), size
+	}
+	if m := float64(spec.LongerSideMax); spec.LongerSideMax > 0 && max(newh, neww) > m {
+		s2 := m / max(newh, neww)
+		newh, neww = float64(newh*s2), float64(neww*s2)
+		scale = float64(scale * s2)
+	}
+	return scale, max(1, int(neww+0.5)), max(1, int(newh+0.5))
+}
+
 // Preprocess turns img into the detector's input tensor [1, 3, Hr, Wr] (returned flat, CHW,
 // row-major) per the contract: 0..255 float32 values in ChannelOrder, resized bilinearly
 // exactly as torch.nn.functional.interpolate(mode="bilinear", align_corners=False) (no
@@ -84,7 +146,7 @@ func Preprocess(img *Image, spec PreprocessSpec) ([]float32, ScaleInfo, error) {
 		return nil, ScaleInfo{}, fmt.Errorf("%w: preprocess needs a non-empty packed RGB image", ErrNotImage)
 	}
 	scale, wr, hr := ResizeScale(img.Width, img.Height, spec)
-	info := ScaleInfo{Scale: scale, Width: img.Width, Height: img.Height, ResizedWidth: wr, ResizedHeight: hr}
+	info := ScaleInfo{Scale: scale, Rule: spec.ResizeRule, Width: img.Width, Height: img.Height, ResizedWidth: wr, ResizedHeight: hr}
 	out := make([]float32, 3*wr*hr)
 	resizeBilinear(out, img, channelSource(spec.ChannelOrder), wr, hr, spec.PixelMeans, spec.PixelStd)
 	return out, info, nil

@@ -1,9 +1,13 @@
 package detector
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"math"
 	"math/rand"
+	"strings"
 	"testing"
 )
 
@@ -213,6 +217,7 @@ func TestPreprocessErrors(t *testing.T) {
 		func(s *PreprocessSpec) { s.PixelStd[1] = 0 },
 		func(s *PreprocessSpec) { s.PixelMeans[2] = float32(math.NaN()) },
 		func(s *PreprocessSpec) { s.PixelStd[0] = float32(math.Inf(1)) },
+		func(s *PreprocessSpec) { s.ResizeRule = "Detectron2" },
 	} {
 		spec := butdSpec
 		mutate(&spec)
@@ -224,5 +229,134 @@ func TestPreprocessErrors(t *testing.T) {
 		if _, _, err := Preprocess(bad, butdSpec); !errors.Is(err, ErrNotImage) {
 			t.Errorf("image %+v: got %v", bad, err)
 		}
+	}
+}
+
+// TestResizeDetectron2ByHand: the detectron2 rule against a table worked out from the LXMERT
+// port's ResizeShortestEdge (processing_image.py): scale = size/min(h, w); the shorter side is
+// size, the longer scale·long; if the larger (unrounded) exceeds max_size both are multiplied by
+// max_size/larger; each side is int(x + 0.5). The scales are the Python float64 values.
+func TestResizeDetectron2ByHand(t *testing.T) {
+	for _, tc := range []struct {
+		w, h, short, long int
+		scale             float64
+		wr, hr            int
+		shorterSide       [2]int // the default rule's size, where it differs
+	}{
+		{640, 480, 600, 1000, 1.25, 800, 600, [2]int{}},                     // shorter side rules
+		{480, 640, 600, 1000, 1.25, 600, 800, [2]int{}},                     // portrait
+		{600, 600, 600, 1000, 1, 600, 600, [2]int{}},                        // unchanged (square)
+		{2000, 500, 600, 1000, 0.5, 1000, 250, [2]int{}},                    // capped
+		{1000, 200, 600, 1000, 1, 1000, 200, [2]int{}},                      // capped back to scale 1
+		{1333, 800, 600, 1000, 0.75, 1000, 600, [2]int{}},                   // 999.75: not over the cap
+		{1335, 800, 600, 1000, 0.7490636704119851, 1000, 599, [2]int{}},     // capped
+		{16, 9, 600, 1000, 62.5, 1000, 562, [2]int{1000, 563}},              // 562.4999…: the .5 tie goes down
+		{9, 16, 600, 1000, 62.5, 562, 1000, [2]int{563, 1000}},              // the same, portrait
+		{19, 304, 600, 1000, 3.289473684210526, 63, 1000, [2]int{62, 1000}}, // 62.5000…1 goes up
+		{304, 19, 600, 1000, 3.289473684210526, 1000, 63, [2]int{1000, 62}},
+		{400, 97, 600, 1000, 2.5, 1000, 242, [2]int{1000, 243}},          // the BUTD fixture's "tie" image
+		{1999, 1199, 600, 1000, 0.5002501250625313, 1000, 600, [2]int{}}, // 1000.33 > 1000 unrounded: capped
+		{1199, 1999, 600, 1000, 0.5002501250625313, 600, 1000, [2]int{}},
+		{5, 2, 5, 1000, 2.5, 13, 5, [2]int{}},                         // 12.5 + 0.5 → 13
+		{101, 50, 25, 1000, 0.5, 51, 25, [2]int{}},                    // 50.5 → 51
+		{7, 3, 4, 5, 0.7142857142857144, 5, 2, [2]int{}},              // capped, 2.1428… → 2
+		{300, 200, 600, 0, 3, 900, 600, [2]int{}},                     // no cap
+		{1, 10000, 600, 1000, 0.09999999999999999, 1, 1000, [2]int{}}, // int(0.6) = 0 in the port: at least 1 here
+	} {
+		spec := PreprocessSpec{ShorterSide: tc.short, LongerSideMax: tc.long, ResizeRule: ResizeDetectron2}
+		scale, wr, hr := ResizeScale(tc.w, tc.h, spec)
+		if scale != tc.scale || wr != tc.wr || hr != tc.hr {
+			t.Errorf("%d×%d → %d/%d: got %v %d×%d, want %v %d×%d", tc.w, tc.h, tc.short, tc.long, scale, wr, hr, tc.scale, tc.wr, tc.hr)
+		}
+		spec.ResizeRule = ""
+		_, wr2, hr2 := ResizeScale(tc.w, tc.h, spec)
+		want := tc.shorterSide
+		if want == [2]int{} {
+			want = [2]int{tc.wr, tc.hr}
+		}
+		if [2]int{wr2, hr2} != want {
+			t.Errorf("%d×%d → %d/%d under shorter_side: %d×%d, want %v", tc.w, tc.h, tc.short, tc.long, wr2, hr2, want)
+		}
+	}
+	// 1999×1199: same size under both rules, but the default rule tests the cap on the rounded
+	// longer side (1000 ≤ 1000) and keeps 600/1199.
+	if s, _, _ := ResizeScale(1999, 1199, butdSpec); s != 600.0/1199 {
+		t.Errorf("1999×1199 under shorter_side: scale %v, want 600/1199", s)
+	}
+	if s, wr, hr := ResizeScale(0, 5, PreprocessSpec{ShorterSide: 600, ResizeRule: ResizeDetectron2}); s != 0 || wr != 0 || hr != 0 {
+		t.Errorf("empty image: %v %d %d", s, wr, hr)
+	}
+}
+
+// TestResizeRulesMatchPython: both rules against the Python golden side (uniter.detector
+// resized_size, testdata/make_resize_rule_golden.py): the listed cases exactly (the .5 ties,
+// sizes where the cap test goes the other way, random sizes and specs), and every size in
+// 1..2000 × 1..2000 at 600 / 1000 through a digest of (wr, hr, scale).
+func TestResizeRulesMatchPython(t *testing.T) {
+	var g struct {
+		Range          int
+		Digests        map[string]string
+		DifferingSizes int `json:"differing_sizes"`
+		Cases          map[string][][7]float64
+	}
+	loadJSON(t, "resize_rule_golden.json", &g)
+	for _, rule := range []string{ResizeShorterSide, ResizeDetectron2} {
+		cases := g.Cases[rule]
+		if len(cases) < g.DifferingSizes || g.DifferingSizes < 700 {
+			t.Fatalf("%s: %d cases, %d differing sizes", rule, len(cases), g.DifferingSizes)
+		}
+		for _, c := range cases {
+			w, h := int(c[0]), int(c[1])
+			spec := PreprocessSpec{ShorterSide: int(c[2]), LongerSideMax: int(c[3]), ResizeRule: rule}
+			scale, wr, hr := ResizeScale(w, h, spec)
+			if scale != c[4] || wr != int(c[5]) || hr != int(c[6]) {
+				t.Errorf("%s %d×%d → %d/%d: got %v %d×%d, Python %v %d×%d", rule, w, h, spec.ShorterSide, spec.LongerSideMax,
+					scale, wr, hr, c[4], int(c[5]), int(c[6]))
+			}
+		}
+		sum := sha256.New()
+		spec := butdSpec
+		spec.ResizeRule = rule
+		row := make([]byte, 0, 16*g.Range)
+		for w := 1; w <= g.Range; w++ {
+			row = row[:0]
+			for h := 1; h <= g.Range; h++ {
+				scale, wr, hr := ResizeScale(w, h, spec)
+				row = binary.LittleEndian.AppendUint32(row, uint32(wr))
+				row = binary.LittleEndian.AppendUint32(row, uint32(hr))
+				row = binary.LittleEndian.AppendUint64(row, math.Float64bits(scale))
+			}
+			sum.Write(row)
+		}
+		if got := hex.EncodeToString(sum.Sum(nil)); got != g.Digests[rule] {
+			t.Errorf("%s over 1..%d²: digest %s, Python %s", rule, g.Range, got, g.Digests[rule])
+		}
+	}
+	// The two rules differ, exactly on the listed sizes.
+	n := 0
+	for i, c := range g.Cases[ResizeDetectron2][:g.DifferingSizes] {
+		if o := g.Cases[ResizeShorterSide][i]; o[0] != c[0] || o[1] != c[1] || (o[5] == c[5] && o[6] == c[6]) {
+			t.Fatalf("case %d: %v vs %v", i, o, c)
+		}
+		n++
+	}
+	t.Logf("%d sizes in 1..%d² differ by a pixel between the rules; %d cases per rule", n, g.Range, len(g.Cases[ResizeDetectron2]))
+}
+
+func TestPreprocessDetectron2(t *testing.T) {
+	img := &Image{Width: 16, Height: 9, Pix: make([]uint8, 3*16*9)}
+	spec := butdSpec
+	spec.ResizeRule = ResizeDetectron2
+	tensor, info, err := Preprocess(img, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := ScaleInfo{Scale: 62.5, Rule: ResizeDetectron2, Width: 16, Height: 9, ResizedWidth: 1000, ResizedHeight: 562}
+	if info != want || len(tensor) != 3*1000*562 {
+		t.Fatalf("info %+v (%d values), want %+v", info, len(tensor), want)
+	}
+	spec.ResizeRule = "caffe"
+	if _, _, err := Preprocess(img, spec); !errors.Is(err, ErrInvalidSpec) || !strings.Contains(err.Error(), `"caffe"`) {
+		t.Fatalf("unknown rule: %v", err)
 	}
 }

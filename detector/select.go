@@ -216,23 +216,40 @@ type Region struct {
 	Location   [LocationDim]float32 // UNITER's 7-d location of Box in the W×H image
 }
 
-// ToOriginal maps a box from resized-image pixels to original-image pixels: each coordinate
-// divided by info.Scale (in float64, rounded once to float32), then clamped to [0, W] for x and
-// [0, H] for y (NaN becomes 0). Degenerate boxes stay degenerate.
+// ToOriginal maps a box from resized-image pixels to original-image pixels, then clamps it to
+// [0, W] for x and [0, H] for y (NaN becomes 0). Degenerate boxes stay degenerate.
+//
+// Under ResizeShorterSide (info.Rule "" or "shorter_side") each coordinate is divided by
+// info.Scale in float64 and rounded once to float32. Under ResizeDetectron2 it is the port's
+// _scale_box: x · float32(W/Wr) and y · float32(H/Hr), multiplied in float32 (the port's
+// scales_yx = raw_size / resized_size is a float32 tensor).
 func ToOriginal(b Box, info ScaleInfo) Box {
 	lim := [4]float64{float64(info.Width), float64(info.Height), float64(info.Width), float64(info.Height)}
 	var o Box
+	if info.Rule == ResizeDetectron2 {
+		sx := float32(float64(info.Width) / float64(info.ResizedWidth))
+		sy := float32(float64(info.Height) / float64(info.ResizedHeight))
+		for k, v := range b {
+			s := sx
+			if k%2 == 1 {
+				s = sy
+			}
+			o[k] = float32(clampCoord(float64(float32(v*s)), lim[k])) // one float32 product
+		}
+		return o
+	}
 	for k, v := range b {
-		x := float64(v) / info.Scale
-		if !(x >= 0) {
-			x = 0
-		}
-		if x > lim[k] {
-			x = lim[k]
-		}
-		o[k] = float32(x)
+		o[k] = float32(clampCoord(float64(v)/info.Scale, lim[k]))
 	}
 	return o
+}
+
+// clampCoord clamps x to [0, lim]; NaN becomes 0.
+func clampCoord(x, lim float64) float64 {
+	if !(x >= 0) {
+		return 0
+	}
+	return min(x, lim)
 }
 
 // MapRegions turns Select's result into regions of the original image: boxes through

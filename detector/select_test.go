@@ -321,3 +321,40 @@ func TestGatherRows(t *testing.T) {
 		t.Fatalf("empty: %v", got)
 	}
 }
+
+// TestToOriginalDetectron2: under the detectron2 rule boxes map back per axis as the port's
+// _scale_box does, x · float32(W/Wr) and y · float32(H/Hr) in float32 (values worked out with
+// numpy float32), then clamped; the 7-d location follows the mapped box. One scale (the default
+// rule) maps the same boxes elsewhere: 16×9 → 1000×562 is not one scale.
+func TestToOriginalDetectron2(t *testing.T) {
+	info := ScaleInfo{Scale: 62.5, Rule: ResizeDetectron2, Width: 16, Height: 9, ResizedWidth: 1000, ResizedHeight: 562}
+	boxes := []Box{
+		{500, 281, 1000, 562},           // the lower right quarter: exactly (8, 4.5, 16, 9)
+		{0, 0, 1000.5, 600},             // beyond the resized image: clamped to (16, 9)
+		{123.4, 55.5, 777.7, 321.1},     // float32 products
+		{float32(math.NaN()), -3, 0, 0}, // NaN and negative → 0
+	}
+	want := []Box{
+		{8, 4.5, 16, 9},
+		{0, 0, 16, 9},
+		{1.9744001626968384, 0.8887900710105896, 12.443201065063477, 5.1421709060668945},
+		{0, 0, 0, 0},
+	}
+	regions := MapRegions(boxes, []int{0, 1, 2, 3}, []float32{0.9, 0.8, 0.7, 0.6}, info)
+	for k, r := range regions {
+		if r.Box != want[k] || r.Location != Location(want[k], 16, 9) {
+			t.Errorf("box %v: got %v (location %v), want %v", boxes[k], r.Box, r.Location, want[k])
+		}
+	}
+	if got := regions[0].Location; got != [LocationDim]float32{0.5, 0.5, 1, 1, 0.5, 0.5, 0.25} {
+		t.Errorf("lower right quarter: location %v", got)
+	}
+	info.Rule = ""
+	if got, one := ToOriginal(boxes[0], info), (Box{8, 4.496, 16, 8.992}); got != one {
+		t.Errorf("one scale: %v, want %v", got, one)
+	}
+	info.Rule = ResizeShorterSide
+	if got := ToOriginal(boxes[0], info); got != (Box{8, 4.496, 16, 8.992}) {
+		t.Errorf("shorter_side named: %v", got)
+	}
+}

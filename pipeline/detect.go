@@ -85,16 +85,27 @@ func (b *Bundle) MinBoxSize() float32 {
 	return b.Manifest.Detector.Selection.MinBoxSize
 }
 
+// PreprocessSpec is the manifest's detector.preprocess as the detector package takes it (zero
+// for a bundle without a detector).
+func (b *Bundle) PreprocessSpec() detector.PreprocessSpec {
+	d := b.Manifest.Detector
+	if d == nil {
+		return detector.PreprocessSpec{}
+	}
+	p := d.Preprocess
+	return detector.PreprocessSpec{ChannelOrder: p.ChannelOrder, PixelMeans: [3]float32(p.PixelMeans),
+		PixelStd: [3]float32(p.PixelStd), ShorterSide: p.ShorterSide, LongerSideMax: p.LongerSideMax,
+		ResizeRule: p.ResizeRule}
+}
+
 // newDetector is the bundle's detector: the manifest's preprocessing and selection (with the
 // configured overrides) around its detector graph.
 func (b *Bundle) newDetector() *detector.Detector {
 	m := b.Manifest
-	p := m.Detector.Preprocess
 	return &detector.Detector{
-		Graph:  detectorGraph{b},
-		Limits: b.opts.Decode,
-		Preprocess: detector.PreprocessSpec{ChannelOrder: p.ChannelOrder, PixelMeans: [3]float32(p.PixelMeans),
-			PixelStd: [3]float32(p.PixelStd), ShorterSide: p.ShorterSide, LongerSideMax: p.LongerSideMax},
+		Graph:      detectorGraph{b},
+		Limits:     b.opts.Decode,
+		Preprocess: b.PreprocessSpec(),
 		Selection:  b.SelectionSpec(),
 		MinBoxSize: b.MinBoxSize(),
 		MaxRegions: b.opts.MaxRegions,

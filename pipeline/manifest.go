@@ -16,6 +16,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/uniter-serve/uniter/detector"
 	ort "github.com/uniter-serve/uniter/runtime"
 )
 
@@ -353,6 +354,10 @@ type DetectorSpec struct {
 		ShorterSide   int       `json:"shorter_side"`
 		LongerSideMax int       `json:"longer_side_max"`
 		Resize        string    `json:"resize"`
+		// ResizeRule is how the resized size is computed and boxes map back:
+		// "shorter_side" (absent: the default, one scale) or "detectron2" (the LXMERT port's
+		// ResizeShortestEdge, boxes mapped back per axis); docs/detector-contract.md.
+		ResizeRule string `json:"resize_rule,omitempty"`
 	} `json:"preprocess"`
 	BackgroundIndex int    `json:"background_index"`
 	Labels          string `json:"labels"`
@@ -418,6 +423,10 @@ func (d *DetectorSpec) validate(m *Manifest) []error {
 	}
 	if p.Resize != "bilinear" {
 		bad("preprocess.resize %q: this build implements \"bilinear\"", p.Resize)
+	}
+	if !detector.ValidResizeRule(p.ResizeRule) {
+		bad("preprocess.resize_rule %q: want %q (the default when absent) or %q",
+			p.ResizeRule, detector.ResizeShorterSide, detector.ResizeDetectron2)
 	}
 	if d.BackgroundIndex < 0 || d.BackgroundIndex >= m.Model.LabelDim {
 		bad("background_index %d outside [0, %d)", d.BackgroundIndex, m.Model.LabelDim)

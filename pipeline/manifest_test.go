@@ -1,6 +1,9 @@
 package pipeline
 
 import (
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -89,6 +92,55 @@ func TestBundleUnknownWords(t *testing.T) {
 		}
 		if err := b.Close(); err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+// TestManifestResizeRule: detector.preprocess.resize_rule is absent in the default and fixture
+// bundles (the shorter_side rule), "shorter_side" and "detectron2" are read, and any other value
+// is refused with an error naming the key and the value.
+func TestManifestResizeRule(t *testing.T) {
+	for _, dir := range []string{testenv.Path(t, "bundles", "shapes-uniter"), testenv.FixtureBundle(t)} {
+		m, err := ReadManifest(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := m.Detector.Preprocess.ResizeRule; r != "" {
+			t.Errorf("%s: resize_rule %q, want absent (the shorter_side rule it was trained with)", m.Name, r)
+		}
+	}
+	raw, err := os.ReadFile(filepath.Join(testenv.FixtureBundle(t), "manifest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	pre := doc["detector"].(map[string]any)["preprocess"].(map[string]any)
+	for _, c := range []struct{ rule, err string }{
+		{"shorter_side", ""},
+		{"detectron2", ""},
+		{"Detectron2", `detector.preprocess.resize_rule "Detectron2": want "shorter_side" (the default when absent) or "detectron2"`},
+		{"caffe", `detector.preprocess.resize_rule "caffe"`},
+	} {
+		pre["resize_rule"] = c.rule
+		out, err := json.Marshal(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "manifest.json"), out, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		m, err := ReadManifest(dir)
+		switch {
+		case c.err == "" && err != nil:
+			t.Errorf("%q: %v", c.rule, err)
+		case c.err == "" && m.Detector.Preprocess.ResizeRule != c.rule:
+			t.Errorf("%q read as %q", c.rule, m.Detector.Preprocess.ResizeRule)
+		case c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)):
+			t.Errorf("%q: error %v, want one saying %s", c.rule, err, c.err)
 		}
 	}
 }

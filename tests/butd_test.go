@@ -54,8 +54,9 @@ type butdTensor struct {
 
 type butdGolden struct {
 	Preprocess struct {
-		ShorterSide   int `json:"shorter_side"`
-		LongerSideMax int `json:"longer_side_max"`
+		ShorterSide   int    `json:"shorter_side"`
+		LongerSideMax int    `json:"longer_side_max"`
+		ResizeRule    string `json:"resize_rule"`
 	} `json:"preprocess"`
 	Images []struct {
 		File          string     `json:"file"`
@@ -234,8 +235,28 @@ func TestBUTDConvertedDetectorParity(t *testing.T) {
 		!slices.Equal(pre.PixelMeans, []float32{102.9801, 115.9465, 122.7717}) || !slices.Equal(pre.PixelStd, []float32{1, 1, 1}) {
 		t.Errorf("preprocess %+v, want BGR, the port's means, std 1, %d/%d", pre, g.Preprocess.ShorterSide, g.Preprocess.LongerSideMax)
 	}
+	if pre.ResizeRule != detector.ResizeDetectron2 || g.Preprocess.ResizeRule != detector.ResizeDetectron2 {
+		t.Errorf("resize_rule %q in the manifest, %q in the golden; want %q (the port's resize and box mapping)",
+			pre.ResizeRule, g.Preprocess.ResizeRule, detector.ResizeDetectron2)
+	}
 	if sel := b.SelectionSpec(); sel.NMSIoU != 0.3 || sel.MinConfidence != 0.2 || sel.MinBoxes != 10 || sel.MaxBoxes != 100 {
 		t.Errorf("selection %+v, want bottom-up-attention's 0.3 / 0.2 / 10 / 100", sel)
+	}
+
+	// One image takes the capped branch on a .5 tie (models/uniter/butd_export.py,
+	// FIXTURE_IMAGES): the port's size, which the default rule would round the other way.
+	ties := 0
+	for _, im := range g.Images {
+		_, wr, hr := detector.ResizeScale(im.Width, im.Height, detector.PreprocessSpec{
+			ShorterSide: pre.ShorterSide, LongerSideMax: pre.LongerSideMax, ResizeRule: detector.ResizeShorterSide})
+		if wr != im.ResizedWidth || hr != im.ResizedHeight {
+			ties++
+			t.Logf("%s: %d×%d → %d×%d by the port's rule, %d×%d by the default rule", im.File, im.Width, im.Height,
+				im.ResizedWidth, im.ResizedHeight, wr, hr)
+		}
+	}
+	if ties == 0 {
+		t.Errorf("no fixture image resizes differently under the two rules: the tie case is not covered")
 	}
 
 	ctx := context.Background()
@@ -262,9 +283,7 @@ func TestBUTDConvertedDetectorParity(t *testing.T) {
 		// The pipeline's detector, with the graph run recorded: Go decoding, preprocessing and
 		// selection around the bundle's session, as Bundle.Detect builds it.
 		rec := &recordingGraph{b: b}
-		det := &detector.Detector{Graph: rec,
-			Preprocess: detector.PreprocessSpec{ChannelOrder: pre.ChannelOrder, PixelMeans: [3]float32(pre.PixelMeans),
-				PixelStd: [3]float32(pre.PixelStd), ShorterSide: pre.ShorterSide, LongerSideMax: pre.LongerSideMax},
+		det := &detector.Detector{Graph: rec, Preprocess: b.PreprocessSpec(),
 			Selection: b.SelectionSpec(), MinBoxSize: b.MinBoxSize(), MaxRegions: b.MaxRegions(),
 			ClassDim: m.Model.LabelDim, FeatureDim: m.Model.FeatureDim, AttrDim: len(b.AttributeLabels())}
 		runStart := time.Now()
@@ -273,8 +292,8 @@ func TestBUTDConvertedDetectorParity(t *testing.T) {
 			t.Fatalf("%s: %v", im.File, err)
 		}
 		name := fmt.Sprintf("%s (%dx%d → %dx%d)", im.File, im.Width, im.Height, im.ResizedWidth, im.ResizedHeight)
-		if math.Abs(res.Scale-im.Scale) > 1e-12 {
-			t.Fatalf("%s: scale %v, want %v", name, res.Scale, im.Scale)
+		if res.Scale != im.Scale || len(rec.pixels) != 3*im.ResizedWidth*im.ResizedHeight {
+			t.Fatalf("%s: scale %v, %d input values; want %v, %d (the port's resize)", name, res.Scale, len(rec.pixels), im.Scale, 3*im.ResizedWidth*im.ResizedHeight)
 		}
 		check(name, "input", rec.pixels, im.Input, butdInputTol, false)
 		P := im.Boxes.Shape[0]

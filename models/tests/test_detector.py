@@ -28,7 +28,7 @@ from uniter.fixtures import detector as fixture
 from uniter.fixtures import min_box
 from uniter.detector import (BUTD_PREPROCESS, BUTD_SELECTION, Detector, DetectorConfig,
                              batch_images, load_rgb, location7, nms_reference, preprocess,
-                             resized_size, select_regions)
+                             resize_rule, resized_size, select_regions, to_original)
 from uniter.detector_export import DETECTOR_OPSET, write_detector
 from uniter_testing import REPO, record
 from uniter_testing import run_bundle_graph
@@ -422,6 +422,144 @@ def test_resized_size():
     assert resized_size(101, 50, half) == (0.5, 51, 25)       # 50.5 rounds away from zero
     assert resized_size(800, 600, BUTD_PREPROCESS)[1:] == (800, 600)
     assert resized_size(2000, 1000, BUTD_PREPROCESS)[1:] == (1000, 500)
+
+
+def _port_resize(w, h, size, max_size):
+    """The LXMERT demo port's ResizeShortestEdge.__call__ (processing_image.py), copied
+    statement for statement (img.shape[:2] is h, w), without the image: (newh, neww), plus the
+    scale it ends with."""
+    scale = size * 1.0 / min(h, w)
+    if h < w:
+        newh, neww = size, scale * w
+    else:
+        newh, neww = scale * h, size
+    if max(newh, neww) > max_size:
+        s2 = max_size * 1.0 / max(newh, neww)
+        newh = newh * s2
+        neww = neww * s2
+        scale = scale * s2
+    neww = int(neww + 0.5)
+    newh = int(newh + 0.5)
+    return scale, neww, newh
+
+
+D2 = dict(BUTD_PREPROCESS, resize_rule="detectron2")
+
+
+# (w, h) → (Wr, Hr) by the port's rule, worked out by hand where it matters: the .5 ties of the
+# capped branch (the port's float arithmetic decides them, not a rounding rule) and the cap
+# tested on the unrounded longer side (1999×1199: 1000.33 > 1000 caps, the default rule's
+# round(1000.33) = 1000 does not).
+D2_TABLE = [
+    ((640, 480), (800, 600), (800, 600)),
+    ((480, 640), (600, 800), (600, 800)),
+    ((600, 600), (600, 600), (600, 600)),
+    ((2000, 500), (1000, 250), (1000, 250)),
+    ((1335, 800), (1000, 599), (1000, 599)),
+    ((16, 9), (1000, 562), (1000, 563)),       # 562.4999…
+    ((9, 16), (562, 1000), (563, 1000)),
+    ((19, 304), (63, 1000), (62, 1000)),       # 62.5000…1
+    ((400, 97), (1000, 242), (1000, 243)),     # the BUTD fixture's "tie" image
+    ((1999, 1199), (1000, 600), (1000, 600)),
+    ((1, 10000), (1, 1000), (1, 1000)),        # the port's int(0.6) = 0: at least 1 here
+]
+
+
+@pytest.mark.parametrize("wh,d2,default", D2_TABLE)
+def test_resized_size_detectron2(wh, d2, default):
+    w, h = wh
+    assert resized_size(w, h, D2)[1:] == d2
+    assert resized_size(w, h, BUTD_PREPROCESS)[1:] == default
+    scale, pw, ph = _port_resize(w, h, 600, 1000)
+    assert resized_size(w, h, D2) == (scale, max(1, pw), max(1, ph))
+
+
+def test_resized_size_detectron2_scale():
+    # Same size under both rules, another scale: the cap went the other way.
+    assert resized_size(1999, 1199, D2)[0] == 600 / 1199 * (1000 / (600 / 1199 * 1999))
+    assert resized_size(1999, 1199, BUTD_PREPROCESS)[0] == 600 / 1199
+    assert resize_rule(BUTD_PREPROCESS) == "shorter_side" and resize_rule(D2) == "detectron2"
+    with pytest.raises(ValueError, match="'Detectron2'"):
+        resized_size(10, 10, dict(BUTD_PREPROCESS, resize_rule="Detectron2"))
+
+
+def test_resized_size_detectron2_matches_the_port():
+    """resized_size against the port's statements over every size up to 300 × 300 and a band of
+    large ones at 600 / 1000, and at other settings; the two rules differ on some."""
+    differ = 0
+    sizes = [(w, h) for w in range(1, 301) for h in range(1, 301)]
+    sizes += [(w, h) for w in range(1900, 2001) for h in range(1, 2001, 7)]
+    for w, h in sizes:
+        got = resized_size(w, h, D2)
+        scale, pw, ph = _port_resize(w, h, 600, 1000)
+        assert got == (scale, max(1, pw), max(1, ph)), (w, h)
+        differ += got[1:] != resized_size(w, h, BUTD_PREPROCESS)[1:]
+    assert differ > 10
+    for short, long in [(128, 192), (5, 7), (800, 1333)]:
+        pre = dict(D2, shorter_side=short, longer_side_max=long)
+        for w, h in [(3, 7), (50, 21), (1000, 1), (77, 77), (333, 999)]:
+            scale, pw, ph = _port_resize(w, h, short, long)
+            assert resized_size(w, h, pre) == (scale, max(1, pw), max(1, ph))
+
+
+def test_resize_rule_golden_is_current():
+    """detector/testdata/resize_rule_golden.json (make_resize_rule_golden.py, which the Go
+    test reads) lists what resized_size gives now."""
+    with open(os.path.join(REPO, "detector", "testdata", "resize_rule_golden.json")) as f:
+        g = json.load(f)
+    assert g["differing_sizes"] == 704
+    for rule, cases in g["cases"].items():
+        for w, h, short, long, scale, wr, hr in cases:
+            pre = dict(BUTD_PREPROCESS, shorter_side=short, longer_side_max=long, resize_rule=rule)
+            assert resized_size(w, h, pre) == (scale, wr, hr), (rule, w, h, short, long)
+
+
+def test_to_original_per_axis():
+    """detectron2: boxes map back per axis, x · float32(W/Wr), y · float32(H/Hr) in float32
+    (the port's _scale_box on its float32 scales_yx), then clamped; shorter_side: / scale."""
+    boxes = np.array([[500, 281, 1000, 562], [0, 0, 1000.5, 600], [123.4, 55.5, 777.7, 321.1],
+                      [np.nan, -3, 0, 0]], np.float32)
+    got = to_original(boxes, scale=62.5, width=16, height=9, resize_rule="detectron2",
+                      resized=(1000, 562))
+    assert got.dtype == np.float64
+    # By hand (the same values the Go test holds): the lower right quarter is exact.
+    assert got[0].tolist() == [8.0, 4.5, 16.0, 9.0]
+    assert got[1].tolist() == [0.0, 0.0, 16.0, 9.0]
+    assert got[2].tolist() == [1.9744001626968384, 0.8887900710105896, 12.443201065063477,
+                               5.1421709060668945]
+    assert got[3].tolist() == [0.0, 0.0, 0.0, 0.0]
+    # The port's own arithmetic on these boxes (torch float32 tensors), clipped as we do.
+    scales_yx = torch.true_divide(torch.tensor([[9, 16]]), torch.tensor([[562, 1000]]))
+    assert scales_yx.dtype == torch.float32
+    port = torch.from_numpy(boxes[:3].copy())
+    port[:, 0::2] *= scales_yx[:, 1]
+    port[:, 1::2] *= scales_yx[:, 0]
+    port[:, 0::2].clamp_(0, 16)
+    port[:, 1::2].clamp_(0, 9)
+    assert got[:3].tolist() == port.double().tolist()
+    one = to_original(boxes[:1], scale=62.5, width=16, height=9)
+    np.testing.assert_array_equal(one, [[8.0, 4.496, 16.0, 8.992]])
+    with pytest.raises(ValueError, match="resized"):
+        to_original(boxes, scale=62.5, width=16, height=9, resize_rule="detectron2")
+
+
+def test_select_regions_detectron2_mapping():
+    rng = np.random.default_rng(5)
+    P, C = 25, 4
+    xy = rng.uniform(0, 900, (P, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(1, 300, (P, 2))], 1).astype(np.float32)
+    probs = rng.dirichlet(np.ones(C), P).astype(np.float32)
+    sel = {"nms_iou": 0.3, "min_confidence": 0.3, "min_boxes": 3, "max_boxes": 8}
+    scale, wr, hr = resized_size(16, 9, D2)
+    r = select_regions(boxes, probs, scale=scale, width=16, height=9, selection=sel,
+                       resize_rule="detectron2", resized=(wr, hr))
+    plain = select_regions(boxes, probs, scale=scale, width=16, height=9, selection=sel)
+    assert r["indices"] == plain["indices"]       # the mapping does not change the selection
+    want = to_original(boxes[r["indices"]], scale=scale, width=16, height=9,
+                       resize_rule="detectron2", resized=(wr, hr))
+    np.testing.assert_array_equal(r["boxes"], want)
+    np.testing.assert_array_equal(r["locations"], [location7(b, 16, 9) for b in want])
+    assert not np.array_equal(r["boxes"], plain["boxes"])
 
 
 def _bilinear_np(a, hr, wr):

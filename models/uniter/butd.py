@@ -150,8 +150,9 @@ class BUTDConfig:
         """Reads the port's config.yaml (already parsed into nested dicts). Each section is
         looked up at the top level (the port's layout: cfg.RPN, cfg.RESNETS, …) and then under
         MODEL (detectron2's). Returns (config, preprocess) where preprocess holds the input
-        settings: channel_order, pixel_means, pixel_std, shorter_side, longer_side_max; and
-        lists under "defaults" the keys the file did not have (their default was used)."""
+        settings: channel_order, pixel_means, pixel_std, shorter_side, longer_side_max, and
+        resize_rule "detectron2" (the port's resize and box mapping); and lists under
+        "defaults" the keys the file did not have (their default was used)."""
         defaults: List[str] = []
         base = cls()
 
@@ -228,6 +229,8 @@ class BUTDConfig:
             "shorter_side": int(min_size),
             "longer_side_max": int(get("INPUT", "MAX_SIZE_TEST", 1000)),
             "resize": "bilinear",
+            # The port's ResizeShortestEdge and its per-axis box mapping (processing_image.py).
+            "resize_rule": "detectron2",
             "defaults": defaults,
         }
         return c, pre

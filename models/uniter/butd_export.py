@@ -20,8 +20,10 @@ What is read:
 * config.yaml, the port's (its sections at the top level or under MODEL, as detectron2 writes
   them): the network's shape (BUTDConfig.from_port_config), the proposals' test settings
   (RPN PRE/POST_NMS_TOPK_TEST, NMS_THRESH, PROPOSAL_GENERATOR.MIN_SIZE) and the preprocessing:
-  INPUT.FORMAT (BGR), MODEL.PIXEL_MEAN / PIXEL_STD, INPUT.MIN_SIZE_TEST / MAX_SIZE_TEST. Parsed
-  with PyYAML when it is installed, else with parse_yaml (the subset such configs use).
+  INPUT.FORMAT (BGR), MODEL.PIXEL_MEAN / PIXEL_STD, INPUT.MIN_SIZE_TEST / MAX_SIZE_TEST; the
+  manifest's preprocess gets resize_rule "detectron2" (the port's ResizeShortestEdge and its
+  per-axis box mapping). Parsed with PyYAML when it is installed, else with parse_yaml (the
+  subset such configs use).
   INPUT.FORMAT is taken as the graph's channel order (the Caffe weights want BGR, with the BGR
   means). Beware: the port's own img_tensorize, given a file path, reads BGR with OpenCV, swaps
   to RGB and swaps back only for "RGB", so for files it feeds the opposite of INPUT.FORMAT (for
@@ -402,7 +404,10 @@ def convert_butd(weights: str, config: str, vocab: str, attributes: Optional[str
 
 # ---------------------------------------------------------------------- test fixture
 
-FIXTURE_IMAGES = [("wide", 640, 480), ("tall", 480, 800), ("strip", 1000, 300)]
+# (name, width, height). "tie" takes the capped branch of the port's resize on a .5 tie: 97 ·
+# 1000/400 = 242.5, which the port's float arithmetic makes 242.4999… → 242 (the default
+# shorter_side rule rounds it to 243).
+FIXTURE_IMAGES = [("wide", 640, 480), ("tall", 480, 800), ("strip", 1000, 300), ("tie", 400, 97)]
 
 
 def port_config_yaml(cfg: BUTDConfig, min_size: int, max_size: int) -> str:
@@ -571,7 +576,8 @@ def make_fixture(out: str, seed: int, post_nms_topk: int, min_size: int, max_siz
         with torch.no_grad():
             boxes, probs, feats, attr, scores = (t.numpy() for t in model(x, with_scores=True))
         sel = select_regions(boxes, probs, feats, attr, scale=scale, width=w, height=h,
-                             selection=BUTD_SELECTION)
+                             selection=BUTD_SELECTION, resize_rule=pre["resize_rule"],
+                             resized=(wr, hr))
         golden["images"].append({
             "file": rel, "width": w, "height": h, "scale": scale,
             "resized_width": wr, "resized_height": hr,

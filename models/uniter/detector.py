@@ -353,8 +353,38 @@ def round_half_away(x: float) -> int:
     return int(x + 0.5) if x >= 0 else -int(-x + 0.5)
 
 
+RESIZE_RULES = ("shorter_side", "detectron2")
+
+
+def resize_rule(pre: dict) -> str:
+    """The preprocess block's resize_rule: "shorter_side" when absent (the default)."""
+    rule = pre.get("resize_rule") or "shorter_side"
+    if rule not in RESIZE_RULES:
+        raise ValueError(f"resize_rule {rule!r}: want one of {', '.join(RESIZE_RULES)}")
+    return rule
+
+
 def resized_size(w: int, h: int, pre: dict) -> Tuple[float, int, int]:
-    """Contract step 2: (scale, Wr, Hr)."""
+    """Contract step 2: (scale, Wr, Hr) under pre's resize_rule.
+
+    "shorter_side" (the default): one scale, the cap tested on the rounded longer side, sides
+    rounded half away from zero. "detectron2": the LXMERT demo port's ResizeShortestEdge
+    (processing_image.py), operation for operation: the shorter side becomes exactly
+    shorter_side, the longer one scale·long; if the larger of the two (unrounded) exceeds
+    longer_side_max both are multiplied by longer_side_max / it; each side is int(x + 0.5).
+    scale is then the factor before rounding (shorter_side / min(w, h), times the cap's factor).
+    Both rules give each side at least 1 (the port would give 0 beyond 2000:1)."""
+    if resize_rule(pre) == "detectron2":
+        size, max_size = pre["shorter_side"], pre["longer_side_max"]
+        scale = size * 1.0 / min(h, w)
+        if h < w:
+            newh, neww = size, scale * w
+        else:
+            newh, neww = scale * h, size
+        if max_size > 0 and max(newh, neww) > max_size:   # 0: no cap, as in Go
+            s2 = max_size * 1.0 / max(newh, neww)
+            newh, neww, scale = newh * s2, neww * s2, scale * s2
+        return scale, max(1, int(neww + 0.5)), max(1, int(newh + 0.5))
     scale = pre["shorter_side"] / min(w, h)
     if round_half_away(max(w, h) * scale) > pre["longer_side_max"]:
         scale = pre["longer_side_max"] / max(w, h)
@@ -427,13 +457,42 @@ def nms_reference(boxes, scores, iou_thr: float):
     return keep, margin
 
 
+def to_original(boxes, *, scale: float, width: int, height: int, resize_rule: str = "shorter_side",
+                resized=None):
+    """Contract selection step 4's box mapping: boxes [N, 4] in resized-image pixels → float64
+    [N, 4] in original-image pixels, clamped to [0, W]×[0, H]. "shorter_side": / scale in
+    float64. "detectron2" (resized = (Wr, Hr) required): the port's _scale_box, x ·
+    float32(W / Wr) and y · float32(H / Hr) multiplied in float32 (its scales_yx is a float32
+    tensor)."""
+    import numpy as np
+    b = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    if resize_rule == "detectron2":
+        if resized is None:
+            raise ValueError("the detectron2 rule maps boxes by the resized size: give resized=(Wr, Hr)")
+        wr, hr = resized
+        orig = b.copy()
+        orig[:, 0::2] *= np.float32(width / wr)
+        orig[:, 1::2] *= np.float32(height / hr)
+        orig = orig.astype(np.float64)
+    elif resize_rule == "shorter_side":
+        orig = b.astype(np.float64) / scale
+    else:
+        raise ValueError(f"resize_rule {resize_rule!r}: want one of {', '.join(RESIZE_RULES)}")
+    orig[:, 0::2] = np.clip(np.nan_to_num(orig[:, 0::2], nan=0.0), 0, width)
+    orig[:, 1::2] = np.clip(np.nan_to_num(orig[:, 1::2], nan=0.0), 0, height)
+    return orig
+
+
 def select_regions(boxes, class_probs, features=None, attr_probs=None, *, scale: float,
-                   width: int, height: int, selection: dict, background_index: int = 0) -> dict:
+                   width: int, height: int, selection: dict, background_index: int = 0,
+                   resize_rule: str = "shorter_side", resized=None) -> dict:
     """The contract's selection (docs/detector-contract.md, "Selection"), in plain Python/numpy.
     boxes are in resized-image pixels; returns columnar results plus diagnostics. With
     ``selection["min_box_size"]`` (original-image pixels, absent = 0) proposals narrower or lower
     than min_box_size * scale (float32, the Go arithmetic) are dropped first: they neither
-    suppress nor count, and their proposal confidence stays 0."""
+    suppress nor count, and their proposal confidence stays 0. The kept boxes map back to the
+    original image by :func:`to_original` under resize_rule ("detectron2" needs resized =
+    (Wr, Hr))."""
     import numpy as np
     b = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
     s = np.asarray(class_probs, dtype=np.float32)
@@ -459,9 +518,8 @@ def select_regions(boxes, class_probs, features=None, attr_probs=None, *, scale:
     if n > selection["max_boxes"]:
         n, branch = selection["max_boxes"], "max_boxes"
     idx = order[:n]
-    orig = b[idx].astype(np.float64) / scale
-    orig[:, 0::2] = np.clip(orig[:, 0::2], 0, width)
-    orig[:, 1::2] = np.clip(orig[:, 1::2], 0, height)
+    orig = to_original(b[idx], scale=scale, width=width, height=height, resize_rule=resize_rule,
+                       resized=resized)
     out = {
         "indices": [int(i) for i in idx],
         "boxes": orig.tolist(),

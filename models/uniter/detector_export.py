@@ -18,7 +18,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 
-from .detector import BUTD_PREPROCESS, BUTD_SELECTION, Detector, DetectorConfig
+from .detector import BUTD_PREPROCESS, BUTD_SELECTION, RESIZE_RULES, Detector, DetectorConfig
 from .export import TRACER, _dynamic_axes, _io, _sha256
 
 # Opset 13, not the encoder's 17: torchvision 0.14 registers its RoIAlign symbolic for opset 11
@@ -88,6 +88,8 @@ def detector_section(model: Detector, preprocess: dict, selection: dict,
         "background_index": 0,
         "labels": "region_labels.txt",
     }
+    if preprocess.get("resize_rule"):  # absent means "shorter_side", the default
+        sec["preprocess"]["resize_rule"] = preprocess["resize_rule"]
     if with_attributes:
         sec["attributes"] = "attribute_labels.txt"
     sec["selection"] = {"nms_iou": float(selection["nms_iou"]),
@@ -100,8 +102,11 @@ def detector_section(model: Detector, preprocess: dict, selection: dict,
 
 
 def _check(preprocess: dict, selection: dict) -> None:
-    if set(preprocess) != set(BUTD_PREPROCESS):
-        raise ValueError(f"preprocess keys {sorted(preprocess)}, want {sorted(BUTD_PREPROCESS)}")
+    if set(preprocess) - {"resize_rule"} != set(BUTD_PREPROCESS):
+        raise ValueError(f"preprocess keys {sorted(preprocess)}, want {sorted(BUTD_PREPROCESS)} "
+                         "and optionally resize_rule")
+    if preprocess.get("resize_rule", "shorter_side") not in RESIZE_RULES:
+        raise ValueError(f"resize_rule {preprocess['resize_rule']!r}: want one of {', '.join(RESIZE_RULES)}")
     if preprocess["channel_order"] not in ("RGB", "BGR"):
         raise ValueError("channel_order is RGB or BGR")
     if preprocess["resize"] != "bilinear":
