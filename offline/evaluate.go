@@ -587,11 +587,11 @@ func evalGrounding(ctx context.Context, b *pipeline.Bundle, recs []shapes.Record
 	err := encodeEach(ctx, b, pairs, opts.ScoreBatch, withAttention, func(e *pipeline.Encoded, first int) error {
 		for k := range e.Pairs {
 			ec := caps[first+k]
-			plan, err := heads.Align(e.TextHidden(k), e.RegionHidden(k), heads.DefaultOTOptions())
+			ot, err := e.Transport(k, true)
 			if err != nil {
 				return err
 			}
-			alignments := [][][]float64{plan.Weights}
+			alignments := [][][]float64{ot.Plan}
 			if withAttention {
 				a, err := b.AttentionMaps(e, k)
 				if err != nil {

@@ -244,5 +244,9 @@ func (e *Encoded) rows(off int, pairs []Pair) *Encoded {
 		w := len(val) / len(e.Pairs)
 		v.heads[name] = val[off*w : (off+n)*w]
 	}
+	if e.otPlan != nil {
+		TN := e.T * e.N
+		v.otDistance, v.otPlan = e.otDistance[off:off+n], e.otPlan[off*TN:(off+n)*TN]
+	}
 	return v
 }

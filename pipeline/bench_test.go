@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/uniter-serve/uniter/detector"
+	"github.com/uniter-serve/uniter/heads"
 	"github.com/uniter-serve/uniter/internal/testenv"
 )
 
@@ -101,6 +102,11 @@ func benchBundleWith(b *testing.B, opts Options) *Bundle {
 		m := bundle.Manifest.Model
 		fmt.Printf("onnxruntime: %s\nbundle: %s (hidden %d, %d layers, feature dim %d)\n",
 			env.Version(), bundle.Manifest.Name, m.HiddenSize, m.NumHiddenLayers, m.FeatureDim)
+		ot := "go (heads.Align per pair)"
+		if bundle.OTInGraph() {
+			ot = "graph (ot_distance, ot_plan)"
+		}
+		fmt.Printf("transport: %s\n", ot)
 	})
 	return bundle
 }
@@ -185,7 +191,10 @@ func BenchmarkEncoder(b *testing.B) {
 
 // BenchmarkEncoderGraphOnly times only the encoder run (Bundle.encode: padded batching and
 // ONNX Runtime) on pairs tokenized and prepared beforehand. Compared with BenchmarkEncoder it
-// shows what the rest of the pipeline costs.
+// shows what the rest of the pipeline costs. On a bundle whose graph computes the transport
+// (Bundle.OTInGraph) the run includes it, and the warm-up run checks every pair's distance and
+// plan against heads.Align on the same run's hidden states (reported as ot-max-diff; over 1e-5
+// fails).
 func BenchmarkEncoderGraphOnly(b *testing.B) {
 	bundle := benchBundle(b)
 	ctx := context.Background()
@@ -203,8 +212,15 @@ func BenchmarkEncoderGraphOnly(b *testing.B) {
 				}
 				pairs[i] = Pair{Text: enc, Regions: regions}
 			}
-			if _, err := bundle.Encode(ctx, pairs, false); err != nil { // warm-up
+			e, err := bundle.Encode(ctx, pairs, false) // warm-up
+			if err != nil {
 				b.Fatal(err)
+			}
+			var otDiff float64
+			if bundle.OTInGraph() {
+				if otDiff, err = transportVsAlign(e); err != nil {
+					b.Fatal(err)
+				}
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -216,8 +232,37 @@ func BenchmarkEncoderGraphOnly(b *testing.B) {
 				calls++
 			}
 			reportPairs(b, calls, batch)
+			if bundle.OTInGraph() {
+				b.ReportMetric(otDiff, "ot-max-diff")
+			}
 		})
 	}
+}
+
+// transportVsAlign is the largest difference, over e's pairs, between the graph's transport
+// (distance and plan entries) and heads.Align's on the same hidden states; an error above 1e-5.
+func transportVsAlign(e *Encoded) (float64, error) {
+	var worst float64
+	for i := range e.Pairs {
+		got, err := e.Transport(i, true)
+		if err != nil {
+			return 0, err
+		}
+		want, err := heads.Align(e.TextHidden(i), e.RegionHidden(i), heads.DefaultOTOptions())
+		if err != nil {
+			return 0, err
+		}
+		worst = max(worst, math.Abs(got.Distance-want.Distance))
+		for r, row := range want.Weights {
+			for c, w := range row {
+				worst = max(worst, math.Abs(got.Plan[r][c]-w))
+			}
+		}
+	}
+	if worst > 1e-5 {
+		return worst, fmt.Errorf("the graph's transport differs from heads.Align's by %.2e", worst)
+	}
+	return worst, nil
 }
 
 // Serving defaults (cmd/uniter/config.go: limits.max_regions, detector.cache_bytes), for the

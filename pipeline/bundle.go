@@ -96,6 +96,7 @@ type Bundle struct {
 	mrc           *ort.Session       // nil without an MRC head
 	nlvr2         *ort.Session       // nil unless the task is NLVR2
 	batcher       *batcher           // coalesces concurrent encoder runs; nil when batching is off
+	otInGraph     bool               // the encoder graphs compute the word-region transport (transport.go)
 	taskLabels    []string           // the task head's labels (VQA answers, entailment classes); nil for other tasks
 	detectorGraph *ort.Session       // nil when the bundle has no detector
 	detector      *detector.Detector // runs detectorGraph; nil when the bundle has no detector
@@ -189,6 +190,9 @@ func Load(env *ort.Environment, dir string, opts Options) (b *Bundle, err error)
 	}
 	if b.attention, err = open(GraphEncoderAttention); err != nil {
 		return nil, err
+	}
+	if b.otInGraph, err = otFromGraph(m, env, b.encoder); err != nil {
+		return nil, fmt.Errorf("bundle %s: %w", dir, err)
 	}
 	if b.mlm, err = open(GraphMLMHead); err != nil {
 		return nil, err

@@ -29,6 +29,10 @@ type Encoded struct {
 	pooled    []float32            // B × H
 	hidden    []float32            // B × (T+N) × H
 	attention []float32            // B × layers × heads × (T+N) × (T+N); nil unless asked for
+	// The graph's word-region transport (transport.go), nil unless the bundle takes it from the
+	// graph (Bundle.OTInGraph) and the graph that ran computes it.
+	otDistance []float32 // B
+	otPlan     []float32 // B × T × N
 }
 
 // Encode runs the encoder on pairs in one padded batch: ids and masks 0 on padding, features
@@ -111,12 +115,24 @@ func (b *Bundle) encode(ctx context.Context, pairs []Pair, withAttention bool, h
 			e.pooled = out[i].F32
 		case "attention":
 			e.attention = out[i].F32
+		case outOTDistance, outOTPlan:
+			if !b.otInGraph {
+				continue // heads.Align computes the transport (transport.go: otFromGraph)
+			}
+			if o.Name == outOTDistance {
+				e.otDistance = out[i].F32
+			} else {
+				e.otPlan = out[i].F32
+			}
 		default:
 			e.heads[o.Name] = out[i].F32
 		}
 	}
 	if len(e.hidden) != B*(T+N)*e.H || len(e.pooled) != B*e.H {
 		return nil, fmt.Errorf("encoder returned %d pooled and %d hidden values for batch %d×(%d+%d)", len(e.pooled), len(e.hidden), B, T, N)
+	}
+	if (e.otDistance == nil) != (e.otPlan == nil) || e.otDistance != nil && (len(e.otDistance) != B || len(e.otPlan) != B*T*N) {
+		return nil, fmt.Errorf("encoder returned %d %s and %d %s values for batch %d×(%d+%d)", len(e.otDistance), outOTDistance, len(e.otPlan), outOTPlan, B, T, N)
 	}
 	for name, v := range e.heads {
 		if len(v)%B != 0 || name == outITM && len(v) != 2*B || name == outRank && len(v) != B || name == outRE && len(v) != B*N {
@@ -240,7 +256,8 @@ func (b *Bundle) UnknownWords(enc *textproc.Encoding) []textproc.UnknownWord {
 }
 
 // Timing splits a request's model work: the detection's steps (zero for regions input and for
-// a cache hit), the encoder and optimal transport.
+// a cache hit), the encoder and optimal transport. When the encoder graph computes the transport
+// (Bundle.OTInGraph), its cost is in Encoder and OT only reads the graph's outputs.
 type Timing struct {
 	detector.Timing
 	Encoder, OT time.Duration
@@ -323,14 +340,15 @@ func (b *Bundle) Match(ctx context.Context, in Input, texts []string) (*MatchOut
 	out.Timing.Encoder = time.Since(start)
 	start = time.Now()
 	out.Results = make([]MatchResult, len(texts))
-	// One plan per pair, on every core: with the encoder on a GPU, these are the slow part.
+	// One transport per pair, on every core when heads.Align computes them: with the encoder on
+	// a GPU, these are the slow part unless the graph computes them too (Encoded.Transport).
 	err = forEachParallel(len(pairs), func(i int) error {
-		plan, err := heads.Align(e.TextHidden(i), e.RegionHidden(i), heads.DefaultOTOptions())
+		ot, err := e.Transport(i, false)
 		if err != nil {
 			return err
 		}
 		m := e.Match(i)
-		out.Results[i] = MatchResult{Text: pairs[i].Text.Read(texts[i]), Score: m.Score, Logit: m.Logit, Head: b.MatchHead(), OTDistance: plan.Distance,
+		out.Results[i] = MatchResult{Text: pairs[i].Text.Read(texts[i]), Score: m.Score, Logit: m.Logit, Head: b.MatchHead(), OTDistance: ot.Distance,
 			Tokens: len(pairs[i].Text.Tokens), Truncated: pairs[i].Text.Truncated, UnknownWords: b.UnknownWords(pairs[i].Text)}
 		return nil
 	})
@@ -473,13 +491,13 @@ func (b *Bundle) alignEncoding(ctx context.Context, regions *detector.Prepared, 
 		a.AttentionWordRegions = heads.WordRegions(a.CrossAttention, words, opts.TopRegions)
 	}
 	start = time.Now()
-	plan, err := heads.Align(e.TextHidden(0), e.RegionHidden(0), heads.DefaultOTOptions())
+	ot, err := e.Transport(0, true)
 	if err != nil {
 		return nil, err
 	}
 	m := e.Match(0)
-	a.Plan, a.OTDistance, a.Score, a.Logit, a.MatchHead = plan.Weights, plan.Distance, m.Score, m.Logit, b.MatchHead()
-	a.WordRegions = heads.WordRegions(plan.Weights, words, opts.TopRegions)
+	a.Plan, a.OTDistance, a.Score, a.Logit, a.MatchHead = ot.Plan, ot.Distance, m.Score, m.Logit, b.MatchHead()
+	a.WordRegions = heads.WordRegions(ot.Plan, words, opts.TopRegions)
 	a.Timing.OT = time.Since(start)
 	return a, nil
 }

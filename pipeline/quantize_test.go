@@ -20,7 +20,8 @@ import (
 )
 
 // python finds the interpreter that runs models/uniter: $UNITER_PYTHON, else /usr/bin/python3,
-// else python3 on PATH; the test skips when none imports onnx.
+// else python3 on PATH; the test skips when none imports onnx (the int8 tests here, the in-graph
+// transport's in transport_test.go).
 func python(t testing.TB) string {
 	t.Helper()
 	candidates := []string{os.Getenv("UNITER_PYTHON"), "/usr/bin/python3"}
@@ -38,8 +39,8 @@ func python(t testing.TB) string {
 			return p
 		}
 	}
-	msg := "int8 bundles are made by python3 -m uniter.quantize: no python3 with the onnx and numpy packages found (set UNITER_PYTHON)"
-	if os.Getenv("UNITER_INT8_TEST") == "require" { // as `make test` sets it: CI runs the int8 path
+	msg := "the int8 and in-graph transport bundles are made by python3 -m uniter.quantize and uniter.ot_graph: no python3 with the onnx and numpy packages found (set UNITER_PYTHON)"
+	if os.Getenv("UNITER_INT8_TEST") == "require" { // as `make test` sets it: CI runs the int8 and in-graph transport paths
 		t.Fatal(msg)
 	}
 	t.Skip(msg)

@@ -72,6 +72,10 @@ func Env(t testing.TB) *ort.Environment {
 	if err != nil {
 		t.Fatalf("onnx runtime: %v", err)
 	}
+	// As the service's ort.profile_dir: benchmarks run with it write per-node profiles.
+	if dir := os.Getenv("UNITER_ORT_PROFILE_DIR"); dir != "" {
+		env.ProfileTo(dir)
+	}
 	t.Cleanup(func() {
 		if err := env.Close(); err != nil {
 			t.Errorf("closing environment: %v", err)

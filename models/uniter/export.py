@@ -29,6 +29,11 @@ them; the masks make the padded layout give the same outputs.
 nlvr2) dynamically quantized (uniter.quantize: int8 weights per output channel, MatMulInteger) and
 records ``"precision": "int8"`` in the manifest; without it the manifest has no precision (fp32).
 
+`ot_in_graph=True` (``--ot-in-graph``; default off) appends UNITER's word-region optimal transport
+(IPOT, uniter.ot_graph) to the encoder graphs: extra outputs ``ot_distance`` [batch] and
+``ot_plan`` [batch, text, regions], which the Go service reads instead of running heads.Align per
+pair (what pays on a GPU); the settings go to ``provenance.ot_in_graph``.
+
 Command line (``python3 -m uniter.export --help``): an official-format checkpoint to a bundle.
 """
 from __future__ import annotations
@@ -50,6 +55,8 @@ from onnx import numpy_helper
 from torch import nn
 
 from .model import LOC_DIM, UniterForPretraining
+from .ot import optimal_transport_dist
+from .ot_graph import OT_OUTPUTS, add_ot_to_bundle_graphs
 from .quantize import PRECISIONS, quantize_bundle_graphs
 from .tasks import (ENCODER_HEAD_OUTPUTS, HEADS, TASKS, VE_LABELS, build_model, detect_task,
                     encoder_head_outputs, load_task_checkpoint, model_heads, resolve_config,
@@ -311,11 +318,16 @@ def write_bundle(model: nn.Module, out_dir: str, *, name: str, vocab_path: str,
                  region_labels: List[str], lowercase: bool, max_text_length: int,
                  random_weights: bool, provenance: dict, description: str = "",
                  graphs: Optional[List[str]] = None, heads: Optional[Sequence[str]] = None,
-                 answers: Optional[List[str]] = None, precision: str = "fp32") -> dict:
+                 answers: Optional[List[str]] = None, precision: str = "fp32",
+                 ot_in_graph: bool = False) -> dict:
     """Exports the graphs and writes manifest.json; returns the manifest.
 
     `precision` "int8" quantizes the encoder graphs after export (uniter.quantize) and records
     it in the manifest; "fp32" (the default) leaves the manifest without a precision.
+
+    `ot_in_graph` appends the word-region optimal transport to the encoder graphs (after any
+    quantization; the transport stays float32): outputs ot_distance and ot_plan
+    (uniter.ot_graph), settings in provenance.ot_in_graph.
 
     `model` is UniterForPretraining or a tasks.py model. `heads` names the heads whose weights
     are trained (came from the checkpoint); the default is every head the model has. Only those
@@ -420,6 +432,8 @@ def write_bundle(model: nn.Module, out_dir: str, *, name: str, vocab_path: str,
     }
     if precision == "int8":
         quantize_bundle_graphs(out_dir, manifest)
+    if ot_in_graph:
+        add_ot_to_bundle_graphs(out_dir, manifest)
     with open(os.path.join(out_dir, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=2)
         f.write("\n")
@@ -490,9 +504,17 @@ def verify_bundle_onnxruntime(model: nn.Module, out_dir: str, manifest: dict, at
             n = text if role == "mlm_head" else regions
             args = (torch.randn(batch, n, model.config.hidden_size, generator=g),)
             want = [(MLMHeadGraph(model) if role == "mlm_head" else MRCHeadGraph(model))(*args)]
+        # By name: the transport's outputs (ot_in_graph) come from ot.py on PyTorch's hidden.
+        want = dict(zip([o["name"] for o in spec["outputs"] if o["name"] not in OT_OUTPUTS], want))
+        if OT_OUTPUTS[0] in [o["name"] for o in spec["outputs"]]:
+            hidden = want["hidden"].double()
+            dist, plan = optimal_transport_dist(hidden[:, :text], hidden[:, text:], args[1] == 0,
+                                                args[4] == 0)
+            want.update(zip(OT_OUTPUTS, (dist, plan.transpose(1, 2))))
         feeds = {i["name"]: a.numpy() for i, a in zip(spec["inputs"], args)}
         got = sess.run([o["name"] for o in spec["outputs"]], feeds)
-        for o, x, w in zip(spec["outputs"], got, want):
+        for o, x in zip(spec["outputs"], got):
+            w = want[o["name"]]
             d = float(np.abs(x - w.detach().numpy()).max())
             worst[f"{role}/{o['name']}"] = d
             tol = int8_atol if (manifest.get("precision") == "int8"
@@ -507,11 +529,12 @@ def export_checkpoint(checkpoint: str, config: str, vocab: str, labels: str, out
                       lowercase: bool = False, max_text_length: int = 60, rank: bool = False,
                       strict: bool = False, description: str = "", random_weights: bool = False,
                       provenance: Optional[dict] = None, verify: bool = True, log=None,
-                      precision: str = "fp32", attention: bool = True):
+                      precision: str = "fp32", attention: bool = True, ot_in_graph: bool = False):
     """What `python3 -m uniter.export` does: reads the checkpoint, finds its class (or `task`),
     completes the config from the tensors, loads key for key, writes the bundle with the heads
     whose weights the checkpoint holds, and checks it with ONNX Runtime when that is installed.
     `attention` False leaves out encoder_attention.onnx (no attention maps; a smaller bundle).
+    `ot_in_graph` appends the word-region optimal transport to the encoder graphs (write_bundle).
     Returns (manifest, report, model)."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
     sd = torch.load(checkpoint, map_location="cpu")
@@ -552,7 +575,7 @@ def export_checkpoint(checkpoint: str, config: str, vocab: str, labels: str, out
                             region_labels=region_labels, lowercase=lowercase,
                             max_text_length=max_text_length, random_weights=random_weights,
                             description=description, provenance=prov, heads=report.heads,
-                            answers=answer_list, precision=precision)
+                            answers=answer_list, precision=precision, ot_in_graph=ot_in_graph)
     if verify and onnxruntime_available():
         worst = verify_bundle_onnxruntime(model, out, manifest)
         log(f"ONNX Runtime matches PyTorch: worst {max(worst.values()):.2e} over {len(worst)} outputs")
@@ -618,6 +641,11 @@ def main(argv=None):
     ap.add_argument("--no-attention", dest="attention", action="store_false",
                     help="leave out the attention graph (encoder_attention.onnx): the bundle serves "
                          "everything but attention maps, at about half the size")
+    ap.add_argument("--ot-in-graph", action="store_true",
+                    help="append the word-region optimal transport (IPOT, 50 iterations, beta 0.5) "
+                         "to the encoder graphs: outputs ot_distance [batch] and ot_plan [batch, "
+                         "text, regions], read by the service instead of its per-pair Go IPOT (for "
+                         "GPUs; uniter.ot_graph; default off)")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(1)
@@ -626,7 +654,7 @@ def main(argv=None):
                           task=args.task, answers=args.answers, lowercase=args.lowercase,
                           max_text_length=args.max_text_length, rank=args.rank, strict=args.strict,
                           description=args.description, precision=args.precision,
-                          attention=args.attention)
+                          attention=args.attention, ot_in_graph=args.ot_in_graph)
     except ValueError as e:
         sys.exit(f"uniter.export: {e}")
     print(f"wrote {args.out}", file=sys.stderr)

@@ -78,7 +78,8 @@ def _export_graphs(model: UniterForPretraining, bundle_dir: str, manifest: dict,
         labels = f.read().splitlines()
     write_bundle(model, out, name="probe", vocab_path=os.path.join(bundle_dir, manifest["text"]["vocab"]),
                  region_labels=labels, lowercase=True, max_text_length=manifest["text"]["max_length"],
-                 random_weights=True, provenance={}, graphs=list(GRAPHS))
+                 random_weights=True, provenance={}, graphs=list(GRAPHS),
+                 ot_in_graph="ot_in_graph" in manifest.get("provenance", {}))  # the same transport nodes
     return {g: _Graph(os.path.join(out, f"{g}.onnx")) for g in GRAPHS}
 
 
