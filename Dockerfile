@@ -1,5 +1,5 @@
 # UNITER service image (CPU): the binary, the ONNX Runtime library (from npm, integrity-checked by
-# scripts/install-ort.sh, as `make ort` does) and the default bundle, run as a non-root user.
+# scripts/install-ort.sh, as `make ort` does), the default bundle and the task bundles, run as a non-root user.
 #   docker build -t uniter .                     (the last stage; the smoke stage runs on the way)
 #   docker build --target runtime -t uniter .    (without the smoke test)
 #   docker run -p 8080:8080 -e UNITER_AUTH_KEYS=me:write:sha256:<hex> -v uniter-data:/data uniter
@@ -47,8 +47,10 @@ COPY --from=build /out/uniter /app/uniter
 COPY --from=build /src/.cache/onnxruntime/lib/ /app/lib/
 COPY --from=build /out/licenses/ /app/licenses/
 COPY --from=build /src/bundles/shapes-uniter/ /app/bundles/default/
+COPY --from=build /src/bundles/shapes-tasks/ /app/bundles/tasks/
 ENV UNITER_ADDR=0.0.0.0:8080 \
     UNITER_BUNDLE=/app/bundles/default \
+    UNITER_MODELS=/app/bundles/tasks \
     UNITER_ORT_LIBRARY=/app/lib/libonnxruntime.so \
     UNITER_DATA_DIR=/data \
     UNITER_LOG_FORMAT=json

@@ -9,10 +9,11 @@ export UNITER_ORT_LIBRARY := $(ORT_LIB)
 
 .PHONY: task-models pgdeps run test test-go test-py lint build ort pydeps fixture bench bench-gallery bench-load image fuzz clean shapes-model web web-check browser-deps screenshot docs
 
-# The default model, with a demo gallery (Shapes World test-100, indexed in the background on
-# first start: gallery.demo) so that search works at once.
+# The default model and its fine-tuned Shapes World task models (bundles/shapes-tasks: /v1/vqa,
+# /v1/entailment, /v1/nlvr2, /v1/refer), with a demo gallery (Shapes World test-100, indexed in
+# the background on first start: gallery.demo) so that search works at once.
 run: build ort
-	UNITER_GALLERY_DEMO=$${UNITER_GALLERY_DEMO:-true} ./bin/uniter serve
+	UNITER_GALLERY_DEMO=$${UNITER_GALLERY_DEMO:-true} UNITER_MODELS=$${UNITER_MODELS-bundles/shapes-tasks} ./bin/uniter serve
 
 build:
 	go build -o bin/uniter ./cmd/uniter
@@ -32,6 +33,7 @@ test: build ort pydeps web-check browser-deps test-go test-py
 test-go: export UNITER_BROWSER_TEST := require
 test-go: export UNITER_POSTGRES_TEST := require
 test-go: export UNITER_INT8_TEST := require
+test-go: export UNITER_BUTD_TEST := require
 test-go: ort browser-deps pgdeps lint
 	go test -race -count=1 $(GO_TEST_FLAGS) ./...
 
@@ -72,7 +74,7 @@ bench: build ort pydeps
 
 # Fine-tunes the default model for Shapes-QA, Ref, VE and NLVR2 (task data, features through the
 # serving pipeline, uniter.finetune with each task's official head): bundles in
-# .cache/tasks/TASK/bundle; about 50 min on 2 cores; resumable. See scripts/train-tasks.sh.
+# .cache/tasks/TASK/bundle (SHIP=bundles/shapes-tasks copies them there); about 1.5 h on 2 cores; resumable. See scripts/train-tasks.sh.
 task-models: build ort pydeps
 	PY=$(PY) bash scripts/train-tasks.sh
 

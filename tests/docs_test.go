@@ -46,6 +46,7 @@ const (
 	docGallery    = docBundle + "/bench-gallery-test-1k.json"
 	docLoad       = "docs/reports/bench-load.json"
 	docScale      = "docs/reports/bench-gallery-scale.json"
+	docEditProbe  = "docs/reports/default-edit-probe-test-1k.json"
 	docEndMarker  = "<!-- end generated -->"
 )
 
@@ -68,6 +69,8 @@ func docSections() []docSection {
 		{"docs/model-card.md", "detector", []string{docManifest}, renderDetector},
 		{"docs/model-card.md", "training", []string{docManifest}, renderTraining},
 		{"docs/model-card.md", "attention", []string{docAttention}, renderAttention},
+		{"docs/model-card.md", "edit-probe", []string{docEditProbe}, renderEditProbe},
+		{"docs/model-card.md", "tasks", docTaskReports(), renderTasks},
 		{"docs/benchmarks.md", "gallery", []string{docGallery}, renderGalleryBench},
 		{"docs/benchmarks.md", "gallery-scale", []string{docScale}, renderGalleryScale},
 		{"docs/benchmarks.md", "evaluation-runs", evals, renderEvalRuns},
@@ -1010,4 +1013,97 @@ func docProseLinesKeepCode(text string) []string {
 		}
 	}
 	return out
+}
+
+// ---------------------------------------------------------------------------------------------
+// The ITM edit probe and the task models (docs/model-card.md)
+
+var docProbeKinds = []struct{ key, label string }{
+	{"relation_swap", "relation swapped (left of ↔ right of, above ↔ below)"},
+	{"color_swap", "the colours of two present objects swapped"},
+	{"count", "count changed by one"},
+	{"size", "size flipped or added"},
+}
+
+func renderEditProbe(s *docSources) (out string, err error) {
+	defer docCatch(&err)
+	r, err := s.json(docEditProbe)
+	if err != nil {
+		return "", err
+	}
+	if r.str("split") != "test-1k" {
+		return "", fmt.Errorf("%s: split %q, want test-1k", docEditProbe, r.str("split"))
+	}
+	p := r.obj("edit_probe")
+	var rows [][]string
+	for _, k := range docProbeKinds {
+		e := p.obj(k.key)
+		target := "" // the targets: relation and present-colour swaps rejected
+		if k.key == "relation_swap" || k.key == "color_swap" {
+			target = "≥ 80%"
+		}
+		rows = append(rows, []string{k.label, docInt(e.num("captions")), docPct(e.num("rejected")), docPct(e.num("lowered")),
+			strings.Replace(fmt.Sprintf("%.4f", e.num("median_logit_change")), "-", "−", 1), target})
+	}
+	return docTable([]string{"edit of a true caption (test-1k)", "captions", "rejected", "scored lower", "median logit change", "target"}, rows, "lrrrrl"), nil
+}
+
+var docTasks = []struct{ key, label, target string }{
+	{"qa", "Shapes-QA", "≥ 90%, relations ≥ 85%"},
+	{"ref", "Shapes-Ref", "≥ 90%, relations ≥ 85%"},
+	{"ve", "Shapes-VE", "≥ 90%"},
+	{"nlvr2", "Shapes-NLVR2 (paired)", "≥ 85%"},
+}
+
+func docTaskReports() []string {
+	var out []string
+	for _, t := range docTasks {
+		out = append(out, "docs/reports/tasks-"+t.key+"-test-1k.json", "docs/reports/tasks-"+t.key+"-test-100.json")
+	}
+	return out
+}
+
+// docTaskTypes groups each task's per-type accuracies: types that need no relation, those that do.
+var docTaskTypes = map[string][2][]string{
+	"qa":    {{"color", "shape", "size", "exists", "count"}, {"relation_color", "relation_shape", "relation_yesno"}},
+	"ref":   {{"attributes"}, {"with_relation"}},
+	"ve":    {{"entailment", "neutral"}, {"contradiction"}},
+	"nlvr2": {{"both", "same"}, {"left_image", "right_image", "more"}},
+}
+
+func renderTasks(s *docSources) (out string, err error) {
+	defer docCatch(&err)
+	var rows [][]string
+	for _, t := range docTasks {
+		r1k, err := s.json("docs/reports/tasks-" + t.key + "-test-1k.json")
+		if err != nil {
+			return "", err
+		}
+		r100, err := s.json("docs/reports/tasks-" + t.key + "-test-100.json")
+		if err != nil {
+			return "", err
+		}
+		for _, r := range []docObj{r1k, r100} {
+			if r.str("task") != t.key {
+				return "", fmt.Errorf("%s: task %q, want %q", r.path, r.str("task"), t.key)
+			}
+		}
+		types := r1k.obj("per_type")
+		group := func(keys []string) string {
+			var parts []string
+			for _, k := range keys {
+				parts = append(parts, fmt.Sprintf("%s %.1f", strings.ReplaceAll(k, "_", " "), 100*types.obj(k).num("accuracy")))
+			}
+			return strings.Join(parts, ", ")
+		}
+		textOnly := "—"
+		if r1k.has("text_only_baseline") {
+			textOnly = docPct(r1k.num("text_only_baseline"))
+		}
+		g := docTaskTypes[t.key]
+		rows = append(rows, []string{t.label, docInt(r1k.num("items")), "**" + docPct(r1k.num("accuracy")) + "**", group(g[0]), group(g[1]),
+			docPct(r1k.num("image_blanked_accuracy")), textOnly, docPct(r100.num("accuracy")), t.target})
+	}
+	return docTable([]string{"task", "test-1k items", "test-1k", "types without a relation", "types with a relation",
+		"image blanked", "text only", "test-100", "target (test-1k)"}, rows, "lrrllrrrl"), nil
 }

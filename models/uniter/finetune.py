@@ -511,6 +511,9 @@ def run(args) -> dict:
     model = build_task_model(args.task, cfg, len(answers or []) or 27, args.nlvr2_layout, args.re_mlp)
     model.init_weights(args.seed)
     init_info = init_from_pretrained(model, init_sd)
+    if args.pos_scale != 1.0:  # (a resumed run loads its own weights over this below)
+        with torch.no_grad():  # a louder box: the location layer's weight scaled, its bias kept
+            model.uniter.img_embeddings.pos_linear.weight.mul_(args.pos_scale)
     lr_mul = args.head_lr_mul if args.head_lr_mul is not None else DEFAULT_HEAD_LR_MUL[args.task]
     lr = args.lr if args.lr is not None else DEFAULT_LR[args.task]
     opt = build_optimizer(model, lr, lr_mul, pos_lr_mul=args.pos_lr_mul)
@@ -530,7 +533,7 @@ def run(args) -> dict:
     elif os.path.exists(log_path):
         os.remove(log_path)
     meta_run = {"task": args.task, "init": os.path.abspath(args.init), "init_info": init_info,
-                "lr": lr, "head_lr_mul": lr_mul, "pos_lr_mul": args.pos_lr_mul, "warmup": warmup, "steps": args.steps,
+                "lr": lr, "head_lr_mul": lr_mul, "pos_lr_mul": args.pos_lr_mul, "pos_scale": args.pos_scale, "warmup": warmup, "steps": args.steps,
                 "batch": args.batch, "seed": args.seed, "vocab_mode": args.vocab_mode,
                 "train_items": len(train), "trainable_items": int(len(train_idx)),
                 "max_images": args.max_images, "types": args.types,
@@ -657,6 +660,9 @@ def parse_args(argv=None):
                     help="head learning-rate multiplier (default: 10 for qa/ve as official lr_mul, 1 otherwise)")
     ap.add_argument("--pos-lr-mul", type=float, default=1.0,
                     help="learning-rate multiplier of the location embedding's input layer (default 1)")
+    ap.add_argument("--pos-scale", type=float, default=1.0,
+                    help="multiply the location layer's weight by this at the start (its bias kept): "
+                         "the box varies more against the constant part of the location embedding")
     ap.add_argument("--warmup", type=int, default=None, help="warm-up steps (default 10%% of --steps)")
     ap.add_argument("--grad-norm", type=float, default=2.0)
     ap.add_argument("--dropout", type=float, default=None, help="override the config's dropout")
