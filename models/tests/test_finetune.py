@@ -238,3 +238,15 @@ def test_location_layer_gets_its_own_learning_rate(env):
     assert all(m == 10.0 for n, m in muls.items() if n.startswith(ft.HEAD_PREFIXES))
     assert all(m == 1.0 for n, m in muls.items() if not n.startswith(ft.HEAD_PREFIXES + (ft.POS_PREFIX,)))
     assert len(muls) == len(list(model.parameters()))
+
+
+def test_pos_scale_multiplies_the_location_layer_at_the_start(env, tmp_path):
+    base = tmp_path / "base"
+    ft.run(args_for(env, "qa", base, "--steps", "1", "--no-export", "--lr", "1e-12", "--head-lr-mul", "1"))
+    scaled = tmp_path / "scaled"
+    ft.run(args_for(env, "qa", scaled, "--steps", "1", "--no-export", "--lr", "1e-12", "--head-lr-mul", "1",
+                    "--pos-scale", "8"))
+    a, b = torch.load(base / "last.pt"), torch.load(scaled / "last.pt")
+    w = ft.POS_PREFIX + "weight"
+    assert torch.allclose(b[w], 8 * a[w], atol=1e-6)
+    assert torch.allclose(a[ft.POS_PREFIX + "bias"], b[ft.POS_PREFIX + "bias"], atol=1e-9)
