@@ -39,7 +39,8 @@ var tsWireTypes = map[string]string{
 	"NLVR2Response": "NLVR2Response", "ReferResponse": "ReferResponse",
 	// web/src/search.ts
 	"RegionEvidence": "RegionEvidence", "WordEvidence": "WordEvidence", "Hit": "SearchHit",
-	"SearchResponse": "SearchResponse", "GalleryImage": "GalleryImage", "ImageList": "ImageListResponse",
+	"SearchResponse": "SearchResponse", "GalleryImage": "GalleryImage", "GalleryStatus": "GalleryStatus",
+	"DemoStatus": "DemoStatus",
 }
 
 // tsPageTypes are the page's own types, no wire type's copy.
@@ -49,6 +50,7 @@ var tsPageTypes = map[string]string{
 	"Word":         "probe.ts: a caption word, computed from tokens",
 	"RegionEvents": "regions.ts: callbacks",
 	"Sample":       "main.ts: web/samples/samples.json, no API answer",
+	"SampleTasks":  "main.ts: a sample's task items in web/samples/samples.json, no API answer",
 }
 
 func TestTSWireTypes(t *testing.T) {

@@ -130,9 +130,10 @@ func TestDocExamples(t *testing.T) {
 	t.Parallel()
 	root := repoRoot()
 	addr := freeAddr(t)
-	// The task examples of docs/api.md ask the fine-tuned fixtures, served beside the default model.
+	// The task examples of docs/api.md ask the fine-tuned fixtures, the README's the Shapes World
+	// task models, served beside the default model as `make run` serves them.
 	s := startServeAt(t, addr, uniterEnv(t), "serve", "--addr", addr, "--bundle", filepath.Join(root, defaultBundle),
-		"--model", filepath.Join(root, "testdata", "bundles"), "--data-dir", t.TempDir())
+		"--model", filepath.Join(root, "testdata", "bundles"), "--model", filepath.Join(root, taskBundles), "--data-dir", t.TempDir())
 
 	// The running binary serves the document the tests validate with.
 	status, raw := s.do(t, http.MethodGet, "/openapi.json", "", nil)
