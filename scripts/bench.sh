@@ -24,10 +24,19 @@
 #   4. then, in each of BENCH_RUNS rounds, BenchmarkDetector (decode, preprocessing, detector,
 #      selection of one 640×480 JPEG, no cache) and BenchmarkColdMatch (Bundle.Match on an
 #      image the cache has not seen, 5 texts), BENCH_IMAGES timed iterations each
+#   4b. the bottom-up-attention detector (the LXMERT demo port's Faster R-CNN through
+#      convert-butd): random full-size weights (the port's 300 post-NMS proposals) converted into
+#      a bundle under .cache/bench/butd with two JPEGs, 640×480 and 480×800 (read at 800×600 and
+#      600×1000) (python3 -m uniter.butd_bench export; cached, never committed); then in each of
+#      BENCH_RUNS rounds PyTorch eager (python3 -m uniter.butd_bench torch: BUTDDetector.forward
+#      on each image's preprocessed tensor, the encoder peer's threads and OpenBLAS core type)
+#      and Go (BenchmarkBUTDDetector in pipeline/butd_bench_test.go: decode, preprocessing,
+#      detector graph, selection, no cache), BENCH_BUTD_IMAGES timed images each
+#      (.cache/bench/butd.md; BENCH_ONLY=butd runs only this part)
 #   5. print the tables (encoder: batch | Go pairs/s | PyTorch pairs/s | ratio; detector
-#      images/s; cold /v1/match split by stage; task | ms per request | added over the encoder)
-#      with the machine, and write them to .cache/bench/report.md (the task-head part also to
-#      .cache/bench/heads.md)
+#      images/s; cold /v1/match split by stage; task | ms per request | added over the encoder;
+#      the BUTD detector: image | Go images/s | PyTorch images/s | ratio) with the machine, and
+#      write them to .cache/bench/report.md (the task-head part also to .cache/bench/heads.md)
 # BENCH_ONLY=heads runs only step 1 and the task-head part (step 3 and its table, written to
 # .cache/bench/heads.md; report.md is left alone): a few minutes instead of the full bench.
 # Every figure is the best of BENCH_RUNS rounds (default 3) of PyTorch-then-Go: on a shared
@@ -43,7 +52,9 @@
 # round's stages, not minima from different rounds). Other knobs: BENCH_PAIRS (pairs per Go
 # run, default 32), BENCH_IMAGES (timed images per detector and cold-match run, default 5),
 # BENCH_SECONDS (seconds per PyTorch run, at least one call; default 2), BENCH_HEAD_CALLS
-# (timed calls per task and round, after one warm-up call; default 20), BENCH_TORCH_THREADS
+# (timed calls per task and round, after one warm-up call; default 20), BENCH_BUTD_IMAGES (timed
+# images per BUTD detector run and image, Go and PyTorch, after one warm-up; default 2: about
+# 10 s each at 300 proposals on 2 cores), BENCH_TORCH_THREADS
 # and BENCH_OPENBLAS_THREADS (default: uniter.bench's, the fastest measured on 2 cores).
 # ONNX Runtime uses the tests' settings (internal/testenv.CPUConfig: 2 intra-op threads).
 set -euo pipefail
@@ -55,11 +66,13 @@ PY=${PY:-/usr/bin/python3}
 out=.cache/bench
 bundle=$out/uniter-base-random
 tasks=$out/tasks
+butd=$out/butd
 only=${BENCH_ONLY:-}
 case $only in
-  "" | heads | batching) ;;
-  *) echo "BENCH_ONLY=$only: want heads (the task-head part alone), batching (the dynamic-batching part alone), or leave it unset" >&2; exit 2 ;;
+  "" | heads | batching | butd) ;;
+  *) echo "BENCH_ONLY=$only: want heads (the task-head part alone), batching (the dynamic-batching part alone), butd (the BUTD detector part alone), or leave it unset" >&2; exit 2 ;;
 esac
+butd_images=${BENCH_BUTD_IMAGES:-2}
 batch_calls=${BENCH_BATCH_CALLS:-96}
 head_calls=${BENCH_HEAD_CALLS:-20}
 runs=${BENCH_RUNS:-3}
@@ -124,7 +137,9 @@ wait_quiet() { # wait_quiet STEP: waits (bounded) until other jobs leave the CPU
 
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
-step export "$PY" -m uniter.bench export --out "$bundle"
+if [ "$only" != butd ]; then
+  step export "$PY" -m uniter.bench export --out "$bundle"
+fi
 
 thread_args=()
 [ -n "${BENCH_TORCH_THREADS:-}" ] && thread_args+=(--threads "$BENCH_TORCH_THREADS")
@@ -175,6 +190,17 @@ det_round() { # det_round STEP: one run of the detector and cold-match benchmark
     | tee -a "$out/det.txt" >&2
 }
 
+butd_round() { # butd_round STEP: the converted BUTD detector on each image, Go
+  echo "bench-round: $1" >>"$out/butd.txt"
+  UNITER_BENCH_BUTD="$root/$butd" "$out/pipeline.test" -test.run '^$' \
+    -test.bench '^BenchmarkBUTDDetector$' -test.benchtime "${butd_images}x" \
+    | tee -a "$out/butd.txt" >&2
+  grep -q '^BenchmarkBUTDDetector/' "$out/butd.txt" || {
+    echo "== bench: BenchmarkBUTDDetector timed nothing" >&2
+    return 1
+  }
+}
+
 step go-build go test -c -o "$out/pipeline.test" ./pipeline
 : >"$out/heads.txt"
 if [ -z "$only" ]; then
@@ -223,7 +249,7 @@ if [ -z "$only" ] || [ "$only" = batching ]; then
 fi
 # Step 3: the task heads. Each round times the baseline and every task side by side in one
 # process, one bundle loaded at a time.
-if [ "$only" != batching ]; then
+if [ -z "$only" ] || [ "$only" = heads ]; then
   step export-tasks "$PY" -m uniter.bench export-tasks --out "$tasks"
   for r in $(seq "$runs"); do
     wait_quiet "heads-$r"
@@ -234,6 +260,27 @@ if [ -z "$only" ]; then
   for r in $(seq "$runs"); do
     wait_quiet "detector-$r"
     step "detector-$r" det_round "detector-$r"
+  done
+fi
+# Step 4b: the BUTD detector, PyTorch then Go in each round. The PyTorch peer takes the
+# encoder peer's OpenBLAS core type: the probe above, or (alone) one made here when none is saved
+# (uniter.bench probes again when the saved one was made with other threads).
+: >"$out/butd.txt"
+if [ -z "$only" ] || [ "$only" = butd ]; then
+  step export-butd "$PY" -m uniter.butd_bench export --out "$butd"
+  if [ "${BENCH_OPENBLAS_CORETYPE:-auto}" = auto ] && [ ! -s "$out/blas-probe.json" ]; then
+    wait_quiet blas-probe
+    step blas-probe "$PY" -m uniter.bench blas-probe "${thread_args[@]}" \
+      --json "$out/blas-probe.json" >/dev/null
+  fi
+  rm -f "$out"/butd-torch-[0-9]*.json
+  for r in $(seq "$runs"); do
+    wait_quiet "butd-pytorch-$r"
+    step "butd-pytorch-$r" "$PY" -m uniter.butd_bench torch --dir "$butd" --min-iters "$butd_images" \
+      --openblas-coretype "${BENCH_OPENBLAS_CORETYPE:-auto}" --blas-probe "$out/blas-probe.json" \
+      "${thread_args[@]}" --meta "$out/butd-torch-meta.json" --json "$out/butd-torch-$r.json" >/dev/null
+    wait_quiet "butd-go-$r"
+    step "butd-go-$r" butd_round "butd-go-$r"
   done
 fi
 
@@ -310,7 +357,7 @@ print(text)
 EOF
 fi
 
-if [ "$only" != batching ]; then
+if [ -z "$only" ] || [ "$only" = heads ]; then
 # The task-head table, from heads.txt (every round's BenchmarkTaskHeads lines), into heads.md.
 BENCH_CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//') \
 BENCH_NPROC=$(nproc) BENCH_MEM=$(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo) \
@@ -419,6 +466,132 @@ print(text)
 with open(heads_md, "w") as f:
     f.write(text)
 print(f"(written to {heads_md})", file=sys.stderr)
+EOF
+fi
+
+# The BUTD detector table, from butd.txt (every Go round) and butd-torch-R.json (every PyTorch
+# round), into butd.md: per image, each side's best quiet round (other jobs only ever slow a
+# round down); a side with busy rounds only is marked †.
+if [ -s "$out/butd.txt" ]; then
+BENCH_CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//') \
+BENCH_NPROC=$(nproc) BENCH_MEM=$(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo) \
+BENCH_GO=$(go env GOVERSION) BENCH_LOAD="$load_before before, $load_after after" \
+BENCH_BUSY="${busy[*]}" BENCH_BUTD_IMAGES=$butd_images BENCH_TIMINGS="${timings[*]}" \
+  "$PY" - "$out/butd.txt" "$out/butd-torch-meta.json" "$out/butd.md" "$out"/butd-torch-[0-9]*.json <<'EOF'
+import json, os, re, sys
+
+butd_txt, meta_json, butd_md, *torch_jsons = sys.argv[1:]
+e = os.environ
+busy = dict(re.findall(r"(\S+) (\d+)%", e.get("BENCH_BUSY_STEPS", "")))
+during = dict(re.findall(r"(\S+) (\d+)%", e.get("BENCH_DURING", "")))
+ort, step, desc, go, images = "unknown", None, "", {}, {}  # go: {image: {step: metrics}}
+for line in open(butd_txt):
+    if line.startswith("onnxruntime:"):
+        ort = line.split(":", 1)[1].strip()
+    if line.startswith("butd-bundle:"):
+        desc = line.split(":", 1)[1].strip()
+    if line.startswith("bench-round: "):
+        step = line.split()[1]
+    m = re.match(r"butd-image: (\S+) (\d+x\d+) JPEG, (\d+) bytes -> detector input (\d+x\d+), "
+                 r"(\d+) proposals, (\d+) regions", line)
+    if m:
+        images.setdefault(m[1], {"size": m[2], "input": m[4], "proposals": int(m[5]),
+                                 "regions": int(m[6])})
+    m = re.match(r"BenchmarkBUTDDetector/image=(\S+?)-\d+\s+\d+\s+(.*)", line)
+    if m:
+        metrics = {unit: float(v) for v, unit in re.findall(r"([-\d.e+]+) (\S+)", m[2])}
+        runs = go.setdefault(m[1], {})
+        runs[step or f"butd-go-{len(runs) + 1}"] = metrics
+torch = {}  # {image: {step: result}}
+for path in torch_jsons:
+    st = "butd-pytorch-" + re.search(r"butd-torch-(\d+)\.json$", path)[1]
+    for name, r in json.load(open(path)).items():
+        torch.setdefault(name, {})[st] = r
+meta = json.load(open(meta_json)) if os.path.exists(meta_json) else {}
+
+
+def best(runs, key):
+    """The best of the quiet rounds and False; when every round was busy, the best of them and
+    True (the figure is then marked, not given as a clean result)."""
+    quiet = {st: r for st, r in runs.items() if st not in busy}
+    pool = quiet or runs
+    return pool[max(pool, key=lambda k: pool[k][key])], not quiet
+
+
+def fmt(v, marked, spec=".3f"):
+    return f"{v:{spec}}†" if marked else f"{v:{spec}}"
+
+
+lines = [
+    "## The bottom-up-attention detector: Go (ONNX Runtime) vs PyTorch eager",
+    "",
+    f"{desc or 'bottom-up-attention Faster R-CNN'}, with random weights in the port's full-size "
+    "layout (ResNet-101 C4, 1,601 classes, 401 attributes, 2,048-d features) and its test "
+    "settings (RPN 6,000 / 300 top-n), converted by `convert-butd` (`python3 -m "
+    "uniter.butd_bench export`). Go: `BenchmarkBUTDDetector`, the whole path of one image "
+    "(decode, preprocessing, the detector graph in ONNX Runtime, selection; no cache). PyTorch: "
+    "`BUTDDetector.forward` on the image's preprocessed tensor under `no_grad` (the graph's "
+    "work only). Synthetic photo-like JPEGs, quality 90.",
+    "",
+    "| image | detector input | proposals | regions | Go images/s | Go graph ms "
+    "| PyTorch images/s | PyTorch forward ms | Go / PyTorch |",
+    "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+]
+marked_any = False
+for name in sorted(set(go) | set(torch)):
+    info = images.get(name, {})
+    g, gm = best(go[name], "images/s") if name in go else ({}, False)
+    t, tm = best(torch[name], "images_per_s") if name in torch else ({}, False)
+    marked_any = marked_any or gm or tm
+    gr, tr = g.get("images/s"), t.get("images_per_s")
+    inp = info.get("input") or ("x".join(map(str, t["input"])) if t else "?")
+    lines.append(
+        f"| {info.get('size', name)} JPEG | {inp} | {info.get('proposals', t.get('proposals', '?'))} "
+        f"| {info.get('regions', '?')} | {fmt(gr, gm) if gr else 'n/a'} "
+        f"| {fmt(g['detector-ms'], gm, '.0f') if g else 'n/a'} | {fmt(tr, tm) if tr else 'n/a'} "
+        f"| {fmt(t['ms'], tm, '.0f') if t else 'n/a'} "
+        f"| {fmt(gr / tr, gm or tm, '.2f') if gr and tr else 'n/a'} |")
+blas = meta.get("blas") or {}
+n_rounds = len({st for v in go.values() for st in v})
+spread = "; ".join(
+    f"{name} Go {min(r['images/s'] for r in go[name].values()):.3f}–"
+    f"{max(r['images/s'] for r in go[name].values()):.3f}"
+    + (f", PyTorch {min(r['images_per_s'] for r in torch[name].values()):.3f}–"
+       f"{max(r['images_per_s'] for r in torch[name].values()):.3f}" if name in torch else "")
+    for name in sorted(go))
+rounds = ", ".join(f"{k} {v}% / {during.get(k, '?')}%" for k, v in
+                   re.findall(r"(butd-(?:go|pytorch)-\d+) (\d+)%", e.get("BENCH_BUSY", "")))
+lines += [
+    "",
+    *([f"† Every round behind this figure was busy: other jobs used more than "
+       f"{e.get('BENCH_BUSY_MAX', '25')}% of the CPUs just before or during it ("
+       + ", ".join(f"{k} {v}%" for k, v in busy.items() if k.startswith("butd-"))
+       + "): images/s is a lower bound and ms an upper bound, not a clean result.", ""]
+      if marked_any else []),
+    "Go images/s includes decoding, preprocessing and selection, PyTorch's the forward pass "
+    "alone: Go graph ms against PyTorch forward ms compares the same work.",
+    "",
+    f"Machine: {e['BENCH_NPROC']} cores ({e['BENCH_CPU']}), {e['BENCH_MEM']} memory; load average "
+    f"(1, 5, 15 min) {e['BENCH_LOAD']}; CPU use by other jobs just before / during each round: "
+    f"{rounds or 'n/a'}. ONNX Runtime {ort} (CPU, 2 intra-op threads) through onnxruntime_go, "
+    f"{e['BENCH_GO']}. PyTorch {meta.get('torch_version', '?')}: "
+    f"{meta.get('torch_threads', '?')} torch thread(s), OpenBLAS core type "
+    f"{blas.get('core', '?')} with {blas.get('openblas_threads', '?')} thread(s), the encoder "
+    "peer's settings"
+    + (f" (its float32 products checked within {blas['max_err']:.1e} of float64)"
+       if "max_err" in blas else "") + ".",
+    f"Each figure is the best quiet round of {n_rounds} (a round is busy when other jobs used more "
+    f"than {e.get('BENCH_BUSY_MAX', '25')}% of the CPUs just before or during it); each round "
+    f"times PyTorch then Go, {e['BENCH_BUTD_IMAGES']} timed images per image and side after one "
+    f"warm-up. Spread over the rounds, images/s: {spread}.",
+    "Steps: " + ", ".join(re.findall(r"(?:export-butd|blas-probe|butd-(?:go|pytorch)-\d+) \d+ s",
+                                     e["BENCH_TIMINGS"])) + ".",
+]
+text = "\n".join(lines) + "\n"
+print(text)
+with open(butd_md, "w") as f:
+    f.write(text)
+print(f"(written to {butd_md})", file=sys.stderr)
 EOF
 fi
 if [ -n "$only" ]; then
@@ -662,7 +835,7 @@ with open(report, "w") as f:
 print(f"(written to {report})", file=sys.stderr)
 EOF
 
-cat "$out/batching.md" "$out/heads.md" >>"$out/report.md"
+cat "$out/batching.md" "$out/heads.md" "$out/butd.md" >>"$out/report.md"
 
 # Step 6: gallery search, exact vs two-stage on Shapes test-1k (scripts/bench-gallery.sh; it
 # needs the trained Shapes bundle and says so when it is missing), appended to the report.
