@@ -238,8 +238,8 @@ func NewNLVR2Response(out *pipeline.NLVR2Output, model string) NLVR2Response {
 	resp := NLVR2Response{Statement: newTaskText(out.Statement), TrueProbability: out.TrueProbability, Label: out.True,
 		Layout: out.Layout, Model: model, Timings: newTimings(out.Timing)}
 	if out.Images[0] != nil && out.Images[1] != nil {
-		for _, d := range out.Images {
-			resp.Images = append(resp.Images, newImageInfo(d, false))
+		for k, d := range out.Images {
+			resp.Images = append(resp.Images, newImageInfo(d, out.CacheHits[k]))
 		}
 	}
 	return resp

@@ -66,7 +66,8 @@ type NLVR2Output struct {
 	True            bool    // TrueProbability > 0.5 (the argmax of the two logits)
 	Layout          string  // NLVR2Paired, NLVR2Triplet or NLVR2PairedAttn
 	Images          [2]*detector.Detection
-	Timing          Timing
+	CacheHits       [2]bool // whether each image's regions came from the detector cache
+	Timing          Timing  // CacheHit: either did
 }
 
 // ReferredRegion is one region ranked for a referring expression.
@@ -193,6 +194,7 @@ func (b *Bundle) NLVR2(ctx context.Context, in [2]Input, statement string) (*NLV
 		out.Timing.Preprocess += t.Preprocess
 		out.Timing.Detector += t.Detector
 		out.Timing.Selection += t.Selection
+		out.CacheHits[k] = t.CacheHit
 		out.Timing.CacheHit = out.Timing.CacheHit || t.CacheHit
 	}
 	T, D, N := len(enc.Tokens), b.Manifest.Model.FeatureDim, max(regions[0].Len(), regions[1].Len())

@@ -112,7 +112,7 @@ func TestDefaultTaskModelsOnSamples(t *testing.T) {
 		}
 	}
 	right := map[string]int{}
-	for _, sm := range samples {
+	for i, sm := range samples {
 		img, tk := image(sm.File), sm.Tasks
 		var vqa struct {
 			Answers []struct{ Answer string } `json:"answers"`
@@ -126,10 +126,20 @@ func TestDefaultTaskModelsOnSamples(t *testing.T) {
 		if ve.Label == tk.Label {
 			right["ve"]++
 		}
-		var nl struct{ Label bool }
+		var nl struct {
+			Label  bool
+			Images []struct {
+				CacheHit bool `json:"cache_hit"`
+			} `json:"images"`
+		}
 		ask("/v1/nlvr2", map[string]any{"images": []any{img, image(tk.Right)}, "statement": tk.Statement, "model": "shapes-nlvr2"}, &nl)
 		if nl.Label == tk.True {
 			right["nlvr2"]++
+		}
+		// The left image was read by the requests above (the detector cache has it); the first
+		// sample's right image, the next sample, was not.
+		if i == 0 && (len(nl.Images) != 2 || !nl.Images[0].CacheHit || nl.Images[1].CacheHit) {
+			t.Errorf("/v1/nlvr2 on a seen left and an unseen right image: cache hits %+v, want [true false]", nl.Images)
 		}
 		var ref struct {
 			Regions []struct{ Box [4]float64 } `json:"regions"`
