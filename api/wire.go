@@ -340,6 +340,7 @@ type ModelInfo struct {
 	Vocabulary       VocabularyInfo  `json:"vocabulary"`
 	Task             TaskInfo        `json:"task"`
 	Precision        string          `json:"precision"` // of the encoder graphs: fp32 or int8
+	Transport        string          `json:"transport"` // where the word-region transport runs: graph or go
 	Heads            map[string]bool `json:"heads"`
 	Graphs           []string        `json:"graphs"`
 	Provenance       map[string]any  `json:"provenance"`
@@ -376,6 +377,7 @@ type DetectorInfo struct {
 	Attributes    int     `json:"attributes"`            // "no attribute" included; 0 without an attribute head
 	ShorterSide   int     `json:"shorter_side"`
 	LongerSideMax int     `json:"longer_side_max"`
+	ResizeRule    string  `json:"resize_rule"` // shorter_side or detectron2 (docs/detector-contract.md)
 	NMSIoU        float32 `json:"nms_iou"`
 	MinConfidence float32 `json:"min_confidence"`
 	MinBoxes      int     `json:"min_boxes"`
@@ -557,7 +559,10 @@ func DescribeModel(b *pipeline.Bundle, provider, fallback, ortVersion string) Mo
 		Heads: map[string]bool{"itm": m.Heads.ITM, "rank": m.Heads.Rank, "mlm": m.Heads.MLM, "mrc": m.Heads.MRC,
 			"attention": m.Heads.Attention, "vqa": m.Heads.VQA, "ve": m.Heads.VE, "nlvr2": m.Heads.NLVR2, "re": m.Heads.RE},
 		Task:      TaskInfo{Name: m.TaskName(), Class: "UniterForPretraining", Labels: len(b.TaskLabels())},
-		Precision: m.PrecisionName(),
+		Precision: m.PrecisionName(), Transport: "go",
+	}
+	if b.OTInGraph() {
+		info.Transport = "graph"
 	}
 	if t := m.Task; t != nil {
 		info.Task.Class, info.Task.Layout = t.Class, t.Layout
@@ -569,7 +574,7 @@ func DescribeModel(b *pipeline.Bundle, provider, fallback, ortVersion string) Mo
 		sel := b.SelectionSpec()
 		info.Detector = &DetectorInfo{Description: d.Description, Domain: d.Domain,
 			Provider: b.DetectorProvider(), Classes: m.Model.LabelDim, Attributes: len(b.AttributeLabels()),
-			ShorterSide: d.Preprocess.ShorterSide, LongerSideMax: d.Preprocess.LongerSideMax,
+			ShorterSide: d.Preprocess.ShorterSide, LongerSideMax: d.Preprocess.LongerSideMax, ResizeRule: b.PreprocessSpec().Rule(),
 			NMSIoU: sel.NMSIoU, MinConfidence: sel.MinConfidence, MinBoxes: sel.MinBoxes, MaxBoxes: sel.MaxBoxes,
 			MinBoxSize: b.MinBoxSize()}
 	}

@@ -38,6 +38,14 @@ func ValidResizeRule(rule string) bool {
 	return rule == "" || rule == ResizeShorterSide || rule == ResizeDetectron2
 }
 
+// Rule is the resize rule in force: ResizeRule, with "" read as ResizeShorterSide.
+func (s PreprocessSpec) Rule() string {
+	if s.ResizeRule == "" {
+		return ResizeShorterSide
+	}
+	return s.ResizeRule
+}
+
 // Validate reports a spec Preprocess cannot use.
 func (s PreprocessSpec) Validate() error {
 	bad := func(format string, a ...any) error {
