@@ -70,22 +70,7 @@ func BenchmarkBUTDDetector(b *testing.B) {
 			_, wr, hr := detector.ResizeScale(det.Width, det.Height, bundle.detector.Preprocess)
 			fmt.Printf("butd-image: %s %dx%d JPEG, %d bytes -> detector input %dx%d, %d proposals, %d regions\n",
 				name, det.Width, det.Height, len(data), wr, hr, det.Proposals, len(det.Regions))
-			b.ReportAllocs()
-			b.ResetTimer()
-			var st stageMS
-			for b.Loop() {
-				d, err := bundle.detector.Detect(ctx, data)
-				if err != nil {
-					b.Fatal(err)
-				}
-				st.add(Timing{Timing: d.Timing})
-			}
-			if s := b.Elapsed().Seconds(); s > 0 {
-				b.ReportMetric(float64(st.n)/s, "images/s")
-			}
-			st.report(b, false)
-			b.ReportMetric(float64(det.Proposals), "proposals")
-			b.ReportMetric(float64(len(det.Regions)), "regions")
+			timeDetector(b, bundle, data, det)
 		})
 	}
 }

@@ -19,32 +19,12 @@ import (
 	"github.com/uniter-serve/uniter/internal/testenv"
 )
 
-// python finds the interpreter that runs models/uniter: $UNITER_PYTHON, else /usr/bin/python3,
-// else python3 on PATH; the test skips when none imports onnx (the int8 tests here, the in-graph
-// transport's in transport_test.go).
+// python is the interpreter that runs models/uniter (testenv.Python): the int8 tests here and
+// the in-graph transport's in transport_test.go skip without one that imports onnx, unless
+// UNITER_INT8_TEST=require (as `make test` sets it).
 func python(t testing.TB) string {
-	t.Helper()
-	candidates := []string{os.Getenv("UNITER_PYTHON"), "/usr/bin/python3"}
-	if p, err := exec.LookPath("python3"); err == nil {
-		candidates = append(candidates, p)
-	}
-	for _, p := range candidates {
-		if p == "" {
-			continue
-		}
-		if _, err := os.Stat(p); err != nil {
-			continue
-		}
-		if exec.Command(p, "-c", "import onnx, numpy").Run() == nil {
-			return p
-		}
-	}
-	msg := "the int8 and in-graph transport bundles are made by python3 -m uniter.quantize and uniter.ot_graph: no python3 with the onnx and numpy packages found (set UNITER_PYTHON)"
-	if os.Getenv("UNITER_INT8_TEST") == "require" { // as `make test` sets it: CI runs the int8 and in-graph transport paths
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return ""
+	return testenv.Python(t, "UNITER_INT8_TEST", "onnx, numpy",
+		"the int8 and in-graph transport bundles are made by python3 -m uniter.quantize and uniter.ot_graph")
 }
 
 // runPython runs python3 args from models/ (where the uniter package is) and fails on error.

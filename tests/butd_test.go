@@ -81,31 +81,10 @@ type butdGolden struct {
 	} `json:"images"`
 }
 
-// butdPython finds an interpreter that can run the converter: $UNITER_PYTHON, else
-// /usr/bin/python3, else python3 on PATH.
+// butdPython is the interpreter that runs the converter (testenv.Python); UNITER_BUTD_TEST=require
+// turns its absence into a failure.
 func butdPython(t *testing.T) string {
-	t.Helper()
-	candidates := []string{os.Getenv("UNITER_PYTHON"), "/usr/bin/python3"}
-	if p, err := exec.LookPath("python3"); err == nil {
-		candidates = append(candidates, p)
-	}
-	for _, p := range candidates {
-		if p == "" {
-			continue
-		}
-		if _, err := os.Stat(p); err != nil {
-			continue
-		}
-		if exec.Command(p, "-c", "import torch, torchvision, onnx, numpy, PIL").Run() == nil {
-			return p
-		}
-	}
-	msg := "the BUTD converter needs python3 with torch, torchvision, onnx, numpy and PIL (set UNITER_PYTHON)"
-	if os.Getenv("UNITER_BUTD_TEST") == "require" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return ""
+	return testenv.Python(t, "UNITER_BUTD_TEST", "torch, torchvision, onnx, numpy, PIL", "the BUTD converter")
 }
 
 func runButdPython(t *testing.T, py string, args ...string) {

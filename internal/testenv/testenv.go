@@ -3,7 +3,9 @@
 package testenv
 
 import (
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -82,4 +84,33 @@ func Env(t testing.TB) *ort.Environment {
 		}
 	})
 	return env
+}
+
+// Python finds the interpreter that runs models/uniter: $UNITER_PYTHON, else /usr/bin/python3,
+// else python3 on PATH, the first that imports every one of modules (e.g. "onnx, numpy").
+// Without one the test skips, or fails when the environment variable requireVar is "require"
+// (as `make test` sets the ones it needs); why says what the test wanted it for.
+func Python(t testing.TB, requireVar, modules, why string) string {
+	t.Helper()
+	candidates := []string{os.Getenv("UNITER_PYTHON"), "/usr/bin/python3"}
+	if p, err := exec.LookPath("python3"); err == nil {
+		candidates = append(candidates, p)
+	}
+	for _, p := range candidates {
+		if p == "" {
+			continue
+		}
+		if _, err := os.Stat(p); err != nil {
+			continue
+		}
+		if exec.Command(p, "-c", "import "+modules).Run() == nil {
+			return p
+		}
+	}
+	msg := fmt.Sprintf("%s: no python3 that imports %s (set UNITER_PYTHON)", why, modules)
+	if os.Getenv(requireVar) == "require" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+	return ""
 }
