@@ -546,58 +546,71 @@ func parseCurl(args []string, dir string) (curlCmd, error) {
 // curlPathRe is the path of an example's URL, written for `make run` (localhost:8080).
 var curlPathRe = regexp.MustCompile(`^(?:https?://)?(?:localhost|127\.0\.0\.1):8080(/.*)$`)
 
-// runCurl sends the command's request to s, wants a 2xx, and returns the decoded answer.
-func runCurl(t *testing.T, s *server, where string, c curlCmd) any {
-	t.Helper()
+// curlRequest builds the command's request to the server at base ("http://host:port"): the
+// URL's path (an example's URL is written for `make run`, localhost:8080), -d or -F bodies as
+// curl sends them (files after @ read from fileDir) and -H headers.
+func curlRequest(c curlCmd, base, fileDir string) (*http.Request, error) {
 	m := curlPathRe.FindStringSubmatch(c.url)
 	if m == nil {
-		t.Errorf("%s: curl %s: the example should call the server of `make run` (localhost:8080)", where, c.url)
-		return nil
+		return nil, fmt.Errorf("curl %s: the example should call the server of `make run` (localhost:8080)", c.url)
 	}
 	var body io.Reader
 	ctype := ""
 	switch {
 	case c.data != nil:
-		body = strings.NewReader(*c.data)
-		ctype = "application/x-www-form-urlencoded" // curl's default
+		body, ctype = strings.NewReader(*c.data), "application/x-www-form-urlencoded" // curl's default
 	case c.form != nil:
 		var buf bytes.Buffer
 		w := multipart.NewWriter(&buf)
 		for _, f := range c.form {
 			name, val := f[0], f[1]
-			if file, ok := strings.CutPrefix(val, "@"); ok {
-				raw, err := os.ReadFile(filepath.Join(repoRoot(), file))
-				if err != nil {
-					t.Errorf("%s: curl -F %s: %v", where, val, err)
-					return nil
+			file, ok := strings.CutPrefix(val, "@")
+			if !ok {
+				if err := w.WriteField(name, val); err != nil {
+					return nil, err
 				}
-				h := textproto.MIMEHeader{}
-				h.Set("Content-Disposition", fmt.Sprintf(`form-data; name=%q; filename=%q`, name, filepath.Base(file)))
-				h.Set("Content-Type", http.DetectContentType(raw))
-				part, err := w.CreatePart(h)
-				if err != nil {
-					t.Fatal(err)
-				}
-				part.Write(raw)
 				continue
 			}
-			if err := w.WriteField(name, val); err != nil {
-				t.Fatal(err)
+			raw, err := os.ReadFile(filepath.Join(fileDir, file))
+			if err != nil {
+				return nil, fmt.Errorf("curl -F %s: %w", val, err)
+			}
+			h := textproto.MIMEHeader{}
+			h.Set("Content-Disposition", fmt.Sprintf(`form-data; name=%q; filename=%q`, name, filepath.Base(file)))
+			h.Set("Content-Type", http.DetectContentType(raw))
+			part, err := w.CreatePart(h)
+			if err != nil {
+				return nil, err
+			}
+			if _, err := part.Write(raw); err != nil {
+				return nil, err
 			}
 		}
-		w.Close()
-		body = &buf
-		ctype = w.FormDataContentType()
+		if err := w.Close(); err != nil {
+			return nil, err
+		}
+		body, ctype = &buf, w.FormDataContentType()
 	}
-	req, err := http.NewRequest(c.method, s.url+m[1], body)
+	req, err := http.NewRequest(c.method, base+m[1], body)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	if ctype != "" {
 		req.Header.Set("Content-Type", ctype)
 	}
 	for k, vs := range c.headers {
 		req.Header[k] = vs
+	}
+	return req, nil
+}
+
+// runCurl sends the command's request to s, wants a 2xx, and returns the decoded answer.
+func runCurl(t *testing.T, s *server, where string, c curlCmd) any {
+	t.Helper()
+	req, err := curlRequest(c, s.url, repoRoot())
+	if err != nil {
+		t.Errorf("%s: %v", where, err)
+		return nil
 	}
 	resp, err := client.Do(withSpecTest(req, t))
 	if err != nil {

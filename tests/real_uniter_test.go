@@ -27,15 +27,12 @@ package tests
 // UNITER_BUTD_TEST=require. Two to five minutes on two cores and about 3.3 GB of temporary disk.
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"io/fs"
 	"math"
-	"mime/multipart"
 	"net/http"
-	"net/textproto"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -257,54 +254,9 @@ var realClient = &http.Client{Timeout: 3 * time.Minute, Transport: client.Transp
 // request's path and the answer, which must be 2xx.
 func docCurl(t *testing.T, s *server, dir, where string, c curlCmd) (string, []byte) {
 	t.Helper()
-	m := curlPathRe.FindStringSubmatch(c.url)
-	if m == nil {
-		t.Fatalf("%s: curl %s: the page's requests go to the service it starts (localhost:8080)", where, c.url)
-	}
-	var body io.Reader
-	ctype := ""
-	switch {
-	case c.data != nil:
-		body, ctype = strings.NewReader(*c.data), "application/x-www-form-urlencoded"
-	case c.form != nil:
-		var buf bytes.Buffer
-		w := multipart.NewWriter(&buf)
-		for _, f := range c.form {
-			name, val := f[0], f[1]
-			file, ok := strings.CutPrefix(val, "@")
-			if !ok {
-				if err := w.WriteField(name, val); err != nil {
-					t.Fatal(err)
-				}
-				continue
-			}
-			raw, err := os.ReadFile(filepath.Join(dir, file))
-			if err != nil {
-				t.Fatalf("%s: curl -F %s: %v", where, val, err)
-			}
-			h := textproto.MIMEHeader{}
-			h.Set("Content-Disposition", fmt.Sprintf(`form-data; name=%q; filename=%q`, name, filepath.Base(file)))
-			h.Set("Content-Type", http.DetectContentType(raw))
-			part, err := w.CreatePart(h)
-			if err != nil {
-				t.Fatal(err)
-			}
-			part.Write(raw)
-		}
-		if err := w.Close(); err != nil {
-			t.Fatal(err)
-		}
-		body, ctype = &buf, w.FormDataContentType()
-	}
-	req, err := http.NewRequest(c.method, s.url+m[1], body)
+	req, err := curlRequest(c, s.url, dir)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if ctype != "" {
-		req.Header.Set("Content-Type", ctype)
-	}
-	for k, vs := range c.headers {
-		req.Header[k] = vs
+		t.Fatalf("%s: %v", where, err)
 	}
 	resp, err := realClient.Do(withSpecTest(req, t))
 	if err != nil {
@@ -318,7 +270,7 @@ func docCurl(t *testing.T, s *server, dir, where string, c curlCmd) (string, []b
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		t.Fatalf("%s: curl %s: %d %s, want 2xx", where, strings.Join(c.args, " "), resp.StatusCode, raw)
 	}
-	return m[1], raw
+	return req.URL.RequestURI(), raw
 }
 
 // checkRealAnswers checks that the page's requests were made and answered as it says.
