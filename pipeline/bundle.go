@@ -70,8 +70,8 @@ type Options struct {
 	CacheBytes  int64             // detector result cache bound; 0 disables caching
 	Selection   SelectionOverride // region selection settings that replace the manifest's
 	// DetectorOnCUDA runs the detector graph on the environment's CUDA provider; otherwise it
-	// runs on the CPU whatever the provider (with ONNX Runtime 1.29's plugin CUDA provider its
-	// first run crashes the process, docs/gpu.md).
+	// runs on the CPU whatever the provider. Under strict placement (the default) a detector
+	// graph with nodes ONNX Runtime places on the CPU is refused at load (docs/gpu.md).
 	DetectorOnCUDA bool
 }
 
@@ -174,11 +174,12 @@ func Load(env *ort.Environment, dir string, opts Options) (b *Bundle, err error)
 		}
 		var tuning *ort.SessionTuning
 		if role == GraphDetector {
-			// EXHAUSTIVE would re-benchmark cuDNN convolutions for every new image shape. Anchors,
-			// box decoding and NMS work on shapes and small index tensors: ONNX Runtime runs those
-			// nodes on the CPU by design, so strict placement does not apply to this graph.
+			// EXHAUSTIVE would re-benchmark cuDNN convolutions for every new image shape. On the
+			// CUDA provider the detector is held to strict placement like every graph: ONNX
+			// Runtime 1.29's plugin provider crashes at the first run of a graph with nodes placed
+			// on the CPU, so such a graph is refused at load, its CPU nodes named, instead.
 			tuning = &ort.SessionTuning{CUDAOptions: map[string]string{"cudnn_conv_algo_search": "HEURISTIC"},
-				CPUNodesExpected: true, OnCPU: !opts.DetectorOnCUDA}
+				OnCPU: !opts.DetectorOnCUDA}
 		}
 		return env.NewSession(role, path, in, out, tuning)
 	}

@@ -41,7 +41,10 @@ func BenchmarkBUTDDetector(b *testing.B) {
 	}
 	sort.Strings(images)
 	env := testenv.Env(b)
-	bundle, err := Load(env, filepath.Join(dir, "bundle"), Options{MaxRegions: servingMaxRegions})
+	// UNITER_BENCH_DETECTOR_ON_CUDA=1 (with UNITER_TEST_PROVIDER=cuda) runs the detector graph on
+	// the CUDA provider, as ort.detector_on_cuda does (scripts/device/gpu-bench.sh).
+	opts := Options{MaxRegions: servingMaxRegions, DetectorOnCUDA: os.Getenv("UNITER_BENCH_DETECTOR_ON_CUDA") == "1"}
+	bundle, err := Load(env, filepath.Join(dir, "bundle"), opts)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -53,8 +56,8 @@ func BenchmarkBUTDDetector(b *testing.B) {
 	if bundle.detector == nil {
 		b.Fatalf("%s/bundle has no detector", dir)
 	}
-	fmt.Printf("onnxruntime: %s\nbutd-bundle: %s (%s)\n", env.Version(), bundle.Manifest.Name,
-		bundle.Manifest.Detector.Description)
+	fmt.Printf("onnxruntime: %s\nbutd-bundle: %s (%s), detector on %s\n", env.Version(), bundle.Manifest.Name,
+		bundle.Manifest.Detector.Description, bundle.DetectorProvider())
 	ctx := context.Background()
 	for _, path := range images {
 		name := strings.TrimSuffix(filepath.Base(path), ".jpg")

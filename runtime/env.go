@@ -195,15 +195,7 @@ func (e *Environment) Close() error {
 // SessionTuning holds per-graph provider settings (e.g. cuDNN algorithm search for convolutions).
 type SessionTuning struct {
 	CUDAOptions map[string]string
-	// CPUNodesExpected: ONNX Runtime's CPU placement of some nodes is part of the graph's design
-	// (shape arithmetic, NMS), so CUDAStrictPlacement is not applied to it.
-	CPUNodesExpected bool
-	OnCPU            bool // run this graph on the CPU whatever the environment's provider
-}
-
-// strict says whether a CUDA session of this graph refuses nodes placed on the CPU.
-func (e *Environment) strict(tuning *SessionTuning) bool {
-	return e.cfg.CUDAStrictPlacement && (tuning == nil || !tuning.CPUNodesExpected)
+	OnCPU       bool // run this graph on the CPU whatever the environment's provider
 }
 
 // sessionOptions builds the options for one provider. The caller destroys them.
@@ -228,7 +220,7 @@ func (e *Environment) sessionOptions(provider string, tuning *SessionTuning) (*o
 	if provider != ProviderCUDA {
 		return opts, nil
 	}
-	if e.strict(tuning) {
+	if e.cfg.CUDAStrictPlacement {
 		// No per-node fallback: a node CUDA does not run fails the session instead.
 		if err := opts.AddSessionConfigEntry("session.disable_cpu_ep_fallback", "1"); err != nil {
 			return fail(err)

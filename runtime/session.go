@@ -112,12 +112,8 @@ func (e *Environment) NewSession(name, path string, inputs, outputs []IOSpec, tu
 		}
 		return nil, fmt.Errorf("graph %s (%s) on %s: %w%s", name, path, provider, err, hint)
 	}
-	if provider == ProviderCUDA && !e.strict(tuning) {
-		why := "ort.cuda_strict_placement is false"
-		if e.cfg.CUDAStrictPlacement {
-			why = "by the graph's design (shape arithmetic, NMS)"
-		}
-		e.log.Info("CUDA session: ONNX Runtime may run some nodes of this graph on the CPU", "graph", name, "why", why)
+	if provider == ProviderCUDA && !e.cfg.CUDAStrictPlacement {
+		e.log.Info("CUDA session: ONNX Runtime may run some nodes of this graph on the CPU", "graph", name, "why", "ort.cuda_strict_placement is false")
 	}
 	sess := &Session{env: e, name: name, provider: provider, inputs: inputs, outputs: outputs, s: s}
 	e.mu.Lock()

@@ -29,7 +29,7 @@ func TestCUDA(t *testing.T) {
 		if info.Provider != "cuda" || info.ProviderFallback != "" {
 			t.Errorf("provider %q, provider_fallback %q; want cuda, none", info.Provider, info.ProviderFallback)
 		}
-		// The detector stays on the CPU unless ort.detector_on_cuda (it crashes ONNX Runtime 1.29's CUDA plugin).
+		// The detector stays on the CPU unless ort.detector_on_cuda (graphs with CPU-placed nodes crash ONNX Runtime 1.29's CUDA plugin).
 		if info.Detector == nil || info.Detector.Provider != "cpu" {
 			t.Errorf("detector %+v, want it on the cpu", info.Detector)
 		}

@@ -12,8 +12,8 @@
 #   graph + IPOT      BenchmarkEncoderGraphOnly on that bundle
 #
 # and prints them as one table, with Match / graph-only (the issue's goal: >= 0.90 at batch 128
-# with the transport in the graph). One device call of about 5-8 minutes (the export is most of
-# it). The CUDA provider library does not fit in the working tree's transfer, so what the device
+# with the transport in the graph); then the bottom-up-attention detector's images/s on the CPU
+# and on CUDA (step 5). One device call of about 8-10 minutes (the exports are most of it). The CUDA provider library does not fit in the working tree's transfer, so what the device
 # needs travels in one ignored folder, .gpu/bench (about 50 MB), made here first:
 #
 #   here, once:   bash scripts/device/gpu-bench.sh prep
@@ -155,4 +155,17 @@ print("\nGoal: Match with the graph's IPOT >= 0.90 x graph-only pairs/s at batch
 print("Every round's pairs/s: " + "; ".join(
     f"{k[0]} {k[1]} b{k[2]}: " + ", ".join(f"{x:.0f}" for x in v) for k, v in sorted(rate.items())))
 EOF
+
+# 5. The bottom-up-attention detector (convert-butd of random full-size port weights, 300
+# proposals): on the CPU, then on the CUDA provider with strict placement (ort.detector_on_cuda,
+# ort.cuda_strict_placement), which refuses a graph with any node ONNX Runtime would place on
+# the CPU and names it, instead of the crash such graphs caused (docs/gpu.md). The issue's goal:
+# CUDA >= 10x the CPU's images/s at 600x1000.
+if run 600 export-butd "$PY" -m uniter.butd_bench export --out "$G/butd"; then
+  UNITER_BENCH_BUTD=$G/butd UNITER_TEST_PROVIDER=cpu \
+    run 300 butd-cpu bash -c "cd '$root/pipeline' && '$TEST' -test.run '^\$' -test.bench 'BenchmarkBUTDDetector' -test.benchtime 3x"
+  UNITER_BENCH_BUTD=$G/butd UNITER_BENCH_DETECTOR_ON_CUDA=1 \
+    run 300 butd-cuda bash -c "cd '$root/pipeline' && '$TEST' -test.run '^\$' -test.bench 'BenchmarkBUTDDetector' -test.benchtime '$BENCHTIME'"
+  grep -h "images/s\|detector on\|FAIL\|placed\|fallback" "$OUT/butd-cpu.txt" "$OUT/butd-cuda.txt" | tee -a "$LOG"
+fi
 ls -la "$OUT" >> "$LOG"
