@@ -13,7 +13,7 @@ WORK=${WORK:-.cache/study}
 TASKS=${WORK_TASKS:-.cache/tasks}
 DATA=$TASKS/data
 INIT=$TASKS/init/final.pt
-RUNS=${RUNS:-relyn relyn-lr1e3 relyn2obj relyn-pos30 qa30k-pos10 qa30k-scale8 relstage}
+RUNS=${RUNS:-relyn relyn-lr1e3 relyn2obj relyn-pos30 qa30k-pos10 qa30k-scale8 relyn2obj-scale8 relstage}
 mkdir -p "$WORK"
 
 qa() { # qa NAME STEPS LR [flags]: one uniter.finetune run on every train image
@@ -32,6 +32,7 @@ for run in $RUNS; do
     relyn-pos30)  qa relyn-pos30 1500 2e-4 --pos-lr-mul 30 --types relation_yesno ;;
     qa30k-pos10)  qa qa30k-pos10 3000 2e-4 --pos-lr-mul 10 ;;
     qa30k-scale8) qa qa30k-scale8 3000 2e-4 --pos-scale 8 ;;
+    relyn2obj-scale8) qa relyn2obj-scale8 1500 3e-4 --pos-scale 8 --pos-lr-mul 10 --types relation_yesno --max-objects 2 ;;
     relstage)     # the relation MLM stage: left/right/above/below masked, two-object scenes first
       "$PY" - "$DATA/train/annotations.jsonl" "$WORK/twoobj.txt" <<'PYEOF'
 import json, sys
