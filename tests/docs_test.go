@@ -1052,7 +1052,7 @@ var docTasks = []struct{ key, label, target string }{
 	{"qa", "Shapes-QA", "≥ 90%, relations ≥ 85%"},
 	{"ref", "Shapes-Ref", "≥ 90%, relations ≥ 85%"},
 	{"ve", "Shapes-VE", "≥ 90%"},
-	{"nlvr2", "Shapes-NLVR2 (paired)", "≥ 85%"},
+	{"nlvr2", "Shapes-NLVR2 (paired attention)", "≥ 85%"},
 }
 
 func docTaskReports() []string {
