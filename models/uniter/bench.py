@@ -993,6 +993,12 @@ def cmd_torch(args):
                     f"({1000 * elapsed / (n * batch):.1f} ms/pair)")
             # The best run: on a shared machine, other jobs only ever slow a run down.
             results[str(batch)] = max(runs[str(batch)])
+    write_torch_results(args, torch, results, blas, seconds_per_run=args.seconds, runs_pairs_per_s=runs)
+
+
+def write_torch_results(args, torch, results: dict, blas: dict, **meta):
+    """Prints a PyTorch peer's results as JSON, writes them to --json, and its settings (torch
+    version, thread counts, the OpenBLAS state, meta) to --meta."""
     out = json.dumps(results)
     print(out)
     if args.json:
@@ -1002,8 +1008,7 @@ def cmd_torch(args):
         with open(args.meta, "w") as f:
             json.dump({"torch_version": torch.__version__, "torch_threads": args.threads,
                        "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "unset"),
-                       "seconds_per_run": args.seconds, "runs_pairs_per_s": runs,
-                       "blas": blas}, f)
+                       **meta, "blas": blas}, f)
             f.write("\n")
 
 

@@ -164,17 +164,7 @@ def cmd_torch(args):
                              "input": [wr, hr], "proposals": proposals}
             log(f"{name} → {wr}x{hr}: {n} calls in {elapsed:.1f}s, {n / elapsed:.3f} images/s "
                 f"({1000 * elapsed / n:.0f} ms), {proposals} proposals")
-    out = json.dumps(results)
-    print(out)
-    if args.json:
-        with open(args.json, "w") as f:
-            f.write(out + "\n")
-    if args.meta:
-        with open(args.meta, "w") as f:
-            json.dump({"torch_version": torch.__version__, "torch_threads": args.threads,
-                       "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "unset"),
-                       "blas": blas}, f)
-            f.write("\n")
+    bench.write_torch_results(args, torch, results, blas)
 
 
 def main(argv=None):
