@@ -5,6 +5,7 @@
 # Needs the task data of scripts/train-tasks.sh (WORK_TASKS, default .cache/tasks: the 30,000
 # train images and their features, the init checkpoint). Runs RUNS (default all) one at a time;
 # hours on 2 cores. Logs and checkpoints stay under $WORK (default .cache/study), not in git.
+# The curriculum that worked is not here but in scripts/train-tasks.sh (RELATIONS_STAGES).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD/models${PYTHONPATH:+:$PYTHONPATH}"
@@ -13,7 +14,7 @@ WORK=${WORK:-.cache/study}
 TASKS=${WORK_TASKS:-.cache/tasks}
 DATA=$TASKS/data
 INIT=$TASKS/init/final.pt
-RUNS=${RUNS:-relyn relyn-lr1e3 relyn2obj relyn-pos30 qa30k-pos10 qa30k-scale8 relyn2obj-scale8 relstage}
+RUNS=${RUNS:-relyn relyn-lr1e3 relyn2obj relyn-pos30 qa30k-pos10 qa30k-scale8 relyn2obj-scale8 relstage relyn2obj-reinit relyn2obj-scratch above abovebelow}
 mkdir -p "$WORK"
 
 qa() { # qa NAME STEPS LR [flags]: one uniter.finetune run on every train image
@@ -33,6 +34,23 @@ for run in $RUNS; do
     qa30k-pos10)  qa qa30k-pos10 3000 2e-4 --pos-lr-mul 10 ;;
     qa30k-scale8) qa qa30k-scale8 3000 2e-4 --pos-scale 8 ;;
     relyn2obj-scale8) qa relyn2obj-scale8 1500 3e-4 --pos-scale 8 --pos-lr-mul 10 --types relation_yesno --max-objects 2 ;;
+    relyn2obj-reinit) qa relyn2obj-reinit 1500 3e-4 --pos-reinit 0.5 --pos-lr-mul 10 --types relation_yesno --max-objects 2 ;;
+    relyn2obj-scratch) # the same questions from random weights: is it the pre-trained model?
+      "$PY" - "$TASKS/init/config.json" "$WORK/random-init" <<'PYEOF'
+import json, os, shutil, sys
+import torch
+from uniter.finetune import build_task_model
+from uniter.model import UniterConfig
+os.makedirs(sys.argv[2], exist_ok=True)
+shutil.copy(sys.argv[1], os.path.join(sys.argv[2], "config.json"))
+m = build_task_model("qa", UniterConfig.from_dict(json.load(open(sys.argv[1]))), 27).init_weights(7)
+torch.save({k: v for k, v in m.state_dict().items() if k.startswith("uniter.")},
+           os.path.join(sys.argv[2], "final.pt"))
+PYEOF
+      INIT=$WORK/random-init/final.pt qa relyn2obj-scratch 1500 3e-4 --types relation_yesno --max-objects 2 ;;
+    above)        qa above 1500 3e-4 --types relation_yesno --relations above --stop-after 1000 ;;
+    abovebelow)   qa abovebelow 1200 3e-4 --init "$WORK/above/last.pt" --config "$WORK/above/config.json" \
+                    --warmup 100 --types relation_yesno --relations above,below --eval-every 200 ;;
     relstage)     # the relation MLM stage: left/right/above/below masked, two-object scenes first
       "$PY" - "$DATA/train/annotations.jsonl" "$WORK/twoobj.txt" <<'PYEOF'
 import json, sys

@@ -51,7 +51,9 @@ def write_split(root):
     qa, ve, nl, ref = [], [], [], []
     for i in range(N_IMAGES):
         for k in range(2):
-            qa.append({"image_id": i, "type": "color" if k else "relation_color",
+            form = {"query": "color", "lf": {"op": "exists"} if k else
+                    {"op": "relation", "rel": ("above", "left_of")[i % 2]}}
+            qa.append({"image_id": i, "type": "color" if k else "relation_color", "form": form,
                        "question": "what color is the circle?", "answer": ANSWERS[(i + k) % 6]})
             ve.append({"image_id": i, "hypothesis": "there is a red circle",
                        "label": ["contradiction", "entailment", "neutral"][(i + k) % 3]})
@@ -225,6 +227,38 @@ def test_types_and_max_objects_select_training_items(env, tmp_path, monkeypatch)
     assert counts == [i % 3 + 1 for i in range(N_IMAGES)]
     ft.run(args_for(env, "qa", tmp_path / "objs", "--steps", "1", "--no-export", "--max-objects", "2"))
     assert seen["n"] == 2 * sum(c <= 2 for c in counts)  # two questions an image
+
+
+def test_relations_select_training_items_by_their_form(env, tmp_path, monkeypatch):
+    seen = {}
+    real = ft.batch_indices
+    monkeypatch.setattr(ft, "batch_indices", lambda n, *a: seen.update(n=n) or real(n, *a))
+    ft.run(args_for(env, "qa", tmp_path / "above", "--steps", "1", "--no-export", "--relations", "above"))
+    assert seen["n"] == sum(i % 2 == 0 for i in range(N_IMAGES))  # the even images' relation question
+    ft.run(args_for(env, "qa", tmp_path / "both", "--steps", "1", "--no-export", "--relations", "above,left_of"))
+    assert seen["n"] == N_IMAGES
+    with pytest.raises(SystemExit, match="no training item is left"):
+        ft.run(args_for(env, "qa", tmp_path / "none", "--steps", "1", "--no-export", "--relations", "below"))
+
+
+def test_reinit_location_layer_is_well_conditioned():
+    hidden, spread = 64, 0.5
+    locs = torch.rand(500, 7) * torch.tensor([0.8, 0.8, 0.2, 0.2, 0.3, 0.3, 0.05]) + 0.1
+    lin = torch.nn.Linear(7, hidden)
+    ft.reinit_location_layer(lin, locs, seed=3, spread=spread)
+    with torch.no_grad():
+        out = lin(locs)
+    # orthogonal to the all-ones vector: the LayerNorm after it subtracts nothing
+    assert out.mean(dim=1).abs().max() < 1e-4
+    # a constant part of norm sqrt(hidden) plus spread × the standardised box, on orthonormal axes
+    const = out.mean(dim=0)
+    assert abs(const.norm().item() - hidden ** 0.5) < 1e-3
+    z = (locs - locs.mean(0)) / locs.std(0)
+    var = out - const
+    assert torch.allclose(var.norm(dim=1), hidden ** 0.5 * spread * z.norm(dim=1), atol=1e-3)
+    # the standardised coordinates are read back linearly (the axes are independent)
+    coef = torch.linalg.lstsq(var, z).solution
+    assert torch.allclose(var @ coef, z, atol=1e-3)
 
 
 def test_location_layer_gets_its_own_learning_rate(env):

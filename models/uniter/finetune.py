@@ -196,12 +196,14 @@ class TaskData:
             keep = np.sort(np.random.default_rng(seed).permutation(len(items))[:max_items])
             items = [items[i] for i in keep]
         self.ids, self.labels, self.images, self.types, self.trainable = [], [], [], [], []
+        self.relations = []  # the relation word of an item's form ("" without one)
         ans_index = {a: i for i, a in enumerate(answers or [])}
         self.gold_boxes = []
         for it in items:
             text = {"qa": "question", "ve": "hypothesis", "nlvr2": "statement",
                     "ref": "expression"}[task]
             self.ids.append(tok.encode(it[text]))
+            self.relations.append(it.get("form", {}).get("lf", {}).get("rel", ""))
             ok = True
             if task == "qa":
                 self.labels.append(ans_index[it["answer"]])
@@ -345,6 +347,11 @@ def evaluate(model, task: str, data: TaskData, idx: Optional[Sequence[int]] = No
     if task == "qa":
         rel = [o for o, i in zip(ok, idx) if data.types[i].startswith("relation")]
         res["relation"] = float(np.mean(rel)) if rel else 0.0
+        yn: Dict[str, list] = {}  # relation yes/no per relation word
+        for o, i in zip(ok, idx):
+            if data.types[i] == "relation_yesno":
+                yn.setdefault(data.relations[i], []).append(o)
+        res["relation_yesno_by_relation"] = {r: round(float(np.mean(v)), 4) for r, v in sorted(yn.items())}
     return res
 
 
@@ -358,6 +365,24 @@ def evaluate(model, task: str, data: TaskData, idx: Optional[Sequence[int]] = No
 # 45%); at the encoder's learning rate AdamW takes thousands of steps to make it loud enough
 # for a task to compare two boxes. --pos-lr-mul trains it faster.
 POS_PREFIX = "uniter.img_embeddings.pos_linear."
+
+
+def reinit_location_layer(linear: torch.nn.Linear, locations: torch.Tensor, seed: int,
+                          spread: float = 0.5) -> None:
+    """Give the location layer a well-conditioned start: a constant direction plus one direction
+    per standardised box coordinate, all orthogonal to each other and to the all-ones vector (so
+    the LayerNorm after it neither cancels them nor rescales them away). Across regions the
+    variable part is `spread` × √7 of the constant one, instead of the few per cent pre-training
+    leaves."""
+    g = torch.Generator().manual_seed(seed)
+    hidden, dim = linear.weight.shape
+    a = torch.randn(hidden, dim + 1, generator=g)
+    q, _ = torch.linalg.qr(a - a.mean(0, keepdim=True))
+    mean, std = locations.mean(0), locations.std(0).clamp_min(1e-3)
+    w = hidden ** 0.5 * spread * q[:, 1:] / std
+    with torch.no_grad():
+        linear.weight.copy_(w)
+        linear.bias.copy_(hidden ** 0.5 * q[:, 0] - w @ mean)
 
 
 def build_optimizer(model, lr: float, head_lr_mul: float, weight_decay: float = 0.01,
@@ -496,6 +521,9 @@ def run(args) -> dict:
         if unknown := wanted - set(train.types):
             raise SystemExit(f"--types: no training item has type {sorted(unknown)}")
         train_idx = np.array([i for i in train_idx if train.types[i] in wanted], dtype=np.int64)
+    if args.relations:
+        wanted = set(args.relations.split(","))
+        train_idx = np.array([i for i in train_idx if train.relations[i] in wanted], dtype=np.int64)
     if args.max_objects:
         objects = scene_object_counts(args.split_dir)
         imgs = lambda i: train.images[i] if args.task == "nlvr2" else (train.images[i],)
@@ -514,6 +542,10 @@ def run(args) -> dict:
     if args.pos_scale != 1.0:  # (a resumed run loads its own weights over this below)
         with torch.no_grad():  # a louder box: the location layer's weight scaled, its bias kept
             model.uniter.img_embeddings.pos_linear.weight.mul_(args.pos_scale)
+    if args.pos_reinit:
+        real = train.mask.bool()
+        reinit_location_layer(model.uniter.img_embeddings.pos_linear, train.loc[real], args.seed,
+                              args.pos_reinit)
     lr_mul = args.head_lr_mul if args.head_lr_mul is not None else DEFAULT_HEAD_LR_MUL[args.task]
     lr = args.lr if args.lr is not None else DEFAULT_LR[args.task]
     opt = build_optimizer(model, lr, lr_mul, pos_lr_mul=args.pos_lr_mul)
@@ -533,11 +565,12 @@ def run(args) -> dict:
     elif os.path.exists(log_path):
         os.remove(log_path)
     meta_run = {"task": args.task, "init": os.path.abspath(args.init), "init_info": init_info,
-                "lr": lr, "head_lr_mul": lr_mul, "pos_lr_mul": args.pos_lr_mul, "pos_scale": args.pos_scale, "warmup": warmup, "steps": args.steps,
+                "lr": lr, "head_lr_mul": lr_mul, "pos_lr_mul": args.pos_lr_mul, "pos_scale": args.pos_scale,
+                "pos_reinit": args.pos_reinit, "warmup": warmup, "steps": args.steps,
                 "batch": args.batch, "seed": args.seed, "vocab_mode": args.vocab_mode,
                 "train_items": len(train), "trainable_items": int(len(train_idx)),
                 "max_images": args.max_images, "types": args.types,
-                "max_objects": args.max_objects, "nlvr2_layout": args.nlvr2_layout,
+                "max_objects": args.max_objects, "relations": args.relations, "nlvr2_layout": args.nlvr2_layout,
                 "re_mlp": args.re_mlp, "split_dir": os.path.abspath(args.split_dir),
                 "val_dir": os.path.abspath(args.val_dir)}
 
@@ -596,6 +629,7 @@ def run(args) -> dict:
                    "val_by_type": res["by_type"], "elapsed": round(elapsed_before + time.time() - t0, 1)}
             if "relation" in res:
                 rec["val_relation"] = res["relation"]
+                rec["val_relation_yesno_by_relation"] = res["relation_yesno_by_relation"]
             log(rec)
             say(f"step {step}: val acc {res['acc']:.4f}" + (f" relation {res['relation']:.4f}"
                 if "relation" in res else "") + f" {res['by_type']}" + (" *" if improved else ""))
@@ -663,6 +697,9 @@ def parse_args(argv=None):
     ap.add_argument("--pos-scale", type=float, default=1.0,
                     help="multiply the location layer's weight by this at the start (its bias kept): "
                          "the box varies more against the constant part of the location embedding")
+    ap.add_argument("--pos-reinit", type=float, default=0.0, metavar="SPREAD",
+                    help="start the location layer afresh, well-conditioned, with this spread of the "
+                         "box against the constant part (e.g. 0.5; 0: keep the pre-trained layer)")
     ap.add_argument("--warmup", type=int, default=None, help="warm-up steps (default 10%% of --steps)")
     ap.add_argument("--grad-norm", type=float, default=2.0)
     ap.add_argument("--dropout", type=float, default=None, help="override the config's dropout")
@@ -672,6 +709,9 @@ def parse_args(argv=None):
     ap.add_argument("--types", default="",
                     help="train on the items of these types only (comma-separated: QA question types, "
                          "VE rules, NLVR2 statement types, Ref attribute|relation); validation keeps all")
+    ap.add_argument("--relations", default="",
+                    help="train on the items whose form uses these relations only (comma-separated: "
+                         "above, below, left_of, right_of); validation keeps all")
     ap.add_argument("--max-objects", type=int, default=0,
                     help="train on items whose scenes hold at most N objects (a curriculum stage); "
                          "validation keeps all")
