@@ -26,6 +26,8 @@
 #   EXTRA         more uniter.finetune flags for every task
 #   SHIP          a folder (e.g. bundles/shapes-tasks, what `make run` serves): the bundles are
 #                 copied there as SHIP/TASK at the end, replacing what was there (default: none)
+#   RELATIONS_STAGES the relation curriculum's stages (below; "" skips it); FROM_RELATIONS the tasks
+#                 that start from its model instead of INIT (default all four)
 #   PY            python with torch (default /usr/bin/python3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,6 +53,19 @@ REF_STAGES=${REF_STAGES:-1500:1e-4};              REF_BATCH=${REF_BATCH:-64};   
 VE_STAGES=${VE_STAGES:-1500:2e-4 1500:1e-4};      VE_BATCH=${VE_BATCH:-64};     VE_IMAGES=${VE_IMAGES:-6000}
 NLVR2_STAGES=${NLVR2_STAGES:-3000:2e-4};          NLVR2_BATCH=${NLVR2_BATCH:-32}; NLVR2_IMAGES=${NLVR2_IMAGES:-6000}
 NLVR2_LAYOUT=${NLVR2_LAYOUT:-paired_attn}  # paired, triplet or paired_attn (the official classes)
+# The relation curriculum: Shapes-QA's relation yes/no questions, one relation word at a time,
+# before the tasks start. Asked all at once, "is the A above/below/left of/right of the B?" is a
+# three-way product (the word's axis and sign × which object the words name × where it stands):
+# no one of them alone predicts the answer, and no run, from this model or from scratch, left
+# chance in thousands of steps. With one word the answer is "is A the upper one", which the model
+# learns in a few hundred steps; each later stage adds one new factor (the opposite word, then
+# the other axis, then its opposite). Each stage starts from the last model of the one before.
+RELATIONS_STAGES=${RELATIONS_STAGES-"1000:3e-4::--types=relation_yesno+--relations=above+--patience=0
+  1200:3e-4::--types=relation_yesno+--relations=above,below+--patience=0
+  800:3e-4::--types=relation_yesno+--relations=left_of+--patience=0
+  1500:3e-4::--types=relation_yesno+--patience=0"}
+FROM_RELATIONS=${FROM_RELATIONS:-qa ref ve nlvr2}
+RELATIONS_CONT_WARMUP=${RELATIONS_CONT_WARMUP:-100}; RELATIONS_BATCH=64; RELATIONS_IMAGES=0
 UNITER=bin/uniter
 ORT=.cache/onnxruntime/lib/libonnxruntime.so
 DATA=$WORK/data
@@ -98,49 +113,63 @@ finetune() {
 }
 
 # A task is one run from INIT into WORK/TASK, or several stages: <TASK>_STAGES lists them as
-# STEPS:LR[:STOP] (STOP: stop that stage after STOP steps, as an interrupted run). Stage 1 starts
+# STEPS:LR[:STOP[:FLAGS]] (STOP: stop that stage after STOP steps, as an interrupted run; FLAGS:
+# more uniter.finetune flags for that stage, joined by "+", e.g. --types=relation_yesno). Stage 1 starts
 # from INIT; each later stage is a warm restart (its own warm-up, <TASK>_CONT_WARMUP steps, and
 # linear decay) from the previous stage's best model (its last one when it was stopped). The
 # stages before the last write WORK/TASK-stageK, the last one WORK/TASK and the bundle.
+# train_task NAME [TASK [INIT]]: NAME's stages (TASK defaults to NAME, INIT to $INIT).
 train_task() {
-  local t=$1 up v batch stages n k spec steps lr stop out init cfg flags
+  local t=$1 task=${2:-$1} up v batch stages n k spec steps lr stop more out init cfg flags
   up=$(echo "$t" | tr a-z A-Z)
   v=${up}_BATCH; batch=${!v}
   v=${up}_STAGES; stages=(${!v})
   v=${up}_CONT_WARMUP; local warmup=${!v:-200}
   v=${up}_IMAGES; local images=${!v:-0}
-  if [ -f "$WORK/$t/bundle/manifest.json" ]; then
-    echo "$t: $WORK/$t/bundle exists, skipped" >&2
+  if [ -f "$WORK/$t/bundle/manifest.json" ] || { [ "$t" != "$task" ] && [ -f "$WORK/$t/final.json" ]; }; then
+    echo "$t: done ($WORK/$t), skipped" >&2
     return 0
   fi
   n=${#stages[@]}
-  init=$INIT; cfg=
+  init=${3:-$INIT}; cfg=
   for ((k = 1; k <= n; k++)); do
-    IFS=: read -r steps lr stop <<<"${stages[k-1]}"
+    IFS=: read -r steps lr stop more <<<"${stages[k-1]}"
     out=$WORK/$t; flags=(--max-images "$images")
+    [ -n "${more:-}" ] && { IFS=+ read -r -a more <<<"$more"; flags+=("${more[@]}"); }
     [ "$t" = nlvr2 ] && flags+=(--nlvr2-layout "$NLVR2_LAYOUT")
-    [ "$k" -lt "$n" ] && { out=$WORK/$t-stage$k; flags+=(--no-export); }
+    [ "$k" -lt "$n" ] && out=$WORK/$t-stage$k
+    { [ "$k" -lt "$n" ] || [ "$t" != "$task" ]; } && flags+=(--no-export)
     [ -n "${stop:-}" ] && flags+=(--stop-after "$stop")
     [ "$k" -gt 1 ] && flags+=(--config "$cfg" --warmup "$warmup")
     if [ "$k" -lt "$n" ] && [ -f "$out/final.pt" ]; then
       echo "$t: stage $k done ($out/final.pt)" >&2
     else
       step "fine-tune $t, stage $k/$n: $steps steps at lr $lr${stop:+, stopped after $stop} from $init (curve: $out/log.jsonl)"
-      finetune "$t" "$out" "$steps" "$batch" "$lr" --init "$init" "${flags[@]}"
+      finetune "$task" "$out" "$steps" "$batch" "$lr" --init "$init" "${flags[@]}"
     fi
-    init=$out/final.pt
-    [ -f "$init" ] || init=$out/last.pt
+    init=$out/final.pt  # the best by validation accuracy, over every question type;
+    # the curriculum's stages train on a few of them, so their last model is the one to go on from
+    { [ -f "$init" ] && [ "$t" = "$task" ]; } || init=$out/last.pt
     cfg=$out/config.json
   done
 }
 
+# init_of TASK: where TASK starts (the relation curriculum's model for FROM_RELATIONS)
+init_of() {
+  if [ -n "$RELATIONS_STAGES" ] && [[ " $FROM_RELATIONS " == *" $1 "* ]]; then
+    echo "$WORK/relations/last.pt"
+  else
+    echo "$INIT"
+  fi
+}
+[ -n "$RELATIONS_STAGES" ] && train_task relations qa
 if [ "$PARALLEL" -le 1 ]; then
-  for t in $TASKS; do train_task "$t"; done
+  for t in $TASKS; do train_task "$t" "$t" "$(init_of "$t")"; done
 else
   pids=()
   for t in $TASKS; do
     while [ "$(jobs -rp | wc -l)" -ge "$PARALLEL" ]; do sleep 5; done
-    train_task "$t" & pids+=($!)
+    train_task "$t" "$t" "$(init_of "$t")" & pids+=($!)
   done
   rc=0
   for p in "${pids[@]}"; do wait "$p" || rc=1; done
