@@ -14,8 +14,44 @@ WORK=${WORK:-.cache/study}
 TASKS=${WORK_TASKS:-.cache/tasks}
 DATA=$TASKS/data
 INIT=$TASKS/init/final.pt
-RUNS=${RUNS:-relyn relyn-lr1e3 relyn2obj relyn-pos30 qa30k-pos10 qa30k-scale8 relyn2obj-scale8 relstage relyn2obj-reinit relyn2obj-scratch above abovebelow abovebelow-left itm-rel}
+RUNS=${RUNS:-relyn relyn-lr1e3 relyn2obj relyn-pos30 qa30k-pos10 qa30k-scale8 relyn2obj-scale8 relstage relyn2obj-reinit relyn2obj-scratch above abovebelow abovebelow-left itm-rel itm-curriculum}
 mkdir -p "$WORK"
+
+# measure NAME: the default bundle with the encoder graphs of $WORK/NAME/final.pt, measured as the
+# default model is (uniter eval on test-100, edit probe included) into $WORK/NAME-test-100.json
+measure() {
+  local name=$1
+  rm -rf "$WORK/$name-export" "$WORK/$name-bundle"
+  "$PY" -m uniter.export --checkpoint "$WORK/$name/final.pt" --config "$TASKS/init/config.json" \
+    --vocab bundles/shapes-uniter/vocab.txt --labels bundles/shapes-uniter/region_labels.txt --lowercase \
+    --name shapes-uniter --out "$WORK/$name-export"
+  cp -r bundles/shapes-uniter "$WORK/$name-bundle"
+  "$PY" - "$WORK/$name-bundle" "$WORK/$name-export" <<'PYEOF'
+import hashlib, json, os, shutil, sys
+out, exp = sys.argv[1:]
+m = json.load(open(f"{out}/manifest.json"))
+for g in m["graphs"].values():
+    if os.path.exists(f"{exp}/{g['file']}"):
+        shutil.copy(f"{exp}/{g['file']}", f"{out}/{g['file']}")
+        g["sha256"] = hashlib.sha256(open(f"{out}/{g['file']}", "rb").read()).hexdigest()
+json.dump(m, open(f"{out}/manifest.json", "w"), indent=2)
+PYEOF
+  bin/uniter eval --split test-100 --bundle "$WORK/$name-bundle" --ort-library .cache/onnxruntime/lib/libonnxruntime.so \
+    --out "$WORK/$name-test-100.json"
+}
+
+# itm NAME INIT DATA STEPS LR [flags]: ITM fine-tuning (uniter.pretrain --mix itm:1) on DATA
+itm() {
+  local name=$1 init=$2 data=$3 steps=$4 lr=$5
+  shift 5
+  "$PY" -m uniter.pretrain --data "$WORK/$data" --val "$WORK/${data/ritm-/ritm-val-}" --out "$WORK/$name" \
+    --config "$TASKS/init/config.json" --init "$init" --mix itm:1 --steps "$steps" --lr "$lr" \
+    --warmup $((steps / 10)) --ot-weight 0.1 --ckpt-every 0 --log-every 50 --threads 1 --blas-threads 1 \
+    --no-progress "$@" 2> >(tee "$WORK/$name.log" >&2)
+}
+PLAN=(--itm-hard-negatives 8 --plan-distill 2.0 --plan-absorb --plan-argmax 0.3 --plan-columns --plan-rows 0.5
+      --plan-naming-words "bundles/shapes-uniter/attribute_labels.txt,bundles/shapes-uniter/region_labels.txt,$WORK/size_words.txt")
+printf 'small\nlarge\n' > "$WORK/size_words.txt"
 
 qa() { # qa NAME STEPS LR [flags]: one uniter.finetune run on every train image
   local name=$1 steps=$2 lr=$3
@@ -67,7 +103,6 @@ for k, v in rel.items():
         base[k] = v[:base[k].shape[0]].clone() if k.endswith("word_embeddings.weight") else v
 torch.save(base, sys.argv[3])
 PYEOF
-      printf 'small\nlarge\n' > "$WORK/size_words.txt"
       "$PY" -m uniter.pretrain --data "$DATA/feat-train" --val "$DATA/feat-val" --out "$WORK/itm-rel" \
         --config "$WORK/itm-rel-init/config.json" --init "$WORK/itm-rel-init/final.pt" --mix itm:1 \
         --itm-hard-negatives 8 --itm-text-negatives 0.5 --plan-distill 2.0 --plan-absorb --steps 1500 \
@@ -75,24 +110,27 @@ PYEOF
         --plan-naming-words bundles/shapes-uniter/attribute_labels.txt,bundles/shapes-uniter/region_labels.txt,$WORK/size_words.txt \
         --ckpt-every 500 --log-every 50 --threads 1 --blas-threads 1 --no-progress \
         2> >(tee "$WORK/itm-rel.log" >&2)
-      # measured as the default model is: its bundle with these encoder graphs, uniter eval on test-100
-      rm -rf "$WORK/itm-rel-export" "$WORK/itm-rel-bundle"
-      "$PY" -m uniter.export --checkpoint "$WORK/itm-rel/final.pt" --config "$WORK/itm-rel-init/config.json" \
-        --vocab bundles/shapes-uniter/vocab.txt --labels bundles/shapes-uniter/region_labels.txt --lowercase \
-        --name shapes-uniter --out "$WORK/itm-rel-export"
-      cp -r bundles/shapes-uniter "$WORK/itm-rel-bundle"
-      "$PY" - "$WORK/itm-rel-bundle" "$WORK/itm-rel-export" <<'PYEOF'
-import hashlib, json, os, shutil, sys
-out, exp = sys.argv[1:]
-m = json.load(open(f"{out}/manifest.json"))
-for g in m["graphs"].values():
-    if os.path.exists(f"{exp}/{g['file']}"):
-        shutil.copy(f"{exp}/{g['file']}", f"{out}/{g['file']}")
-        g["sha256"] = hashlib.sha256(open(f"{out}/{g['file']}", "rb").read()).hexdigest()
-json.dump(m, open(f"{out}/manifest.json", "w"), indent=2)
-PYEOF
-      bin/uniter eval --split test-100 --bundle "$WORK/itm-rel-bundle" --ort-library .cache/onnxruntime/lib/libonnxruntime.so \
-        --out "$WORK/itm-rel-test-100.json" ;;
+      measure itm-rel ;;
+    itm-curriculum) # the relation curriculum for matching: relation captions against their argument
+      # swaps (uniter.diagnostics.relation_itm), one word at a time, then ITM on every caption with
+      # the swaps and colour swaps among the text negatives
+      for spec in "train above" "train above,below" "train left_of" "train above,below,left_of,right_of" \
+                  "val above" "val above,below" "val left_of" "val above,below,left_of,right_of"; do
+        set -- $spec
+        "$PY" -m uniter.diagnostics.relation_itm --features "$DATA/feat-$1" --split "$DATA/$1" --relations "$2" \
+          --out "$WORK/ritm-$([ "$1" = val ] && echo val-)$2"
+      done
+      for s in train val; do
+        "$PY" -m uniter.diagnostics.relation_itm --features "$DATA/feat-$s" --split "$DATA/$s" --all --color-swaps \
+          --word-swaps --relations above,below,left_of,right_of --out "$WORK/ritm-$([ "$s" = val ] && echo val-)allcw"
+      done
+      itm itmc1 "$INIT" ritm-above 800 3e-4 --itm-text-negatives 1.0
+      itm itmc2 "$WORK/itmc1/final.pt" ritm-above,below 800 3e-4 --itm-text-negatives 1.0
+      itm itmc3 "$WORK/itmc2/final.pt" ritm-left_of 600 3e-4 --itm-text-negatives 1.0
+      itm itmc4 "$WORK/itmc3/final.pt" ritm-above,below,left_of,right_of 1200 3e-4 --itm-text-negatives 1.0
+      measure itmc4
+      itm itmc7 "$WORK/itmc4/final.pt" ritm-allcw 3000 1e-4 --itm-text-negatives "${ITM_TEXT_NEGATIVES:-0.8}" "${PLAN[@]}"
+      measure itmc7 ;;
     relstage)     # the relation MLM stage: left/right/above/below masked, two-object scenes first
       "$PY" - "$DATA/train/annotations.jsonl" "$WORK/twoobj.txt" <<'PYEOF'
 import json, sys
