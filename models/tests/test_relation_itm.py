@@ -4,6 +4,7 @@ import json
 import pytest
 
 from uniter.diagnostics import relation_itm as ri
+from uniter.diagnostics.relation_swaps import relation_true
 
 
 def obj(shape, color, cx, cy, size="small"):
@@ -26,14 +27,14 @@ def test_swaps_keep_the_words_and_fix_articles():
 
 def test_relation_truth_uses_the_margin():
     lf = {"op": "relation", "rel": "left_of", "a": {"shape": "circle"}, "b": {"shape": "square"}}
-    assert ri.relation_true(lf, SCENE)
-    assert not ri.relation_true(dict(lf, rel="right_of"), SCENE)
+    assert relation_true(lf, SCENE)
+    assert not relation_true(dict(lf, rel="right_of"), SCENE)
     # the star is 1 px below the circle: within the margin (5 px), neither above nor below
     near = {"op": "relation", "rel": "above", "a": {"shape": "circle"}, "b": {"shape": "star"}}
-    assert not ri.relation_true(near, SCENE) and not ri.relation_true(dict(near, rel="below"), SCENE)
+    assert not relation_true(near, SCENE) and not relation_true(dict(near, rel="below"), SCENE)
     # a description matching no object, or only the other object itself, makes it false
-    assert not ri.relation_true(dict(lf, b={"shape": "heart"}), SCENE)
-    assert not ri.relation_true(dict(lf, a={"color": "red"}, b={"color": "red"}), SCENE)
+    assert not relation_true(dict(lf, b={"shape": "heart"}), SCENE)
+    assert not relation_true(dict(lf, a={"color": "red"}, b={"color": "red"}), SCENE)
 
 
 def test_build_writes_false_swaps_linked_to_their_captions(tmp_path):
@@ -64,4 +65,4 @@ def test_build_writes_false_swaps_linked_to_their_captions(tmp_path):
                      "relation_args": ("a blue square left of a red circle", 0)}
     for f in false[1:]:
         assert f["input_ids"] == [2, *(ids[w] for w in f["text"].split()), 3]
-        assert not ri.relation_true(f["lf"], SCENE)
+        assert not relation_true(f["lf"], SCENE)

@@ -19,14 +19,11 @@ import numpy as np
 
 from .. import finetune as ft
 from ..data import RegionStore
+from .common import matches
 
 
 def _holds(rel: str, a, b) -> bool:
     return {"above": a[1] < b[1], "below": a[1] > b[1], "left_of": a[0] < b[0], "right_of": a[0] > b[0]}[rel]
-
-
-def _matches(obj: dict, spec: dict) -> bool:
-    return all(obj.get(k) == v for k, v in spec.items())
 
 
 def check(split: str, features: str, limit: int = 0) -> dict:
@@ -41,8 +38,8 @@ def check(split: str, features: str, limit: int = 0) -> dict:
                 continue
             lf = it["form"]["lf"]
             objs = scenes[it["image_id"]]["objects"]
-            a = [o for o in objs if _matches(o, lf["a"])]
-            b = [o for o in objs if _matches(o, lf["b"])]
+            a = [o for o in objs if matches(lf["a"], o)]
+            b = [o for o in objs if matches(lf["b"], o)]
             if len(a) != 1 or len(b) != 1:
                 skipped += 1
                 continue

@@ -18,30 +18,10 @@ import argparse
 import json
 import os
 
+from .common import matches
+from .relation_swaps import CONVERSE, relation_true
+
 RELATION_PHRASES = {"above": "above", "below": "below", "left_of": "left of", "right_of": "right of"}
-
-
-def _matches(obj: dict, spec: dict) -> bool:
-    return all(obj.get(k) == v for k, v in spec.items())
-
-
-INVERSE = {"above": "below", "below": "above", "left_of": "right_of", "right_of": "left_of"}
-MARGIN = 0.05  # shapes.RelationMargin: of the image's width (left/right) or height (above/below)
-
-
-def holds(rel: str, a: dict, b: dict, w: float, h: float) -> bool:
-    """shapes.Holds: a's centre beyond b's by the margin along rel's axis."""
-    (ax, ay), (bx, by) = a["center"], b["center"]
-    return {"left_of": ax < bx - MARGIN * w, "right_of": ax > bx + MARGIN * w,
-            "above": ay < by - MARGIN * h, "below": ay > by + MARGIN * h}[rel]
-
-
-def relation_true(lf: dict, scene: dict) -> bool:
-    """shapes.Eval of a relation LF: some object matching A stands in the relation to another
-    matching B."""
-    objs, w, h = scene["objects"], scene["width"], scene["height"]
-    return any(holds(lf["rel"], a, b, w, h) for i, a in enumerate(objs) if _matches(a, lf["a"])
-               for j, b in enumerate(objs) if j != i and _matches(b, lf["b"]))
 
 
 def color_swapped(text: str, rel: str, ca: str, cb: str) -> str:
@@ -102,7 +82,7 @@ def build(features: str, split: str, relations, out: str, keep_all: bool = False
             ca, cb = lf["a"].get("color"), lf["b"].get("color")
             present = {o["color"] for o in objs}
             if word_swaps:  # shapes.ProbeEdits' relation_swap: the converse word
-                edit = dict(lf, rel=INVERSE[lf["rel"]])
+                edit = dict(lf, rel=CONVERSE[lf["rel"]])
                 if not relation_true(edit, scenes[c["image"]]):
                     text = c["text"].replace(f" {RELATION_PHRASES[lf['rel']]} ", f" {RELATION_PHRASES[edit['rel']]} ", 1)
                     false.append(_false(c["image"], text, len(true), "relation_swap", edit, ids, features))
@@ -111,7 +91,7 @@ def build(features: str, split: str, relations, out: str, keep_all: bool = False
                 if not relation_true(edit, scenes[c["image"]]):
                     text = color_swapped(c["text"], lf["rel"], ca, cb)
                     false.append(_false(c["image"], text, len(true), "color_swap", edit, ids, features))
-            if sum(_matches(o, lf["a"]) for o in objs) != 1 or sum(_matches(o, lf["b"]) for o in objs) != 1:
+            if sum(matches(lf["a"], o) for o in objs) != 1 or sum(matches(lf["b"], o) for o in objs) != 1:
                 if keep_all:
                     true.append(c)
                 continue
