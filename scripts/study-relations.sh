@@ -129,8 +129,27 @@ PYEOF
       itm itmc3 "$WORK/itmc2/final.pt" ritm-left_of 600 3e-4 --itm-text-negatives 1.0
       itm itmc4 "$WORK/itmc3/final.pt" ritm-above,below,left_of,right_of 1200 3e-4 --itm-text-negatives 1.0
       measure itmc4
-      itm itmc7 "$WORK/itmc4/final.pt" ritm-allcw 3000 1e-4 --itm-text-negatives "${ITM_TEXT_NEGATIVES:-0.8}" "${PLAN[@]}"
-      measure itmc7 ;;
+      # the general stage: every caption, 80% of the negatives text edits (the swaps among them); the
+      # plan losses of the default model's plan stage but lighter (they pull against reading places)
+      # and no hard negatives. ITM_FINAL=full runs them at full weight with hard negatives instead,
+      # ITM_FINAL=none without them.
+      case ${ITM_FINAL:-light} in
+        full) final=("${PLAN[@]}") ;;
+        none) final=() ;;
+        *)    final=(--plan-distill 0.5 --plan-absorb --plan-argmax 0.3 --plan-rows 0.1 "${PLAN[@]: -2}") ;;
+      esac
+      itm itmc-final "$WORK/itmc4/final.pt" ritm-allcw 3000 1e-4 --itm-text-negatives 0.8 ${final[@]+"${final[@]}"}
+      measure itmc-final
+      bin/uniter eval --split test-1k --bundle "$WORK/itmc-final-bundle" \
+        --ort-library .cache/onnxruntime/lib/libonnxruntime.so --out "$WORK/itmc-final-test-1k.json"
+      # its MLM head re-fitted on the colour, shape and size words (the rest frozen), as the default
+      # chain does after its ITM stages: only the fill-mask probe changes
+      "$PY" -m uniter.pretrain --data "$DATA/feat-train" --val "$DATA/feat-val" --out "$WORK/itmc-final-head" \
+        --config "$TASKS/init/config.json" --init "$WORK/itmc-final/final.pt" --train-only mlm-head \
+        --grounded-words bundles/shapes-uniter/attribute_labels.txt,bundles/shapes-uniter/region_labels.txt,$WORK/size_words.txt \
+        --grounded-mlm-steps 1500 --steps 1500 --lr 1e-3 --warmup 50 --ot-weight 0.1 --ckpt-every 0 \
+        --log-every 100 --threads 1 --blas-threads 1 --no-progress
+      measure itmc-final-head ;;
     relstage)     # the relation MLM stage: left/right/above/below masked, two-object scenes first
       "$PY" - "$DATA/train/annotations.jsonl" "$WORK/twoobj.txt" <<'PYEOF'
 import json, sys

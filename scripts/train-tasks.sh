@@ -42,12 +42,11 @@ VOCAB_MODE=${VOCAB_MODE:-extend}
 THREADS=${THREADS:-1}
 PARALLEL=${PARALLEL:-1}
 EXTRA=${EXTRA:-}
-# What the shipped models ran (bundles/shapes-tasks; 2 shared CPU cores; the curves are in
-# WORK/*/log.jsonl): QA one run of 6000 steps at 2e-4 on all 30000 images (+2 points on test-1k
-# over the first study's 6000 images and two stages: 2000:1e-4:750 3000:2e-4); Ref one run and VE
-# a second run from the first, on the first 6000 images; NLVR2 one run in the paired-attention
-# layout on them (the paired layout, two runs of 1500 steps, reached 74% on test-1k). (A third QA stage and a second Ref
-# stage were tried and gave nothing: every task plateaus on its relation items.)
+# What the shipped models ran (bundles/shapes-tasks; 2 shared CPU cores, PARALLEL=2; the curves are
+# in WORK/*/log.jsonl): the relation curriculum (RELATIONS_STAGES, below), then QA one run of 6000
+# steps at 2e-4 on all 30000 images; Ref one run and VE two on the first 6000 images; NLVR2 one
+# run in the paired-attention layout on them (the paired layout reached 74% on test-1k from the
+# default model). All four start from the curriculum's model (FROM_RELATIONS).
 QA_STAGES=${QA_STAGES:-6000:2e-4};                QA_BATCH=${QA_BATCH:-64};     QA_IMAGES=${QA_IMAGES:-0}
 REF_STAGES=${REF_STAGES:-1500:1e-4};              REF_BATCH=${REF_BATCH:-64};   REF_IMAGES=${REF_IMAGES:-6000}
 VE_STAGES=${VE_STAGES:-1500:2e-4 1500:1e-4};      VE_BATCH=${VE_BATCH:-64};     VE_IMAGES=${VE_IMAGES:-6000}
@@ -114,8 +113,8 @@ finetune() {
 
 # A task is one run from INIT into WORK/TASK, or several stages: <TASK>_STAGES lists them as
 # STEPS:LR[:STOP[:FLAGS]] (STOP: stop that stage after STOP steps, as an interrupted run; FLAGS:
-# more uniter.finetune flags for that stage, joined by "+", e.g. --types=relation_yesno). Stage 1 starts
-# from INIT; each later stage is a warm restart (its own warm-up, <TASK>_CONT_WARMUP steps, and
+# more uniter.finetune flags for that stage, joined by "+", e.g. --types=relation_yesno). Stage 1
+# starts from the task's init (init_of below); each later stage is a warm restart (its own warm-up, <TASK>_CONT_WARMUP steps, and
 # linear decay) from the previous stage's best model (its last one when it was stopped). The
 # stages before the last write WORK/TASK-stageK, the last one WORK/TASK and the bundle.
 # train_task NAME [TASK [INIT]]: NAME's stages (TASK defaults to NAME, INIT to $INIT).
