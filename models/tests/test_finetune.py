@@ -241,6 +241,22 @@ def test_relations_select_training_items_by_their_form(env, tmp_path, monkeypatc
         ft.run(args_for(env, "qa", tmp_path / "none", "--steps", "1", "--no-export", "--relations", "below"))
 
 
+def test_evaluate_reports_relation_yes_no_per_relation_word(env, monkeypatch):
+    tokens = ft.build_vocab(env["vocab"], WORDS, "extend")
+    data = ft.TaskData("qa", env["split"], env["split"], ft.Tokenizer(tokens), ANSWERS)
+    data.types = ["relation_yesno" if t == "relation_color" else t for t in data.types]
+    cfg = ft.UniterConfig.from_dict(dict(env["cfg"].to_dict(), vocab_size=len(tokens)))
+    right = lambda i: i % 3 != 0  # which items the stand-in scorer gets right
+    monkeypatch.setattr(ft, "correct", lambda task, d, part, logits: np.array([right(i) for i in part]))
+    res = ft.evaluate(ft.build_task_model("qa", cfg, len(ANSWERS)), "qa", data)
+    want = {}
+    for i, (t, r) in enumerate(zip(data.types, data.relations)):
+        if t == "relation_yesno":
+            want.setdefault(r, []).append(right(i))
+    assert set(want) == {"above", "left_of"}
+    assert res["relation_yesno_by_relation"] == {r: round(float(np.mean(v)), 4) for r, v in sorted(want.items())}
+
+
 def test_reinit_location_layer_is_well_conditioned():
     hidden, spread = 64, 0.5
     locs = torch.rand(500, 7) * torch.tensor([0.8, 0.8, 0.2, 0.2, 0.3, 0.3, 0.05]) + 0.1
