@@ -389,6 +389,29 @@ def test_adopted_provenance():
     assert again["mlm_head_refit_before_plan"] == {"steps": 1500} and again["plan_stage"]["steps"] == 3000
 
 
+def test_relation_provenance():
+    prev = {"checkpoint": "/x/head-wra/final.pt", "plan_stage": {"steps": 6000}, "mlm_head_refit": {"steps": 1500},
+            "evaluation": {"test-1k": {}}, "exported": "then"}
+    cur = [("above", _final(800, "a", itm_text_negatives=1.0)), ("above,below", _final(800, "b"))]
+    p = adopt.relation_provenance(prev, {"exported": "now"}, cur, _final(3000, "c", plan_rows=0.1),
+                                  _final(1500, "d"), "W", "wra", "somewhere", 30000)
+    assert "evaluation" not in p and p["plan_stage"] == {"steps": 6000} and p["mlm_head_refit"] == {"steps": 1500}
+    r = p["relation_stages"]
+    assert r["started_from"] == "somewhere" and r["data"]["train"]["images"] == 30000
+    # the init paths chain as train-shapes.sh names the runs
+    assert [(c["relations"], c["init"]) for c in r["curriculum"]] == [
+        ("above", "W/head-wra/final.pt"), ("above,below", "W/rel1-above-wra/final.pt")]
+    assert r["curriculum"][0]["itm_text_negatives"] == 1.0
+    assert r["matching"]["init"] == "W/rel2-above,below-wra/final.pt" and r["matching"]["plan_rows"] == 0.1
+    assert r["mlm_head_refit"]["init"] == "W/rel-wra/final.pt"
+    assert p["checkpoint"] == os.path.abspath("W/head-rel-wra/final.pt") and p["exported"] == "now"
+    assert adopt._curriculum("above=R1,above,below=R2,left_of=R3") == [
+        ("above", "R1"), ("above,below", "R2"), ("left_of", "R3")]
+    for bad in ("above,below", "above=R1,below", ""):
+        with pytest.raises(SystemExit):
+            adopt._curriculum(bad)
+
+
 def test_adopt_builds_the_bundle(tmp_path):
     head, plan = tmp_path / "head", tmp_path / "plan"
     os.makedirs(head)

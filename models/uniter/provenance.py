@@ -9,6 +9,7 @@ def stage_record(final: dict) -> dict:
             "init": final.get("init"), "lr": t.get("lr"), "warmup": t.get("warmup"),
             "batch_size": t.get("batch_size"), "ot_weight": t.get("ot_weight"),
             "itm_hard_negatives": t.get("itm_hard_negatives", 0),
+            "itm_text_negatives": t.get("itm_text_negatives", 0),
             "itm_near_negatives": t.get("itm_near_negatives", 0),
             "plan_distill": t.get("plan_distill", 0), "plan_absorb": t.get("plan_absorb", False),
             "plan_argmax": t.get("plan_argmax"), "plan_columns": t.get("plan_columns", False),
