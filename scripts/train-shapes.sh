@@ -4,7 +4,9 @@
 #   data → vocabulary → detector → features through the serving pipeline → UNITER pre-training
 #   (the paper's recipe) → size stage (MLM on size words) → ITM fine-tuning (retrieval, as the
 #   paper fine-tunes for it) → the same fine-tuning continued → MLM head re-fit → plan stage → MLM
-#   head re-fit → bundle → evaluation on test-1k (and the no-WRA ablation, unless ABLATION=0).
+#   head re-fit (the base model) → relation stages (ITM on relations, one word at a time, then on
+#   every caption) → MLM head re-fit → bundle → evaluation on test-1k (and the base model with the
+#   no-WRA ablation, unless ABLATION=0).
 #
 # Every step writes into $WORK (default .cache/shapes-train) and is skipped when its output
 # exists, so an interrupted run resumes; delete a step's output to redo it. The bundle goes to
@@ -69,7 +71,24 @@
 #                 smaller than it are dropped before selection, for extraction and serving
 #                 alike (default 0: keep all, as the committed model was trained; about 16% of
 #                 its selected regions are zero-width border slivers)
-#   ABLATION      1: also train and evaluate the model without WRA (OT weight 0)
+#   RELATION_STAGES  the relation curriculum after the base model, "WORDS:STEPS …" (default
+#                 "above:800 above,below:800 left_of:600 above,below,left_of,right_of:1200"; ""
+#                 skips the relation stages: the bundle serves the base model): ITM runs at lr
+#                 3e-4 whose every negative is the caption's argument swap ("a circle above a
+#                 star" for "a star above a circle": the same words, only the places differ),
+#                 on the relation captions with those words, each from the one before. Trained on
+#                 every relation word at once (or on ITM alone) the model never left chance on
+#                 swaps: the answer is a product of the word's axis and sign, which object each
+#                 phrase names and where it stands (docs/model-card.md, "A model that reads places")
+#   REL_STEPS     then the matching stage: REL_STEPS ITM steps (default 3000) at REL_LR (1e-4) on
+#                 every caption, 80% of the negatives text edits (the minimal edits, argument swaps,
+#                 converse-word swaps and colour swaps of two present objects), the plan stage's
+#                 losses at a quarter (they pull against reading places), no hard negatives;
+#                 then the MLM head re-fit
+#   REL_IMAGES    train images the relation stages draw from (default 30000: their own split,
+#                 train-rel, and its features; the relation captions of 8,000 are few)
+#   ABLATION      1: also train and evaluate the model without WRA (OT weight 0), compared with the
+#                 base model (both without the relation stages)
 #   PY            python with torch (default /usr/bin/python3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -98,6 +117,10 @@ CONT_STEPS=${CONT_STEPS:-21000}
 PLAN_STEPS=${PLAN_STEPS:-6000}
 PLAN_LR=${PLAN_LR:-3e-5}
 PLAN_ROWS=${PLAN_ROWS:-0.5}
+RELATION_STAGES=${RELATION_STAGES-above:800 above,below:800 left_of:600 above,below,left_of,right_of:1200}
+REL_STEPS=${REL_STEPS:-3000}
+REL_LR=${REL_LR:-1e-4}
+REL_IMAGES=${REL_IMAGES:-30000}
 UNITER=bin/uniter
 ORT=.cache/onnxruntime/lib/libonnxruntime.so
 # The small UNITER (why this size: docs/model-card.md).
@@ -174,11 +197,20 @@ fi
 # continued NAME: the fine-tuning run after the first (continued, else the first);
 # plan_init NAME: what the plan stage starts from (the continued model with its MLM head re-fit);
 # tuned NAME: the last ITM fine-tuning run (the plan stage, else continued);
-# served NAME: the run whose final.pt the bundle serves (the MLM head re-fit, else tuned).
+# base NAME: the model before the relation stages (the MLM head re-fit, else tuned);
+# with_relations NAME: whether NAME gets the relation stages (the served model only: the WRA
+# ablation compares the base models); served NAME: the run whose final.pt the bundle serves.
 continued() { if [ "$CONT_STEPS" != 0 ]; then echo "$WORK/cont-$1"; else echo "$WORK/ft-$1"; fi; }
 plan_init() { if [ "$HEAD_STEPS" != 0 ]; then echo "$WORK/head-cont-$1"; else continued "$1"; fi; }
 tuned() { if [ "$PLAN_STEPS" != 0 ]; then echo "$WORK/plan-$1"; else continued "$1"; fi; }
-served() { if [ "$HEAD_STEPS" != 0 ]; then echo "$WORK/head-$1"; else tuned "$1"; fi; }
+base() { if [ "$HEAD_STEPS" != 0 ]; then echo "$WORK/head-$1"; else tuned "$1"; fi; }
+with_relations() { [ -n "$RELATION_STAGES" ] && [ "$1" = wra ]; }
+matched() { echo "$WORK/rel-$1"; }
+served() {
+  if ! with_relations "$1"; then base "$1"
+  elif [ "$HEAD_STEPS" != 0 ]; then echo "$WORK/head-rel-$1"
+  else matched "$1"; fi
+}
 
 # train NAME OT_WEIGHT: pre-training with the paper's recipe, the size stage, ITM fine-tuning
 # with hard negatives (the paper fine-tunes for retrieval with hard-negative mining), then the
@@ -230,9 +262,10 @@ train() {
     step "continued fine-tuning $name (the same recipe again, $CONT_STEPS steps)"
     finetune "$cont" "$WORK/ft-$name" "$CONT_STEPS" 2000
   fi
-  # refit OUT INIT: the MLM head re-fit of INIT's model (the rest frozen).
+  # refit OUT INIT [FEATURES]: the MLM head re-fit of INIT's model (the rest frozen) on FEATURES's
+  # captions (default feat-train).
   refit() {
-    local to=$1 from=$2
+    local to=$1 from=$2 data=${3:-feat-train}
     # A head re-fit left by a run with other CONT_STEPS or PLAN_STEPS would carry the wrong encoder.
     if [ -f "$to/final.json" ]; then
       "$PY" - "$to/final.json" "$from/final.pt" <<'EOF'
@@ -244,7 +277,7 @@ EOF
     fi
     if [ ! -f "$to/final.pt" ]; then
       step "MLM head re-fit $name of $from ($HEAD_STEPS steps on colour, shape and size words; the rest frozen)"
-      "$PY" -m uniter.pretrain --data "$WORK/feat-train" --val "$WORK/feat-val" --out "$to" \
+      "$PY" -m uniter.pretrain --data "$WORK/$data" --val "$WORK/feat-val" --out "$to" \
         --config "$WORK/pre-$name/config.json" --init "$from/final.pt" --train-only mlm-head \
         --grounded-words "$WORK/bundle-init/attribute_labels.txt,$WORK/bundle-init/region_labels.txt,$WORK/size_words.txt" \
         --grounded-mlm-steps "$HEAD_STEPS" --steps "$HEAD_STEPS" --lr 1e-3 --warmup 50 --ot-weight "$ot" \
@@ -259,7 +292,7 @@ EOF
     # A plan stage left by a run with other plan knobs is not this one (nor is the head re-fit
     # after it, which would otherwise pass its own check by path).
     if [ -f "$tuned/final.json" ]; then
-      "$PY" - "$tuned/final.json" "$PLAN_STEPS" "$PLAN_LR" "$PLAN_ROWS" "$(served "$name")" <<'EOF'
+      "$PY" - "$tuned/final.json" "$PLAN_STEPS" "$PLAN_LR" "$PLAN_ROWS" "$(base "$name")" <<'EOF'
 import json, os, sys
 t = json.load(open(sys.argv[1]))["train"]
 have = (t["steps"], t["lr"], t.get("plan_rows", 0.0))
@@ -276,32 +309,94 @@ EOF
     fi
   fi
   local out
-  out=$(served "$name")
+  out=$(base "$name")
   [ "$out" = "$tuned" ] || refit "$out" "$tuned"
+  with_relations "$name" || return 0
+
+  # The relation stages, from the base model.
+  if [ ! -f "$WORK/train-rel/annotations.jsonl" ]; then
+    step "data: train-rel (the relation stages' $REL_IMAGES train images)"
+    "$UNITER" synth --split train --count "$REL_IMAGES" --out "$WORK/train-rel"
+  fi
+  if [ ! -f "$WORK/feat-train-rel/extract.json" ]; then
+    step "features through the serving pipeline: train-rel"
+    "$UNITER" extract --bundle "$WORK/bundle-init" --ort-library "$ORT" --split-dir "$WORK/train-rel" --out "$WORK/feat-train-rel"
+  fi
+  # relation_data LABEL WORDS FLAGS...: the relation captions with WORDS (or, with --all, every
+  # caption) of train-rel and val with their argument swaps as ITM data, in ritm-LABEL and ritm-val-LABEL.
+  relation_data() {
+    local label=$1 words=$2 split dir
+    shift 2
+    for split in train-rel val; do
+      dir=$WORK/ritm-$label
+      [ "$split" = val ] && dir=$WORK/ritm-val-$label
+      [ -f "$dir/captions.jsonl" ] && continue
+      "$PY" -m uniter.diagnostics.relation_itm --features "$WORK/feat-$split" --split "$WORK/$split" \
+        --relations "$words" --out "$dir" "$@"
+    done
+  }
+  # relation_itm OUT INIT DATA STEPS LR FLAGS...: ITM from INIT's final.pt on ritm-DATA.
+  relation_itm() {
+    local to=$1 from=$2 data=$3 steps=$4 lr=$5
+    shift 5
+    "$PY" -m uniter.pretrain --data "$WORK/ritm-$data" --val "$WORK/ritm-val-$data" --out "$to" \
+      --config "$WORK/pre-$name/config.json" --init "$from/final.pt" --mix itm:1 --steps "$steps" --lr "$lr" \
+      --warmup $((steps / 10)) --ot-weight "$ot" --ckpt-every 0 --log-every 50 --threads 1 --blas-threads 1 \
+      --device "$DEVICE" --no-progress "$@"
+  }
+  local spec words steps from=$out k=0
+  for spec in $RELATION_STAGES; do
+    k=$((k + 1)); words=${spec%%:*}; steps=${spec##*:}
+    if [ ! -f "$WORK/rel$k-$words-$name/final.pt" ]; then
+      relation_data "$words" "$words"
+      step "relation stage $k $name: $steps ITM steps on the relation captions with $words against their argument swaps"
+      relation_itm "$WORK/rel$k-$words-$name" "$from" "$words" "$steps" 3e-4 --itm-text-negatives 1.0
+    fi
+    from=$WORK/rel$k-$words-$name
+  done
+  if [ ! -f "$(matched "$name")/final.pt" ]; then
+    relation_data allcw above,below,left_of,right_of --all --color-swaps --word-swaps
+    step "matching stage $name: $REL_STEPS ITM steps on every caption, text edits with the swaps among them"
+    relation_itm "$(matched "$name")" "$from" allcw "$REL_STEPS" "$REL_LR" --itm-text-negatives 0.8 \
+      --plan-distill 0.5 --plan-absorb --plan-argmax 0.3 --plan-rows 0.1 \
+      --plan-naming-words "$WORK/bundle-init/attribute_labels.txt,$WORK/bundle-init/region_labels.txt,$WORK/size_words.txt"
+  fi
+  out=$(served "$name")
+  [ "$out" = "$(matched "$name")" ] || refit "$out" "$(matched "$name")" feat-train-rel
 }
 
-# bundle NAME OUT: the trained encoder with the detector, with provenance.
+# bundle NAME OUT [RUN]: RUN's model (default: the served one) with the detector, with provenance.
 bundle() {
-  local name=$1 out=$2
+  local name=$1 out=$2 run=${3:-$(served "$1")}
   local prov
-  local run
-  run=$(served "$name")
-  prov=$("$PY" - "$WORK" "$name" "$TRAIN_IMAGES" "$run" "$(tuned "$name")" "$(continued "$name")" "$(plan_init "$name")" <<'EOF'
+  prov=$("$PY" - "$WORK" "$name" "$TRAIN_IMAGES" "$(base "$name")" "$(tuned "$name")" "$(continued "$name")" "$(plan_init "$name")" \
+    "$run" "$RELATION_STAGES" "$REL_IMAGES" <<'EOF'
 import json, sys
 from uniter.provenance import stage_record as keep
-work, name, n, served, tuned, cont, start = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6], sys.argv[7]
-pre = json.load(open(f"{work}/pre-{name}/final.json"))
-ft = json.load(open(f"{work}/ft-{name}/final.json"))
+work, name, n, base, tuned, cont, start, run, rel_stages, rel_n = sys.argv[1:]
+load = lambda d: json.load(open(f"{d}/final.json"))
+pre = load(f"{work}/pre-{name}")
+ft = load(f"{work}/ft-{name}")
 det = json.load(open(f"{work}/detector/eval_val.json"))
-print(json.dumps({"data": {"generator": "uniter synth (shapes)", "train": {"split": "train", "seed": 1, "images": n},
+relations = None
+if run != base:  # the relation stages: rel1-WORDS-NAME …, rel-NAME, then head-rel-NAME
+    stages = [(f"{work}/rel{k}-{spec.split(':')[0]}-{name}", spec.split(':')[0]) for k, spec in enumerate(rel_stages.split(), 1)]
+    matched = f"{work}/rel-{name}"
+    relations = {"data": {"train": {"split": "train", "seed": 1, "images": int(rel_n)}, "val": {"split": "val", "seed": 2},
+                          "built_by": "python3 -m uniter.diagnostics.relation_itm"},
+                 "curriculum": [dict(keep(load(d)), relations=words) for d, words in stages],
+                 "matching": keep(load(matched)),
+                 "mlm_head_refit": keep(load(run)) if run != matched else None}
+print(json.dumps({"data": {"generator": "uniter synth (shapes)", "train": {"split": "train", "seed": 1, "images": int(n)},
                            "val": {"split": "val", "seed": 2}},
                   "detector_val": {k: det[k] for k in ("images", "map50", "color_accuracy", "region_recall", "selected_mean")},
                   "pretraining": keep(pre), "finetuning": keep(ft),
-                  "size_stage": keep(json.load(open(f"{work}/size-{name}/final.json"))) if ft.get("init", "").startswith(f"{work}/size-") else None,
-                  "continued_finetuning": keep(json.load(open(f"{cont}/final.json"))) if cont != f"{work}/ft-{name}" else None,
-                  "mlm_head_refit_before_plan": keep(json.load(open(f"{start}/final.json"))) if tuned != cont and start != cont else None,
-                  "plan_stage": keep(json.load(open(f"{tuned}/final.json"))) if tuned != cont else None,
-                  "mlm_head_refit": keep(json.load(open(f"{served}/final.json"))) if served != tuned else None,
+                  "size_stage": keep(load(f"{work}/size-{name}")) if ft.get("init", "").startswith(f"{work}/size-") else None,
+                  "continued_finetuning": keep(load(cont)) if cont != f"{work}/ft-{name}" else None,
+                  "mlm_head_refit_before_plan": keep(load(start)) if tuned != cont and start != cont else None,
+                  "plan_stage": keep(load(tuned)) if tuned != cont else None,
+                  "mlm_head_refit": keep(load(base)) if base != tuned else None,
+                  "relation_stages": relations,
                   "recipe": "scripts/train-shapes.sh"}))
 EOF
 )
@@ -342,11 +437,19 @@ with open(f"{b}/manifest.json", "w") as f:
 EOF
 
 if [ "$ABLATION" = 1 ]; then
+  # WRA's effect, between the base models (neither with the relation stages).
+  if with_relations wra; then
+    [ -f "$WORK/bundle-base/manifest.json" ] || bundle wra "$WORK/bundle-base" "$(base wra)"
+    [ -f "$WORK/eval-base-test-1k.json" ] || evaluate "$WORK/bundle-base" test-1k "$WORK/eval-base-test-1k.json"
+    [ -f "$WORK/eval-base-test-100.json" ] || evaluate "$WORK/bundle-base" test-100 "$WORK/eval-base-test-100.json"
+    cp "$WORK/eval-base-test-1k.json" "$WORK/eval-base-test-100.json" "$BUNDLE/"
+  fi
   train nowra 0
   [ -f "$WORK/bundle-nowra/manifest.json" ] || bundle nowra "$WORK/bundle-nowra"
   # The ablation's retrieval is measured on test-100 only (test-1k retrieval is ~40 min per model
   # on 2 cores); its ITM, grounding and MLM numbers are on test-1k.
   [ -f "$WORK/eval-nowra-test-1k.json" ] || evaluate "$WORK/bundle-nowra" test-1k "$WORK/eval-nowra-test-1k.json" --no-retrieval
   [ -f "$WORK/eval-nowra-test-100.json" ] || evaluate "$WORK/bundle-nowra" test-100 "$WORK/eval-nowra-test-100.json"
+  cp "$WORK/eval-nowra-test-1k.json" "$WORK/eval-nowra-test-100.json" "$BUNDLE/"
 fi
 step "done: $BUNDLE"

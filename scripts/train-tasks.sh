@@ -17,7 +17,12 @@
 #   <TASK>_IMAGES a task trains on the items of the first N of them (0: all; below)
 #   INIT          pre-trained checkpoint (official flat state dict, config.json beside it);
 #                 default: recovered from $BASE into $WORK/init
-#   BASE          the default bundle: features, vocabulary, region labels (bundles/shapes-uniter)
+#   BASE          the default bundle: features, vocabulary, region labels (bundles/shapes-uniter).
+#                 The shipped task models started from the base model, the default before its
+#                 relation stages (scripts/train-shapes.sh): to start from it again, BASE=the
+#                 bundle of commit b84c42a (git worktree add DIR b84c42a; DIR/bundles/shapes-uniter);
+#                 from today's default they start from a model that already matches relations
+#                 (not measured). The detector, vocabulary and labels are the same in both.
 #   VOCAB_MODE    extend (default: the task words appended as new tokens) or chars
 #   THREADS       torch threads per fine-tune (default 1)
 #   PARALLEL      fine-tunes run at once (default 1; 2 on an otherwise idle 2-core machine)
