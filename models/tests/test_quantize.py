@@ -496,7 +496,7 @@ def test_export_refuses_unknown_precision(tmp_path):
     cfg = small_config()
     with pytest.raises(ValueError, match="precision"):
         write_bundle(make_model(cfg), str(tmp_path / "b"), name="x", vocab_path=os.devnull, region_labels=[],
-                     lowercase=True, max_text_length=10, random_weights=True, provenance={}, precision="fp16")
+                     lowercase=True, max_text_length=10, random_weights=True, provenance={}, precision="bf16")
 
 
 def test_int8_bundle_onnxruntime_vs_pytorch(int8_bundle, uniter_bin, tmp_path):

@@ -28,6 +28,9 @@ them; the masks make the padded layout give the same outputs.
 `precision="int8"` (``--precision int8``) writes the encoder graphs (encoder, encoder_attention,
 nlvr2) dynamically quantized (uniter.quantize: int8 weights per output channel, MatMulInteger) and
 records ``"precision": "int8"`` in the manifest; without it the manifest has no precision (fp32).
+`precision="fp32-fused"` fuses the encoder graphs' self-attention and GELU into ONNX Runtime's
+com.microsoft.Attention and Gelu (uniter.fuse); `precision="fp16"` does that and converts them to
+float16 (inputs and outputs stay float32), for the CUDA provider.
 
 `ot_in_graph=True` (``--ot-in-graph``; default off) appends UNITER's word-region optimal transport
 (IPOT, uniter.ot_graph) to the encoder graphs: extra outputs ``ot_distance`` [batch] and
@@ -54,6 +57,7 @@ import torch
 from onnx import numpy_helper
 from torch import nn
 
+from .fuse import FUSED_PRECISIONS, PRECISION_FP16, fuse_bundle_graphs
 from .model import LOC_DIM, UniterForPretraining
 from .ot import optimal_transport_dist
 from .ot_graph import OT_OUTPUTS, add_ot_to_bundle_graphs
@@ -322,8 +326,10 @@ def write_bundle(model: nn.Module, out_dir: str, *, name: str, vocab_path: str,
                  ot_in_graph: bool = False) -> dict:
     """Exports the graphs and writes manifest.json; returns the manifest.
 
-    `precision` "int8" quantizes the encoder graphs after export (uniter.quantize) and records
-    it in the manifest; "fp32" (the default) leaves the manifest without a precision.
+    `precision` "int8" quantizes the encoder graphs after export (uniter.quantize), "fp32-fused"
+    fuses their attention and GELU into ONNX Runtime contrib operators and "fp16" also converts
+    them to float16 (uniter.fuse); each is recorded in the manifest. "fp32" (the default) leaves
+    the manifest without a precision.
 
     `ot_in_graph` appends the word-region optimal transport to the encoder graphs (after any
     quantization; the transport stays float32): outputs ot_distance and ot_plan
@@ -432,6 +438,8 @@ def write_bundle(model: nn.Module, out_dir: str, *, name: str, vocab_path: str,
     }
     if precision == "int8":
         quantize_bundle_graphs(out_dir, manifest)
+    elif precision in FUSED_PRECISIONS:
+        fuse_bundle_graphs(out_dir, manifest, fp16=precision == PRECISION_FP16)
     if ot_in_graph:
         add_ot_to_bundle_graphs(out_dir, manifest)
     with open(os.path.join(out_dir, "manifest.json"), "w") as f:
@@ -482,7 +490,8 @@ def verify_bundle_onnxruntime(model: nn.Module, out_dir: str, manifest: dict, at
     """Runs every graph of the bundle with ONNX Runtime (Python) on inputs of other sizes than
     the tracing example's, with padding, and compares each output with PyTorch; returns the worst
     absolute difference per graph/output. Raises when one exceeds `atol` (`int8_atol` for the
-    quantized graphs of an int8 bundle: they differ from PyTorch's fp32 by quantization error)."""
+    quantized graphs of an int8 bundle and the float16 ones of an fp16 bundle: they differ from
+    PyTorch's fp32 by rounding error)."""
     import onnxruntime as ort
     worst = {}
     g = torch.Generator().manual_seed(7)
@@ -517,7 +526,7 @@ def verify_bundle_onnxruntime(model: nn.Module, out_dir: str, manifest: dict, at
             w = want[o["name"]]
             d = float(np.abs(x - w.detach().numpy()).max())
             worst[f"{role}/{o['name']}"] = d
-            tol = int8_atol if (manifest.get("precision") == "int8"
+            tol = int8_atol if (manifest.get("precision") in ("int8", PRECISION_FP16)
                                 and role in ("encoder", "encoder_attention", "nlvr2")) else atol
             if not d <= tol:
                 raise ValueError(f"{role} {o['name']}: ONNX Runtime differs from PyTorch by {d:.3e}")
@@ -636,8 +645,11 @@ def main(argv=None):
     ap.add_argument("--description", default="")
     ap.add_argument("--precision", choices=PRECISIONS, default="fp32",
                     help="int8: quantize the encoder graphs dynamically (int8 weights per output "
-                         "channel, MatMulInteger; uniter.quantize) and record \"precision\": \"int8\" "
-                         "in the manifest (default: %(default)s)")
+                         "channel, MatMulInteger; uniter.quantize). fp32-fused: fuse their "
+                         "self-attention and GELU into ONNX Runtime's com.microsoft.Attention and "
+                         "Gelu; fp16: fused and converted to float16, inputs and outputs float32, "
+                         "for the CUDA provider (uniter.fuse). Recorded as \"precision\" in the "
+                         "manifest (default: %(default)s)")
     ap.add_argument("--no-attention", dest="attention", action="store_false",
                     help="leave out the attention graph (encoder_attention.onnx): the bundle serves "
                          "everything but attention maps, at about half the size")

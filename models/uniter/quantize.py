@@ -43,7 +43,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-PRECISIONS = ("fp32", "int8")
+# Bundle precisions: "int8" is this module's; "fp32-fused" and "fp16" are uniter.fuse's
+# (com.microsoft.Attention/Gelu, and float16 computation for the CUDA provider).
+PRECISIONS = ("fp32", "int8", "fp32-fused", "fp16")
 # Bundle graphs that run the transformer; the detector and the MLM/MRC heads stay fp32.
 QUANTIZED_GRAPHS = ("encoder", "encoder_attention", "nlvr2")
 DEFAULT_EXCLUDE = ("embeddings",)
