@@ -339,7 +339,7 @@ type ModelInfo struct {
 	Lowercase        bool            `json:"lowercase"`
 	Vocabulary       VocabularyInfo  `json:"vocabulary"`
 	Task             TaskInfo        `json:"task"`
-	Precision        string          `json:"precision"` // of the encoder graphs: fp32 or int8
+	Precision        string          `json:"precision"` // of the encoder graphs: fp32, int8, fp32-fused or fp16
 	Transport        string          `json:"transport"` // where the word-region transport runs: graph or go
 	Heads            map[string]bool `json:"heads"`
 	Graphs           []string        `json:"graphs"`

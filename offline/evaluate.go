@@ -1,12 +1,14 @@
 package offline
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"fmt"
 	"io"
 	"math"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -32,8 +34,13 @@ type EvalOptions struct {
 	ScoreWorkers int  // encoder runs in flight; 0 means 1
 	// GroundingIoU is the IoU at which a span's most-aligned region hits its object; 0 means 0.5.
 	GroundingIoU float64
-	// Progress reports each stage ("detect", "itm", "retrieval", "grounding", "mlm").
+	// Progress reports each stage ("detect", "itm", "retrieval", "reference", "grounding", "mlm").
 	Progress func(stage string, done, total int)
+	// Reference, with Retrieval, scores every retrieval pair again with this bundle (the same
+	// regions and token ids) and reports how the two agree (EvalReport.Agreement): an int8,
+	// fused or fp16 export checked against the fp32 bundle it came from. It must read the same
+	// inputs (sameInputs).
+	Reference *pipeline.Bundle
 }
 
 // EvalReport is what Evaluate measured. Rates are fractions in [0, 1]; the retrieval fields are
@@ -107,6 +114,9 @@ type EvalReport struct {
 	PairsPerSecond float64 `json:"pairs_per_second"`
 	ScoredPairs    int     `json:"scored_pairs"`
 
+	// Agreement with EvalOptions.Reference over every retrieval pair; nil without one.
+	Agreement *Agreement `json:"agreement,omitempty"`
+
 	Seconds       float64             `json:"seconds"`
 	StageSeconds  map[string]float64  `json:"stage_seconds"`
 	DetectorCache pipeline.CacheStats `json:"-"`
@@ -122,6 +132,63 @@ type EditProbeKind struct {
 	Lowered float64 `json:"lowered"`
 	// MedianLogitChange is the median of (edited − original) ITM logit on the image.
 	MedianLogitChange float64 `json:"median_logit_change"`
+}
+
+// Agreement compares the evaluated bundle's scores with a reference bundle's on the same pairs.
+type Agreement struct {
+	Reference          string `json:"reference"`           // the reference bundle's name
+	ReferencePrecision string `json:"reference_precision"` // and its precision
+	Precision          string `json:"precision"`           // the evaluated bundle's precision
+	Pairs              int    `json:"pairs"`
+	// SameDecision is the share of pairs whose match decision (P(match) > 0.5) is the same.
+	SameDecision float64 `json:"same_decision"`
+	// The absolute difference of the match logits (itm_logits[1]): largest, and 99.9th percentile.
+	MaxLogitDiff  float64 `json:"max_logit_diff"`
+	P999LogitDiff float64 `json:"p999_logit_diff"`
+	// The reference's pairs/s on the same pairs in the same run (PairsPerSecond is the
+	// evaluated bundle's), so that the two speeds are side by side.
+	ReferencePairsPerSecond float64 `json:"reference_pairs_per_second"`
+}
+
+// agreement compares got with the reference's scores of the same pairs.
+func agreement(got, ref []heads.Match) (same, maxDiff, p999 float64) {
+	diffs := make([]float64, len(got))
+	n := 0
+	for i := range got {
+		if (got[i].Score > 0.5) == (ref[i].Score > 0.5) {
+			n++
+		}
+		diffs[i] = math.Abs(float64(got[i].Logit) - float64(ref[i].Logit))
+	}
+	if len(diffs) == 0 {
+		return 0, 0, 0
+	}
+	slices.Sort(diffs)
+	return ratio(n, len(got)), diffs[len(diffs)-1], diffs[min(len(diffs)-1, int(math.Ceil(0.999*float64(len(diffs))))-1)]
+}
+
+// sameInputs is nil when ref reads what b reads: the same vocabulary (file and case), region
+// features and locations, so that b's token ids and regions mean the same to it.
+func sameInputs(b, ref *pipeline.Bundle) error {
+	bm, rm := b.Manifest, ref.Manifest
+	if bm.Model.FeatureDim != rm.Model.FeatureDim || bm.Model.LocationDim != rm.Model.LocationDim ||
+		bm.Model.VocabSize != rm.Model.VocabSize || bm.Text.Lowercase != rm.Text.Lowercase {
+		return fmt.Errorf("eval: reference %s reads other inputs than %s (features %d/%d, locations %d/%d, vocabulary %d/%d, lowercase %v/%v)",
+			rm.Name, bm.Name, rm.Model.FeatureDim, bm.Model.FeatureDim, rm.Model.LocationDim, bm.Model.LocationDim,
+			rm.Model.VocabSize, bm.Model.VocabSize, rm.Text.Lowercase, bm.Text.Lowercase)
+	}
+	bv, err := os.ReadFile(filepath.Join(b.Dir, bm.Text.Vocab))
+	if err != nil {
+		return err
+	}
+	rv, err := os.ReadFile(filepath.Join(ref.Dir, rm.Text.Vocab))
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(bv, rv) {
+		return fmt.Errorf("eval: reference %s has another vocabulary than %s: token ids would mean other words", rm.Name, bm.Name)
+	}
+	return nil
 }
 
 // WriteTable writes the report as a two-column table.
@@ -163,6 +230,12 @@ func (r *EvalReport) WriteTable(w io.Writer) {
 		}
 		rows = append(rows, [2]string{"image R@1 by template", strings.Join(by, ", ")})
 	}
+	if a := r.Agreement; a != nil {
+		rows = append(rows, [2]string{"agreement with " + a.Reference,
+			fmt.Sprintf("%s same decisions, logit diff max %.2e, 99.9th percentile %.2e  (%d pairs; %s vs %s; reference %.0f pairs/s)",
+				strings.TrimSpace(pct(a.SameDecision)), a.MaxLogitDiff, a.P999LogitDiff, a.Pairs, a.Precision,
+				a.ReferencePrecision, a.ReferencePairsPerSecond)})
+	}
 	rows = append(rows,
 		[2]string{"grounding_noun", pct(r.GroundingNoun) + fmt.Sprintf("  (%d spans; a random region: %s)", r.GroundingNounSpans, strings.TrimSpace(pct(r.GroundingNounChance)))},
 		[2]string{"grounding_color", pct(r.GroundingColor) + fmt.Sprintf("  (%d spans; a random region: %s)", r.GroundingColorSpans, strings.TrimSpace(pct(r.GroundingColorChance)))})
@@ -193,6 +266,14 @@ func Evaluate(ctx context.Context, b *pipeline.Bundle, splitDir string, opts Eva
 	start := time.Now()
 	if !b.HasDetector() {
 		return nil, fmt.Errorf("eval: model %s has no detector", b.Manifest.Name)
+	}
+	if opts.Reference != nil {
+		if !opts.Retrieval {
+			return nil, fmt.Errorf("eval: a reference bundle is compared on the retrieval pairs: drop --no-retrieval")
+		}
+		if err := sameInputs(b, opts.Reference); err != nil {
+			return nil, err
+		}
 	}
 	if opts.GroundingIoU <= 0 {
 		opts.GroundingIoU = 0.5
@@ -275,6 +356,20 @@ func Evaluate(ctx context.Context, b *pipeline.Bundle, splitDir string, opts Eva
 		rep.PairsPerSecond = float64(len(matrix)) / rep.StageSeconds["retrieval"]
 		rep.IRR1, rep.IRR5, rep.IRR10, rep.TRR1, rep.TRR5, rep.TRR10 = recallAtK(matrix, truth, len(caps), N)
 		rep.IRR1ByTemplate, rep.CaptionsByTemplate = irR1ByTemplate(matrix, truth, caps, N)
+		if ref := opts.Reference; ref != nil {
+			t0 = time.Now()
+			sopts.Progress = progress("reference")
+			want, err := ref.ScoreMatrix(ctx, images, texts, sopts)
+			if err != nil {
+				return nil, fmt.Errorf("eval: reference %s: %w", ref.Manifest.Name, err)
+			}
+			stage("reference", t0)
+			a := &Agreement{Reference: ref.Manifest.Name, ReferencePrecision: ref.Manifest.PrecisionName(),
+				Precision: b.Manifest.PrecisionName(), Pairs: len(matrix),
+				ReferencePairsPerSecond: float64(len(want)) / rep.StageSeconds["reference"]}
+			a.SameDecision, a.MaxLogitDiff, a.P999LogitDiff = agreement(matrix, want)
+			rep.Agreement = a
+		}
 	}
 	t0 = time.Now()
 	var itmScores []heads.Match

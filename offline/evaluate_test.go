@@ -383,3 +383,78 @@ func TestMedian(t *testing.T) {
 		}
 	}
 }
+
+func TestAgreement(t *testing.T) {
+	got := []heads.Match{{Score: 0.9, Logit: 2}, {Score: 0.4, Logit: -0.5}, {Score: 0.6, Logit: 0.4}, {Score: 0.1, Logit: -2}}
+	ref := []heads.Match{{Score: 0.8, Logit: 1.5}, {Score: 0.45, Logit: -0.25}, {Score: 0.4, Logit: -0.4}, {Score: 0.1, Logit: -2}}
+	same, maxDiff, p999 := agreement(got, ref)
+	// decisions: same, same, differ, same; logit differences 0.5, 0.25, 0.8, 0
+	if same != 0.75 || math.Abs(maxDiff-0.8) > 1e-6 || math.Abs(p999-0.8) > 1e-6 {
+		t.Errorf("agreement = %v, %v, %v; want 0.75, 0.8, 0.8", same, maxDiff, p999)
+	}
+	if s, m, p := agreement(nil, nil); s != 0 || m != 0 || p != 0 {
+		t.Errorf("no pairs: %v %v %v", s, m, p)
+	}
+}
+
+func TestEvaluateReference(t *testing.T) {
+	env := testenv.Env(t)
+	load := func(dir string) *pipeline.Bundle {
+		b, err := pipeline.Load(env, dir, pipeline.Options{MaxRegions: 100, MaxTexts: 8})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = b.Close() })
+		return b
+	}
+	b, ref := load(testenv.FixtureBundle(t)), load(testenv.FixtureBundle(t))
+	dir := filepath.Join(t.TempDir(), "tiny")
+	if _, err := shapes.WriteSplit(context.Background(), dir, shapes.Split{Name: "tiny", Seed: 78, Count: 3}, shapes.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Evaluate(context.Background(), b, dir, EvalOptions{Retrieval: true, ScoreBatch: 5, Reference: ref})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same graphs on the same pairs (batched alike): identical scores.
+	a := rep.Agreement
+	if a == nil || a.Pairs != rep.ScoredPairs || a.SameDecision != 1 || a.MaxLogitDiff != 0 || a.Precision != "fp32" ||
+		a.ReferencePairsPerSecond <= 0 {
+		t.Errorf("agreement with itself: %+v (%d pairs scored)", a, rep.ScoredPairs)
+	}
+	var table strings.Builder
+	rep.WriteTable(&table)
+	if !strings.Contains(table.String(), "agreement with "+ref.Manifest.Name) {
+		t.Errorf("the table has no agreement line:\n%s", table.String())
+	}
+	if _, err := Evaluate(context.Background(), b, dir, EvalOptions{Reference: ref}); err == nil || !strings.Contains(err.Error(), "--no-retrieval") {
+		t.Errorf("a reference without retrieval: %v, want an error naming --no-retrieval", err)
+	}
+
+	// A bundle with another vocabulary would read b's token ids as other words: refused.
+	other := t.TempDir()
+	src := testenv.FixtureBundle(t)
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		raw, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Name() == b.Manifest.Text.Vocab {
+			lines := strings.SplitAfter(string(raw), "\n")
+			lines[len(lines)-2], lines[len(lines)-3] = lines[len(lines)-3], lines[len(lines)-2]
+			raw = []byte(strings.Join(lines, ""))
+		}
+		if err := os.WriteFile(filepath.Join(other, e.Name()), raw, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	swapped := load(other)
+	if _, err := Evaluate(context.Background(), b, dir, EvalOptions{Retrieval: true, Reference: swapped}); err == nil ||
+		!strings.Contains(err.Error(), "another vocabulary") {
+		t.Errorf("a reference with another vocabulary: %v, want refused", err)
+	}
+}

@@ -317,6 +317,10 @@ func (b *Bundle) Close() error {
 // Tokenizer is the bundle's tokenizer.
 func (b *Bundle) Tokenizer() *textproc.Tokenizer { return b.tokenizer }
 
+// Options are the options the bundle was loaded with, defaults filled in: another bundle loaded
+// with them runs under the same limits.
+func (b *Bundle) Options() Options { return b.opts }
+
 // RegionLabels are the MRC head's class names, background included.
 func (b *Bundle) RegionLabels() []string { return b.labels }
 

@@ -12,6 +12,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -46,12 +47,20 @@ const (
 
 // Precisions of the encoder graphs (encoder, encoder_attention, nlvr2; manifest precision):
 // PrecisionInt8 graphs are dynamically quantized (int8 weights per output channel, uint8
-// activations quantized at run time, MatMulInteger: python3 -m uniter.quantize); the detector
-// and the MLM/MRC heads stay fp32.
+// activations quantized at run time, MatMulInteger: python3 -m uniter.quantize);
+// PrecisionFP32Fused graphs have their self-attention and GELU in ONNX Runtime's
+// com.microsoft.Attention and Gelu, and PrecisionFP16 graphs are those converted to float16
+// (python3 -m uniter.fuse). Every precision takes and returns float32: only the arithmetic
+// inside the graph differs. The detector and the MLM/MRC heads stay fp32.
 const (
-	PrecisionFP32 = "fp32"
-	PrecisionInt8 = "int8"
+	PrecisionFP32      = "fp32"
+	PrecisionInt8      = "int8"
+	PrecisionFP32Fused = "fp32-fused"
+	PrecisionFP16      = "fp16"
 )
+
+// precisions lists the manifest precisions this build reads.
+var precisions = []string{PrecisionFP32, PrecisionInt8, PrecisionFP32Fused, PrecisionFP16}
 
 // The NLVR2 layouts of the official code (task.layout).
 const (
@@ -67,7 +76,7 @@ type Manifest struct {
 	Name          string           `json:"name"`
 	Description   string           `json:"description"`
 	RandomWeights bool             `json:"random_weights"`
-	Precision     string           `json:"precision,omitempty"` // the encoder graphs': PrecisionFP32 (or absent) or PrecisionInt8
+	Precision     string           `json:"precision,omitempty"` // the encoder graphs': one of precisions (absent: PrecisionFP32)
 	Model         ModelDims        `json:"model"`
 	Text          TextSpec         `json:"text"`
 	Regions       RegionSpec       `json:"regions"`
@@ -242,8 +251,8 @@ func (m *Manifest) Validate() error {
 	if m.Name == "" {
 		bad("name is empty")
 	}
-	if p := m.Precision; p != "" && p != PrecisionFP32 && p != PrecisionInt8 {
-		bad("precision %q: want %q or %q (absent means %s)", p, PrecisionFP32, PrecisionInt8, PrecisionFP32)
+	if p := m.Precision; p != "" && !slices.Contains(precisions, p) {
+		bad("precision %q: want one of %s (absent means %s)", p, strings.Join(precisions, ", "), PrecisionFP32)
 	}
 	d := m.Model
 	if d.Architecture != "uniter" {

@@ -56,13 +56,13 @@ func TestManifestPrecision(t *testing.T) {
 	if m.Precision != "" || m.PrecisionName() != PrecisionFP32 {
 		t.Fatalf("fixture precision %q (%s), want absent (fp32)", m.Precision, m.PrecisionName())
 	}
-	for _, p := range []string{"", PrecisionFP32, PrecisionInt8} {
+	for _, p := range []string{"", PrecisionFP32, PrecisionInt8, PrecisionFP32Fused, PrecisionFP16} {
 		m.Precision = p
 		if err := m.Validate(); err != nil {
 			t.Errorf("precision %q refused: %v", p, err)
 		}
 	}
-	for _, p := range []string{"fp16", "INT8", "int4"} {
+	for _, p := range []string{"bf16", "INT8", "int4", "fp16-fused"} {
 		m.Precision = p
 		if err := m.Validate(); err == nil || !strings.Contains(err.Error(), "precision") {
 			t.Errorf("precision %q: error %v, want a precision error", p, err)

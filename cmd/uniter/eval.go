@@ -19,7 +19,7 @@ import (
 
 // evalCmd measures the served bundle on a Shapes World split through the serving pipeline.
 func evalCmd(load loader) *cobra.Command {
-	var split, splitDir, dataDir, out, task, modelName string
+	var split, splitDir, dataDir, out, task, modelName, reference string
 	var asJSON, noRetrieval, quiet bool
 	var workers, scoreBatch, scoreWorkers int
 	cmd := &cobra.Command{
@@ -44,6 +44,10 @@ func evalCmd(load loader) *cobra.Command {
 			"  pairs_per_second          cross-encoder pairs/s of the retrieval scoring\n\n" +
 			"Retrieval scores every caption × image pair (5 million on test-1k) and takes most of the time;\n" +
 			"--no-retrieval leaves it out and measures everything else.\n\n" +
+			"--reference DIR scores every retrieval pair again with the bundle in DIR (the same regions and\n" +
+			"token ids; it must have the same vocabulary and input sizes) and adds `agreement`: the share of\n" +
+			"pairs with the same match decision, the largest and 99.9th-percentile logit difference, and both\n" +
+			"bundles' pairs/s in the same run. It checks an int8, fused or fp16 export against its fp32 source.\n\n" +
 			"A known split (test-1k, test-100, val, train) that is not on disk is generated first from its\n" +
 			"fixed seed (as `uniter synth` does) into --split-dir (default DATA/shapes/NAME).",
 		Args: cobra.NoArgs,
@@ -63,6 +67,14 @@ func evalCmd(load loader) *cobra.Command {
 			return withService(cmd, load, func(s *service) error {
 				stderr := cmd.ErrOrStderr()
 				opts := offline.EvalOptions{Workers: workers, Retrieval: !noRetrieval, ScoreBatch: scoreBatch, ScoreWorkers: scoreWorkers}
+				if reference != "" {
+					ref, err := pipeline.Load(s.env, reference, s.bundle.Options())
+					if err != nil {
+						return fmt.Errorf("--reference: %w", err)
+					}
+					defer ref.Close()
+					opts.Reference = ref
+				}
 				finish := func() {}
 				if !quiet {
 					fmt.Fprintf(stderr, "eval %s on %s\n", s.info.Name, splitDir)
@@ -85,6 +97,7 @@ func evalCmd(load loader) *cobra.Command {
 	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	f.StringVar(&out, "out", "", "also write the JSON report to this file")
 	f.BoolVar(&noRetrieval, "no-retrieval", false, "skip retrieval (the captions × images scoring)")
+	f.StringVar(&reference, "reference", "", "a bundle to score the retrieval pairs with too, reporting how the two agree (an int8, fused or fp16 export against its fp32 source)")
 	f.IntVar(&workers, "workers", runtime.NumCPU(), "images decoded and detected at once")
 	f.IntVar(&scoreBatch, "score-batch", pipeline.DefaultScoreBatch, "pairs per encoder run")
 	f.IntVar(&scoreWorkers, "score-workers", 1, "encoder runs in flight (also bounded by limits.max_concurrent)")
