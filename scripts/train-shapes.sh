@@ -76,10 +76,11 @@
 #                 skips the relation stages: the bundle serves the base model): ITM runs at lr
 #                 3e-4 whose every negative is the caption's argument swap ("a circle above a
 #                 star" for "a star above a circle": the same words, only the places differ),
-#                 on the relation captions with those words, each from the one before. Trained on
-#                 every relation word at once (or on ITM alone) the model never left chance on
-#                 swaps: the answer is a product of the word's axis and sign, which object each
-#                 phrase names and where it stands (docs/model-card.md, "A model that reads places")
+#                 on the relation captions with those words, each from the one before. ITM with
+#                 relation edits among its text negatives left swaps at chance: the answer is a product of
+#                 the word's axis and sign, which object each phrase names and where it stands, as
+#                 for QA, where every relation word at once never left chance either
+#                 (docs/model-card.md, "The relation stages")
 #   REL_STEPS     then the matching stage: REL_STEPS ITM steps (default 3000) at REL_LR (1e-4) on
 #                 every caption, 80% of the negatives text edits (the minimal edits, argument swaps,
 #                 converse-word swaps and colour swaps of two present objects), the plan stage's

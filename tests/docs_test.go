@@ -36,18 +36,20 @@ var updateDocs = flag.Bool("update-docs", false,
 	"rewrite the generated sections of README.md and docs/*.md from their sources (make docs)")
 
 const (
-	docBundle     = "bundles/shapes-uniter"
-	docEvalWRA1k  = docBundle + "/eval-wra-test-1k.json"
-	docEvalWRA100 = docBundle + "/eval-wra-test-100.json"
-	docEvalNo1k   = docBundle + "/eval-nowra-test-1k.json"
-	docEvalNo100  = docBundle + "/eval-nowra-test-100.json"
-	docManifest   = docBundle + "/manifest.json"
-	docAttention  = docBundle + "/attention-test-100.json"
-	docGallery    = docBundle + "/bench-gallery-test-1k.json"
-	docLoad       = "docs/reports/bench-load.json"
-	docScale      = "docs/reports/bench-gallery-scale.json"
-	docEditProbe  = "docs/reports/default-edit-probe-test-1k.json"
-	docEndMarker  = "<!-- end generated -->"
+	docBundle      = "bundles/shapes-uniter"
+	docEvalWRA1k   = docBundle + "/eval-wra-test-1k.json"
+	docEvalWRA100  = docBundle + "/eval-wra-test-100.json"
+	docEvalBase1k  = docBundle + "/eval-base-test-1k.json"
+	docEvalBase100 = docBundle + "/eval-base-test-100.json"
+	docEvalNo1k    = docBundle + "/eval-nowra-test-1k.json"
+	docEvalNo100   = docBundle + "/eval-nowra-test-100.json"
+	docManifest    = docBundle + "/manifest.json"
+	docAttention   = docBundle + "/attention-test-100.json"
+	docGallery     = docBundle + "/bench-gallery-test-1k.json"
+	docLoad        = "docs/reports/bench-load.json"
+	docScale       = "docs/reports/bench-gallery-scale.json"
+	docEditProbe   = "docs/reports/base-edit-probe-test-1k.json" // the base model's; the default's is in its test-1k report
+	docEndMarker   = "<!-- end generated -->"
 )
 
 // docSection is one generated block: where it lives, what it is made from, how it is made.
@@ -59,7 +61,7 @@ type docSection struct {
 }
 
 func docSections() []docSection {
-	evals := []string{docEvalWRA1k, docEvalWRA100, docEvalNo1k, docEvalNo100}
+	evals := docEvalFiles()
 	return []docSection{
 		{"README.md", "headline", []string{docEvalWRA1k}, renderHeadline},
 		{"docs/model-card.md", "model", []string{docManifest}, renderModelDims},
@@ -69,7 +71,7 @@ func docSections() []docSection {
 		{"docs/model-card.md", "detector", []string{docManifest}, renderDetector},
 		{"docs/model-card.md", "training", []string{docManifest}, renderTraining},
 		{"docs/model-card.md", "attention", []string{docAttention}, renderAttention},
-		{"docs/model-card.md", "edit-probe", []string{docEditProbe}, renderEditProbe},
+		{"docs/model-card.md", "edit-probe", []string{docEvalWRA1k, docEditProbe}, renderEditProbe},
 		{"docs/model-card.md", "tasks", docTaskReports(), renderTasks},
 		{"docs/benchmarks.md", "gallery", []string{docGallery}, renderGalleryBench},
 		{"docs/benchmarks.md", "gallery-scale", []string{docScale}, renderGalleryScale},
@@ -258,8 +260,18 @@ func docCatch(err *error) {
 	}
 }
 
-// docEvals are the four evaluation reports in table order.
-type docEvals struct{ wra1k, wra100, no1k, no100 docObj }
+// docEvals: the served model's reports (wra), the base model's (before the relation stages) and
+// the no-WRA ablation's (no), each on test-1k and test-100.
+type docEvals struct{ wra1k, wra100, base1k, base100, no1k, no100 docObj }
+
+// docEvalFiles lists the reports in the order of docEvals.all.
+func docEvalFiles() []string {
+	return []string{docEvalWRA1k, docEvalWRA100, docEvalBase1k, docEvalBase100, docEvalNo1k, docEvalNo100}
+}
+
+// docEvalColumns heads a table's columns of docEvals.all.
+var docEvalColumns = []string{"**default**, test-1k", "default, test-100", "base, test-1k", "base, test-100",
+	"no WRA, test-1k", "no WRA, test-100"}
 
 func (s *docSources) evals() (e docEvals, err error) {
 	for _, p := range []struct {
@@ -267,6 +279,7 @@ func (s *docSources) evals() (e docEvals, err error) {
 		path  string
 		split string
 	}{{&e.wra1k, docEvalWRA1k, "test-1k"}, {&e.wra100, docEvalWRA100, "test-100"},
+		{&e.base1k, docEvalBase1k, "test-1k"}, {&e.base100, docEvalBase100, "test-100"},
 		{&e.no1k, docEvalNo1k, "test-1k"}, {&e.no100, docEvalNo100, "test-100"}} {
 		if *p.dst, err = s.json(p.path); err != nil {
 			return e, err
@@ -281,7 +294,9 @@ func (s *docSources) evals() (e docEvals, err error) {
 	return e, nil
 }
 
-func (e docEvals) all() []docObj { return []docObj{e.wra1k, e.wra100, e.no1k, e.no100} }
+func (e docEvals) all() []docObj {
+	return []docObj{e.wra1k, e.wra100, e.base1k, e.base100, e.no1k, e.no100}
+}
 
 // ---------------------------------------------------------------------------------------------
 // Formatting
@@ -354,9 +369,12 @@ func renderHeadline(s *docSources) (out string, err error) {
 	}
 	return fmt.Sprintf("On Shapes World's test-1k split (%s images, %s captions, every caption scored against every image "+
 		"through the serving pipeline): image-text matching accuracy **%s**, image retrieval R@1 **%s**, "+
-		"text retrieval R@1 **%s**, shape nouns grounded on their object by the word-region alignment's transport plan **%s**.",
+		"text retrieval R@1 **%s**, shape nouns grounded on their object by the word-region alignment's transport plan **%s**; "+
+		"of true captions edited to be false, relation swaps (\"above\" ↔ \"below\", \"left of\" ↔ \"right of\") rejected **%s**, "+
+		"colour swaps of two present objects **%s**.",
 		docInt(r.num("images")), docInt(r.num("captions")), docPct(r.num("itm_accuracy")), docPct(r.num("ir_r1")),
-		docPct(r.num("tr_r1")), docPct(r.num("grounding_noun"))), nil
+		docPct(r.num("tr_r1")), docPct(r.num("grounding_noun")),
+		docPct(r.obj("edit_probe").obj("relation_swap").num("rejected")), docPct(r.obj("edit_probe").obj("color_swap").num("rejected"))), nil
 }
 
 func renderModelDims(s *docSources) (out string, err error) {
@@ -420,7 +438,7 @@ func renderQuality(s *docSources) (out string, err error) {
 	for _, k := range docEditKinds {
 		rows = append(rows, row("… "+k.label+" edits", func(r docObj) string { return docPct(r.obj("minimal_edit_by_kind").num(k.key)) }))
 	}
-	return docTable([]string{"metric", "**default**, test-1k", "default, test-100", "no WRA, test-1k", "no WRA, test-100"}, rows, "lrrrr"), nil
+	return docTable(append([]string{"metric"}, docEvalColumns...), rows, "lrrrrrr"), nil
 }
 
 var docTemplates = []struct{ key, form, example string }{
@@ -455,8 +473,7 @@ func renderTemplates(s *docSources) (out string, err error) {
 		}
 		rows = append(rows, cells)
 	}
-	return docTable([]string{"template", "captions in test-1k", "**default**, test-1k", "default, test-100",
-		"no WRA, test-1k", "no WRA, test-100"}, rows, "lrrrrr"), nil
+	return docTable(append([]string{"template", "captions in test-1k"}, docEvalColumns...), rows, "lrrrrrrr"), nil
 }
 
 func renderAblation(s *docSources) (out string, err error) {
@@ -488,9 +505,9 @@ func renderAblation(s *docSources) (out string, err error) {
 	}
 	var rows [][]string
 	for _, m := range metrics {
-		rows = append(rows, []string{m.label, docPoints(m.get(e.wra1k), m.get(e.no1k)), docPoints(m.get(e.wra100), m.get(e.no100))})
+		rows = append(rows, []string{m.label, docPoints(m.get(e.base1k), m.get(e.no1k)), docPoints(m.get(e.base100), m.get(e.no100))})
 	}
-	return docTable([]string{"WRA minus no WRA, in points", "test-1k", "test-100"}, rows, "lrr"), nil
+	return docTable([]string{"WRA minus no WRA (base models), in points", "test-1k", "test-100"}, rows, "lrr"), nil
 }
 
 func renderDetector(s *docSources) (out string, err error) {
@@ -532,7 +549,7 @@ var docStages = []struct{ key, label string }{
 	{"continued_finetuning", "continued fine-tuning"},
 	{"mlm_head_refit_before_plan", "MLM head re-fit"},
 	{"plan_stage", "plan stage"},
-	{"mlm_head_refit", "MLM head re-fit (served)"},
+	{"mlm_head_refit", "MLM head re-fit (the base model)"},
 }
 
 var docTaskOrder = []string{"itm", "mlm", "mrfr", "mrc", "mrc-kl"}
@@ -545,8 +562,8 @@ func renderTraining(s *docSources) (out string, err error) {
 	}
 	prov := man.obj("provenance")
 	var rows [][]string
-	for _, st := range docStages {
-		p := prov.obj(st.key)
+	// row: one stage's line, from its record in the provenance.
+	row := func(label string, p docObj) {
 		steps, grounded := p.num("steps"), p.num("grounded_mlm_steps")
 		from := "random initialisation"
 		if p.has("init") {
@@ -556,7 +573,7 @@ func renderTraining(s *docSources) (out string, err error) {
 		mix := p.obj("mix")
 		for k := range mix.m {
 			if !slices.Contains(docTaskOrder, k) {
-				return "", fmt.Errorf("%s: task %q in %s.mix is not in tests/docs_test.go's list", docManifest, k, st.key)
+				panic(docMissing{docManifest, label + " mix", "tasks from tests/docs_test.go's list, not " + k})
 			}
 		}
 		for _, k := range docTaskOrder {
@@ -578,6 +595,12 @@ func renderTraining(s *docSources) (out string, err error) {
 		var opts []string
 		if trainsITM && p.num("ot_weight") > 0 {
 			opts = append(opts, "WRA weight "+docNum(p.num("ot_weight")))
+		}
+		if p.has("relations") {
+			opts = append(opts, "relations: "+strings.ReplaceAll(strings.ReplaceAll(p.str("relations"), ",", ", "), "_", " "))
+		}
+		if p.has("itm_text_negatives") && p.num("itm_text_negatives") > 0 {
+			opts = append(opts, "text negatives "+docPct(p.num("itm_text_negatives")))
 		}
 		if p.num("itm_hard_negatives") > 0 {
 			opts = append(opts, fmt.Sprintf("negatives: hardest of %s", docInt(p.num("itm_hard_negatives"))))
@@ -617,16 +640,35 @@ func renderTraining(s *docSources) (out string, err error) {
 		if (grounded > 0 || mix.has("mlm")) && vm.has("mlm_acc") {
 			val = append(val, "MLM "+docPct(vm.num("mlm_acc")))
 		}
-		rows = append(rows, []string{st.label, from, docInt(steps), docInt(p.num("batch_size")), docLR(p.num("lr")),
+		rows = append(rows, []string{label, from, docInt(steps), docInt(p.num("batch_size")), docLR(p.num("lr")),
 			docInt(p.num("warmup")), docInt(p.num("seed")), what, strings.Join(opts, ", "), strings.Join(val, ", ")})
+	}
+	for _, st := range docStages {
+		row(st.label, prov.obj(st.key))
+	}
+	relData := ""
+	if prov.has("relation_stages") {
+		rel := prov.obj("relation_stages")
+		for i, c := range rel.list("curriculum") {
+			m, ok := c.(map[string]any)
+			if !ok {
+				return "", fmt.Errorf("%s: relation_stages.curriculum holds %v", docManifest, c)
+			}
+			row(fmt.Sprintf("relation stage %d", i+1), docObj{docManifest, m})
+		}
+		row("matching stage", rel.obj("matching"))
+		row("MLM head re-fit (served)", rel.obj("mlm_head_refit"))
+		relTrain := rel.obj("data").obj("train")
+		relData = fmt.Sprintf(" The relation stages: the first %s images of the `%s` split.",
+			docInt(relTrain.num("images")), relTrain.str("split"))
 	}
 	data := prov.obj("data")
 	train, val := data.obj("train"), data.obj("val")
 	return docTable([]string{"stage", "starts from", "steps", "batch", "peak lr", "warm-up", "seed", "tasks", "options", "validation at the end"}, rows, "llrrrrrlll") +
-		fmt.Sprintf("\nData: the first %s images of the `%s` split (seed %s) for training, the `%s` split (seed %s) for validation. "+
+		fmt.Sprintf("\nData: the first %s images of the `%s` split (seed %s) for training, the `%s` split (seed %s) for validation.%s "+
 			"Exported with PyTorch %s at ONNX opset %s.",
 			docInt(train.num("images")), train.str("split"), docInt(train.num("seed")), val.str("split"), docInt(val.num("seed")),
-			prov.str("torch_version"), docInt(prov.num("opset"))), nil
+			relData, prov.str("torch_version"), docInt(prov.num("opset"))), nil
 }
 
 var docPatterns = []struct{ key, label string }{
@@ -845,7 +887,7 @@ func renderEvalRuns(s *docSources) (out string, err error) {
 	if err != nil {
 		return "", err
 	}
-	names := []string{docEvalWRA1k, docEvalWRA100, docEvalNo1k, docEvalNo100}
+	names := docEvalFiles()
 	var rows [][]string
 	for i, r := range e.all() {
 		rows = append(rows, []string{"`" + filepath.Base(names[i]) + "`", r.str("split"), docInt(r.num("scored_pairs")),
@@ -1027,25 +1069,30 @@ var docProbeKinds = []struct{ key, label string }{
 
 func renderEditProbe(s *docSources) (out string, err error) {
 	defer docCatch(&err)
-	r, err := s.json(docEditProbe)
-	if err != nil {
-		return "", err
+	var probes [2]docObj // the default's, the base model's
+	for i, path := range []string{docEvalWRA1k, docEditProbe} {
+		r, err := s.json(path)
+		if err != nil {
+			return "", err
+		}
+		if r.str("split") != "test-1k" {
+			return "", fmt.Errorf("%s: split %q, want test-1k", path, r.str("split"))
+		}
+		probes[i] = r.obj("edit_probe")
 	}
-	if r.str("split") != "test-1k" {
-		return "", fmt.Errorf("%s: split %q, want test-1k", docEditProbe, r.str("split"))
-	}
-	p := r.obj("edit_probe")
 	var rows [][]string
 	for _, k := range docProbeKinds {
-		e := p.obj(k.key)
+		e := probes[0].obj(k.key)
 		target := "" // the issue's targets: relation and present-colour swaps rejected
 		if k.key == "relation_swap" || k.key == "color_swap" {
 			target = "≥ 80%"
 		}
 		rows = append(rows, []string{k.label, docInt(e.num("captions")), docPct(e.num("rejected")), docPct(e.num("lowered")),
-			strings.Replace(fmt.Sprintf("%.4f", e.num("median_logit_change")), "-", "−", 1), target})
+			strings.Replace(fmt.Sprintf("%.4f", e.num("median_logit_change")), "-", "−", 1),
+			docPct(probes[1].obj(k.key).num("rejected")), target})
 	}
-	return docTable([]string{"edit of a true caption (test-1k)", "captions", "rejected", "scored lower", "median logit change", "target"}, rows, "lrrrrl"), nil
+	return docTable([]string{"edit of a true caption (test-1k)", "captions", "rejected", "scored lower", "median logit change",
+		"rejected by the base model", "target"}, rows, "lrrrrrl"), nil
 }
 
 var docTasks = []struct{ key, label, target string }{

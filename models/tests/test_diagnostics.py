@@ -432,7 +432,7 @@ def test_adopt_builds_the_bundle(tmp_path):
                        str(tmp_path / "previous.json"), "--detector-bundle", FIXTURE, "--work", "W"]) == 0
     with open(out / "manifest.json") as f:
         m = json.load(f)
-    assert m["name"] == previous["name"] and m["detector"] == previous["detector"]
+    assert m["name"] == previous["name"] and m["detector"] == previous["detector"] and m["text"] == previous["text"]
     assert m["graphs"]["detector"] == previous["graphs"]["detector"]
     # the same weights as the fixture bundle, exported again
     assert m["graphs"]["encoder"]["sha256"] == previous["graphs"]["encoder"]["sha256"]

@@ -49,7 +49,7 @@ def bundle_with_detector(checkpoint: str, out: str, detector_bundle: str, config
                          name: Optional[str] = None) -> dict:
     """A bundle in ``out`` of the checkpoint's encoder and heads (config: ``config``, else the
     checkpoint's folder's config.json) with ``detector_bundle``'s detector graph, detector
-    section, labels, vocabulary and text settings; returns its manifest."""
+    section, labels, vocabulary and text section; returns its manifest."""
     with open(os.path.join(detector_bundle, "manifest.json")) as f:
         src = json.load(f)
     cfg = UniterConfig.from_json(config or os.path.join(os.path.dirname(checkpoint), "config.json"))
@@ -65,6 +65,7 @@ def bundle_with_detector(checkpoint: str, out: str, detector_bundle: str, config
         m = json.load(f)
     m["graphs"]["detector"] = src["graphs"]["detector"]
     m["detector"] = src["detector"]
+    m["text"] = src["text"]  # the same vocabulary: its domain and closed-vocabulary notes too
     for f in DETECTOR_FILES:
         shutil.copyfile(os.path.join(detector_bundle, f), os.path.join(out, f))
     with open(os.path.join(out, "manifest.json"), "w") as f:

@@ -1,4 +1,4 @@
-"""Relation captions and their argument swaps, as uniter.pretrain ITM data (a study of matching).
+"""Relation captions and their argument swaps, as uniter.pretrain ITM data (the relation stages of scripts/train-shapes.sh).
 
     python3 -m uniter.diagnostics.relation_itm --features DIR --split DIR --relations above[,below...] --out DIR
 
