@@ -50,6 +50,9 @@ const (
 	docScale       = "docs/reports/bench-gallery-scale.json"
 	docEditProbe   = "docs/reports/base-edit-probe-test-1k.json" // the base model's; the default's is in its test-1k report
 	docEndMarker   = "<!-- end generated -->"
+	// uniter eval --reference bundles/shapes-uniter of its fused and fp16 exports (uniter.fuse)
+	docAgreeFused = "docs/reports/agreement-fused-test-100.json"
+	docAgreeFP16  = "docs/reports/agreement-fp16-test-100.json"
 )
 
 // docSection is one generated block: where it lives, what it is made from, how it is made.
@@ -77,6 +80,7 @@ func docSections() []docSection {
 		{"docs/benchmarks.md", "gallery-scale", []string{docScale}, renderGalleryScale},
 		{"docs/benchmarks.md", "evaluation-runs", evals, renderEvalRuns},
 		{"docs/benchmarks.md", "load", []string{docLoad}, renderLoad},
+		{"docs/gpu.md", "precision-agreement", []string{docAgreeFused, docAgreeFP16}, renderAgreement},
 	}
 }
 
@@ -1093,6 +1097,23 @@ func renderEditProbe(s *docSources) (out string, err error) {
 	}
 	return docTable([]string{"edit of a true caption (test-1k)", "captions", "rejected", "scored lower", "median logit change",
 		"rejected by the base model", "target"}, rows, "lrrrrrl"), nil
+}
+
+func renderAgreement(s *docSources) (out string, err error) {
+	defer docCatch(&err)
+	var rows [][]string
+	for _, path := range []string{docAgreeFused, docAgreeFP16} {
+		r, err := s.json(path)
+		if err != nil {
+			return "", err
+		}
+		a := r.obj("agreement")
+		rows = append(rows, []string{"`" + a.str("precision") + "`", r.str("split"), docInt(a.num("pairs")),
+			docPct(a.num("same_decision")), fmt.Sprintf("%.2e", a.num("max_logit_diff")), fmt.Sprintf("%.2e", a.num("p999_logit_diff")),
+			docInt(r.num("pairs_per_second")), docInt(a.num("reference_pairs_per_second"))})
+	}
+	return docTable([]string{"export", "split", "pairs", "same match decision", "largest logit difference",
+		"99.9th percentile", "pairs/s", "fp32 pairs/s, same run"}, rows, "llrrrrrr"), nil
 }
 
 var docTasks = []struct{ key, label, target string }{
