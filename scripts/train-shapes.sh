@@ -10,10 +10,11 @@
 #
 # Every step writes into $WORK (default .cache/shapes-train) and is skipped when its output
 # exists, so an interrupted run resumes; delete a step's output to redo it. The bundle goes to
-# $BUNDLE (default bundles/shapes-uniter). On 2 CPU cores the whole run takes about 5–6 hours
+# $BUNDLE (default bundles/shapes-uniter). On 2 CPU cores the whole run takes about 6–7 hours
 # (detector ~16 min, extraction ~8 min, pre-training ~45 min per model, size stage ~2 min,
 # fine-tuning ~15 min, continued fine-tuning ~70 min, plan stage ~20 min and head re-fits
-# ~2 min each per model, the test-1k retrieval evaluation ~30–40 min; the two models' runs side by side).
+# ~2 min each per model; the relation stages' data ~25 min (30,000 images extracted), the stages
+# ~7 min; each test-1k retrieval evaluation 15–40 min; the two models' runs side by side).
 # Knobs (environment):
 #
 #   TRAIN_IMAGES  train images (default 8000 of the train split's 30000)
