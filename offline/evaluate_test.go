@@ -432,26 +432,14 @@ func TestEvaluateReference(t *testing.T) {
 	}
 
 	// A bundle with another vocabulary would read b's token ids as other words: refused.
-	other := t.TempDir()
-	src := testenv.FixtureBundle(t)
-	entries, err := os.ReadDir(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		raw, err := os.ReadFile(filepath.Join(src, e.Name()))
-		if err != nil {
-			t.Fatal(err)
+	other := testenv.FixtureCopy(t, func(name string, raw []byte) []byte {
+		if name != b.Manifest.Text.Vocab {
+			return raw
 		}
-		if e.Name() == b.Manifest.Text.Vocab {
-			lines := strings.SplitAfter(string(raw), "\n")
-			lines[len(lines)-2], lines[len(lines)-3] = lines[len(lines)-3], lines[len(lines)-2]
-			raw = []byte(strings.Join(lines, ""))
-		}
-		if err := os.WriteFile(filepath.Join(other, e.Name()), raw, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+		lines := strings.SplitAfter(string(raw), "\n")
+		lines[len(lines)-2], lines[len(lines)-3] = lines[len(lines)-3], lines[len(lines)-2]
+		return []byte(strings.Join(lines, ""))
+	})
 	swapped := load(other)
 	if _, err := Evaluate(context.Background(), b, dir, EvalOptions{Retrieval: true, Reference: swapped}); err == nil ||
 		!strings.Contains(err.Error(), "another vocabulary") {

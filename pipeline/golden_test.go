@@ -250,25 +250,12 @@ func TestScoreAloneEqualsInBatch(t *testing.T) {
 // by edit (raw JSON in, raw JSON out).
 func fixtureCopy(t *testing.T, edit func(manifest []byte) []byte) string {
 	t.Helper()
-	dir := t.TempDir()
-	src := testenv.FixtureBundle(t)
-	entries, err := os.ReadDir(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		raw, err := os.ReadFile(filepath.Join(src, e.Name()))
-		if err != nil {
-			t.Fatal(err)
+	return testenv.FixtureCopy(t, func(name string, raw []byte) []byte {
+		if name == "manifest.json" {
+			return edit(raw)
 		}
-		if e.Name() == "manifest.json" {
-			raw = edit(raw)
-		}
-		if err := os.WriteFile(filepath.Join(dir, e.Name()), raw, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
+		return raw
+	})
 }
 
 // TestLoadFailureClosesCleanly: a graph that disagrees with its manifest fails Load with an

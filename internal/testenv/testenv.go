@@ -29,6 +29,28 @@ func Path(t testing.TB, elem ...string) string {
 // FixtureBundle is the committed tiny random-weight bundle.
 func FixtureBundle(t testing.TB) string { return Path(t, "testdata", "bundles", "tiny-random") }
 
+// FixtureCopy copies the fixture bundle into a temporary folder, each file's bytes passed
+// through edit (its name and bytes in, the bytes to write out), and returns the folder.
+func FixtureCopy(t testing.TB, edit func(name string, raw []byte) []byte) string {
+	t.Helper()
+	dir := t.TempDir()
+	src := FixtureBundle(t)
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		raw, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, e.Name()), edit(e.Name(), raw), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
 // ORTLibrary is $UNITER_ORT_LIBRARY, or the library `make ort` installs.
 func ORTLibrary(t testing.TB) string {
 	t.Helper()

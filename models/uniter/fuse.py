@@ -40,9 +40,7 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime
-import json
 import os
-import shutil
 import sys
 from typing import Dict, Iterable, List, Optional, Tuple
 
@@ -50,7 +48,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .quantize import QUANTIZED_GRAPHS, _Names, _sha256
+from .quantize import QUANTIZED_GRAPHS, _Names, _sha256, copy_fp32_bundle, write_manifest
 
 PRECISION_FUSED = "fp32-fused"
 PRECISION_FP16 = "fp16"
@@ -547,22 +545,10 @@ def fuse_bundle(src: str, dst: str, *, fp16: bool = False, force: bool = False,
                 graphs: Iterable[str] = QUANTIZED_GRAPHS) -> dict:
     """Copies the fp32 bundle `src` to `dst`, fuses its encoder graphs (float16 with `fp16`) and
     writes the manifest. Returns the new manifest."""
-    with open(os.path.join(src, "manifest.json")) as f:
-        manifest = json.load(f)
-    if manifest.get("precision", "fp32") != "fp32":
-        raise ValueError(f"{src} has precision {manifest['precision']!r}; fuse an fp32 bundle")
-    if os.path.abspath(src) == os.path.abspath(dst):
-        raise ValueError("BUNDLE_OUT must differ from BUNDLE_IN")
-    if os.path.exists(dst):
-        if not force and os.listdir(dst):
-            raise ValueError(f"{dst} exists and is not empty (--force replaces it)")
-        shutil.rmtree(dst)
-    shutil.copytree(src, dst)
+    manifest = copy_fp32_bundle(src, dst, force, "fuse")
     fuse_bundle_graphs(dst, manifest, graphs, fp16=fp16)
     manifest["provenance"]["fusion"]["source_bundle"] = manifest.get("name")
-    with open(os.path.join(dst, "manifest.json"), "w") as f:
-        json.dump(manifest, f, indent=2)
-        f.write("\n")
+    write_manifest(dst, manifest)
     return manifest
 
 

@@ -339,10 +339,21 @@ def quantize_bundle_graphs(bundle_dir: str, manifest: dict, graphs: Iterable[str
 def quantize_bundle(src: str, dst: str, *, force: bool = False, **kw) -> dict:
     """Copies the bundle `src` to `dst` (everything in it), quantizes its encoder graphs and writes
     the manifest with precision int8. Returns the new manifest."""
+    manifest = copy_fp32_bundle(src, dst, force, "quantize")
+    quantize_bundle_graphs(dst, manifest, **kw)
+    manifest["provenance"]["quantization"]["source_bundle"] = manifest.get("name")
+    write_manifest(dst, manifest)
+    return manifest
+
+
+def copy_fp32_bundle(src: str, dst: str, force: bool, verb: str) -> dict:
+    """Copies the fp32 bundle `src` to a new (or, with `force`, replaced) folder `dst` for a graph
+    rewrite and returns its manifest, with a provenance section; `verb` names the rewrite in the
+    error for a bundle of another precision."""
     with open(os.path.join(src, "manifest.json")) as f:
         manifest = json.load(f)
     if manifest.get("precision", "fp32") != "fp32":
-        raise ValueError(f"{src} has precision {manifest['precision']!r}; quantize an fp32 bundle")
+        raise ValueError(f"{src} has precision {manifest['precision']!r}; {verb} an fp32 bundle")
     if os.path.abspath(src) == os.path.abspath(dst):
         raise ValueError("BUNDLE_OUT must differ from BUNDLE_IN")
     if os.path.exists(dst):
@@ -351,12 +362,13 @@ def quantize_bundle(src: str, dst: str, *, force: bool = False, **kw) -> dict:
         shutil.rmtree(dst)
     shutil.copytree(src, dst)
     manifest.setdefault("provenance", {})
-    quantize_bundle_graphs(dst, manifest, **kw)
-    manifest["provenance"]["quantization"]["source_bundle"] = manifest.get("name")
-    with open(os.path.join(dst, "manifest.json"), "w") as f:
+    return manifest
+
+
+def write_manifest(bundle: str, manifest: dict) -> None:
+    with open(os.path.join(bundle, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=2)
         f.write("\n")
-    return manifest
 
 
 def main(argv=None):
