@@ -34,13 +34,18 @@ func TestDefaultModelQuality(t *testing.T) {
 	for _, k := range []string{"itm_accuracy", "ir_r1", "ir_r5", "ir_r10", "tr_r1", "tr_r10",
 		"grounding_noun", "grounding_color", "grounding_noun_attention", "grounding_color_attention",
 		"mlm_color_with_image", "mlm_color_without_image", "minimal_edit_rejection",
-		"minimal_edit_by_kind.size", "minimal_edit_by_kind.color", "minimal_edit_by_kind.shape"} {
+		"minimal_edit_by_kind.size", "minimal_edit_by_kind.color", "minimal_edit_by_kind.shape",
+		"minimal_edit_by_kind.relation", "edit_probe.relation_swap.rejected", "edit_probe.color_swap.rejected"} {
 		w, ok := want[k]
 		if !ok {
 			t.Fatalf("the committed report has no %s", k)
 		}
-		if g, ok := got[k]; !ok || math.Abs(g-w) > tolerance {
-			t.Errorf("%s = %v, the committed report says %v (tolerance %v)", k, got[k], w, tolerance)
+		tol := tolerance
+		if k == "edit_probe.color_swap.rejected" || k == "minimal_edit_by_kind.relation" { // 98 and 83 captions: a flip is 1%
+			tol = 0.03
+		}
+		if g, ok := got[k]; !ok || math.Abs(g-w) > tol {
+			t.Errorf("%s = %v, the committed report says %v (tolerance %v)", k, got[k], w, tol)
 		}
 	}
 	for _, k := range []string{"images", "captions", "scored_pairs", "minimal_edit_captions", "grounding_noun_spans", "mlm_color_masks"} {
