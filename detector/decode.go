@@ -32,7 +32,12 @@ import (
 //     HTML, random data), or the bytes start like a supported format but the
 //     header or data are corrupt or truncated, or the image has no pixels, or the decoder
 //     panicked on crafted input.
+//
+// And from Preprocess, after decoding:
+//   - ErrImageTooSmall (400): a side of the resized image is below the detector's
+//     PreprocessSpec.MinInputSide (an image far longer than wide, or the reverse).
 var (
+	ErrImageTooSmall     = errors.New("image too small for the detector")
 	ErrNotImage          = errors.New("not a valid image")
 	ErrUnsupportedFormat = errors.New("unsupported image format")
 	ErrTooLarge          = errors.New("image too large")

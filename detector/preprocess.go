@@ -30,6 +30,9 @@ type PreprocessSpec struct {
 	ShorterSide   int        // target length of the shorter side (> 0)
 	LongerSideMax int        // cap on the longer side; 0 = no cap
 	ResizeRule    string     // ResizeShorterSide (also "") or ResizeDetectron2
+	// MinInputSide is the smallest resized side the detector graph takes (0: any); Preprocess
+	// refuses a smaller one with ErrImageTooSmall rather than run the graph on it.
+	MinInputSide int
 }
 
 // ValidResizeRule reports whether rule names a resize rule ("" is the default,
@@ -62,6 +65,9 @@ func (s PreprocessSpec) Validate() error {
 	}
 	if !ValidResizeRule(s.ResizeRule) {
 		return bad("resize_rule %q, want %q (the default) or %q", s.ResizeRule, ResizeShorterSide, ResizeDetectron2)
+	}
+	if s.MinInputSide < 0 {
+		return bad("min_input_side %d, want ≥ 0 (0 = any)", s.MinInputSide)
 	}
 	for c := 0; c < 3; c++ {
 		if !Finite(s.PixelMeans[c]) {
@@ -154,6 +160,11 @@ func Preprocess(img *Image, spec PreprocessSpec) ([]float32, ScaleInfo, error) {
 		return nil, ScaleInfo{}, fmt.Errorf("%w: preprocess needs a non-empty packed RGB image", ErrNotImage)
 	}
 	scale, wr, hr := ResizeScale(img.Width, img.Height, spec)
+	if min(wr, hr) < spec.MinInputSide {
+		return nil, ScaleInfo{}, fmt.Errorf("%w: %d×%d px resizes to %d×%d for the detector, which needs at least %d px "+
+			"on each side (detector.preprocess.min_input_side); crop or pad it to a less elongated shape",
+			ErrImageTooSmall, img.Width, img.Height, wr, hr, spec.MinInputSide)
+	}
 	info := ScaleInfo{Scale: scale, Rule: spec.ResizeRule, Width: img.Width, Height: img.Height, ResizedWidth: wr, ResizedHeight: hr}
 	out := make([]float32, 3*wr*hr)
 	resizeBilinear(out, img, channelSource(spec.ChannelOrder), wr, hr, spec.PixelMeans, spec.PixelStd)

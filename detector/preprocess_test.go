@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand"
 	"strings"
@@ -218,6 +219,7 @@ func TestPreprocessErrors(t *testing.T) {
 		func(s *PreprocessSpec) { s.PixelMeans[2] = float32(math.NaN()) },
 		func(s *PreprocessSpec) { s.PixelStd[0] = float32(math.Inf(1)) },
 		func(s *PreprocessSpec) { s.ResizeRule = "Detectron2" },
+		func(s *PreprocessSpec) { s.MinInputSide = -1 },
 	} {
 		spec := butdSpec
 		mutate(&spec)
@@ -228,6 +230,29 @@ func TestPreprocessErrors(t *testing.T) {
 	for _, bad := range []*Image{nil, {}, {Width: 2, Height: 2, Pix: make([]uint8, 11)}} {
 		if _, _, err := Preprocess(bad, butdSpec); !errors.Is(err, ErrNotImage) {
 			t.Errorf("image %+v: got %v", bad, err)
+		}
+	}
+}
+
+// TestPreprocessMinInputSide: a side resized below MinInputSide is refused, naming both sizes;
+// at the bound, and without one, the image is preprocessed.
+func TestPreprocessMinInputSide(t *testing.T) {
+	spec := butdSpec // 600 / 1000, detectron2: 3000×1 → 1000×0.33 → 1000×1; 1000×16 stays
+	spec.MinInputSide = 16
+	for _, tc := range []struct {
+		w, h int
+		ok   bool
+	}{{3000, 1, false}, {1, 3000, false}, {5000, 77, false}, {1000, 16, true}, {16, 1000, true}, {1, 1, true}} {
+		img := &Image{Width: tc.w, Height: tc.h, Pix: make([]uint8, 3*tc.w*tc.h)}
+		_, info, err := Preprocess(img, spec)
+		if tc.ok != (err == nil) || (err != nil && (!errors.Is(err, ErrImageTooSmall) || !strings.Contains(err.Error(), fmt.Sprintf("%d×%d", tc.w, tc.h)))) {
+			t.Errorf("%d×%d: %v (resized %d×%d), want ok=%v or ErrImageTooSmall naming the size", tc.w, tc.h, err,
+				info.ResizedWidth, info.ResizedHeight, tc.ok)
+		}
+		spec0 := spec
+		spec0.MinInputSide = 0
+		if _, _, err := Preprocess(img, spec0); err != nil {
+			t.Errorf("%d×%d without a minimum: %v", tc.w, tc.h, err)
 		}
 	}
 }

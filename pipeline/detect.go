@@ -95,7 +95,7 @@ func (b *Bundle) PreprocessSpec() detector.PreprocessSpec {
 	p := d.Preprocess
 	return detector.PreprocessSpec{ChannelOrder: p.ChannelOrder, PixelMeans: [3]float32(p.PixelMeans),
 		PixelStd: [3]float32(p.PixelStd), ShorterSide: p.ShorterSide, LongerSideMax: p.LongerSideMax,
-		ResizeRule: p.ResizeRule}
+		ResizeRule: p.ResizeRule, MinInputSide: p.MinInputSide}
 }
 
 // newDetector is the bundle's detector: the manifest's preprocessing and selection (with the

@@ -30,6 +30,7 @@ const (
 	CodeInvalidImage     = "invalid_image"
 	CodeUnsupportedImage = "unsupported_image_format"
 	CodeImageTooLarge    = "image_too_large"
+	CodeImageTooSmall    = "image_too_small" // a resized side below the detector's min_input_side
 	CodeInvalidInput     = "invalid_input"
 	CodeNoRegions        = "no_regions"
 	CodeTaskUnavailable  = "task_unavailable" // the bundle has no head for what was asked
@@ -43,6 +44,8 @@ func imageCode(err error) string {
 		return CodeImageTooLarge
 	case errors.Is(err, detector.ErrUnsupportedFormat):
 		return CodeUnsupportedImage
+	case errors.Is(err, detector.ErrImageTooSmall):
+		return CodeImageTooSmall
 	}
 	return CodeInvalidImage
 }
@@ -60,7 +63,8 @@ func classify(field string, err error) error {
 	switch {
 	case errors.Is(err, detector.ErrInvalidRegions):
 		return &InputError{Code: CodeInvalidRegions, Message: prefix + err.Error(), Err: err}
-	case errors.Is(err, detector.ErrTooLarge), errors.Is(err, detector.ErrUnsupportedFormat), errors.Is(err, detector.ErrNotImage):
+	case errors.Is(err, detector.ErrTooLarge), errors.Is(err, detector.ErrUnsupportedFormat), errors.Is(err, detector.ErrNotImage),
+		errors.Is(err, detector.ErrImageTooSmall):
 		return &InputError{Code: imageCode(err), Message: prefix + err.Error(), Err: err}
 	case errors.Is(err, detector.ErrNoProposals):
 		return &InputError{Code: CodeNoRegions, Message: prefix + err.Error(), Err: err}

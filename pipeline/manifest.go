@@ -367,6 +367,9 @@ type DetectorSpec struct {
 		// "shorter_side" (absent: the default, one scale) or "detectron2" (the LXMERT port's
 		// ResizeShortestEdge, boxes mapped back per axis); docs/detector-contract.md.
 		ResizeRule string `json:"resize_rule,omitempty"`
+		// MinInputSide is the smallest resized side the graph takes (absent: any); a smaller
+		// image is answered 400 image_too_small.
+		MinInputSide int `json:"min_input_side,omitempty"`
 	} `json:"preprocess"`
 	BackgroundIndex int    `json:"background_index"`
 	Labels          string `json:"labels"`
@@ -429,6 +432,9 @@ func (d *DetectorSpec) validate(m *Manifest) []error {
 	}
 	if p.ShorterSide <= 0 || p.LongerSideMax < p.ShorterSide {
 		bad("preprocess: want 0 < shorter_side (%d) <= longer_side_max (%d)", p.ShorterSide, p.LongerSideMax)
+	}
+	if p.MinInputSide < 0 || p.MinInputSide > p.ShorterSide {
+		bad("preprocess.min_input_side %d: want 0 (any) to shorter_side (%d)", p.MinInputSide, p.ShorterSide)
 	}
 	if p.Resize != "bilinear" {
 		bad("preprocess.resize %q: this build implements \"bilinear\"", p.Resize)

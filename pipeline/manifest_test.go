@@ -144,3 +144,41 @@ func TestManifestResizeRule(t *testing.T) {
 		}
 	}
 }
+
+// TestManifestMinInputSide: detector.preprocess.min_input_side is read into the preprocessing
+// spec, and one below 0 or above shorter_side is refused naming it.
+func TestManifestMinInputSide(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join(testenv.FixtureBundle(t), "manifest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	pre := doc["detector"].(map[string]any)["preprocess"].(map[string]any)
+	shorter := int(pre["shorter_side"].(float64))
+	for _, c := range []struct {
+		side int
+		ok   bool
+	}{{0, true}, {16, true}, {shorter, true}, {-1, false}, {shorter + 1, false}} {
+		pre["min_input_side"] = c.side
+		out, err := json.Marshal(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "manifest.json"), out, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		m, err := ReadManifest(dir)
+		switch {
+		case c.ok && err != nil:
+			t.Errorf("min_input_side %d: %v", c.side, err)
+		case c.ok && m.Detector.Preprocess.MinInputSide != c.side:
+			t.Errorf("min_input_side %d read as %d", c.side, m.Detector.Preprocess.MinInputSide)
+		case !c.ok && (err == nil || !strings.Contains(err.Error(), "min_input_side")):
+			t.Errorf("min_input_side %d: error %v, want one naming min_input_side", c.side, err)
+		}
+	}
+}

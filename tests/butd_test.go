@@ -10,10 +10,14 @@ package tests
 // `make test` sets it).
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"image"
+	"image/png"
 	"math"
 	"os"
 	"os/exec"
@@ -315,6 +319,22 @@ func TestBUTDConvertedDetectorParity(t *testing.T) {
 	}
 	if !slices.Equal(got, im.Selected) {
 		t.Errorf("%s through Bundle.Detect: selected proposals %v, want %v", im.File, got, im.Selected)
+	}
+	// An image resized to a 1-px side ends the process in ONNX Runtime (SIGFPE) and a 2-px one
+	// fails there: the converted manifest's min_input_side refuses both as input errors first.
+	if pre.MinInputSide != 16 {
+		t.Errorf("preprocess.min_input_side %d, want 16 (the backbone's stride)", pre.MinInputSide)
+	}
+	for _, size := range [][2]int{{3000, 1}, {2, 1000}} {
+		var buf bytes.Buffer
+		if err := png.Encode(&buf, image.NewRGBA(image.Rect(0, 0, size[0], size[1]))); err != nil {
+			t.Fatal(err)
+		}
+		_, _, err := b.Detect(ctx, buf.Bytes())
+		var ie *pipeline.InputError
+		if !errors.As(err, &ie) || ie.Code != pipeline.CodeImageTooSmall {
+			t.Errorf("a %d×%d image: %v, want the input error %s", size[0], size[1], err, pipeline.CodeImageTooSmall)
+		}
 	}
 	t.Logf("parity maxima over %d images: input %.3g, boxes %.3g px, region boxes %.3g px, class probs %.3g, attribute probs %.3g, features %.3g (relative to max |feature|); total %.1fs",
 		len(g.Images), worst["input"], worst["boxes"], worst["region boxes"], worst["class probabilities"],

@@ -436,7 +436,7 @@ def test_convert_out(small_model, tmp_path):
     assert sec["preprocess"] == {"channel_order": "BGR", "pixel_means": [102.9801, 115.9465, 122.7717],
                                  "pixel_std": [1.0, 1.0, 1.0], "shorter_side": 64,
                                  "longer_side_max": 96, "resize": "bilinear",
-                                 "resize_rule": "detectron2"}
+                                 "resize_rule": "detectron2", "min_input_side": 16}
     assert sec["selection"] == {"nms_iou": 0.3, "min_confidence": 0.2, "min_boxes": 10, "max_boxes": 100}
     assert sec["background_index"] == 0 and sec["attributes"] == "attribute_labels.txt"
     assert sec["outputs"]["attribute_probs"] == "attr_probs"

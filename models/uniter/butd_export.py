@@ -305,6 +305,9 @@ def _file_digest(path: str) -> dict:
     return {"file": os.path.basename(path), "sha256": _sha256(path)}
 
 
+BUTD_MIN_INPUT_SIDE = 16
+
+
 def convert_butd(weights: str, config: str, vocab: str, attributes: Optional[str], *,
                  out: Optional[str] = None, into: Optional[str] = None,
                  selection: Optional[dict] = None, description: Optional[str] = None,
@@ -314,6 +317,10 @@ def convert_butd(weights: str, config: str, vocab: str, attributes: Optional[str
         raise ValueError("give exactly one of out (a folder of its own) and into (a bundle)")
     selection = dict(BUTD_SELECTION if selection is None else selection)
     cfg, pre = BUTDConfig.from_port_config(read_config_yaml(config))
+    # The backbone's stride: a resized side below it has less than one feature cell, and below
+    # 3 px the graph fails in ONNX Runtime (an error, or SIGFPE that ends the process); the
+    # service answers such an image 400 (image_too_small) instead of running it.
+    pre["min_input_side"] = BUTD_MIN_INPUT_SIDE
     defaulted = pre.pop("defaults")
     if defaulted:
         log(f"convert-butd: {config} lacks {', '.join(defaulted)}: the port's defaults are used")

@@ -90,6 +90,8 @@ def detector_section(model: Detector, preprocess: dict, selection: dict,
     }
     if preprocess.get("resize_rule"):  # absent means "shorter_side", the default
         sec["preprocess"]["resize_rule"] = preprocess["resize_rule"]
+    if preprocess.get("min_input_side"):  # absent means 0: any resized size
+        sec["preprocess"]["min_input_side"] = int(preprocess["min_input_side"])
     if with_attributes:
         sec["attributes"] = "attribute_labels.txt"
     sec["selection"] = {"nms_iou": float(selection["nms_iou"]),
@@ -102,9 +104,11 @@ def detector_section(model: Detector, preprocess: dict, selection: dict,
 
 
 def _check(preprocess: dict, selection: dict) -> None:
-    if set(preprocess) - {"resize_rule"} != set(BUTD_PREPROCESS):
+    if set(preprocess) - {"resize_rule", "min_input_side"} != set(BUTD_PREPROCESS):
         raise ValueError(f"preprocess keys {sorted(preprocess)}, want {sorted(BUTD_PREPROCESS)} "
-                         "and optionally resize_rule")
+                         "and optionally resize_rule and min_input_side")
+    if not 0 <= preprocess.get("min_input_side", 0) <= preprocess["shorter_side"]:
+        raise ValueError("min_input_side must be in [0, shorter_side]")
     if preprocess.get("resize_rule", "shorter_side") not in RESIZE_RULES:
         raise ValueError(f"resize_rule {preprocess['resize_rule']!r}: want one of {', '.join(RESIZE_RULES)}")
     if preprocess["channel_order"] not in ("RGB", "BGR"):
