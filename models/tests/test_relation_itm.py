@@ -1,5 +1,6 @@
 """uniter.diagnostics.relation_itm: the caption edits it writes and the truth it checks them with."""
 import json
+import os
 
 import pytest
 
@@ -66,3 +67,21 @@ def test_build_writes_false_swaps_linked_to_their_captions(tmp_path):
     for f in false[1:]:
         assert f["input_ids"] == [2, *(ids[w] for w in f["text"].split()), 3]
         assert not relation_true(f["lf"], SCENE)
+
+
+def test_build_links_truth_only_when_every_caption_is_kept(tmp_path):
+    """truth.npz's rows are --features's captions in order: linked with --all (every caption
+    kept), not for a subset, whose rows it would misname."""
+    feat, split = tmp_path / "feat", tmp_path / "split"
+    feat.mkdir(), split.mkdir()
+    (feat / "vocab.txt").write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\na\ncircle\n")
+    for name in ("regions.npz", "extract.json", "truth.npz"):
+        (feat / name).write_text("")
+    (split / "annotations.jsonl").write_text(json.dumps(SCENE) + "\n")
+    (feat / "captions.jsonl").write_text(json.dumps(
+        {"image": 0, "text": "a circle", "lf": {"op": "exists"}, "input_ids": [2, 5, 6, 3]}) + "\n")
+    (feat / "false_captions.jsonl").write_text("")
+    ri.build(str(feat), str(split), {"left_of"}, str(tmp_path / "all"), keep_all=True)
+    ri.build(str(feat), str(split), {"left_of"}, str(tmp_path / "some"))
+    assert os.path.realpath(tmp_path / "all" / "truth.npz") == str(feat / "truth.npz")
+    assert not os.path.lexists(tmp_path / "some" / "truth.npz")

@@ -10,7 +10,8 @@ argument swap ("a star above a circle" → "a circle above a star") as its false
 way (beyond the generator's margin) cannot hold the other way, so every swap is false; the word
 stays the same, so only the positions tell the two apart. regions.npz, vocab.txt and extract.json
 are linked from --features. With --all, every caption and minimal edit of --features is kept
-and the swaps are added to them (a caption's text negative is then drawn among all its edits).
+and the swaps are added to them (a caption's text negative is then drawn among all its edits),
+and truth.npz is linked too when --features has one.
 """
 from __future__ import annotations
 
@@ -62,7 +63,11 @@ def build(features: str, split: str, relations, out: str, keep_all: bool = False
     with open(os.path.join(split, "annotations.jsonl"), encoding="utf-8") as f:
         scenes = [json.loads(line) for line in f if line.strip()]
     os.makedirs(out, exist_ok=True)
-    for name in ("regions.npz", "vocab.txt", "extract.json"):
+    # With every caption kept, in order, the truth matrix's rows still name these captions, so
+    # ITM's image negatives stay checked against the logical forms (without it, any other image).
+    linked = ("regions.npz", "vocab.txt", "extract.json") + (
+        ("truth.npz",) if keep_all and os.path.exists(os.path.join(features, "truth.npz")) else ())
+    for name in linked:
         dst = os.path.join(out, name)
         if not os.path.lexists(dst):
             os.symlink(os.path.abspath(os.path.join(features, name)), dst)
