@@ -83,11 +83,13 @@
 #                 for QA, where every relation word at once never left chance either
 #                 (docs/model-card.md, "The relation stages")
 #   REL_STEPS     then the matching stage: REL_STEPS ITM steps (default 3000) at REL_LR (1e-4) on
-#                 every caption, 80% of the negatives text edits (the minimal edits, argument swaps,
-#                 converse-word swaps and colour swaps of two present objects), the plan stage's
-#                 losses at a quarter (they pull against reading places), no hard negatives;
-#                 then the MLM head re-fit
-#   REL_IMAGES    train images the relation stages draw from (default 30000: their own split,
+#                 every caption of the pre-training's train images, 80% of the negatives text edits
+#                 (the minimal edits, argument swaps, converse-word swaps and colour swaps of two
+#                 present objects), the image negatives the hardest of FT_NEGATIVES checked false by
+#                 the truth matrix, the plan stage's losses at a quarter (they pull against reading
+#                 places); then the MLM head re-fit. On images without a truth matrix (any other
+#                 image a negative) count captions retrieved far worse (docs/model-card.md)
+#   REL_IMAGES    train images the relation curriculum draws from (default 30000: its own split,
 #                 train-rel, and its features; the relation captions of 8,000 are few)
 #   ABLATION      1: also train and evaluate the model without WRA (OT weight 0), compared with the
 #                 base model (both without the relation stages)
@@ -324,12 +326,13 @@ EOF
     step "features through the serving pipeline: train-rel"
     "$UNITER" extract --bundle "$WORK/bundle-init" --ort-library "$ORT" --split-dir "$WORK/train-rel" --out "$WORK/feat-train-rel"
   fi
-  # relation_data LABEL WORDS FLAGS...: the relation captions with WORDS (or, with --all, every
-  # caption) of train-rel and val with their argument swaps as ITM data, in ritm-LABEL and ritm-val-LABEL.
+  # relation_data LABEL WORDS TRAIN FLAGS...: the relation captions with WORDS (or, with --all, every
+  # caption and its truth matrix) of the split TRAIN and of val with their argument swaps as ITM
+  # data, in ritm-LABEL and ritm-val-LABEL.
   relation_data() {
-    local label=$1 words=$2 split dir
-    shift 2
-    for split in train-rel val; do
+    local label=$1 words=$2 train=$3 split dir
+    shift 3
+    for split in "$train" val; do
       dir=$WORK/ritm-$label
       [ "$split" = val ] && dir=$WORK/ritm-val-$label
       [ -f "$dir/captions.jsonl" ] && continue
@@ -350,16 +353,17 @@ EOF
   for spec in $RELATION_STAGES; do
     k=$((k + 1)); words=${spec%%:*}; steps=${spec##*:}
     if [ ! -f "$WORK/rel$k-$words-$name/final.pt" ]; then
-      relation_data "$words" "$words"
+      relation_data "$words" "$words" train-rel
       step "relation stage $k $name: $steps ITM steps on the relation captions with $words against their argument swaps"
       relation_itm "$WORK/rel$k-$words-$name" "$from" "$words" "$steps" 3e-4 --itm-text-negatives 1.0
     fi
     from=$WORK/rel$k-$words-$name
   done
   if [ ! -f "$(matched "$name")/final.pt" ]; then
-    relation_data allcw above,below,left_of,right_of --all --color-swaps --word-swaps
+    relation_data allcw above,below,left_of,right_of train --all --color-swaps --word-swaps
     step "matching stage $name: $REL_STEPS ITM steps on every caption, text edits with the swaps among them"
     relation_itm "$(matched "$name")" "$from" allcw "$REL_STEPS" "$REL_LR" --itm-text-negatives 0.8 \
+      --itm-hard-negatives "$FT_NEGATIVES" \
       --plan-distill 0.5 --plan-absorb --plan-argmax 0.3 --plan-rows 0.1 \
       --plan-naming-words "$WORK/bundle-init/attribute_labels.txt,$WORK/bundle-init/region_labels.txt,$WORK/size_words.txt"
   fi
@@ -384,8 +388,9 @@ relations = None
 if run != base:  # the relation stages: rel1-WORDS-NAME …, rel-NAME, then head-rel-NAME
     stages = [(f"{work}/rel{k}-{spec.split(':')[0]}-{name}", spec.split(':')[0]) for k, spec in enumerate(rel_stages.split(), 1)]
     matched = f"{work}/rel-{name}"
-    relations = {"data": {"train": {"split": "train", "seed": 1, "images": int(rel_n)}, "val": {"split": "val", "seed": 2},
-                          "built_by": "python3 -m uniter.diagnostics.relation_itm"},
+    relations = {"data": {"curriculum": {"split": "train", "seed": 1, "images": int(rel_n)},
+                          "matching": {"split": "train", "seed": 1, "images": int(n), "truth": True},
+                          "val": {"split": "val", "seed": 2}, "built_by": "python3 -m uniter.diagnostics.relation_itm"},
                  "curriculum": [dict(keep(load(d)), relations=words) for d, words in stages],
                  "matching": keep(load(matched)),
                  "mlm_head_refit": keep(load(run)) if run != matched else None}

@@ -662,9 +662,9 @@ func renderTraining(s *docSources) (out string, err error) {
 		}
 		row("matching stage", rel.obj("matching"))
 		row("MLM head re-fit (served)", rel.obj("mlm_head_refit"))
-		relTrain := rel.obj("data").obj("train")
-		relData = fmt.Sprintf(" The relation stages: the first %s images of the `%s` split.",
-			docInt(relTrain.num("images")), relTrain.str("split"))
+		cur, match := rel.obj("data").obj("curriculum"), rel.obj("data").obj("matching")
+		relData = fmt.Sprintf(" The relation curriculum: the first %s images of the `%s` split; the matching stage: the first %s, with their truth matrix.",
+			docInt(cur.num("images")), cur.str("split"), docInt(match.num("images")))
 	}
 	data := prov.obj("data")
 	train, val := data.obj("train"), data.obj("val")

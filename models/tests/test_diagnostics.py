@@ -394,10 +394,11 @@ def test_relation_provenance():
             "evaluation": {"test-1k": {}}, "exported": "then"}
     cur = [("above", _final(800, "a", itm_text_negatives=1.0)), ("above,below", _final(800, "b"))]
     p = adopt.relation_provenance(prev, {"exported": "now"}, cur, _final(3000, "c", plan_rows=0.1),
-                                  _final(1500, "d"), "W", "wra", "somewhere", 30000)
+                                  _final(1500, "d"), "W", "wra", "somewhere", 30000, 8000)
     assert "evaluation" not in p and p["plan_stage"] == {"steps": 6000} and p["mlm_head_refit"] == {"steps": 1500}
     r = p["relation_stages"]
-    assert r["started_from"] == "somewhere" and r["data"]["train"]["images"] == 30000
+    assert r["started_from"] == "somewhere" and r["data"]["curriculum"]["images"] == 30000
+    assert r["data"]["matching"] == {"split": "train", "seed": 1, "images": 8000, "truth": True}
     # the init paths chain as train-shapes.sh names the runs
     assert [(c["relations"], c["init"]) for c in r["curriculum"]] == [
         ("above", "W/head-wra/final.pt"), ("above,below", "W/rel1-above-wra/final.pt")]

@@ -95,7 +95,7 @@ def adopted_provenance(previous: dict, exported: dict, plan_final: dict, head_fi
 
 
 def relation_provenance(previous: dict, exported: dict, curriculum: list, matching_final: dict, head_final: dict,
-                        work: str, run_name: str, started_from: str, images: int) -> dict:
+                        work: str, run_name: str, started_from: str, images: int, matching_images: int) -> dict:
     """The new bundle's provenance (without its evaluation): ``previous`` (the base model's) with
     relation_stages recorded under train-shapes.sh's names (``work``/rel1-WORDS-NAME …, rel-NAME,
     head-rel-NAME); ``curriculum`` is [(words, final.json)] in order."""
@@ -108,8 +108,9 @@ def relation_provenance(previous: dict, exported: dict, curriculum: list, matchi
         init = f"{work}/rel{k}-{words}-{run_name}/final.pt"
     p["relation_stages"] = {
         "started_from": started_from,
-        "data": {"train": {"split": "train", "seed": 1, "images": images}, "val": {"split": "val", "seed": 2},
-                 "built_by": "python3 -m uniter.diagnostics.relation_itm"},
+        "data": {"curriculum": {"split": "train", "seed": 1, "images": images},
+                 "matching": {"split": "train", "seed": 1, "images": matching_images, "truth": True},
+                 "val": {"split": "val", "seed": 2}, "built_by": "python3 -m uniter.diagnostics.relation_itm"},
         "curriculum": stages,
         "matching": dict(stage_record(matching_final), init=init),
         "mlm_head_refit": dict(stage_record(head_final), init=f"{work}/rel-{run_name}/final.pt"),
@@ -152,7 +153,9 @@ def main(argv=None) -> int:
                            "(above=RUN1,above,below=RUN2,...); with --matching")
     ap.add_argument("--matching", metavar="RUN", help="the relation stages' matching run (with --relation-stages)")
     ap.add_argument("--relation-images", type=int, default=30000,
-                    help="train images the relation stages drew from (default %(default)s)")
+                    help="train images the relation curriculum drew from (default %(default)s)")
+    ap.add_argument("--matching-images", type=int, default=8000,
+                    help="train images (with their truth matrix) the matching stage drew from (default %(default)s)")
     ap.add_argument("--head-refit", required=True, metavar="RUN",
                     help="its MLM head re-fit's run folder (final.pt, final.json, config.json): the model served")
     ap.add_argument("--report-1k", required=True, metavar="JSON", help="uniter eval report on test-1k of OUT")
@@ -186,7 +189,7 @@ def main(argv=None) -> int:
         curriculum = [(w, _load(os.path.join(run, "final.json"))) for w, run in _curriculum(args.relation_stages)]
         p = relation_provenance(previous["provenance"], new["provenance"], curriculum,
                                 _load(os.path.join(args.matching, "final.json")), head, args.work, args.run_name,
-                                started, args.relation_images)
+                                started, args.relation_images, args.matching_images)
     else:
         started = args.started_from or (
             f"the default bundle before the plan stage (encoder.onnx sha256 {sha}), recovered by python3 -m uniter.recover: "
