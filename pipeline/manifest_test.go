@@ -109,31 +109,13 @@ func TestManifestResizeRule(t *testing.T) {
 			t.Errorf("%s: resize_rule %q, want absent (the shorter_side rule it was trained with)", m.Name, r)
 		}
 	}
-	raw, err := os.ReadFile(filepath.Join(testenv.FixtureBundle(t), "manifest.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var doc map[string]any
-	if err := json.Unmarshal(raw, &doc); err != nil {
-		t.Fatal(err)
-	}
-	pre := doc["detector"].(map[string]any)["preprocess"].(map[string]any)
 	for _, c := range []struct{ rule, err string }{
 		{"shorter_side", ""},
 		{"detectron2", ""},
 		{"Detectron2", `detector.preprocess.resize_rule "Detectron2": want "shorter_side" (the default when absent) or "detectron2"`},
 		{"caffe", `detector.preprocess.resize_rule "caffe"`},
 	} {
-		pre["resize_rule"] = c.rule
-		out, err := json.Marshal(doc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		dir := t.TempDir()
-		if err := os.WriteFile(filepath.Join(dir, "manifest.json"), out, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		m, err := ReadManifest(dir)
+		m, err := readFixtureManifestWith(t, func(pre map[string]any) { pre["resize_rule"] = c.rule })
 		switch {
 		case c.err == "" && err != nil:
 			t.Errorf("%q: %v", c.rule, err)
@@ -148,30 +130,16 @@ func TestManifestResizeRule(t *testing.T) {
 // TestManifestMinInputSide: detector.preprocess.min_input_side is read into the preprocessing
 // spec, and one below 0 or above shorter_side is refused naming it.
 func TestManifestMinInputSide(t *testing.T) {
-	raw, err := os.ReadFile(filepath.Join(testenv.FixtureBundle(t), "manifest.json"))
+	fixture, err := ReadManifest(testenv.FixtureBundle(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var doc map[string]any
-	if err := json.Unmarshal(raw, &doc); err != nil {
-		t.Fatal(err)
-	}
-	pre := doc["detector"].(map[string]any)["preprocess"].(map[string]any)
-	shorter := int(pre["shorter_side"].(float64))
+	shorter := fixture.Detector.Preprocess.ShorterSide
 	for _, c := range []struct {
 		side int
 		ok   bool
 	}{{0, true}, {16, true}, {shorter, true}, {-1, false}, {shorter + 1, false}} {
-		pre["min_input_side"] = c.side
-		out, err := json.Marshal(doc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		dir := t.TempDir()
-		if err := os.WriteFile(filepath.Join(dir, "manifest.json"), out, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		m, err := ReadManifest(dir)
+		m, err := readFixtureManifestWith(t, func(pre map[string]any) { pre["min_input_side"] = c.side })
 		switch {
 		case c.ok && err != nil:
 			t.Errorf("min_input_side %d: %v", c.side, err)
@@ -181,4 +149,27 @@ func TestManifestMinInputSide(t *testing.T) {
 			t.Errorf("min_input_side %d: error %v, want one naming min_input_side", c.side, err)
 		}
 	}
+}
+
+// readFixtureManifestWith reads the fixture's manifest with its detector.preprocess edited.
+func readFixtureManifestWith(t *testing.T, edit func(pre map[string]any)) (*Manifest, error) {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(testenv.FixtureBundle(t), "manifest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	edit(doc["detector"].(map[string]any)["preprocess"].(map[string]any))
+	out, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "manifest.json"), out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return ReadManifest(dir)
 }

@@ -48,7 +48,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .quantize import QUANTIZED_GRAPHS, _Names, _sha256, copy_fp32_bundle, write_manifest
+from .quantize import QUANTIZED_GRAPHS, _Names, copy_fp32_bundle, rewrite_graphs, set_precision, write_manifest
 
 PRECISION_FUSED = "fp32-fused"
 PRECISION_FP16 = "fp16"
@@ -493,41 +493,21 @@ def fuse_file(src: str, dst: str, fp16: bool = False) -> dict:
     return report
 
 
-def _set_precision(manifest: dict, precision: str):
-    """Sets manifest["precision"], placed after "random_weights" (where the Go Manifest declares it)."""
-    items = [(k, v) for k, v in manifest.items() if k != "precision"]
-    manifest.clear()
-    for k, v in items:
-        manifest[k] = v
-        if k == "random_weights":
-            manifest["precision"] = precision
-    manifest.setdefault("precision", precision)
-
-
 def fuse_bundle_graphs(bundle_dir: str, manifest: dict, graphs: Iterable[str] = QUANTIZED_GRAPHS,
                        fp16: bool = False) -> dict:
     """Fuses the manifest's `graphs` (those present) in place in `bundle_dir` (and converts them
     to float16 with `fp16`), updates their sha256, sets manifest["precision"] to "fp16" or
     "fp32-fused" and provenance.fusion. Returns the manifest (also modified in place); the caller
     writes it."""
-    done = {}
-    for role in graphs:
-        spec = manifest["graphs"].get(role)
-        if spec is None:
-            continue
-        path = os.path.join(bundle_dir, spec["file"])
-        before = spec.get("sha256") or _sha256(path)
+    def rewrite(path: str) -> dict:
         rep = fuse_file(path, path, fp16=fp16)
-        spec["sha256"] = _sha256(path)
-        done[role] = {"fp32_sha256": before, "attention_fused": len(rep["attention_fused"]),
-                      "attention_unfused": rep["attention_unfused"],
-                      "gelu_fused": len(rep["gelu_fused"]), "layer_norm": rep["layer_norm"]}
+        rec = {"attention_fused": len(rep["attention_fused"]), "attention_unfused": rep["attention_unfused"],
+               "gelu_fused": len(rep["gelu_fused"]), "layer_norm": rep["layer_norm"]}
         if fp16:
-            done[role]["fp16_clipped_values"] = rep["clipped"]
-    if not done:
-        raise ValueError(f"no graph of {list(graphs)} in the bundle")
-    precision = PRECISION_FP16 if fp16 else PRECISION_FUSED
-    _set_precision(manifest, precision)
+            rec["fp16_clipped_values"] = rep["clipped"]
+        return rec
+    done = rewrite_graphs(bundle_dir, manifest, graphs, rewrite)
+    set_precision(manifest, PRECISION_FP16 if fp16 else PRECISION_FUSED)
     manifest.setdefault("provenance", {})["fusion"] = {
         "method": "uniter.fuse" + (" (float16)" if fp16 else ""),
         "ops": "com.microsoft.Attention (raw 0/1 mask, int32), com.microsoft.Gelu, "

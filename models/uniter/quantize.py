@@ -297,11 +297,9 @@ def _sha256(path: str) -> str:
     return h.hexdigest()
 
 
-def quantize_bundle_graphs(bundle_dir: str, manifest: dict, graphs: Iterable[str] = QUANTIZED_GRAPHS,
-                           **kw) -> dict:
-    """Quantizes the manifest's `graphs` (those present) in place in `bundle_dir`, updates their
-    sha256 and sets manifest["precision"] = "int8" and provenance.quantization. Returns the
-    manifest (also modified in place); the caller writes it."""
+def rewrite_graphs(bundle_dir: str, manifest: dict, graphs: Iterable[str], rewrite) -> Dict[str, dict]:
+    """Runs rewrite(path) → record in place on each of the manifest's `graphs` present in
+    `bundle_dir` and updates their sha256; returns {role: record with the fp32 file's sha256}."""
     done = {}
     for role in graphs:
         spec = manifest["graphs"].get(role)
@@ -309,20 +307,36 @@ def quantize_bundle_graphs(bundle_dir: str, manifest: dict, graphs: Iterable[str
             continue
         path = os.path.join(bundle_dir, spec["file"])
         before = spec.get("sha256") or _sha256(path)
-        rep = quantize_file(path, path, **kw)
+        rec = rewrite(path)
         spec["sha256"] = _sha256(path)
-        done[role] = {"fp32_sha256": before, "quantized_nodes": len(rep["quantized"]),
-                      "fp32_nodes": [k["node"] for k in rep["kept_fp32"] if k["why"] != "second input is computed"]}
+        done[role] = {"fp32_sha256": before, **rec}
     if not done:
         raise ValueError(f"no graph of {list(graphs)} in the bundle")
-    # "precision" goes after "random_weights" (where the Go Manifest declares it).
+    return done
+
+
+def set_precision(manifest: dict, precision: str) -> None:
+    """Sets manifest["precision"], placed after "random_weights" (where the Go Manifest declares it)."""
     items = [(k, v) for k, v in manifest.items() if k != "precision"]
     manifest.clear()
     for k, v in items:
         manifest[k] = v
         if k == "random_weights":
-            manifest["precision"] = "int8"
-    manifest.setdefault("precision", "int8")
+            manifest["precision"] = precision
+    manifest.setdefault("precision", precision)
+
+
+def quantize_bundle_graphs(bundle_dir: str, manifest: dict, graphs: Iterable[str] = QUANTIZED_GRAPHS,
+                           **kw) -> dict:
+    """Quantizes the manifest's `graphs` (those present) in place in `bundle_dir`, updates their
+    sha256 and sets manifest["precision"] = "int8" and provenance.quantization. Returns the
+    manifest (also modified in place); the caller writes it."""
+    def rewrite(path: str) -> dict:
+        rep = quantize_file(path, path, **kw)
+        return {"quantized_nodes": len(rep["quantized"]),
+                "fp32_nodes": [k["node"] for k in rep["kept_fp32"] if k["why"] != "second input is computed"]}
+    done = rewrite_graphs(bundle_dir, manifest, graphs, rewrite)
+    set_precision(manifest, "int8")
     prov = manifest.setdefault("provenance", {})
     prov["quantization"] = {
         "method": "dynamic int8 (uniter.quantize)",
