@@ -200,6 +200,10 @@ func TestCLIBadInput(t *testing.T) {
 		{"no text", []string{"match", "--regions", write("ok.json", `{"width": 10, "height": 10, "boxes": [], "features": []}`)},
 			[]string{"text"}},
 		{"unknown command", []string{"matchh"}, []string{"matchh"}},
+		{"eval --reference with --task", []string{"eval", "--split", "test-100", "--task", "qa", "--reference", bundle},
+			[]string{"--reference", "--task"}},
+		{"eval --reference without retrieval", []string{"eval", "--split", "test-100", "--no-retrieval", "--reference", bundle},
+			[]string{"--reference", "--no-retrieval"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -52,6 +52,9 @@ func evalCmd(load loader) *cobra.Command {
 			"fixed seed (as `uniter synth` does) into --split-dir (default DATA/shapes/NAME).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if reference != "" && (task != "" || noRetrieval) {
+				return fmt.Errorf("--reference compares the bundles on the retrieval pairs: not with --task or --no-retrieval")
+			}
 			if splitDir == "" {
 				splitDir = filepath.Join(dataDir, "shapes", split)
 			}
@@ -64,15 +67,15 @@ func evalCmd(load loader) *cobra.Command {
 			if task != "" {
 				return evalTask(cmd, load, split, splitDir, task, modelName, out, asJSON, quiet, workers)
 			}
-			return withService(cmd, load, func(s *service) error {
+			return withService(cmd, load, func(s *service) (err error) {
 				stderr := cmd.ErrOrStderr()
 				opts := offline.EvalOptions{Workers: workers, Retrieval: !noRetrieval, ScoreBatch: scoreBatch, ScoreWorkers: scoreWorkers}
 				if reference != "" {
-					ref, err := pipeline.Load(s.env, reference, s.bundle.Options())
-					if err != nil {
-						return fmt.Errorf("--reference: %w", err)
+					ref, lerr := pipeline.Load(s.env, reference, s.bundle.Options())
+					if lerr != nil {
+						return fmt.Errorf("--reference: %w", lerr)
 					}
-					defer ref.Close()
+					defer func() { err = closeAfter(err, ref) }() // err: the named result
 					opts.Reference = ref
 				}
 				finish := func() {}
