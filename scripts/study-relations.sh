@@ -134,13 +134,14 @@ PYEOF
       # ITM_FINAL=checked (the default, what the default model ran): on the first 8,000 train images
       # with their truth matrix, the image negatives the hardest of 8 checked false; light: on all
       # 30,000 without one (any other image a negative), no hard negatives; full: the plan losses at
-      # full weight with unchecked hard negatives; none: no plan losses.
+      # full weight with unchecked hard negatives; none: no plan losses; near: checked, with half the
+      # image negatives among the caption's near misses.
       data=ritm-allcw
       case ${ITM_FINAL:-checked} in
         full) final=("${PLAN[@]}") ;;
         none) final=() ;;
         light) final=(--plan-distill 0.5 --plan-absorb --plan-argmax 0.3 --plan-rows 0.1 "${PLAN[@]: -2}") ;;
-        *)
+        checked | near)
           [ -f "$WORK/train8k/annotations.jsonl" ] || bin/uniter synth --split train --count 8000 --out "$WORK/train8k"
           [ -f "$WORK/feat8k/extract.json" ] || bin/uniter extract --bundle bundles/shapes-uniter \
             --ort-library .cache/onnxruntime/lib/libonnxruntime.so --split-dir "$WORK/train8k" --out "$WORK/feat8k" --truth-max 4e8
@@ -148,7 +149,9 @@ PYEOF
             --word-swaps --relations above,below,left_of,right_of --out "$WORK/ritm-allcw-checked"
           ln -sfn ritm-val-allcw "$WORK/ritm-val-allcw-checked"
           data=ritm-allcw-checked
-          final=(--itm-hard-negatives 8 --plan-distill 0.5 --plan-absorb --plan-argmax 0.3 --plan-rows 0.1 "${PLAN[@]: -2}") ;;
+          final=(--itm-hard-negatives 8 --plan-distill 0.5 --plan-absorb --plan-argmax 0.3 --plan-rows 0.1 "${PLAN[@]: -2}")
+          if [ "${ITM_FINAL:-checked}" = near ]; then final+=(--itm-near-negatives 0.5); fi ;;
+        *) echo "ITM_FINAL=$ITM_FINAL: want checked, near, light, full or none" >&2; exit 2 ;;
       esac
       itm itmc-final "$WORK/itmc4/final.pt" "$data" 3000 1e-4 --itm-text-negatives 0.8 ${final[@]+"${final[@]}"}
       measure itmc-final
