@@ -22,7 +22,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from uniter_testing import REPO, make_model, make_pairs, pad_batch, record, small_config
+from uniter_testing import REPO, make_model, make_pairs, pad_batch, random_bundle_kwargs, record, small_config
 from uniter_testing import run_bundle_graph as run_graph
 from uniter import fuse as F
 from uniter import quantize as Q
@@ -384,14 +384,8 @@ def bundles(tmp_path_factory):
     cfg = small_config(hidden_size=48, num_attention_heads=4, intermediate_size=96, img_dim=40)
     model = make_model(cfg, seed=31, std=0.1)
     d = tmp_path_factory.mktemp("fuse")
-    vocab = d / "vocab.txt"
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    vocab.write_text("".join(t + "\n" for t in specials + [f"w{i}" for i in range(cfg.vocab_size - 5)]))
-    labels = ["__background__"] + [f"c{i}" for i in range(1, cfg.img_label_dim)]
     out = {}
-    kw = dict(name="test-fuse", vocab_path=str(vocab), region_labels=labels, lowercase=True,
-              max_text_length=cfg.max_position_embeddings, random_weights=True,
-              provenance={"created_by": "models/tests/test_fuse.py"})
+    kw = dict(random_bundle_kwargs(cfg, d, "test-fuse"), provenance={"created_by": "models/tests/test_fuse.py"})
     out["fp32"] = str(d / "fp32")
     write_bundle(model, out["fp32"], precision="fp32", **kw)
     out["fp16"] = str(d / "fp16")  # through the exporter's dispatch

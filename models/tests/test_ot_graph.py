@@ -21,7 +21,7 @@ from uniter.export import write_bundle
 from uniter.ot import optimal_transport_dist
 from uniter.ot_graph import (OT_OUTPUTS, _sha256, add_ot_to_bundle, append_ot, ot_model,
                              output_specs, run_numpy)
-from uniter_testing import REPO, make_model, make_pairs, pad_batch, record, small_config
+from uniter_testing import REPO, make_model, make_pairs, pad_batch, random_bundle_kwargs, record, small_config
 from uniter_testing import run_bundle_graph as run_graph
 
 torch.set_num_threads(1)
@@ -150,15 +150,9 @@ def ot_bundle(tmp_path_factory):
                        intermediate_size=96, max_position_embeddings=40, img_dim=40, img_label_dim=7)
     model = make_model(cfg, seed=31, with_rank=True)
     d = tmp_path_factory.mktemp("ot")
-    vocab = d / "vocab.txt"
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    vocab.write_text("".join(w + "\n" for w in specials + [f"w{i}" for i in range(cfg.vocab_size - 5)]))
     out = d / "bundle"
-    manifest = write_bundle(model, str(out), name="test-ot", vocab_path=str(vocab),
-                            region_labels=["__background__"] + [f"c{i}" for i in range(1, 7)],
-                            lowercase=True, max_text_length=40, random_weights=True,
-                            provenance={"created_by": "models/tests/test_ot_graph.py"},
-                            ot_in_graph=True)
+    manifest = write_bundle(model, str(out), **random_bundle_kwargs(cfg, d, "test-ot"),
+                            provenance={"created_by": "models/tests/test_ot_graph.py"}, ot_in_graph=True)
     return {"model": model, "cfg": cfg, "dir": str(out), "manifest": manifest}
 
 

@@ -18,7 +18,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from uniter_testing import REPO, make_model, make_pairs, pad_batch, record, small_config
+from uniter_testing import REPO, make_model, make_pairs, pad_batch, random_bundle_kwargs, record, small_config
 from uniter_testing import run_bundle_graph as run_graph
 from uniter import quantize as Q
 from uniter.export import write_bundle
@@ -470,13 +470,8 @@ def int8_bundle(tmp_path_factory):
     cfg = small_config(hidden_size=48, num_attention_heads=4, intermediate_size=96, img_dim=40)
     model = make_model(cfg, seed=31, std=0.1)
     d = tmp_path_factory.mktemp("int8")
-    vocab = d / "vocab.txt"
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    vocab.write_text("".join(t + "\n" for t in specials + [f"w{i}" for i in range(cfg.vocab_size - 5)]))
-    labels = ["__background__"] + [f"c{i}" for i in range(1, cfg.img_label_dim)]
     out = d / "bundle"
-    manifest = write_bundle(model, str(out), name="test-int8", vocab_path=str(vocab), region_labels=labels,
-                            lowercase=True, max_text_length=cfg.max_position_embeddings, random_weights=True,
+    manifest = write_bundle(model, str(out), **random_bundle_kwargs(cfg, d, "test-int8"),
                             provenance={"created_by": "models/tests/test_quantize.py"}, precision="int8")
     return {"model": model, "cfg": cfg, "dir": str(out), "manifest": manifest}
 

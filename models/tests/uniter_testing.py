@@ -35,6 +35,18 @@ def small_config(**kw) -> UniterConfig:
     return UniterConfig(**base)
 
 
+def random_bundle_kwargs(cfg: UniterConfig, folder, name: str) -> dict:
+    """write_bundle's keyword arguments for a random-weight model of `cfg`: a vocabulary of the
+    specials and w0, w1, … (written to folder/vocab.txt) and region labels c1, c2, … after the
+    background."""
+    vocab = os.path.join(str(folder), "vocab.txt")
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    with open(vocab, "w", encoding="utf-8") as f:
+        f.writelines(t + "\n" for t in specials + [f"w{i}" for i in range(cfg.vocab_size - len(specials))])
+    return dict(name=name, vocab_path=vocab, region_labels=["__background__"] + [f"c{i}" for i in range(1, cfg.img_label_dim)],
+                lowercase=True, max_text_length=cfg.max_position_embeddings, random_weights=True)
+
+
 def randomize(model: torch.nn.Module, seed: int, std: float = 0.1) -> torch.nn.Module:
     """Every parameter random (non-zero biases, LayerNorm gains around 1), so that a wrong
     layout, a skipped LayerNorm or a swapped bias shows in the outputs."""
