@@ -13,7 +13,10 @@ the 1,600 / 400 line vocabularies: uniter.butd_export's fixture pieces), bundle/
 UNITER encoder with 2,048-d features and the detector's 1,601 labels, into which
 `convert-butd --into` adds the detector, exactly as a user converts the port's checkpoint) and
 images/ (two synthetic photo-like JPEGs, quality 90: 640×480, which the detector reads at
-800×600, and 480×800, read at 600×1000, the largest input the preprocessing gives). bench.json
+800×600, and 480×800, read at 600×1000, the largest input the preprocessing gives). With
+--split also bundle-split/: the same encoder with the same weights converted as a split detector
+(`convert-butd --split`: backbone and heads graphs, proposals and RoI pooling in Go; for the
+CUDA provider). bench.json
 records its key (seed, sizes, the port config, the SHA-256 of the Python sources the graph is
 made from); an OUT whose key matches is not exported again. About 480 MB; never commit it.
 
@@ -54,14 +57,20 @@ def image_file(name: str) -> str:
     return os.path.join("images", f"{name}.jpg")
 
 
-def export_key(seed: int, post_nms_topk: int) -> dict:
+SPLIT_BUNDLE = "bundle-split"
+
+
+def export_key(seed: int, post_nms_topk: int, split: bool = False) -> dict:
     here = os.path.dirname(os.path.abspath(__file__))
     sources = {}
-    for name in SOURCES:
+    for name in SOURCES + (["detector_split.py"] if split else []):
         with open(os.path.join(here, name), "rb") as f:
             sources[name] = hashlib.sha256(f.read()).hexdigest()
-    return {"format": FORMAT, "seed": seed, "post_nms_topk": post_nms_topk,
-            "images": [list(i) for i in IMAGES], "sources": sources}
+    key = {"format": FORMAT, "seed": seed, "post_nms_topk": post_nms_topk,
+           "images": [list(i) for i in IMAGES], "sources": sources}
+    if split:  # absent otherwise: keys of exports without the split twin stay what they were
+        key["split"] = True
+    return key
 
 
 def cmd_export(args):
@@ -73,11 +82,14 @@ def cmd_export(args):
     from .fixtures.tiny_random import make_vocab
     from .model import UniterConfig, UniterForPretraining
 
-    key = export_key(args.seed, args.post_nms_topk)
+    key = export_key(args.seed, args.post_nms_topk, args.split)
     meta_path = os.path.join(args.out, "bench.json")
     if os.path.exists(meta_path) and not args.force:
         with open(meta_path) as f:
-            if json.load(f).get("key") == key:
+            have = json.load(f).get("key")
+            # An export with the split twin also serves a request without it.
+            ok = [key] if args.split else [key, export_key(args.seed, args.post_nms_topk, True)]
+            if have in ok:
                 log(f"{args.out} is up to date; not exporting again")
                 return
         log(f"{args.out} was made with another key (settings or sources changed); exporting again")
@@ -116,11 +128,20 @@ def cmd_export(args):
                              "detector (random full-size weights): a detector benchmark only.",
                  provenance={"created_by": "python3 -m uniter.butd_bench export", "seed": args.seed})
     os.remove(vocab_path)
+    if args.split:  # the encoder alone, before the single-graph detector goes into bundle/
+        shutil.copytree(bundle, os.path.join(tmp, SPLIT_BUNDLE))
     t0 = time.time()
     convert_butd(os.path.join(port, "pytorch_model.bin"), os.path.join(port, "config.yaml"),
                  os.path.join(port, "objects_vocab.txt"), os.path.join(port, "attributes_vocab.txt"),
                  into=bundle, log=log)
     log(f"converted into {bundle} in {time.time() - t0:.1f}s")
+    if args.split:
+        t0 = time.time()
+        split = os.path.join(tmp, SPLIT_BUNDLE)
+        convert_butd(os.path.join(port, "pytorch_model.bin"), os.path.join(port, "config.yaml"),
+                     os.path.join(port, "objects_vocab.txt"),
+                     os.path.join(port, "attributes_vocab.txt"), into=split, split=True, log=log)
+        log(f"converted into {split} as a split detector in {time.time() - t0:.1f}s")
     for i, (name, w, h) in enumerate(IMAGES):
         draw_fixture_image(w, h, args.seed * 100 + i).save(os.path.join(tmp, image_file(name)),
                                                            quality=90)
@@ -177,6 +198,8 @@ def main(argv=None):
     ex.add_argument("--post-nms-topk", type=int, default=POST_NMS_TOPK,
                     help="RPN.POST_NMS_TOPK_TEST of the config (default: the port's 300)")
     ex.add_argument("--force", action="store_true", help="export even if OUT is up to date")
+    ex.add_argument("--split", action="store_true",
+                    help="also write OUT/bundle-split: the same weights as a split detector")
     ex.add_argument("--threads", type=int, default=2, help="torch threads for the export")
     tb = sub.add_parser("torch", help="time BUTDDetector.forward on the same weights and images")
     tb.add_argument("--dir", default=".cache/bench/butd", help="what export wrote")

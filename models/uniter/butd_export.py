@@ -36,9 +36,18 @@ Selection is bottom-up-attention's (NMS 0.3, confidence 0.2, 10 to 100 regions) 
 flags say otherwise. A real checkpoint loads key-exact or is refused with every missing and
 unexpected key named (uniter.butd.load_port_weights).
 
+``--split`` writes the split detector instead of detector.onnx (uniter.detector_split):
+detector_backbone.onnx (ResNet to res4 and the RPN head) and detector_heads.onnx (res5 and the
+predictor, on RoIs max-pooled in Go), the manifest's graphs.detector_backbone / detector_heads
+and a detector section with "proposals" (the proposal stage's settings) and no "boxes" output:
+every node then runs on ONNX Runtime's CUDA provider (docs/detector-contract.md, "Split
+detectors").
+
 The ``fixture`` command is for tests (tests/butd_test.go): random weights in the full-size
 layout saved as pytorch_model.bin, a port-style config.yaml, vocabularies, a small random
-UNITER encoder bundle to add the detector to, synthetic images, and PyTorch goldens.
+UNITER encoder bundle to add the detector to, synthetic images, and PyTorch goldens. With
+``--split`` it also writes bundle-split/: that encoder bundle with the same weights converted as
+a split detector (the single-graph twin is what ``convert-butd --into OUT/bundle`` makes).
 """
 from __future__ import annotations
 
@@ -311,8 +320,12 @@ BUTD_MIN_INPUT_SIDE = 16
 def convert_butd(weights: str, config: str, vocab: str, attributes: Optional[str], *,
                  out: Optional[str] = None, into: Optional[str] = None,
                  selection: Optional[dict] = None, description: Optional[str] = None,
-                 log=print) -> dict:
-    """The convert-butd command (module docstring). Returns the detector section written."""
+                 split: bool = False, log=print) -> dict:
+    """The convert-butd command (module docstring). Returns the detector section written.
+
+    split: the split export (uniter.detector_split) instead of detector.onnx:
+    detector_backbone.onnx (backbone + RPN head) and detector_heads.onnx (res5 and the
+    predictor on RoIs max-pooled in Go), the section's "proposals" and no "boxes" output."""
     if (out is None) == (into is None):
         raise ValueError("give exactly one of out (a folder of its own) and into (a bundle)")
     selection = dict(BUTD_SELECTION if selection is None else selection)
@@ -363,10 +376,21 @@ def convert_butd(weights: str, config: str, vocab: str, attributes: Optional[str
     log(f"convert-butd: loaded {weights} key-exact ({report['dropped_bn_counters']} batch-norm "
         f"counters dropped{', renamed ' + str(report['renamed']) if report['renamed'] else ''}) "
         f"in {time.time() - start:.1f}s")
-    path = os.path.join(target, "detector.onnx")
+    from . import detector_split
     start = time.time()
-    inputs, outputs = export_butd(model, path)
-    log(f"convert-butd: wrote {path} ({os.path.getsize(path) / 1e6:.0f} MB) in {time.time() - start:.1f}s")
+    if split:
+        result = detector_split.export_split(model, target)
+        graphs = result["graphs"]
+        for g in graphs.values():
+            p = os.path.join(target, g["file"])
+            log(f"convert-butd: wrote {p} ({os.path.getsize(p) / 1e6:.0f} MB)")
+        log(f"convert-butd: split export in {time.time() - start:.1f}s")
+    else:
+        path = os.path.join(target, "detector.onnx")
+        inputs, outputs = export_butd(model, path)
+        log(f"convert-butd: wrote {path} ({os.path.getsize(path) / 1e6:.0f} MB) in {time.time() - start:.1f}s")
+        graphs = {"detector": {"file": "detector.onnx", "sha256": _sha256(path), "inputs": inputs,
+                               "outputs": outputs}}
     sec = detector_section(model, pre, selection, cfg.attr)
     sec = {"description": description or DESCRIPTION.format(
         depth=cfg.depth, classes=cfg.num_classes,
@@ -374,7 +398,6 @@ def convert_butd(weights: str, config: str, vocab: str, attributes: Optional[str
     if attrs:
         with open(os.path.join(target, "attribute_labels.txt"), "w", encoding="utf-8") as f:
             f.write("\n".join(attrs) + "\n")
-    graph = {"file": "detector.onnx", "sha256": _sha256(path), "inputs": inputs, "outputs": outputs}
     prov = {"converted_by": "python3 -m uniter.butd_export convert-butd",
             "source": "bottom-up-attention Faster R-CNN, LXMERT demo PyTorch port (modeling_frcnn.py)",
             "weights": _file_digest(weights), "config": _file_digest(config),
@@ -384,14 +407,28 @@ def convert_butd(weights: str, config: str, vocab: str, attributes: Optional[str
             "exported": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
     if attributes:
         prov["attributes"] = _file_digest(attributes)
+    if split:
+        prov["split"] = True
+        sec = detector_split.split_detector_section(sec, result["proposals"])
+        stale = os.path.join(target, "detector.onnx")
+        if os.path.exists(stale):
+            os.remove(stale)
     if into is None:
+        if not split:
+            detector_split.remove_split({}, out)
         with open(os.path.join(out, "region_labels.txt"), "w", encoding="utf-8") as f:
             f.write("\n".join(objects) + "\n")
         with open(os.path.join(out, "detector.json"), "w") as f:
-            json.dump({"graphs": {"detector": graph}, "detector": sec, "provenance": prov}, f, indent=2)
+            json.dump({"graphs": graphs, "detector": sec, "provenance": prov}, f, indent=2)
             f.write("\n")
         return sec
-    manifest["graphs"]["detector"] = graph
+    manifest["graphs"].pop("detector", None)
+    if split:
+        for name in detector_split.SPLIT_GRAPHS:
+            manifest["graphs"].pop(name, None)
+    else:
+        detector_split.remove_split(manifest, into)
+    manifest["graphs"].update(graphs)
     merged = {}
     for k, v in manifest.items():     # keep the order; "detector" right after "graphs"
         if k == "detector":
@@ -615,6 +652,28 @@ def make_fixture(out: str, seed: int, post_nms_topk: int, min_size: int, max_siz
     return golden
 
 
+SPLIT_BUNDLE = "bundle-split"
+
+
+def make_split_twin(out: str, bundle: str = "bundle", log=print) -> str:
+    """fixture --split: copies OUT/bundle (the encoder bundle, before any detector is converted
+    into it) to OUT/bundle-split and converts OUT/port's weights into the copy as a split
+    detector (convert_butd(split=True)), so that the single-graph bundle (convert-butd --into
+    OUT/bundle) and its split twin hold the same weights. Returns the twin's path."""
+    import shutil
+    src, dst = os.path.join(out, bundle), os.path.join(out, SPLIT_BUNDLE)
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(
+        "detector.onnx", "detector_backbone.onnx", "detector_heads.onnx"))
+    port = os.path.join(out, "port")
+    start = time.time()
+    convert_butd(os.path.join(port, "pytorch_model.bin"), os.path.join(port, "config.yaml"),
+                 os.path.join(port, "objects_vocab.txt"), os.path.join(port, "attributes_vocab.txt"),
+                 into=dst, split=True, log=log)
+    log(f"fixture: split twin in {dst} in {time.time() - start:.1f}s")
+    return dst
+
+
 # ---------------------------------------------------------------------- command line
 
 def main(argv=None):
@@ -636,6 +695,9 @@ def main(argv=None):
     c.add_argument("--min-box-size", type=float, default=0.0,
                    help="selection.min_box_size, original-image pixels (default: none)")
     c.add_argument("--description", help="the manifest's detector.description")
+    c.add_argument("--split", action="store_true",
+                   help="write the split detector (detector_backbone.onnx + detector_heads.onnx, "
+                        "proposals and RoI pooling in Go: uniter.detector_split) for the CUDA provider")
     fx = sub.add_parser("fixture", help="tests: random full-size port files, bundle, goldens")
     fx.add_argument("--out", required=True)
     fx.add_argument("--seed", type=int, default=1)
@@ -643,6 +705,9 @@ def main(argv=None):
     fx.add_argument("--min-size", type=int, default=600)
     fx.add_argument("--max-size", type=int, default=1000)
     fx.add_argument("--threads", type=int, default=2)
+    fx.add_argument("--split", action="store_true",
+                    help="also write OUT/bundle-split: the encoder bundle with the same weights "
+                         "converted as a split detector (convert-butd --split)")
     args = ap.parse_args(argv)
 
     def log(msg):
@@ -656,11 +721,14 @@ def main(argv=None):
             if args.min_box_size:
                 sel["min_box_size"] = args.min_box_size
             convert_butd(args.weights, args.config, args.vocab, args.attributes, out=args.out,
-                         into=args.into, selection=sel, description=args.description, log=log)
+                         into=args.into, selection=sel, description=args.description,
+                         split=args.split, log=log)
         else:
             torch.set_num_threads(args.threads)
             make_fixture(args.out, args.seed, args.post_nms_topk, args.min_size, args.max_size,
                          log=log)
+            if args.split:
+                make_split_twin(args.out, log=log)
     except (ValueError, OSError) as e:
         sys.exit(f"uniter.butd_export: {e}")
 

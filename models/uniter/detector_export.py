@@ -5,6 +5,10 @@
     manifest.json           gains graphs.detector (file, sha256, declared I/O) and the top-level
                             "detector" section; everything else in it is kept as it was
 
+write_detector(..., split=True) writes the split form instead (uniter.detector_split:
+detector_backbone.onnx + detector_heads.onnx with the proposal stage in Go, for ONNX Runtime's
+CUDA provider; docs/detector-contract.md, "Split detectors").
+
 The bundle must already hold the encoder (write_bundle in export.py): the detector shares
 region_labels.txt with the MRC head (C = model.label_dim) and its features feed the encoder
 (D = model.feature_dim), and both are checked here.
@@ -134,9 +138,15 @@ def _check(preprocess: dict, selection: dict) -> None:
 
 def write_detector(model: Detector, bundle_dir: str, preprocess: Optional[dict] = None,
                    selection: Optional[dict] = None, labels: Optional[Sequence[str]] = None,
-                   attributes: Optional[Sequence[str]] = None) -> dict:
+                   attributes: Optional[Sequence[str]] = None, split: bool = False) -> dict:
     """Exports model into bundle_dir (which already has manifest.json and region_labels.txt);
     returns the updated manifest.
+
+    split: write the split export instead of detector.onnx (uniter.detector_split):
+    detector_backbone.onnx and detector_heads.onnx, graphs.detector_backbone / detector_heads,
+    and the detector section with graph "detector_backbone", no "boxes" output and a
+    "proposals" section for the Go proposal stage; a stale detector.onnx and graphs.detector
+    are removed. Without split, a stale split export is removed likewise.
 
     preprocess / selection default to BUTD's (600/1000, 0.3/0.2/10/100). labels, when given,
     must equal region_labels.txt (C names, background first). attributes: A names with
@@ -175,17 +185,28 @@ def write_detector(model: Detector, bundle_dir: str, preprocess: Optional[dict] 
     elif attributes:
         raise ValueError("attributes given for a detector without an attribute head")
 
-    path = os.path.join(bundle_dir, "detector.onnx")
-    inputs, outputs = export_detector(model, path)
+    from . import detector_split
+    if split:
+        result = detector_split.export_split(model, bundle_dir)
+    else:
+        detector_split.remove_split(manifest, bundle_dir)
+        path = os.path.join(bundle_dir, "detector.onnx")
+        inputs, outputs = export_detector(model, path)
     apath = os.path.join(bundle_dir, "attribute_labels.txt")
     if with_attr:
         with open(apath, "w", encoding="utf-8") as f:
             f.write("\n".join(attributes) + "\n")
     elif os.path.exists(apath):
         os.remove(apath)
+    sec = detector_section(model, preprocess, selection, with_attr)
+    if split:
+        manifest = detector_split.install_split(manifest, bundle_dir, result, sec)
+        with open(mpath, "w") as f:
+            json.dump(manifest, f, indent=2)
+            f.write("\n")
+        return manifest
     manifest["graphs"]["detector"] = {"file": "detector.onnx", "sha256": _sha256(path),
                                       "inputs": inputs, "outputs": outputs}
-    sec = detector_section(model, preprocess, selection, with_attr)
     # Keep the other keys' order; place "detector" right after "graphs" (or replace it).
     if "detector" in manifest:
         manifest["detector"] = sec
