@@ -91,14 +91,16 @@ type Bundle struct {
 	tokenizer     *textproc.Tokenizer
 	labels        []string
 	encoder       *ort.Session
-	attention     *ort.Session       // nil when the bundle has no attention graph
-	mlm           *ort.Session       // nil without an MLM head
-	mrc           *ort.Session       // nil without an MRC head
-	nlvr2         *ort.Session       // nil unless the task is NLVR2
-	batcher       *batcher           // coalesces concurrent encoder runs; nil when batching is off
-	otInGraph     bool               // the encoder graphs compute the word-region transport (transport.go)
-	taskLabels    []string           // the task head's labels (VQA answers, entailment classes); nil for other tasks
-	detectorGraph *ort.Session       // nil when the bundle has no detector
+	attention     *ort.Session // nil when the bundle has no attention graph
+	mlm           *ort.Session // nil without an MLM head
+	mrc           *ort.Session // nil without an MRC head
+	nlvr2         *ort.Session // nil unless the task is NLVR2
+	batcher       *batcher     // coalesces concurrent encoder runs; nil when batching is off
+	otInGraph     bool         // the encoder graphs compute the word-region transport (transport.go)
+	taskLabels    []string     // the task head's labels (VQA answers, entailment classes); nil for other tasks
+	detectorGraph *ort.Session // nil when the bundle has no detector
+	detectorHeads *ort.Session // a split detector's heads graph (manifest detector.proposals); else nil
+	proposals     detector.ProposalSpec
 	detector      *detector.Detector // runs detectorGraph; nil when the bundle has no detector
 	lender        *Bundle            // whose detector reads images when detector is nil (BorrowDetector); may be nil
 	attrs         []string           // detector attribute names; nil without an attribute head
@@ -173,7 +175,7 @@ func Load(env *ort.Environment, dir string, opts Options) (b *Bundle, err error)
 			return nil, err
 		}
 		var tuning *ort.SessionTuning
-		if role == GraphDetector {
+		if d := m.Detector; d != nil && (role == d.Graph || role == d.HeadsGraphName()) {
 			// EXHAUSTIVE would re-benchmark cuDNN convolutions for every new image shape. On the
 			// CUDA provider the detector is held to strict placement like every graph: ONNX
 			// Runtime 1.29's plugin provider crashes at the first run of a graph with nodes placed
@@ -218,6 +220,12 @@ func Load(env *ort.Environment, dir string, opts Options) (b *Bundle, err error)
 	if d := m.Detector; d != nil {
 		if b.detectorGraph, err = open(d.Graph); err != nil {
 			return nil, err
+		}
+		if p := d.Proposals; p != nil {
+			if b.detectorHeads, err = open(p.HeadsGraph); err != nil {
+				return nil, err
+			}
+			b.proposals = p.Spec()
 		}
 		if err := b.SelectionSpec().Validate(m.Model.LabelDim); err != nil {
 			return nil, fmt.Errorf("bundle %s: %w", dir, err)
@@ -306,7 +314,7 @@ func (b *Bundle) Close() error {
 		b.batcher.close()
 	}
 	var errs []error
-	for _, s := range []*ort.Session{b.encoder, b.attention, b.mlm, b.mrc, b.nlvr2, b.detectorGraph} {
+	for _, s := range []*ort.Session{b.encoder, b.attention, b.mlm, b.mrc, b.nlvr2, b.detectorGraph, b.detectorHeads} {
 		if s != nil {
 			errs = append(errs, s.Close())
 		}
@@ -369,7 +377,13 @@ func (b *Bundle) Warmup(ctx context.Context) error {
 // RunGraph runs one of the bundle's graphs on raw named tensors and returns its outputs by
 // name. It is for parity checks and debugging; the pipelines do not use it.
 func (b *Bundle) RunGraph(ctx context.Context, role string, inputs map[string]ort.Tensor) (map[string]ort.Tensor, error) {
-	sessions := map[string]*ort.Session{GraphEncoder: b.encoder, GraphEncoderAttention: b.attention, GraphMLMHead: b.mlm, GraphMRCHead: b.mrc, GraphDetector: b.detectorGraph}
+	sessions := map[string]*ort.Session{GraphEncoder: b.encoder, GraphEncoderAttention: b.attention, GraphMLMHead: b.mlm, GraphMRCHead: b.mrc}
+	if d := b.Manifest.Detector; d != nil {
+		sessions[d.Graph] = b.detectorGraph
+		if d.Proposals != nil {
+			sessions[d.Proposals.HeadsGraph] = b.detectorHeads
+		}
+	}
 	s := sessions[role]
 	if s == nil {
 		return nil, inputErr(CodeUnsupported, "bundle %s has no graph %q", b.Manifest.Name, role)

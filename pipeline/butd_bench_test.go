@@ -11,6 +11,7 @@ package pipeline
 // tiny fixture has no such detector.
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -43,8 +44,11 @@ func BenchmarkBUTDDetector(b *testing.B) {
 	env := testenv.Env(b)
 	// UNITER_BENCH_DETECTOR_ON_CUDA=1 (with UNITER_TEST_PROVIDER=cuda) runs the detector graph on
 	// the CUDA provider, as ort.detector_on_cuda does (scripts/device/gpu-bench.sh).
+	// UNITER_BENCH_BUTD_BUNDLE picks the bundle folder: "bundle" (the default, one graph) or
+	// "bundle-split" (the same weights as a split detector, `butd_bench export --split`).
 	opts := Options{MaxRegions: servingMaxRegions, DetectorOnCUDA: os.Getenv("UNITER_BENCH_DETECTOR_ON_CUDA") == "1"}
-	bundle, err := Load(env, filepath.Join(dir, "bundle"), opts)
+	sub := cmp.Or(os.Getenv("UNITER_BENCH_BUTD_BUNDLE"), "bundle")
+	bundle, err := Load(env, filepath.Join(dir, sub), opts)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -54,10 +58,14 @@ func BenchmarkBUTDDetector(b *testing.B) {
 		}
 	})
 	if bundle.detector == nil {
-		b.Fatalf("%s/bundle has no detector", dir)
+		b.Fatalf("%s/%s has no detector", dir, sub)
 	}
-	fmt.Printf("onnxruntime: %s\nbutd-bundle: %s (%s), detector on %s\n", env.Version(), bundle.Manifest.Name,
-		bundle.Manifest.Detector.Description, bundle.DetectorProvider())
+	form := "one graph"
+	if bundle.Manifest.Detector.Proposals != nil {
+		form = "split, proposals in Go"
+	}
+	fmt.Printf("onnxruntime: %s\nbutd-bundle: %s (%s), %s, detector on %s\n", env.Version(), bundle.Manifest.Name,
+		bundle.Manifest.Detector.Description, form, bundle.DetectorProvider())
 	ctx := context.Background()
 	for _, path := range images {
 		name := strings.TrimSuffix(filepath.Base(path), ".jpg")

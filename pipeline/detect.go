@@ -117,7 +117,8 @@ func (b *Bundle) newDetector() *detector.Detector {
 }
 
 // detectorGraph runs the bundle's detector session under its scheduler, with the outputs
-// found by the names the manifest declares.
+// found by the names the manifest declares. A split detector (manifest detector.proposals)
+// runs its backbone graph, proposes in Go, and scores the proposals with its heads graph.
 type detectorGraph struct{ b *Bundle }
 
 func (g detectorGraph) Run(ctx context.Context, pixels []float32, height, width int) (detector.Outputs, error) {
@@ -127,16 +128,75 @@ func (g detectorGraph) Run(ctx context.Context, pixels []float32, height, width 
 	if err != nil {
 		return detector.Outputs{}, err
 	}
-	byName := map[string][]float32{}
-	for i, spec := range b.detectorGraph.Outputs() {
-		byName[spec.Name] = out[i].F32
+	byName := outputsByName(b.detectorGraph, out)
+	var boxes []float32
+	if p := b.Manifest.Detector.Proposals; p != nil {
+		if boxes, byName, err = g.runHeads(ctx, p, byName, height, width); err != nil || boxes == nil {
+			return detector.Outputs{}, err
+		}
+	} else {
+		boxes = byName[b.Manifest.Detector.Outputs.Boxes].F32
 	}
 	names := b.Manifest.Detector.Outputs
-	o := detector.Outputs{Boxes: byName[names.Boxes], ClassProbs: byName[names.ClassProbs], Features: byName[names.Features]}
+	o := detector.Outputs{Boxes: boxes, ClassProbs: byName[names.ClassProbs].F32, Features: byName[names.Features].F32}
 	if len(b.attrs) > 0 {
-		o.AttrProbs = byName[names.AttributeProbs]
+		o.AttrProbs = byName[names.AttributeProbs].F32
 	}
 	return o, nil
+}
+
+// runHeads is a split detector's second half: the proposals from the backbone's RPN outputs,
+// then the heads graph on them (pooled here when the manifest says so). It returns the
+// proposals' boxes, flattened, and the heads' outputs; no boxes when nothing was proposed.
+func (g detectorGraph) runHeads(ctx context.Context, p *ProposalsSpec, backbone map[string]ort.Tensor, height, width int) ([]float32, map[string]ort.Tensor, error) {
+	b := g.b
+	feat, obj, deltas := backbone[p.FeatureMap], backbone[p.Objectness], backbone[p.AnchorDeltas]
+	if len(feat.Shape) != 4 || len(obj.Shape) != 4 {
+		return nil, nil, fmt.Errorf("%w: feature map %v and objectness %v, want [1, C, h, w]", detector.ErrInvalidOutputs, feat.Shape, obj.Shape)
+	}
+	c, fh, fw := int(feat.Shape[1]), int(feat.Shape[2]), int(feat.Shape[3])
+	boxes, err := detector.Propose(b.proposals, obj.F32, deltas.F32, int(obj.Shape[2]), int(obj.Shape[3]), height, width)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", detector.ErrInvalidOutputs, err)
+	}
+	if len(boxes) == 0 {
+		return nil, nil, nil
+	}
+	n := int64(len(boxes))
+	inputs := map[string]ort.Tensor{}
+	if r := p.RoIPool; r != nil {
+		pooled, err := detector.RoIPool(feat.F32, c, fh, fw, boxes, r.OutputSize, r.SpatialScale)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: %v", detector.ErrInvalidOutputs, err)
+		}
+		s := int64(r.OutputSize)
+		inputs[r.Input] = ort.Tensor{Shape: []int64{n, int64(c), s, s}, F32: pooled}
+	} else {
+		inputs[p.FeatureMap] = feat
+		inputs[p.RoIs] = ort.Tensor{Shape: []int64{n, 5}, F32: detector.RoIs(boxes)}
+	}
+	in := make([]ort.Tensor, 0, len(inputs))
+	for _, spec := range b.detectorHeads.Inputs() {
+		in = append(in, inputs[spec.Name])
+	}
+	out, err := b.runGraph(ctx, GraphDetectorHeads, b.detectorHeads, in, 1)
+	if err != nil {
+		return nil, nil, err
+	}
+	flat := make([]float32, 0, 4*len(boxes))
+	for _, bx := range boxes {
+		flat = append(flat, bx[:]...)
+	}
+	return flat, outputsByName(b.detectorHeads, out), nil
+}
+
+// outputsByName pairs a session's outputs with their names.
+func outputsByName(s *ort.Session, out []ort.Tensor) map[string]ort.Tensor {
+	m := make(map[string]ort.Tensor, len(out))
+	for i, spec := range s.Outputs() {
+		m[spec.Name] = out[i]
+	}
+	return m
 }
 
 // Detect runs the detector on encoded image bytes (JPEG, PNG, GIF, WebP, BMP) and selects regions

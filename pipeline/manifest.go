@@ -31,6 +31,7 @@ const (
 	GraphMLMHead          = "mlm_head"
 	GraphMRCHead          = "mrc_head"
 	GraphDetector         = "detector"
+	GraphDetectorHeads    = "detector_heads" // a split detector's second graph (detector.proposals)
 	GraphNLVR2            = "nlvr2"
 )
 
@@ -350,8 +351,10 @@ type DetectorSpec struct {
 	Domain      string `json:"domain,omitempty"`
 	Graph       string `json:"graph"`
 	Input       string `json:"input"`
-	Outputs     struct {
-		Boxes          string `json:"boxes"`
+	// Outputs name the graph outputs the contract reads: Graph's, or with Proposals the heads
+	// graph's, and then without boxes (the proposals are the boxes).
+	Outputs struct {
+		Boxes          string `json:"boxes,omitempty"`
 		ClassProbs     string `json:"class_probs"`
 		Features       string `json:"features"`
 		AttributeProbs string `json:"attribute_probs,omitempty"`
@@ -383,6 +386,60 @@ type DetectorSpec struct {
 		// image before selection (bottom-up-attention's RPN_MIN_SIZE); absent or 0 keeps all.
 		MinBoxSize float32 `json:"min_box_size,omitempty"`
 	} `json:"selection"`
+	// Proposals, when present, splits the detector in two graphs with the proposal stage in Go
+	// between them (docs/detector-contract.md, "Split detectors"): Graph is then the backbone
+	// and RPN head, and the heads graph pools the proposals (Proposals.RoIs) or takes them
+	// pooled in Go (Proposals.RoIPool).
+	Proposals *ProposalsSpec `json:"proposals,omitempty"`
+}
+
+// ProposalsSpec is a split detector's proposal stage: the graphs' tensor names and
+// bottom-up-attention's test-time RPN settings (detector.ProposalSpec).
+type ProposalsSpec struct {
+	HeadsGraph   string `json:"heads_graph"`
+	FeatureMap   string `json:"feature_map"`   // backbone output [1, C, fh, fw]
+	Objectness   string `json:"objectness"`    // backbone output [1, A, fh, fw]
+	AnchorDeltas string `json:"anchor_deltas"` // backbone output [1, 4A, fh, fw]
+	// Exactly one of RoIs (the heads graph's input [P, 5] beside the feature map: it pools
+	// itself) and RoIPool (Go max-pools, the heads graph takes [P, C, S, S]).
+	RoIs         string       `json:"rois,omitempty"`
+	RoIPool      *RoIPoolSpec `json:"roi_pool,omitempty"`
+	Stride       float32      `json:"stride"`
+	AnchorOffset float32      `json:"anchor_offset"`
+	CellAnchors  [][4]float32 `json:"cell_anchors"`
+	BoxWeights   [4]float32   `json:"box_weights"`
+	ScaleClamp   float32      `json:"scale_clamp"`
+	PreNMSTopN   int          `json:"pre_nms_top_n"`
+	PostNMSTopN  int          `json:"post_nms_top_n"`
+	NMSIoU       float32      `json:"nms_iou"`
+	MinSize      *float32     `json:"min_size,omitempty"`
+}
+
+// RoIPoolSpec is Caffe's RoI max pooling done in Go (detector.RoIPool).
+type RoIPoolSpec struct {
+	Input        string  `json:"input"`
+	OutputSize   int     `json:"output_size"`
+	SpatialScale float32 `json:"spatial_scale"`
+}
+
+// Spec is the proposal stage as package detector runs it.
+func (p *ProposalsSpec) Spec() detector.ProposalSpec {
+	anchors := make([]detector.Box, len(p.CellAnchors))
+	for i, a := range p.CellAnchors {
+		anchors[i] = detector.Box(a)
+	}
+	return detector.ProposalSpec{Stride: p.Stride, AnchorOffset: p.AnchorOffset, CellAnchors: anchors,
+		BoxWeights: p.BoxWeights, ScaleClamp: p.ScaleClamp, PreNMSTopN: p.PreNMSTopN,
+		PostNMSTopN: p.PostNMSTopN, NMSIoU: p.NMSIoU, MinSize: p.MinSize}
+}
+
+// HeadsGraphName is the graph that scores the proposals: Graph itself, or the split
+// detector's heads graph.
+func (d *DetectorSpec) HeadsGraphName() string {
+	if d.Proposals != nil {
+		return d.Proposals.HeadsGraph
+	}
+	return d.Graph
 }
 
 // validate checks the detector section against itself and the manifest's graphs and dims.
@@ -402,17 +459,31 @@ func (d *DetectorSpec) validate(m *Manifest) []error {
 	if len(g.Inputs) != 1 || g.Inputs[0].Name != d.Input {
 		bad("input %q: graph %s must have exactly that one input", d.Input, d.Graph)
 	}
-	outs := map[string]Tensor{}
-	for _, o := range g.Outputs {
-		outs[o.Name] = o
-	}
-	need := map[string]string{"boxes": d.Outputs.Boxes, "class_probs": d.Outputs.ClassProbs, "features": d.Outputs.Features}
+	heads := g
+	need := map[string]string{"class_probs": d.Outputs.ClassProbs, "features": d.Outputs.Features}
 	if d.Outputs.AttributeProbs != "" {
 		need["attribute_probs"] = d.Outputs.AttributeProbs
 	}
+	if p := d.Proposals; p != nil {
+		if d.Outputs.Boxes != "" {
+			bad("outputs.boxes: a split detector's boxes are its proposals; leave it out")
+		}
+		h, hok := m.Graphs[p.HeadsGraph]
+		errs = append(errs, p.validate(d.Graph, g, h, hok)...)
+		if !hok {
+			return errs
+		}
+		heads = h
+	} else {
+		need["boxes"] = d.Outputs.Boxes
+	}
+	outs := map[string]Tensor{}
+	for _, o := range heads.Outputs {
+		outs[o.Name] = o
+	}
 	for role, name := range need {
 		if _, ok := outs[name]; !ok {
-			bad("outputs.%s %q is not an output of graph %s", role, name, d.Graph)
+			bad("outputs.%s %q is not an output of graph %s", role, name, d.HeadsGraphName())
 		}
 	}
 	if (d.Outputs.AttributeProbs == "") != (d.Attributes == "") {
@@ -458,6 +529,53 @@ func (d *DetectorSpec) validate(m *Manifest) []error {
 	}
 	if s.MinBoxes < 1 || s.MaxBoxes < s.MinBoxes {
 		bad("selection: want 1 <= min_boxes (%d) <= max_boxes (%d)", s.MinBoxes, s.MaxBoxes)
+	}
+	return errs
+}
+
+// validate checks a split detector's proposal section against its two graphs.
+func (p *ProposalsSpec) validate(backboneName string, backbone, heads Graph, haveHeads bool) []error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf("detector.proposals."+format, a...)) }
+	outs := map[string]Tensor{}
+	for _, o := range backbone.Outputs {
+		outs[o.Name] = o
+	}
+	for role, name := range map[string]string{"feature_map": p.FeatureMap, "objectness": p.Objectness, "anchor_deltas": p.AnchorDeltas} {
+		if t, ok := outs[name]; !ok {
+			bad("%s %q is not an output of graph %s", role, name, backboneName)
+		} else if len(t.Shape) != 4 {
+			bad("%s %q: want a [1, channels, height, width] output", role, name)
+		}
+	}
+	if err := p.Spec().Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("detector.proposals: %w", err))
+	}
+	var want []string
+	switch {
+	case (p.RoIs == "") == (p.RoIPool == nil):
+		bad("rois and roi_pool: give exactly one (the heads graph pools, or Go pools for it)")
+	case p.RoIPool != nil:
+		r := p.RoIPool
+		if r.OutputSize < 1 || !(r.SpatialScale > 0) || math.IsInf(float64(r.SpatialScale), 0) {
+			bad("roi_pool: want output_size >= 1 and a finite spatial_scale > 0, got %d and %v", r.OutputSize, r.SpatialScale)
+		}
+		want = []string{r.Input}
+	default:
+		want = []string{p.FeatureMap, p.RoIs}
+	}
+	if !haveHeads {
+		bad("heads_graph %q is not in graphs", p.HeadsGraph)
+		return errs
+	}
+	var got []string
+	for _, t := range heads.Inputs {
+		got = append(got, t.Name)
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if want != nil && !slices.Equal(got, want) {
+		bad("heads_graph %s takes %v; want exactly %v", p.HeadsGraph, got, want)
 	}
 	return errs
 }

@@ -179,7 +179,7 @@ func TestBUTDConvertedDetectorParity(t *testing.T) {
 	start := time.Now()
 	dir := t.TempDir()
 	runButdPython(t, py, "-m", "uniter.butd_export", "fixture", "--out", dir,
-		"--post-nms-topk", strconv.Itoa(postNMS))
+		"--post-nms-topk", strconv.Itoa(postNMS), "--split")
 	port := filepath.Join(dir, "port")
 	bundleDir := filepath.Join(dir, "bundle")
 	runButdPython(t, py, "-m", "uniter.butd_export", "convert-butd",
@@ -196,7 +196,8 @@ func TestBUTDConvertedDetectorParity(t *testing.T) {
 		t.Fatal(err)
 	}
 	loadStart := time.Now()
-	b, err := pipeline.Load(testenv.Env(t), bundleDir, pipeline.Options{MaxRegions: 100, VerifyChecksums: true})
+	env := testenv.Env(t)
+	b, err := pipeline.Load(env, bundleDir, pipeline.Options{MaxRegions: 100, VerifyChecksums: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -336,7 +337,62 @@ func TestBUTDConvertedDetectorParity(t *testing.T) {
 			t.Errorf("a %d×%d image: %v, want the input error %s", size[0], size[1], err, pipeline.CodeImageTooSmall)
 		}
 	}
+	splitStart := time.Now()
+	checkButdSplit(t, env, dir, &g)
+	t.Logf("the split detector (bundle-split) checked on %d images in %.1fs", len(g.Images), time.Since(splitStart).Seconds())
 	t.Logf("parity maxima over %d images: input %.3g, boxes %.3g px, region boxes %.3g px, class probs %.3g, attribute probs %.3g, features %.3g (relative to max |feature|); total %.1fs",
 		len(g.Images), worst["input"], worst["boxes"], worst["region boxes"], worst["class probabilities"],
 		worst["attribute probabilities"], worst["features"], time.Since(start).Seconds())
+}
+
+// checkButdSplit compares the fixture's split twin (bundle-split: the same weights as a backbone
+// graph and a heads graph, proposals and RoI max pooling in Go) with PyTorch's goldens: the same
+// proposals, selection and rows.
+func checkButdSplit(t *testing.T, env *ort.Environment, dir string, g *butdGolden) {
+	b, err := pipeline.Load(env, filepath.Join(dir, "bundle-split"), pipeline.Options{MaxRegions: 100, VerifyChecksums: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	p := b.Manifest.Detector.Proposals
+	if p == nil || p.RoIPool == nil || p.RoIPool.OutputSize != 14 || p.MinSize == nil {
+		t.Fatalf("bundle-split's proposals section %+v: want bottom-up-attention's, pooled in Go at 14×14 with min_size", p)
+	}
+	ctx := context.Background()
+	gdir := filepath.Join(dir, "golden")
+	for _, im := range g.Images {
+		data, err := os.ReadFile(filepath.Join(dir, im.File))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, _, err := b.Detect(ctx, data)
+		if err != nil {
+			t.Fatalf("%s: %v", im.File, err)
+		}
+		if res.Proposals != im.Boxes.Shape[0] {
+			t.Fatalf("%s: %d proposals through the split detector, want %d", im.File, res.Proposals, im.Boxes.Shape[0])
+		}
+		var got []int
+		var boxes []float32
+		for _, r := range res.Regions {
+			got = append(got, r.Proposal)
+			boxes = append(boxes, r.Box[:]...)
+		}
+		if !slices.Equal(got, im.Selected) {
+			t.Errorf("%s: the split detector selected %v, want %v", im.File, got, im.Selected)
+			continue
+		}
+		if w, _ := maxDiff(t, im.File+" region boxes", boxes, readF32(t, gdir, im.SelectedBoxes)); w > butdBoxTol {
+			t.Errorf("%s: split region boxes differ by %.3g px", im.File, w)
+		}
+		want := readF32(t, gdir, im.Features)
+		D := b.Manifest.Model.FeatureDim
+		var rows []float32
+		for _, i := range got {
+			rows = append(rows, want[i*D:(i+1)*D]...)
+		}
+		if w, scale := maxDiff(t, im.File+" split features", res.Prepared.Features, rows); w/math.Max(scale, 1) > butdFeatureTol {
+			t.Errorf("%s: split features differ by %.3g (max |value| %.3g)", im.File, w, scale)
+		}
+	}
 }
