@@ -163,16 +163,22 @@ print("Every round's pairs/s: " + "; ".join(
 EOF
 
 # 5. The bottom-up-attention detector (convert-butd of random full-size port weights, 300
-# proposals): on the CPU, then on the CUDA provider with strict placement (ort.detector_on_cuda,
-# ort.cuda_strict_placement), which refuses a graph with any node ONNX Runtime would place on
-# the CPU and names it, instead of the crash such graphs caused (docs/gpu.md). The goal:
-# CUDA >= 10x the CPU's images/s at 600x1000.
-if run 600 export-butd "$PY" -m uniter.butd_bench export --out "$G/butd"; then
+# proposals), in its two forms: one graph (bundle) on the CPU; split (bundle-split: backbone and
+# heads graphs, proposals and RoI max pooling in Go; docs/detector-contract.md) on the CPU and on
+# the CUDA provider with strict placement (ort.detector_on_cuda, ort.cuda_strict_placement). The
+# one graph on CUDA is tried last: strict placement must refuse it at load, naming its CPU
+# nodes, instead of the crash such graphs caused (docs/gpu.md). The goal: CUDA >= 10x
+# the CPU's images/s at 600x1000.
+if run 600 export-butd "$PY" -m uniter.butd_bench export --split --out "$G/butd"; then
   UNITER_BENCH_BUTD=$G/butd UNITER_TEST_PROVIDER=cpu \
     run 300 butd-cpu bash -c "cd '$root/pipeline' && '$TEST' -test.run '^\$' -test.bench 'BenchmarkBUTDDetector' -test.benchtime 3x"
+  UNITER_BENCH_BUTD=$G/butd UNITER_BENCH_BUTD_BUNDLE=bundle-split UNITER_TEST_PROVIDER=cpu \
+    run 300 butd-split-cpu bash -c "cd '$root/pipeline' && '$TEST' -test.run '^\$' -test.bench 'BenchmarkBUTDDetector' -test.benchtime 3x"
+  UNITER_BENCH_BUTD=$G/butd UNITER_BENCH_BUTD_BUNDLE=bundle-split UNITER_BENCH_DETECTOR_ON_CUDA=1 \
+    run 300 butd-split-cuda bash -c "cd '$root/pipeline' && '$TEST' -test.run '^\$' -test.bench 'BenchmarkBUTDDetector' -test.benchtime '$BENCHTIME'"
   UNITER_BENCH_BUTD=$G/butd UNITER_BENCH_DETECTOR_ON_CUDA=1 \
-    run 300 butd-cuda bash -c "cd '$root/pipeline' && '$TEST' -test.run '^\$' -test.bench 'BenchmarkBUTDDetector' -test.benchtime '$BENCHTIME'"
-  grep -h "images/s\|detector on\|FAIL\|placed\|fallback" "$OUT/butd-cpu.txt" "$OUT/butd-cuda.txt" | tee -a "$LOG"
+    run 120 butd-cuda bash -c "cd '$root/pipeline' && '$TEST' -test.run '^\$' -test.bench 'BenchmarkBUTDDetector' -test.benchtime 1x"
+  grep -h "images/s\|detector on\|FAIL\|placed\|fallback" "$OUT"/butd-*.txt | tee -a "$LOG"
 fi
 
 # 6. fp16 and fused attention (python3 -m uniter.fuse; docs/gpu.md, "fp16 and fused attention"):
