@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"sync"
 
 	"github.com/uniter-serve/uniter/detector"
 	ort "github.com/uniter-serve/uniter/runtime"
@@ -165,12 +166,13 @@ func (g detectorGraph) runHeads(ctx context.Context, p *ProposalsSpec, backbone 
 	n := int64(len(boxes))
 	inputs := map[string]ort.Tensor{}
 	if r := p.RoIPool; r != nil {
-		pooled, err := detector.RoIPool(feat.F32, c, fh, fw, boxes, r.OutputSize, r.SpatialScale)
-		if err != nil {
+		s := int64(r.OutputSize)
+		buf := pooledBuffer(int(n * int64(c) * s * s))
+		defer pooledBuffers.Put(buf)
+		if err := detector.RoIPoolInto(*buf, feat.F32, c, fh, fw, boxes, r.OutputSize, r.SpatialScale); err != nil {
 			return nil, nil, fmt.Errorf("%w: %v", detector.ErrInvalidOutputs, err)
 		}
-		s := int64(r.OutputSize)
-		inputs[r.Input] = ort.Tensor{Shape: []int64{n, int64(c), s, s}, F32: pooled}
+		inputs[r.Input] = ort.Tensor{Shape: []int64{n, int64(c), s, s}, F32: *buf}
 	} else {
 		inputs[p.FeatureMap] = feat
 		inputs[p.RoIs] = ort.Tensor{Shape: []int64{n, 5}, F32: detector.RoIs(boxes)}
@@ -188,6 +190,22 @@ func (g detectorGraph) runHeads(ctx context.Context, p *ProposalsSpec, backbone 
 		flat = append(flat, bx[:]...)
 	}
 	return flat, outputsByName(b.detectorHeads, out), nil
+}
+
+// pooledBuffers holds the RoI-pooled inputs of split detectors' heads graphs between
+// detections (bottom-up-attention's is 241 MB an image): one per detection in flight. A buffer
+// is only read by the heads graph's run, so it is free again once that run has returned.
+var pooledBuffers sync.Pool
+
+// pooledBuffer is a buffer of n values from pooledBuffers, grown when it is too small.
+func pooledBuffer(n int) *[]float32 {
+	buf, _ := pooledBuffers.Get().(*[]float32)
+	if buf == nil || cap(*buf) < n {
+		b := make([]float32, n)
+		return &b
+	}
+	*buf = (*buf)[:n]
+	return buf
 }
 
 // outputsByName pairs a session's outputs with their names.
