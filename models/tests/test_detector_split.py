@@ -7,7 +7,10 @@ wrappers on those proposals give ``model.forward()``'s scores, the numpy ``roi_p
 torchvision's, the exported graphs pass the CUDA placement check (and the single graph does
 not), and the manifests written by ``write_detector(split=True)``, ``convert_butd(split=True)``,
 ``butd_export fixture --split``'s twin and ``python3 -m uniter.detector_split fixture`` carry the
-section docs/detector-contract.md describes. Tiny models only (the full-size BUTD fixture is
+section docs/detector-contract.md describes. ``python3 -m uniter.detector_split bundle`` recovers
+the Detector from a bundle's single graph (config and weights, proved exact by re-exporting) and
+writes what the fixture command writes for the same weights; edited graphs, BatchNorm and
+bottom-up-attention detectors, and a non-empty OUT are refused. Tiny models only (the full-size BUTD fixture is
 tests/butd_test.go's). ONNX Runtime runs the graphs in the Go tests
 (pipeline/detector_split_test.go); with UNITER_BIN set, test_onnxruntime_runs_split_graphs runs
 them here too.
@@ -21,9 +24,10 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from onnx import numpy_helper
 from torchvision.ops import roi_pool as tv_roi_pool
 
-from uniter import butd_export, detector_split as ds
+from uniter import butd_export, detector_recover as rec, detector_split as ds
 from uniter.butd import BUTDConfig, BUTDDetector
 from uniter.butd_export import convert_butd, export_butd, port_config_yaml
 from uniter.detector import Detector, DetectorConfig
@@ -599,30 +603,288 @@ def test_convert_butd_split_and_fixture_twin(tmp_path, butd_models):
         "region_labels.txt"]
 
 
+# ---------------------------------------------------------------------- recovering a Detector
+
+FIXTURE_ONNX = os.path.join(BUNDLE, "detector.onnx")
+# A Detector unlike the fixture that recovery must get back exactly: stride 8, no attribute
+# head, other anchor sizes and aspect ratios (none of them a repository config's), pre/post-NMS
+# top-n, NMS IoU, pool size and sampling ratio.
+RECOVER_OTHER = dict(num_classes=11, num_attributes=0, feature_dim=64,
+                     backbone_channels=(8, 12, 16, 16), backbone_strides=(2, 2, 1, 2),
+                     anchor_sizes=(20, 40, 100), aspect_ratios=(0.25, 1.0, 3.0),
+                     rpn_pre_nms_top_n_test=300, rpn_post_nms_top_n_test=50, rpn_nms_thresh=0.65,
+                     pool_size=5, sampling_ratio=3)
+
+
+def _assert_same_state(got, want):
+    """Bit-identical state dicts but for what the single graph does not hold (UNEXPORTED)."""
+    sg, sw = got.state_dict(), want.state_dict()
+    assert sorted(sg) == sorted(sw)
+    for k in sw:
+        if k in rec.UNEXPORTED:
+            assert not sg[k].any(), k                          # not in the graph: zeros
+            continue
+        assert sg[k].dtype == sw[k].dtype and sg[k].shape == sw[k].shape, k
+        assert sg[k].numpy().tobytes() == sw[k].numpy().tobytes(), k
+    np.testing.assert_array_equal(got.cell_anchors.numpy(), want.cell_anchors.numpy())
+
+
+def _labels(bundle):
+    with open(os.path.join(bundle, "region_labels.txt")) as f:
+        return f.read().splitlines()
+
+
+@pytest.fixture(scope="module")
+def recovered_fixture():
+    return rec.recover_detector(FIXTURE_ONNX)
+
+
+def test_recover_fixture_detector(recovered_fixture, fixture_model):
+    m = recovered_fixture
+    assert m.config == DetectorConfig(**fixture.DETECTOR) == fixture_model.config
+    assert not m.training
+    _assert_same_state(m, fixture_model)
+    names = {t.name for t in onnx.load(FIXTURE_ONNX).graph.initializer}
+    assert names == set(fixture_model.state_dict()) - set(rec.UNEXPORTED)
+    x = noise(100, 140, 0)
+    with torch.no_grad():
+        for a, b in zip(m(x), fixture_model(x)):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_recover_other_config(tmp_path):
+    cfg = DetectorConfig(**RECOVER_OTHER)
+    torch.manual_seed(3)
+    model = Detector(cfg).init_weights(3).eval()
+    d = _bundle_copy(tmp_path / "bundle")
+    write_detector(model, d, preprocess=fixture.PREPROCESS, selection=fixture.SELECTION,
+                   labels=_labels(d))
+    got = rec.recover_detector(os.path.join(d, "detector.onnx"))
+    assert got.config == cfg
+    _assert_same_state(got, model)
+    # The bundle command on it: the split section is the model's own proposal spec.
+    out = str(tmp_path / "split")
+    manifest = ds.split_bundle(d, out, log=lambda m: None)
+    sec = _check_split_manifest(out, manifest, model)
+    assert "attributes" not in sec and "attribute_probs" not in sec["outputs"]
+    assert manifest["provenance"]["detector_split"]["recovered_config"] == \
+        json.loads(json.dumps(cfg.to_dict()))
+
+
+@pytest.mark.parametrize("sizes, ratios", [
+    ((32, 64, 128), (0.5, 1.0, 2.0)),
+    ((32, 48, 64, 96), (0.75, 1.0, 1.33)),       # the Shapes World detector's
+    ((16,), (1.0,)),
+    ((24, 200), (0.2, 0.6, 1.0, 1.7)),
+    ((33, 90), (1 / 3, 4 / 3)),
+    ((8, 512), (0.125, 8.0)),
+])
+def test_anchors_from_cells(sizes, ratios):
+    """Whatever values the search settles on, torchvision's AnchorGenerator makes the same
+    cells from them (the generator rounds, so the values themselves need not come back)."""
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    cells = AnchorGenerator((sizes,), (ratios,)).cell_anchors[0].numpy()
+    np.testing.assert_array_equal(rec._torchvision_cells(sizes, ratios), cells)
+    s, r = rec.anchors_from_cells(cells)
+    assert len(s) * len(r) == len(cells)
+    np.testing.assert_array_equal(AnchorGenerator((s,), (r,)).cell_anchors[0].numpy(), cells)
+    if sizes == (32, 48, 64, 96) or ratios == (0.5, 1.0, 2.0):
+        assert (s, r) == (sizes, ratios)
+    with pytest.raises(rec.RecoveryError, match="not centred"):
+        rec.anchors_from_cells(cells + np.float32(1))
+    if len(cells) > 1:
+        odd = cells.copy()
+        odd[0, [0, 2]] *= 3                    # one anchor three times as wide
+        with pytest.raises(rec.RecoveryError, match="no anchor sizes and aspect ratios reproduce"):
+            rec.anchors_from_cells(odd)
+
+
+def test_bundle_command_matches_fixture_command(tmp_path, fixture_model):
+    out, twin = str(tmp_path / "recovered"), str(tmp_path / "twin")
+    ds.main(["bundle", BUNDLE, out])
+    ds.main(["fixture", "--bundle", BUNDLE, "--out", twin])
+    with open(os.path.join(out, "manifest.json")) as f:
+        manifest = json.load(f)
+    with open(os.path.join(twin, "manifest.json")) as f:
+        fx = json.load(f)
+    with open(os.path.join(BUNDLE, "manifest.json")) as f:
+        src = json.load(f)
+    _check_split_manifest(out, manifest, fixture_model)
+    assert manifest["detector"]["proposals"] == fx["detector"]["proposals"]
+    assert manifest["detector"] == fx["detector"]
+    # The same graphs, byte for byte (the split export does not use the box regression).
+    assert manifest["graphs"] == fx["graphs"]
+    assert {k: v for k, v in manifest.items() if k != "provenance"} == \
+        {k: v for k, v in fx.items() if k != "provenance"}
+    prov = manifest["provenance"]["detector_split"]
+    assert sorted(prov) == ["created_by", "exported", "from", "recovered_config",
+                            "single_graph_sha256", "torch_version"]
+    assert prov["created_by"] == "python3 -m uniter.detector_split bundle"
+    assert prov["from"] == src["name"]
+    assert prov["single_graph_sha256"] == src["graphs"]["detector"]["sha256"] == _sha256(FIXTURE_ONNX)
+    assert prov["recovered_config"] == json.loads(json.dumps(DetectorConfig(**fixture.DETECTOR).to_dict()))
+    assert prov["torch_version"] == torch.__version__
+    assert {k: v for k, v in manifest["provenance"].items() if k != "detector_split"} == src["provenance"]
+    assert sorted(os.listdir(out)) == sorted(os.listdir(twin))
+    for f in ("attribute_labels.txt", "region_labels.txt", "encoder.onnx"):
+        with open(os.path.join(out, f), "rb") as a, open(os.path.join(BUNDLE, f), "rb") as b:
+            assert a.read() == b.read(), f
+
+
+def _edited_bundle(tmp_path, edit):
+    """A copy of the fixture bundle whose detector.onnx went through edit(ModelProto) (the
+    manifest's sha256 kept in step)."""
+    d = str(tmp_path / "edited")
+    shutil.copytree(BUNDLE, d)
+    path = os.path.join(d, "detector.onnx")
+    m = onnx.load(path)
+    edit(m)
+    onnx.save(m, path)
+    mpath = os.path.join(d, "manifest.json")
+    with open(mpath) as f:
+        manifest = json.load(f)
+    manifest["graphs"]["detector"]["sha256"] = _sha256(path)
+    with open(mpath, "w") as f:
+        json.dump(manifest, f, indent=2)
+    return d
+
+
+def _append_identity(m):
+    m.graph.node.append(onnx.helper.make_node("Identity", ["features"], ["features_again"],
+                                              name="extra"))
+
+
+def _insert_identity(m):
+    """An Identity between the first ReLU and the second conv."""
+    nodes = list(m.graph.node)
+    i = next(k for k, n in enumerate(nodes) if n.op_type == "Relu")
+    relu = nodes[i].output[0]
+    for n in nodes[i + 1:]:
+        for k, x in enumerate(n.input):
+            if x == relu:
+                n.input[k] = "relu_again"
+    m.graph.node.insert(i + 1, onnx.helper.make_node("Identity", [relu], ["relu_again"], name="extra"))
+
+
+def _edit_half(m):
+    """The box decoder's first 0.5 (ctr = x1 + 0.5·w) made 0.25: the config comes back the
+    same, the graph does not."""
+    for n in m.graph.node:
+        if n.op_type == "Constant":
+            v = numpy_helper.to_array(n.attribute[0].t)
+            if v.dtype == np.float32 and v.shape == () and float(v) == 0.5:
+                n.attribute[0].t.CopyFrom(numpy_helper.from_array(np.float32(0.25), n.attribute[0].t.name))
+                return
+    raise AssertionError("no 0.5 constant")
+
+
+def _other_torch(m):
+    _append_identity(m)
+    m.producer_version = "1.9.0"
+
+
+@pytest.mark.parametrize("edit, message", [
+    (_append_identity, r"has 250 nodes, the re-export 249: the first extra is node #249 \(Identity 'extra'\)"),
+    (_insert_identity, r"node #3: Identity 'extra' in the bundle's graph, Conv in the re-export"),
+    (_edit_half, r"node #\d+ \(Constant .*\): attribute value differs: float32\[\] 0.25 vs float32\[\] 0.5"),
+    (_other_torch, r"exported by torch 1.9.0 and the re-export uses torch 1\.13"),
+], ids=["extra-node", "inserted-node", "constant", "other-torch"])
+def test_bundle_refuses_edited_graph(tmp_path, edit, message):
+    d = _edited_bundle(tmp_path, edit)
+    out = str(tmp_path / "out")
+    with pytest.raises(SystemExit, match=message) as e:
+        ds.main(["bundle", d, out])
+    assert "re-exporting the recovered Detector does not give the same graph" in str(e.value)
+    assert not os.path.exists(out)
+    with pytest.raises(rec.RecoveryError):
+        rec.recover_detector(os.path.join(d, "detector.onnx"))
+
+
+def test_recover_refuses_other_detectors(tmp_path, butd_models, other_model):
+    path = str(tmp_path / "butd.onnx")
+    export_butd(butd_models["plain"], path)
+    with pytest.raises(rec.RecoveryError, match=r"bottom-up-attention .*convert-butd .*--split"):
+        rec.recover_detector(path)
+    from uniter.detector_export import export_detector
+    path = str(tmp_path / "bn.onnx")
+    export_detector(other_model, path)          # batch_norm=True: folded into the convs
+    with pytest.raises(rec.RecoveryError, match="batch_norm"):
+        rec.recover_detector(path)
+
+
+def test_bundle_command_refusals(tmp_path):
+    # OUT exists and is not empty: nothing written there.
+    out = tmp_path / "busy"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine\n")
+    with pytest.raises(SystemExit, match="exists and is not empty"):
+        ds.main(["bundle", BUNDLE, str(out)])
+    assert os.listdir(out) == ["keep.txt"]
+    # An empty OUT is fine; its result, already split, is refused as IN.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    ds.main(["bundle", BUNDLE, str(empty)])
+    with pytest.raises(SystemExit, match="split already"):
+        ds.main(["bundle", str(empty), str(tmp_path / "again")])
+    # No detector.
+    bare = _bundle_copy(tmp_path / "bare")
+    with pytest.raises(SystemExit, match="no detector"):
+        ds.main(["bundle", bare, str(tmp_path / "x")])
+    # A converted bottom-up-attention bundle (by its provenance).
+    butd = str(tmp_path / "butd")
+    shutil.copytree(BUNDLE, butd)
+    with open(os.path.join(butd, "manifest.json")) as f:
+        m = json.load(f)
+    m["provenance"]["detector"] = {"converted_by": "python3 -m uniter.butd_export convert-butd"}
+    with open(os.path.join(butd, "manifest.json"), "w") as f:
+        json.dump(m, f)
+    with pytest.raises(SystemExit, match="convert-butd"):
+        ds.main(["bundle", butd, str(tmp_path / "y")])
+    assert not any(os.path.exists(tmp_path / n) for n in ("again", "x", "y"))
+
+
 # ---------------------------------------------------------------------- ONNX Runtime (optional)
 
-def test_onnxruntime_runs_split_graphs(uniter_bin, tmp_path, fixture_model):
-    """The fixture's split twin through ONNX Runtime (the Go binary's run-graph): the backbone's
-    outputs, propose on them and the heads on those proposals give PyTorch's forward."""
-    out = str(tmp_path / "twin")
-    ds.make_split_fixture(BUNDLE, out, _golden_seed(), log=lambda m: None)
+def _split_on_onnxruntime(uniter_bin, bundle, model, tmp):
+    """A split bundle through ONNX Runtime (the Go binary's run-graph): the backbone's outputs,
+    propose on them and the heads on those proposals give model's PyTorch forward."""
     h, w, seed = IMAGES[0]
     x = noise(h, w, seed)
-    got = run_bundle_graph(uniter_bin, out, "detector_backbone", {"image": x.numpy()}, str(tmp_path))
-    want = _backbone(fixture_model, x)
+    got = run_bundle_graph(uniter_bin, bundle, "detector_backbone", {"image": x.numpy()}, tmp)
+    want = _backbone(model, x)
     for name, wt in zip(["feature_map", "objectness", "anchor_deltas"], want):
         np.testing.assert_allclose(got[name], wt, rtol=0, atol=1e-4, err_msg=name)
-    with open(os.path.join(out, "manifest.json")) as f:
+    with open(os.path.join(bundle, "manifest.json")) as f:
         spec = json.load(f)["detector"]["proposals"]
     boxes = ds.propose(spec, got["objectness"].astype(np.float32),
                        got["anchor_deltas"].astype(np.float32), h, w)
     with torch.no_grad():
-        ref = [t.numpy() for t in fixture_model(x)]
+        ref = [t.numpy() for t in model(x)]
     assert boxes.shape == ref[0].shape
     np.testing.assert_allclose(boxes, ref[0], rtol=0, atol=1e-3)
     rois = np.concatenate([np.zeros((len(boxes), 1), np.float32), boxes], 1)
-    heads = run_bundle_graph(uniter_bin, out, "detector_heads",
+    heads = run_bundle_graph(uniter_bin, bundle, "detector_heads",
                              {"feature_map": got["feature_map"].astype(np.float32), "rois": rois},
-                             str(tmp_path))
+                             tmp)
     for name, wt in zip(["class_probs", "features", "attr_probs"], ref[1:]):
         np.testing.assert_allclose(heads[name], wt, rtol=0, atol=1e-4, err_msg=name)
+    return x, boxes, heads
+
+
+def test_onnxruntime_runs_split_graphs(uniter_bin, tmp_path, fixture_model):
+    """The fixture's split twin through ONNX Runtime."""
+    out = str(tmp_path / "twin")
+    ds.make_split_fixture(BUNDLE, out, _golden_seed(), log=lambda m: None)
+    _split_on_onnxruntime(uniter_bin, out, fixture_model, str(tmp_path))
+
+
+def test_onnxruntime_runs_recovered_split(uniter_bin, tmp_path, recovered_fixture):
+    """The bundle command's split copy through ONNX Runtime, against the recovered model and
+    against the bundle's own single graph on ONNX Runtime."""
+    out = str(tmp_path / "recovered")
+    ds.split_bundle(BUNDLE, out, log=lambda m: None)
+    x, boxes, heads = _split_on_onnxruntime(uniter_bin, out, recovered_fixture, str(tmp_path))
+    single = run_bundle_graph(uniter_bin, BUNDLE, "detector", {"image": x.numpy()}, str(tmp_path))
+    np.testing.assert_allclose(single["boxes"], boxes, rtol=0, atol=1e-3)
+    for name in ("class_probs", "features", "attr_probs"):
+        np.testing.assert_allclose(single[name], heads[name], rtol=0, atol=1e-4, err_msg=name)

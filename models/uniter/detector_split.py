@@ -30,6 +30,23 @@ rounded once), likewise sy. The manifest's detector section gains "proposals" (s
 copies an encoder bundle and gives it the split export of the tiny fixture detector
 (uniter.fixtures.detector.make_detector(seed)), keeping the rest of its detector section, so
 that the single-graph bundle and its split twin can be compared on the same weights.
+
+    PYTHONPATH=models python3 -m uniter.detector_split bundle IN OUT
+
+does the same for any bundle whose detector.onnx was exported from a uniter.detector.Detector
+(detector_export.write_detector), without its PyTorch checkpoint: ``recover_detector``
+(uniter.detector_recover) rebuilds
+the Detector from the graph (its DetectorConfig from the Conv / RoiAlign / TopK /
+NonMaxSuppression nodes and constants, its weights from the initializers, which carry the
+state-dict names), then proves the recovery exact by exporting the recovered model again with
+detector_export.export_detector and requiring the same graph up to tensor and node names (same
+ops, attributes, wiring, bit-identical initializers and constants). Only then is OUT written:
+IN copied, the detector replaced by the split export of the recovered model, the rest of the
+detector section (preprocess, selection, labels, attributes, description, domain) kept, and
+provenance.detector_split recording what was done. Not in the single graph, hence not
+recovered: the per-class box regression (roi_heads.box_predictor.bbox_pred, unused at
+inference; zeros in the recovered model) and the training-only settings (DetectorConfig's
+*_train, matcher fg/bg IoU thresholds, sample sizes and fractions: the defaults).
 ``cuda_problems(onnx_model)`` is the static placement check the split graphs pass and the single
 graph fails.
 """
@@ -43,7 +60,7 @@ import os
 import shutil
 import sys
 import warnings
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 import onnx
@@ -52,8 +69,9 @@ import torch.nn.functional as F
 from onnx import numpy_helper
 from torch import Tensor, nn
 
-from .detector import Detector
+from .detector import Detector, DetectorConfig
 from .detector_export import DETECTOR_OPSET
+from .detector_recover import BUTD_HINT, recover_detector
 from .export import TRACER, _dynamic_axes, _io, _sha256
 
 BACKBONE = "detector_backbone"
@@ -527,6 +545,99 @@ def roi_pool(feature_map, boxes, output_size: int, spatial_scale: float) -> np.n
     return out
 
 
+# ---------------------------------------------------------------------- writing a split copy
+
+def _write_split_copy(bundle: str, out: str, model: Detector, provenance: dict,
+                      default_section=None) -> Tuple[dict, dict]:
+    """Copies bundle to out (without its single-graph and split detector files) and gives the
+    copy the split export of model: graphs.detector_backbone / detector_heads, the detector
+    section made split from the bundle's own (or default_section(out, model) when the bundle
+    has none), provenance.detector_split = provenance plus "exported". Returns (manifest
+    written, export_split's result)."""
+    src_manifest = os.path.join(bundle, "manifest.json")
+    with open(src_manifest) as f:
+        manifest = json.load(f)
+    sec = manifest.get("detector")
+    single_file = None
+    if isinstance(sec, dict) and sec.get("graph") in manifest.get("graphs", {}):
+        single_file = manifest["graphs"][sec["graph"]].get("file")
+    cfg = model.config
+    dims = manifest["model"]
+    if cfg.num_classes != dims["label_dim"] or cfg.feature_dim != dims["feature_dim"]:
+        raise ValueError(f"the detector has {cfg.num_classes} classes and {cfg.feature_dim}-d "
+                         f"features, the bundle label_dim {dims['label_dim']} and feature_dim "
+                         f"{dims['feature_dim']}")
+    if sec is None and default_section is None:
+        raise ValueError(f"{bundle}: the manifest has no detector section")
+    skip = {"detector.onnx", *(g + ".onnx" for g in SPLIT_GRAPHS)}
+    if single_file:
+        skip.add(single_file)
+    shutil.copytree(bundle, out, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*sorted(skip)))
+    if sec is None:
+        sec = default_section(out, model)
+    elif sec.get("graph") not in (None, "detector"):   # install_split drops graphs.detector
+        manifest["graphs"].pop(sec["graph"], None)
+    result = export_split(model, out)
+    manifest = install_split(manifest, out, result, sec)
+    manifest.setdefault("provenance", {})["detector_split"] = {
+        **provenance,
+        "exported": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    with open(os.path.join(out, "manifest.json"), "w") as f:
+        json.dump(manifest, f, indent=2)
+        f.write("\n")
+    return manifest, result
+
+
+# ---------------------------------------------------------------------- the bundle command
+
+def split_bundle(bundle: str, out: str, log=print) -> dict:
+    """The bundle command: recovers bundle's single-graph Detector (recover_detector, verified
+    exact), then writes out: bundle copied, its detector replaced by the split export of the
+    recovered model. Refuses (ValueError, nothing written) when out exists and is not empty,
+    when the bundle has no detector or a split one already, and when its detector.onnx is not
+    a uniter.detector.Detector export. Returns the manifest written."""
+    src_manifest = os.path.join(bundle, "manifest.json")
+    if not os.path.exists(src_manifest):
+        raise ValueError(f"{bundle}: no manifest.json")
+    if os.path.abspath(bundle) == os.path.abspath(out):
+        raise ValueError("OUT must differ from IN (the bundle is copied)")
+    if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
+        raise ValueError(f"{out} exists and is not empty: give a new or empty folder")
+    with open(src_manifest) as f:
+        manifest = json.load(f)
+    sec = manifest.get("detector")
+    graphs = manifest.get("graphs", {})
+    if isinstance(sec, dict) and ("proposals" in sec or any(g in graphs for g in SPLIT_GRAPHS)):
+        raise ValueError(f"{bundle}: its detector is split already (graphs "
+                         f"{', '.join(g for g in SPLIT_GRAPHS if g in graphs)})")
+    if not isinstance(sec, dict) or sec.get("graph") not in graphs:
+        raise ValueError(f"{bundle}: no detector (the manifest has no detector section naming one "
+                         "of its graphs)")
+    single = os.path.join(bundle, graphs[sec["graph"]]["file"])
+    if not os.path.exists(single):
+        raise ValueError(f"{single}: missing")
+    recorded = graphs[sec["graph"]].get("sha256")
+    digest = _sha256(single)
+    if recorded and recorded != digest:
+        raise ValueError(f"{single}: sha256 {digest} is not the manifest's {recorded}")
+    prov_det = manifest.get("provenance", {}).get("detector")
+    if isinstance(prov_det, dict) and "butd_export" in str(prov_det.get("converted_by", "")):
+        raise ValueError(f"{single}: {BUTD_HINT}")
+    model = recover_detector(single)          # proves itself exact, or raises
+    provenance = {
+        "created_by": "python3 -m uniter.detector_split bundle",
+        "from": manifest.get("name"),
+        "single_graph_sha256": digest,
+        "recovered_config": json.loads(json.dumps(model.config.to_dict())),   # tuples → lists
+        "torch_version": torch.__version__,
+    }
+    written, result = _write_split_copy(bundle, out, model, provenance)
+    log(f"wrote {out}: {', '.join(g['file'] for g in result['graphs'].values())} (the split "
+        f"export of {single}'s Detector, recovered and checked exact)")
+    return written
+
+
 # ---------------------------------------------------------------------- the fixture command
 
 def _initializers(path: str) -> List[np.ndarray]:
@@ -562,26 +673,15 @@ def make_split_fixture(bundle: str, out: str, seed: int, log=print) -> dict:
     if os.path.exists(single) and not same_weights(single, model):
         raise ValueError(f"{single} was not made by make_detector({seed}): give the --seed it was "
                          "made with (testdata/golden/detector-tiny-random.json records it)")
-    shutil.copytree(bundle, out, dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("detector.onnx", *(g + ".onnx" for g in SPLIT_GRAPHS)))
-    mpath = os.path.join(out, "manifest.json")
-    with open(mpath) as f:
-        manifest = json.load(f)
-    cfg = model.config
-    dims = manifest["model"]
-    if cfg.num_classes != dims["label_dim"] or cfg.feature_dim != dims["feature_dim"]:
-        raise ValueError(f"the fixture detector has {cfg.num_classes} classes and "
-                         f"{cfg.feature_dim}-d features, the bundle label_dim {dims['label_dim']} "
-                         f"and feature_dim {dims['feature_dim']}")
-    sec = manifest.get("detector")
-    if sec is None:   # an encoder bundle without a detector: the fixture's own settings
-        sec = detector_section(model, fixture.PREPROCESS, fixture.SELECTION, cfg.num_attributes > 0)
+
+    def default_section(out_dir, model):   # an encoder bundle without a detector
+        cfg = model.config
         if cfg.num_attributes:
-            with open(os.path.join(out, "attribute_labels.txt"), "w", encoding="utf-8") as f:
+            with open(os.path.join(out_dir, "attribute_labels.txt"), "w", encoding="utf-8") as f:
                 f.write("\n".join(fixture.ATTRIBUTES) + "\n")
-    result = export_split(model, out)
-    manifest = install_split(manifest, out, result, sec)
-    manifest.setdefault("provenance", {})["detector_split"] = {
+        return detector_section(model, fixture.PREPROCESS, fixture.SELECTION, cfg.num_attributes > 0)
+
+    provenance = {
         "created_by": "python3 -m uniter.detector_split fixture",
         "detector": f"uniter.fixtures.detector.make_detector({seed})",
         "seed": seed,
@@ -589,11 +689,8 @@ def make_split_fixture(bundle: str, out: str, seed: int, log=print) -> dict:
         "single_graph_sha256": _sha256(single) if os.path.exists(single) else None,
         "opset": DETECTOR_OPSET,
         "torch_version": torch.__version__,
-        "exported": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
-    with open(mpath, "w") as f:
-        json.dump(manifest, f, indent=2)
-        f.write("\n")
+    manifest, result = _write_split_copy(bundle, out, model, provenance, default_section)
     log(f"wrote {out}: {', '.join(g['file'] for g in result['graphs'].values())} "
         f"(the split twin of {bundle}'s detector, seed {seed})")
     return manifest
@@ -621,11 +718,20 @@ def main(argv=None):
     fx.add_argument("--seed", type=int, default=None,
                     help="make_detector's seed (default: the committed fixture's, from "
                          "testdata/golden/detector-tiny-random.json)")
+    bd = sub.add_parser("bundle", help="copy a bundle whose detector.onnx is a "
+                                       "uniter.detector.Detector export, with that detector "
+                                       "recovered from the graph (checked exact) and exported split")
+    bd.add_argument("IN", help="the bundle to copy (not modified)")
+    bd.add_argument("OUT", help="where the split copy goes (new or empty)")
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
-    seed = _default_seed() if args.seed is None else args.seed
+    log = lambda m: print(m, file=sys.stderr)  # noqa: E731
     try:
-        make_split_fixture(args.bundle, args.out, seed, log=lambda m: print(m, file=sys.stderr))
+        if args.command == "bundle":
+            split_bundle(args.IN, args.OUT, log=log)
+        else:
+            seed = _default_seed() if args.seed is None else args.seed
+            make_split_fixture(args.bundle, args.out, seed, log=log)
     except (ValueError, OSError) as e:
         sys.exit(f"uniter.detector_split: {e}")
 
