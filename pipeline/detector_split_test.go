@@ -1,8 +1,8 @@
 package pipeline
 
-// Split detectors (manifest detector.proposals, docs/detector-contract.md): the tiny fixture's
-// detector exported as a backbone and a heads graph with the proposal stage in Go
-// (python3 -m uniter.detector_split fixture) against the same weights in one graph.
+// Split detectors (manifest detector.proposals, docs/detector-contract.md): a backbone and a
+// heads graph with the proposal stage in Go (python3 -m uniter.detector_split) against the same
+// weights in one graph.
 
 import (
 	"bytes"
@@ -20,19 +20,26 @@ import (
 	"testing"
 
 	"github.com/uniter-serve/uniter/internal/testenv"
+	ort "github.com/uniter-serve/uniter/runtime"
 )
 
-// splitFixture writes the tiny fixture bundle's split twin into a temporary folder.
-func splitFixture(t *testing.T) string {
+// splitBundle writes the split twin of bundle src into a temporary folder: the tiny fixture's
+// rebuilt from its seed (uniter.detector_split fixture), any other bundle's recovered from its
+// detector.onnx (uniter.detector_split bundle).
+func splitBundle(t *testing.T, src string) string {
 	t.Helper()
 	py := testenv.Python(t, "UNITER_BUTD_TEST", "torch, torchvision, onnx",
-		"the split detector fixture is exported by python3 -m uniter.detector_split")
-	dst := filepath.Join(t.TempDir(), "tiny-random-split")
-	cmd := exec.Command(py, "-m", "uniter.detector_split", "fixture", "--bundle", testenv.FixtureBundle(t), "--out", dst)
+		"split detectors are exported by python3 -m uniter.detector_split")
+	dst := filepath.Join(t.TempDir(), filepath.Base(src)+"-split")
+	args := []string{"-m", "uniter.detector_split", "bundle", src, dst}
+	if src == testenv.FixtureBundle(t) {
+		args = []string{"-m", "uniter.detector_split", "fixture", "--bundle", src, "--out", dst}
+	}
+	cmd := exec.Command(py, args...)
 	cmd.Dir = testenv.Path(t, "models")
 	cmd.Env = append(os.Environ(), "PYTHONPATH="+testenv.Path(t, "models"), "OMP_NUM_THREADS=1")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("uniter.detector_split fixture: %v\n%s", err, out)
+		t.Fatalf("python3 %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return dst
 }
@@ -57,26 +64,33 @@ func noisePNG(t *testing.T, w, h int, seed uint64) []byte {
 	return buf.Bytes()
 }
 
-// TestSplitDetectorParity: the split detector's regions — proposals from Go, features and
-// probabilities from the heads graph — are the single graph's on the same weights.
+// TestSplitDetectorParity: a split detector's regions — proposals from Go, features and
+// probabilities from the heads graph — are its single graph's, for the tiny fixture (rebuilt
+// from its seed) and the default model (recovered from its detector.onnx).
 func TestSplitDetectorParity(t *testing.T) {
-	dir := splitFixture(t)
 	env := testenv.Env(t)
+	for _, src := range []string{testenv.FixtureBundle(t), testenv.Path(t, "bundles", "shapes-uniter")} {
+		t.Run(filepath.Base(src), func(t *testing.T) { checkSplitParity(t, env, src, splitBundle(t, src)) })
+	}
+}
+
+func checkSplitParity(t *testing.T, env *ort.Environment, src, dir string) {
 	opts := Options{MaxRegions: 100, VerifyChecksums: true}
-	one, err := Load(env, testenv.FixtureBundle(t), opts)
+	one, err := Load(env, src, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { one.Close() })
+	defer one.Close()
 	split, err := Load(env, dir, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { split.Close() })
+	defer split.Close()
 	if split.detectorHeads == nil || split.Manifest.Detector.Proposals == nil {
-		t.Fatal("the split fixture did not load as a split detector")
+		t.Fatal("the split twin did not load as a split detector")
 	}
 
+	// Noise never ties two anchors' objectness; the fixture's pictures of flat shapes could.
 	images := map[string][]byte{
 		"noise 200x150": noisePNG(t, 200, 150, 1),
 		"noise 90x300":  noisePNG(t, 90, 300, 2),
@@ -150,7 +164,7 @@ func TestSplitDetectorParity(t *testing.T) {
 
 // TestManifestSplitDetector: a broken proposals section is refused at load, naming the problem.
 func TestManifestSplitDetector(t *testing.T) {
-	dir := splitFixture(t)
+	dir := splitBundle(t, testenv.FixtureBundle(t))
 	raw, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
 	if err != nil {
 		t.Fatal(err)
