@@ -219,6 +219,10 @@ func Load(env *ort.Environment, dir string, opts Options) (b *Bundle, err error)
 	}
 	if d := m.Detector; d != nil {
 		if b.detectorGraph, err = open(d.Graph); err != nil {
+			if opts.DetectorOnCUDA && d.Proposals == nil {
+				err = fmt.Errorf("%w (a detector that proposes inside its graph does not run on the CUDA provider: "+
+					"split it with python3 -m uniter.detector_split bundle, docs/detector-contract.md)", err)
+			}
 			return nil, err
 		}
 		if p := d.Proposals; p != nil {
