@@ -22,6 +22,16 @@ def pytest_terminal_summary(terminalreporter):
 
 
 @pytest.fixture(scope="module")
+def two_torch_threads():
+    """Convolutional work is fastest with 2 torch threads here; the detector modules use it
+    (pytestmark = pytest.mark.usefixtures("two_torch_threads"))."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
 def uniter_bin():
     b = os.environ.get("UNITER_BIN")
     if not b:

@@ -25,7 +25,7 @@ from uniter.butd import (BUTDConfig, BUTDDetector, StateDictMismatch, load_port_
 from uniter.butd_export import (YAMLSubsetError, convert_butd, export_butd, parse_yaml,
                                 port_config_yaml, read_config_yaml, read_vocab)
 from uniter.detector_export import DETECTOR_OPSET
-from uniter_testing import record, run_bundle_graph
+from uniter_testing import record, run_bundle_graph, small_butd_config
 
 # ---------------------------------------------------------------------- the port's layout
 # Written from modeling_frcnn.py as data: GeneralizedRCNN = backbone (build_backbone: BasicStem +
@@ -150,12 +150,7 @@ def test_mismatches_are_named(full_model):
 
 # ---------------------------------------------------------------------- config and vocabulary
 
-def small_config(**kw):
-    base = dict(depth=50, width_per_group=8, stem_out_channels=8, res2_out_channels=32,
-                anchor_sizes=(16.0, 32.0), rpn_hidden_channels=16, pre_nms_topk_test=200,
-                post_nms_topk_test=20, pooler_resolution=6, num_classes=10, num_attrs=6)
-    base.update(kw)
-    return BUTDConfig(**base)
+small_config = small_butd_config
 
 
 def test_fixture_config_round_trips():

@@ -30,7 +30,7 @@ from uniter.detector import (BUTD_PREPROCESS, BUTD_SELECTION, Detector, Detector
                              batch_images, load_rgb, location7, nms_reference, preprocess,
                              resize_rule, resized_size, select_regions, to_original)
 from uniter.detector_export import DETECTOR_OPSET, write_detector
-from uniter_testing import REPO, record
+from uniter_testing import OTHER_DETECTOR, REPO, record
 from uniter_testing import run_bundle_graph
 
 
@@ -43,21 +43,8 @@ DETECTOR_FILES = ("detector.onnx", "attribute_labels.txt")
 SIZES = [(128, 160), (192, 92), (90, 192), (57, 131), (20, 45), (8, 8), (1, 1)]
 TOL = {"boxes": 1e-3, "class_probs": 1e-5, "features": 1e-4, "attr_probs": 1e-5}
 
-# A second configuration unlike the fixture: BatchNorm, no attribute head, other anchors,
-# a wider backbone and a small pre-NMS top-n (so k = pre_nms_top_n on larger inputs).
-OTHER = dict(num_classes=11, num_attributes=0, feature_dim=64,
-             backbone_channels=(12, 24, 24, 32, 32), backbone_strides=(2, 2, 2, 2, 1),
-             batch_norm=True, anchor_sizes=(16, 48, 96), aspect_ratios=(0.5, 1.0, 2.0, 3.0),
-             rpn_pre_nms_top_n_test=150, rpn_post_nms_top_n_test=40, rpn_nms_thresh=0.6)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _threads():
-    """Convolutional work is fastest with 2 torch threads here."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
+OTHER = OTHER_DETECTOR
+pytestmark = pytest.mark.usefixtures("two_torch_threads")
 
 
 @pytest.fixture(scope="module")

@@ -34,39 +34,22 @@ from uniter.detector import Detector, DetectorConfig
 from uniter.detector_export import DETECTOR_OPSET, write_detector
 from uniter.export import _sha256
 from uniter.fixtures import detector as fixture
-from uniter_testing import REPO, run_bundle_graph
+from uniter_testing import OTHER_DETECTOR, REPO, run_bundle_graph, small_butd_config
 
 BUNDLE = os.path.join(REPO, "testdata", "bundles", "tiny-random")
 GOLDEN = os.path.join(REPO, "testdata", "golden", "detector-tiny-random.json")
 # Noise images (no flat areas, so no objectness ties): (H, W, seed). 128×160 has more anchors
 # than the fixture's pre-NMS top-n (600), the others fewer.
 IMAGES = [(100, 140, 0), (128, 160, 1), (57, 131, 2), (40, 33, 3)]
-# A Detector unlike the fixture: BatchNorm, no attribute head, other anchors, pre-NMS top-n
-# below the anchor count.
-OTHER = dict(num_classes=11, num_attributes=0, feature_dim=64,
-             backbone_channels=(8, 12, 12, 16, 16), backbone_strides=(2, 2, 2, 2, 1),
-             batch_norm=True, anchor_sizes=(16, 48, 96), aspect_ratios=(0.5, 1.0, 2.0, 3.0),
-             rpn_pre_nms_top_n_test=150, rpn_post_nms_top_n_test=40, rpn_nms_thresh=0.6)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
+OTHER = OTHER_DETECTOR
+pytestmark = pytest.mark.usefixtures("two_torch_threads")
 
 
 def noise(h, w, seed):
     return torch.randn(1, 3, h, w, generator=torch.Generator().manual_seed(seed)) * 60
 
 
-def butd_config(**kw):
-    base = dict(depth=50, width_per_group=8, stem_out_channels=8, res2_out_channels=32,
-                anchor_sizes=(16.0, 32.0), rpn_hidden_channels=16, pre_nms_topk_test=200,
-                post_nms_topk_test=20, pooler_resolution=6, num_classes=10, num_attrs=6)
-    base.update(kw)
-    return BUTDConfig(**base)
+butd_config = small_butd_config
 
 
 def _golden_seed():

@@ -220,3 +220,21 @@ def run_bundle_graph(bin_path, bundle_dir, graph, inputs, tmp):
     with open(fout) as f:
         res = json.load(f)
     return {k: np.asarray(v["data"], dtype=np.float64).reshape(v["shape"]) for k, v in res.items()}
+
+
+# A Detector configuration unlike the tiny fixture's: BatchNorm, no attribute head, other
+# anchors, a small pre-NMS top-n (so k = pre_nms_top_n on larger inputs).
+OTHER_DETECTOR = dict(num_classes=11, num_attributes=0, feature_dim=64,
+                      backbone_channels=(12, 24, 24, 32, 32), backbone_strides=(2, 2, 2, 2, 1),
+                      batch_norm=True, anchor_sizes=(16, 48, 96), aspect_ratios=(0.5, 1.0, 2.0, 3.0),
+                      rpn_pre_nms_top_n_test=150, rpn_post_nms_top_n_test=40, rpn_nms_thresh=0.6)
+
+
+def small_butd_config(**kw):
+    """A bottom-up-attention network small enough for unit tests (ResNet-50 layout, narrow)."""
+    from uniter.butd import BUTDConfig
+    base = dict(depth=50, width_per_group=8, stem_out_channels=8, res2_out_channels=32,
+                anchor_sizes=(16.0, 32.0), rpn_hidden_channels=16, pre_nms_topk_test=200,
+                post_nms_topk_test=20, pooler_resolution=6, num_classes=10, num_attrs=6)
+    base.update(kw)
+    return BUTDConfig(**base)
