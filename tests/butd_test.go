@@ -290,12 +290,7 @@ func TestBUTDConvertedDetectorParity(t *testing.T) {
 		check(name, "attribute probabilities", rec.out[out.AttributeProbs].F32, im.AttrProbs, butdProbTol, false)
 		check(name, "features", rec.out[out.Features].F32, im.Features, butdFeatureTol, true)
 
-		var got []int
-		var boxes []float32
-		for _, r := range res.Regions {
-			got = append(got, r.Proposal)
-			boxes = append(boxes, r.Box[:]...)
-		}
+		got, boxes := selected(res)
 		if !slices.Equal(got, im.Selected) {
 			t.Errorf("%s: selected proposals %v, want %v (Python reference, %s branch)", name, got, im.Selected, im.Branch)
 		} else {
@@ -345,6 +340,15 @@ func TestBUTDConvertedDetectorParity(t *testing.T) {
 		worst["attribute probabilities"], worst["features"], time.Since(start).Seconds())
 }
 
+// selected are a detection's regions: their proposal rows and their boxes, flattened.
+func selected(res *detector.Detection) (rows []int, boxes []float32) {
+	for _, r := range res.Regions {
+		rows = append(rows, r.Proposal)
+		boxes = append(boxes, r.Box[:]...)
+	}
+	return rows, boxes
+}
+
 // checkButdSplit compares the fixture's split twin (bundle-split: the same weights as a backbone
 // graph and a heads graph, proposals and RoI max pooling in Go) with PyTorch's goldens: the same
 // proposals, selection and rows.
@@ -372,12 +376,7 @@ func checkButdSplit(t *testing.T, env *ort.Environment, dir string, g *butdGolde
 		if res.Proposals != im.Boxes.Shape[0] {
 			t.Fatalf("%s: %d proposals through the split detector, want %d", im.File, res.Proposals, im.Boxes.Shape[0])
 		}
-		var got []int
-		var boxes []float32
-		for _, r := range res.Regions {
-			got = append(got, r.Proposal)
-			boxes = append(boxes, r.Box[:]...)
-		}
+		got, boxes := selected(res)
 		if !slices.Equal(got, im.Selected) {
 			t.Errorf("%s: the split detector selected %v, want %v", im.File, got, im.Selected)
 			continue

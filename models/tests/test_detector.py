@@ -13,7 +13,6 @@ hook) needs only torch/torchvision/onnx and always runs.
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 
 import numpy as np
@@ -30,7 +29,7 @@ from uniter.detector import (BUTD_PREPROCESS, BUTD_SELECTION, Detector, Detector
                              batch_images, load_rgb, location7, nms_reference, preprocess,
                              resize_rule, resized_size, select_regions, to_original)
 from uniter.detector_export import DETECTOR_OPSET, write_detector
-from uniter_testing import OTHER_DETECTOR, REPO, record
+from uniter_testing import OTHER_DETECTOR, REPO, fixture_bundle_without_detector, record
 from uniter_testing import run_bundle_graph
 
 
@@ -74,17 +73,7 @@ def _other_model():
     return m.eval()
 
 
-def _bundle_copy(dst):
-    """The fixture bundle without its detector (manifest section and files removed)."""
-    shutil.copytree(BUNDLE, dst, ignore=shutil.ignore_patterns(*DETECTOR_FILES))
-    path = os.path.join(dst, "manifest.json")
-    with open(path) as f:
-        m = json.load(f)
-    m.pop("detector", None)
-    m["graphs"].pop("detector", None)
-    with open(path, "w") as f:
-        json.dump(m, f, indent=2)
-    return str(dst)
+_bundle_copy = fixture_bundle_without_detector
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,7 @@ from uniter.detector import Detector, DetectorConfig
 from uniter.detector_export import DETECTOR_OPSET, write_detector
 from uniter.export import _sha256
 from uniter.fixtures import detector as fixture
-from uniter_testing import OTHER_DETECTOR, REPO, run_bundle_graph, small_butd_config
+from uniter_testing import OTHER_DETECTOR, REPO, fixture_bundle_without_detector, run_bundle_graph, small_butd_config
 
 BUNDLE = os.path.join(REPO, "testdata", "bundles", "tiny-random")
 GOLDEN = os.path.join(REPO, "testdata", "golden", "detector-tiny-random.json")
@@ -423,17 +423,7 @@ def test_cuda_problems_rules():
 
 # ---------------------------------------------------------------------- manifests
 
-def _bundle_copy(dst):
-    """The fixture bundle without its detector."""
-    shutil.copytree(BUNDLE, dst, ignore=shutil.ignore_patterns("detector.onnx", "attribute_labels.txt"))
-    path = os.path.join(dst, "manifest.json")
-    with open(path) as f:
-        m = json.load(f)
-    m.pop("detector", None)
-    m["graphs"].pop("detector", None)
-    with open(path, "w") as f:
-        json.dump(m, f, indent=2)
-    return str(dst)
+_bundle_copy = fixture_bundle_without_detector
 
 
 def _check_split_manifest(bundle_dir, manifest, model):

@@ -238,3 +238,20 @@ def small_butd_config(**kw):
                 post_nms_topk_test=20, pooler_resolution=6, num_classes=10, num_attrs=6)
     base.update(kw)
     return BUTDConfig(**base)
+
+
+def fixture_bundle_without_detector(dst) -> str:
+    """A copy of the tiny fixture bundle (testdata/bundles/tiny-random) without its detector:
+    files, graphs entry and manifest section removed, for tests that export one into it."""
+    import json
+    import shutil
+    src = os.path.join(REPO, "testdata", "bundles", "tiny-random")
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("detector.onnx", "attribute_labels.txt"))
+    path = os.path.join(dst, "manifest.json")
+    with open(path) as f:
+        m = json.load(f)
+    m.pop("detector", None)
+    m["graphs"].pop("detector", None)
+    with open(path, "w") as f:
+        json.dump(m, f, indent=2)
+    return str(dst)
