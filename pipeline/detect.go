@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/uniter-serve/uniter/detector"
 	ort "github.com/uniter-serve/uniter/runtime"
@@ -125,7 +126,15 @@ type detectorGraph struct{ b *Bundle }
 func (g detectorGraph) Run(ctx context.Context, pixels []float32, height, width int) (detector.Outputs, error) {
 	b := g.b
 	in := ort.Tensor{Shape: []int64{1, 3, int64(height), int64(width)}, F32: pixels}
-	out, err := b.runGraph(ctx, GraphDetector, b.detectorGraph, []ort.Tensor{in}, 1)
+	// One scheduler slot for the whole detection: a split detector's feature map, proposals and
+	// pooled input (241 MB for bottom-up-attention) then exist at most limits.max_concurrent
+	// times at once, like the graphs' own working memory.
+	start := time.Now()
+	if err := b.sched.Acquire(ctx); err != nil {
+		return detector.Outputs{}, err
+	}
+	defer b.sched.Release()
+	out, err := b.runHeld(ctx, GraphDetector, b.detectorGraph, []ort.Tensor{in}, 1, time.Since(start))
 	if err != nil {
 		return detector.Outputs{}, err
 	}
@@ -148,7 +157,8 @@ func (g detectorGraph) Run(ctx context.Context, pixels []float32, height, width 
 
 // runHeads is a split detector's second half: the proposals from the backbone's RPN outputs,
 // then the heads graph on them (pooled here when the manifest says so). It returns the
-// proposals' boxes, flattened, and the heads' outputs; no boxes when nothing was proposed.
+// proposals' boxes, flattened, and the heads' outputs; no boxes when nothing was proposed. The
+// caller holds a scheduler slot.
 func (g detectorGraph) runHeads(ctx context.Context, p *ProposalsSpec, backbone map[string]ort.Tensor, height, width int) ([]float32, map[string]ort.Tensor, error) {
 	b := g.b
 	feat, obj, deltas := backbone[p.FeatureMap], backbone[p.Objectness], backbone[p.AnchorDeltas]
@@ -181,7 +191,7 @@ func (g detectorGraph) runHeads(ctx context.Context, p *ProposalsSpec, backbone 
 	for _, spec := range b.detectorHeads.Inputs() {
 		in = append(in, inputs[spec.Name])
 	}
-	out, err := b.runGraph(ctx, GraphDetectorHeads, b.detectorHeads, in, 1)
+	out, err := b.runHeld(ctx, GraphDetectorHeads, b.detectorHeads, in, 1, 0)
 	if err != nil {
 		return nil, nil, err
 	}
