@@ -59,7 +59,6 @@ import os
 import re
 import sys
 import time
-import warnings
 from types import SimpleNamespace
 from typing import List, Optional, Tuple
 
@@ -67,8 +66,9 @@ import torch
 
 from .butd import BUTDConfig, BUTDDetector, load_port_weights
 from .detector import BUTD_SELECTION
-from .detector_export import DETECTOR_OPSET, NO_ATTRIBUTE, _check, detector_io, detector_section
-from .export import TRACER, _dynamic_axes, _sha256
+from .detector_export import (DETECTOR_OPSET, NO_ATTRIBUTE, _check, detector_io, detector_section,
+                              export_detector_graph, with_detector_section)
+from .export import _sha256
 
 BACKGROUND = "__background__"
 DESCRIPTION = ("bottom-up-attention Faster R-CNN (ResNet-{depth} C4, Visual Genome: {classes} "
@@ -294,19 +294,9 @@ def export_butd(model: BUTDDetector, path: str, example_hw: Tuple[int, int] = (3
     The tracer runs the network once: a small example (a 2×3 res4 map, a handful of proposals)
     keeps that to seconds, since res5 costs about 3 GMAC per proposal."""
     inputs, outputs = butd_io(model.config)
-    model.eval()
     g = torch.Generator().manual_seed(0)
     example = torch.randn(1, 3, *example_hw, generator=g) * 50
-    with torch.no_grad(), warnings.catch_warnings():
-        # Known harmless export noise: torchvision's RoI ops assert on traced shapes, _topk_min
-        # makes a real constant, and the exporter cannot type prim::Constant nodes it folds.
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        warnings.filterwarnings("ignore", "The shape inference of prim::Constant")
-        torch.onnx.export(model, (example,), path, opset_version=DETECTOR_OPSET,
-                          input_names=[i["name"] for i in inputs],
-                          output_names=[o["name"] for o in outputs],
-                          dynamic_axes=_dynamic_axes(inputs + outputs),
-                          do_constant_folding=True, **TRACER)
+    export_detector_graph(model, (example,), path, inputs, outputs)
     return inputs, outputs
 
 
@@ -429,14 +419,7 @@ def convert_butd(weights: str, config: str, vocab: str, attributes: Optional[str
     else:
         detector_split.remove_split(manifest, into)
     manifest["graphs"].update(graphs)
-    merged = {}
-    for k, v in manifest.items():     # keep the order; "detector" right after "graphs"
-        if k == "detector":
-            continue
-        merged[k] = v
-        if k == "graphs":
-            merged["detector"] = sec
-    merged.setdefault("detector", sec)
+    merged = with_detector_section(manifest, sec)
     merged.setdefault("provenance", {})["detector"] = prov
     if not attrs and os.path.exists(os.path.join(into, "attribute_labels.txt")):
         os.remove(os.path.join(into, "attribute_labels.txt"))

@@ -52,24 +52,41 @@ def export_detector(model: Detector, path: str, example_hw: Tuple[int, int] = (9
     if pool.sampling_ratio < 0:
         raise ValueError("ONNX RoiAlign has no negative sampling_ratio")
     inputs, outputs = detector_io(model.config)
-    model.eval()
     g = torch.Generator().manual_seed(0)
     example = torch.randn(1, 3, *example_hw, generator=g) * 50
+    export_detector_graph(model, (example,), path, inputs, outputs)
+    return inputs, outputs
+
+
+def export_detector_graph(module: torch.nn.Module, args: tuple, path: str, inputs, outputs) -> None:
+    """torch.onnx.export of a detector graph (whole, or a split one's half) at DETECTOR_OPSET
+    with the tracer, the declared names and their symbolic dims dynamic."""
+    module.eval()
     with torch.no_grad(), warnings.catch_warnings():
-        # Known harmless export noise: torchvision's RoIAlign asserts boxes.size(1) == 5 on a
-        # traced shape, and the exporter cannot type prim::Constant nodes it folds anyway.
-        warnings.filterwarnings("ignore", "Converting a tensor to a Python boolean",
-                                torch.jit.TracerWarning)
+        # Known harmless export noise: torchvision's RoI ops assert on traced shapes, _topk_min
+        # and BoxCoder make real constants, and the exporter cannot type prim::Constant nodes it
+        # folds anyway.
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", "The shape inference of prim::Constant")
-        # torchvision's _topk_min and BoxCoder make real constants (pre_nms_top_n, 0.5).
-        warnings.filterwarnings("ignore", "torch.tensor results are registered as constants",
-                                torch.jit.TracerWarning)
-        torch.onnx.export(model, (example,), path, opset_version=DETECTOR_OPSET,
+        torch.onnx.export(module, args, path, opset_version=DETECTOR_OPSET,
                           input_names=[i["name"] for i in inputs],
                           output_names=[o["name"] for o in outputs],
                           dynamic_axes=_dynamic_axes(inputs + outputs),
                           do_constant_folding=True, **TRACER)
-    return inputs, outputs
+
+
+def with_detector_section(manifest: dict, sec: dict) -> dict:
+    """manifest with its "detector" section set to sec, placed right after "graphs" (the other
+    keys keep their order); a new dict."""
+    out = {}
+    for k, v in manifest.items():
+        if k == "detector":
+            continue
+        out[k] = v
+        if k == "graphs":
+            out["detector"] = sec
+    out.setdefault("detector", sec)
+    return out
 
 
 def detector_section(model: Detector, preprocess: dict, selection: dict,
@@ -201,24 +218,10 @@ def write_detector(model: Detector, bundle_dir: str, preprocess: Optional[dict] 
     sec = detector_section(model, preprocess, selection, with_attr)
     if split:
         manifest = detector_split.install_split(manifest, bundle_dir, result, sec)
-        with open(mpath, "w") as f:
-            json.dump(manifest, f, indent=2)
-            f.write("\n")
-        return manifest
-    manifest["graphs"]["detector"] = {"file": "detector.onnx", "sha256": _sha256(path),
-                                      "inputs": inputs, "outputs": outputs}
-    # Keep the other keys' order; place "detector" right after "graphs" (or replace it).
-    if "detector" in manifest:
-        manifest["detector"] = sec
     else:
-        out = {}
-        for k, v in manifest.items():
-            out[k] = v
-            if k == "graphs":
-                out["detector"] = sec
-        if "detector" not in out:
-            out["detector"] = sec
-        manifest = out
+        manifest["graphs"]["detector"] = {"file": "detector.onnx", "sha256": _sha256(path),
+                                          "inputs": inputs, "outputs": outputs}
+        manifest = with_detector_section(manifest, sec)
     with open(mpath, "w") as f:
         json.dump(manifest, f, indent=2)
         f.write("\n")

@@ -59,7 +59,6 @@ import math
 import os
 import shutil
 import sys
-import warnings
 from typing import Dict, List, Tuple
 
 import numpy as np
@@ -70,9 +69,9 @@ from onnx import numpy_helper
 from torch import Tensor, nn
 
 from .detector import Detector, DetectorConfig
-from .detector_export import DETECTOR_OPSET
+from .detector_export import DETECTOR_OPSET, export_detector_graph, with_detector_section
 from .detector_recover import BUTD_HINT, recover_detector
-from .export import TRACER, _dynamic_axes, _io, _sha256
+from .export import _io, _sha256
 
 BACKBONE = "detector_backbone"
 HEADS = "detector_heads"
@@ -220,20 +219,6 @@ def split_io(model) -> Dict[str, Tuple[List[dict], List[dict]]]:
     return {BACKBONE: backbone, HEADS: (heads_in, heads_out)}
 
 
-def _export(module: nn.Module, args: tuple, path: str, inputs, outputs) -> None:
-    module.eval()
-    with torch.no_grad(), warnings.catch_warnings():
-        # Known harmless export noise: torchvision's RoIAlign asserts boxes.size(1) == 5 on a
-        # traced shape, and the exporter cannot type prim::Constant nodes it folds anyway.
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        warnings.filterwarnings("ignore", "The shape inference of prim::Constant")
-        torch.onnx.export(module, args, path, opset_version=DETECTOR_OPSET,
-                          input_names=[i["name"] for i in inputs],
-                          output_names=[o["name"] for o in outputs],
-                          dynamic_axes=_dynamic_axes(inputs + outputs),
-                          do_constant_folding=True, **TRACER)
-
-
 def proposals_section(model) -> dict:
     """The manifest's detector.proposals: tensor names, proposal_spec and how RoIs are pooled."""
     sec = {"heads_graph": HEADS, "feature_map": FEATURE_MAP, "objectness": OBJECTNESS,
@@ -264,20 +249,20 @@ def export_split(model, out_dir: str, example_hw: Tuple[int, int] = (96, 128)) -
     image = torch.randn(1, 3, *example_hw, generator=g) * 50
     backbone = DetectorBackbone(model).eval()
     bpath = os.path.join(out_dir, BACKBONE + ".onnx")
-    _export(backbone, (image,), bpath, *io[BACKBONE])
+    export_detector_graph(backbone, (image,), bpath, *io[BACKBONE])
     hpath = os.path.join(out_dir, HEADS + ".onnx")
     if butd:
         s = model.config.pooler_resolution
         # Three proposals: the tracer runs res5 (about 3 GMAC a proposal at full size) once.
         pooled = torch.rand(3, model.config.res4_channels, s, s, generator=g)
-        _export(PooledHeads(model).eval(), (pooled,), hpath, *io[HEADS])
+        export_detector_graph(PooledHeads(model), (pooled,), hpath, *io[HEADS])
     else:
         with torch.no_grad():
             feat = backbone(image)[0]
         h, w = example_hw
         rois = torch.tensor([[0.0, 4.0, 8.0, 0.5 * w, 0.6 * h], [0.0, 30.0, 20.0, w - 3.0, h - 1.0],
                              [0.0, 0.0, 0.0, float(w), float(h)]])
-        _export(RoIAlignHeads(model).eval(), (feat, rois), hpath, *io[HEADS])
+        export_detector_graph(RoIAlignHeads(model), (feat, rois), hpath, *io[HEADS])
     graphs = {}
     for name, path in ((BACKBONE, bpath), (HEADS, hpath)):
         inputs, outputs = io[name]
@@ -318,17 +303,8 @@ def install_split(manifest: dict, bundle_dir: str, result: dict, section: dict) 
     graphs = {k: v for k, v in manifest.get("graphs", {}).items()
               if k != "detector" and k not in SPLIT_GRAPHS}
     graphs.update(result["graphs"])
-    sec = split_detector_section(section, result["proposals"])
-    out = {}
-    for k, v in manifest.items():
-        if k == "detector":
-            continue
-        out[k] = graphs if k == "graphs" else v
-        if k == "graphs":
-            out["detector"] = sec
-    out.setdefault("graphs", graphs)
-    out.setdefault("detector", sec)
-    return out
+    manifest = dict(manifest, graphs=graphs)
+    return with_detector_section(manifest, split_detector_section(section, result["proposals"]))
 
 
 def remove_split(manifest: dict, bundle_dir: str) -> None:
