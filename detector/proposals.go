@@ -264,7 +264,8 @@ const roiCoordLimit = 1 << 29
 
 // RoIPool is Caffe's / torchvision's RoI max pooling (torchvision.ops.roi_pool's CPU kernel,
 // as bottom-up-attention's region features use it with spatial scale 1/16). feature is
-// [C, fh, fw]; boxes are in input pixels; the result is [P, C, S, S] with S = outputSize.
+// [C, fh, fw]; boxes are in input pixels; the result goes to dst, [P, C, S, S] with
+// S = outputSize, every value overwritten (an ONNX Runtime input tensor's buffer, for instance).
 //
 // For each box: start = round(x1·scale), end = round(x2·scale) (float32 product, rounded half
 // away from zero), width = max(end − start + 1, 1), bin = float32(width)/float32(S); bin pw
@@ -277,18 +278,7 @@ const roiCoordLimit = 1 << 29
 // ±2^29 feature cells are clamped there.
 //
 // The work is split over runtime.GOMAXPROCS(0) goroutines.
-func RoIPool(feature []float32, channels, fh, fw int, boxes []Box, outputSize int, spatialScale float32) ([]float32, error) {
-	if err := checkRoIPool(feature, channels, fh, fw, boxes, outputSize, spatialScale); err != nil {
-		return nil, err
-	}
-	out := make([]float32, len(boxes)*channels*outputSize*outputSize)
-	roiPool(out, feature, channels, fh, fw, boxes, outputSize, spatialScale)
-	return out, nil
-}
-
-// RoIPoolInto is RoIPool writing into dst (len(boxes)·channels·outputSize² values, every one
-// overwritten): an ONNX Runtime input tensor's buffer, for instance.
-func RoIPoolInto(dst, feature []float32, channels, fh, fw int, boxes []Box, outputSize int, spatialScale float32) error {
+func RoIPool(dst, feature []float32, channels, fh, fw int, boxes []Box, outputSize int, spatialScale float32) error {
 	if err := checkRoIPool(feature, channels, fh, fw, boxes, outputSize, spatialScale); err != nil {
 		return err
 	}

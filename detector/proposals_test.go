@@ -642,7 +642,7 @@ func TestRoIPoolMatchesTorchvision(t *testing.T) {
 		t.Fatal("no roi_pool cases")
 	}
 	for n, c := range g.RoIPool {
-		got, err := RoIPool(c.Feature, c.Channels, c.FH, c.FW, boxesFromFlat(c.Boxes), c.OutputSize, c.SpatialScale)
+		got, err := pooled(c.Feature, c.Channels, c.FH, c.FW, boxesFromFlat(c.Boxes), c.OutputSize, c.SpatialScale)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -699,7 +699,7 @@ func TestRoIPoolByHand(t *testing.T) {
 			at(3, 1), at(3, 2), at(3, 2)}},
 		{"beyond", Box{100, 0, 200, 63}, 2, []float32{0, 0, 0, 0}},
 	} {
-		got, err := RoIPool(feature, 1, 4, 4, []Box{c.box}, c.S, 1.0/16)
+		got, err := pooled(feature, 1, 4, 4, []Box{c.box}, c.S, 1.0/16)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -713,7 +713,7 @@ func TestRoIPoolByHand(t *testing.T) {
 	for i := range 16 {
 		two[16+i] = -float32(i + 1)
 	}
-	got, err := RoIPool(two, 2, 4, 4, []Box{{24, 24, 24, 24}, {0, 0, 0, 0}}, 1, 1.0/16)
+	got, err := pooled(two, 2, 4, 4, []Box{{24, 24, 24, 24}, {0, 0, 0, 0}}, 1, 1.0/16)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -724,7 +724,7 @@ func TestRoIPoolByHand(t *testing.T) {
 	// NaN: a NaN value is skipped, a bin of NaN alone is −MaxFloat32, a NaN box pools to 0.
 	nan := float32(math.NaN())
 	f := []float32{nan, 1, nan, nan}
-	got, err = RoIPool(f, 1, 2, 2, []Box{{0, 0, 16, 16}, {0, 16, 0, 16}, {0, 0, 16, 0}, {nan, 0, 1, 1}}, 1, 1.0/16)
+	got, err = pooled(f, 1, 2, 2, []Box{{0, 0, 16, 16}, {0, 16, 0, 16}, {0, 0, 16, 0}, {nan, 0, 1, 1}}, 1, 1.0/16)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -735,7 +735,7 @@ func TestRoIPoolByHand(t *testing.T) {
 	// maximum the kernel would change.
 	inf := float32(math.Inf(1))
 	f = []float32{-inf, -inf, -2, -1}
-	got, err = RoIPool(f, 1, 2, 2, []Box{{0, 0, 16, 0}, {0, 0, 16, 16}, {0, 16, 0, 16}}, 1, 1.0/16)
+	got, err = pooled(f, 1, 2, 2, []Box{{0, 0, 16, 0}, {0, 0, 16, 16}, {0, 16, 0, 16}}, 1, 1.0/16)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -743,23 +743,23 @@ func TestRoIPoolByHand(t *testing.T) {
 		t.Errorf("−Inf: %v, want %v", got, want)
 	}
 
-	// RoIPoolInto overwrites every value of its buffer, empty bins included.
+	// RoIPool overwrites every value of its buffer, empty bins included.
 	dst := make([]float32, 3*4)
 	for i := range dst {
 		dst[i] = 99
 	}
-	if err := RoIPoolInto(dst, feature, 1, 4, 4, []Box{{0, 0, 63, 63}, {100, 100, 200, 200}, {nan, 0, 1, 1}}, 2, 1.0/16); err != nil {
+	if err := RoIPool(dst, feature, 1, 4, 4, []Box{{0, 0, 63, 63}, {100, 100, 200, 200}, {nan, 0, 1, 1}}, 2, 1.0/16); err != nil {
 		t.Fatal(err)
 	}
 	if want := []float32{at(2, 2), at(2, 3), at(3, 2), at(3, 3), 0, 0, 0, 0, 0, 0, 0, 0}; !slices.Equal(dst, want) {
-		t.Errorf("RoIPoolInto: %v, want %v", dst, want)
+		t.Errorf("RoIPool: %v, want %v", dst, want)
 	}
-	if err := RoIPoolInto(dst[1:], feature, 1, 4, 4, []Box{{0, 0, 63, 63}, {0, 0, 1, 1}, {0, 0, 1, 1}}, 2, 1.0/16); err == nil {
-		t.Error("RoIPoolInto accepted a short buffer")
+	if err := RoIPool(dst[1:], feature, 1, 4, 4, []Box{{0, 0, 63, 63}, {0, 0, 1, 1}, {0, 0, 1, 1}}, 2, 1.0/16); err == nil {
+		t.Error("RoIPool accepted a short buffer")
 	}
 
 	// Huge coordinates are clamped, not overflowed: the box covers the whole map.
-	got, err = RoIPool(feature, 1, 4, 4, []Box{{-1e30, -1e30, 1e30, 1e30}, {float32(math.Inf(-1)), 0, float32(math.Inf(1)), 63}}, 1, 1.0/16)
+	got, err = pooled(feature, 1, 4, 4, []Box{{-1e30, -1e30, 1e30, 1e30}, {float32(math.Inf(-1)), 0, float32(math.Inf(1)), 63}}, 1, 1.0/16)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -818,7 +818,7 @@ func TestRoIPoolMatchesNaive(t *testing.T) {
 	}
 	boxes[0] = Box{0, 0, 0, 0}
 	boxes[1] = Box{50, 50, 20, 10}
-	got, err := RoIPool(feature, C, fh, fw, boxes, S, 1.0/16)
+	got, err := pooled(feature, C, fh, fw, boxes, S, 1.0/16)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -829,7 +829,7 @@ func TestRoIPoolMatchesNaive(t *testing.T) {
 			}
 		}
 	}
-	if got, err = RoIPool(feature, C, fh, fw, nil, S, 1.0/16); err != nil || len(got) != 0 {
+	if got, err = pooled(feature, C, fh, fw, nil, S, 1.0/16); err != nil || len(got) != 0 {
 		t.Errorf("no boxes: %v, %v", got, err)
 	}
 }
@@ -942,7 +942,7 @@ func TestRoIPoolErrors(t *testing.T) {
 		{"scale 0", f, 2, 3, 4, 2, 0, ErrInvalidSpec},
 		{"scale NaN", f, 2, 3, 4, 2, float32(math.NaN()), ErrInvalidSpec},
 	} {
-		if _, err := RoIPool(c.f, c.C, c.fh, c.fw, b, c.S, c.scale); !errors.Is(err, c.want) {
+		if err := RoIPool(nil, c.f, c.C, c.fh, c.fw, b, c.S, c.scale); !errors.Is(err, c.want) {
 			t.Errorf("%s: %v, want %v", c.name, err, c.want)
 		}
 	}
@@ -997,10 +997,17 @@ func BenchmarkRoIPool(b *testing.B) {
 		x1, y1 := rng.Float64()*(1000-w), rng.Float64()*(600-h)
 		boxes[i] = Box{float32(x1), float32(y1), float32(x1 + w), float32(y1 + h)}
 	}
+	dst := make([]float32, len(boxes)*C*14*14) // reused, as the pipeline's buffer pool does
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := RoIPool(feature, C, fh, fw, boxes, 14, 1.0/16); err != nil {
+		if err := RoIPool(dst, feature, C, fh, fw, boxes, 14, 1.0/16); err != nil {
 			b.Fatal(err)
 		}
 	}
+}
+
+// pooled is RoIPool into a new buffer.
+func pooled(feature []float32, channels, fh, fw int, boxes []Box, S int, scale float32) ([]float32, error) {
+	out := make([]float32, len(boxes)*channels*S*S)
+	return out, RoIPool(out, feature, channels, fh, fw, boxes, S, scale)
 }

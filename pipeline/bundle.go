@@ -408,11 +408,7 @@ func (b *Bundle) RunGraph(ctx context.Context, role string, inputs map[string]or
 	if err != nil {
 		return nil, err
 	}
-	res := make(map[string]ort.Tensor, len(out))
-	for i, spec := range s.Outputs() {
-		res[spec.Name] = out[i]
-	}
-	return res, nil
+	return outputsByName(s, out), nil
 }
 
 // warmupPNG is a 64×48 grey PNG.

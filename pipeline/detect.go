@@ -168,7 +168,7 @@ func (g detectorGraph) runHeads(ctx context.Context, p *ProposalsSpec, backbone 
 	c, fh, fw := int(feat.Shape[1]), int(feat.Shape[2]), int(feat.Shape[3])
 	boxes, err := detector.Propose(b.proposals, obj.F32, deltas.F32, int(obj.Shape[2]), int(obj.Shape[3]), height, width)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %v", detector.ErrInvalidOutputs, err)
+		return nil, nil, err
 	}
 	if len(boxes) == 0 {
 		return nil, nil, nil
@@ -179,8 +179,8 @@ func (g detectorGraph) runHeads(ctx context.Context, p *ProposalsSpec, backbone 
 		s := int64(r.OutputSize)
 		buf := pooledBuffer(int(n * int64(c) * s * s))
 		defer pooledBuffers.Put(buf)
-		if err := detector.RoIPoolInto(*buf, feat.F32, c, fh, fw, boxes, r.OutputSize, r.SpatialScale); err != nil {
-			return nil, nil, fmt.Errorf("%w: %v", detector.ErrInvalidOutputs, err)
+		if err := detector.RoIPool(*buf, feat.F32, c, fh, fw, boxes, r.OutputSize, r.SpatialScale); err != nil {
+			return nil, nil, err
 		}
 		inputs[r.Input] = ort.Tensor{Shape: []int64{n, int64(c), s, s}, F32: *buf}
 	} else {

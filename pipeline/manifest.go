@@ -477,10 +477,7 @@ func (d *DetectorSpec) validate(m *Manifest) []error {
 	} else {
 		need["boxes"] = d.Outputs.Boxes
 	}
-	outs := map[string]Tensor{}
-	for _, o := range heads.Outputs {
-		outs[o.Name] = o
-	}
+	outs := heads.outputsByName()
 	for role, name := range need {
 		if _, ok := outs[name]; !ok {
 			bad("outputs.%s %q is not an output of graph %s", role, name, d.HeadsGraphName())
@@ -537,10 +534,7 @@ func (d *DetectorSpec) validate(m *Manifest) []error {
 func (p *ProposalsSpec) validate(backboneName string, backbone, heads Graph, haveHeads bool) []error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf("detector.proposals."+format, a...)) }
-	outs := map[string]Tensor{}
-	for _, o := range backbone.Outputs {
-		outs[o.Name] = o
-	}
+	outs := backbone.outputsByName()
 	for role, name := range map[string]string{"feature_map": p.FeatureMap, "objectness": p.Objectness, "anchor_deltas": p.AnchorDeltas} {
 		if t, ok := outs[name]; !ok {
 			bad("%s %q is not an output of graph %s", role, name, backboneName)
@@ -578,6 +572,15 @@ func (p *ProposalsSpec) validate(backboneName string, backbone, heads Graph, hav
 		bad("heads_graph %s takes %v; want exactly %v", p.HeadsGraph, got, want)
 	}
 	return errs
+}
+
+// outputsByName are the graph's declared outputs by name.
+func (g Graph) outputsByName() map[string]Tensor {
+	m := make(map[string]Tensor, len(g.Outputs))
+	for _, o := range g.Outputs {
+		m[o.Name] = o
+	}
+	return m
 }
 
 // specs converts a graph's declarations.
