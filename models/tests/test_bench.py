@@ -257,3 +257,50 @@ def test_torch_uses_a_saved_probe(tmp_path, monkeypatch):
     monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
     args.openblas_coretype, args.device = None, "cuda"
     assert B.resolve_coretype(args) is None and os.environ["OPENBLAS_CORETYPE"] == "Haswell"
+
+
+class _TwoOutputs(torch.nn.Module):
+    """The shape of what `torch` times: (hidden, itm_logits) from the inputs."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = torch.nn.Linear(64, 64)
+        self.head = torch.nn.Linear(64, 2)
+
+    def forward(self, x):
+        h = torch.tanh(self.body(x))
+        return h, self.head(h)
+
+
+def test_autocast_runs_the_products_in_reduced_precision():
+    g, x, cpu = _TwoOutputs().eval(), torch.randn(8, 64), torch.device("cpu")
+    assert B.autocast_dtype("cuda") == torch.float16
+    assert B.autocast_dtype("cpu") == torch.bfloat16
+    with B.forward_context(cpu, False):
+        h, _ = g(x)
+        assert h.dtype == torch.float32 and not h.requires_grad
+    with B.forward_context(cpu, True):
+        h, _ = g(x)
+        assert h.dtype == torch.bfloat16 and not h.requires_grad
+    # bfloat16 keeps 8 bits of mantissa: the logits move, but by far less than their size.
+    dev = B.autocast_deviation(g, [x], cpu)
+    with torch.no_grad():
+        scale = float(g(x)[1].abs().max())
+    assert 0 < dev < 0.05 * scale
+
+
+def test_autocast_deviation_refuses_non_finite_logits():
+    g, cpu = _TwoOutputs().eval(), torch.device("cpu")
+    with torch.no_grad():
+        g.head.weight.fill_(3e38)  # the logits overflow
+    with pytest.raises(SystemExit, match="non-finite"):
+        B.autocast_deviation(g, [torch.ones(2, 64)], cpu)
+
+
+def test_time_calls_counts_calls_and_pairs():
+    calls, syncs = [], []
+    n, elapsed, rate = B.time_calls(lambda: calls.append(1), lambda: syncs.append(1), batch=4,
+                                    seconds=0.0, min_iters=3)
+    assert n == 3 == len(calls) == len(syncs)
+    assert rate == pytest.approx(n * 4 / elapsed)

@@ -479,6 +479,26 @@ def test_fuse_bundle_manifest(tmp_path):
     assert F.fuse_bundle(FIXTURE, str(out), force=True)["precision"] == "fp32-fused"
 
 
+def test_fp16_over_an_appended_transport_is_refused(tmp_path):
+    from uniter import ot_graph
+    ot = tmp_path / "ot"
+    ot_graph.add_ot_to_bundle(FIXTURE, str(ot))
+    # float16 would take the transport out of its parity with heads.Align: refused, nothing left.
+    with pytest.raises(ValueError, match="ot_in_graph.*uniter.fuse IN MID --fp16 && python3 -m uniter.ot_graph"):
+        F.fuse_bundle(str(ot), str(tmp_path / "ot-fp16"), fp16=True)
+    assert not (tmp_path / "ot-fp16").exists()
+    # The order it names works, and keeps the transport's nodes float32; fusing alone is fine too.
+    F.fuse_bundle(FIXTURE, str(tmp_path / "fp16"), fp16=True)
+    m = ot_graph.add_ot_to_bundle(str(tmp_path / "fp16"), str(tmp_path / "fp16-ot"))
+    assert m["precision"] == "fp16" and "ot_in_graph" in m["provenance"]
+    enc = onnx.load(str(tmp_path / "fp16-ot" / m["graphs"]["encoder"]["file"]))
+    consts = {t.name: t.data_type for t in enc.graph.initializer if t.name.startswith(ot_graph.PREFIX)}
+    assert consts and set(consts.values()) <= {TensorProto.FLOAT, TensorProto.INT64}
+    assert not any(n.op_type == "Cast" and n.name.startswith(ot_graph.PREFIX) for n in enc.graph.node
+                   for a in n.attribute if a.name == "to" and a.i == TensorProto.FLOAT16)
+    assert F.fuse_bundle(str(ot), str(tmp_path / "ot-fused"))["precision"] == "fp32-fused"
+
+
 def test_fuse_cli(tmp_path, capsys):
     F.main([FIXTURE, str(tmp_path / "b")])
     assert _manifest(tmp_path / "b")["precision"] == "fp32-fused"

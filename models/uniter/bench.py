@@ -26,6 +26,10 @@ seed and checks the fingerprint before timing anything.
 (backbone + ITM head, uniter/export.py EncoderGraph) on batches of 20 tokens + 36
 regions after one warm-up call, keeps the best of --repeats runs (other jobs on a shared machine
 only slow a run down), and prints {"batch": pairs_per_s, ...} as JSON on stdout (and to --json).
+Float32 means float32: on CUDA TF32 is turned off, as the Go side runs by default. `--autocast`
+runs it under torch.autocast instead (float16 on CUDA, PyTorch's usual fp16 inference; bfloat16
+on the CPU, the only dtype of its CPU autocast) and first records how far the ITM logits move
+from float32's on each batch.
 Progress goes to stderr. The bundle is a benchmark artefact: never commit it; its scores mean
 nothing.
 
@@ -947,6 +951,50 @@ def torch_blas_state(args, torch) -> dict:
     return blas
 
 
+def autocast_dtype(device_type: str):
+    """The reduced precision `torch --autocast` runs in: float16 on CUDA (what fp16 inference
+    there means), bfloat16 on the CPU (the only one torch's CPU autocast has)."""
+    import torch
+    return torch.float16 if device_type == "cuda" else torch.bfloat16
+
+
+def forward_context(device, autocast: bool):
+    """no_grad, and with `autocast` torch.autocast in autocast_dtype(device)."""
+    import contextlib
+    import torch
+    stack = contextlib.ExitStack()
+    stack.enter_context(torch.no_grad())
+    if autocast:
+        stack.enter_context(torch.autocast(device.type, dtype=autocast_dtype(device.type)))
+    return stack
+
+
+def time_calls(call, sync, batch: int, seconds: float, min_iters: int) -> tuple:
+    """Calls `call` (then `sync`) until `seconds` have passed and `min_iters` calls were made;
+    returns (calls, elapsed seconds, pairs/s)."""
+    n, start = 0, time.perf_counter()
+    while True:
+        call()
+        sync()
+        n += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds and n >= min_iters:
+            return n, elapsed, n * batch / elapsed
+
+
+def autocast_deviation(graph, inputs, device) -> float:
+    """The largest difference of the ITM logits computed under autocast from float32's, on
+    `inputs`: what reduced precision does to this model's scores. Exits on a non-finite one."""
+    import torch
+    with forward_context(device, False):
+        ref = graph(*inputs)[1].float()
+    with forward_context(device, True):
+        got = graph(*inputs)[1].float()
+    if not torch.isfinite(got).all():
+        sys.exit("torch --autocast: non-finite ITM logits in reduced precision")
+    return float((got - ref).abs().max())
+
+
 def cmd_torch(args):
     import torch
     from .export import EncoderGraph
@@ -964,36 +1012,50 @@ def cmd_torch(args):
         sys.exit(f"weights differ from the exported bundle's (ITM logits {got.tolist()} vs "
                  f"{want.tolist()}): export again")
     device = torch.device(args.device)
+    if args.autocast and device.type == "cpu" and int(torch.__version__.split(".")[0]) < 2:
+        sys.exit(f"torch --autocast on the CPU needs torch 2 or later: {torch.__version__}'s CPU "
+                 "autocast leaves LayerNorm's weights in float32 beside bfloat16 inputs and fails")
+    if device.type == "cuda":
+        # float32 means float32: TF32 off (PyTorch's default for matrix products since 1.12,
+        # not for convolutions), as the Go side runs it by default (ort.cuda_use_tf32).
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     graph = EncoderGraph(model, False).eval().to(device)  # what encoder.onnx computes
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     blas = torch_blas_state(args, torch)
+    precision = f"autocast {str(autocast_dtype(device.type)).removeprefix('torch.')}" \
+        if args.autocast else "float32"
     log(f"torch {torch.__version__}: {torch.get_num_threads()} torch threads, OpenBLAS core "
-        f"{blas['core']} with {blas['openblas_threads']} threads; same weights as {args.bundle}")
+        f"{blas['core']} with {blas['openblas_threads']} threads, {precision} on {device}; "
+        f"same weights as {args.bundle}")
 
     gen = torch.Generator().manual_seed(0)
-    results, runs = {}, {}
-    with torch.no_grad():
-        for batch in args.batches:
-            inputs = [t.to(device) for t in bench_inputs(cfg, batch, gen)]
+    results, runs, deviation = {}, {}, {}
+    for batch in args.batches:
+        inputs = [t.to(device) for t in bench_inputs(cfg, batch, gen)]
+        if args.autocast:
+            deviation[str(batch)] = autocast_deviation(graph, inputs, device)
+            log(f"batch {batch}: ITM logits within {deviation[str(batch)]:.2e} of float32's")
+        with forward_context(device, args.autocast):
             graph(*inputs)  # warm-up: first-call allocations and thread pool start
             sync()
             runs[str(batch)] = []
             for r in range(args.repeats):
-                n, start = 0, time.perf_counter()
-                while True:
-                    graph(*inputs)
-                    sync()
-                    n += 1
-                    elapsed = time.perf_counter() - start
-                    if elapsed >= args.seconds and n >= args.min_iters:
-                        break
-                runs[str(batch)].append(n * batch / elapsed)
+                n, elapsed, rate = time_calls(lambda: graph(*inputs), sync, batch, args.seconds,
+                                              args.min_iters)
+                runs[str(batch)].append(rate)
                 log(f"batch {batch} run {r + 1}/{args.repeats}: {n} calls in {elapsed:.1f}s, "
-                    f"{n * batch / elapsed:.2f} pairs/s "
-                    f"({1000 * elapsed / (n * batch):.1f} ms/pair)")
-            # The best run: on a shared machine, other jobs only ever slow a run down.
-            results[str(batch)] = max(runs[str(batch)])
-    write_torch_results(args, torch, results, blas, seconds_per_run=args.seconds, runs_pairs_per_s=runs)
+                    f"{rate:.2f} pairs/s ({1000 * elapsed / (n * batch):.1f} ms/pair)")
+        # The best run: on a shared machine, other jobs only ever slow a run down.
+        results[str(batch)] = max(runs[str(batch)])
+    extra = {"precision": precision, "device": str(device)}
+    if device.type == "cuda":
+        extra["gpu"] = torch.cuda.get_device_name(device)
+        extra["tf32"] = False
+    if args.autocast:
+        extra["itm_logit_deviation_from_float32"] = deviation
+    write_torch_results(args, torch, results, blas, seconds_per_run=args.seconds,
+                        runs_pairs_per_s=runs, **extra)
 
 
 def write_torch_results(args, torch, results: dict, blas: dict, **meta):
@@ -1043,6 +1105,9 @@ def main():
     tb.add_argument("--openblas-threads", type=int, default=DEFAULT_OPENBLAS_THREADS,
                     help="OPENBLAS_NUM_THREADS (0: leave the environment alone)")
     tb.add_argument("--device", default="cpu", help="torch device: cpu or cuda")
+    tb.add_argument("--autocast", action="store_true",
+                    help="run under torch.autocast: float16 on CUDA, bfloat16 on the CPU (the "
+                         "ITM logits' largest difference from float32's is logged and recorded)")
     tb.add_argument("--json", help="also write the result here")
     tb.add_argument("--meta", help="write the settings used (threads, torch version, BLAS) here")
     tb.add_argument("--openblas-coretype", metavar="auto|default|inherit|NAME",

@@ -41,6 +41,7 @@ import argparse
 import copy
 import datetime
 import os
+import shutil
 import sys
 from typing import Dict, Iterable, List, Optional, Tuple
 
@@ -506,6 +507,13 @@ def fuse_bundle_graphs(bundle_dir: str, manifest: dict, graphs: Iterable[str] = 
         if fp16:
             rec["fp16_clipped_values"] = rep["clipped"]
         return rec
+    if fp16 and "ot_in_graph" in manifest.get("provenance", {}):
+        # to_fp16 would turn the appended transport's 50 iterations into float16 too (1.7e-4
+        # from heads.Align at UNITER-base size, where the contract is 1e-5).
+        raise ValueError("the bundle carries the transport in its graphs (provenance.ot_in_graph), "
+                         "which float16 would put out of its 1e-5 parity: convert the bundle "
+                         "without it, then append it (python3 -m uniter.fuse IN MID --fp16 && "
+                         "python3 -m uniter.ot_graph MID OUT)")
     done = rewrite_graphs(bundle_dir, manifest, graphs, rewrite)
     set_precision(manifest, PRECISION_FP16 if fp16 else PRECISION_FUSED)
     manifest.setdefault("provenance", {})["fusion"] = {
@@ -526,7 +534,11 @@ def fuse_bundle(src: str, dst: str, *, fp16: bool = False, force: bool = False,
     """Copies the fp32 bundle `src` to `dst`, fuses its encoder graphs (float16 with `fp16`) and
     writes the manifest. Returns the new manifest."""
     manifest = copy_fp32_bundle(src, dst, force, "fuse")
-    fuse_bundle_graphs(dst, manifest, graphs, fp16=fp16)
+    try:
+        fuse_bundle_graphs(dst, manifest, graphs, fp16=fp16)
+    except BaseException:
+        shutil.rmtree(dst)  # no half-rewritten bundle left behind
+        raise
     manifest["provenance"]["fusion"]["source_bundle"] = manifest.get("name")
     write_manifest(dst, manifest)
     return manifest
