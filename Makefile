@@ -18,8 +18,10 @@ run: build ort
 build:
 	go build -o bin/uniter ./cmd/uniter
 
-ort: $(ORT_LIB)
-$(ORT_LIB):
+# ORT_GPU=1 adds the CUDA provider beside the core library (installed or not).
+ORT_CUDA_LIB := $(dir $(ORT_LIB))libonnxruntime_providers_cuda.so
+ort: $(ORT_LIB) $(if $(filter 1,$(ORT_GPU)),$(ORT_CUDA_LIB))
+$(ORT_LIB) $(ORT_CUDA_LIB):
 	bash scripts/install-ort.sh
 
 # Debian's PyTorch and ONNX (no PyPI here); skipped when already importable.

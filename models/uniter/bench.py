@@ -999,6 +999,10 @@ def cmd_torch(args):
     import torch
     from .export import EncoderGraph
 
+    device = torch.device(args.device)
+    if args.autocast and device.type == "cpu" and int(torch.__version__.split(".")[0]) < 2:
+        sys.exit(f"torch --autocast on the CPU needs torch 2 or later: {torch.__version__}'s CPU "
+                 "autocast leaves LayerNorm's weights in float32 beside bfloat16 inputs and fails")
     torch.set_num_threads(args.threads)
     with open(os.path.join(args.bundle, "bench.json")) as f:
         meta = json.load(f)
@@ -1011,10 +1015,6 @@ def cmd_torch(args):
     if not torch.allclose(got, want, atol=1e-5):
         sys.exit(f"weights differ from the exported bundle's (ITM logits {got.tolist()} vs "
                  f"{want.tolist()}): export again")
-    device = torch.device(args.device)
-    if args.autocast and device.type == "cpu" and int(torch.__version__.split(".")[0]) < 2:
-        sys.exit(f"torch --autocast on the CPU needs torch 2 or later: {torch.__version__}'s CPU "
-                 "autocast leaves LayerNorm's weights in float32 beside bfloat16 inputs and fails")
     if device.type == "cuda":
         # float32 means float32: TF32 off (PyTorch's default for matrix products since 1.12,
         # not for convolutions), as the Go side runs it by default (ort.cuda_use_tf32).

@@ -1,25 +1,25 @@
 #!/usr/bin/env bash
 # Device check of the CUDA execution provider (docs/gpu.md): the Go tests on the GPU, the
 # evaluation through the serving pipeline on CUDA, and throughput next to the CPU of the same
-# machine. The CUDA provider library (230 MB, 38 MB once reduced to sm_90 and compressed) does
-# not travel in one call together with the working tree (64 MiB), so the check is two calls on
-# one warm machine, each carrying one folder:
+# machine. What the device needs (`uniter`, the runtime, pipeline and tests test binaries, the
+# ONNX Runtime libraries with the CUDA provider cut to sm_90) does not fit beside the working tree
+# in one call (64 MiB in all; the tracked tree is about 48 MB), so it travels in parts
+# (scripts/device/parts.sh), one call per part, on one warm machine:
 #
-#   here, once:
-#     go build -ldflags='-s -w' -o .gpu/a/uniter ./cmd/uniter
-#     for p in runtime pipeline tests; do go test -c -o .gpu/a/$p.test ./$p; done
-#     cp .cache/onnxruntime/lib/libonnxruntime{,_providers_shared}.so .gpu/a/
-#     (cd .gpu/a && xz uniter *.test libonnxruntime.so)
-#     for f in encoder.onnx encoder_attention.onnx manifest.json; do   # the graphs before the
-#       git show 9fbe165:bundles/shapes-uniter/$f > .gpu/a/old/$f; done  # static-reshape export
-#     ORT_GPU=1 make ort && python3 scripts/device/sm90.py .cache/onnxruntime/lib/libonnxruntime_providers_cuda.so \
-#       /tmp/cuda90.so && xz -9 -c /tmp/cuda90.so > .gpu/b/libonnxruntime_providers_cuda.so.xz
-#   device run 1: bash scripts/device/cuda-check.sh stage   (carry .gpu/a)
-#   device run 2: bash scripts/device/cuda-check.sh cuda    (carry .gpu/b), at once after run 1
+#   here, once:   bash scripts/device/cuda-check.sh prep   (OLD=1 adds the encoder graphs of
+#                 9fbe165, before the static-reshape export; it prints the device calls)
+#   device calls: bash scripts/device/cuda-check.sh receive (carry .gpu/check/parts.sha256 and one
+#                 part; once per part but the last, each within 30 s of the one before)
+#                 bash scripts/device/cuda-check.sh stage   (carry parts.sha256 and the last part)
+#                 bash scripts/device/cuda-check.sh cuda    at once after stage
 #   optionally between them: bash scripts/device/cuda-check.sh bundles (carry .gpu/c: candidate
 #   bundles' UNITER graphs, .gpu/c/NAME/{encoder,encoder_attention,mlm_head,mrc_head}.onnx +
-#   manifest.json), and pipeline-serial.test in .gpu/a (a build before a change, benchmarked beside)
+#   manifest.json)
 set -u
+case ${1:-} in
+  prep | receive | stage | bundles | cuda) ;;
+  *) echo "usage: $0 prep|receive|stage|bundles|cuda" >&2; exit 2 ;;
+esac
 cd "$(dirname "$0")/../.."
 # The Python side is the package models/uniter, run as python3 -m uniter.NAME.
 export PYTHONPATH="$PWD/models${PYTHONPATH:+:$PYTHONPATH}"
@@ -39,7 +39,7 @@ run() { # run SECONDS NAME COMMAND...: one step, its output in the log, its exit
 }
 export UNITER_ORT_LIBRARY=$G/lib/libonnxruntime.so UNITER_E2E_BIN=$G/uniter
 # The test binaries find the fixtures through the path they were built at.
-[ "$PWD" = /work/main ] || { mkdir -p /work && ln -sfn "$PWD" /work/main; }
+[ "$PWD" = /work/main ] || [ -e /work/main ] || { mkdir -p /work && ln -s "$PWD" /work/main; }
 export U=$G/uniter G OUT
 eval_split() { # eval_split PROVIDER SPLIT [FLAGS]: uniter eval through the serving pipeline
   local p=$1 split=$2
@@ -51,13 +51,42 @@ eval_split() { # eval_split PROVIDER SPLIT [FLAGS]: uniter eval through the serv
 }
 export -f eval_split
 
+STAGE=.gpu/check
+. scripts/device/parts.sh
 case $1 in
+prep)
+  set -e
+  lib=.cache/onnxruntime/lib
+  ORT_GPU=1 make ort
+  rm -rf "$STAGE" && mkdir -p "$STAGE/files"
+  go build -ldflags='-s -w' -o "$STAGE/files/uniter" ./cmd/uniter
+  for p in runtime pipeline tests; do go test -c -ldflags='-s -w' -o "$STAGE/files/$p.test" ./$p; done
+  cp "$lib/libonnxruntime.so" "$lib/libonnxruntime_providers_shared.so" "$STAGE/files/"
+  "$PY" scripts/device/sm90.py "$lib/libonnxruntime_providers_cuda.so" "$STAGE/files/libonnxruntime_providers_cuda.so"
+  if [ "${OLD:-0}" = 1 ]; then
+    mkdir -p "$STAGE/files/old"
+    for f in encoder.onnx encoder_attention.onnx manifest.json; do
+      git show "9fbe165:bundles/shapes-uniter/$f" > "$STAGE/files/old/$f"
+    done
+  fi
+  (cd "$STAGE/files" && xz -T0 -9 uniter ./*.test libonnxruntime.so libonnxruntime_providers_cuda.so)
+  parts_pack "$STAGE/files" "$STAGE"
+  rm -rf "$STAGE/files"
+  echo "device calls, one after the other on one warm machine: 'receive' with each part but the last, then"
+  echo "'stage' with the last, then 'cuda'; each carries $STAGE/parts.sha256 and its part:"
+  ls "$STAGE"/part-*
+  ;;
+receive)
+  parts_receive "$STAGE" "$G"
+  ;;
 stage)
-  for f in .gpu/a/*.xz; do xz -dc "$f" > "$G/$(basename "$f" .xz)"; done
-  mv "$G/libonnxruntime.so" "$G/lib/" && cp .gpu/a/libonnxruntime_providers_shared.so "$G/lib/"
+  { parts_receive "$STAGE" "$G" && parts_unpack "$G" "$G/stage"; } >> "$LOG" 2>&1 || { tail -3 "$LOG" >&2; exit 2; }
+  for f in "$G"/stage/*.xz; do xz -dc "$f" > "$G/$(basename "$f" .xz)"; done
+  mv "$G/libonnxruntime.so" "$G/libonnxruntime_providers_cuda.so" "$G/lib/"
+  cp "$G/stage/libonnxruntime_providers_shared.so" "$G/lib/"
   chmod +x "$G/uniter" "$G"/*.test
   # The committed bundle as it was before the static-reshape export (same weights).
-  [ -d .gpu/a/old ] && rm -rf "$G/old-bundle" && cp -r bundles/shapes-uniter "$G/old-bundle" && cp .gpu/a/old/* "$G/old-bundle/"
+  [ -d "$G/stage/old" ] && rm -rf "$G/old-bundle" && cp -r bundles/shapes-uniter "$G/old-bundle" && cp "$G"/stage/old/* "$G/old-bundle/"
   { nproc; nvidia-smi -L; "$PY" -c "import torch; print(torch.__version__)"; } >> "$LOG" 2>&1
   run 120 synth-test-1k "$U" synth -q --split test-1k --out "$G/test-1k" --workers 16
   run 60 synth-test-100 "$U" synth -q --split test-100 --out "$G/test-100" --workers 16
@@ -77,7 +106,6 @@ bundles)
   done
   ;;
 cuda)
-  xz -dc .gpu/b/libonnxruntime_providers_cuda.so.xz > "$G/lib/libonnxruntime_providers_cuda.so"
   site=$("$PY" -c 'import site; print(site.getsitepackages()[0])')
   libs=$(find "$site/nvidia" /usr/local/cuda/lib64 -name 'lib*.so*' -printf '%h\n' 2>/dev/null | sort -u | paste -sd:)
   export LD_LIBRARY_PATH=$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
