@@ -67,6 +67,10 @@ type Options struct {
 	FeatureDim int
 	// LockTimeout bounds the wait for the file lock another process holds; 0 means 2 s.
 	LockTimeout time.Duration
+	// Unnamed, for a store that keeps a term index (PostgreSQL), are the model's labels that
+	// name nothing, whose terms it does not index; nil indexes every label. Set it from the
+	// model that computed the images' labels.
+	Unnamed *Unnamed
 }
 
 // migration upgrades a gallery from schema from to from+1 inside the opening transaction.

@@ -82,7 +82,7 @@ ALTER TABLE uniter_thumbnails ALTER COLUMN jpeg SET STORAGE EXTERNAL;
 // pgMigration upgrades a database from schema from to from+1 inside the opening transaction.
 type pgMigration struct {
 	from  int
-	apply func(ctx context.Context, tx pgx.Tx) error
+	apply func(ctx context.Context, tx pgx.Tx, s *Postgres) error
 }
 
 // pgMigrations lists every upgrade of the PostgreSQL layout, in order; a new database is
@@ -101,8 +101,9 @@ var pgMigrations = []pgMigration{{from: 1, apply: addTermIndex}}
 // list cursor that is not UTF-8, are ErrInvalid. A server that cannot be reached is
 // ErrUnavailable.
 type Postgres struct {
-	pool   *pgxpool.Pool
-	target string // the DSN without its password, for messages
+	pool    *pgxpool.Pool
+	target  string  // the DSN without its password, for messages
+	unnamed Unnamed // labels whose terms are not indexed (Options.Unnamed)
 }
 
 var _ Store = (*Postgres)(nil)
@@ -122,7 +123,10 @@ func openPostgresWith(ctx context.Context, dsn string, opts Options, current int
 		return nil, errors.New("gallery: the PostgreSQL DSN cannot be parsed (it is not shown, as it may hold a password); " +
 			"give a postgres:// URL or key=value pairs")
 	}
-	s := &Postgres{target: describeDSN(&cfg.ConnConfig.Config)}
+	s := &Postgres{target: describeDSN(&cfg.ConnConfig.Config), unnamed: NothingUnnamed}
+	if opts.Unnamed != nil {
+		s.unnamed = *opts.Unnamed
+	}
 	secret := cfg.ConnConfig.Password
 	if s.pool, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
 		return nil, scrub(fmt.Errorf("gallery: PostgreSQL %s: %w", s.target, err), secret)
@@ -257,7 +261,7 @@ func (s *Postgres) migrate(ctx context.Context, opts Options, current int, migs 
 			if m.from != v {
 				return fmt.Errorf("gallery: no migration from schema %d", v)
 			}
-			if err := m.apply(ctx, tx); err != nil {
+			if err := m.apply(ctx, tx, s); err != nil {
 				return fmt.Errorf("gallery: migrating schema %d to %d: %w", v, v+1, err)
 			}
 			v++
@@ -434,7 +438,7 @@ func (s *Postgres) PutImages(ctx context.Context, images []*Image) (_ []PutResul
 		r.regions = encodeRegions(img.Regions)
 		summary := Summarize(img.Regions)
 		r.index = encodeIndex(img.Regions.Len(), summary)
-		r.terms = summary.Terms(img.Regions.Len())
+		r.terms = summary.Terms(img.Regions.Len(), s.unnamed)
 		digests[i], ids[i] = r.digest, img.ID
 	}
 	var results []PutResult

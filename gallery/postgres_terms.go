@@ -45,7 +45,7 @@ ALTER TABLE uniter_meta ADD COLUMN text_terms_key text NOT NULL DEFAULT '';
 
 // addTermIndex migrates schema 1 to 2: the term tables, and the postings of every stored
 // image computed from its label summary (texts are read by the search service later).
-func addTermIndex(ctx context.Context, tx pgx.Tx) error {
+func addTermIndex(ctx context.Context, tx pgx.Tx, s *Postgres) error {
 	if _, err := tx.Exec(ctx, termIndexSchema); err != nil {
 		return err
 	}
@@ -64,7 +64,7 @@ func addTermIndex(ctx context.Context, tx pgx.Tx) error {
 	if _, err := pgx.ForEachRow(q, []any{&id, &seq, &raw}, func() error {
 		e, err := decodeIndex(id, raw)
 		if err == nil {
-			all = append(all, posting{seq, e.Labels.Terms(e.Regions)})
+			all = append(all, posting{seq, e.Labels.Terms(e.Regions, s.unnamed)})
 		}
 		return err
 	}); err != nil {

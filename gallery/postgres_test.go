@@ -27,7 +27,7 @@ func postgresBackend() backend {
 		create: func(t *testing.T) string { return pgtest.Start(t) },
 		open:   func(dsn string, opts Options) (Store, error) { return OpenPostgres(ctx, dsn, opts) },
 		openAs: func(dsn string, current int, step func() error) (Store, error) {
-			mig := append(slices.Clone(pgMigrations), pgMigration{from: current - 1, apply: func(ctx context.Context, tx pgx.Tx) error {
+			mig := append(slices.Clone(pgMigrations), pgMigration{from: current - 1, apply: func(ctx context.Context, tx pgx.Tx, _ *Postgres) error {
 				if _, err := tx.Exec(ctx, `CREATE TABLE uniter_migrated (note text)`); err != nil {
 					return err
 				}
@@ -417,7 +417,8 @@ func TestPostgresClaims(t *testing.T) {
 
 // TestPostgresTermIndexMigration opens a schema-1 database holding images (written as the
 // schema-1 build wrote them) with this build: the migration lists each image's terms, writes
-// their postings, and ImagesByTerms finds them with their weights.
+// their postings, and ImagesByTerms finds them with their weights, except the terms of the
+// model's unnamed labels (background class, "no attribute"), which get none.
 func TestPostgresTermIndexMigration(t *testing.T) {
 	dsn := pgtest.Start(t)
 	old, err := openPostgresWith(ctx, dsn, Options{}, 1, nil)
@@ -440,7 +441,8 @@ func TestPostgresTermIndexMigration(t *testing.T) {
 	}
 	_ = old.Close()
 
-	s, err := OpenPostgres(ctx, dsn, Options{FeatureDim: 8})
+	unnamed := Unnamed{Class: 0, Attr: 0}
+	s, err := OpenPostgres(ctx, dsn, Options{FeatureDim: 8, Unnamed: &unnamed})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -451,14 +453,23 @@ func TestPostgresTermIndexMigration(t *testing.T) {
 	if err := s.Check(); err != nil {
 		t.Fatal(err)
 	}
-	// Every term of every image is found, with the image's support as its gain's weight.
+	// Every term of every image is found, with the image's support as its gain's weight;
+	// those of unnamed labels are not.
 	const eps = 1e-3
+	leftOut := 0
 	for _, img := range images {
 		summary := Summarize(img.Regions)
-		for _, wt := range summary.Terms(img.Regions.Len()) {
+		for _, wt := range summary.Terms(img.Regions.Len(), NothingUnnamed) {
 			got, err := s.ImagesByTerms(ctx, []int64{wt.Term.Code()}, eps, 1000)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if wt.Term.Class == unnamed.Class || wt.Term.Attr == unnamed.Attr {
+				if len(got) > 0 {
+					t.Errorf("term %v of an unnamed label has postings: %v", wt.Term, got)
+				}
+				leftOut++
+				continue
 			}
 			found := false
 			for _, c := range got {
@@ -474,8 +485,17 @@ func TestPostgresTermIndexMigration(t *testing.T) {
 			}
 		}
 	}
-	// New images get postings as they are put; deleting one takes its postings.
+	if leftOut == 0 {
+		t.Fatal("no image showed an unnamed label: nothing was checked")
+	}
+	// New images get postings as they are put, none for unnamed labels (class 0: code >> 24
+	// is 1; attribute 0: bits 4… are 1); deleting one takes its postings.
 	mustPut(t, s, randomImage("new", 99, 3, 8))
+	var all, ofUnnamed int
+	if err := s.pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE term >> 24 = 1 OR (term >> 4) & 1048575 = 1)
+		FROM uniter_image_terms`).Scan(&all, &ofUnnamed); err != nil || all == 0 || ofUnnamed != 0 {
+		t.Fatalf("postings: %d, %d of unnamed labels (%v)", all, ofUnnamed, err)
+	}
 	if err := s.DeleteImage(ctx, "old-03"); err != nil {
 		t.Fatal(err)
 	}

@@ -91,6 +91,14 @@ func (t Term) attrs() []int {
 	return []int{t.Attr}
 }
 
+// Unnamed are the class and attribute indices that name nothing (a detector's background
+// class, bottom-up-attention's "__no_attribute__"), −1 where there is none. No text mentions
+// them, so no query asks for them: Terms leaves their patterns out.
+type Unnamed struct{ Class, Attr int }
+
+// NothingUnnamed keeps every label's terms.
+var NothingUnnamed = Unnamed{Class: -1, Attr: -1}
+
 // WeightedTerm is a term an image shows, with its Support.
 type WeightedTerm struct {
 	Term   Term
@@ -99,12 +107,16 @@ type WeightedTerm struct {
 
 // Terms lists every term the image shows with support ≥ MinSupport, by code: each class,
 // each attribute, and each class with one attribute that its regions' top labels name,
-// counted 1 … MaxTermCount times.
-func (s *LabelSummary) Terms(regions int) []WeightedTerm {
+// counted 1 … MaxTermCount times; none with an unnamed class or attribute.
+func (s *LabelSummary) Terms(regions int, unnamed Unnamed) []WeightedTerm {
 	patterns := map[[2]int]bool{}
 	for r := range regions {
 		classes, attrs := s.regionLabels(r)
+		attrs = slices.DeleteFunc(attrs, func(a LabelProb) bool { return int(a.Index) == unnamed.Attr })
 		for _, c := range classes {
+			if int(c.Index) == unnamed.Class {
+				continue
+			}
 			patterns[[2]int{int(c.Index), -1}] = true
 			for _, a := range attrs {
 				if float64(c.Prob)*float64(a.Prob) >= MinSupport {

@@ -73,6 +73,7 @@ func bruteSupport(s *LabelSummary, regions, class int, attrs []int, n int) float
 
 func TestSupportAndTerms(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 9))
+	leftOut := 0
 	for trial := range 50 {
 		regions := 1 + rng.IntN(8)
 		s := randomSummary(rng, regions)
@@ -92,7 +93,7 @@ func TestSupportAndTerms(t *testing.T) {
 		}
 		// Terms lists exactly the single-attribute patterns with support, with that weight.
 		got := map[Term]float64{}
-		for _, wt := range s.Terms(regions) {
+		for _, wt := range s.Terms(regions, NothingUnnamed) {
 			if _, dup := got[wt.Term]; dup {
 				t.Fatalf("trial %d: term %v listed twice", trial, wt.Term)
 			}
@@ -123,6 +124,27 @@ func TestSupportAndTerms(t *testing.T) {
 				t.Fatalf("trial %d: term %v weight %v, want %v", trial, term, got[term], w)
 			}
 		}
+		// Unnamed labels: exactly the terms without them, with the same weights.
+		unnamed := Unnamed{Class: trial % 6, Attr: trial % 5}
+		kept := s.Terms(regions, unnamed)
+		for _, wt := range kept {
+			if wt.Term.Class == unnamed.Class || wt.Term.Attr == unnamed.Attr || got[wt.Term] != wt.Weight {
+				t.Fatalf("trial %d: %v unnamed, term %v (weight %v) kept", trial, unnamed, wt.Term, wt.Weight)
+			}
+		}
+		left := 0
+		for term := range want {
+			if term.Class == unnamed.Class || term.Attr == unnamed.Attr {
+				left++
+			}
+		}
+		if len(kept) != len(want)-left {
+			t.Fatalf("trial %d: %v unnamed: %d terms kept of %d, %d left out", trial, unnamed, len(kept), len(want), left)
+		}
+		leftOut += left
+	}
+	if leftOut == 0 {
+		t.Fatal("no trial had a term with an unnamed label: the check above checked nothing")
 	}
 }
 

@@ -80,9 +80,10 @@ type galleryService struct {
 }
 
 // openStore opens the configured store: the bbolt file in data_dir, or the PostgreSQL
-// database of gallery.dsn (the DSN stays out of every message).
-func openStore(ctx context.Context, cfg *Config, featureDim int) (gallery.Store, error) {
-	opts := gallery.Options{FeatureDim: featureDim}
+// database of gallery.dsn (the DSN stays out of every message). unnamed are the model's
+// labels that name nothing (no term index postings for them).
+func openStore(ctx context.Context, cfg *Config, featureDim int, unnamed gallery.Unnamed) (gallery.Store, error) {
+	opts := gallery.Options{FeatureDim: featureDim, Unnamed: &unnamed}
 	if cfg.Gallery.Backend != backendPostgres {
 		st, err := gallery.Open(cfg.DataDir, opts)
 		if err != nil {
@@ -107,11 +108,12 @@ func openStore(ctx context.Context, cfg *Config, featureDim int) (gallery.Store,
 
 // openGallery opens the configured gallery for the loaded model; close it once.
 func openGallery(ctx context.Context, cfg *Config, svc *service) (*galleryService, error) {
-	st, err := openStore(ctx, cfg, svc.bundle.Manifest.Model.FeatureDim)
+	labels := api.LabelsFor(svc.bundle)
+	st, err := openStore(ctx, cfg, svc.bundle.Manifest.Model.FeatureDim,
+		gallery.Unnamed{Class: labels.Background, Attr: noAttribute(labels.Attributes)})
 	if err != nil {
 		return nil, err
 	}
-	labels := api.LabelsFor(svc.bundle)
 	rcfg := retrieval.Config{
 		Source:        "detector:" + svc.info.Name,
 		Labels:        retrieval.Labels{Classes: labels.Classes, Attributes: labels.Attributes, Background: labels.Background, NoAttribute: noAttribute(labels.Attributes)},

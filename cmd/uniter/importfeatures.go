@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/uniter-serve/uniter/gallery"
+
 	"github.com/spf13/cobra"
 
 	"github.com/uniter-serve/uniter/gallery/featimport"
@@ -48,7 +50,9 @@ func importFeaturesCmd(load loader) *cobra.Command {
 				return err
 			}
 			defer src.Close()
-			st, err := openStore(cmd.Context(), cfg, m.Model.FeatureDim)
+			// Imported records have class labels (soft_labels, in the bundle's region label
+			// space) and no attributes.
+			st, err := openStore(cmd.Context(), cfg, m.Model.FeatureDim, gallery.Unnamed{Class: m.Regions.BackgroundIndex, Attr: -1})
 			if err != nil {
 				return err
 			}

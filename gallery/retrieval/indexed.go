@@ -134,7 +134,7 @@ func (s *Service) indexedTexts(ctx context.Context, ti gallery.TermIndex, summar
 	if _, err := ti.IndexTexts(ctx, s.lex.Key(), func(text string) ([]int64, float64) { return keyTerms(s.lex.Parse(text)) }); err != nil {
 		return nil, err
 	}
-	terms := summary.Terms(regions)
+	terms := summary.Terms(regions, gallery.Unnamed{Class: s.cfg.Labels.Background, Attr: s.cfg.Labels.NoAttribute})
 	codes, weights := make([]int64, len(terms)), make([]float64, len(terms))
 	for i, wt := range terms {
 		codes[i], weights[i] = wt.Term.Code(), wt.Weight
