@@ -21,6 +21,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,6 +31,7 @@ import (
 	"github.com/uniter-serve/uniter/detector"
 	"github.com/uniter-serve/uniter/heads"
 	"github.com/uniter-serve/uniter/internal/testenv"
+	"github.com/uniter-serve/uniter/textproc"
 )
 
 const (
@@ -129,25 +131,59 @@ func benchRegionsFor(dim int) detector.Regions {
 	return r
 }
 
-// benchTextsFor returns batch texts (cycling benchTexts) after checking that each tokenizes
-// to exactly benchTokens tokens with bundle's tokenizer.
+// benchTextsFor returns batch texts of exactly benchTokens tokens each with bundle's
+// tokenizer: benchTexts, cycled, for the benchmark bundle's vocabulary (the PyTorch peer's
+// inputs have that length); for another vocabulary (the default model's, say), texts made of
+// benchTexts' words that are single tokens in it.
 func benchTextsFor(b *testing.B, bundle *Bundle, batch int) []string {
 	b.Helper()
-	for _, t := range benchTexts {
+	tokens := func(t string) []textproc.Token {
 		enc, err := bundle.Tokenizer().Encode(t)
 		if err != nil {
 			b.Fatal(err)
 		}
-		if len(enc.Tokens) != benchTokens {
-			b.Fatalf("%q has %d tokens with bundle %s's vocabulary, the benchmark needs %d",
-				t, len(enc.Tokens), bundle.Manifest.Name, benchTokens)
-		}
+		return enc.Tokens
+	}
+	source := benchTexts
+	if slices.ContainsFunc(source, func(t string) bool { return len(tokens(t)) != benchTokens }) {
+		source = singleTokenTexts(b, benchTokens, tokens)
 	}
 	texts := make([]string, batch)
 	for i := range texts {
-		texts[i] = benchTexts[i%len(benchTexts)]
+		texts[i] = source[i%len(source)]
 	}
 	return texts
+}
+
+// singleTokenTexts makes len(benchTexts) texts of n tokens, [CLS] and [SEP] included, from
+// benchTexts' words that tokenize to one known token, each text starting at another word.
+func singleTokenTexts(b *testing.B, n int, tokens func(string) []textproc.Token) []string {
+	b.Helper()
+	var words []string
+	seen := map[string]bool{}
+	for _, t := range benchTexts {
+		for _, w := range strings.Fields(t) {
+			if tk := tokens(w); !seen[w] && len(tk) == 3 && tk[1].Text != "[UNK]" {
+				seen[w] = true
+				words = append(words, w)
+			}
+		}
+	}
+	if len(words) < 4 {
+		b.Fatalf("only %d of the benchmark texts' words are single tokens in this vocabulary: %v", len(words), words)
+	}
+	out := make([]string, len(benchTexts))
+	for i := range out {
+		text := make([]string, n-2)
+		for j := range text {
+			text[j] = words[(i*3+j)%len(words)]
+		}
+		out[i] = strings.Join(text, " ")
+		if got := len(tokens(out[i])); got != n {
+			b.Fatalf("%q has %d tokens, want %d", out[i], got, n)
+		}
+	}
+	return out
 }
 
 // reportPairs reports throughput in pairs per second over the timed loop.
