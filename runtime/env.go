@@ -45,6 +45,10 @@ type Config struct {
 	AllowCPUFallback    bool // if cuda cannot start, run on cpu (logged loudly) instead of failing
 	IntraOpThreads      int  // 0: ONNX Runtime's default (one per core)
 	InterOpThreads      int  // 0: ONNX Runtime's default
+	// IntraOpSpinning lets a graph's intra-op threads spin-wait for work after a run
+	// (session.intra_op.allow_spinning, ONNX Runtime's default). Off, they sleep: the cores are
+	// free for the Go side (requests, tokenizer, heads) between and beside runs.
+	IntraOpSpinning bool
 }
 
 // Validate checks the values that do not need the library.
@@ -211,6 +215,13 @@ func (e *Environment) sessionOptions(provider string, tuning *SessionTuning) (*o
 		if err := opts.SetIntraOpNumThreads(e.cfg.IntraOpThreads); err != nil {
 			return fail(err)
 		}
+	}
+	spinning := "0"
+	if e.cfg.IntraOpSpinning {
+		spinning = "1"
+	}
+	if err := opts.AddSessionConfigEntry("session.intra_op.allow_spinning", spinning); err != nil {
+		return fail(err)
 	}
 	if e.cfg.InterOpThreads > 0 {
 		if err := opts.SetInterOpNumThreads(e.cfg.InterOpThreads); err != nil {

@@ -189,6 +189,30 @@ func TestConcurrentRuns(t *testing.T) {
 	}
 }
 
+// Sessions open and run with intra-op spinning on and off (the option is ONNX Runtime's
+// session.intra_op.allow_spinning, which it reads when the session starts its threads).
+func TestIntraOpSpinning(t *testing.T) {
+	for _, spin := range []bool{false, true} {
+		cfg := testenv.Config(t)
+		cfg.IntraOpSpinning = spin
+		env, err := ort.NewEnvironment(cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := env.NewSession("probe", testenv.Path(t, "runtime", "probe.onnx"), probeIn, probeOut, nil)
+		if err != nil {
+			t.Fatalf("spinning %v: %v", spin, err)
+		}
+		out, err := s.Run(context.Background(), []ort.Tensor{{Shape: []int64{1}, F32: []float32{3}}})
+		if err != nil || out[0].F32[0] != 3 {
+			t.Fatalf("spinning %v: relu(3) = %v, %v", spin, out, err)
+		}
+		if err := errors.Join(s.Close(), env.Close()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // cudaUsable reports whether this machine could run the CUDA provider at all.
 func cudaUsable(t *testing.T) (bool, string) {
 	lib := filepath.Join(filepath.Dir(testenv.ORTLibrary(t)), "libonnxruntime_providers_cuda.so")

@@ -47,6 +47,8 @@ const (
 	docAttention   = docBundle + "/attention-test-100.json"
 	docGallery     = docBundle + "/bench-gallery-test-1k.json"
 	docLoad        = "docs/reports/bench-load.json"
+	docSpinOne     = "docs/reports/bench-spinning-one-text.json"
+	docSpin16      = "docs/reports/bench-spinning-16-texts.json"
 	docScale       = "docs/reports/bench-gallery-scale.json"
 	docEditProbe   = "docs/reports/base-edit-probe-test-1k.json" // the base model's; the default's is in its test-1k report
 	docEndMarker   = "<!-- end generated -->"
@@ -80,6 +82,7 @@ func docSections() []docSection {
 		{"docs/benchmarks.md", "gallery-scale", []string{docScale}, renderGalleryScale},
 		{"docs/benchmarks.md", "evaluation-runs", evals, renderEvalRuns},
 		{"docs/benchmarks.md", "load", []string{docLoad}, renderLoad},
+		{"docs/benchmarks.md", "spinning", []string{docSpinOne, docSpin16}, renderSpinning},
 		{"docs/gpu.md", "precision-agreement", []string{docAgreeFused, docAgreeFP16}, renderAgreement},
 	}
 }
@@ -883,6 +886,71 @@ func renderLoad(s *docSources) (out string, err error) {
 		docTable([]string{"build", "images", "clients", "accepted req/s", "p50 ms", "p99 ms", "shed (503)", "RSS start MiB", "RSS peak MiB", "other processes' CPU"},
 			rows, "llrrrrrrrr") +
 		"\nAt twice the capacity against at capacity (accepted throughput ratio, target ≥ 0.80):\n\n" + strings.Join(heads, "\n"), nil
+}
+
+// renderSpinning is two uniter-load runs of two builds, ONNX Runtime's intra-op spinning on
+// and off, on cached images: one text per request at several concurrencies, and one request of
+// 16 texts; pairs/s, and the two ratios of the dynamic batching goal.
+func renderSpinning(s *docSources) (out string, err error) {
+	defer docCatch(&err)
+	one, err := s.json(docSpinOne)
+	if err != nil {
+		return "", err
+	}
+	sixteen, err := s.json(docSpin16)
+	if err != nil {
+		return "", err
+	}
+	results := func(r docObj, path string) []docObj {
+		var out []docObj
+		for i, v := range r.list("results") {
+			o, ok := v.(map[string]any)
+			if !ok {
+				panic(fmt.Errorf("%s: results[%d] is not an object", path, i))
+			}
+			out = append(out, docObj{fmt.Sprintf("%s: results[%d]", path, i), o})
+		}
+		return out
+	}
+	texts := func(r docObj) float64 { return float64(len(r.obj("config").list("texts"))) }
+	perReq16 := map[string]float64{} // build → pairs/s of one request of 16 texts
+	for _, x := range results(sixteen, docSpin16) {
+		perReq16[x.str("server")] = x.num("accepted_per_s") * texts(sixteen)
+	}
+	var servers []string
+	for i, v := range one.list("servers") {
+		o, ok := v.(map[string]any)
+		if !ok {
+			return "", fmt.Errorf("%s: servers[%d] is not an object", docSpinOne, i)
+		}
+		servers = append(servers, docObj{docSpinOne, o}.str("label"))
+	}
+	rate := map[string]map[int]float64{}
+	var rows [][]string
+	for _, srv := range servers {
+		rate[srv] = map[int]float64{}
+		for _, x := range results(one, docSpinOne) {
+			if x.str("server") != srv {
+				continue
+			}
+			c := int(x.num("concurrency"))
+			rate[srv][c] = x.num("accepted_per_s") * texts(one)
+			rows = append(rows, []string{srv, docInt(float64(c)), docInt(rate[srv][c]), docInt(x.num("p50_ms")),
+				docInt(x.num("p99_ms")), fmt.Sprintf("%.2f", x.num("server_cpu_cores"))})
+		}
+		rows = append(rows, []string{srv, "1 (16 texts a request)", docInt(perReq16[srv]), "", "", ""})
+	}
+	var lines []string
+	for _, srv := range servers {
+		lines = append(lines, fmt.Sprintf("- %s: 16 clients **%.2f×** the pairs/s of one (goal ≥ 2.5×), **%.0f%%** of one request of 16 texts (goal ≥ 80%%)",
+			srv, rate[srv][16]/rate[srv][1], 100*rate[srv][16]/perReq16[srv]))
+	}
+	m := one.obj("machine")
+	return fmt.Sprintf("%s, %s on %s (%s cores), %s s a level, cached images, text %q; builds %s, alternated per level.\n\n",
+		one.str("date")[:10], one.str("git_describe"), m.str("cpu_model"), docInt(m.num("cores")), docInt(one.obj("config").num("duration_s")),
+		one.obj("config").list("texts")[0], strings.Join(servers, " and ")) +
+		docTable([]string{"build", "clients", "pairs/s", "p50 ms", "p99 ms", "server CPU (cores)"}, rows, "lrrrrr") +
+		"\n" + strings.Join(lines, "\n"), nil
 }
 
 func renderEvalRuns(s *docSources) (out string, err error) {

@@ -37,6 +37,7 @@ type Config struct {
 		AllowCPUFallback bool   `mapstructure:"allow_cpu_fallback"`
 		DetectorOnCUDA   bool   `mapstructure:"detector_on_cuda"`
 		IntraOpThreads   int    `mapstructure:"intra_op_threads"`
+		IntraOpSpinning  bool   `mapstructure:"intra_op_spinning"`
 		InterOpThreads   int    `mapstructure:"inter_op_threads"`
 		ProfileDir       string `mapstructure:"profile_dir"`
 	} `mapstructure:"ort"`
@@ -87,6 +88,7 @@ var defaults = map[string]any{
 	"ort.allow_cpu_fallback":    false,
 	"ort.detector_on_cuda":      false,
 	"ort.intra_op_threads":      0,
+	"ort.intra_op_spinning":     false,
 	"ort.inter_op_threads":      0,
 	"ort.profile_dir":           "",
 	"limits.max_body_bytes":     int64(24 << 20),
@@ -252,7 +254,7 @@ func (c *Config) Validate() error {
 func (c *Config) ortConfig() ort.Config {
 	return ort.Config{LibraryPath: c.ORT.Library, Provider: c.ORT.Provider, CUDADeviceID: c.ORT.CUDADeviceID,
 		CUDAMemoryLimit: c.ORT.CUDAMemoryLimit, CUDAUseTF32: c.ORT.CUDAUseTF32, CUDAStrictPlacement: c.ORT.CUDAStrict, AllowCPUFallback: c.ORT.AllowCPUFallback,
-		IntraOpThreads: c.ORT.IntraOpThreads, InterOpThreads: c.ORT.InterOpThreads}
+		IntraOpThreads: c.ORT.IntraOpThreads, IntraOpSpinning: c.ORT.IntraOpSpinning, InterOpThreads: c.ORT.InterOpThreads}
 }
 
 func (c *Config) logLevel() (slog.Level, error) {

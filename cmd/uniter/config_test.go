@@ -195,3 +195,29 @@ func TestExampleConfig(t *testing.T) {
 		}
 	}
 }
+
+// The ONNX Runtime settings reach runtime.Config: spinning is off unless asked for.
+func TestORTConfigSpinning(t *testing.T) {
+	lib := t.TempDir() + "/libonnxruntime.so" // checked for existence only
+	if err := os.WriteFile(lib, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("UNITER_ORT_LIBRARY", lib)
+	t.Setenv("UNITER_BUNDLE", "../../bundles/shapes-uniter")
+	for _, c := range []struct {
+		env  string
+		want bool
+	}{{"", false}, {"true", true}, {"false", false}} {
+		t.Setenv("UNITER_ORT_INTRA_OP_SPINNING", c.env)
+		if c.env == "" {
+			os.Unsetenv("UNITER_ORT_INTRA_OP_SPINNING")
+		}
+		cfg, err := loadConfig("", nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := cfg.ortConfig().IntraOpSpinning; got != c.want {
+			t.Errorf("UNITER_ORT_INTRA_OP_SPINNING=%q: IntraOpSpinning %v, want %v", c.env, got, c.want)
+		}
+	}
+}
