@@ -334,3 +334,27 @@ func checkBadInputDoc(t *testing.T, cases []badInput) {
 	}
 	t.Errorf("%s: the bad-input table is out of date; run make docs", badInputDoc)
 }
+
+// A task endpoint asked of a model not fine-tuned for it names the served models that are.
+func TestTaskUnavailableNamesTheModelsThatCan(t *testing.T) {
+	h := badInputServer(t)
+	for _, c := range []struct {
+		path string
+		body map[string]any
+		want string
+	}{
+		{"/v1/vqa", map[string]any{"regions": fixtureRegions(2), "question": "what colour?"},
+			`cannot do visual question answering: it has no vqa head; served models that can: "tiny-vqa" (send "model": "tiny-vqa")`},
+		{"/v1/refer", map[string]any{"regions": fixtureRegions(2), "expression": "the red one", "model": "tiny-vqa"},
+			`model tiny-vqa (task vqa) cannot do referring expression comprehension: it has no re head; served models that can: "tiny-re"`},
+		{"/v1/nlvr2", map[string]any{"regions": []any{fixtureRegions(2), fixtureRegions(2)}, "statement": "a"},
+			`served models that can: "tiny-nlvr2-paired", `},
+	} {
+		rec := send(h, withKey(jsonReq("POST", c.path, js(c.body)), writeKey))
+		var body api.ErrorBody
+		if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || rec.Code != 400 || body.Error.Code != "task_unavailable" ||
+			!strings.Contains(body.Error.Message, c.want) {
+			t.Errorf("%s: got %d %s, want 400 task_unavailable with %q", c.path, rec.Code, rec.Body, c.want)
+		}
+	}
+}

@@ -2,6 +2,10 @@ package api
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 
@@ -125,7 +129,7 @@ func (s *Server) vqa(c *gin.Context) (any, error) {
 		}
 		out, err := m.model.VQA(ctx, req.input, req.text, top)
 		if err != nil {
-			return nil, pipeline.Timing{}, nil, err
+			return nil, pipeline.Timing{}, nil, s.withTaskHint(err, pipeline.TaskVQA)
 		}
 		resp := NewVQAResponse(out, m.info.Name)
 		return &resp, out.Timing, &resp.Timings.Total, nil
@@ -140,7 +144,7 @@ func (s *Server) entailment(c *gin.Context) (any, error) {
 	}, map[string]bool{"hypothesis": true}, func(ctx context.Context, m *served, req request) (any, pipeline.Timing, *float64, error) {
 		out, err := m.model.Entail(ctx, req.input, req.text)
 		if err != nil {
-			return nil, pipeline.Timing{}, nil, err
+			return nil, pipeline.Timing{}, nil, s.withTaskHint(err, pipeline.TaskVE)
 		}
 		resp := NewEntailmentResponse(out, m.info.Name)
 		return &resp, out.Timing, &resp.Timings.Total, nil
@@ -187,7 +191,7 @@ func (s *Server) nlvr2(c *gin.Context) (any, error) {
 		}
 		out, err := m.model.NLVR2(ctx, [2]pipeline.Input{req.pair[0], req.pair[1]}, req.text)
 		if err != nil {
-			return nil, pipeline.Timing{}, nil, err
+			return nil, pipeline.Timing{}, nil, s.withTaskHint(err, pipeline.TaskNLVR2)
 		}
 		resp := NewNLVR2Response(out, m.info.Name)
 		return &resp, out.Timing, &resp.Timings.Total, nil
@@ -206,7 +210,7 @@ func (s *Server) refer(c *gin.Context) (any, error) {
 		}
 		out, err := m.model.Refer(ctx, req.input, req.text, top)
 		if err != nil {
-			return nil, pipeline.Timing{}, nil, err
+			return nil, pipeline.Timing{}, nil, s.withTaskHint(err, pipeline.TaskRE)
 		}
 		resp := NewReferResponse(out, m.info.Name)
 		return &resp, out.Timing, &resp.Timings.Total, nil
@@ -253,4 +257,24 @@ func NewReferResponse(out *pipeline.ReferOutput, model string) ReferResponse {
 		resp.Regions = append(resp.Regions, ReferredRegionJSON{Index: r.Index, Box: r.Box, Score: r.Score, Probability: r.Probability})
 	}
 	return resp
+}
+
+// withTaskHint adds to a task_unavailable error the served models fine-tuned for task, which
+// the request can name in its "model" field.
+func (s *Server) withTaskHint(err error, task string) error {
+	var ie *pipeline.InputError
+	if !errors.As(err, &ie) || ie.Code != pipeline.CodeTaskUnavailable {
+		return err
+	}
+	var names []string
+	for _, m := range s.models {
+		if m.info.Task.Name == task {
+			names = append(names, strconv.Quote(m.info.Name))
+		}
+	}
+	hint := "; no model served here is fine-tuned for it"
+	if len(names) > 0 {
+		hint = fmt.Sprintf("; served models that can: %s (send \"model\": %s)", strings.Join(names, ", "), names[0])
+	}
+	return &pipeline.InputError{Code: ie.Code, Message: ie.Message + hint, Err: ie.Err}
 }
