@@ -143,7 +143,7 @@ func (s *Server) addImage(c *gin.Context) (any, error) {
 		}
 	} else {
 		var body ImageUploadRequest
-		if err := s.decodeJSON(c, &body); err != nil {
+		if err := s.decodeJSON(c, &body, true); err != nil {
 			return nil, err
 		}
 		in, err := toInput(body.Image, nil, true)
@@ -381,7 +381,7 @@ func textJSON(t *gallery.Text) TextJSON {
 
 func (s *Server) addTexts(c *gin.Context) (any, error) {
 	var body TextsRequest
-	if err := s.decodeJSON(c, &body); err != nil {
+	if err := s.decodeJSON(c, &body, false); err != nil {
 		return nil, err
 	}
 	texts := make([]*gallery.Text, len(body.Texts))
@@ -528,7 +528,7 @@ type SearchTimings struct {
 func (s *Server) searchImages(c *gin.Context) (any, error) {
 	start := time.Now()
 	var body SearchImagesRequest
-	if err := s.decodeJSON(c, &body); err != nil {
+	if err := s.decodeJSON(c, &body, false); err != nil {
 		return nil, err
 	}
 	q := body.query()
@@ -545,7 +545,7 @@ func (s *Server) searchImages(c *gin.Context) (any, error) {
 func (s *Server) searchTexts(c *gin.Context) (any, error) {
 	start := time.Now()
 	var body SearchTextsRequest
-	if err := s.decodeJSON(c, &body); err != nil {
+	if err := s.decodeJSON(c, &body, false); err != nil {
 		return nil, err
 	}
 	q := body.query()

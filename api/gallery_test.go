@@ -241,6 +241,14 @@ func TestGalleryErrors(t *testing.T) {
 	} {
 		wantStatus(t, c.what, c.rec, c.status, c.code)
 	}
+	// A JSON-only route names JSON alone as what to send.
+	for _, path := range []string{"/v1/search/texts", "/v1/search/images", "/v1/texts"} {
+		rec := do(t, h, http.MethodPost, path, "multipart/form-data; boundary=x", strings.NewReader("--x--\r\n"))
+		wantStatus(t, path+" multipart", rec, 415, "unsupported_media_type")
+		if !strings.Contains(rec.Body.String(), "send application/json\"") {
+			t.Errorf("%s multipart: %s, want it to ask for application/json alone", path, rec.Body)
+		}
+	}
 	// Nothing above was written.
 	if s, _ := st.Stats(galleryCtx); s.Images != 1 || s.Texts != 0 {
 		t.Errorf("after bad requests: %d images, %d texts, want 1 and 0", s.Images, s.Texts)

@@ -68,7 +68,7 @@ func toInput(img *ImageJSON, regions *RegionsJSON, imageOnly bool) (pipeline.Inp
 // fields["images"] accepts several image files (NLVR2's pair).
 func (s *Server) readRequest(c *gin.Context, jsonBody any, fromJSON func() (request, error), fields map[string]bool) (request, error) {
 	if c.ContentType() != "multipart/form-data" {
-		if err := s.decodeJSON(c, jsonBody); err != nil {
+		if err := s.decodeJSON(c, jsonBody, true); err != nil {
 			return request{}, err
 		}
 		return fromJSON()

@@ -262,11 +262,17 @@ func (s *Server) context(c *gin.Context) (context.Context, context.CancelFunc) {
 	return context.WithCancel(c.Request.Context())
 }
 
-// decodeJSON reads exactly one JSON object into dst, rejecting unknown fields.
-func (s *Server) decodeJSON(c *gin.Context, dst any) error {
+// decodeJSON reads exactly one JSON object into dst, rejecting unknown fields. orMultipart
+// says whether the endpoint also takes multipart/form-data (read by its caller), for the
+// message about another content type.
+func (s *Server) decodeJSON(c *gin.Context, dst any, orMultipart bool) error {
 	if ct := c.ContentType(); ct != "" && ct != "application/json" {
+		want := "application/json"
+		if orMultipart {
+			want += " or multipart/form-data"
+		}
 		return &requestError{status: http.StatusUnsupportedMediaType, code: "unsupported_media_type",
-			message: fmt.Sprintf("content type %s: send application/json or multipart/form-data", quoteInput(ct))}
+			message: fmt.Sprintf("content type %s: send %s", quoteInput(ct), want)}
 	}
 	dec := json.NewDecoder(c.Request.Body)
 	dec.DisallowUnknownFields()
