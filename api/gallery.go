@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -170,29 +169,11 @@ func (s *Server) addImage(c *gin.Context) (any, error) {
 type created struct{ body any }
 
 func readUploadMultipart(c *gin.Context) (data []byte, id string, meta json.RawMessage, err error) {
-	mr, err := c.Request.MultipartReader()
-	if err != nil {
-		return nil, "", nil, badRequest("malformed_multipart", "multipart body: %v", err)
-	}
-	for {
-		part, err := mr.NextPart()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, "", nil, multipartErr(err)
-		}
-		raw, err := io.ReadAll(part)
-		if err != nil {
-			return nil, "", nil, multipartErr(err)
-		}
-		switch name := part.FormName(); name {
+	err = eachPart(c, func(name string, raw []byte) error {
+		switch name {
 		case "image":
-			if data != nil {
-				return nil, "", nil, badRequest("invalid_input", "multipart: more than one image field")
-			}
-			if len(raw) == 0 {
-				return nil, "", nil, badRequest("invalid_image", "image: the file is empty")
+			if err := imagePart(data, raw); err != nil {
+				return err
 			}
 			data = raw
 		case "id":
@@ -200,8 +181,12 @@ func readUploadMultipart(c *gin.Context) (data []byte, id string, meta json.RawM
 		case "metadata":
 			meta = raw
 		default:
-			return nil, "", nil, badRequest("unknown_field", "multipart: unknown field %s (want image, id, metadata)", quoteInput(name))
+			return badRequest("unknown_field", "multipart: unknown field %s (want image, id, metadata)", quoteInput(name))
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, "", nil, err
 	}
 	if data == nil {
 		return nil, "", nil, badRequest("missing_image", "multipart: an image file field named \"image\" is required")

@@ -76,32 +76,53 @@ func (s *Server) readRequest(c *gin.Context, jsonBody any, fromJSON func() (requ
 	return s.readMultipart(c, fields)
 }
 
-func (s *Server) readMultipart(c *gin.Context, fields map[string]bool) (request, error) {
-	var req request
+// eachPart calls fn with each part of a multipart/form-data body, by field name, in order;
+// it stops at fn's first error. The body's size limit holds (413).
+func eachPart(c *gin.Context, fn func(name string, raw []byte) error) error {
 	mr, err := c.Request.MultipartReader()
 	if err != nil {
-		return req, badRequest("malformed_multipart", "multipart body: %v", err)
+		return badRequest("malformed_multipart", "multipart body: %v", err)
 	}
 	for {
 		part, err := mr.NextPart()
 		if errors.Is(err, io.EOF) {
-			break
+			return nil
 		}
 		if err != nil {
-			return req, multipartErr(err)
+			return multipartErr(err)
 		}
-		name := part.FormName()
 		raw, err := io.ReadAll(part)
 		if err != nil {
-			return req, multipartErr(err)
+			return multipartErr(err)
 		}
+		if err := fn(part.FormName(), raw); err != nil {
+			return err
+		}
+	}
+}
+
+// imagePart checks an "image" file field: one only, not empty.
+func imagePart(have, raw []byte) error {
+	if have != nil {
+		return badRequest("invalid_input", "multipart: more than one image field")
+	}
+	if len(raw) == 0 {
+		return badRequest("invalid_image", "image: the file is empty")
+	}
+	return nil
+}
+
+func (s *Server) readMultipart(c *gin.Context, fields map[string]bool) (request, error) {
+	var req request
+	err := eachPart(c, func(name string, raw []byte) error {
 		switch {
 		case name == "image":
-			if req.input.Image != nil && !fields["images"] {
-				return req, badRequest("invalid_input", "multipart: more than one image field")
+			have := req.input.Image
+			if fields["images"] {
+				have = nil // NLVR2's pair: several image files
 			}
-			if len(raw) == 0 {
-				return req, badRequest("invalid_image", "image: the file is empty")
+			if err := imagePart(have, raw); err != nil {
+				return err
 			}
 			if req.input.Image == nil {
 				req.input.Image = raw
@@ -110,12 +131,14 @@ func (s *Server) readMultipart(c *gin.Context, fields map[string]bool) (request,
 		case name == "model":
 			req.model = string(raw)
 		case !fields[name]:
-			return req, badRequest("unknown_field", "multipart: unknown field %s", quoteInput(name))
+			return badRequest("unknown_field", "multipart: unknown field %s", quoteInput(name))
 		default:
-			if err := req.setField(name, string(raw)); err != nil {
-				return req, err
-			}
+			return req.setField(name, string(raw))
 		}
+		return nil
+	})
+	if err != nil {
+		return req, err
 	}
 	if req.input.Image == nil {
 		return req, badRequest("missing_image", "multipart: an image file field named \"image\" is required")
