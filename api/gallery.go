@@ -530,18 +530,26 @@ func (s *Server) searchImages(c *gin.Context) (any, error) {
 func (s *Server) searchTexts(c *gin.Context) (any, error) {
 	start := time.Now()
 	var body SearchTextsRequest
-	if err := s.decodeJSON(c, &body, false); err != nil {
-		return nil, err
-	}
-	q := body.query()
-	q.ImageID = body.ImageID
-	if body.Image != nil {
-		in, err := toInput(body.Image, nil, true)
-		if err != nil {
+	var image []byte
+	if c.ContentType() == "multipart/form-data" {
+		var err error
+		if body, image, err = readSearchTextsMultipart(c); err != nil {
 			return nil, err
 		}
-		q.Image = in.Image
+	} else {
+		if err := s.decodeJSON(c, &body, true); err != nil {
+			return nil, err
+		}
+		if body.Image != nil {
+			in, err := toInput(body.Image, nil, true)
+			if err != nil {
+				return nil, err
+			}
+			image = in.Image
+		}
 	}
+	q := body.query()
+	q.ImageID, q.Image = body.ImageID, image
 	ctx, cancel := s.context(c)
 	defer cancel()
 	res, err := s.gallery.SearchTexts(ctx, q)
@@ -549,6 +557,51 @@ func (s *Server) searchTexts(c *gin.Context) (any, error) {
 		return nil, err
 	}
 	return s.searchResponse(res, start), nil
+}
+
+// readSearchTextsMultipart reads POST /v1/search/texts sent as multipart/form-data: an "image"
+// file or an "image_id" field, and the search options as fields of the same names as in JSON.
+func readSearchTextsMultipart(c *gin.Context) (body SearchTextsRequest, image []byte, err error) {
+	integer := func(name, value string, dst *int) error {
+		n, err := strconv.Atoi(strings.TrimSpace(value))
+		if err != nil {
+			return badRequest("invalid_"+name, "%s: %s is not an integer", name, quoteInput(value))
+		}
+		*dst = n
+		return nil
+	}
+	err = eachPart(c, func(name string, raw []byte) error {
+		value := string(raw)
+		switch name {
+		case "image":
+			if err := imagePart(image, raw); err != nil {
+				return err
+			}
+			image = raw
+		case "image_id":
+			body.ImageID = strings.TrimSpace(value)
+		case "limit":
+			return integer(name, value, &body.Limit)
+		case "offset":
+			return integer(name, value, &body.Offset)
+		case "candidates":
+			return integer(name, value, &body.Candidates)
+		case "mode":
+			body.Mode = strings.TrimSpace(value)
+		case "evidence_by":
+			body.EvidenceBy = strings.TrimSpace(value)
+		case "evidence":
+			var err error
+			if body.Evidence, err = strconv.ParseBool(strings.TrimSpace(value)); err != nil {
+				return badRequest("invalid_evidence", "evidence: %s is not a boolean", quoteInput(value))
+			}
+		default:
+			return badRequest("unknown_field", "multipart: unknown field %s (want image or image_id, limit, offset, "+
+				"mode, candidates, evidence, evidence_by)", quoteInput(name))
+		}
+		return nil
+	})
+	return body, image, err
 }
 
 func (s *Server) searchResponse(res *retrieval.Results, start time.Time) SearchResponse {

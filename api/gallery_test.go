@@ -14,6 +14,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -242,7 +243,7 @@ func TestGalleryErrors(t *testing.T) {
 		wantStatus(t, c.what, c.rec, c.status, c.code)
 	}
 	// A JSON-only route names JSON alone as what to send.
-	for _, path := range []string{"/v1/search/texts", "/v1/search/images", "/v1/texts"} {
+	for _, path := range []string{"/v1/search/images", "/v1/texts"} {
 		rec := do(t, h, http.MethodPost, path, "multipart/form-data; boundary=x", strings.NewReader("--x--\r\n"))
 		wantStatus(t, path+" multipart", rec, 415, "unsupported_media_type")
 		if !strings.Contains(rec.Body.String(), "send application/json\"") {
@@ -329,6 +330,38 @@ func TestGalleryTextsAndSearch(t *testing.T) {
 	wantStatus(t, "search texts by image", rec, http.StatusOK, "")
 	if byImg := decode[api.SearchResponse](t, rec); byImg.Image == nil || byImg.Image.Width != 55 || len(byImg.Results) != 3 {
 		t.Errorf("search texts by image: %+v", byImg)
+	}
+	// The same search with the image as a multipart file, options as fields: the same answer.
+	jsonRec := postJSON(t, h, "/v1/search/texts", map[string]any{"image": map[string]string{"data": base64.StdEncoding.EncodeToString(galleryPNG(t, 1, 55, 60))},
+		"limit": 2, "offset": 1, "evidence": true, "mode": "exact"})
+	mpRec := send(h, multipartReq(t, "/v1/search/texts", galleryPNG(t, 1, 55, 60),
+		[2]string{"limit", "2"}, [2]string{"offset", "1"}, [2]string{"evidence", "true"}, [2]string{"mode", "exact"}))
+	wantStatus(t, "search texts by image, multipart", mpRec, http.StatusOK, "")
+	fromJSON, fromMP := decode[api.SearchResponse](t, jsonRec), decode[api.SearchResponse](t, mpRec)
+	fromJSON.Timings, fromMP.Timings = api.SearchTimings{}, api.SearchTimings{}
+	fromJSON.Image.CacheHit, fromMP.Image.CacheHit = false, false
+	if !reflect.DeepEqual(fromJSON, fromMP) || len(fromMP.Results) != 2 || fromMP.Results[0].Evidence == nil {
+		t.Errorf("search texts, multipart: %+v\nJSON: %+v", fromMP, fromJSON)
+	}
+	for _, c := range []struct {
+		what   string
+		image  []byte
+		fields [][2]string
+		code   string
+	}{
+		{"limit not an integer", galleryPNG(t, 1, 55, 60), [][2]string{{"limit", "ten"}}, "invalid_limit"},
+		{"limit over the maximum", galleryPNG(t, 1, 55, 60), [][2]string{{"limit", "21"}}, "invalid_limit"},
+		{"evidence not a boolean", galleryPNG(t, 1, 55, 60), [][2]string{{"evidence", "maybe"}}, "invalid_evidence"},
+		{"an unknown field", galleryPNG(t, 1, 55, 60), [][2]string{{"text", "a red circle"}}, "unknown_field"},
+		{"an image and an image_id", galleryPNG(t, 1, 55, 60), [][2]string{{"image_id", "img-1"}}, "invalid_input"},
+		{"neither", nil, [][2]string{{"limit", "2"}}, "invalid_input"},
+		{"an empty image file", []byte{}, nil, "invalid_image"},
+	} {
+		wantStatus(t, "search texts, multipart, "+c.what, send(h, multipartReq(t, "/v1/search/texts", c.image, c.fields...)), 400, c.code)
+	}
+	rec = send(h, multipartReq(t, "/v1/search/texts", nil, [2]string{"image_id", "img-1"}, [2]string{"limit", "1"}))
+	if byID := decode[api.SearchResponse](t, rec); len(byID.Results) != 1 || byID.Image != nil {
+		t.Errorf("search texts by image_id, multipart: %s", rec.Body)
 	}
 	wantStatus(t, "delete text", do(t, h, http.MethodDelete, "/v1/texts/t2", "", nil), http.StatusOK, "")
 	rec = postJSON(t, h, "/v1/search/texts", map[string]any{"image_id": "img-1"})
