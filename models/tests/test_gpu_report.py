@@ -122,3 +122,21 @@ def test_other_splits_and_nonstrict_runs_are_named(logs):
     assert rep["agreement"]["fp16"]["split"] == "test-100"
     assert rep["encoder"]["nonstrict"] == ["base-fp16"]
     assert "CPU fallback (some nodes on the CPU): fp16 (fused)." in R.markdown(rep)
+
+
+def test_profiles_sum_the_files_and_count_memcpy_nodes(tmp_path):
+    # `uniter profile-summary --json` of two files: a stream of two objects (times in ns).
+    def obj(runs, ops):
+        return {"file": "x.json", "profile": {"runs": runs, "total": runs * 2_000_000,
+                                             "ops": [{"op": o, "calls": c, "time_ns": t} for o, c, t in ops]}}
+    stream = json.dumps(obj(4, [("MatMul", 40, 4_000_000), ("MemcpyFromHost", 8, 400_000)]), indent=2) + "\n" + \
+        json.dumps(obj(6, [("MatMul", 60, 6_000_000), ("Attention", 60, 2_000_000)]), indent=2) + "\n"
+    (tmp_path / "profile-base-fp16-ot.json").write_text(stream)
+    rep = R.report(str(tmp_path))
+    p = rep["profiles"]["base-fp16-ot"]
+    assert p["runs"] == 10 and p["ms_per_run"] == pytest.approx(2.0)
+    assert p["memcpy_per_run"] == pytest.approx(0.8)
+    assert p["top"][0] == ("MatMul", pytest.approx(1.0), pytest.approx(10 / 12.4))
+    g = {x["goal"]: x for x in rep["goals"]}["no host round trip inside the graph (fp16 (fused), transport in the graph: Memcpy nodes per run)"]
+    assert g["met"] is False and g["measured"] == "0.8"
+    assert "0.8 Memcpy nodes a run" in R.markdown(rep)

@@ -14,6 +14,8 @@ LOGS holds what the script's steps wrote, each file named by its step:
                              one graph on CUDA, which strict placement must refuse at load)
     agreement-PREC-test-1k.json
                              `uniter eval --reference` of the default model's PREC export (fp16, fused)
+    profile-BUNDLE.json      `uniter profile-summary --json` of ONNX Runtime's profile of BUNDLE's
+                             encoder graph at the largest batch
     machine.txt              nproc and nvidia-smi
 
 Each figure is the best of the rounds that have it (a GPU shared with nothing; other load only
@@ -154,6 +156,40 @@ def read_agreement(logs: str) -> dict:
     return out
 
 
+MEMCPY_OPS = ("MemcpyFromHost", "MemcpyToHost")
+
+
+def read_profiles(logs: str) -> dict:
+    """{bundle: {"runs", "ms_per_run", "kernel_ms_per_run", "memcpy_per_run", "top": [(op,
+    ms per run, share of kernel time)]}} from profile-BUNDLE.json (uniter profile-summary
+    --json: one object per profile file, summed here)."""
+    out = {}
+    for path in sorted(glob.glob(os.path.join(logs, "profile-*.json"))):
+        bundle = os.path.basename(path)[len("profile-"):-len(".json")]
+        runs, total, ops = 0, 0.0, {}
+        dec, text, i = json.JSONDecoder(), open(path).read(), 0
+        while True:  # a stream of JSON objects, one per file
+            while i < len(text) and text[i].isspace():
+                i += 1
+            if i == len(text):
+                break
+            obj, i = dec.raw_decode(text, i)
+            p = obj["profile"]
+            runs += p["runs"]
+            total += p["total"] / 1e6
+            for o in p["ops"]:
+                calls, ms = ops.get(o["op"], (0, 0.0))
+                ops[o["op"]] = (calls + o["calls"], ms + o["time_ns"] / 1e6)
+        if not runs:
+            continue
+        kernels = sum(ms for _, ms in ops.values())
+        top = sorted(ops.items(), key=lambda kv: -kv[1][1])[:8]
+        out[bundle] = {"runs": runs, "ms_per_run": total / runs, "kernel_ms_per_run": kernels / runs,
+                       "memcpy_per_run": sum(ops.get(m, (0, 0))[0] for m in MEMCPY_OPS) / runs,
+                       "top": [(op, ms / runs, ms / kernels if kernels else math.nan) for op, (_, ms) in top]}
+    return out
+
+
 def best(xs) -> float:
     return max(xs) if xs else math.nan
 
@@ -162,7 +198,7 @@ def _ratio(a: float, b: float) -> float:
     return a / b if b and not math.isnan(a) and not math.isnan(b) else math.nan
 
 
-def goals(enc: dict, torch_: dict, butd: dict, agree: dict) -> list:
+def goals(enc: dict, torch_: dict, butd: dict, agree: dict, profiles: dict | None = None) -> list:
     """The goals of the GPU work, each {"goal", "measured", "value", "met"}; met is None when
     an input is missing."""
     rate = enc["pairs_per_s"]
@@ -213,6 +249,9 @@ def goals(enc: dict, torch_: dict, butd: dict, agree: dict) -> list:
     out.append({"goal": "one-graph detector refused on CUDA at load (no crash)",
                 "measured": "not measured" if one_cuda is None else one_cuda.get("error", "it ran"),
                 "value": None, "met": refused_at_load(one_cuda)})
+    for bundle, p in sorted((profiles or {}).items()):
+        out.append(g(f"no host round trip inside the graph ({LABELS.get(bundle, bundle)}: Memcpy nodes per run)",
+                     p["memcpy_per_run"], 0, "{:g}", at_least=False))
     fp16 = agree.get("fp16") if agree.get("fp16", {}).get("split") == "test-1k" else None
     out.append(g("fp16: same ITM decision on ≥ 99.9% of test-1k pairs", fp16["same_decision"] if fp16 else None,
                  0.999, "{:.3%}"))
@@ -276,6 +315,12 @@ def markdown(rep: dict) -> str:
             lines.append(f"| {p} | {a['split']} | {_f(a.get('pairs'))} | {_f(a.get('same_decision'), '{:.3%}')} "
                          f"| {_f(a.get('max_logit_diff'), '{:.2e}')} | {_f(a.get('p999_logit_diff'), '{:.2e}')} "
                          f"| {_f(a.get('pairs_per_second'))} | {_f(a.get('reference_pairs_per_second'))} |")
+    for bundle, p in rep["profiles"].items():
+        lines += ["", f"ONNX Runtime's profile of {LABELS.get(bundle, bundle)} (graph only, {p['runs']} runs): "
+                  f"{p['ms_per_run']:.2f} ms a run, {p['kernel_ms_per_run']:.2f} ms of it in kernels; "
+                  f"{p['memcpy_per_run']:g} Memcpy nodes a run.", "",
+                  "| operator | ms per run | share of kernel time |", "|---|---:|---:|"]
+        lines += [f"| {op} | {ms:.3f} | {share:.1%} |" for op, ms, share in p["top"]]
     lines += ["", "| goal | measured | met |", "|---|---|---|"]
     for g in rep["goals"]:
         lines.append(f"| {g['goal']} | {g['measured']} | "
@@ -287,6 +332,7 @@ def markdown(rep: dict) -> str:
 
 def report(logs: str) -> dict:
     enc, torch_, butd, agree = read_encoder(logs), read_torch(logs), read_butd(logs), read_agreement(logs)
+    profiles = read_profiles(logs)
     machine = ""
     if os.path.exists(os.path.join(logs, "machine.txt")):
         machine = "; ".join(l.strip() for l in open(os.path.join(logs, "machine.txt")) if l.strip()
@@ -295,7 +341,7 @@ def report(logs: str) -> dict:
     if os.path.exists(os.path.join(logs, "skipped.txt")):
         skipped = [l.strip() for l in open(os.path.join(logs, "skipped.txt")) if l.strip()]
     return {"machine": machine, "encoder": enc, "torch": torch_, "butd": butd, "agreement": agree,
-            "goals": goals(enc, torch_, butd, agree), "skipped": skipped}
+            "profiles": profiles, "goals": goals(enc, torch_, butd, agree, profiles), "skipped": skipped}
 
 
 def main(argv=None):

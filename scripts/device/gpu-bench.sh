@@ -16,7 +16,9 @@
 #             (uniter.bench torch --device cuda [--autocast])
 #   4 detector the split detector on CUDA and on all the CPU's cores; the one graph on CUDA,
 #             which strict placement must refuse at load
-#   5 fp16    `uniter eval --reference` of the default model's fp16 export on test-1k on CUDA
+#   5 fp16    `uniter eval --reference` of the default model's fp16 export on test-1k on CUDA,
+#             and ONNX Runtime's profile of the fp16 bundle with the transport (operators; no
+#             Memcpy node, i.e. no host round trip inside the graph)
 #   6 again   a second round of step 2; then the fused fp32 bundle and its test-1k agreement
 #
 # and writes the report (python3 -m uniter.gpu_report: every figure, and each goal met, missed
@@ -236,6 +238,19 @@ agree() { # agree PRECISION
       --score-batch 1024 --score-workers 4 -q --out "$L/agreement-$1-$AGREE_SPLIT.json"
 }
 agree fp16
+
+# 5b. ONNX Runtime's own profile of the fastest bundle at the largest batch: the operators that
+# bound it, and that no node copies between host and device inside the graph (Memcpy nodes; the
+# inputs and outputs are copied once a run by ONNX Runtime itself).
+profile() { # profile BUNDLE
+  local b=$1 batch=${BATCHES##*,}
+  [ -d "$G/$b" ] || return
+  rm -rf "$G/profile-$b" && mkdir -p "$G/profile-$b"
+  UNITER_ORT_PROFILE_DIR=$G/profile-$b UNITER_BENCH_BUNDLE=$G/$b UNITER_BENCH_BATCHES=$batch \
+    step 120 "profile-$b-run" bash -c "cd '$root/pipeline' && '$TEST' -test.run '^\$' -test.bench 'BenchmarkEncoderGraphOnly\$' -test.benchtime 20x" &&
+    "$G/uniter" profile-summary --json "$G/profile-$b"/encoder-*.json > "$L/profile-$b.json" 2>> "$LOG"
+}
+profile base-fp16-ot
 
 # 6. What is left of the budget: more rounds, then the fused fp32 graph.
 for r in $(seq 2 "$ROUNDS"); do
