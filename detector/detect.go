@@ -42,6 +42,9 @@ type Detector struct {
 	AttrDim    int // attributes of AttrProbs; 0 without an attribute head
 	// Gate, when set, bounds decoding and preprocessing across detections (CPU and memory).
 	Gate *Gate
+	// GraphBytes is memory a graph run holds beyond its input, whatever the image (a split
+	// detector's pooled proposals), reserved at Gate with the input.
+	GraphBytes int64
 }
 
 // Timing splits one detection.
@@ -75,7 +78,7 @@ func (d *Detector) Detect(ctx context.Context, data []byte) (*Detection, error) 
 		if err != nil {
 			return nil, err
 		}
-		r, err := d.Gate.reserve(ctx, w, h, d.Preprocess)
+		r, err := d.Gate.reserve(ctx, w, h, d.Preprocess, d.GraphBytes)
 		if err != nil {
 			return nil, err
 		}

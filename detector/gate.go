@@ -10,8 +10,9 @@ import (
 // Gate bounds the image work done at once across requests: at most one decode or preprocess
 // per CPU, and at most a budget of bytes held by decoded pixels and preprocessed tensors. A
 // detection reserves what its image will cost (known from the header) before decoding, and
-// gives the pixels' share back after preprocessing and the tensor's after the graph ran. An
-// image that alone exceeds the budget takes the whole budget, so it runs alone.
+// gives the pixels' share back after preprocessing and the tensor's after the graph ran, with
+// what the graph run holds beyond its input (Detector.GraphBytes). An image that alone exceeds
+// the budget takes the whole budget, so it runs alone.
 type Gate struct {
 	cpu    chan struct{}
 	memory *semaphore.Weighted
@@ -33,10 +34,11 @@ type reservation struct {
 	pixels, input int64
 }
 
-// reserve waits until the image's pixels and the graph input fit in the budget.
-func (g *Gate) reserve(ctx context.Context, width, height int, spec PreprocessSpec) (*reservation, error) {
+// reserve waits until the image's pixels and the graph input, with graphBytes more held while
+// the graph runs, fit in the budget.
+func (g *Gate) reserve(ctx context.Context, width, height int, spec PreprocessSpec, graphBytes int64) (*reservation, error) {
 	_, wr, hr := ResizeScale(width, height, spec)
-	r := &reservation{g: g, pixels: int64(width) * int64(height) * decodeBytesPerPixel, input: 3 * 4 * int64(wr) * int64(hr)}
+	r := &reservation{g: g, pixels: int64(width) * int64(height) * decodeBytesPerPixel, input: 3*4*int64(wr)*int64(hr) + graphBytes}
 	if over := r.pixels + r.input - g.budget; over > 0 {
 		r.pixels = max(r.pixels-over, 0)
 		r.input = g.budget - r.pixels

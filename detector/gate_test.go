@@ -82,6 +82,39 @@ func TestGateBoundsMemory(t *testing.T) {
 	}
 }
 
+// What a graph run holds beyond its input (Detector.GraphBytes) counts too: with it, the
+// budget that let two detections run at once lets one.
+func TestGateCountsGraphBytes(t *testing.T) {
+	spec := PreprocessSpec{ChannelOrder: "RGB", PixelStd: [3]float32{1, 1, 1}, ShorterSide: 100}
+	_, wr, hr := ResizeScale(100, 50, spec)
+	perImage := int64(100*50*decodeBytesPerPixel + 12*wr*hr)
+	g := &blockingGraph{entered: make(chan struct{}, 8), release: make(chan struct{})}
+	d := &Detector{Graph: g, Preprocess: spec, Selection: SelectionSpec{NMSIoU: 0.3, MinBoxes: 1, MaxBoxes: 10},
+		MaxRegions: 10, ClassDim: 3, FeatureDim: 2, Gate: NewGate(2*perImage + perImage/2), GraphBytes: perImage}
+	img := pngBytes(t, 100, 50)
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			if _, err := d.Detect(context.Background(), img); !errors.Is(err, ErrNoProposals) {
+				t.Errorf("detection: %v, want the graph's answer", err)
+			}
+		})
+	}
+	<-g.entered
+	select {
+	case <-g.entered:
+		t.Fatal("a second detection ran beside the first beyond the budget its graph bytes leave")
+	case <-time.After(200 * time.Millisecond):
+	}
+	g.release <- struct{}{}
+	<-g.entered
+	close(g.release)
+	wg.Wait()
+	if p := g.peak.Load(); p != 1 {
+		t.Fatalf("%d graph runs at once, want 1", p)
+	}
+}
+
 // An image larger than the whole budget still runs, alone.
 func TestGateImageOverBudget(t *testing.T) {
 	g := &fakeGraph{out: Outputs{}}

@@ -115,7 +115,27 @@ func (b *Bundle) newDetector() *detector.Detector {
 		FeatureDim: m.Model.FeatureDim,
 		AttrDim:    len(b.attrs),
 		Gate:       detector.NewGate(b.opts.ImageMemory),
+		GraphBytes: b.PooledInputBytes(),
 	}
+}
+
+// PooledInputBytes is the largest RoI-pooled heads input a split detector that pools in Go
+// holds during a detection (post_nms_top_n proposals × C × S × S floats; bottom-up-attention:
+// 300 × 1,024 × 14 × 14, 241 MB), counted at the image-memory gate (limits.image_memory_bytes);
+// 0 for other detectors, and when the heads graph does not fix C.
+func (b *Bundle) PooledInputBytes() int64 {
+	d := b.Manifest.Detector
+	if d == nil || d.Proposals == nil || d.Proposals.RoIPool == nil || b.detectorHeads == nil {
+		return 0
+	}
+	p := d.Proposals
+	for _, in := range b.detectorHeads.Inputs() {
+		if in.Name == p.RoIPool.Input && len(in.Shape) == 4 && in.Shape[1] > 0 {
+			s := int64(p.RoIPool.OutputSize)
+			return int64(p.PostNMSTopN) * in.Shape[1] * s * s * 4
+		}
+	}
+	return 0
 }
 
 // detectorGraph runs the bundle's detector session under its scheduler, with the outputs

@@ -362,6 +362,11 @@ func checkButdSplit(t *testing.T, env *ort.Environment, dir string, g *butdGolde
 	if p == nil || p.RoIPool == nil || p.RoIPool.OutputSize != 14 || p.MinSize == nil {
 		t.Fatalf("bundle-split's proposals section %+v: want bottom-up-attention's, pooled in Go at 14×14 with min_size", p)
 	}
+	// The pooled heads input is counted at the image-memory gate: post_nms_top_n × C × 14 × 14
+	// floats, C from the heads graph (the res4 feature map: 1,024 channels).
+	if got, want := b.PooledInputBytes(), int64(p.PostNMSTopN)*1024*14*14*4; got != want || want == 0 {
+		t.Errorf("PooledInputBytes %d, want %d", got, want)
+	}
 	ctx := context.Background()
 	gdir := filepath.Join(dir, "golden")
 	for _, im := range g.Images {
