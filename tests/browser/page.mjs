@@ -167,6 +167,7 @@ async function runTest(opts) {
   log(`expecting ${expected.length} regions (${confident} at or above ${minConf}), ${model.layers}×${model.attention_heads} heads`);
 
   // With a gallery, store the image so that the page's search finds it.
+  const galleryTexts = ["a red square left of a blue circle", "two green triangles", "a yellow star"];
   const galleryResp = await fetch(`${base}/v1/images?limit=1`, { headers: auth });
   const hasGallery = galleryResp.ok;
   if (hasGallery) {
@@ -175,6 +176,10 @@ async function runTest(opts) {
     up.append("id", "browser-test");
     const r = await fetch(`${base}/v1/images`, { method: "POST", body: up, headers: auth });
     check(r.ok, `POST /v1/images: HTTP ${r.status} ${await r.text()}` + (r.status === 403 ? " (--key must be a key that may add images)" : ""));
+    // And texts, for the search by the chosen image.
+    const t = await fetch(`${base}/v1/texts`, { method: "POST", headers: { ...auth, "Content-Type": "application/json" },
+      body: JSON.stringify({ texts: galleryTexts.map((text, i) => ({ id: `browser-text-${i}`, text })) }) });
+    check(t.ok, `POST /v1/texts: HTTP ${t.status} ${await t.text()}`);
   }
   log(hasGallery ? "the server has a gallery: search is tested" : `no gallery (GET /v1/images: ${galleryResp.status}): the search box must stay hidden`);
 
@@ -386,6 +391,18 @@ async function runTest(opts) {
       check(thumbs.every(([, w]) => w > 0), `thumbnails did not load: ${JSON.stringify(thumbs)}`);
       log(`${thumbs.length} search thumbnail(s) loaded`);
       await page.locator("#search-panel").screenshot({ path: join(opts.out, "page-search.png") });
+      // The chosen image finds the gallery's texts: each hit a stored text with its P(match).
+      const [textsResp] = await Promise.all([page.waitForResponse((r) => new URL(r.url()).pathname === "/v1/search/texts"),
+        page.click("#search-by-image")]);
+      const byImage = await textsResp.json();
+      check(textsResp.status() === 200 && byImage.results.length > 0, `/v1/search/texts: HTTP ${textsResp.status()} ${JSON.stringify(byImage).slice(0, 300)}`);
+      await page.waitForSelector('#search-results[data-kind="texts"] > li.text-hit');
+      const textHits = await page.$$eval("#search-results > li.text-hit", (lis) => lis.map((li) => li.innerText));
+      check(textHits.length === byImage.results.length && textHits.every((t, i) => t.includes(byImage.results[i].text) && /P\(match\) \d\.\d{3}/.test(t))
+        && byImage.results.every((r) => galleryTexts.includes(r.text)), `text hits ${JSON.stringify(textHits)} for ${JSON.stringify(byImage.results)}`);
+      check(/of \d+ texts/.test(await page.locator("#search-status").innerText()), `search status: ${await page.locator("#search-status").innerText()}`);
+      log(`search by the chosen image: ${textHits.length} text hit(s), first ${JSON.stringify(textHits[0])}`);
+      await page.locator("#search-panel").screenshot({ path: join(opts.out, "page-search-texts.png") });
     } else {
       check(await page.locator("#search-panel").isHidden(), "search box shown without a gallery");
     }

@@ -92,6 +92,7 @@ const nlvr2 = new NLVR2View(byId("nlvr2-statement"), byId("nlvr2-pair"), byId("n
 const refer = new ReferView(byId("refer-expression"), byId("refer-image"), byId("refer-boxes"), byId("refer-list"));
 const picker = new ModelPicker(modelSelect, (m) => chooseModel(m));
 const search = new Search(byId("search-panel"), byId("search-form"), byId("search-query"), byId("search-status"), byId("search-error"), byId("search-results"));
+byId("search-by-image").addEventListener("click", () => void search.byImage(state.image));
 /** showError shows message; auth marks an error that only wanted an API key (cleared once one is entered). */
 function showError(message, auth = false) {
     errorBox.textContent = message;

@@ -108,6 +108,7 @@ const refer = new ReferView(byId("refer-expression"), byId<HTMLImageElement>("re
 const picker = new ModelPicker(modelSelect, (m) => chooseModel(m));
 const search = new Search(byId("search-panel"), byId<HTMLFormElement>("search-form"), byId<HTMLInputElement>("search-query"),
   byId("search-status"), byId("search-error"), byId("search-results"));
+byId("search-by-image").addEventListener("click", () => void search.byImage(state.image));
 
 /** showError shows message; auth marks an error that only wanted an API key (cleared once one is entered). */
 function showError(message: string, auth = false): void {

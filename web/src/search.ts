@@ -1,16 +1,17 @@
-// Gallery search (POST /v1/search/images): shown only when the server has a gallery, i.e. when
-// GET /v1/images answers (an older server has no route; one without a gallery answers 503).
-// Hits are thumbnails with their scores; with evidence, each hit lists the regions its words
-// align to and outlines them on the thumbnail. Thumbnails come through the API helper (the key
+// Gallery search: shown only when the server has a gallery, i.e. when GET /v1/gallery answers
+// (an older server has no route; one without a gallery answers 503). A text finds images (POST
+// /v1/search/images): hits are thumbnails with their scores; with evidence, each hit lists the
+// regions its words align to and outlines them on the thumbnail. The page's chosen image finds
+// texts (POST /v1/search/texts): hits are the stored texts with their scores. Thumbnails come through the API helper (the key
 // goes in a header, which an <img src> cannot send) as object URLs, revoked with their results.
 
-import { ApiError, describe, getBlob, getJSON, isUnauthorized, postJSON, type Timings } from "./api.js";
+import { ApiError, describe, getBlob, getJSON, isUnauthorized, postImage, postJSON, type Timings } from "./api.js";
 import { fmt, h, pct } from "./dom.js";
 
 // The wire types of api/gallery.go that the page reads.
 interface RegionEvidence { region: number; share: number; box: [number, number, number, number]; label?: string; attribute?: string; }
 interface WordEvidence { word: string; start: number; end: number; regions: RegionEvidence[]; }
-interface Hit { id: string; score: number; logit: number; metadata?: unknown; evidence?: { by: "attention" | "ot"; ot_distance: number; words: WordEvidence[] }; }
+interface Hit { id: string; score: number; logit: number; text?: string; metadata?: unknown; evidence?: { by: "attention" | "ot"; ot_distance: number; words: WordEvidence[] }; }
 interface SearchResponse { results: Hit[]; mode: string; gallery_size: number; candidates: number; timings_ms: Timings; }
 interface GalleryImage { id: string; width: number; height: number; }
 
@@ -98,19 +99,41 @@ export class Search {
       this.error.hidden = false;
       return;
     }
+    await this.show(() => postJSON<SearchResponse>("/v1/search/images", { text, limit: 12, evidence: true }), "images",
+      (hit, rank, id) => this.renderHit(hit, rank, id));
+  }
+
+  /** byImage lists the gallery's texts that best match image (the page's chosen image). */
+  async byImage(image: Blob | null): Promise<void> {
+    this.error.hidden = true;
+    if (!image) {
+      this.error.textContent = "Choose an image first: upload one, drop one on the box, or pick a sample.";
+      this.error.hidden = false;
+      return;
+    }
+    await this.show(() => postImage<SearchResponse>("/v1/search/texts", image, [["limit", "12"]]), "texts",
+      (hit, rank) => h("li", { class: "text-hit" },
+        h("div", {}, h("strong", {}, `${rank + 1}. `), hit.text ?? hit.id),
+        h("div", { class: "muted" }, `P(match) ${fmt(hit.score, 3)} · logit ${fmt(hit.logit, 2)}`)));
+  }
+
+  /** show runs one search and shows its hits, unless a later search was started meanwhile. */
+  private async show(ask: () => Promise<SearchResponse>, noun: string,
+    render: (hit: Hit, rank: number, request: number) => HTMLElement): Promise<void> {
     const id = ++this.request;
     this.error.dataset.auth = "false";
     this.status.textContent = "Searching…";
     this.status.classList.add("busy");
     this.panel.setAttribute("aria-busy", "true");
     try {
-      const resp = await postJSON<SearchResponse>("/v1/search/images", { text, limit: 12, evidence: true });
+      const resp = await ask();
       if (id !== this.request) return;
       for (const url of this.thumbnails) URL.revokeObjectURL(url);
       this.thumbnails = [];
       this.shown = id;
-      this.results.replaceChildren(...resp.results.map((hit, rank) => this.renderHit(hit, rank, id)));
-      this.status.textContent = `${resp.results.length} of ${resp.gallery_size} images (${resp.mode}, ${resp.candidates} scored, ${Math.round(resp.timings_ms.total)} ms)`;
+      this.results.dataset.kind = noun;
+      this.results.replaceChildren(...resp.results.map((hit, rank) => render(hit, rank, id)));
+      this.status.textContent = `${resp.results.length} of ${resp.gallery_size} ${noun} (${resp.mode}, ${resp.candidates} scored, ${Math.round(resp.timings_ms.total)} ms)`;
     } catch (e) {
       if (id !== this.request) return;
       this.error.textContent = describe(e);
