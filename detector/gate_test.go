@@ -34,17 +34,23 @@ func (g *blockingGraph) Run(ctx context.Context, pixels []float32, height, width
 	return Outputs{}, ErrNoProposals
 }
 
-// TestGateBoundsMemory: with a budget for two images' pixels and inputs, a third detection
-// waits at the gate (before decoding) until one of the first two has finished its graph run,
-// and a detection whose caller leaves while it waits stops with the caller's error.
-func TestGateBoundsMemory(t *testing.T) {
+// gatedDetector is a detector on a blockingGraph behind a gate with room for two and a half
+// 100×50 images (their pixels and inputs), whose graph runs hold graphImages such images more.
+func gatedDetector(t *testing.T, graphImages int64) (*Detector, *blockingGraph, []byte) {
 	spec := PreprocessSpec{ChannelOrder: "RGB", PixelStd: [3]float32{1, 1, 1}, ShorterSide: 100}
 	_, wr, hr := ResizeScale(100, 50, spec)
 	perImage := int64(100*50*decodeBytesPerPixel + 12*wr*hr)
 	g := &blockingGraph{entered: make(chan struct{}, 8), release: make(chan struct{})}
 	d := &Detector{Graph: g, Preprocess: spec, Selection: SelectionSpec{NMSIoU: 0.3, MinBoxes: 1, MaxBoxes: 10},
-		MaxRegions: 10, ClassDim: 3, FeatureDim: 2, Gate: NewGate(2*perImage + perImage/2)}
-	img := pngBytes(t, 100, 50)
+		MaxRegions: 10, ClassDim: 3, FeatureDim: 2, Gate: NewGate(2*perImage + perImage/2), GraphBytes: graphImages * perImage}
+	return d, g, pngBytes(t, 100, 50)
+}
+
+// TestGateBoundsMemory: with a budget for two images' pixels and inputs, a third detection
+// waits at the gate (before decoding) until one of the first two has finished its graph run,
+// and a detection whose caller leaves while it waits stops with the caller's error.
+func TestGateBoundsMemory(t *testing.T) {
+	d, g, img := gatedDetector(t, 0)
 
 	var wg sync.WaitGroup
 	for range 3 {
@@ -85,13 +91,7 @@ func TestGateBoundsMemory(t *testing.T) {
 // What a graph run holds beyond its input (Detector.GraphBytes) counts too: with it, the
 // budget that let two detections run at once lets one.
 func TestGateCountsGraphBytes(t *testing.T) {
-	spec := PreprocessSpec{ChannelOrder: "RGB", PixelStd: [3]float32{1, 1, 1}, ShorterSide: 100}
-	_, wr, hr := ResizeScale(100, 50, spec)
-	perImage := int64(100*50*decodeBytesPerPixel + 12*wr*hr)
-	g := &blockingGraph{entered: make(chan struct{}, 8), release: make(chan struct{})}
-	d := &Detector{Graph: g, Preprocess: spec, Selection: SelectionSpec{NMSIoU: 0.3, MinBoxes: 1, MaxBoxes: 10},
-		MaxRegions: 10, ClassDim: 3, FeatureDim: 2, Gate: NewGate(2*perImage + perImage/2), GraphBytes: perImage}
-	img := pngBytes(t, 100, 50)
+	d, g, img := gatedDetector(t, 1)
 	var wg sync.WaitGroup
 	for range 2 {
 		wg.Go(func() {
