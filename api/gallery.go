@@ -610,9 +610,17 @@ func (s *Server) searchResponse(res *retrieval.Results, start time.Time) SearchR
 	s.metrics.stage("search_first_stage", t.FirstStage)
 	s.metrics.stage("search_scoring", t.Scoring)
 	s.metrics.stage("search_evidence", t.Evidence)
+	out := NewSearchResponse(res, s.def().info.Name)
+	out.Timings.Total = since(start)
+	return out
+}
+
+// NewSearchResponse is a search's answer on the wire (the CLI's `uniter search --json` too);
+// Timings.Total is left to the caller.
+func NewSearchResponse(res *retrieval.Results, model string) SearchResponse {
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 	out := SearchResponse{Results: make([]SearchHit, len(res.Hits)), Mode: string(res.Mode), GallerySize: res.Gallery,
-		Candidates: res.Candidates, FirstStage: res.FirstStage, Mentions: res.Mentions, Model: s.def().info.Name,
+		Candidates: res.Candidates, FirstStage: res.FirstStage, Mentions: res.Mentions, Model: model,
 		Timings: SearchTimings{Detect: ms(res.Timing.Detect), FirstStage: ms(res.Timing.FirstStage),
 			Scoring: ms(res.Timing.Scoring), Evidence: ms(res.Timing.Evidence)}}
 	if res.Query != nil {
@@ -632,6 +640,5 @@ func (s *Server) searchResponse(res *retrieval.Results, start time.Time) SearchR
 			out.Results[i].Evidence = e
 		}
 	}
-	out.Timings.Total = since(start)
 	return out
 }

@@ -187,6 +187,31 @@ func TestGalleryIndexRestartSearch(t *testing.T) {
 		t.Errorf("text after restart: %d %s", status, raw)
 	}
 	s.stop(t)
+
+	// The CLI searches the same gallery once the server has let it go: the same ranking.
+	code, stdout, stderr = runUniter(t, work, env, "search", "--bundle", bundle, "--data-dir", data,
+		"--text", "a red circle left of a green square", "--limit", "8", "--json")
+	var cli api.SearchResponse
+	if code != 0 {
+		t.Fatalf("uniter search --json: exit %d\nstderr: %s", code, stderr)
+	}
+	decodeStrict(t, []byte(stdout), &cli)
+	if len(cli.Results) != len(after.Results) || cli.GallerySize != 7 {
+		t.Fatalf("uniter search: %d results of %d", len(cli.Results), cli.GallerySize)
+	}
+	for i, h := range cli.Results {
+		if h.ID != after.Results[i].ID || math.Abs(float64(h.Logit-after.Results[i].Logit)) > 1e-5 {
+			t.Errorf("uniter search, hit %d: %s %v, the server's %s %v", i, h.ID, h.Logit, after.Results[i].ID, after.Results[i].Logit)
+		}
+	}
+	code, stdout, stderr = runUniter(t, work, env, "search", "--bundle", bundle, "--data-dir", data, "--image-id", "img-1", "--limit", "2")
+	if code != 0 || !strings.Contains(stdout, "2 of 3 texts (exact, 3 scored)") || !strings.Contains(stdout, "TEXT") {
+		t.Errorf("uniter search --image-id: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+	code, _, stderr = runUniter(t, work, env, "search", "--bundle", bundle, "--data-dir", data, "--text", "a", "--image-id", "img-1")
+	if code == 0 || !strings.Contains(stderr, "exactly one of --text, --image and --image-id") {
+		t.Errorf("uniter search with two queries: exit %d, stderr %s", code, stderr)
+	}
 	openGalleryDir(t, data).Close()
 }
 

@@ -67,7 +67,7 @@ func newRoot() *cobra.Command {
 	}
 	root.AddCommand(serveCmd(load), matchCmd(load), alignCmd(load), regionsCmd(load), runGraphCmd(load), extractCmd(load), evalCmd(load))
 	root.AddCommand(synthCmd(), keygenCmd())
-	root.AddCommand(indexCmd(load), indexTextsCmd(load), importFeaturesCmd(load), evalGalleryCmd(load))
+	root.AddCommand(indexCmd(load), indexTextsCmd(load), importFeaturesCmd(load), evalGalleryCmd(load), searchCmd(load))
 	root.AddCommand(attentionStatsCmd(load))
 	root.AddCommand(vqaCmd(load), entailCmd(load), nlvr2Cmd(load), referCmd(load))
 	root.AddCommand(healthcheckCmd(load), profileSummaryCmd())
