@@ -45,16 +45,7 @@ PYEOF
     --vocab bundles/shapes-uniter/vocab.txt --labels bundles/shapes-uniter/region_labels.txt --lowercase \
     --name shapes-uniter --out "$WORK/$name-export" > "$WORK/$name-export.log" 2>&1
   cp -r bundles/shapes-uniter "$WORK/$name-bundle"
-  "$PY" - "$WORK/$name-bundle" "$WORK/$name-export" <<'PYEOF'
-import hashlib, json, os, shutil, sys
-out, exp = sys.argv[1:]
-m = json.load(open(f"{out}/manifest.json"))
-for g in m["graphs"].values():
-    if os.path.exists(f"{exp}/{g['file']}"):
-        shutil.copy(f"{exp}/{g['file']}", f"{out}/{g['file']}")
-        g["sha256"] = hashlib.sha256(open(f"{out}/{g['file']}", "rb").read()).hexdigest()
-json.dump(m, open(f"{out}/manifest.json", "w"), indent=2)
-PYEOF
+  "$PY" scripts/swap-graphs.py "$WORK/$name-bundle" "$WORK/$name-export"
   bin/uniter eval --split "$SPLIT" --bundle "$WORK/$name-bundle" -q --out "$WORK/$name-$SPLIT.json"
 done
 
