@@ -14,11 +14,17 @@
 #   DURATION     measured window per level (default 15s)
 #   OUT          the JSON report (default .cache/bench/load.json)
 #   LOAD_FLAGS   more uniter-load flags, e.g. "--modes fresh --no-backoff --api-key K"
+#   MODE         batching: instead of the sweep, the dynamic-batching measurement of
+#                docs/benchmarks.md (cached images, one short text per request from 1, 4 and 16
+#                clients, then one request of 16 texts); OUT is then a prefix: OUT-one-text.json
+#                and OUT-16-texts.json (default .cache/bench/batching). With BASE, as committed:
+#                BASE=4cc8776 MODE=batching OUT=docs/reports/bench-spinning bash scripts/bench-load.sh
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 bench=.cache/bench
 out=${OUT:-$bench/load.json}
+[ "${MODE:-}" = batching ] && out=${OUT:-$bench/batching}.json # only its folder is used
 export UNITER_ORT_LIBRARY=${UNITER_ORT_LIBRARY:-$root/.cache/onnxruntime/lib/libonnxruntime.so}
 [ -f "$UNITER_ORT_LIBRARY" ] || { echo "bench-load: no ONNX Runtime at $UNITER_ORT_LIBRARY: run 'make ort'" >&2; exit 1; }
 mkdir -p "$bench" "$(dirname "$out")"
@@ -37,6 +43,17 @@ if [ -n "${BASE:-}" ]; then
            --binary "$bench/uniter" --label "tree-$(git describe --always --dirty)")
 fi
 
+if [ "${MODE:-}" = batching ]; then
+  prefix=${OUT:-$bench/batching}
+  text="a red circle"
+  sixteen=()
+  for _ in $(seq 16); do sixteen+=(--text "$text"); done
+  "$bench/uniter-load" "${servers[@]}" --modes cached --concurrency "${CONCURRENCY:-1,4,16}" --duration "${DURATION:-12s}" \
+    --text "$text" --out "$prefix-one-text.json" | tee "$prefix-one-text.md"
+  "$bench/uniter-load" "${servers[@]}" --modes cached --concurrency 1 --duration "${DURATION:-12s}" \
+    "${sixteen[@]}" --out "$prefix-16-texts.json" | tee "$prefix-16-texts.md"
+  exit 0
+fi
 flags=(--concurrency "${CONCURRENCY:-4,8,16,32,64,128,256}" --duration "${DURATION:-15s}" --capacity-levels --out "$out")
 [ -z "${CAPACITY:-}" ] || flags+=(--capacity "$CAPACITY")
 # shellcheck disable=SC2086 # LOAD_FLAGS is a list of words
