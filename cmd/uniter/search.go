@@ -29,13 +29,13 @@ func searchCmd(load loader) *cobra.Command {
 			"(data_dir, or gallery.dsn): a bbolt gallery must not be open in a running `uniter serve`.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var given []string
-			for flag, v := range map[string]string{"--text": text, "--image": imageFile, "--image-id": imageID} {
+			queries := 0
+			for _, v := range []string{text, imageFile, imageID} {
 				if v != "" {
-					given = append(given, flag)
+					queries++
 				}
 			}
-			if len(given) != 1 {
+			if queries != 1 {
 				return errors.New("give exactly one of --text, --image and --image-id")
 			}
 			q := retrieval.Query{Text: text, ImageID: imageID, Limit: limit, Offset: offset, Mode: retrieval.Mode(mode),
