@@ -562,15 +562,7 @@ func (s *Server) searchTexts(c *gin.Context) (any, error) {
 // readSearchTextsMultipart reads POST /v1/search/texts sent as multipart/form-data: an "image"
 // file or an "image_id" field, and the search options as fields of the same names as in JSON.
 func readSearchTextsMultipart(c *gin.Context) (body SearchTextsRequest, image []byte, err error) {
-	integer := func(name, value string, dst *int) error {
-		n, err := strconv.Atoi(strings.TrimSpace(value))
-		if err != nil {
-			return badRequest("invalid_"+name, "%s: %s is not an integer", name, quoteInput(value))
-		}
-		*dst = n
-		return nil
-	}
-	err = eachPart(c, func(name string, raw []byte) error {
+	err = eachPart(c, func(name string, raw []byte) (err error) {
 		value := string(raw)
 		switch name {
 		case "image":
@@ -581,25 +573,22 @@ func readSearchTextsMultipart(c *gin.Context) (body SearchTextsRequest, image []
 		case "image_id":
 			body.ImageID = strings.TrimSpace(value)
 		case "limit":
-			return integer(name, value, &body.Limit)
+			body.Limit, err = formInt(name, value)
 		case "offset":
-			return integer(name, value, &body.Offset)
+			body.Offset, err = formInt(name, value)
 		case "candidates":
-			return integer(name, value, &body.Candidates)
+			body.Candidates, err = formInt(name, value)
 		case "mode":
 			body.Mode = strings.TrimSpace(value)
 		case "evidence_by":
 			body.EvidenceBy = strings.TrimSpace(value)
 		case "evidence":
-			var err error
-			if body.Evidence, err = strconv.ParseBool(strings.TrimSpace(value)); err != nil {
-				return badRequest("invalid_evidence", "evidence: %s is not a boolean", quoteInput(value))
-			}
+			body.Evidence, err = formBool(name, value)
 		default:
 			return badRequest("unknown_field", "multipart: unknown field %s (want image or image_id, limit, offset, "+
 				"mode, candidates, evidence, evidence_by)", quoteInput(name))
 		}
-		return nil
+		return err
 	})
 	return body, image, err
 }

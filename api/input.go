@@ -154,6 +154,24 @@ func multipartErr(err error) error {
 	return badRequest("malformed_multipart", "multipart body: %v", err)
 }
 
+// formBool reads a multipart boolean field (invalid_<name> when it is not one).
+func formBool(name, value string) (bool, error) {
+	v, err := strconv.ParseBool(strings.TrimSpace(value))
+	if err != nil {
+		return false, badRequest("invalid_"+name, "%s: %s is not a boolean", name, quoteInput(value))
+	}
+	return v, nil
+}
+
+// formInt reads a multipart integer field (invalid_<name> when it is not one).
+func formInt(name, value string) (int, error) {
+	n, err := strconv.Atoi(strings.TrimSpace(value))
+	if err != nil {
+		return 0, badRequest("invalid_"+name, "%s: %s is not an integer", name, quoteInput(value))
+	}
+	return n, nil
+}
+
 func (r *request) setField(name, value string) error {
 	var err error
 	switch name {
@@ -167,20 +185,11 @@ func (r *request) setField(name, value string) error {
 	case "top_k":
 		r.topK, err = fieldTopK.parse(value)
 	case "without_image":
-		r.withoutImage, err = strconv.ParseBool(strings.TrimSpace(value))
-		if err != nil {
-			err = badRequest("invalid_without_image", "without_image: %s is not a boolean", quoteInput(value))
-		}
+		r.withoutImage, err = formBool(name, value)
 	case "attention":
-		r.attention, err = strconv.ParseBool(strings.TrimSpace(value))
-		if err != nil {
-			err = badRequest("invalid_attention", "attention: %s is not a boolean", quoteInput(value))
-		}
+		r.attention, err = formBool(name, value)
 	case "features":
-		r.features, err = strconv.ParseBool(strings.TrimSpace(value))
-		if err != nil {
-			err = badRequest("invalid_features", "features: %s is not a boolean", quoteInput(value))
-		}
+		r.features, err = formBool(name, value)
 	case "feature_dtype":
 		r.featureDType = strings.TrimSpace(value)
 	default:
